@@ -1,0 +1,9 @@
+//! What every Tessera service shares about the wire: the gRPC API (`pb`), the RESP codec (`resp`),
+//! key -> slot hashing (`slot`), the command table (`command`) and the cluster topology with its
+//! Redis renderings (`topology`).
+
+pub mod command;
+pub mod pb;
+pub mod resp;
+pub mod slot;
+pub mod topology;

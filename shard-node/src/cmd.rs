@@ -1,0 +1,1 @@
+//! Commands, one file per family. (Owned by the data-path work.)

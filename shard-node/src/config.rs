@@ -1,0 +1,3 @@
+//! The node's configuration. (Owned by the cluster work.)
+
+pub struct Config {}

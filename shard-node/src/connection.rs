@@ -1,0 +1,1 @@
+//! One client connection. (Owned by the data-path work.)

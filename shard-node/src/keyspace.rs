@@ -1,0 +1,3 @@
+//! The per-slot keyspace. (Owned by the data-path work.)
+
+pub struct Keyspace {}

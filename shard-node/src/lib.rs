@@ -1,0 +1,21 @@
+//! Tessera's shard node: a RESP server holding the keys of the hash slots the control plane assigns
+//! it, kept on disk in an append-only file, and answering MOVED / CLUSTERDOWN by the shared rule.
+//!
+//! Layout: `node` wires everything (`run`); `cluster` follows the control plane (registration,
+//! topology watch, heartbeats, peer probes, write lease); `aof` persists writes; `server` and
+//! `connection` speak RESP to clients; `cmd` holds one file per command family; `keyspace` is the
+//! per-slot store.
+
+pub mod aof;
+pub mod cluster;
+pub mod cmd;
+pub mod config;
+pub mod connection;
+pub mod keyspace;
+pub mod node;
+pub mod node_id;
+pub mod server;
+pub mod state;
+
+pub use config::Config;
+pub use node::run;

@@ -1,0 +1,1 @@
+//! Node id kept in the data directory. (Owned by the cluster work.)

@@ -1,0 +1,17 @@
+//! What every connection of a node shares: the keyspace, the node's view of the cluster, the
+//! append-only file and the server's counters.
+
+use std::sync::Arc;
+
+use crate::aof::Aof;
+use crate::cluster::ClusterView;
+use crate::keyspace::Keyspace;
+
+/// Shared by all connections through an `Arc`.
+pub struct NodeState {
+    pub keyspace: Keyspace,
+    pub cluster: ClusterView,
+    /// `None` when persistence is off (tests that need no disk).
+    pub aof: Option<Arc<Aof>>,
+    pub stats: crate::server::ServerStats,
+}
