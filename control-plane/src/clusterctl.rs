@@ -1,0 +1,239 @@
+//! `clusterctl`, the operator's command line: each subcommand is one gRPC call (or a few) to the
+//! control plane, printed in `redis-cli --cluster` shapes. The binary only parses and wires; the
+//! commands live here so tests can drive them.
+
+pub mod create;
+pub mod report;
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use tessera_proto::pb;
+use tessera_proto::pb::control_plane_client::ControlPlaneClient;
+use tessera_proto::topology::render::{self, MessageStats};
+use tessera_proto::topology::{Topology, TopologyError};
+use tonic::transport::Channel;
+
+/// Tessera's operator CLI: create the cluster, inspect it, change its settings.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "clusterctl", version)]
+pub struct Cli {
+    /// The control plane's gRPC URL.
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub control_plane: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Assigns the slots over the given nodes (host:port, each registered), as
+    /// `redis-cli --cluster create` does, after showing the plan and asking for `yes`.
+    Create {
+        /// host:port of each node, in order.
+        #[arg(required = true)]
+        addresses: Vec<String>,
+        /// Replicas per master (only 0 until failover arrives).
+        #[arg(long, alias = "cluster-replicas", default_value_t = 0)]
+        replicas: u32,
+        /// Apply without asking.
+        #[arg(long, alias = "cluster-yes")]
+        yes: bool,
+        /// Succeed without doing anything when the cluster already exists (for init steps that
+        /// run on every `docker-compose up`).
+        #[arg(long)]
+        if_not_created: bool,
+        /// How long to wait for every node to hold the new configuration (humantime).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Checks the cluster as `redis-cli --cluster check` does; exits 1 if slots are not covered.
+    Check,
+    /// Prints CLUSTER INFO for the whole cluster.
+    Info,
+    /// Prints CLUSTER NODES for the whole cluster.
+    Nodes,
+    /// Changes a setting: require-full-coverage yes|no, allow-reads-when-down yes|no,
+    /// node-timeout MILLISECONDS.
+    Set { name: String, value: String },
+    /// Prints the settings.
+    Get,
+}
+
+/// Why a command failed; the binary prints it as `[ERR] <message>` and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("cannot reach the control plane at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The control plane refused or failed the call: its message is the operator's answer.
+    #[error("{}", .0.message())]
+    Rpc(#[from] tonic::Status),
+    #[error("the control plane sent an invalid topology: {0}")]
+    Topology(#[from] TopologyError),
+    #[error("the control plane sent no topology")]
+    MissingTopology,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The operator did not type `yes`: nothing printed, exit 1.
+    #[error("aborted")]
+    Aborted,
+    /// The check found problems (already printed): exit 1.
+    #[error("check failed")]
+    CheckFailed,
+    #[error("nodes did not take the new configuration within {waited:?}: {lagging}")]
+    JoinTimeout { waited: Duration, lagging: String },
+}
+
+impl CtlError {
+    /// Whether the error's text is worth printing (it was not already shown to the operator).
+    pub fn is_silent(&self) -> bool {
+        matches!(self, CtlError::Aborted | CtlError::CheckFailed)
+    }
+}
+
+/// Bound on waiting for nodes to report the current topology before `check` calls it a
+/// disagreement (they report it with their next heartbeat).
+const AGREEMENT_WAIT: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(100);
+
+/// Connects to the control plane.
+pub async fn connect(url: &str) -> Result<ControlPlaneClient<Channel>, CtlError> {
+    ControlPlaneClient::connect(url.to_string())
+        .await
+        .map_err(|source| CtlError::Connect {
+            url: url.to_string(),
+            source,
+        })
+}
+
+/// Runs one command; `input` answers the confirmation prompt, `out` gets what is printed.
+pub async fn execute(
+    cli: Cli,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let mut client = connect(&cli.control_plane).await?;
+    match cli.command {
+        Command::Create {
+            addresses,
+            replicas,
+            yes,
+            if_not_created,
+            wait,
+        } => {
+            let options = create::Options {
+                addresses,
+                replicas,
+                yes,
+                if_not_created,
+                wait,
+            };
+            create::run(&mut client, options, input, out).await
+        }
+        Command::Check => check(&mut client, out).await,
+        Command::Info => {
+            let (topology, _) = fetch(&mut client).await?;
+            write!(
+                out,
+                "{}",
+                render::cluster_info(&topology, None, &MessageStats::default())
+            )?;
+            Ok(())
+        }
+        Command::Nodes => {
+            let (topology, _) = fetch(&mut client).await?;
+            let now = crate::controller::now_ms();
+            write!(out, "{}", render::cluster_nodes(&topology, None, now))?;
+            Ok(())
+        }
+        Command::Set { name, value } => {
+            client
+                .set_setting(pb::SetSettingRequest { name, value })
+                .await?;
+            writeln!(out, "OK")?;
+            Ok(())
+        }
+        Command::Get => {
+            let (topology, _) = fetch(&mut client).await?;
+            let s = topology.settings;
+            let yes_no = |on: bool| if on { "yes" } else { "no" };
+            writeln!(
+                out,
+                "require-full-coverage {}",
+                yes_no(s.require_full_coverage)
+            )?;
+            writeln!(
+                out,
+                "allow-reads-when-down {}",
+                yes_no(s.allow_reads_when_down)
+            )?;
+            writeln!(out, "node-timeout {}", s.node_timeout_ms)?;
+            Ok(())
+        }
+    }
+}
+
+/// The topology from GetTopology, and each node's reported topology version by id.
+pub async fn fetch(
+    client: &mut ControlPlaneClient<Channel>,
+) -> Result<(Topology, HashMap<String, u64>), CtlError> {
+    let wire = client
+        .get_topology(pb::GetTopologyRequest {})
+        .await?
+        .into_inner();
+    from_wire(wire)
+}
+
+/// Splits a wire topology into the domain topology and the per-node reported versions (a field
+/// only the operator needs, so the domain type does not carry it).
+pub fn from_wire(wire: pb::Topology) -> Result<(Topology, HashMap<String, u64>), CtlError> {
+    let reported = wire
+        .nodes
+        .iter()
+        .map(|n| (n.id.clone(), n.topology_version))
+        .collect();
+    Ok((Topology::try_from(wire)?, reported))
+}
+
+/// `check`: the summary, then the cluster check once the nodes agree (or the wait ran out).
+async fn check(
+    client: &mut ControlPlaneClient<Channel>,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let (topology, reported) = wait_for_agreement(client, AGREEMENT_WAIT).await?;
+    write!(out, "{}", report::summary(&topology))?;
+    let result = report::cluster_check(&topology, &reported);
+    write!(out, "{}", result.text)?;
+    if result.ok {
+        Ok(())
+    } else {
+        Err(CtlError::CheckFailed)
+    }
+}
+
+/// Polls GetTopology until no live node lags behind the current version, for at most `limit`;
+/// returns the last topology seen either way.
+async fn wait_for_agreement(
+    client: &mut ControlPlaneClient<Channel>,
+    limit: Duration,
+) -> Result<(Topology, HashMap<String, u64>), CtlError> {
+    let started = Instant::now();
+    loop {
+        let (topology, reported) = fetch(client).await?;
+        if report::lagging(&topology, &reported).is_empty() || started.elapsed() >= limit {
+            return Ok((topology, reported));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

@@ -1,0 +1,164 @@
+//! The doing half of the control plane: holds the `ClusterState` behind one lock, runs each change
+//! on a copy, saves the copy before it becomes the truth (an RPC answers only after its change is
+//! durable), and publishes every new version on a `watch` channel for WatchTopology.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tessera_proto::topology::{Settings, Topology};
+use tokio::sync::{watch, Mutex};
+
+use crate::error::Error;
+use crate::resolve::{self, Announced};
+use crate::settings::SettingChange;
+use crate::state::{Beat, ClusterState, Registration};
+use crate::store::StateStore;
+
+/// The cluster's single writer.
+pub struct Controller {
+    state: Mutex<ClusterState>,
+    store: Arc<dyn StateStore>,
+    published: watch::Sender<Arc<Topology>>,
+}
+
+/// Unix time in ms.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Controller {
+    /// Loads the persisted state, or starts empty with `defaults` when nothing was saved yet.
+    pub async fn open(store: Arc<dyn StateStore>, defaults: Settings) -> Result<Controller, Error> {
+        let now = now_ms();
+        let state = match store.load().await? {
+            Some(persisted) => {
+                let state = ClusterState::from_persisted(persisted, now)?;
+                tracing::info!(
+                    version = state.version(),
+                    nodes = state.nodes().len(),
+                    created = state.is_created(),
+                    "loaded persisted state"
+                );
+                state
+            }
+            None => {
+                tracing::info!("no persisted state: starting an empty cluster");
+                ClusterState::new(defaults)
+            }
+        };
+        let (published, _) = watch::channel(Arc::new(state.snapshot(now)));
+        Ok(Controller {
+            state: Mutex::new(state),
+            store,
+            published,
+        })
+    }
+
+    /// The published topology: the current one, then every newer version.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Topology>> {
+        self.published.subscribe()
+    }
+
+    /// Runs `change` on a copy of the state; when it reports a change, saves and publishes the copy
+    /// before making it the truth. On error nothing is applied.
+    async fn apply<T>(
+        &self,
+        change: impl FnOnce(&mut ClusterState, u64) -> Result<(T, bool), Error>,
+    ) -> Result<T, Error> {
+        let now = now_ms();
+        let mut state = self.state.lock().await;
+        let mut next = state.clone();
+        let (out, changed) = change(&mut next, now)?;
+        if changed {
+            self.store.save(&next.to_persisted()).await?;
+            self.published.send_replace(Arc::new(next.snapshot(now)));
+            tracing::debug!(version = next.version(), "published topology");
+        }
+        *state = next;
+        Ok(out)
+    }
+
+    /// RegisterNode: returns the topology the node should start from.
+    pub async fn register(&self, reg: Registration) -> Result<Arc<Topology>, Error> {
+        tracing::info!(node = %reg.id, address = %format_args!("{}:{}", reg.host, reg.port), "node registered");
+        self.apply(|state, now| {
+            let changed = state.register(reg, now);
+            Ok((Arc::new(state.snapshot(now)), changed))
+        })
+        .await
+    }
+
+    /// Heartbeat: returns the topology version the control plane holds.
+    pub async fn heartbeat(&self, beat: Beat) -> Result<u64, Error> {
+        self.apply(|state, now| {
+            let changed = state.heartbeat(beat, now)?;
+            Ok((state.version(), changed))
+        })
+        .await
+    }
+
+    /// CreateCluster: matches addresses to nodes, then assigns slots (or only plans, on dry run).
+    pub async fn create(
+        &self,
+        addresses: Vec<String>,
+        replicas: u32,
+        dry_run: bool,
+    ) -> Result<Topology, Error> {
+        let registered: Vec<Announced> = {
+            let state = self.state.lock().await;
+            state.check_create(addresses.len(), replicas)?;
+            state
+                .nodes()
+                .iter()
+                .map(|n| Announced {
+                    id: n.id.clone(),
+                    host: n.host.clone(),
+                    port: n.port,
+                })
+                .collect()
+        };
+        // Name resolution happens without the lock held.
+        let ids = resolve::match_addresses(&addresses, &registered).await?;
+        let plan = self
+            .apply(|state, now| state.create(&ids, dry_run, now))
+            .await?;
+        if !dry_run {
+            tracing::info!(
+                masters = ids.len(),
+                version = plan.version,
+                "cluster created"
+            );
+        }
+        Ok(plan)
+    }
+
+    /// SetSetting: returns the settings now in force.
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<Settings, Error> {
+        let change = SettingChange::parse(name, value)?;
+        let settings = self
+            .apply(|state, _| {
+                let changed = state.set_setting(change);
+                Ok((state.settings(), changed))
+            })
+            .await?;
+        tracing::info!(name, value, "setting changed");
+        Ok(settings)
+    }
+
+    /// GetTopology: the current topology with fresh heartbeat fields, and the topology version each
+    /// node last reported holding (by node id).
+    pub async fn topology(&self) -> (Topology, HashMap<String, u64>) {
+        let state = self.state.lock().await;
+        (state.snapshot(now_ms()), state.reported_versions())
+    }
+
+    /// One failure-detector round; run every ~100 ms.
+    pub async fn tick(&self) -> Result<(), Error> {
+        self.apply(|state, now| Ok(((), state.detect_failures(now))))
+            .await
+    }
+}

@@ -1,0 +1,456 @@
+//! The control plane's gRPC API against a real server on port 0: registration, creation, the
+//! watch stream, settings, errors, failure detection and persistence across a restart.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{addresses, node, node_id, register, wait_for, Beaters, Server};
+use tessera_proto::pb;
+use tonic::Code;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn ranges(topology: &pb::Topology) -> Vec<(u32, u32, String)> {
+    let mut ranges: Vec<_> = topology
+        .slots
+        .iter()
+        .map(|r| (r.start, r.end, r.node_id.clone()))
+        .collect();
+    ranges.sort();
+    ranges
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_create_watch_settings_and_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), LONG).await;
+    let mut client = server.client().await;
+
+    let mut watch = client
+        .watch_topology(pb::WatchTopologyRequest { after_version: 0 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("first message in time")
+        .expect("stream ok")
+        .expect("a topology");
+    assert!(!first.created);
+
+    for n in 1..=3 {
+        register(&mut client, n).await;
+    }
+    let before = client
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .expect("topology")
+        .into_inner();
+    assert_eq!(before.nodes.len(), 3);
+    assert!(before
+        .nodes
+        .iter()
+        .all(|n| n.role == pb::NodeRole::Master as i32));
+    assert!(before.slots.is_empty());
+
+    // Refusals, each with its code and words.
+    let create = |addresses: Vec<String>, replicas, dry_run| pb::CreateClusterRequest {
+        addresses,
+        replicas,
+        dry_run,
+    };
+    let err = client
+        .create_cluster(create(addresses(&[1, 2]), 0, false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .starts_with("Redis Cluster requires at least 3 master nodes."),
+        "{}",
+        err.message()
+    );
+    let err = client
+        .create_cluster(create(addresses(&[1, 2, 3, 4, 5, 6]), 1, false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(
+        err.message(),
+        "replicas arrive with failover; use --replicas 0"
+    );
+    let err = client
+        .create_cluster(create(addresses(&[1, 2, 9]), 0, false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("127.0.0.1:7008"),
+        "{}",
+        err.message()
+    );
+
+    // Dry run: the plan, nothing applied.
+    let plan = client
+        .create_cluster(create(addresses(&[1, 2, 3]), 0, true))
+        .await
+        .expect("dry run")
+        .into_inner()
+        .topology
+        .expect("plan");
+    assert!(plan.created);
+    let unchanged = client
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .expect("topology")
+        .into_inner();
+    assert!(!unchanged.created);
+    assert_eq!(unchanged.version, before.version);
+
+    // Create, by the name "localhost" for one node (resolved to 127.0.0.1).
+    let mut requested = addresses(&[1, 2, 3]);
+    requested[2] = "localhost:7002".into();
+    let created = client
+        .create_cluster(create(requested, 0, false))
+        .await
+        .expect("create")
+        .into_inner()
+        .topology
+        .expect("topology");
+    assert!(created.created);
+    assert!(created.version > before.version);
+    assert_eq!(created.current_epoch, 3);
+    let want = vec![
+        (0, 5460, node_id(1).to_string()),
+        (5461, 10922, node_id(2).to_string()),
+        (10923, 16383, node_id(3).to_string()),
+    ];
+    assert_eq!(ranges(&created), want);
+    assert_eq!(ranges(&plan), want);
+    for (n, epoch) in [(1, 1), (2, 2), (3, 3)] {
+        assert_eq!(node(&created, n).config_epoch, epoch);
+    }
+
+    // The watch sees the created topology (bounded: skip intermediate versions).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = tokio::time::timeout(Duration::from_secs(5), watch.message())
+            .await
+            .expect("watch message in time")
+            .expect("stream ok")
+            .expect("a topology");
+        assert!(seen.version > first.version);
+        if seen.version == created.version {
+            assert!(seen.created);
+            assert_eq!(ranges(&seen), want);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watch never showed the created topology"
+        );
+    }
+
+    let err = client
+        .create_cluster(create(addresses(&[1, 2, 3]), 0, false))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(err.message(), "cluster already created");
+
+    // A watcher that already holds the current version gets nothing until the next change.
+    let mut late = client
+        .watch_topology(pb::WatchTopologyRequest {
+            after_version: created.version,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), late.message())
+            .await
+            .is_err(),
+        "nothing newer to send yet"
+    );
+
+    // Settings.
+    let settings = client
+        .set_setting(pb::SetSettingRequest {
+            name: "require-full-coverage".into(),
+            value: "no".into(),
+        })
+        .await
+        .expect("set")
+        .into_inner();
+    assert!(!settings.require_full_coverage);
+    let settings = client
+        .set_setting(pb::SetSettingRequest {
+            name: "node-timeout".into(),
+            value: "45000".into(),
+        })
+        .await
+        .expect("set")
+        .into_inner();
+    assert_eq!(settings.node_timeout_ms, 45_000);
+    for (name, value) in [
+        ("require-full-coverage", "maybe"),
+        ("colour", "red"),
+        ("node-timeout", "x"),
+    ] {
+        let err = client
+            .set_setting(pb::SetSettingRequest {
+                name: name.into(),
+                value: value.into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{name} {value}");
+    }
+    let changed = tokio::time::timeout(Duration::from_secs(5), late.message())
+        .await
+        .expect("setting change in time")
+        .expect("stream ok")
+        .expect("a topology");
+    assert!(changed.version > created.version);
+    assert!(!changed.settings.expect("settings").require_full_coverage);
+
+    // Unknown node, bad id.
+    let err = client
+        .heartbeat(pb::HeartbeatRequest {
+            node_id: node_id(9).to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = client
+        .register_node(pb::RegisterNodeRequest {
+            node_id: "not-an-id".into(),
+            announce_host: "127.0.0.1".into(),
+            announce_port: 7000,
+            announce_bus_port: 17000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // Restart on the same data dir: everything that matters is back. Open watches end.
+    let before_restart = client
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .expect("topology")
+        .into_inner();
+    server.stop().await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        // Bounded: the stream must end (None or an error) after shutdown.
+        for _ in 0..100 {
+            match watch.message().await {
+                Ok(Some(_)) => continue,
+                _ => return true,
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "watch stream ends at shutdown");
+
+    let server = Server::start(dir.path(), Duration::from_secs(1)).await;
+    let mut client = server.client().await;
+    let after = client
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .expect("topology")
+        .into_inner();
+    assert_eq!(after.version, before_restart.version);
+    assert_eq!(after.current_epoch, 3);
+    assert!(after.created);
+    assert_eq!(ranges(&after), want);
+    assert_eq!(
+        after.settings, before_restart.settings,
+        "persisted settings win over flags"
+    );
+    assert_eq!(after.nodes.len(), 3);
+    for n in 1..=3 {
+        let node = node(&after, n);
+        assert!(!node.pfail && !node.fail);
+        assert_eq!(node.port, common::port(n));
+    }
+
+    // A restarted node keeps its slots; a new address is taken.
+    client
+        .register_node(pb::RegisterNodeRequest {
+            node_id: node_id(2).to_string(),
+            announce_host: "127.0.0.2".into(),
+            announce_port: 7101,
+            announce_bus_port: 17101,
+        })
+        .await
+        .expect("re-register");
+    let moved = client
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .expect("topology")
+        .into_inner();
+    assert!(moved.version > after.version);
+    assert_eq!(node(&moved, 2).host, "127.0.0.2");
+    assert_eq!(ranges(&moved), want);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_node_becomes_pfail_then_fail_and_a_heartbeat_clears_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), Duration::from_millis(500)).await;
+    let mut client = server.client().await;
+    for n in 1..=3 {
+        register(&mut client, n).await;
+    }
+    client
+        .create_cluster(pb::CreateClusterRequest {
+            addresses: addresses(&[1, 2, 3]),
+            replicas: 0,
+            dry_run: false,
+        })
+        .await
+        .expect("create");
+
+    // All three beat: healthy for well over node-timeout.
+    let unreachable = Arc::new(AtomicBool::new(false));
+    let all = Beaters::start(client.clone(), vec![1, 2, 3], vec![], unreachable.clone());
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let healthy = client
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .expect("topology")
+        .into_inner();
+    assert!(
+        healthy.nodes.iter().all(|n| !n.pfail && !n.fail),
+        "{healthy:?}"
+    );
+    assert!(healthy.nodes.iter().all(|n| n.key_count > 0));
+    all.stop().await;
+
+    // Node 3 goes silent; 1 and 2 still reach it (they say so): PFAIL only.
+    let survivors = Beaters::start(client.clone(), vec![1, 2], vec![3], unreachable.clone());
+    let pfail = wait_for(&mut client, Duration::from_secs(5), "node 3 pfail", |t| {
+        node(t, 3).pfail
+    })
+    .await;
+    assert!(!node(&pfail, 3).fail);
+    assert!(!node(&pfail, 1).pfail && !node(&pfail, 2).pfail);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = client
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .expect("topology")
+        .into_inner();
+    assert!(
+        node(&still, 3).pfail && !node(&still, 3).fail,
+        "no majority yet"
+    );
+
+    // The survivors now report it unreachable: control plane + 1 master = majority of 3: FAIL.
+    let mut watch = client
+        .watch_topology(pb::WatchTopologyRequest {
+            after_version: still.version,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    unreachable.store(true, Ordering::SeqCst);
+    let failed = wait_for(&mut client, Duration::from_secs(5), "node 3 fail", |t| {
+        node(t, 3).fail
+    })
+    .await;
+    assert!(failed.version > still.version);
+    let seen = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("topology");
+    assert!(node(&seen, 3).fail);
+
+    // Node 3 speaks again: both flags clear at once.
+    let reply = client
+        .heartbeat(pb::HeartbeatRequest {
+            node_id: node_id(3).to_string(),
+            peers: vec![],
+            key_count: 0,
+            topology_version: failed.version,
+        })
+        .await
+        .expect("heartbeat")
+        .into_inner();
+    assert!(reply.topology_version > failed.version);
+    let back = client
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .expect("topology")
+        .into_inner();
+    assert!(!node(&back, 3).pfail && !node(&back, 3).fail);
+    survivors.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_serving_and_reflection_lists_the_service() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), LONG).await;
+    let _ready = server.client().await;
+    let channel = tonic::transport::Channel::from_shared(server.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let reply = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "tessera.cluster.v1.ControlPlane".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(
+        reply.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let channel = tonic::transport::Channel::from_shared(server.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let reply = tokio::time::timeout(Duration::from_secs(5), replies.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("a reply");
+    let Some(MessageResponse::ListServicesResponse(list)) = reply.message_response else {
+        panic!("unexpected reflection reply {reply:?}");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "tessera.cluster.v1.ControlPlane"),
+        "{list:?}"
+    );
+    server.stop().await;
+}
