@@ -1,6 +1,19 @@
 //! The command table: every command Tessera knows, with Redis's arity, flags and key positions.
 //! Shard nodes use it to check arity and answer COMMAND; the proxy uses it to find a command's keys
-//! and decide how to route it.
+//! and decide how to route it. The table itself (`command/table.rs`) is generated from a real
+//! redis-server by `proto/tools/gen_command_table.py`.
+
+mod errors;
+mod keys;
+pub mod reply;
+mod table;
+
+pub use errors::{
+    arity_error, unknown_command_error, unknown_command_error_bytes, unknown_subcommand_error,
+};
+pub use keys::{Begin, Find, KeySpec};
+
+use std::cmp::Ordering;
 
 use bytes::Bytes;
 
@@ -17,64 +30,413 @@ pub enum Routing {
     Local,
 }
 
-/// One command's entry, as Redis describes it in COMMAND INFO.
+/// One command's entry, as Redis describes it in COMMAND INFO. Container commands (CLUSTER,
+/// CLIENT, CONFIG, OBJECT, ...) list their subcommands, named `container|sub` as Redis does.
 #[derive(Debug, Clone, Copy)]
 pub struct CommandSpec {
-    /// Lowercase name.
+    /// Lowercase name; `container|sub` for a subcommand (Redis's "fullname").
     pub name: &'static str,
     /// Redis's arity: N means exactly N arguments (name included), -N means at least N.
     pub arity: i32,
     /// Redis's flags as COMMAND INFO shows them (`write`, `readonly`, `denyoom`, `fast`, ...).
     pub flags: &'static [&'static str],
-    /// Position of the first key (0: no keys), the last key (-1: the last argument) and the step.
+    /// Position of the first key (0: no keys), the last key (-1: the last argument) and the step,
+    /// Redis's legacy triple; `key_specs` is the complete description.
     pub first_key: i32,
     pub last_key: i32,
     pub step: i32,
     /// Redis's ACL categories without the `@` (`string`, `read`, `fast`, ...).
     pub acl_categories: &'static [&'static str],
-    /// COMMAND DOCS summary, group and version.
+    /// Redis's command tips (`nondeterministic_output`, `request_policy:all_shards`, ...).
+    pub tips: &'static [&'static str],
+    /// Where the keys are, as Redis 7's key specs say.
+    pub key_specs: &'static [KeySpec],
+    /// COMMAND DOCS summary, group, version and complexity.
     pub summary: &'static str,
     pub group: &'static str,
     pub since: &'static str,
+    pub complexity: &'static str,
     pub routing: Routing,
+    /// Sorted by name; empty unless this is a container command.
+    pub subcommands: &'static [CommandSpec],
 }
 
 impl CommandSpec {
     /// Whether `argc` arguments (name included) satisfy the arity.
     pub fn arity_ok(&self, argc: usize) -> bool {
-        let _ = argc;
-        todo!("implemented in the proto work")
+        if self.arity >= 0 {
+            argc == self.arity as usize
+        } else {
+            argc >= self.arity.unsigned_abs() as usize
+        }
     }
 
-    /// Indexes into `args` of this command's keys (empty when it has none).
+    /// Indexes into `args` of this command's keys (empty when it has none), in key-spec order.
+    /// For a container command the subcommand named by `args[1]` decides. Shard channels
+    /// (SPUBLISH, SSUBSCRIBE: `not_key` specs) count as keys, since they route by slot too.
+    /// Arguments that do not fit the command's syntax give no keys, as in Redis.
     pub fn key_indexes(&self, args: &[Bytes]) -> Vec<usize> {
-        let _ = args;
-        todo!("implemented in the proto work")
+        if !self.subcommands.is_empty() {
+            return match args.get(1).and_then(|sub| self.subcommand(sub)) {
+                Some(sub) => sub.key_indexes(args),
+                None => Vec::new(),
+            };
+        }
+        let mut keys = Vec::new();
+        for spec in self.key_specs {
+            if spec.find_keys(args, &mut keys).is_err() {
+                return Vec::new();
+            }
+        }
+        match self.name {
+            "sort" | "sort_ro" => keys.extend(keys::sort_store_key(args)),
+            // `MIGRATE host port "" db timeout KEYS k1 k2`: the empty key is a placeholder.
+            "migrate" if args.get(3).is_some_and(|k| k.is_empty()) => keys.retain(|&i| i != 3),
+            _ => {}
+        }
+        keys
     }
 
     pub fn is_write(&self) -> bool {
         self.flags.contains(&"write")
     }
+
+    /// The subcommand `name` (any case) of this container command.
+    pub fn subcommand(&self, name: &[u8]) -> Option<&'static CommandSpec> {
+        let prefix = self.name.len() + 1;
+        self.subcommands
+            .binary_search_by(|sub| {
+                cmp_lowercase(sub.name.as_bytes().get(prefix..).unwrap_or_default(), name)
+            })
+            .ok()
+            .map(|i| &self.subcommands[i])
+    }
+}
+/// Compares a lowercase table name with `name` in any case, without allocating.
+fn cmp_lowercase(table: &[u8], name: &[u8]) -> Ordering {
+    table
+        .iter()
+        .copied()
+        .cmp(name.iter().map(u8::to_ascii_lowercase))
 }
 
-/// The entry for `name`, matched case-insensitively.
+/// The entry for `name`, matched case-insensitively. `container|sub` finds a subcommand.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    let _ = name;
-    todo!("implemented in the proto work")
+    if let Some(bar) = name.iter().position(|&b| b == b'|') {
+        return lookup(&name[..bar])?.subcommand(&name[bar + 1..]);
+    }
+    let commands = all();
+    commands
+        .binary_search_by(|spec| cmp_lowercase(spec.name.as_bytes(), name))
+        .ok()
+        .map(|i| &commands[i])
 }
 
-/// Every entry, for COMMAND and COMMAND COUNT.
+/// Every top-level entry, sorted by name, for COMMAND and COMMAND COUNT.
 pub fn all() -> &'static [CommandSpec] {
-    todo!("implemented in the proto work")
+    table::COMMANDS
 }
 
-/// `ERR unknown command 'name', with args beginning with: 'a' 'b' ` as Redis words it.
-pub fn unknown_command_error(args: &[Bytes]) -> String {
-    let _ = args;
-    todo!("implemented in the proto work")
+/// Finds the entry a client's command runs, as Redis's `processCommand` does: the command, or for
+/// a container with arguments its subcommand; then checks the arity. `Err` holds Redis's error
+/// text (prefix included): unknown command, unknown subcommand, or wrong number of arguments
+/// (named `container|sub` for subcommands).
+pub fn resolve(args: &[Bytes]) -> Result<&'static CommandSpec, String> {
+    let Some(name) = args.first() else {
+        return Err(unknown_command_error(args));
+    };
+    let Some(command) = lookup_top(name) else {
+        return Err(unknown_command_error(args));
+    };
+    let spec = match args.get(1) {
+        Some(sub) if !command.subcommands.is_empty() => command
+            .subcommand(sub)
+            .ok_or_else(|| unknown_subcommand_error(args))?,
+        _ => command,
+    };
+    if !spec.arity_ok(args.len()) {
+        return Err(arity_error(spec.name));
+    }
+    Ok(spec)
 }
 
-/// `ERR wrong number of arguments for 'get' command` as Redis words it.
-pub fn arity_error(name: &str) -> String {
-    format!("ERR wrong number of arguments for '{name}' command")
+/// `lookup` without the `container|sub` form: a client's `cluster|info` is an unknown command.
+fn lookup_top(name: &[u8]) -> Option<&'static CommandSpec> {
+    let commands = all();
+    commands
+        .binary_search_by(|spec| cmp_lowercase(spec.name.as_bytes(), name))
+        .ok()
+        .map(|i| &commands[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(line: &str) -> Vec<Bytes> {
+        line.split(' ')
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
+    }
+
+    fn keys_of(line: &str) -> Vec<String> {
+        let args = split(line);
+        let spec = lookup(&args[0]).unwrap_or_else(|| panic!("no entry for {line}"));
+        spec.key_indexes(&args)
+            .into_iter()
+            .map(|i| String::from_utf8_lossy(&args[i]).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn keys_match_command_getkeys() {
+        // Expected values: `COMMAND GETKEYS <line>` on redis-server 7.0.15.
+        let cases: &[(&str, &[&str])] = &[
+            ("get k", &["k"]),
+            ("set k v ex 10", &["k"]),
+            ("mset a 1 b 2 c 3", &["a", "b", "c"]),
+            ("mget a b c", &["a", "b", "c"]),
+            ("del a b", &["a", "b"]),
+            ("blpop a b 0", &["a", "b"]),
+            ("brpop a 1.5", &["a"]),
+            ("zunionstore d 2 a b weights 1 2", &["d", "a", "b"]),
+            ("zinterstore d 1 a", &["d", "a"]),
+            ("zdiffstore d 2 a b", &["d", "a", "b"]),
+            ("zunion 2 a b withscores", &["a", "b"]),
+            ("zinter 1 a", &["a"]),
+            ("zdiff 2 a b", &["a", "b"]),
+            ("zintercard 2 a b limit 1", &["a", "b"]),
+            ("sintercard 3 a b c", &["a", "b", "c"]),
+            ("lmpop 2 a b left count 2", &["a", "b"]),
+            ("blmpop 0 2 a b right", &["a", "b"]),
+            ("zmpop 1 a min", &["a"]),
+            ("bzmpop 1.5 2 a b max", &["a", "b"]),
+            ("eval s 2 a b x y", &["a", "b"]),
+            ("evalsha s 1 a", &["a"]),
+            ("eval_ro s 0", &[]),
+            ("fcall f 1 a x", &["a"]),
+            ("lmove a b left right", &["a", "b"]),
+            ("blmove a b left right 0", &["a", "b"]),
+            ("rpoplpush a b", &["a", "b"]),
+            ("smove a b m", &["a", "b"]),
+            ("rename a b", &["a", "b"]),
+            ("copy a b", &["a", "b"]),
+            ("xread count 2 streams s1 s2 0 0", &["s1", "s2"]),
+            ("xreadgroup group g c streams s1 0", &["s1"]),
+            ("object encoding k", &["k"]),
+            ("memory usage k", &["k"]),
+            ("sort k by w get x store d limit 0 1", &["k", "d"]),
+            ("sort k", &["k"]),
+            ("sort_ro k by x", &["k"]),
+            ("georadius k 0 0 1 km store d", &["k", "d"]),
+            ("bitop and d a b", &["d", "a", "b"]),
+            ("pfmerge d a b", &["d", "a", "b"]),
+            ("pfcount a b", &["a", "b"]),
+            ("watch a b", &["a", "b"]),
+            ("xinfo stream s", &["s"]),
+            ("migrate h 1 k 0 5", &["k"]),
+            ("migrate h 1  0 5 keys a b", &["a", "b"]),
+            ("exists a b", &["a", "b"]),
+            ("touch a", &["a"]),
+            ("unlink a b", &["a", "b"]),
+            ("getex k persist", &["k"]),
+            ("hset h f v", &["h"]),
+            ("sinterstore d a b", &["d", "a", "b"]),
+            ("sdiff a b", &["a", "b"]),
+            ("msetnx a 1 b 2", &["a", "b"]),
+            ("lcs a b", &["a", "b"]),
+            ("zrangestore d s 0 1", &["d", "s"]),
+            ("geosearchstore d s frommember m byradius 1 km", &["d", "s"]),
+            ("debug object k", &[]),
+            ("bzpopmin a b 0", &["a", "b"]),
+            ("setrange k 0 v", &["k"]),
+            ("expire k 10", &["k"]),
+            ("type k", &["k"]),
+            ("restore k 0 v", &["k"]),
+            ("ping", &[]),
+            ("cluster info", &[]),
+            // Not keys for Redis, but routed by slot: shard channels.
+            ("spublish ch m", &["ch"]),
+            ("ssubscribe a b", &["a", "b"]),
+            // Syntax errors give no keys.
+            ("zunionstore d 0 a", &[]),
+            ("eval s 5 a", &[]),
+            ("eval s -1 a", &[]),
+            ("eval s x a", &[]),
+            ("object", &[]),
+            ("object nosuch k", &[]),
+        ];
+        for (line, want) in cases {
+            assert_eq!(keys_of(line), want.to_vec(), "{line}");
+        }
+    }
+
+    #[test]
+    fn lookup_is_case_insensitive_and_sorted() {
+        assert_eq!(lookup(b"GeT").map(|s| s.name), Some("get"));
+        assert_eq!(
+            lookup(b"cluster|INFO").map(|s| s.name),
+            Some("cluster|info")
+        );
+        assert!(lookup(b"nosuch").is_none());
+        assert!(lookup(b"").is_none());
+        assert!(lookup(b"cluster|nosuch").is_none());
+        assert!(all().windows(2).all(|w| w[0].name < w[1].name));
+        for spec in all() {
+            assert_eq!(
+                lookup(spec.name.as_bytes()).map(|s| s.name),
+                Some(spec.name)
+            );
+            assert!(spec.subcommands.windows(2).all(|w| w[0].name < w[1].name));
+            for sub in spec.subcommands {
+                assert_eq!(lookup(sub.name.as_bytes()).map(|s| s.name), Some(sub.name));
+            }
+        }
+        assert_eq!(all().len(), 240, "COMMAND COUNT of redis-server 7.0.15");
+    }
+
+    #[test]
+    fn table_values_are_redis_values() {
+        let get = lookup(b"get").unwrap();
+        assert_eq!(
+            (get.arity, get.first_key, get.last_key, get.step),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(get.flags, &["readonly", "fast"]);
+        assert_eq!(get.acl_categories, &["read", "string", "fast"]);
+        assert_eq!((get.group, get.since), ("string", "1.0.0"));
+        assert!(!get.is_write());
+        assert!(lookup(b"set").unwrap().is_write());
+        let info = lookup(b"cluster|info").unwrap();
+        assert_eq!(info.arity, 2);
+    }
+
+    #[test]
+    fn arity() {
+        let get = lookup(b"get").unwrap();
+        assert!(get.arity_ok(2));
+        assert!(!get.arity_ok(1));
+        assert!(!get.arity_ok(3));
+        let mset = lookup(b"mset").unwrap();
+        assert!(!mset.arity_ok(2));
+        assert!(mset.arity_ok(3));
+        assert!(
+            mset.arity_ok(4),
+            "the table checks counts only; MSET checks pairs itself"
+        );
+    }
+
+    #[test]
+    fn routing() {
+        let route = |name: &str| lookup(name.as_bytes()).unwrap().routing;
+        for name in ["mget", "mset", "del", "unlink", "exists", "touch"] {
+            assert_eq!(route(name), Routing::Split, "{name}");
+        }
+        for name in ["dbsize", "keys", "scan", "randomkey", "flushall", "flushdb"] {
+            assert_eq!(route(name), Routing::FanOut, "{name}");
+        }
+        for name in [
+            "ping",
+            "echo",
+            "hello",
+            "cluster",
+            "cluster|info",
+            "client",
+            "multi",
+            "subscribe",
+        ] {
+            assert_eq!(route(name), Routing::Local, "{name}");
+        }
+        for name in ["get", "set", "zunionstore", "eval", "blpop", "publish"] {
+            assert_eq!(route(name), Routing::Keyed, "{name}");
+        }
+    }
+
+    #[test]
+    fn resolve_reports_redis_errors() {
+        let r = |line: &str| resolve(&split(line)).map(|s| s.name);
+        assert_eq!(r("GET k"), Ok("get"));
+        assert_eq!(r("cluster INFO"), Ok("cluster|info"));
+        assert_eq!(
+            r("get"),
+            Err("ERR wrong number of arguments for 'get' command".into())
+        );
+        assert_eq!(
+            r("cluster"),
+            Err("ERR wrong number of arguments for 'cluster' command".into())
+        );
+        assert_eq!(
+            r("CLUSTER INFO x"),
+            Err("ERR wrong number of arguments for 'cluster|info' command".into())
+        );
+        assert_eq!(
+            r("config gEt"),
+            Err("ERR wrong number of arguments for 'config|get' command".into())
+        );
+        assert_eq!(
+            r("Cluster blah"),
+            Err("ERR unknown subcommand 'blah'. Try CLUSTER HELP.".into())
+        );
+        assert_eq!(
+            r("cluster|info"),
+            Err("ERR unknown command 'cluster|info', with args beginning with: ".into())
+        );
+        assert_eq!(
+            r("foo a b"),
+            Err("ERR unknown command 'foo', with args beginning with: 'a' 'b' ".into())
+        );
+        assert!(resolve(&[]).is_err());
+    }
+
+    #[test]
+    fn unknown_command_truncation_matches_redis() {
+        let args = |v: &[&[u8]]| {
+            v.iter()
+                .map(|a| Bytes::copy_from_slice(a))
+                .collect::<Vec<_>>()
+        };
+        let a100 = "a".repeat(100);
+        let b25 = "b".repeat(25);
+        assert_eq!(
+            unknown_command_error(&args(&[
+                b"foo",
+                a100.as_bytes(),
+                "b".repeat(100).as_bytes(),
+                b"c"
+            ])),
+            format!("ERR unknown command 'foo', with args beginning with: '{a100}' '{b25}' ")
+        );
+        let a126 = "a".repeat(126);
+        let a128 = "a".repeat(128);
+        assert_eq!(
+            unknown_command_error(&args(&[b"foo", a126.as_bytes(), b"b"])),
+            format!("ERR unknown command 'foo', with args beginning with: '{a126}' ")
+        );
+        assert_eq!(
+            unknown_command_error(&args(&[b"foo", "x".repeat(200).as_bytes(), b"y"])),
+            format!(
+                "ERR unknown command 'foo', with args beginning with: '{}' ",
+                "x".repeat(128)
+            )
+        );
+        assert_eq!(
+            unknown_command_error(&args(&["f".repeat(200).as_bytes()])),
+            format!(
+                "ERR unknown command '{}', with args beginning with: ",
+                "f".repeat(128)
+            )
+        );
+        assert_eq!(a128.len(), 128);
+        assert_eq!(
+            unknown_command_error(&args(&[b"fo\r\no", b"a\0b"])),
+            "ERR unknown command 'fo  o', with args beginning with: 'a' "
+        );
+        assert_eq!(
+            unknown_subcommand_error(&args(&[b"cluster", "x".repeat(200).as_bytes()])),
+            format!(
+                "ERR unknown subcommand '{}'. Try CLUSTER HELP.",
+                "x".repeat(128)
+            )
+        );
+    }
 }

@@ -36,7 +36,13 @@ mod tests {
     fn empty_or_unclosed_tag_hashes_whole_key() {
         assert_eq!(key_hash_slot(b"foo{}bar"), key_hash_slot(b"foo{}bar"));
         assert_ne!(key_hash_slot(b"{}a"), key_hash_slot(b"{}b"));
-        assert_eq!(key_hash_slot(b"a{b"), crc16::State::<crc16::XMODEM>::calculate(b"a{b") % 16384);
-        assert_eq!(key_hash_slot(b"{user1000}.following"), key_hash_slot(b"{user1000}.followers"));
+        assert_eq!(
+            key_hash_slot(b"a{b"),
+            crc16::State::<crc16::XMODEM>::calculate(b"a{b") % 16384
+        );
+        assert_eq!(
+            key_hash_slot(b"{user1000}.following"),
+            key_hash_slot(b"{user1000}.followers")
+        );
     }
 }

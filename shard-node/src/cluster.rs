@@ -1,45 +1,298 @@
-//! The node's view of the cluster, fed by the control plane's topology watch.
-//! (Owned by the cluster work; this stub fixes the interface the data path calls.)
+//! The node's view of the cluster, fed by the control plane: the topology (read lock-free on
+//! every command), the write lease, peer observations and message counters (`ClusterView`), and
+//! the background tasks that keep them current (`start`): registration and heartbeats
+//! (`control`), the topology watch (`control`), and peer probes (`probe`).
 
+mod backoff;
+mod control;
+mod lease;
+pub mod probe;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 use tessera_proto::topology::render::MessageStats;
 use tessera_proto::topology::{NodeId, Topology};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-pub struct ClusterView {}
+use crate::error::ClusterError;
+use crate::state::NodeState;
+
+pub use lease::Lease;
+pub use probe::PeerTable;
+
+pub struct ClusterView {
+    myself: NodeId,
+    topology: ArcSwap<Topology>,
+    /// Serialises offers (the watch and registration both offer), so a check-then-store cannot
+    /// let an older topology replace a newer one. Readers never take it.
+    offer_lock: Mutex<()>,
+    lease: Lease,
+    peers: PeerTable,
+    counters: Counters,
+}
+
+/// Messages exchanged with peers and the control plane, for CLUSTER INFO.
+#[derive(Default)]
+struct Counters {
+    /// Peer `PING`s and heartbeats sent.
+    ping_sent: AtomicU64,
+    /// Peer `PONG`s and heartbeat answers received.
+    pong_received: AtomicU64,
+    /// Topologies received from the control plane.
+    ping_received: AtomicU64,
+    pong_sent: AtomicU64,
+}
 
 impl ClusterView {
+    /// A node's view before it has heard from the control plane: the empty default topology
+    /// (every keyed command answers CLUSTERDOWN by the rule) and writes refused until the first
+    /// registration or heartbeat succeeds.
+    pub fn new(myself: NodeId) -> ClusterView {
+        ClusterView::with_lease(myself, Topology::default(), Lease::new())
+    }
+
     /// A view with a fixed topology and writes allowed, with no control plane behind it: for tests
     /// of the data path.
     pub fn standalone(myself: NodeId, topology: Topology) -> ClusterView {
-        let _ = (myself, topology);
-        todo!()
+        ClusterView::with_lease(myself, topology, Lease::unconditional())
+    }
+
+    fn with_lease(myself: NodeId, topology: Topology, lease: Lease) -> ClusterView {
+        ClusterView {
+            myself,
+            topology: ArcSwap::from_pointee(topology),
+            offer_lock: Mutex::new(()),
+            lease,
+            peers: PeerTable::default(),
+            counters: Counters::default(),
+        }
     }
 
     /// Replaces the topology if `topology.version` is newer than the one held.
     pub fn offer_topology(&self, topology: Topology) -> bool {
-        let _ = topology;
-        todo!()
+        let _guard = self.offer_lock.lock();
+        let held = self.topology.load();
+        if topology.version <= held.version {
+            return false;
+        }
+        tracing::info!(
+            version = topology.version,
+            previous = held.version,
+            current_epoch = topology.current_epoch,
+            nodes = topology.nodes.len(),
+            created = topology.created,
+            "new topology"
+        );
+        self.topology.store(Arc::new(topology));
+        true
     }
 
     /// This node's id.
     pub fn myself(&self) -> &NodeId {
-        todo!()
+        &self.myself
     }
 
     /// The newest topology received; cheap (an `Arc` clone, no lock).
     pub fn topology(&self) -> Arc<Topology> {
-        todo!()
+        self.topology.load_full()
     }
 
     /// False once the control plane has been unreachable for longer than node-timeout: the node
     /// then refuses writes.
     pub fn writes_allowed(&self) -> bool {
-        todo!()
+        self.writes_allowed_at(Instant::now())
     }
 
-    /// Heartbeat / probe message counters for CLUSTER INFO.
+    /// `writes_allowed` at a given time, with node-timeout from the topology held.
+    pub fn writes_allowed_at(&self, now: Instant) -> bool {
+        self.lease
+            .valid_at(now, node_timeout(&self.topology.load()))
+    }
+
+    /// Records a successful exchange with the control plane begun at `sent`.
+    pub fn renew_lease_at(&self, sent: Instant) {
+        self.lease.renew_at(sent);
+    }
+
+    /// What this node sees of its peers now: `(peer, reachable)` for every other node in the
+    /// topology.
+    pub fn peer_observations(&self) -> Vec<(NodeId, bool)> {
+        let topology = self.topology();
+        self.peers.observations(
+            &topology,
+            &self.myself,
+            Instant::now(),
+            node_timeout(&topology),
+        )
+    }
+
+    /// The peer table, for recording probe results.
+    pub fn peers(&self) -> &PeerTable {
+        &self.peers
+    }
+
+    /// Heartbeat / probe message counters for CLUSTER INFO: pings are the peer probes and
+    /// heartbeats this node sent, pongs the answers it got; received pings count the topology
+    /// messages the control plane pushed to it.
     pub fn message_stats(&self) -> MessageStats {
-        todo!()
+        MessageStats {
+            ping_sent: self.counters.ping_sent.load(Ordering::Relaxed),
+            pong_sent: self.counters.pong_sent.load(Ordering::Relaxed),
+            ping_received: self.counters.ping_received.load(Ordering::Relaxed),
+            pong_received: self.counters.pong_received.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the cluster tasks need from the node: its view, and its key count for heartbeats.
+/// A trait so the tasks can be tested without a keyspace.
+pub trait Member: Send + Sync + 'static {
+    fn cluster(&self) -> &ClusterView;
+    fn key_count(&self) -> u64;
+}
+
+impl Member for NodeState {
+    fn cluster(&self) -> &ClusterView {
+        &self.cluster
+    }
+
+    fn key_count(&self) -> u64 {
+        self.keyspace.len() as u64
+    }
+}
+
+/// How this node presents itself to the control plane.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The control plane's gRPC URL.
+    pub control_plane: String,
+    pub announce_host: String,
+    pub announce_port: u16,
+    pub announce_bus_port: u16,
+}
+
+/// The running cluster tasks.
+pub struct ClusterTasks {
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl ClusterTasks {
+    /// Stops every task and waits for them to end.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// Starts registration and heartbeats, the topology watch and the peer probes. They run until
+/// `ClusterTasks::stop`, independently of the server's shutdown, so the node keeps its lease and
+/// topology while it drains clients.
+pub fn start(
+    member: Arc<dyn Member>,
+    registration: Registration,
+) -> Result<ClusterTasks, ClusterError> {
+    let client = control::client(&registration.control_plane)?;
+    let tracker = TaskTracker::new();
+    let stop = CancellationToken::new();
+    tracker.spawn(control::membership(
+        Arc::clone(&member),
+        client.clone(),
+        registration,
+        stop.clone(),
+    ));
+    tracker.spawn(control::watch(Arc::clone(&member), client, stop.clone()));
+    tracker.spawn(probe::run(member, stop.clone()));
+    Ok(ClusterTasks { tracker, stop })
+}
+
+/// The topology's node-timeout; an unset (0) one is read as the default, not as "expire at once".
+fn node_timeout(topology: &Topology) -> Duration {
+    match topology.settings.node_timeout_ms {
+        0 => Duration::from_millis(tessera_proto::topology::Settings::default().node_timeout_ms),
+        ms => Duration::from_millis(ms),
+    }
+}
+
+/// Heartbeat and probe period, `max(100 ms, node_timeout / 10)`, and the timeout of one probe or
+/// control plane call, a quarter of node-timeout within [100 ms, 3 s]: short enough that one slow
+/// call cannot outlast the lease.
+fn intervals(topology: &Topology) -> (Duration, Duration) {
+    let node_timeout = node_timeout(topology);
+    let period = (node_timeout / 10).max(Duration::from_millis(100));
+    let timeout = (node_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(3));
+    (period, timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> NodeId {
+        NodeId::from_random_bytes([n; 20])
+    }
+
+    fn version(v: u64) -> Topology {
+        Topology {
+            version: v,
+            ..Topology::default()
+        }
+    }
+
+    #[test]
+    fn takes_only_newer_topologies() {
+        let view = ClusterView::new(id(1));
+        assert_eq!(view.topology().version, 0);
+        assert!(!view.offer_topology(version(0)));
+        assert!(view.offer_topology(version(3)));
+        assert!(!view.offer_topology(version(2)));
+        assert!(!view.offer_topology(version(3)));
+        assert_eq!(view.topology().version, 3);
+        assert!(view.offer_topology(version(4)));
+        assert_eq!(view.topology().version, 4);
+    }
+
+    #[test]
+    fn lease_follows_the_topology_node_timeout() {
+        let view = ClusterView::new(id(1));
+        let t0 = Instant::now();
+        assert!(!view.writes_allowed_at(t0), "no contact yet");
+        view.renew_lease_at(t0);
+        assert!(view.writes_allowed_at(t0 + Duration::from_secs(14)));
+        assert!(!view.writes_allowed_at(t0 + Duration::from_millis(15_001)));
+        let mut short = version(1);
+        short.settings.node_timeout_ms = 500;
+        view.offer_topology(short);
+        assert!(view.writes_allowed_at(t0 + Duration::from_millis(500)));
+        assert!(!view.writes_allowed_at(t0 + Duration::from_millis(501)));
+    }
+
+    #[test]
+    fn standalone_always_allows_writes() {
+        let view = ClusterView::standalone(id(1), version(7));
+        assert!(view.writes_allowed());
+        assert!(view.writes_allowed_at(Instant::now() + Duration::from_secs(3600)));
+        assert_eq!(view.myself(), &id(1));
+        assert_eq!(view.topology().version, 7);
+    }
+
+    #[test]
+    fn intervals_follow_node_timeout() {
+        let mut topology = Topology::default();
+        assert_eq!(
+            intervals(&topology),
+            (Duration::from_millis(1500), Duration::from_secs(3))
+        );
+        topology.settings.node_timeout_ms = 500;
+        assert_eq!(
+            intervals(&topology),
+            (Duration::from_millis(100), Duration::from_millis(125))
+        );
     }
 }

@@ -1,3 +1,235 @@
-//! The node's configuration. (Owned by the cluster work.)
+//! The node's configuration: one clap-derive struct (flags, or `TESSERA_*` environment variables),
+//! with the defaults that depend on other settings resolved by methods and checked once by
+//! `validate`.
 
-pub struct Config {}
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::aof::FsyncPolicy;
+use crate::error::ConfigError;
+
+/// A shard node of Tessera: serves the keys of its hash slots over RESP and keeps them on disk.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// RESP port clients connect to (0 picks a free one).
+    #[arg(long, env = "TESSERA_PORT", default_value_t = 7000)]
+    pub port: u16,
+
+    /// Address to bind the RESP listener to.
+    #[arg(long, env = "TESSERA_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+
+    /// Host that peers, proxies and clients use to reach this node (what MOVED and CLUSTER NODES
+    /// name). Default: the bind address, or 127.0.0.1 when binding an unspecified address.
+    #[arg(long, env = "TESSERA_ANNOUNCE_HOST")]
+    pub announce_host: Option<String>,
+
+    /// Port announced to the cluster. Default: the port actually bound.
+    #[arg(long, env = "TESSERA_ANNOUNCE_PORT")]
+    pub announce_port: Option<u16>,
+
+    /// Cluster bus port shown in CLUSTER NODES after '@' (Tessera has no bus; Redis tools expect
+    /// one). Default: the announced port + 10000.
+    #[arg(long, env = "TESSERA_BUS_PORT")]
+    pub bus_port: Option<u16>,
+
+    /// URL of the control plane's gRPC API.
+    #[arg(
+        long,
+        env = "TESSERA_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub control_plane: String,
+
+    /// Directory holding the node id and the append-only file. Default: ./data/node-<port>.
+    #[arg(long, env = "TESSERA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Whether writes are kept in the append-only file (and replayed at start).
+    #[arg(long, env = "TESSERA_APPENDONLY", value_enum, default_value_t = YesNo::Yes)]
+    pub appendonly: YesNo,
+
+    /// When the append-only file is fsynced: after every write, once a second, or never (the OS
+    /// decides).
+    #[arg(long, env = "TESSERA_APPENDFSYNC", value_enum, default_value_t = FsyncPolicy::Everysec)]
+    pub appendfsync: FsyncPolicy,
+
+    /// Log line format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Redis's boolean spelling for config values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum YesNo {
+    Yes,
+    No,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Config {
+    /// The defaults, with the given data directory: what tests start from.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            port: 7000,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            announce_host: None,
+            announce_port: None,
+            bus_port: None,
+            control_plane: "http://127.0.0.1:50051".to_string(),
+            data_dir: Some(data_dir.into()),
+            appendonly: YesNo::Yes,
+            appendfsync: FsyncPolicy::Everysec,
+            log_format: LogFormat::Text,
+        }
+    }
+
+    /// Checks what clap's types cannot: called once by `node::run` (and by `main` before binding,
+    /// to fail early).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url_error = |reason: String| ConfigError::ControlPlaneUrl {
+            url: self.control_plane.clone(),
+            reason,
+        };
+        let uri: tonic::transport::Uri = self
+            .control_plane
+            .parse()
+            .map_err(|e: tonic::codegen::http::uri::InvalidUri| url_error(e.to_string()))?;
+        match uri.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => return Err(url_error("the scheme must be http or https".to_string())),
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(url_error("no host".to_string()));
+        }
+        if self
+            .announce_host
+            .as_deref()
+            .is_some_and(|h| h.trim().is_empty())
+        {
+            return Err(ConfigError::EmptyAnnounceHost);
+        }
+        if self
+            .data_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(ConfigError::EmptyDataDir);
+        }
+        Ok(())
+    }
+
+    /// The host announced to the cluster.
+    pub fn announce_host(&self) -> String {
+        match &self.announce_host {
+            Some(host) => host.clone(),
+            None if self.bind.is_unspecified() => "127.0.0.1".to_string(),
+            None => self.bind.to_string(),
+        }
+    }
+
+    /// The port announced to the cluster, given the port the listener actually bound (differs
+    /// from `port` when that is 0).
+    pub fn announce_port(&self, bound_port: u16) -> u16 {
+        self.announce_port.unwrap_or(bound_port)
+    }
+
+    /// The bus port shown in CLUSTER NODES: Redis's port + 10000, or 0 when that would not fit.
+    pub fn bus_port(&self, announce_port: u16) -> u16 {
+        self.bus_port
+            .unwrap_or_else(|| announce_port.checked_add(10_000).unwrap_or(0))
+    }
+
+    /// The data directory, defaulting to `./data/node-<port>`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("./data/node-{}", self.port)))
+    }
+
+    pub fn appendonly(&self) -> bool {
+        self.appendonly == YesNo::Yes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["shard-node"];
+        all.extend_from_slice(args);
+        Cli::parse_from(all).config
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let config = parse(&[]);
+        assert_eq!(config.port, 7000);
+        assert_eq!(config.announce_host(), "127.0.0.1");
+        assert_eq!(config.announce_port(7000), 7000);
+        assert_eq!(config.bus_port(7000), 17000);
+        assert_eq!(config.data_dir(), PathBuf::from("./data/node-7000"));
+        assert!(config.appendonly());
+        assert_eq!(config.appendfsync, FsyncPolicy::Everysec);
+        assert_eq!(config.log_format, LogFormat::Text);
+        config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn announce_host_defaults_to_loopback_when_binding_everything() {
+        assert_eq!(parse(&["--bind", "0.0.0.0"]).announce_host(), "127.0.0.1");
+        assert_eq!(parse(&["--bind", "127.0.0.2"]).announce_host(), "127.0.0.2");
+        let config = parse(&["--bind", "0.0.0.0", "--announce-host", "node1"]);
+        assert_eq!(config.announce_host(), "node1");
+    }
+
+    #[test]
+    fn bus_port_that_does_not_fit_is_zero() {
+        assert_eq!(parse(&[]).bus_port(60000), 0);
+        assert_eq!(parse(&["--bus-port", "5"]).bus_port(60000), 5);
+    }
+
+    #[test]
+    fn yes_no_and_policies_parse() {
+        let config = parse(&[
+            "--appendonly",
+            "no",
+            "--appendfsync",
+            "always",
+            "--log-format",
+            "json",
+        ]);
+        assert!(!config.appendonly());
+        assert_eq!(config.appendfsync, FsyncPolicy::Always);
+        assert_eq!(config.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_control_plane_urls_are_refused() {
+        for url in ["127.0.0.1:50051", "ftp://host:1", "http://", "not a url"] {
+            let config = parse(&["--control-plane", url]);
+            assert!(config.validate().is_err(), "{url} accepted");
+        }
+        assert!(parse(&["--control-plane", "http://cp:50051"])
+            .validate()
+            .is_ok());
+    }
+}

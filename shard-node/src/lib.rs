@@ -4,13 +4,15 @@
 //! Layout: `node` wires everything (`run`); `cluster` follows the control plane (registration,
 //! topology watch, heartbeats, peer probes, write lease); `aof` persists writes; `server` and
 //! `connection` speak RESP to clients; `cmd` holds one file per command family; `keyspace` is the
-//! per-slot store.
+//! per-slot store; `config` is the CLI/env configuration, `node_id` the id kept on disk, and `error`
+//! the typed errors.
 
 pub mod aof;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod error;
 pub mod keyspace;
 pub mod node;
 pub mod node_id;

@@ -1,4 +1,113 @@
-//! Wires a node together: node id, AOF replay, control plane registration, then serving.
-//! (Owned by the cluster work.)
+//! Wires a node together: data directory, node id, AOF replay, the cluster tasks, then serving;
+//! and the ordered stop: stop accepting -> drain clients -> flush and fsync the AOF -> stop the
+//! cluster tasks.
 
-pub async fn run() {}
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::aof::{self, Aof};
+use crate::cluster::{self, ClusterView, Member, Registration};
+use crate::config::Config;
+use crate::error::{AofError, NodeError};
+use crate::keyspace::Keyspace;
+use crate::node_id;
+use crate::state::NodeState;
+use crate::{cmd, server};
+
+/// Runs a node on `listener` until `shutdown` is cancelled, then stops in order and returns.
+/// Errs only when the node cannot start (bad config, unreadable data directory, damaged AOF) or
+/// when the final flush of the AOF fails.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    config.validate()?;
+    let bound = listener.local_addr().map_err(NodeError::Listener)?;
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let myself = node_id::load_or_create(&data_dir)?;
+    let announce_port = config.announce_port(bound.port());
+    let registration = Registration {
+        control_plane: config.control_plane.clone(),
+        announce_host: config.announce_host(),
+        announce_port,
+        announce_bus_port: config.bus_port(announce_port),
+    };
+    tracing::info!(
+        node_id = %myself,
+        bind = %bound,
+        announce = %format!("{}:{}", registration.announce_host, announce_port),
+        data_dir = %data_dir.display(),
+        appendonly = config.appendonly(),
+        "shard node starting"
+    );
+
+    let mut state = NodeState {
+        keyspace: Keyspace::new(),
+        cluster: ClusterView::new(myself),
+        aof: None,
+        stats: server::ServerStats::default(),
+    };
+    if config.appendonly() {
+        let path = data_dir.join(aof::FILE_NAME);
+        state = replay(state, &path).await?;
+        state.aof = Some(Arc::new(Aof::open(&path, config.appendfsync)?));
+    }
+    let state = Arc::new(state);
+
+    let tasks = cluster::start(Arc::clone(&state) as Arc<dyn Member>, registration)?;
+    tracing::info!(port = bound.port(), "ready to accept connections");
+    server::serve(listener, Arc::clone(&state), shutdown).await;
+    tracing::info!("clients drained; flushing the append-only file");
+
+    let flushed = match &state.aof {
+        Some(aof) => aof.flush_and_sync().await,
+        None => Ok(()),
+    };
+    tasks.stop().await;
+    match flushed {
+        Ok(()) => {
+            tracing::info!("shard node stopped");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the append-only file could not be flushed at shutdown");
+            Err(e.into())
+        }
+    }
+}
+
+/// Replays the AOF at `path` into `state` before anything is served. Runs on a blocking thread:
+/// it reads the whole file.
+async fn replay(state: NodeState, path: &Path) -> Result<NodeState, NodeError> {
+    let started = std::time::Instant::now();
+    let file = path.to_path_buf();
+    let (state, summary) = tokio::task::spawn_blocking(move || {
+        let summary = aof::load(&file, |args| cmd::replay(&state, args));
+        (state, summary)
+    })
+    .await
+    .map_err(|e| AofError::Replay {
+        path: path.to_path_buf(),
+        offset: 0,
+        reason: format!("the loader stopped: {e}"),
+    })?;
+    let summary = summary?;
+    if summary.records > 0 || summary.truncated_bytes > 0 {
+        tracing::info!(
+            records = summary.records,
+            bytes = summary.end_offset,
+            keys = state.key_count(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "DB loaded from append only file"
+        );
+    }
+    Ok(state)
+}

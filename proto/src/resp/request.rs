@@ -1,9 +1,17 @@
 //! The server side of RESP: reading clients' commands, in multibulk (`*2\r\n$3\r\nGET\r\n...`) or
 //! inline (`GET foo\r\n`) form, with Redis's limits and Redis's error texts.
 
+mod split;
+
 use bytes::{Bytes, BytesMut};
 
+use split::split_args;
+
 /// One client command: its arguments, name first, as sent.
+///
+/// Multibulk arguments are zero-copy slices of the connection's read buffer, so each one keeps
+/// that buffer's whole allocation alive: copy (`Bytes::copy_from_slice`) what you store for long,
+/// such as a value kept in the keyspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub args: Vec<Bytes>,
@@ -42,7 +50,7 @@ pub enum RequestError {
 pub struct RequestLimits {
     /// Redis's proto-max-bulk-len (512 MB).
     pub max_bulk_len: usize,
-    /// Most arguments in one multibulk (Redis: 1024 * 1024 * 1024 is refused... see `parse`).
+    /// Most arguments in one multibulk (Redis 7.0 refuses counts above `INT_MAX`).
     pub max_multibulk_len: usize,
     /// Longest inline command line (Redis: 64 KB).
     pub max_inline_len: usize,
@@ -52,17 +60,374 @@ impl Default for RequestLimits {
     fn default() -> Self {
         Self {
             max_bulk_len: 512 * 1024 * 1024,
-            max_multibulk_len: 1024 * 1024 * 1024,
+            max_multibulk_len: i32::MAX as usize,
             max_inline_len: 64 * 1024,
         }
     }
 }
 
+/// Most argument slots reserved up front, whatever count a multibulk header announces.
+const MAX_PREALLOCATED_ARGS: usize = 1024;
+
 /// Reads one command from the front of `buf`, removing its bytes. `Ok(None)`: more bytes needed
 /// (nothing removed). An empty inline line and `*0`/`*-1` yield `Ok(None)` after consuming them,
 /// as Redis ignores them. Never allocates more than the bytes already received plus a bounded
 /// amount, whatever length a prefix announces.
+///
+/// Mirrors `processMultibulkBuffer` / `processInlineBuffer` of Redis 7.0 (networking.c): the same
+/// checks in the same order, so the same input gets the same error. Like Redis, the two bytes after
+/// a bulk's data are skipped unchecked, and a NUL byte ends the search for a line end (Redis uses
+/// `strchr`), so a header containing NUL waits for more input.
 pub fn parse(buf: &mut BytesMut, limits: &RequestLimits) -> Result<Option<Request>, RequestError> {
-    let _ = (buf, limits);
-    todo!("implemented in the proto work")
+    match buf.first() {
+        None => Ok(None),
+        Some(b'*') => parse_multibulk(buf, limits),
+        Some(_) => parse_inline(buf, limits),
+    }
+}
+
+/// Position of the first `needle` in `buf[from..]`, as C's `strchr` finds it: a NUL byte ends the
+/// search unsuccessfully.
+fn find_line_end(buf: &[u8], from: usize, needle: u8) -> Option<usize> {
+    let rest = buf.get(from..)?;
+    let at = rest.iter().position(|&b| b == needle || b == 0)?;
+    (rest[at] == needle).then_some(from + at)
+}
+
+fn parse_multibulk(
+    buf: &mut BytesMut,
+    limits: &RequestLimits,
+) -> Result<Option<Request>, RequestError> {
+    let Some(cr) = find_line_end(buf, 0, b'\r') else {
+        if buf.len() > limits.max_inline_len {
+            return Err(RequestError::TooBigMultibulkCount);
+        }
+        return Ok(None);
+    };
+    // The `\r` must be followed by one more byte (Redis does not check that it is `\n`).
+    if cr + 2 > buf.len() {
+        return Ok(None);
+    }
+    let count = match string_to_i64(&buf[1..cr]) {
+        Some(n) if n <= limits.max_multibulk_len as i64 => n,
+        _ => return Err(RequestError::InvalidMultibulkLength),
+    };
+    let mut pos = cr + 2;
+    if count <= 0 {
+        let _ = buf.split_to(pos);
+        return Ok(None);
+    }
+    let count = count as usize;
+
+    // (start, len) of each argument; turned into `Bytes` once the whole command is here.
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(count.min(MAX_PREALLOCATED_ARGS));
+    while spans.len() < count {
+        let Some(cr) = find_line_end(buf, pos, b'\r') else {
+            if buf.len() - pos > limits.max_inline_len {
+                return Err(RequestError::TooBigBulkCount);
+            }
+            return Ok(None);
+        };
+        if cr + 2 > buf.len() {
+            return Ok(None);
+        }
+        if buf[pos] != b'$' {
+            return Err(RequestError::ExpectedDollar { got: buf[pos] });
+        }
+        let len = match string_to_i64(&buf[pos + 1..cr]) {
+            Some(n) if n >= 0 && n as u64 <= limits.max_bulk_len as u64 => n as usize,
+            _ => return Err(RequestError::InvalidBulkLength),
+        };
+        pos = cr + 2;
+        // Data plus the two bytes that end it; skipped by length, never rescanned.
+        if buf.len() - pos < len + 2 {
+            return Ok(None);
+        }
+        spans.push((pos, len));
+        pos += len + 2;
+    }
+
+    let bytes = buf.split_to(pos).freeze();
+    let args = spans
+        .into_iter()
+        .map(|(start, len)| bytes.slice(start..start + len))
+        .collect();
+    Ok(Some(Request { args }))
+}
+
+fn parse_inline(
+    buf: &mut BytesMut,
+    limits: &RequestLimits,
+) -> Result<Option<Request>, RequestError> {
+    let Some(newline) = find_line_end(buf, 0, b'\n') else {
+        if buf.len() > limits.max_inline_len {
+            return Err(RequestError::TooBigInline);
+        }
+        return Ok(None);
+    };
+    let end = if newline > 0 && buf[newline - 1] == b'\r' {
+        newline - 1
+    } else {
+        newline
+    };
+    let args = split_args(&buf[..end]).ok_or(RequestError::UnbalancedQuotes)?;
+    let _ = buf.split_to(newline + 1);
+    if args.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Request { args }))
+}
+
+/// Redis's `string2ll`: optional `-`, no `+`, no leading zeros (except `0` itself), no blanks, no
+/// overflow. Lengths in RESP headers are read with it, so `*01` and `$ 3` are refused as Redis does.
+pub(crate) fn string_to_i64(text: &[u8]) -> Option<i64> {
+    let (negative, digits) = match text {
+        [] => return None,
+        [b'0'] => return Some(0),
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
+    };
+    match digits.first() {
+        Some(b'1'..=b'9') => {}
+        _ => return None,
+    }
+    let mut value: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    if negative {
+        if value > i64::MAX as u64 + 1 {
+            return None;
+        }
+        Some((value as i64).wrapping_neg())
+    } else {
+        i64::try_from(value).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(input: &[u8]) -> (Result<Vec<Vec<Bytes>>, RequestError>, usize) {
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            let before = buf.len();
+            match parse(&mut buf, &RequestLimits::default()) {
+                Ok(Some(r)) => out.push(r.args),
+                Ok(None) if buf.len() < before => continue,
+                Ok(None) => return (Ok(out), buf.len()),
+                Err(e) => return (Err(e), buf.len()),
+            }
+        }
+        panic!("parse did not settle");
+    }
+
+    fn args(list: &[&str]) -> Vec<Bytes> {
+        list.iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect()
+    }
+
+    fn error_of(input: &[u8]) -> RequestError {
+        match parse_all(input).0 {
+            Err(e) => e,
+            Ok(v) => panic!("expected an error for {input:?}, got {v:?}"),
+        }
+    }
+
+    #[test]
+    fn multibulk() {
+        let (r, left) = parse_all(b"*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n*1\r\n$4\r\nPING\r\n");
+        assert_eq!(r.unwrap(), vec![args(&["GET", "foo"]), args(&["PING"])]);
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn binary_and_empty_arguments() {
+        let (r, _) = parse_all(b"*3\r\n$3\r\nSET\r\n$0\r\n\r\n$3\r\na\0b\r\n");
+        assert_eq!(
+            r.unwrap(),
+            vec![vec![
+                Bytes::from_static(b"SET"),
+                Bytes::new(),
+                Bytes::from_static(b"a\0b")
+            ]]
+        );
+    }
+
+    #[test]
+    fn bytes_after_bulk_data_are_skipped_unchecked() {
+        // Redis answers PONG twice to this.
+        let (r, _) = parse_all(b"*1\r\n$4\r\nPINGxxPING\r\n");
+        assert_eq!(r.unwrap(), vec![args(&["PING"]), args(&["PING"])]);
+    }
+
+    #[test]
+    fn empty_commands_are_consumed_and_ignored() {
+        let (r, left) = parse_all(b"*0\r\n*-1\r\n\r\n\n   \r\n*-5\r\nPING\r\n");
+        assert_eq!(r.unwrap(), vec![args(&["PING"])]);
+        assert_eq!(left, 0);
+        let mut buf = BytesMut::from(&b"*0\r\n"[..]);
+        assert_eq!(parse(&mut buf, &RequestLimits::default()), Ok(None));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn partial_input_byte_by_byte() {
+        let input = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nhello\r\nECHO \"a b\"\r\n";
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for &b in input.iter() {
+            buf.extend_from_slice(&[b]);
+            let before = buf.len();
+            match parse(&mut buf, &RequestLimits::default()) {
+                Ok(Some(r)) => got.push(r.args),
+                Ok(None) => assert_eq!(buf.len(), before, "nothing consumed while incomplete"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(
+            got,
+            vec![args(&["SET", "k", "hello"]), args(&["ECHO", "a b"])]
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn multibulk_length_errors() {
+        for input in [
+            &b"*abc\r\n"[..],
+            b"*01\r\n",
+            b"*\r\n",
+            b"*+1\r\n",
+            b"*2147483648\r\n",
+            b"*1 \r\n",
+        ] {
+            assert_eq!(
+                error_of(input),
+                RequestError::InvalidMultibulkLength,
+                "{input:?}"
+            );
+        }
+        // INT_MAX itself is accepted (Redis then waits for the arguments).
+        assert_eq!(parse_all(b"*2147483647\r\n").0, Ok(vec![]));
+    }
+
+    #[test]
+    fn bulk_length_errors() {
+        for input in [
+            &b"*1\r\n$536870913\r\n"[..],
+            b"*1\r\n$-1\r\n",
+            b"*1\r\n$\r\n",
+            b"*1\r\n$03\r\n",
+            b"*1\r\n$99999999999999999999\r\n",
+        ] {
+            assert_eq!(
+                error_of(input),
+                RequestError::InvalidBulkLength,
+                "{input:?}"
+            );
+        }
+        // 512 MB exactly is accepted, and nothing of that size is allocated while waiting.
+        let mut buf = BytesMut::from(&b"*1\r\n$536870912\r\nabc"[..]);
+        assert_eq!(parse(&mut buf, &RequestLimits::default()), Ok(None));
+        assert!(buf.capacity() < 1024 * 1024);
+    }
+
+    #[test]
+    fn expected_dollar() {
+        let e = error_of(b"*1\r\nx3\r\n");
+        assert_eq!(e, RequestError::ExpectedDollar { got: b'x' });
+        assert_eq!(e.to_string(), "Protocol error: expected '$', got 'x'");
+        assert_eq!(
+            error_of(b"*2\r\n$1\r\na\r\n:1\r\n"),
+            RequestError::ExpectedDollar { got: b':' }
+        );
+    }
+
+    #[test]
+    fn too_big_count_strings() {
+        let mut input = b"*".to_vec();
+        input.extend(std::iter::repeat_n(b'1', 64 * 1024 - 1));
+        assert_eq!(parse_all(&input).0, Ok(vec![]), "exactly 64 KB still waits");
+        input.push(b'1');
+        assert_eq!(error_of(&input), RequestError::TooBigMultibulkCount);
+
+        let mut input = b"*1\r\n$".to_vec();
+        input.extend(std::iter::repeat_n(b'1', 64 * 1024));
+        assert_eq!(error_of(&input), RequestError::TooBigBulkCount);
+
+        let input = vec![b'a'; 64 * 1024 + 1];
+        assert_eq!(error_of(&input), RequestError::TooBigInline);
+        assert_eq!(parse_all(&input[1..]).0, Ok(vec![]));
+    }
+
+    #[test]
+    fn nul_hides_the_line_end_as_in_redis() {
+        assert_eq!(parse_all(b"PING\0\nPING\r\n"), (Ok(vec![]), 12));
+        assert_eq!(parse_all(b"*1\0\r\n$4\r\nPING\r\n").0, Ok(vec![]));
+    }
+
+    #[test]
+    fn inline_splitting() {
+        let cases: &[(&[u8], &[&[u8]])] = &[
+            (b"PING\r\n", &[b"PING"]),
+            (b"PING\n", &[b"PING"]),
+            (b"  set  a\tb  \r\n", &[b"set", b"a", b"b"]),
+            (b"ECHO \"\\x41\\n\"\r\n", &[b"ECHO", b"A\n"]),
+            (b"ECHO a\"b c\"\r\n", &[b"ECHO", b"ab c"]),
+            (b"ECHO 'a\\'b'\r\n", &[b"ECHO", b"a'b"]),
+            (b"ECHO \"a\\\\qb\"\r\n", &[b"ECHO", b"a\\qb"]),
+            (
+                b"ECHO \"\\q\\t\\r\\b\\a\"\r\n",
+                &[b"ECHO", b"q\t\r\x08\x07"],
+            ),
+            (b"ECHO \"\\xZZ\"\r\n", &[b"ECHO", b"xZZ"]),
+            (b"ECHO a\x0bb\r\n", &[b"ECHO", b"a\x0bb"]),
+            (b"ECHO \"\"\r\n", &[b"ECHO", b""]),
+            (b"$1\r\n", &[b"$1"]),
+        ];
+        for (input, want) in cases {
+            let want: Vec<Bytes> = want.iter().map(|a| Bytes::copy_from_slice(a)).collect();
+            assert_eq!(parse_all(input), (Ok(vec![want]), 0), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn unbalanced_quotes() {
+        for input in [
+            &b"\"abc\r\n"[..],
+            b"ECHO \"a\"b\r\n",
+            b"ECHO 'a\\'\r\n",
+            b"ECHO 'a'b\r\n",
+            b"ECHO \"a\\\r\n",
+        ] {
+            assert_eq!(error_of(input), RequestError::UnbalancedQuotes, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn string_to_i64_matches_string2ll() {
+        assert_eq!(string_to_i64(b"0"), Some(0));
+        assert_eq!(string_to_i64(b"-1"), Some(-1));
+        assert_eq!(string_to_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(string_to_i64(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"-0",
+            b"00",
+            b"+1",
+            b" 1",
+            b"1a",
+            b"9223372036854775808",
+        ] {
+            assert_eq!(string_to_i64(bad), None, "{bad:?}");
+        }
+    }
 }

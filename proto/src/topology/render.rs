@@ -1,9 +1,13 @@
 //! Redis's renderings of a topology: CLUSTER INFO, NODES, SLOTS and SHARDS, byte for byte as
 //! redis-server 7.0 prints them, so cluster-aware clients parse ours unchanged.
 
+use std::fmt::Write;
+
+use bytes::Bytes;
+
 use crate::resp::Frame;
 
-use super::{NodeId, Topology};
+use super::{Node, NodeId, Role, Topology};
 
 /// Message counters CLUSTER INFO reports; the caller counts them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -16,26 +20,445 @@ pub struct MessageStats {
 
 /// CLUSTER INFO text (lines ending in `\r\n`), as seen by `myself` (for cluster_my_epoch; `None`
 /// reports 0).
+///
+/// As Redis 7.0, per-type message counters are printed only when non-zero, each total always. In
+/// RESP3 Redis sends this as a verbatim string, in RESP2 as a bulk string.
 pub fn cluster_info(topology: &Topology, myself: Option<&NodeId>, stats: &MessageStats) -> String {
-    let _ = (topology, myself, stats);
-    todo!("implemented in the proto work")
+    let health = topology.health();
+    let my_epoch = myself.and_then(|id| topology.node(id)).map_or(0, |me| {
+        // A replica reports its master's epoch.
+        me.master_id
+            .as_ref()
+            .filter(|_| me.role == Role::Replica)
+            .and_then(|master| topology.node(master))
+            .unwrap_or(me)
+            .config_epoch
+    });
+    let mut out = String::with_capacity(600);
+    let mut field = |name: &str, value: &dyn std::fmt::Display| {
+        let _ = write!(out, "{name}:{value}\r\n");
+    };
+    field("cluster_state", &if health.ok { "ok" } else { "fail" });
+    field("cluster_slots_assigned", &health.slots_assigned);
+    field("cluster_slots_ok", &health.slots_ok);
+    field("cluster_slots_pfail", &health.slots_pfail);
+    field("cluster_slots_fail", &health.slots_fail);
+    field("cluster_known_nodes", &health.known_nodes);
+    field("cluster_size", &health.size);
+    field("cluster_current_epoch", &topology.current_epoch);
+    field("cluster_my_epoch", &my_epoch);
+    for (name, value) in [
+        ("cluster_stats_messages_ping_sent", stats.ping_sent),
+        ("cluster_stats_messages_pong_sent", stats.pong_sent),
+    ] {
+        if value != 0 {
+            field(name, &value);
+        }
+    }
+    field(
+        "cluster_stats_messages_sent",
+        &(stats.ping_sent + stats.pong_sent),
+    );
+    for (name, value) in [
+        ("cluster_stats_messages_ping_received", stats.ping_received),
+        ("cluster_stats_messages_pong_received", stats.pong_received),
+    ] {
+        if value != 0 {
+            field(name, &value);
+        }
+    }
+    field(
+        "cluster_stats_messages_received",
+        &(stats.ping_received + stats.pong_received),
+    );
+    field("total_cluster_links_buffer_limit_exceeded", &0);
+    out
 }
 
 /// CLUSTER NODES text (lines ending in `\n`), with `myself` flagged; `now_ms` is the Unix time in
 /// ms used for the pong-received column.
+///
+/// Each line: `<id> <host>:<port>@<bus-port> <flags> <master-id|-> <ping-sent> <pong-recv>
+/// <config-epoch> <link-state> <slot ranges...>`. A healthy node shows ping-sent 0 and pong-recv
+/// `now_ms`; a `fail?`/`fail` node shows its last ping and last heartbeat and is `disconnected`;
+/// `myself` shows 0 0 and is always `connected`.
 pub fn cluster_nodes(topology: &Topology, myself: Option<&NodeId>, now_ms: u64) -> String {
-    let _ = (topology, myself, now_ms);
-    todo!("implemented in the proto work")
+    let mut out = String::with_capacity(topology.nodes.len() * 128);
+    for (index, node) in topology.nodes.iter().enumerate() {
+        let is_me = myself == Some(&node.id);
+        let mut flags = Vec::with_capacity(3);
+        if is_me {
+            flags.push("myself");
+        }
+        flags.push(match node.role {
+            Role::Master => "master",
+            Role::Replica => "slave",
+        });
+        if node.pfail && !node.fail {
+            flags.push("fail?");
+        }
+        if node.fail {
+            flags.push("fail");
+        }
+        let failing = node.pfail || node.fail;
+        let (ping, pong) = if is_me {
+            (0, 0)
+        } else if failing {
+            (node.ping_sent_ms, node.last_heartbeat_ms)
+        } else {
+            (0, now_ms)
+        };
+        let master = match (&node.role, &node.master_id) {
+            (Role::Replica, Some(id)) => id.as_str(),
+            _ => "-",
+        };
+        let link = if failing && !is_me {
+            "disconnected"
+        } else {
+            "connected"
+        };
+        let _ = write!(
+            out,
+            "{} {}:{}@{} {} {} {} {} {} {}",
+            node.id,
+            node.host,
+            node.port,
+            node.bus_port,
+            flags.join(","),
+            master,
+            ping,
+            pong,
+            node.config_epoch,
+            link
+        );
+        for (start, end) in topology.ranges_of(index) {
+            if start == end {
+                let _ = write!(out, " {start}");
+            } else {
+                let _ = write!(out, " {start}-{end}");
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
-/// CLUSTER SLOTS reply.
+/// CLUSTER SLOTS reply: per run of slots with one owner, `[start, end, master, replicas...]`,
+/// each node as `[host, port, id, {}]` (the empty map is `*0` in RESP2). Replicas that are FAIL
+/// are left out, as Redis does.
 pub fn cluster_slots(topology: &Topology) -> Frame {
-    let _ = topology;
-    todo!("implemented in the proto work")
+    let entries = topology
+        .runs()
+        .filter_map(|(start, end, owner)| {
+            let master = topology.nodes.get(usize::from(owner?))?;
+            let mut entry = vec![
+                Frame::Integer(i64::from(start)),
+                Frame::Integer(i64::from(end)),
+                slot_node(master),
+            ];
+            entry.extend(
+                replicas_of(topology, master)
+                    .filter(|r| !r.fail)
+                    .map(slot_node),
+            );
+            Some(Frame::Array(entry))
+        })
+        .collect();
+    Frame::Array(entries)
 }
 
-/// CLUSTER SHARDS reply.
+fn slot_node(node: &Node) -> Frame {
+    Frame::Array(vec![
+        Frame::Bulk(Bytes::from(node.host.clone())),
+        Frame::Integer(i64::from(node.port)),
+        Frame::Bulk(Bytes::from(node.id.to_string())),
+        Frame::Map(Vec::new()),
+    ])
+}
+
+fn replicas_of<'a>(
+    topology: &'a Topology,
+    master: &'a Node,
+) -> impl Iterator<Item = &'a Node> + 'a {
+    topology
+        .nodes
+        .iter()
+        .filter(move |n| n.role == Role::Replica && n.master_id.as_ref() == Some(&master.id))
+}
+
+/// CLUSTER SHARDS reply (Redis 7.0 format): one map per master, `slots` as a flat list of
+/// start/end pairs and `nodes` with the master first, then its replicas; each node's `health` is
+/// `fail` when FAIL (Redis 7.0.15's word), else `online`.
 pub fn cluster_shards(topology: &Topology) -> Frame {
-    let _ = topology;
-    todo!("implemented in the proto work")
+    let shards = topology
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| node.role == Role::Master)
+        .map(|(index, master)| {
+            let slots = topology
+                .ranges_of(index)
+                .into_iter()
+                .flat_map(|(start, end)| {
+                    [
+                        Frame::Integer(i64::from(start)),
+                        Frame::Integer(i64::from(end)),
+                    ]
+                })
+                .collect();
+            let nodes = std::iter::once(master)
+                .chain(replicas_of(topology, master))
+                .map(shard_node)
+                .collect();
+            Frame::Map(vec![
+                (bulk("slots"), Frame::Array(slots)),
+                (bulk("nodes"), Frame::Array(nodes)),
+            ])
+        })
+        .collect();
+    Frame::Array(shards)
+}
+
+fn shard_node(node: &Node) -> Frame {
+    let host = Frame::Bulk(Bytes::from(node.host.clone()));
+    Frame::Map(vec![
+        (bulk("id"), Frame::Bulk(Bytes::from(node.id.to_string()))),
+        (bulk("port"), Frame::Integer(i64::from(node.port))),
+        (bulk("ip"), host.clone()),
+        (bulk("endpoint"), host),
+        (
+            bulk("role"),
+            bulk(if node.role == Role::Master {
+                "master"
+            } else {
+                "replica"
+            }),
+        ),
+        (bulk("replication-offset"), Frame::Integer(0)),
+        (
+            bulk("health"),
+            bulk(if node.fail { "fail" } else { "online" }),
+        ),
+    ])
+}
+
+fn bulk(text: &'static str) -> Frame {
+    Frame::Bulk(Bytes::from_static(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::Protocol;
+    use crate::topology::Settings;
+
+    const IDS: [&str; 3] = [
+        "d0c2da41f2c7b7fc7f8172cf97f3e4f57589cbc6",
+        "4091c156379f1babc726ea372544f16f8aeb6114",
+        "9dfacdf53f9ff0e6347c83a4702c2b8c7d221a55",
+    ];
+
+    fn node(i: usize) -> Node {
+        Node {
+            id: NodeId::parse(IDS[i]).unwrap(),
+            host: "127.0.0.1".into(),
+            port: 31101 + i as u16,
+            bus_port: 41101 + i as u16,
+            role: Role::Master,
+            master_id: None,
+            config_epoch: i as u64 + 1,
+            pfail: false,
+            fail: false,
+            last_heartbeat_ms: 0,
+            ping_sent_ms: 0,
+            key_count: 0,
+        }
+    }
+
+    /// The cluster `redis-cli --cluster create` made of three redis-server 7.0.15 on 31101-31103.
+    fn cluster() -> Topology {
+        let mut t = Topology {
+            version: 1,
+            current_epoch: 3,
+            nodes: (0..3).map(node).collect(),
+            settings: Settings::default(),
+            created: true,
+            ..Topology::default()
+        };
+        for (slot, owner) in t.slots.iter_mut().enumerate() {
+            *owner = Some(match slot {
+                0..=5460 => 0,
+                5461..=10922 => 1,
+                _ => 2,
+            });
+        }
+        t
+    }
+
+    #[test]
+    fn info_as_redis_prints_it() {
+        let stats = MessageStats {
+            ping_sent: 32,
+            pong_sent: 31,
+            ping_received: 29,
+            pong_received: 32,
+        };
+        let me = NodeId::parse(IDS[0]).unwrap();
+        assert_eq!(
+            cluster_info(&cluster(), Some(&me), &stats),
+            "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\n\
+             cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:3\r\n\
+             cluster_size:3\r\ncluster_current_epoch:3\r\ncluster_my_epoch:1\r\n\
+             cluster_stats_messages_ping_sent:32\r\ncluster_stats_messages_pong_sent:31\r\n\
+             cluster_stats_messages_sent:63\r\ncluster_stats_messages_ping_received:29\r\n\
+             cluster_stats_messages_pong_received:32\r\ncluster_stats_messages_received:61\r\n\
+             total_cluster_links_buffer_limit_exceeded:0\r\n"
+        );
+    }
+
+    #[test]
+    fn info_of_a_failed_cluster() {
+        let mut t = cluster();
+        t.nodes[0].pfail = true;
+        t.nodes[0].fail = true;
+        let text = cluster_info(&t, None, &MessageStats::default());
+        assert!(text.starts_with(
+            "cluster_state:fail\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:10923\r\n\
+             cluster_slots_pfail:0\r\ncluster_slots_fail:5461\r\ncluster_known_nodes:3\r\n\
+             cluster_size:3\r\ncluster_current_epoch:3\r\ncluster_my_epoch:0\r\n\
+             cluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\n"
+        ));
+    }
+
+    #[test]
+    fn nodes_as_redis_prints_them() {
+        let mut t = cluster();
+        t.nodes[2].pfail = true;
+        t.nodes[2].ping_sent_ms = 1795647968470;
+        t.nodes[2].last_heartbeat_ms = 1795647966462;
+        let me = NodeId::parse(IDS[0]).unwrap();
+        assert_eq!(
+            cluster_nodes(&t, Some(&me), 1795647970478),
+            format!(
+                "{} 127.0.0.1:31101@41101 myself,master - 0 0 1 connected 0-5460\n\
+                 {} 127.0.0.1:31102@41102 master - 0 1795647970478 2 connected 5461-10922\n\
+                 {} 127.0.0.1:31103@41103 master,fail? - 1795647968470 1795647966462 3 disconnected 10923-16383\n",
+                IDS[0], IDS[1], IDS[2]
+            )
+        );
+        t.nodes[2].fail = true;
+        t.nodes[1].role = Role::Replica;
+        t.nodes[1].master_id = Some(me.clone());
+        t.slots[5461..=10922].fill(None);
+        t.slots[16383] = Some(0);
+        assert_eq!(
+            cluster_nodes(&t, None, 5),
+            format!(
+                "{} 127.0.0.1:31101@41101 master - 0 5 1 connected 0-5460 16383\n\
+                 {} 127.0.0.1:31102@41102 slave {} 0 5 2 connected\n\
+                 {} 127.0.0.1:31103@41103 master,fail - 1795647968470 1795647966462 3 disconnected 10923-16382\n",
+                IDS[0], IDS[1], IDS[0], IDS[2]
+            )
+        );
+    }
+
+    #[test]
+    fn slots_byte_for_byte() {
+        let t = cluster();
+        let resp2 = format!(
+            "*3\r\n*3\r\n:0\r\n:5460\r\n*4\r\n$9\r\n127.0.0.1\r\n:31101\r\n$40\r\n{}\r\n*0\r\n\
+             *3\r\n:5461\r\n:10922\r\n*4\r\n$9\r\n127.0.0.1\r\n:31102\r\n$40\r\n{}\r\n*0\r\n\
+             *3\r\n:10923\r\n:16383\r\n*4\r\n$9\r\n127.0.0.1\r\n:31103\r\n$40\r\n{}\r\n*0\r\n",
+            IDS[0], IDS[1], IDS[2]
+        );
+        let frame = cluster_slots(&t);
+        assert_eq!(frame.to_bytes(Protocol::Resp2), resp2.as_bytes());
+        assert_eq!(
+            frame.to_bytes(Protocol::Resp3),
+            resp2.replace("*0\r\n", "%0\r\n").as_bytes()
+        );
+    }
+
+    #[test]
+    fn slots_with_replicas_and_holes() {
+        let mut t = cluster();
+        t.nodes[1].role = Role::Replica;
+        t.nodes[1].master_id = Some(t.nodes[0].id.clone());
+        t.slots[5461..=10922].fill(None);
+        let Frame::Array(entries) = cluster_slots(&t) else {
+            panic!("not an array");
+        };
+        assert_eq!(entries.len(), 2);
+        let Frame::Array(first) = &entries[0] else {
+            panic!("not an array");
+        };
+        assert_eq!(first.len(), 4, "start, end, master, replica");
+        t.nodes[1].fail = true;
+        let Frame::Array(entries) = cluster_slots(&t) else {
+            panic!("not an array");
+        };
+        assert!(
+            matches!(&entries[0], Frame::Array(e) if e.len() == 3),
+            "failed replica left out"
+        );
+    }
+
+    #[test]
+    fn shards_byte_for_byte() {
+        let t = cluster();
+        let shard = |i: usize, start: u32, end: u32, map: &str| {
+            format!(
+                "{map}2\r\n$5\r\nslots\r\n*2\r\n:{start}\r\n:{end}\r\n$5\r\nnodes\r\n*1\r\n{map}{}\r\n\
+                 $2\r\nid\r\n$40\r\n{}\r\n$4\r\nport\r\n:{}\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n\
+                 $8\r\nendpoint\r\n$9\r\n127.0.0.1\r\n$4\r\nrole\r\n$6\r\nmaster\r\n\
+                 $18\r\nreplication-offset\r\n:0\r\n$6\r\nhealth\r\n$6\r\nonline\r\n",
+                if map == "*" { 14 } else { 7 },
+                IDS[i],
+                31101 + i
+            )
+        };
+        let want = |map: &str| {
+            let map2 = if map == "*" { "*4\r\n" } else { "%2\r\n" };
+            let fix = |s: String| s.replacen(&format!("{map}2\r\n"), map2, 1);
+            format!(
+                "*3\r\n{}{}{}",
+                fix(shard(0, 0, 5460, map)),
+                fix(shard(1, 5461, 10922, map)),
+                fix(shard(2, 10923, 16383, map))
+            )
+        };
+        let frame = cluster_shards(&t);
+        assert_eq!(
+            String::from_utf8_lossy(&frame.to_bytes(Protocol::Resp2)),
+            want("*")
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&frame.to_bytes(Protocol::Resp3)),
+            want("%")
+        );
+    }
+
+    #[test]
+    fn shards_health_and_replicas() {
+        let mut t = cluster();
+        t.nodes[2].fail = true;
+        t.nodes[1].role = Role::Replica;
+        t.nodes[1].master_id = Some(t.nodes[0].id.clone());
+        let text =
+            String::from_utf8_lossy(&cluster_shards(&t).to_bytes(Protocol::Resp3)).into_owned();
+        assert!(text.starts_with("*2\r\n"), "one shard per master");
+        assert!(text.contains("$7\r\nreplica\r\n"));
+        assert!(text.contains("$6\r\nhealth\r\n$4\r\nfail\r\n"));
+    }
+
+    #[test]
+    fn single_node_view_serves_everything() {
+        let t = cluster();
+        let id = NodeId::from_random_bytes([7; 20]);
+        let single = t.as_single_node(id.clone(), "127.0.0.1", 6379);
+        assert_eq!(
+            cluster_nodes(&single, Some(&id), 9),
+            format!("{id} 127.0.0.1:6379@16379 myself,master - 0 0 3 connected 0-16383\n")
+        );
+    }
 }

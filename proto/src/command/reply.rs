@@ -1,0 +1,163 @@
+//! COMMAND INFO and COMMAND DOCS entries built from the table, shaped as redis-server 7.0 sends
+//! them, so shard nodes and the proxy answer `COMMAND ...` alike (redis-cli reads them for hints).
+
+use bytes::Bytes;
+
+use super::{Begin, CommandSpec, Find, KeySpec};
+use crate::resp::Frame;
+
+/// One COMMAND INFO entry: `[name, arity, flags, first, last, step, acl categories, tips,
+/// key specs, subcommands]`, with Redis's RESP3 types (sets for flags, categories, tips and key
+/// specs). Subcommands come sorted by name (Redis lists them in hash order).
+pub fn info(spec: &CommandSpec) -> Frame {
+    Frame::Array(vec![
+        bulk(spec.name),
+        Frame::Integer(i64::from(spec.arity)),
+        Frame::Set(spec.flags.iter().map(|f| simple(f)).collect()),
+        Frame::Integer(i64::from(spec.first_key)),
+        Frame::Integer(i64::from(spec.last_key)),
+        Frame::Integer(i64::from(spec.step)),
+        Frame::Set(
+            spec.acl_categories
+                .iter()
+                .map(|c| Frame::Simple(Bytes::from(format!("@{c}"))))
+                .collect(),
+        ),
+        Frame::Set(spec.tips.iter().map(|t| bulk(t)).collect()),
+        Frame::Set(spec.key_specs.iter().map(key_spec).collect()),
+        // Redis sends an empty set when there are no subcommands, an array otherwise.
+        if spec.subcommands.is_empty() {
+            Frame::Set(Vec::new())
+        } else {
+            Frame::Array(spec.subcommands.iter().map(info).collect())
+        },
+    ])
+}
+
+fn key_spec(spec: &KeySpec) -> Frame {
+    let begin = match spec.begin {
+        Begin::Index(index) => typed("index", vec![(bulk("index"), int(index))]),
+        Begin::Keyword {
+            keyword,
+            start_from,
+        } => typed(
+            "keyword",
+            vec![
+                (bulk("keyword"), bulk(keyword)),
+                (bulk("startfrom"), int(start_from)),
+            ],
+        ),
+        Begin::Unknown => typed("unknown", Vec::new()),
+    };
+    let find = match spec.find {
+        Find::Range {
+            last_key,
+            key_step,
+            limit,
+        } => typed(
+            "range",
+            vec![
+                (bulk("lastkey"), int(last_key)),
+                (bulk("keystep"), int(key_step)),
+                (bulk("limit"), int(limit)),
+            ],
+        ),
+        Find::KeyNum {
+            key_num_index,
+            first_key,
+            key_step,
+        } => typed(
+            "keynum",
+            vec![
+                (bulk("keynumidx"), int(key_num_index)),
+                (bulk("firstkey"), int(first_key)),
+                (bulk("keystep"), int(key_step)),
+            ],
+        ),
+        Find::Unknown => typed("unknown", Vec::new()),
+    };
+    Frame::Map(vec![
+        (
+            bulk("flags"),
+            Frame::Set(spec.flags.iter().map(|f| simple(f)).collect()),
+        ),
+        (bulk("begin_search"), begin),
+        (bulk("find_keys"), find),
+    ])
+}
+
+fn typed(kind: &'static str, spec: Vec<(Frame, Frame)>) -> Frame {
+    Frame::Map(vec![
+        (bulk("type"), bulk(kind)),
+        (bulk("spec"), Frame::Map(spec)),
+    ])
+}
+
+/// One COMMAND DOCS value (the caller pairs it with the name): summary, since, group, complexity
+/// and, for containers, the subcommands' docs. Arguments and history are not in the table.
+pub fn docs(spec: &CommandSpec) -> Frame {
+    let mut fields = vec![
+        (bulk("summary"), bulk(spec.summary)),
+        (bulk("since"), bulk(spec.since)),
+        (bulk("group"), bulk(spec.group)),
+        (bulk("complexity"), bulk(spec.complexity)),
+    ];
+    if !spec.subcommands.is_empty() {
+        let subs = spec
+            .subcommands
+            .iter()
+            .map(|sub| (bulk(sub.name), docs(sub)))
+            .collect();
+        fields.push((bulk("subcommands"), Frame::Map(subs)));
+    }
+    Frame::Map(fields)
+}
+
+fn bulk(text: &'static str) -> Frame {
+    Frame::Bulk(Bytes::from_static(text.as_bytes()))
+}
+
+fn simple(text: &'static str) -> Frame {
+    Frame::Simple(Bytes::from_static(text.as_bytes()))
+}
+
+fn int(n: i32) -> Frame {
+    Frame::Integer(i64::from(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::lookup;
+    use crate::resp::Protocol;
+
+    #[test]
+    fn info_is_byte_for_byte_redis() {
+        // `HELLO 3` + `COMMAND INFO get` on redis-server 7.0.15, without the outer `*1`.
+        let want = "*10\r\n$3\r\nget\r\n:2\r\n~2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n~3\r\n\
+            +@read\r\n+@string\r\n+@fast\r\n~0\r\n~1\r\n%3\r\n$5\r\nflags\r\n~2\r\n+RO\r\n+access\r\n\
+            $12\r\nbegin_search\r\n%2\r\n$4\r\ntype\r\n$5\r\nindex\r\n$4\r\nspec\r\n%1\r\n$5\r\nindex\r\n\
+            :1\r\n$9\r\nfind_keys\r\n%2\r\n$4\r\ntype\r\n$5\r\nrange\r\n$4\r\nspec\r\n%3\r\n\
+            $7\r\nlastkey\r\n:0\r\n$7\r\nkeystep\r\n:1\r\n$5\r\nlimit\r\n:0\r\n~0\r\n";
+        let got = info(lookup(b"get").unwrap()).to_bytes(Protocol::Resp3);
+        assert_eq!(String::from_utf8_lossy(&got), want);
+        let xread = info(lookup(b"xread").unwrap()).to_bytes(Protocol::Resp3);
+        let xread = String::from_utf8_lossy(&xread);
+        assert!(xread.contains(
+            "$4\r\ntype\r\n$7\r\nkeyword\r\n$4\r\nspec\r\n%2\r\n$7\r\nkeyword\r\n$7\r\nSTREAMS\r\n\
+             $9\r\nstartfrom\r\n:1\r\n"
+        ));
+    }
+
+    #[test]
+    fn docs_are_redis_docs_without_arguments() {
+        let got = docs(lookup(b"get").unwrap()).to_bytes(Protocol::Resp3);
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "%4\r\n$7\r\nsummary\r\n$22\r\nGet the value of a key\r\n$5\r\nsince\r\n$5\r\n1.0.0\r\n\
+             $5\r\ngroup\r\n$6\r\nstring\r\n$10\r\ncomplexity\r\n$4\r\nO(1)\r\n"
+        );
+        let client = docs(lookup(b"client").unwrap()).to_bytes(Protocol::Resp2);
+        assert!(String::from_utf8_lossy(&client).contains("$14\r\nclient|getname\r\n*8\r\n"));
+    }
+}

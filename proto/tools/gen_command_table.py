@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Regenerates proto/src/command/table.rs from a real redis-server's COMMAND and COMMAND DOCS.
+
+Usage: start a redis-server 7.0 (e.g. `redis-server --port 23101 --save '' --appendonly no`), then
+    python3 proto/tools/gen_command_table.py 23101 > proto/src/command/table.rs
+Redis gives arity, flags, key positions, key specs, ACL categories, tips and docs; Tessera adds only
+`routing`, from the lists below.
+"""
+import socket
+import sys
+
+# How the proxy handles each command (Routing::Keyed for everything not listed).
+SPLIT = {"mget", "mset", "del", "unlink", "exists", "touch"}
+FAN_OUT = {"dbsize", "keys", "scan", "randomkey", "flushall", "flushdb"}
+LOCAL = {
+    "ping", "echo", "quit", "hello", "auth", "select", "client", "command", "config", "info",
+    "cluster", "readonly", "readwrite", "asking", "reset", "multi", "exec", "discard", "watch",
+    "unwatch", "subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ssubscribe",
+    "sunsubscribe", "acl", "lolwut", "time",
+}
+
+# Subcommands of later Redis versions that clients send on connect and the issues require, in
+# COMMAND INFO's shape, with their docs. redis-py sends CLIENT SETINFO (Redis 7.2).
+EXTRA_SUBCOMMANDS = {
+    "client": [
+        (["client|setinfo", 4, ["noscript", "loading", "stale"], 0, 0, 0, ["@slow", "@connection"], [], [], []],
+         {"summary": "Set client or connection specific info", "since": "7.2.0", "group": "connection",
+          "complexity": "O(1)"}),
+    ],
+}
+
+
+def read_reply(f):
+    line = f.readline()
+    if not line:
+        raise EOFError
+    tag, rest = line[:1], line[1:-2]
+    if tag in (b"+", b"-"):
+        return rest.decode()
+    if tag == b":":
+        return int(rest)
+    if tag == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode()
+    if tag == b"*":
+        n = int(rest)
+        return None if n < 0 else [read_reply(f) for _ in range(n)]
+    raise ValueError(line)
+
+
+def call(sock, f, *args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    sock.sendall(out)
+    return read_reply(f)
+
+
+def pairs(flat):
+    return dict(zip(flat[0::2], flat[1::2]))
+
+
+def rust_str(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def str_list(items):
+    return "&[" + ", ".join(rust_str(i) for i in items) + "]"
+
+
+def key_spec(spec):
+    spec = pairs(spec)
+    bs = pairs(spec["begin_search"])
+    fk = pairs(spec["find_keys"])
+    if bs["type"] == "index":
+        begin = "Begin::Index(%d)" % pairs(bs["spec"])["index"]
+    elif bs["type"] == "keyword":
+        s = pairs(bs["spec"])
+        begin = "Begin::Keyword { keyword: %s, start_from: %d }" % (rust_str(s["keyword"]), s["startfrom"])
+    else:
+        begin = "Begin::Unknown"
+    if fk["type"] == "range":
+        s = pairs(fk["spec"])
+        find = "Find::Range { last_key: %d, key_step: %d, limit: %d }" % (s["lastkey"], s["keystep"], s["limit"])
+    elif fk["type"] == "keynum":
+        s = pairs(fk["spec"])
+        find = "Find::KeyNum { key_num_index: %d, first_key: %d, key_step: %d }" % (
+            s["keynumidx"], s["firstkey"], s["keystep"])
+    else:
+        find = "Find::Unknown"
+    return "KeySpec { begin: %s, find: %s, flags: %s }" % (begin, find, str_list(spec["flags"]))
+
+
+def entry(info, docs, indent):
+    name, arity, flags, first, last, step, acl, tips, specs, subs = info
+    doc = pairs(docs.get(name, []))
+    top = name.split("|")[0]
+    if top in SPLIT:
+        routing = "Split"
+    elif top in FAN_OUT:
+        routing = "FanOut"
+    elif top in LOCAL:
+        routing = "Local"
+    else:
+        routing = "Keyed"
+    pad = " " * indent
+    lines = [
+        pad + "CommandSpec {",
+        pad + "    name: %s, arity: %d, first_key: %d, last_key: %d, step: %d, routing: Routing::%s,"
+        % (rust_str(name), arity, first, last, step, routing),
+        pad + "    flags: %s," % str_list(flags),
+        pad + "    acl_categories: %s," % str_list(a.lstrip("@") for a in acl),
+        pad + "    tips: %s," % str_list(tips),
+    ]
+    if specs:
+        lines.append(pad + "    key_specs: &[")
+        for s in specs:
+            lines.append(pad + "        " + key_spec(s) + ",")
+        lines.append(pad + "    ],")
+    else:
+        lines.append(pad + "    key_specs: &[],")
+    lines.append(pad + "    summary: %s," % rust_str(doc.get("summary", "")))
+    lines.append(pad + "    group: %s, since: %s, complexity: %s,"
+                 % (rust_str(doc.get("group", "")), rust_str(doc.get("since", "")),
+                    rust_str(doc.get("complexity", ""))))
+    if subs:
+        sub_docs = pairs(doc.get("subcommands", []))
+        lines.append(pad + "    subcommands: &[")
+        for sub in sorted(subs, key=lambda s: s[0]):
+            lines.extend(entry(sub, sub_docs, indent + 8))
+        lines.append(pad + "    ],")
+    else:
+        lines.append(pad + "    subcommands: &[],")
+    lines.append(pad + "},")
+    return lines
+
+
+def main():
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 6379
+    sock = socket.create_connection(("127.0.0.1", port))
+    f = sock.makefile("rb")
+    version = pairs(call(sock, f, "HELLO", "2"))["version"]
+    infos = sorted(call(sock, f, "COMMAND"), key=lambda c: c[0])
+    docs = pairs(call(sock, f, "COMMAND", "DOCS"))
+    for info in infos:
+        for sub_info, sub_doc in EXTRA_SUBCOMMANDS.get(info[0], []):
+            if all(s[0] != sub_info[0] for s in info[9]):
+                info[9].append(sub_info)
+                doc = pairs(docs[info[0]])
+                subs = doc.setdefault("subcommands", [])
+                subs.extend([sub_info[0], [x for kv in sub_doc.items() for x in kv]])
+                docs[info[0]] = [x for kv in doc.items() for x in kv]
+    out = [
+        "//! The command table, generated by `proto/tools/gen_command_table.py` from redis-server %s's" % version,
+        "//! COMMAND and COMMAND DOCS (do not edit by hand: change the script and regenerate). Sorted by",
+        "//! name, so `lookup` can binary-search it.",
+        "",
+        "use super::{Begin, CommandSpec, Find, KeySpec, Routing};",
+        "",
+        "#[rustfmt::skip]",
+        "pub(super) static COMMANDS: &[CommandSpec] = &[",
+    ]
+    for info in infos:
+        out.extend(entry(info, docs, 4))
+    out.append("];")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+//! Peer probes: every peer in the topology gets a RESP `PING` each round over a kept TCP
+//! connection; a peer with no `PONG` for longer than node-timeout is reported unreachable in the
+//! next heartbeat. The control plane combines these reports into PFAIL / FAIL.
+//!
+//! `ping` is also the `healthcheck` subcommand's probe (the Docker images have no shell).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tessera_proto::topology::{NodeId, Topology};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{intervals, Member};
+use crate::error::ProbeError;
+
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+/// Longest reply line read: `+PONG\r\n` or a short error.
+const MAX_REPLY: usize = 256;
+
+/// What this node has seen of each peer. Guarded by a mutex: touched once per probe round and
+/// once per heartbeat, never on the client path.
+#[derive(Default)]
+pub struct PeerTable {
+    peers: Mutex<HashMap<NodeId, PeerHealth>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PeerHealth {
+    /// When probing this peer began: the silence clock's origin until a first PONG.
+    since: Instant,
+    last_pong: Option<Instant>,
+}
+
+impl PeerTable {
+    /// Records one probe sent at `sent`, answered or not.
+    pub fn record(&self, peer: &NodeId, sent: Instant, answered: bool) {
+        let mut peers = self.peers.lock();
+        let health = peers.entry(peer.clone()).or_insert(PeerHealth {
+            since: sent,
+            last_pong: None,
+        });
+        if answered {
+            health.last_pong = Some(health.last_pong.map_or(sent, |t| t.max(sent)));
+        }
+    }
+
+    /// Forgets peers no longer in the topology.
+    pub fn retain(&self, keep: impl Fn(&NodeId) -> bool) {
+        self.peers.lock().retain(|id, _| keep(id));
+    }
+
+    /// For every peer in `topology` other than `myself`: reachable unless it has been probed
+    /// and silent for longer than `node_timeout` at `now`. A peer not probed yet counts as
+    /// reachable (no evidence against it).
+    pub fn observations(
+        &self,
+        topology: &Topology,
+        myself: &NodeId,
+        now: Instant,
+        node_timeout: Duration,
+    ) -> Vec<(NodeId, bool)> {
+        let peers = self.peers.lock();
+        topology
+            .nodes
+            .iter()
+            .filter(|n| &n.id != myself)
+            .map(|n| {
+                let reachable = peers.get(&n.id).is_none_or(|h| {
+                    let heard = h.last_pong.unwrap_or(h.since);
+                    now.saturating_duration_since(heard) <= node_timeout
+                });
+                (n.id.clone(), reachable)
+            })
+            .collect()
+    }
+}
+
+/// Connects to `host:port`, sends `PING` and expects `+PONG`, all within `timeout`.
+pub async fn ping(host: &str, port: u16, timeout: Duration) -> Result<(), ProbeError> {
+    tokio::time::timeout(timeout, async {
+        let mut stream = TcpStream::connect((host, port))
+            .await
+            .map_err(ProbeError::Connect)?;
+        ping_on(&mut stream).await
+    })
+    .await
+    .map_err(|_| ProbeError::Timeout)?
+}
+
+/// One `PING` / `+PONG` exchange on an open connection.
+async fn ping_on(stream: &mut TcpStream) -> Result<(), ProbeError> {
+    stream.write_all(PING).await.map_err(ProbeError::Io)?;
+    let mut reply = Vec::with_capacity(16);
+    let mut chunk = [0u8; 64];
+    while !reply.ends_with(b"\r\n") {
+        if reply.len() >= MAX_REPLY {
+            return Err(ProbeError::UnexpectedReply(
+                String::from_utf8_lossy(&reply).into_owned(),
+            ));
+        }
+        let n = stream.read(&mut chunk).await.map_err(ProbeError::Io)?;
+        if n == 0 {
+            return Err(ProbeError::Closed);
+        }
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    if reply == b"+PONG\r\n" {
+        Ok(())
+    } else {
+        Err(ProbeError::UnexpectedReply(
+            String::from_utf8_lossy(&reply).trim_end().to_string(),
+        ))
+    }
+}
+
+/// A peer's kept connection.
+struct Peer {
+    host: String,
+    port: u16,
+    stream: Option<TcpStream>,
+    /// The last failure logged, so a peer that stays down is logged once, not every round.
+    failing: bool,
+}
+
+impl Peer {
+    /// One probe: reuses the connection, or opens one; any failure drops it, so a late reply
+    /// can never be mistaken for the next probe's.
+    async fn probe(&mut self, timeout: Duration) -> Result<(), ProbeError> {
+        let result = tokio::time::timeout(timeout, async {
+            let stream = match &mut self.stream {
+                Some(stream) => stream,
+                None => {
+                    let stream = TcpStream::connect((self.host.as_str(), self.port))
+                        .await
+                        .map_err(ProbeError::Connect)?;
+                    let _ = stream.set_nodelay(true);
+                    self.stream.insert(stream)
+                }
+            };
+            ping_on(stream).await
+        })
+        .await
+        .unwrap_or(Err(ProbeError::Timeout));
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+}
+
+/// Probes every peer of the current topology each round until `shutdown`.
+pub(super) async fn run(member: Arc<dyn Member>, shutdown: CancellationToken) {
+    let view_ref = member.cluster();
+    let mut peers: HashMap<NodeId, Peer> = HashMap::new();
+    loop {
+        let topology = view_ref.topology();
+        let (interval, timeout) = intervals(&topology);
+        let myself = view_ref.myself().clone();
+        peers.retain(|id, _| topology.node(id).is_some_and(|_| id != &myself));
+        view_ref.peers.retain(|id| topology.node(id).is_some());
+        for node in topology.nodes.iter().filter(|n| n.id != myself) {
+            let peer = peers.entry(node.id.clone()).or_insert_with(|| Peer {
+                host: node.host.clone(),
+                port: node.port,
+                stream: None,
+                failing: false,
+            });
+            if peer.host != node.host || peer.port != node.port {
+                peer.host = node.host.clone();
+                peer.port = node.port;
+                peer.stream = None;
+            }
+        }
+
+        let sent = Instant::now();
+        let results = futures::future::join_all(peers.iter_mut().map(|(id, peer)| async move {
+            let result = peer.probe(timeout).await;
+            match &result {
+                Err(e) if !peer.failing => {
+                    peer.failing = true;
+                    tracing::info!(peer = %id, address = %format!("{}:{}", peer.host, peer.port), error = %e, "peer probe failed");
+                }
+                Ok(()) if peer.failing => {
+                    peer.failing = false;
+                    tracing::info!(peer = %id, "peer answers probes again");
+                }
+                _ => {}
+            }
+            (id.clone(), result.is_ok())
+        }))
+        .await;
+        for (id, answered) in results {
+            view_ref.peers.record(&id, sent, answered);
+            view_ref.counters.ping_sent.fetch_add(1, Ordering::Relaxed);
+            if answered {
+                view_ref
+                    .counters
+                    .pong_received
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval.saturating_sub(sent.elapsed())) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> NodeId {
+        NodeId::from_random_bytes([n; 20])
+    }
+
+    fn topology_of(ids: &[NodeId]) -> Topology {
+        let mut topology = Topology::default();
+        for (i, id) in ids.iter().enumerate() {
+            topology.nodes.push(tessera_proto::topology::Node {
+                id: id.clone(),
+                host: "127.0.0.1".to_string(),
+                port: 7000 + i as u16,
+                bus_port: 17000 + i as u16,
+                role: tessera_proto::topology::Role::Master,
+                master_id: None,
+                config_epoch: i as u64 + 1,
+                pfail: false,
+                fail: false,
+                last_heartbeat_ms: 0,
+                ping_sent_ms: 0,
+                key_count: 0,
+            });
+        }
+        topology
+    }
+
+    #[test]
+    fn silence_longer_than_node_timeout_is_unreachable() {
+        let (me, a, b, c) = (id(1), id(2), id(3), id(4));
+        let topology = topology_of(&[me.clone(), a.clone(), b.clone(), c.clone()]);
+        let table = PeerTable::default();
+        let t0 = Instant::now();
+        let timeout = Duration::from_millis(1000);
+        table.record(&a, t0, true);
+        table.record(&b, t0, false);
+        table.record(&a, t0 + Duration::from_millis(900), true);
+        table.record(&b, t0 + Duration::from_millis(900), false);
+        let seen = table.observations(&topology, &me, t0 + Duration::from_millis(1500), timeout);
+        assert_eq!(
+            seen,
+            vec![(a.clone(), true), (b.clone(), false), (c.clone(), true)]
+        );
+        // Within node-timeout of the first probe, silence is not yet failure.
+        let seen = table.observations(&topology, &me, t0 + Duration::from_millis(1000), timeout);
+        assert!(seen.iter().all(|(_, reachable)| *reachable));
+    }
+
+    #[tokio::test]
+    async fn ping_gets_pong_or_an_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            for reply in [&b"+PONG\r\n"[..], b"-LOADING busy\r\n"] {
+                let (mut socket, _) = listener.accept().await.expect("accept");
+                let mut buf = [0u8; 64];
+                let n = socket.read(&mut buf).await.expect("read");
+                assert_eq!(&buf[..n], PING);
+                socket.write_all(reply).await.expect("write");
+            }
+        });
+        ping("127.0.0.1", port, Duration::from_secs(5))
+            .await
+            .expect("pong");
+        let err = ping("127.0.0.1", port, Duration::from_secs(5))
+            .await
+            .expect_err("error reply");
+        assert!(
+            matches!(err, ProbeError::UnexpectedReply(ref r) if r == "-LOADING busy"),
+            "{err}"
+        );
+        server.await.expect("server");
+    }
+}
