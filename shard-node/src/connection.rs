@@ -1,1 +1,154 @@
-//! One client connection. (Owned by the data-path work.)
+//! One client connection: read into a buffer, run every complete command in it (pipelining is the
+//! common case), encode all replies into one buffer and write it once per batch.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tessera_proto::resp::request::{self, RequestLimits};
+use tessera_proto::resp::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::aof::FsyncPolicy;
+use crate::cmd::{self, Session};
+use crate::server::ClientInfo;
+use crate::state::NodeState;
+
+/// Redis's client-query-buffer-limit: a client whose unparsed input grows past this is closed.
+pub const QUERY_BUFFER_LIMIT: usize = 1024 * 1024 * 1024;
+
+/// How long, once shutdown has begun, a client may take to read the replies it is owed.
+const SHUTDOWN_WRITE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves one client until it quits, disconnects, errs, or the server shuts down (after finishing
+/// what it has read).
+pub async fn handle(stream: TcpStream, state: Arc<NodeState>, shutdown: CancellationToken) {
+    let addr = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let laddr = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = stream.set_nodelay(true);
+    let stats = &state.stats;
+    let id = stats.new_client_id();
+    let info = Arc::new(Mutex::new(ClientInfo::new(id, addr, laddr)));
+    stats.clients.lock().insert(id, info.clone());
+    stats.connections_received.fetch_add(1, Ordering::Relaxed);
+    stats.connected_clients.fetch_add(1, Ordering::Relaxed);
+
+    let mut session = Session::new(info);
+    if let Err(error) = run(stream, &state, &mut session, &shutdown).await {
+        tracing::debug!(client = id, %error, "connection ended with an I/O error");
+    }
+
+    stats.clients.lock().remove(&id);
+    stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn run(
+    mut stream: TcpStream,
+    state: &NodeState,
+    session: &mut Session,
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    let limits = RequestLimits::default();
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let logged_before = state.aof.as_ref().map(|aof| aof.offset());
+        let close = run_buffered(state, session, &mut input, &mut output, &limits);
+        if let (Some(aof), Some(before)) = (&state.aof, logged_before) {
+            // Under `appendfsync always` a write is acknowledged only once it is on disk. The log
+            // is shared, so this waits for everything logged up to now, ours included.
+            let after = aof.offset();
+            if aof.policy() == FsyncPolicy::Always && after > before {
+                if let Err(error) = aof.wait_synced(after).await {
+                    tracing::error!(client = session.id, %error, "AOF sync failed: closing without acknowledging");
+                    return Ok(());
+                }
+            }
+        }
+        if !output.is_empty() {
+            write_replies(&mut stream, &output, shutdown).await?;
+            output.clear();
+        }
+        if close || shutdown.is_cancelled() {
+            return Ok(());
+        }
+        if input.len() > QUERY_BUFFER_LIMIT {
+            tracing::warn!(
+                client = session.id,
+                "closing client that reached the query buffer limit"
+            );
+            return Ok(());
+        }
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(16 * 1024);
+        }
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            read = stream.read_buf(&mut input) => read?,
+        };
+        if read == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes a batch of replies. Once shutdown has begun, a client that does not take its replies
+/// within `SHUTDOWN_WRITE_GRACE` is dropped, so one stuck reader cannot hold the node's stop.
+async fn write_replies(
+    stream: &mut TcpStream,
+    output: &[u8],
+    shutdown: &CancellationToken,
+) -> std::io::Result<()> {
+    let mut write = std::pin::pin!(stream.write_all(output));
+    tokio::select! {
+        written = &mut write => return written,
+        _ = shutdown.cancelled() => {}
+    }
+    match tokio::time::timeout(SHUTDOWN_WRITE_GRACE, write).await {
+        Ok(written) => written,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "client did not take its replies before shutdown",
+        )),
+    }
+}
+
+/// Runs every complete command in `input`, appending replies to `output`. True when the
+/// connection must close after the replies are written (QUIT, or a protocol error).
+fn run_buffered(
+    state: &NodeState,
+    session: &mut Session,
+    input: &mut BytesMut,
+    output: &mut BytesMut,
+    limits: &RequestLimits,
+) -> bool {
+    loop {
+        let before = input.len();
+        match request::parse(input, limits) {
+            Ok(Some(request)) => {
+                let reply = cmd::execute(state, session, &request.args);
+                reply.encode(session.protocol, output);
+                if session.quit {
+                    return true;
+                }
+            }
+            // An ignored empty command was consumed: look for the next one.
+            Ok(None) if input.len() < before && !input.is_empty() => continue,
+            Ok(None) => return false,
+            Err(error) => {
+                // As Redis: reply with the protocol error, then close.
+                Frame::error(format!("ERR {error}")).encode(session.protocol, output);
+                return true;
+            }
+        }
+    }
+}

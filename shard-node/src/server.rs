@@ -1,20 +1,182 @@
-//! Accept loop and server-wide counters. (Owned by the data-path work; this stub fixes the
-//! interface.)
+//! The accept loop, the active-expiry task, and server-wide counters and client registry (INFO,
+//! CLIENT LIST). Shutdown is ordered: stop accepting, let every connection finish the commands it
+//! has read and write their replies, stop expiry, then return, so the wiring can flush the AOF
+//! knowing no acknowledged write is still in flight.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::keyspace::expire::{CycleBudget, ExpiryCursor};
+use crate::keyspace::now_ms;
 use crate::state::NodeState;
 
-#[derive(Default)]
-pub struct ServerStats {}
+/// The Redis version we answer as (HELLO, INFO): the one our replies are checked against.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// How often active expiry runs (Redis's default hz is 10).
+const EXPIRY_PERIOD: Duration = Duration::from_millis(100);
+
+/// Counters INFO reports, and the connected clients.
+pub struct ServerStats {
+    pub started: Instant,
+    pub next_client_id: AtomicU64,
+    pub connections_received: AtomicU64,
+    pub connected_clients: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub commands_processed: AtomicU64,
+    pub keyspace_hits: AtomicU64,
+    pub keyspace_misses: AtomicU64,
+    /// By client id, for CLIENT LIST.
+    pub clients: Mutex<BTreeMap<u64, Arc<Mutex<ClientInfo>>>>,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        ServerStats {
+            started: Instant::now(),
+            next_client_id: AtomicU64::new(0),
+            connections_received: AtomicU64::new(0),
+            connected_clients: AtomicU64::new(0),
+            rejected_connections: AtomicU64::new(0),
+            commands_processed: AtomicU64::new(0),
+            keyspace_hits: AtomicU64::new(0),
+            keyspace_misses: AtomicU64::new(0),
+            clients: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl ServerStats {
+    /// CONFIG RESETSTAT.
+    pub fn reset(&self) {
+        for counter in [
+            &self.connections_received,
+            &self.rejected_connections,
+            &self.commands_processed,
+            &self.keyspace_hits,
+            &self.keyspace_misses,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A new client id: ids start at 1 and are never reused, as Redis's.
+    pub fn new_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// What CLIENT INFO / LIST show about one connection.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub name: Bytes,
+    pub lib_name: Bytes,
+    pub lib_ver: Bytes,
+    pub resp: u8,
+    pub created: Instant,
+    pub last_active: Instant,
+    pub last_cmd: &'static str,
+}
+
+impl ClientInfo {
+    pub fn new(id: u64, addr: String, laddr: String) -> ClientInfo {
+        let now = Instant::now();
+        ClientInfo {
+            id,
+            addr,
+            laddr,
+            name: Bytes::new(),
+            lib_name: Bytes::new(),
+            lib_ver: Bytes::new(),
+            resp: 2,
+            created: now,
+            last_active: now,
+            last_cmd: "NULL",
+        }
+    }
+
+    /// Records a command run.
+    pub fn touch(&mut self, command: &'static str) {
+        self.last_cmd = command;
+        self.last_active = Instant::now();
+    }
+
+    /// One CLIENT LIST line, fields as Redis 7.2 prints them (buffer sizes we do not track are 0).
+    pub fn line(&self) -> String {
+        format!(
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
+             multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
+             tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+            self.id,
+            self.addr,
+            self.laddr,
+            String::from_utf8_lossy(&self.name),
+            self.created.elapsed().as_secs(),
+            self.last_active.elapsed().as_secs(),
+            self.last_cmd,
+            self.resp,
+            String::from_utf8_lossy(&self.lib_name),
+            String::from_utf8_lossy(&self.lib_ver),
+        )
+    }
+}
 
 /// Serves clients on `listener` until `shutdown` is cancelled, then stops accepting, lets every
 /// connection finish the commands it has read and write their replies, and returns once all
-/// connection tasks have ended.
+/// connection tasks have ended. Also runs active expiry for as long as it serves.
 pub async fn serve(listener: TcpListener, state: Arc<NodeState>, shutdown: CancellationToken) {
-    let _ = (listener, state, shutdown);
-    todo!()
+    let tracker = TaskTracker::new();
+    tracker.spawn(active_expiry(state.clone(), shutdown.clone()));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    tracker.spawn(crate::connection::handle(stream, state.clone(), shutdown.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    state.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+    tracing::debug!("server stopped: all connections finished");
+}
+
+/// Reclaims expired keys nobody reads, logging a DEL for each, until shutdown.
+async fn active_expiry(state: Arc<NodeState>, shutdown: CancellationToken) {
+    let mut cursor = ExpiryCursor::default();
+    let mut ticker = tokio::time::interval(EXPIRY_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let aof = state.aof.as_deref();
+        state
+            .keyspace
+            .active_expire_cycle(&mut cursor, now_ms(), CycleBudget::default(), |key| {
+                if let Some(aof) = aof {
+                    aof.append(&[Bytes::from_static(b"DEL"), key.clone()]);
+                }
+            });
+    }
 }

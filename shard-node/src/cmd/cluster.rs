@@ -1,0 +1,140 @@
+//! CLUSTER subcommands answered from the topology the control plane publishes: INFO NODES SLOTS
+//! SHARDS MYID KEYSLOT COUNTKEYSINSLOT GETKEYSINSLOT.
+
+use bytes::Bytes;
+use tessera_proto::resp::Frame;
+use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
+use tessera_proto::topology::render;
+
+use super::parse::{self, err, ERR_NOT_INTEGER};
+use super::{subcommand_arity, unknown_subcommand, Ctx};
+use crate::keyspace::now_ms;
+
+pub fn cluster(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
+    let sub = &args[1];
+    let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    let want = match lower.as_str() {
+        "info" | "nodes" | "slots" | "shards" | "myid" | "help" => 2,
+        "keyslot" | "countkeysinslot" => 3,
+        "getkeysinslot" => 4,
+        _ => return unknown_subcommand("cluster", sub),
+    };
+    if args.len() != want {
+        return subcommand_arity("cluster", sub);
+    }
+    let view = &ctx.state.cluster;
+    match lower.as_str() {
+        "info" => {
+            let topology = view.topology();
+            let text = render::cluster_info(&topology, Some(view.myself()), &view.message_stats());
+            Frame::Verbatim(Bytes::from(text))
+        }
+        "nodes" => {
+            let topology = view.topology();
+            Frame::Verbatim(Bytes::from(render::cluster_nodes(
+                &topology,
+                Some(view.myself()),
+                now_ms(),
+            )))
+        }
+        "slots" => render::cluster_slots(&view.topology()),
+        "shards" => render::cluster_shards(&view.topology()),
+        "myid" => Frame::Bulk(Bytes::copy_from_slice(view.myself().as_str().as_bytes())),
+        "keyslot" => Frame::Integer(i64::from(key_hash_slot(&args[2]))),
+        "countkeysinslot" => match slot_arg(&args[2]) {
+            Ok(slot) => Frame::Integer(ctx.state.keyspace.count_in_slot(slot) as i64),
+            Err(e) => e,
+        },
+        "getkeysinslot" => getkeysinslot(ctx, &args[2], &args[3]),
+        _ => help(),
+    }
+}
+
+fn slot_arg(text: &[u8]) -> Result<u16, Frame> {
+    let n = parse::parse_i64(text).ok_or_else(|| err(ERR_NOT_INTEGER))?;
+    if !(0..i64::from(SLOT_COUNT)).contains(&n) {
+        return Err(err("ERR Invalid slot"));
+    }
+    Ok(n as u16)
+}
+
+fn getkeysinslot(ctx: &Ctx<'_>, slot: &[u8], count: &[u8]) -> Frame {
+    let Some(slot) = parse::parse_i64(slot) else {
+        return err(ERR_NOT_INTEGER);
+    };
+    let Some(count) = parse::parse_i64(count) else {
+        return err(ERR_NOT_INTEGER);
+    };
+    if !(0..i64::from(SLOT_COUNT)).contains(&slot) || count < 0 {
+        return err("ERR Invalid slot or number of keys");
+    }
+    let guard = ctx.state.keyspace.lock(slot as u16);
+    Frame::Array(
+        guard
+            .keys()
+            .take(count as usize)
+            .map(|k| Frame::Bulk(k.clone()))
+            .collect(),
+    )
+}
+
+fn help() -> Frame {
+    Frame::Array(
+        [
+            "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "COUNTKEYSINSLOT <slot>",
+            "    Return the number of keys in <slot>.",
+            "GETKEYSINSLOT <slot> <count>",
+            "    Return key names stored by current node in a slot.",
+            "INFO",
+            "    Return information about the cluster.",
+            "KEYSLOT <key>",
+            "    Return the hash slot for <key>.",
+            "MYID",
+            "    Return the node id.",
+            "NODES",
+            "    Return cluster configuration seen by node. Output format:",
+            "    <id> <ip:port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+            "SHARDS",
+            "    Return information about slot range mappings and the nodes associated with them.",
+            "SLOTS",
+            "    Return information about slots range mappings. Each range is made of:",
+            "    start, end, master and replicas IP addresses, ports and ids",
+            "HELP",
+            "    Print this help.",
+        ]
+        .iter()
+        .map(|line| Frame::Simple(Bytes::from_static(line.as_bytes())))
+        .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cmd::testing::{run, state};
+
+    #[test]
+    fn slot_arguments_are_checked_as_redis() {
+        let s = state();
+        assert_eq!(run(&s, "CLUSTER KEYSLOT foo{hash_tag}"), ":2515\r\n");
+        assert_eq!(
+            run(&s, "CLUSTER COUNTKEYSINSLOT -1"),
+            "-ERR Invalid slot\r\n"
+        );
+        assert_eq!(
+            run(&s, "CLUSTER GETKEYSINSLOT 16384 1"),
+            "-ERR Invalid slot or number of keys\r\n"
+        );
+        assert_eq!(
+            run(&s, "CLUSTER GETKEYSINSLOT 1 x"),
+            "-ERR value is not an integer or out of range\r\n"
+        );
+        run(&s, "SET {x}1 a");
+        run(&s, "SET {x}2 a");
+        assert_eq!(run(&s, "CLUSTER COUNTKEYSINSLOT 16287"), ":2\r\n");
+        assert_eq!(
+            run(&s, "CLUSTER GETKEYSINSLOT 16287 1").lines().next(),
+            Some("*1")
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! Connection commands: PING ECHO QUIT HELLO AUTH SELECT CLIENT.
+
+use bytes::Bytes;
+use tessera_proto::resp::{Frame, Protocol};
+
+use super::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
+use super::{subcommand_arity, unknown_subcommand, Ctx, Session};
+
+const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+
+fn s(text: &'static str) -> Frame {
+    Frame::Bulk(Bytes::from_static(text.as_bytes()))
+}
+
+pub fn ping(_session: &Session, args: &[Bytes]) -> Frame {
+    match args.len() {
+        1 => Frame::Simple(Bytes::from_static(b"PONG")),
+        2 => Frame::Bulk(args[1].clone()),
+        _ => Frame::error(tessera_proto::command::arity_error("ping")),
+    }
+}
+
+pub fn echo(args: &[Bytes]) -> Frame {
+    Frame::Bulk(args[1].clone())
+}
+
+pub fn quit(session: &mut Session) -> Frame {
+    session.quit = true;
+    Frame::ok()
+}
+
+/// The only user is `default`, with no password (as a fresh Redis): any password is accepted for
+/// it, and any other user name is refused.
+fn authenticate(user: &[u8]) -> bool {
+    user == b"default"
+}
+
+pub fn auth(args: &[Bytes]) -> Frame {
+    match args.len() {
+        2 => err(
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        ),
+        3 if authenticate(&args[1]) => Frame::ok(),
+        3 => err(WRONGPASS),
+        _ => err(ERR_SYNTAX),
+    }
+}
+
+pub fn select(args: &[Bytes]) -> Frame {
+    match parse::parse_i64(&args[1]) {
+        Some(n) if i32::try_from(n).is_err() => {
+            err("ERR value is out of range, value must between -2147483648 and 2147483647")
+        }
+        None => err(ERR_NOT_INTEGER),
+        Some(0) => Frame::ok(),
+        Some(_) => err("ERR SELECT is not allowed in cluster mode"),
+    }
+}
+
+/// Redis's clientSetNameOrReply check: printable ASCII without spaces.
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
+}
+
+fn set_name(session: &Session, name: &Bytes) -> Result<(), Frame> {
+    if !valid_name(name) {
+        return Err(err(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    session.info.lock().name = name.clone();
+    Ok(())
+}
+
+pub fn hello(session: &mut Session, args: &[Bytes]) -> Frame {
+    let mut version = None;
+    let mut j = 1;
+    if args.len() >= 2 {
+        let Some(v) = parse::parse_i64(&args[1]) else {
+            return err("ERR Protocol version is not an integer or out of range");
+        };
+        if !(2..=3).contains(&v) {
+            return err("NOPROTO unsupported protocol version");
+        }
+        version = Some(v);
+        j = 2;
+    }
+    while j < args.len() {
+        let more = args.len() - 1 - j;
+        if parse::eq(&args[j], "auth") && more >= 2 {
+            if !authenticate(&args[j + 1]) {
+                return err(WRONGPASS);
+            }
+            j += 3;
+        } else if parse::eq(&args[j], "setname") && more >= 1 {
+            if let Err(e) = set_name(session, &args[j + 1]) {
+                return e;
+            }
+            j += 2;
+        } else {
+            return Frame::error(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(&args[j])
+            ));
+        }
+    }
+    if let Some(v) = version {
+        session.protocol = if v == 3 {
+            Protocol::Resp3
+        } else {
+            Protocol::Resp2
+        };
+        session.info.lock().resp = v as u8;
+    }
+    let proto = if session.protocol == Protocol::Resp3 {
+        3
+    } else {
+        2
+    };
+    Frame::Map(vec![
+        (s("server"), s("redis")),
+        (s("version"), s(crate::server::REDIS_VERSION)),
+        (s("proto"), Frame::Integer(proto)),
+        (s("id"), Frame::Integer(session.id as i64)),
+        (s("mode"), s("cluster")),
+        (s("role"), s("master")),
+        (s("modules"), Frame::Array(Vec::new())),
+    ])
+}
+
+pub fn client(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
+    let sub = &args[1];
+    let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    let arity_ok = match lower.as_str() {
+        "id" | "info" | "getname" => args.len() == 2,
+        "setname" => args.len() == 3,
+        "setinfo" => args.len() == 4,
+        "list" => args.len() >= 2,
+        "help" => args.len() == 2,
+        _ => return unknown_subcommand("client", sub),
+    };
+    if !arity_ok {
+        return subcommand_arity("client", sub);
+    }
+    match lower.as_str() {
+        "id" => Frame::Integer(session.id as i64),
+        "info" => Frame::Verbatim(Bytes::from(session.info.lock().line())),
+        "getname" => {
+            let name = session.info.lock().name.clone();
+            if name.is_empty() {
+                Frame::Null
+            } else {
+                Frame::Bulk(name)
+            }
+        }
+        "setname" => match set_name(session, &args[2]) {
+            Ok(()) => Frame::ok(),
+            Err(e) => e,
+        },
+        "setinfo" => set_info(session, &args[2], &args[3]),
+        "list" => client_list(ctx, &args[2..]),
+        _ => Frame::Array(
+            [
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "LIST [TYPE <type>] [ID <id> [<id> ...]]",
+                "    Return information about client connections.",
+                "SETINFO <option> <value>",
+                "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .iter()
+            .map(|line| Frame::Simple(Bytes::from_static(line.as_bytes())))
+            .collect(),
+        ),
+    }
+}
+
+fn set_info(session: &Session, attr: &Bytes, value: &Bytes) -> Frame {
+    let lib_name = parse::eq(attr, "lib-name");
+    if !lib_name && !parse::eq(attr, "lib-ver") {
+        return Frame::error(format!(
+            "ERR Unrecognized option '{}'",
+            String::from_utf8_lossy(attr)
+        ));
+    }
+    if !valid_name(value) {
+        return Frame::error(format!(
+            "ERR {} cannot contain spaces, newlines or special characters.",
+            String::from_utf8_lossy(attr)
+        ));
+    }
+    let mut info = session.info.lock();
+    if lib_name {
+        info.lib_name = value.clone();
+    } else {
+        info.lib_ver = value.clone();
+    }
+    Frame::ok()
+}
+
+/// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]: every client here is `normal`.
+fn client_list(ctx: &Ctx<'_>, options: &[Bytes]) -> Frame {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut only_normal = true;
+    let mut i = 0;
+    while i < options.len() {
+        if parse::eq(&options[i], "type") && i + 1 < options.len() {
+            let t = &options[i + 1];
+            if parse::eq(t, "normal") {
+                only_normal = true;
+            } else if ["master", "replica", "slave", "pubsub"]
+                .iter()
+                .any(|n| parse::eq(t, n))
+            {
+                only_normal = false;
+            } else {
+                return Frame::error(format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(t)
+                ));
+            }
+            i += 2;
+        } else if parse::eq(&options[i], "id") && i + 1 < options.len() {
+            let mut list = Vec::new();
+            for id in &options[i + 1..] {
+                match parse::parse_i64(id) {
+                    Some(n) if n > 0 => list.push(n as u64),
+                    _ => return err("ERR Invalid client ID"),
+                }
+            }
+            ids = Some(list);
+            i = options.len();
+        } else {
+            return err(ERR_SYNTAX);
+        }
+    }
+    let mut text = String::new();
+    if only_normal {
+        for (id, info) in ctx.stats().clients.lock().iter() {
+            if ids.as_ref().is_none_or(|list| list.contains(id)) {
+                text.push_str(&info.lock().line());
+            }
+        }
+    }
+    Frame::Verbatim(Bytes::from(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(parts: &[&str]) -> Vec<Bytes> {
+        parts.iter().map(|p| Bytes::from(p.to_string())).collect()
+    }
+
+    #[test]
+    fn auth_and_select_errors() {
+        assert!(
+            matches!(auth(&args(&["auth", "x"])), Frame::Error(e) if e.starts_with(b"ERR AUTH <password>"))
+        );
+        assert_eq!(auth(&args(&["auth", "default", "x"])), Frame::ok());
+        assert!(
+            matches!(auth(&args(&["auth", "bob", "x"])), Frame::Error(e) if e.starts_with(b"WRONGPASS"))
+        );
+        assert_eq!(select(&args(&["select", "0"])), Frame::ok());
+        assert_eq!(
+            select(&args(&["select", "1"])),
+            err("ERR SELECT is not allowed in cluster mode")
+        );
+        assert_eq!(select(&args(&["select", "x"])), err(ERR_NOT_INTEGER));
+    }
+
+    #[test]
+    fn ping_and_names() {
+        let session = Session::detached();
+        assert_eq!(
+            ping(&session, &args(&["ping"])),
+            Frame::Simple(Bytes::from_static(b"PONG"))
+        );
+        assert_eq!(ping(&session, &args(&["ping", "a"])), Frame::bulk("a"));
+        assert!(set_name(&session, &Bytes::from_static(b"a b")).is_err());
+        assert!(set_name(&session, &Bytes::from_static(b"ab")).is_ok());
+        assert_eq!(session.info.lock().name.as_ref(), b"ab");
+    }
+}

@@ -1,0 +1,536 @@
+//! Differential test: the same command bytes go to a real redis-server and to a shard node, and the
+//! reply bytes must be identical. Redis's replies are the specification. Redis runs here in
+//! standalone mode, so replies that necessarily differ (CLUSTER, INFO, HELLO's id, CLIENT ID) are
+//! left to data_commands.rs; keys are chosen so multi-key commands stay in one slot.
+
+mod data_support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use data_support::{RawClient, TestNode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A redis-server child process, killed (by its own handle) when dropped.
+struct Redis {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_available() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+async fn start_redis() -> anyhow::Result<Redis> {
+    // A free port: bind, read it, release it; the race with other processes is harmless here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--daemonize", "no", "--loglevel", "warning"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting redis-server")?;
+    let redis = Redis {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut client) = RawClient::connect(redis.addr).await {
+            if client.line("PING").await.is_ok_and(|r| r == "+PONG\r\n") {
+                return Ok(redis);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("redis-server did not become ready on port {port}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Commands, one per line, arguments split on spaces; `<sp>` stands for a space inside an
+/// argument and `<empty>` for an empty argument. A line starting with `sorted ` compares the
+/// reply's elements as a set (KEYS, SCAN: order is the store's own).
+const SCRIPT: &str = "
+FLUSHALL
+PING
+PING hello
+PING a b
+ECHO
+ECHO hi
+ECHO <empty>
+GET missing
+SET k v
+GET k
+GET k extra
+SET k v NX
+SET k v2 XX
+GET k
+SET k v NX XX
+SET k v XX NX
+SET k v EX 10 PX 100
+SET k v KEEPTTL EX 10
+SET k v EX 10 KEEPTTL
+SET k v EX 10 EX 20
+SET k v NX NX
+SET k v EX 0
+SET k v EX -1
+SET k v PX 0
+SET k v EXAT 0
+SET k v PXAT -5
+SET k v EX abc
+SET k v EX
+SET k v FOO
+SET k v EX 9223372036854775807
+SET k v EX 9223372036854775
+SET k v PX 9223372036854775807
+SET k v GET
+SET newkey v GET
+SET k v NX GET
+SET k v XX GET
+SET k v EX 100
+TTL k
+SET k v2 KEEPTTL
+TTL k
+SET k v3
+TTL k
+SET k v EXAT 99999999999
+TTL k
+SET k v PXAT 99999999999999
+TTL k
+SET past v PXAT 1
+GET past
+EXISTS past
+SETNX k x
+SETNX k2 x
+GET k2
+SETEX k3 100 v
+TTL k3
+SETEX k3 0 v
+SETEX k3 -5 v
+SETEX k3 abc v
+SETEX k3 100
+PSETEX k4 100000 v
+PSETEX k4 0 v
+GETSET k new
+GETSET nokey new
+GETSET k
+GETDEL k
+GETDEL k
+MSET {t}a 1 {t}b 2
+MSET {t}a 1 {t}b
+MSET
+MGET {t}a {t}b {t}c
+INCR {t}a
+INCRBY {t}a 10
+INCRBY {t}a abc
+INCRBY {t}a 1.5
+INCRBY {t}a 01
+DECR {t}a
+DECRBY {t}a 5
+DECRBY {t}a -9223372036854775808
+INCRBY {t}a 9223372036854775807
+SET n 9223372036854775807
+INCR n
+SET n -9223372036854775808
+DECR n
+SET n <sp>1
+INCR n
+SET n 1<sp>
+INCR n
+SET s hello
+INCR s
+INCRBYFLOAT s 1
+INCRBYFLOAT f 10.5
+INCRBYFLOAT f 0.1
+INCRBYFLOAT f -5
+INCRBYFLOAT f 1e-20
+INCRBYFLOAT f2 5.0e3
+INCRBYFLOAT f2 2.0e2
+INCRBYFLOAT f2 abc
+INCRBYFLOAT f2 inf
+INCRBYFLOAT f2 -inf
+INCRBYFLOAT f2 nan
+INCRBYFLOAT f2 <empty>
+INCRBYFLOAT f2 <sp>1
+INCRBYFLOAT f3 1000.1
+INCRBYFLOAT f3 0.0000000000000000001
+INCRBYFLOAT f4 123456.789
+INCRBYFLOAT f4 -123456.789
+INCRBYFLOAT f5 1e300
+INCRBYFLOAT f5 1e300
+INCRBYFLOAT f6 -0.1
+INCRBYFLOAT f6 .1
+INCRBYFLOAT f7 1e400
+INCRBYFLOAT f8 3
+INCRBYFLOAT f8 3.0e0
+INCR f8
+INCRBYFLOAT f9 0.3333333333333333333333
+INCRBYFLOAT f9 0.6666666666666666666667
+APPEND ap hello
+APPEND ap _world
+APPEND ap <empty>
+STRLEN ap
+STRLEN nokey
+GET ap
+DEL ap {ap}nokey
+DEL ap
+DEL nokey
+DEL
+EXISTS {t}a {t}a {t}b {t}nokey
+TOUCH {t}a {t}nokey
+UNLINK {t}b
+EXPIRE {t}a 100
+TTL {t}a
+PEXPIRE {t}a 100000
+TTL {t}a
+EXPIRE {t}a 100 NX
+EXPIRE {t}a 100 XX
+EXPIRE {t}a 50 GT
+EXPIRE {t}a 500 GT
+EXPIRE {t}a 50 LT
+TTL {t}a
+EXPIRE {t}a 100 NX XX
+EXPIRE {t}a 100 GT LT
+EXPIRE {t}a 100 FOO
+EXPIRE {t}a abc
+EXPIRE {t}a 9223372036854775807
+PEXPIRE {t}a 9223372036854775807
+EXPIRE nokey 100
+PERSIST {t}a
+PERSIST {t}a
+PERSIST nokey
+TTL {t}a
+PTTL nokey
+TTL nokey
+PTTL {t}a
+EXPIRE {t}a 200 XX
+EXPIRE {t}a 200 GT
+EXPIRE {t}a -1
+EXISTS {t}a
+GET {t}a
+PEXPIRE {t}c 0
+SET e v
+EXPIREAT e 1
+GET e
+SET e2 v
+PEXPIREAT e2 99999999999999
+TTL e2
+TYPE e2
+TYPE nokey
+TYPE s
+DBSIZE
+sorted KEYS *
+sorted KEYS f*
+sorted KEYS f[2-4]
+sorted KEYS ?
+sorted KEYS *[^0-9]
+sorted KEYS {t}*
+sorted KEYS \\{t\\}*
+sorted SCAN 0 COUNT 1000
+sorted SCAN 0 COUNT 1000 MATCH f*
+sorted SCAN 0 COUNT 1000 TYPE string
+sorted SCAN 0 COUNT 1000 TYPE list
+SCAN abc
+SCAN -
+SCAN 0 COUNT 0
+SCAN 0 COUNT -1
+SCAN 0 COUNT abc
+SCAN 0 FOO
+SCAN 0 MATCH
+SCAN
+KEYS
+FLUSHALL FOO
+FLUSHALL ASYNC
+SET again v
+FLUSHDB SYNC
+FLUSHDB a b
+DBSIZE
+RANDOMKEY
+sorted KEYS *
+sorted SCAN 0
+SET only v
+RANDOMKEY
+AUTH x
+AUTH default x
+AUTH nobody x
+AUTH a b c
+SELECT 0
+SELECT abc
+SELECT 99999999999
+CLIENT SETNAME a_b
+CLIENT GETNAME
+CLIENT SETNAME a<sp>b
+CLIENT SETNAME <empty>
+CLIENT GETNAME
+CLIENT FOO
+CLIENT SETNAME
+CLIENT GETNAME x
+CLIENT
+CONFIG GET save
+CONFIG GET appendonly
+CONFIG GET nosuchparam
+CONFIG FOO
+CONFIG SET foo bar
+CONFIG GET
+COMMAND FOO
+COMMAND COUNT x
+unknowncmd
+UNKNOWNCMD a b
+GET
+SET k
+MGET
+DBSIZE x
+TYPE
+STRLEN a b
+INCR
+SETNX k
+PERSIST
+TTL
+EXPIRE k
+HELLO 4
+HELLO 1
+HELLO abc
+HELLO 2 FOO
+HELLO 2 AUTH default
+HELLO 3 AUTH nobody pass
+HELLO 2 SETNAME a<sp>b
+COMMAND INFO get mget incr
+COMMAND INFO nosuch
+COMMAND COUNT
+COMMAND GETKEYS set k v
+COMMAND GETKEYS mset a 1 b 2
+COMMAND GETKEYS ping
+COMMAND GETKEYS nosuch
+COMMAND GETKEYS get
+QUIT
+";
+
+/// Replayed after `HELLO 3` (whose reply holds the connection id, so it is not compared): RESP3
+/// nulls, maps, doubles-as-bulk and verbatim strings.
+const RESP3_SCRIPT: &str = "
+GET {k}missing
+SET {k}a v
+GET {k}a
+MGET {k}a {k}missing
+SET {k}a v NX
+SET {k}a v XX GET
+GETDEL {k}nothing
+RANDOMKEY
+INCRBYFLOAT {k}f 1.5
+CONFIG GET save
+CONFIG GET nosuch
+TTL {k}a
+EXISTS {k}a
+CLIENT GETNAME
+SCAN 0 COUNT 1000 MATCH {k}a
+COMMAND INFO get nosuch
+PING
+PING hi
+ECHO hi
+DEL {k}a {k}f
+RANDOMKEY
+";
+
+fn parse_line(line: &str) -> (bool, Vec<Vec<u8>>) {
+    let (sorted, rest) = match line.strip_prefix("sorted ") {
+        Some(rest) => (true, rest),
+        None => (false, line),
+    };
+    let args = rest
+        .split(' ')
+        .map(|word| {
+            if word == "<empty>" {
+                Vec::new()
+            } else {
+                word.replace("<sp>", " ").into_bytes()
+            }
+        })
+        .collect();
+    (sorted, args)
+}
+
+/// The reply with an array's elements sorted (for KEYS, or the key list of SCAN).
+fn normalize(reply: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(reply);
+    let mut parts: Vec<String> = text.split("\r\n").map(str::to_string).collect();
+    if text.starts_with("*2\r\n$") {
+        // SCAN: keep cursor and header, sort the key entries (pairs of `$len`, `key`).
+        let head: Vec<String> = parts.drain(..4.min(parts.len())).collect();
+        let mut pairs: Vec<String> = parts.chunks(2).map(|c| c.join("\r\n")).collect();
+        pairs.sort();
+        return head.into_iter().chain(pairs).collect();
+    }
+    let head = parts.remove(0);
+    let mut pairs: Vec<String> = parts.chunks(2).map(|c| c.join("\r\n")).collect();
+    pairs.sort();
+    std::iter::once(head).chain(pairs).collect()
+}
+
+#[tokio::test]
+async fn replies_match_redis_byte_for_byte() -> anyhow::Result<()> {
+    if !redis_available() {
+        eprintln!("SKIPPED: redis-server not found on PATH; install Debian's redis-server to run this test");
+        return Ok(());
+    }
+    let redis = start_redis().await?;
+    let node = TestNode::start().await?;
+    let mut theirs = RawClient::connect(redis.addr).await?;
+    let mut ours = node.client().await?;
+    let mut mismatches = Vec::new();
+    for line in SCRIPT.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (sorted, args) = parse_line(line);
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let want = theirs
+            .cmd(&refs)
+            .await
+            .with_context(|| format!("redis: {line}"))?;
+        let got = ours
+            .cmd(&refs)
+            .await
+            .with_context(|| format!("node: {line}"))?;
+        let same = if sorted {
+            normalize(&want) == normalize(&got)
+        } else {
+            want == got
+        };
+        if !same {
+            mismatches.push(format!(
+                "{line}\n   redis: {:?}\n    node: {:?}",
+                String::from_utf8_lossy(&want),
+                String::from_utf8_lossy(&got)
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} replies differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+
+    let mut theirs = RawClient::connect(redis.addr).await?;
+    let mut ours = node.client().await?;
+    theirs.line("HELLO 3").await?;
+    ours.line("HELLO 3").await?;
+    theirs.line("FLUSHALL").await?;
+    ours.line("FLUSHALL").await?;
+    for line in RESP3_SCRIPT
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let (_, args) = parse_line(line);
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let want = theirs
+            .cmd(&refs)
+            .await
+            .with_context(|| format!("redis: {line}"))?;
+        let got = ours
+            .cmd(&refs)
+            .await
+            .with_context(|| format!("node: {line}"))?;
+        if want != got {
+            mismatches.push(format!(
+                "(RESP3) {line}\n   redis: {:?}\n    node: {:?}",
+                String::from_utf8_lossy(&want),
+                String::from_utf8_lossy(&got)
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} replies differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    node.stop().await
+}
+
+/// Sends `bytes` on a fresh connection and returns everything received until the server closes
+/// it (or two seconds of silence).
+async fn exchange_raw(addr: SocketAddr, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(bytes).await?;
+    let mut received = Vec::new();
+    for _ in 0..10_000 {
+        received.reserve(4096);
+        match tokio::time::timeout(Duration::from_secs(2), stream.read_buf(&mut received)).await {
+            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+        }
+    }
+    Ok(received)
+}
+
+#[tokio::test]
+async fn protocol_errors_match_redis() -> anyhow::Result<()> {
+    if !redis_available() {
+        eprintln!("SKIPPED: redis-server not found on PATH; install Debian's redis-server to run this test");
+        return Ok(());
+    }
+    let redis = start_redis().await?;
+    let node = TestNode::start().await?;
+    let long_inline = "a".repeat(70 * 1024);
+    let cases: Vec<Vec<u8>> = vec![
+        b"*1\r\n$-5\r\n".to_vec(),
+        b"*abc\r\n".to_vec(),
+        b"*1\r\nfoo\r\n".to_vec(),
+        b"*1\r\n$536870913\r\n".to_vec(),
+        b"*1\r\n$abc\r\n".to_vec(),
+        b"*3000000000\r\n".to_vec(),
+        b"SET \"a b\r\n".to_vec(),
+        b"PING\r\nGET\r\nSET k \"quoted value\"\r\nGET k\r\nQUIT\r\n".to_vec(),
+        b"\r\n\r\nPING\r\n*0\r\n*-1\r\nQUIT\r\n".to_vec(),
+        b"*2\r\n$4\r\nECHO\r\n$3\r\nabc\r\n*1\r\n$4\r\nQUIT\r\n".to_vec(),
+        b"*1\r\n$4\r\nPING\r\n*1\r\n$-1\r\n".to_vec(),
+        long_inline.into_bytes(),
+    ];
+    let mut mismatches = Vec::new();
+    for case in &cases {
+        let want = exchange_raw(redis.addr, case).await?;
+        let got = exchange_raw(node.addr, case).await?;
+        if want != got {
+            mismatches.push(format!(
+                "{:?}\n   redis: {:?}\n    node: {:?}",
+                String::from_utf8_lossy(&case[..case.len().min(60)]),
+                String::from_utf8_lossy(&want),
+                String::from_utf8_lossy(&got)
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} exchanges differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    node.stop().await
+}
