@@ -91,7 +91,7 @@ ready() { # the service answers on its port
   port=$(port_of "$1")
   case $1 in
     control-plane) "$bin_dir/clusterctl" --control-plane "$cp_url" info ;;
-    proxy) "$bin_dir/proxy" healthcheck --port "$port" ;;
+    proxy) "$bin_dir/proxy" healthcheck --address "127.0.0.1:$port" ;;
     node*) "$bin_dir/shard-node" healthcheck --port "$port" ;;
   esac
 }

@@ -1,1 +1,102 @@
-//! placeholder
+//! Tessera's proxy: a RESP server that routes each command by hash slot to the master serving
+//! it, over pooled, pipelined backend connections, following the topology the control plane
+//! streams. Clients of the proxy never see MOVED.
+//!
+//! The way of a command: `connection` (read, parse, write in order) -> `client` (dispatch) ->
+//! `router` (pure: slot, CROSSSLOT, cluster-state rule) -> `forward` (backend `Service`, redirects)
+//! or `split` / `fanout` (several backends, merged) or `local` (answered here). `topology` keeps
+//! the lock-free snapshot; `backend` holds the pools.
+
+pub mod backend;
+pub mod client;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod fanout;
+pub mod forward;
+pub mod healthcheck;
+pub mod local;
+pub mod router;
+pub mod shared;
+pub mod split;
+pub mod topology;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_proto::topology::NodeId;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use backend::{BackendSettings, Registry};
+pub use config::Config;
+pub use error::ProxyError;
+use shared::{Shared, Stats};
+use topology::TopologyView;
+
+/// How long shutdown waits for connections to finish their in-flight replies.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves clients on `listener` until `shutdown` is cancelled, then stops accepting, lets
+/// connections end (bounded by a grace period) and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ProxyError> {
+    let port = listener.local_addr()?.port();
+    let registry = Arc::new(Registry::new(BackendSettings {
+        connections: config.backend_connections.max(1),
+        timeout: config.backend_timeout,
+    }));
+    let view = Arc::new(TopologyView::new(&config.control_plane, registry.clone())?);
+    let weak_view = Arc::downgrade(&view);
+    let on_moved = Arc::new(move || {
+        if let Some(view) = weak_view.upgrade() {
+            view.request_refresh();
+        }
+    });
+    let shared = Arc::new(Shared {
+        view: view.clone(),
+        cluster: backend::cluster_stack(registry, on_moved),
+        id: NodeId::from_random_bytes(rand::random()),
+        announce_host: config.announced_host(),
+        announce_port: config.announced_port(port),
+        tcp_port: port,
+        started: Instant::now(),
+        stats: Stats::default(),
+        next_client_id: AtomicU64::new(1),
+        lanes: config.backend_connections.max(1),
+    });
+    tracing::info!(port, id = %shared.id, control_plane = %config.control_plane, "proxy listening");
+
+    let tasks = TaskTracker::new();
+    tasks.spawn(view.follow(shutdown.clone()));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => {
+                    tasks.spawn(connection::serve(shared.clone(), socket, shutdown.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the grace period");
+    }
+    tracing::info!("proxy stopped");
+    Ok(())
+}

@@ -1,1 +1,50 @@
-fn main() {}
+//! The proxy binary: CLI -> tracing -> bind -> `run`, with SIGTERM / SIGINT cancelling.
+
+use anyhow::Context;
+use clap::Parser;
+use tessera_proxy::config::{Cli, Command, LogFormat};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Healthcheck { address, timeout }) = cli.command {
+        tessera_proxy::healthcheck::check(&address, timeout).await?;
+        return Ok(());
+    }
+    let config = cli.config;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    let listener = TcpListener::bind((config.bind, config.port))
+        .await
+        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tessera_proxy::run(config, listener, shutdown).await?;
+    Ok(())
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+    shutdown.cancel();
+}

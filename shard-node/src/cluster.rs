@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tessera_proto::topology::render::MessageStats;
-use tessera_proto::topology::{NodeId, Topology};
+use tessera_proto::topology::{Health, NodeId, Topology};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,13 +27,30 @@ pub use probe::PeerTable;
 
 pub struct ClusterView {
     myself: NodeId,
-    topology: ArcSwap<Topology>,
+    topology: ArcSwap<Snapshot>,
     /// Serialises offers (the watch and registration both offer), so a check-then-store cannot
     /// let an older topology replace a newer one. Readers never take it.
     offer_lock: Mutex<()>,
     lease: Lease,
     peers: PeerTable,
     counters: Counters,
+}
+
+/// A topology with its health counted once, when it arrives, so the cluster rule applied to every
+/// command (`Topology::route_with`) does not recount 16384 slots each time.
+pub struct Snapshot {
+    pub topology: Arc<Topology>,
+    pub health: Health,
+}
+
+impl Snapshot {
+    fn new(topology: Topology) -> Snapshot {
+        let health = topology.health();
+        Snapshot {
+            topology: Arc::new(topology),
+            health,
+        }
+    }
 }
 
 /// Messages exchanged with peers and the control plane, for CLUSTER INFO.
@@ -65,7 +82,7 @@ impl ClusterView {
     fn with_lease(myself: NodeId, topology: Topology, lease: Lease) -> ClusterView {
         ClusterView {
             myself,
-            topology: ArcSwap::from_pointee(topology),
+            topology: ArcSwap::from_pointee(Snapshot::new(topology)),
             offer_lock: Mutex::new(()),
             lease,
             peers: PeerTable::default(),
@@ -77,18 +94,18 @@ impl ClusterView {
     pub fn offer_topology(&self, topology: Topology) -> bool {
         let _guard = self.offer_lock.lock();
         let held = self.topology.load();
-        if topology.version <= held.version {
+        if topology.version <= held.topology.version {
             return false;
         }
         tracing::info!(
             version = topology.version,
-            previous = held.version,
+            previous = held.topology.version,
             current_epoch = topology.current_epoch,
             nodes = topology.nodes.len(),
             created = topology.created,
             "new topology"
         );
-        self.topology.store(Arc::new(topology));
+        self.topology.store(Arc::new(Snapshot::new(topology)));
         true
     }
 
@@ -99,6 +116,11 @@ impl ClusterView {
 
     /// The newest topology received; cheap (an `Arc` clone, no lock).
     pub fn topology(&self) -> Arc<Topology> {
+        Arc::clone(&self.topology.load().topology)
+    }
+
+    /// The newest topology with its health: what the per-command cluster rule reads.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
         self.topology.load_full()
     }
 
@@ -111,7 +133,7 @@ impl ClusterView {
     /// `writes_allowed` at a given time, with node-timeout from the topology held.
     pub fn writes_allowed_at(&self, now: Instant) -> bool {
         self.lease
-            .valid_at(now, node_timeout(&self.topology.load()))
+            .valid_at(now, node_timeout(&self.topology.load().topology))
     }
 
     /// Records a successful exchange with the control plane begun at `sent`.

@@ -227,8 +227,8 @@ fn cluster_check(state: &NodeState, spec: &CommandSpec, args: &[Bytes]) -> Resul
     let write = spec.is_write();
     if let Some(slot) = slot {
         let access = if write { Access::Write } else { Access::Read };
-        let topology = state.cluster.topology();
-        match topology.route(slot, access) {
+        let snapshot = state.cluster.snapshot();
+        match snapshot.topology.route_with(&snapshot.health, slot, access) {
             Err(down) => return Err(parse::err(down.message())),
             Ok(owner) if &owner.id != state.cluster.myself() => {
                 return Err(Frame::error(format!(

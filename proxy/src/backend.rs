@@ -1,0 +1,194 @@
+//! Backends: per shard node address, pools of pipelined connections (one pool per protocol)
+//! exposed as `tower::Service`s. The stacks are assembled here, in one place:
+//! - per backend (`stack`): timeout (a hung backend never sticks a client) over metrics over the
+//!   pool;
+//! - over all backends (`cluster_stack`): redirects (`redirect`: MOVED / ASK) over `Dispatch`,
+//!   which hands each request to its target backend's stack.
+
+pub mod connection;
+pub mod metrics;
+pub mod pool;
+pub mod redirect;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tessera_proto::resp::Protocol;
+use tower::timeout::{error::Elapsed, Timeout, TimeoutLayer};
+use tower::{BoxError, Layer, Service};
+
+use crate::error::BackendError;
+use metrics::{BackendStats, Metrics, MetricsLayer};
+use pool::{Pool, ReplyFuture};
+
+/// One request to a backend: an encoded command and the lane (connection) of the client.
+#[derive(Debug, Clone)]
+pub struct BackendRequest {
+    pub bytes: Bytes,
+    pub lane: usize,
+}
+
+/// The innermost service: queue on the pool.
+#[derive(Debug, Clone)]
+pub struct PoolService {
+    pool: Arc<Pool>,
+}
+
+impl Service<BackendRequest> for PoolService {
+    type Response = Bytes;
+    type Error = BackendError;
+    type Future = ReplyFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BackendError>> {
+        // The queue is unbounded: the client connection bounds its own in-flight requests.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: BackendRequest) -> ReplyFuture {
+        self.pool.call(request.bytes, request.lane)
+    }
+}
+
+/// The assembled per-backend stack.
+pub type BackendService = Timeout<Metrics<PoolService>>;
+
+/// How backends are built.
+#[derive(Debug, Clone, Copy)]
+pub struct BackendSettings {
+    pub connections: usize,
+    pub timeout: Duration,
+}
+
+/// Assembles the stack for one pool: the one place where layers are ordered.
+fn stack(pool: Arc<Pool>, stats: Arc<BackendStats>, settings: BackendSettings) -> BackendService {
+    let service = PoolService { pool };
+    let service = MetricsLayer::new(stats).layer(service);
+    TimeoutLayer::new(settings.timeout).layer(service)
+}
+
+/// A request addressed to one backend, in the client's protocol and lane.
+#[derive(Debug, Clone)]
+pub struct ClusterRequest {
+    pub target: Arc<Backend>,
+    pub protocol: Protocol,
+    pub bytes: Bytes,
+    pub lane: usize,
+}
+
+/// Hands each request to its target's stack. Its `call` queues the request at once (every layer
+/// below is always ready), which keeps a client's pipelined commands in order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dispatch;
+
+impl Service<ClusterRequest> for Dispatch {
+    type Response = Bytes;
+    type Error = BoxError;
+    type Future = tower::timeout::future::ResponseFuture<metrics::MetricsFuture<ReplyFuture>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ClusterRequest) -> Self::Future {
+        let mut service = match request.protocol {
+            Protocol::Resp2 => request.target.resp2.clone(),
+            Protocol::Resp3 => request.target.resp3.clone(),
+        };
+        service.call(BackendRequest {
+            bytes: request.bytes,
+            lane: request.lane,
+        })
+    }
+}
+
+/// The assembled request path over all backends.
+pub type ClusterService = redirect::Redirect<Dispatch>;
+
+/// Assembles the request path: redirects over dispatch. `on_moved` is told of every MOVED (the
+/// topology refresh).
+pub fn cluster_stack(
+    registry: Arc<Registry>,
+    on_moved: Arc<dyn Fn() + Send + Sync>,
+) -> ClusterService {
+    redirect::RedirectLayer::new(registry, on_moved).layer(Dispatch)
+}
+
+/// One shard node as the proxy reaches it.
+#[derive(Debug)]
+pub struct Backend {
+    addr: Arc<str>,
+    resp2: BackendService,
+    resp3: BackendService,
+    pub stats: Arc<BackendStats>,
+}
+
+impl Backend {
+    pub fn new(addr: &str, settings: BackendSettings) -> Backend {
+        let addr: Arc<str> = addr.into();
+        let stats = Arc::new(BackendStats::default());
+        let pool = |protocol| {
+            Arc::new(Pool::new(
+                addr.clone(),
+                protocol,
+                settings.connections,
+                settings.timeout,
+            ))
+        };
+        Backend {
+            resp2: stack(pool(Protocol::Resp2), stats.clone(), settings),
+            resp3: stack(pool(Protocol::Resp3), stats.clone(), settings),
+            addr,
+            stats,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The typed error for what this backend's stack failed with.
+    pub fn error(&self, error: BoxError) -> BackendError {
+        if error.is::<Elapsed>() {
+            return BackendError::Timeout {
+                addr: self.addr.to_string(),
+            };
+        }
+        match error.downcast::<BackendError>() {
+            Ok(e) => *e,
+            Err(_) => BackendError::ConnectionLost {
+                addr: self.addr.to_string(),
+            },
+        }
+    }
+}
+
+/// Every backend the proxy has talked to, by `host:port`. Locked only when the topology changes
+/// or a redirect names an address: never on the per-command path.
+#[derive(Debug)]
+pub struct Registry {
+    settings: BackendSettings,
+    backends: Mutex<HashMap<String, Arc<Backend>>>,
+}
+
+impl Registry {
+    pub fn new(settings: BackendSettings) -> Registry {
+        Registry {
+            settings,
+            backends: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The backend for `addr`, made on first use.
+    pub fn get(&self, addr: &str) -> Arc<Backend> {
+        let mut map = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get(addr) {
+            return b.clone();
+        }
+        let backend = Arc::new(Backend::new(addr, self.settings));
+        map.insert(addr.to_string(), backend.clone());
+        backend
+    }
+}

@@ -1,0 +1,185 @@
+//! A small set of pipelined connections to one backend for one protocol, created lazily and
+//! replaced lazily after they die. Each client uses one "lane" (its id modulo the pool size), so a
+//! client's commands to one backend travel on one connection and keep their order there.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use tessera_proto::resp::Protocol;
+use tokio::sync::oneshot;
+
+use super::connection::{Connection, Job, JobResult};
+use crate::error::BackendError;
+
+/// The connections to one backend address for one protocol.
+#[derive(Debug)]
+pub struct Pool {
+    addr: Arc<str>,
+    protocol: Protocol,
+    connect_timeout: Duration,
+    lanes: Box<[ArcSwapOption<Connection>]>,
+}
+
+impl Pool {
+    pub fn new(addr: Arc<str>, protocol: Protocol, size: usize, connect_timeout: Duration) -> Pool {
+        let lanes = (0..size.max(1)).map(|_| ArcSwapOption::empty()).collect();
+        Pool {
+            addr,
+            protocol,
+            connect_timeout,
+            lanes,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Queues `request` on the connection of `lane`, (re)connecting it if needed. Never blocks:
+    /// the returned future resolves with the raw reply bytes.
+    pub fn call(&self, request: Bytes, lane: usize) -> ReplyFuture {
+        let (tx, rx) = oneshot::channel();
+        let mut job = Job { request, reply: tx };
+        let slot = &self.lanes[lane % self.lanes.len()];
+        // Two tries: a connection found dead is replaced once.
+        for _ in 0..2 {
+            let current = slot.load_full();
+            let conn = match current {
+                Some(conn) if !conn.is_closed() => conn,
+                _ => {
+                    let fresh = Arc::new(Connection::spawn(
+                        self.addr.clone(),
+                        self.protocol,
+                        self.connect_timeout,
+                    ));
+                    slot.store(Some(fresh.clone()));
+                    fresh
+                }
+            };
+            match conn.send(job) {
+                Ok(()) => {
+                    return ReplyFuture {
+                        rx: Some(rx),
+                        addr: self.addr.clone(),
+                    }
+                }
+                Err(back) => job = back,
+            }
+        }
+        let _ = job.reply.send(Err(BackendError::ConnectionLost {
+            addr: self.addr.to_string(),
+        }));
+        ReplyFuture {
+            rx: Some(rx),
+            addr: self.addr.clone(),
+        }
+    }
+}
+
+/// Resolves with a backend's raw reply, or the error that kept it from coming.
+#[derive(Debug)]
+pub struct ReplyFuture {
+    rx: Option<oneshot::Receiver<JobResult>>,
+    addr: Arc<str>,
+}
+
+impl Future for ReplyFuture {
+    type Output = JobResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<JobResult> {
+        let Some(rx) = self.rx.as_mut() else {
+            return Poll::Ready(Err(BackendError::ConnectionLost {
+                addr: self.addr.to_string(),
+            }));
+        };
+        match Pin::new(rx).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                self.rx = None;
+                Poll::Ready(result.unwrap_or_else(|_| {
+                    Err(BackendError::ConnectionLost {
+                        addr: self.addr.to_string(),
+                    })
+                }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A backend that answers `+PONG` to each request on a connection, then closes after
+    /// `per_connection` replies.
+    async fn flaky_backend(per_connection: usize) -> std::io::Result<String> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut answered = 0;
+                let mut buf = vec![0u8; 1024];
+                while answered < per_connection {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            // Each test request is one `*1\r\n$4\r\nPING\r\n` (14 bytes).
+                            for _ in 0..n / 14 {
+                                let _ = socket.write_all(b"+PONG\r\n").await;
+                                answered += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(addr)
+    }
+
+    const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+    #[tokio::test]
+    async fn replies_in_order_and_reconnects_after_the_backend_closes() {
+        let addr = flaky_backend(2).await.expect("backend");
+        let pool = Pool::new(addr.into(), Protocol::Resp2, 1, Duration::from_secs(1));
+        let first = pool.call(Bytes::from_static(PING), 0);
+        let second = pool.call(Bytes::from_static(PING), 0);
+        assert_eq!(&first.await.expect("reply")[..], b"+PONG\r\n");
+        assert_eq!(&second.await.expect("reply")[..], b"+PONG\r\n");
+        // The backend closed after two replies: the next calls reconnect (bounded attempts).
+        let mut ok = false;
+        for _ in 0..20 {
+            if pool.call(Bytes::from_static(PING), 0).await.is_ok() {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ok, "the pool never reconnected");
+    }
+
+    #[tokio::test]
+    async fn unreachable_backend_fails_fast() {
+        // Bind then drop, so nothing listens there.
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").to_string()
+        };
+        let pool = Pool::new(addr.into(), Protocol::Resp2, 1, Duration::from_secs(1));
+        let result = pool.call(Bytes::from_static(PING), 0).await;
+        assert!(
+            matches!(result, Err(BackendError::Connect { .. })),
+            "{result:?}"
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! Whole-keyspace commands sent to every master that serves slots, replies combined: DBSIZE
+//! (sum), FLUSHALL / FLUSHDB (OK when all OK), KEYS (concatenation), RANDOMKEY (one of the masters'
+//! keys, at random), SCAN (one cursor walking the masters in turn).
+//!
+//! SCAN cursor: `(backend_cursor << 10) | master_index`, masters ordered by node id. Cursor 0
+//! starts at master 0; when a master's own cursor returns to 0 the next cursor is that of the next
+//! master (`index + 1`), and 0 after the last. The low 10 bits allow 1024 masters. The cursor does
+//! not survive resharding (keys may be missed or repeated while slots move); issue 5 replaces it
+//! with a slot-walking cursor.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use rand::seq::IndexedRandom;
+use tessera_proto::resp::Frame;
+use tessera_proto::topology::{ClusterDown, Node, Topology};
+
+use crate::backend::Backend;
+use crate::forward::{self, BoxReply, Lane};
+use crate::router::FanOut;
+use crate::shared::Shared;
+use crate::split::{array, sum_integers, unexpected};
+use crate::topology::Snapshot;
+
+/// Bits of the SCAN cursor that hold the master index.
+const INDEX_BITS: u32 = 10;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+/// A master that serves slots, as fan-out sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Master<'s> {
+    pub node: &'s Node,
+    pub backend: &'s Arc<Backend>,
+    /// Its lowest slot: when it fails, `forward::failure` answers by this slot's state
+    /// (CLUSTERDOWN when the topology says it is not served).
+    pub slot: u16,
+}
+
+/// The masters that serve at least one slot, ordered by node id.
+pub fn masters(snapshot: &Snapshot) -> Vec<Master<'_>> {
+    let topology: &Topology = &snapshot.topology;
+    let mut first: Vec<Option<u16>> = vec![None; topology.nodes.len()];
+    for (slot, owner) in topology.slots.iter().enumerate() {
+        if let Some(f) = owner.and_then(|i| first.get_mut(usize::from(i))) {
+            f.get_or_insert(slot as u16);
+        }
+    }
+    let mut out: Vec<Master<'_>> = topology
+        .nodes
+        .iter()
+        .zip(&snapshot.backends)
+        .zip(first)
+        .filter_map(|((node, backend), slot)| {
+            Some(Master {
+                node,
+                backend,
+                slot: slot?,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.node.id.cmp(&b.node.id));
+    out
+}
+
+/// Queues the command on every master now; the returned future combines the replies.
+pub fn run(
+    shared: &Arc<Shared>,
+    snapshot: &Snapshot,
+    kind: FanOut,
+    args: &[Bytes],
+    lane: Lane,
+    scratch: &mut BytesMut,
+) -> BoxReply {
+    let masters = masters(snapshot);
+    if masters.is_empty() {
+        // No topology yet (or no slot assigned): nothing to ask, and "empty" would be a lie.
+        return Box::pin(std::future::ready(forward::error_bytes(
+            ClusterDown::Down.message(),
+        )));
+    }
+    if kind == FanOut::Scan {
+        return scan(shared, &masters, args, lane, scratch);
+    }
+    forward::encode(args.len(), args.iter().map(|a| &a[..]), scratch);
+    let request = scratch.split().freeze();
+    let parts: Vec<_> = masters
+        .iter()
+        .map(|m| forward::send(shared, m.backend, lane, request.clone(), Some(m.slot)))
+        .collect();
+    let protocol = lane.protocol;
+    Box::pin(async move {
+        let replies = join_all(parts).await;
+        if let Some(error) = replies.iter().find(|r| r.first() == Some(&b'-')) {
+            return error.clone();
+        }
+        match kind {
+            FanOut::DbSize => match sum_integers(&replies) {
+                Some(n) => Frame::Integer(n).to_bytes(protocol),
+                None => unexpected(),
+            },
+            FanOut::Flush => Bytes::from_static(b"+OK\r\n"),
+            FanOut::Keys => {
+                let mut keys = Vec::new();
+                for reply in &replies {
+                    match array(reply) {
+                        Some(items) => keys.extend(items),
+                        None => return unexpected(),
+                    }
+                }
+                Frame::Array(keys).to_bytes(protocol)
+            }
+            FanOut::RandomKey => {
+                let found: Vec<&Bytes> = replies
+                    .iter()
+                    .filter(|r| r.first() == Some(&b'$') && !r.starts_with(b"$-1"))
+                    .collect();
+                match found.choose(&mut rand::rng()) {
+                    Some(reply) => (*reply).clone(),
+                    None => Frame::Null.to_bytes(protocol),
+                }
+            }
+            FanOut::Scan => unexpected(),
+        }
+    })
+}
+
+fn scan(
+    shared: &Arc<Shared>,
+    masters: &[Master<'_>],
+    args: &[Bytes],
+    lane: Lane,
+    scratch: &mut BytesMut,
+) -> BoxReply {
+    let protocol = lane.protocol;
+    let reply = move |cursor: u64, keys: Vec<Frame>| {
+        Frame::Array(vec![
+            Frame::Bulk(Bytes::from(cursor.to_string())),
+            Frame::Array(keys),
+        ])
+        .to_bytes(protocol)
+    };
+    let Some(cursor) = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return Box::pin(std::future::ready(forward::error_bytes(
+            "ERR invalid cursor",
+        )));
+    };
+    let index = (cursor & INDEX_MASK) as usize;
+    let own_cursor = cursor >> INDEX_BITS;
+    let Some(master) = masters.get(index) else {
+        return Box::pin(std::future::ready(reply(0, Vec::new())));
+    };
+    let own = own_cursor.to_string();
+    let sub = [&b"SCAN"[..], own.as_bytes()]
+        .into_iter()
+        .chain(args[2..].iter().map(|a| &a[..]));
+    forward::encode(args.len(), sub, scratch);
+    let request = scratch.split().freeze();
+    let part = forward::send(shared, master.backend, lane, request, Some(master.slot));
+    let count = masters.len();
+    Box::pin(async move {
+        let raw = part.await;
+        if raw.first() == Some(&b'-') {
+            return raw;
+        }
+        let Some(mut items) = array(&raw) else {
+            return unexpected();
+        };
+        if items.len() != 2 {
+            return unexpected();
+        }
+        let keys = match items.pop() {
+            Some(Frame::Array(keys)) | Some(Frame::Set(keys)) => keys,
+            _ => return unexpected(),
+        };
+        let next = match items.pop() {
+            Some(Frame::Bulk(c)) => std::str::from_utf8(&c)
+                .ok()
+                .and_then(|c| c.parse::<u64>().ok()),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return unexpected();
+        };
+        let next = if next == 0 {
+            if index + 1 < count {
+                (index + 1) as u64
+            } else {
+                0
+            }
+        } else if next >> (64 - INDEX_BITS) != 0 {
+            return forward::error_bytes("ERR backend cursor too large for the proxy's SCAN");
+        } else {
+            (next << INDEX_BITS) | index as u64
+        };
+        reply(next, keys)
+    })
+}

@@ -1,0 +1,98 @@
+//! Commands the proxy answers itself, as a Redis 7.0.15 cluster node would: connection commands
+//! (`conn`), CLIENT (`client`), COMMAND (`command`), CONFIG (`config`), INFO (`info`) and CLUSTER
+//! (`cluster`, presenting the proxy as one node serving every slot but reporting the real state).
+
+mod client;
+mod cluster;
+mod command;
+mod config;
+mod conn;
+mod info;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tessera_proto::command::CommandSpec;
+use tessera_proto::resp::{Frame, Protocol};
+
+use crate::client::{Reply, Session};
+use crate::shared::Shared;
+use crate::topology::Snapshot;
+
+/// Answers a command the router marked local. `spec` is what `command::resolve` found (the
+/// subcommand's entry for containers), so arity and subcommand names are already checked.
+pub fn handle(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    snapshot: &Snapshot,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+) -> Reply {
+    let name = args[0].to_ascii_lowercase();
+    let reply = match name.as_slice() {
+        b"ping" => Some(conn::ping(session, args)),
+        b"echo" => Some(frame(session, Frame::Bulk(args[1].clone()))),
+        b"quit" => {
+            session.quit = true;
+            Some(ok())
+        }
+        b"hello" => Some(conn::hello(session, args)),
+        b"auth" => Some(conn::auth(args)),
+        b"select" => Some(conn::select(args)),
+        b"readonly" | b"readwrite" | b"asking" => Some(ok()),
+        b"reset" => Some(conn::reset(session)),
+        b"time" => Some(conn::time(session)),
+        b"client" => client::handle(shared, session, args),
+        b"command" => command::handle(session, args),
+        b"config" => config::handle(session, args),
+        b"info" => Some(info::handle(shared, session, snapshot, args)),
+        b"cluster" => cluster::handle(shared, session, snapshot, args),
+        _ => None,
+    };
+    // Known to the table but not (yet) served by the proxy: say so rather than pretend.
+    reply.unwrap_or_else(|| Reply::error(&crate::router::unsupported_error(spec.name)))
+}
+
+fn ok() -> Reply {
+    Reply::ready(Bytes::from_static(b"+OK\r\n"))
+}
+
+fn frame(session: &Session, frame: Frame) -> Reply {
+    Reply::ready(frame.to_bytes(session.protocol))
+}
+
+/// A long text reply: a bulk string in RESP2, a verbatim string in RESP3 (as Redis's
+/// `addReplyVerbatim`).
+fn verbatim(session: &Session, text: String) -> Reply {
+    let frame = match session.protocol {
+        Protocol::Resp2 => Frame::Bulk(text.into()),
+        Protocol::Resp3 => Frame::Verbatim(text.into()),
+    };
+    Reply::ready(frame.to_bytes(session.protocol))
+}
+
+/// Redis's glob matching (`*`, `?`, `[...]` without escapes), case-insensitive as CONFIG GET is.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|i| glob_match(rest, &text[i..])),
+        Some((b'?', rest)) => !text.is_empty() && glob_match(rest, &text[1..]),
+        Some((c, rest)) => {
+            !text.is_empty() && c.eq_ignore_ascii_case(&text[0]) && glob_match(rest, &text[1..])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"save", b"save"));
+        assert!(glob_match(b"SA*", b"save"));
+        assert!(glob_match(b"*", b"appendonly"));
+        assert!(glob_match(b"app?ndonly", b"appendonly"));
+        assert!(!glob_match(b"save", b"saves"));
+    }
+}

@@ -1,0 +1,456 @@
+//! Where a command goes: a pure function of the arguments and a topology snapshot, table-tested.
+//! Order of checks follows Redis in cluster mode: unknown command, arity, CROSSSLOT, then the
+//! shared cluster-state rule (`Topology::route`).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use tessera_proto::command::{self, CommandSpec, Routing};
+use tessera_proto::slot::key_hash_slot;
+use tessera_proto::topology::{Access, Health, Node, Topology};
+
+/// The verdict for one command.
+#[derive(Debug)]
+pub enum Route<'t> {
+    /// Answer this error (text without the leading `-`).
+    Error(Cow<'static, str>),
+    /// Send the command unchanged to `node`, which serves `slot`.
+    Forward { node: &'t Node, slot: u16 },
+    /// Split by slot and merge the parts' replies.
+    Split(SplitPlan<'t>),
+    /// Send to every master serving slots and combine.
+    FanOut(FanOut),
+    /// Answer in the proxy.
+    Local(&'static CommandSpec),
+}
+
+/// How the parts of a split command are merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// MGET: the parts' arrays, put back in key order.
+    Values,
+    /// MSET: OK when every part says OK.
+    AllOk,
+    /// DEL, UNLINK, EXISTS, TOUCH: the sum of the parts' integers.
+    Sum,
+}
+
+/// One same-slot part of a split command.
+#[derive(Debug)]
+pub struct Part<'t> {
+    pub node: &'t Node,
+    pub slot: u16,
+    /// Indexes into the original arguments of the keys of this part (each followed by its value
+    /// for MSET), in the order they were given.
+    pub keys: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub struct SplitPlan<'t> {
+    pub merge: Merge,
+    /// Arguments taken with each key: 1 for MSET (the value), else 0.
+    pub values_per_key: usize,
+    pub parts: Vec<Part<'t>>,
+}
+
+/// Whole-keyspace commands and how they are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanOut {
+    DbSize,
+    /// FLUSHALL / FLUSHDB: OK when every master says OK.
+    Flush,
+    Keys,
+    RandomKey,
+    Scan,
+}
+
+/// Commands the proxy cannot serve correctly yet; they get an honest error rather than a wrong
+/// result (transactions, pub/sub and blocking commands come with issue 5).
+const UNSUPPORTED: &[&str] = &[
+    "multi",
+    "exec",
+    "discard",
+    "watch",
+    "unwatch",
+    "subscribe",
+    "psubscribe",
+    "ssubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "sunsubscribe",
+    "monitor",
+    "sync",
+    "psync",
+    "blpop",
+    "brpop",
+    "brpoplpush",
+    "blmove",
+    "blmpop",
+    "bzpopmin",
+    "bzpopmax",
+    "bzmpop",
+    "wait",
+    "shutdown",
+    "replicaof",
+    "slaveof",
+    "failover",
+    "debug",
+    "client|pause",
+    "client|unpause",
+    "client|tracking",
+    "client|caching",
+    "client|reply",
+    "client|kill",
+    "client|unblock",
+];
+
+/// XREAD / XREADGROUP with BLOCK would hold a shared backend connection: refused for now.
+fn blocks(spec: &CommandSpec, args: &[Bytes]) -> bool {
+    matches!(spec.name, "xread" | "xreadgroup")
+        && args.iter().any(|a| a.eq_ignore_ascii_case(b"block"))
+}
+
+/// The error for a command the proxy refuses.
+pub fn unsupported_error(name: &str) -> String {
+    format!("ERR command '{name}' is not supported by the Tessera proxy yet")
+}
+
+/// Routes one command (args\[0\] is its name). `health` is `topology.health()`, computed once
+/// per snapshot (the cluster state must not be recounted over 16384 slots per command).
+pub fn route<'t>(args: &[Bytes], topology: &'t Topology, health: &'t Health) -> Route<'t> {
+    let view = View { topology, health };
+    // Unknown command or subcommand, wrong arity: Redis's texts, from the shared table.
+    let spec = match command::resolve(args) {
+        Ok(spec) => spec,
+        Err(text) => return Route::Error(text.into()),
+    };
+    if UNSUPPORTED.contains(&spec.name) || blocks(spec, args) {
+        return Route::Error(unsupported_error(spec.name).into());
+    }
+    let access = if spec.is_write() {
+        Access::Write
+    } else {
+        Access::Read
+    };
+    match spec.routing {
+        Routing::Local => route_local(spec, args, view),
+        Routing::Keyed => route_keyed(spec, args, view, access),
+        Routing::Split => route_split(spec, args, view, access),
+        Routing::FanOut => match fan_out_kind(spec.name) {
+            Some(kind) => Route::FanOut(kind),
+            None => Route::Error(unsupported_error(spec.name).into()),
+        },
+    }
+}
+
+fn fan_out_kind(name: &str) -> Option<FanOut> {
+    Some(match name {
+        "dbsize" => FanOut::DbSize,
+        "flushall" | "flushdb" => FanOut::Flush,
+        "keys" => FanOut::Keys,
+        "randomkey" => FanOut::RandomKey,
+        "scan" => FanOut::Scan,
+        _ => return None,
+    })
+}
+
+/// CLUSTER COUNTKEYSINSLOT / GETKEYSINSLOT go to the slot's owner; everything else local. Arity
+/// was checked by `resolve`.
+fn route_local<'t>(spec: &'static CommandSpec, args: &[Bytes], view: View<'t>) -> Route<'t> {
+    let with_count = match spec.name {
+        "cluster|countkeysinslot" => false,
+        "cluster|getkeysinslot" => true,
+        _ => return Route::Local(spec),
+    };
+    let Some(slot) = parse_i64(&args[2]) else {
+        return Route::Error(Cow::Borrowed("ERR value is not an integer or out of range"));
+    };
+    if with_count && parse_i64(&args[3]).is_none() {
+        return Route::Error(Cow::Borrowed("ERR value is not an integer or out of range"));
+    }
+    if !(0..i64::from(tessera_proto::slot::SLOT_COUNT)).contains(&slot) {
+        // Let the owner of any slot word the error exactly as Redis does; slot 0 stands in.
+        return forward(view, 0, Access::Read);
+    }
+    forward(view, slot as u16, Access::Read)
+}
+
+fn route_keyed<'t>(
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+    view: View<'t>,
+    access: Access,
+) -> Route<'t> {
+    let keys = spec.key_indexes(args);
+    let mut slot = None;
+    for &i in &keys {
+        let Some(key) = args.get(i) else { continue };
+        let s = key_hash_slot(key);
+        match slot {
+            None => slot = Some(s),
+            Some(first) if first != s => return Route::Error(Cow::Borrowed(CROSSSLOT)),
+            Some(_) => {}
+        }
+    }
+    match slot {
+        Some(slot) => forward(view, slot, access),
+        None => any_master(view, access),
+    }
+}
+
+/// `-CROSSSLOT` as Redis words it.
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// A topology with its health, computed once per snapshot.
+#[derive(Clone, Copy)]
+struct View<'t> {
+    topology: &'t Topology,
+    health: &'t Health,
+}
+
+fn forward(view: View<'_>, slot: u16, access: Access) -> Route<'_> {
+    match view.topology.route_with(view.health, slot, access) {
+        Ok(node) => Route::Forward { node, slot },
+        Err(down) => Route::Error(Cow::Borrowed(down.message())),
+    }
+}
+
+/// A keyless command that must still reach a shard: the master of the lowest served slot.
+fn any_master(view: View<'_>, access: Access) -> Route<'_> {
+    let slot = view
+        .topology
+        .slots
+        .iter()
+        .position(|owner| owner.is_some())
+        .unwrap_or(0) as u16;
+    forward(view, slot, access)
+}
+
+fn route_split<'t>(
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+    view: View<'t>,
+    access: Access,
+) -> Route<'t> {
+    let (merge, values_per_key) = match spec.name {
+        "mget" => (Merge::Values, 0),
+        "mset" => (Merge::AllOk, 1),
+        "del" | "unlink" | "exists" | "touch" => (Merge::Sum, 0),
+        _ => return route_keyed(spec, args, view, access),
+    };
+    if values_per_key == 1 && args.len() & 1 == 0 {
+        // MSET with a key lacking its value: Redis refuses it whole (no part may run).
+        return Route::Error(command::arity_error(spec.name).into());
+    }
+    let keys = spec.key_indexes(args);
+    // Group by slot in order of first appearance; few slots per command is the norm, so a linear
+    // scan beats a map.
+    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+    for &i in &keys {
+        let Some(key) = args.get(i) else { continue };
+        let slot = key_hash_slot(key);
+        match groups.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((slot, vec![i])),
+        }
+    }
+    if groups.len() <= 1 {
+        let slot = groups.first().map(|g| g.0);
+        return match slot {
+            Some(slot) => forward(view, slot, access),
+            None => any_master(view, access),
+        };
+    }
+    let mut parts = Vec::with_capacity(groups.len());
+    for (slot, keys) in groups {
+        match view.topology.route_with(view.health, slot, access) {
+            Ok(node) => parts.push(Part { node, slot, keys }),
+            Err(down) => return Route::Error(Cow::Borrowed(down.message())),
+        }
+    }
+    Route::Split(SplitPlan {
+        merge,
+        values_per_key,
+        parts,
+    })
+}
+
+/// A decimal integer argument, as Redis's `string2ll` accepts it.
+pub fn parse_i64(arg: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(arg).ok()?;
+    if text.is_empty() || text.starts_with('+') || (text.len() > 1 && text.starts_with('0')) {
+        return None;
+    }
+    if text.starts_with("-0") {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_proto::topology::{NodeId, Role, Settings};
+
+    fn node(n: u8, port: u16) -> Node {
+        Node {
+            id: NodeId::from_random_bytes([n; 20]),
+            host: "127.0.0.1".into(),
+            port,
+            bus_port: port + 10000,
+            role: Role::Master,
+            master_id: None,
+            config_epoch: u64::from(n),
+            pfail: false,
+            fail: false,
+            last_heartbeat_ms: 0,
+            ping_sent_ms: 0,
+            key_count: 0,
+        }
+    }
+
+    /// Three masters split as `redis-cli --cluster create` does.
+    fn three_masters() -> Topology {
+        let mut t = Topology {
+            version: 1,
+            current_epoch: 3,
+            nodes: vec![node(1, 7000), node(2, 7001), node(3, 7002)],
+            settings: Settings::default(),
+            created: true,
+            ..Topology::default()
+        };
+        for slot in 0..16384usize {
+            t.slots[slot] = Some(match slot {
+                0..=5460 => 0,
+                5461..=10922 => 1,
+                _ => 2,
+            });
+        }
+        t
+    }
+
+    fn args(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    fn describe(route: &Route<'_>) -> String {
+        match route {
+            Route::Error(e) => format!("-{e}"),
+            Route::Forward { node, slot } => format!("{}@{slot}", node.port),
+            Route::Split(plan) => {
+                let parts: Vec<String> = plan
+                    .parts
+                    .iter()
+                    .map(|p| format!("{}@{}{:?}", p.node.port, p.slot, p.keys))
+                    .collect();
+                format!("split {:?} {}", plan.merge, parts.join(" "))
+            }
+            Route::FanOut(kind) => format!("fanout {kind:?}"),
+            Route::Local(spec) => format!("local {}", spec.name),
+        }
+    }
+
+    #[test]
+    fn routing_table() {
+        let t = three_masters();
+        // somekey -> 11058, foo -> 12182, {a}x and {a}y share a slot, bar -> 5061, hello -> 866.
+        let cases: &[(&[&str], &str)] = &[
+            (&["GET", "somekey"], "7002@11058"),
+            (&["get", "bar"], "7000@5061"),
+            (&["SET", "foo", "1"], "7002@12182"),
+            (&["GET"], "-ERR wrong number of arguments for 'get' command"),
+            (
+                &["NOSUCH", "a"],
+                "-ERR unknown command 'NOSUCH', with args beginning with: 'a' ",
+            ),
+            (
+                &["RENAME", "foo", "bar"],
+                "-CROSSSLOT Keys in request don't hash to the same slot",
+            ),
+            (&["RENAME", "{a}x", "{a}y"], "7002@15495"),
+            (&["MGET", "{a}x", "{a}y"], "7002@15495"),
+            (
+                &["MGET", "bar", "foo", "hello"],
+                "split Values 7000@5061[1] 7002@12182[2] 7000@866[3]",
+            ),
+            (
+                &["MSET", "bar", "1", "foo", "2", "bar", "3"],
+                "split AllOk 7000@5061[1, 5] 7002@12182[3]",
+            ),
+            (
+                &["DEL", "bar", "foo"],
+                "split Sum 7000@5061[1] 7002@12182[2]",
+            ),
+            (&["DBSIZE"], "fanout DbSize"),
+            (&["FLUSHALL"], "fanout Flush"),
+            (&["SCAN", "0"], "fanout Scan"),
+            (&["PING"], "local ping"),
+            (&["CLUSTER", "INFO"], "local cluster|info"),
+            (
+                &["CLUSTER", "NOSUCH"],
+                "-ERR unknown subcommand 'NOSUCH'. Try CLUSTER HELP.",
+            ),
+            (
+                &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
+                "-ERR command 'xread' is not supported by the Tessera proxy yet",
+            ),
+            (&["CLUSTER", "COUNTKEYSINSLOT", "5461"], "7001@5461"),
+            (&["CLUSTER", "GETKEYSINSLOT", "16383", "10"], "7002@16383"),
+            (
+                &["CLUSTER", "COUNTKEYSINSLOT", "x"],
+                "-ERR value is not an integer or out of range",
+            ),
+            (
+                &["CLUSTER", "COUNTKEYSINSLOT"],
+                "-ERR wrong number of arguments for 'cluster|countkeysinslot' command",
+            ),
+            (
+                &["MULTI"],
+                "-ERR command 'multi' is not supported by the Tessera proxy yet",
+            ),
+        ];
+        for (words, want) in cases {
+            let a = args(words);
+            assert_eq!(describe(&route(&a, &t, &t.health())), *want, "{words:?}");
+        }
+    }
+
+    #[test]
+    fn cluster_down_follows_the_shared_rule() {
+        let mut t = three_masters();
+        t.nodes[0].fail = true;
+        let a = args(&["GET", "foo"]);
+        assert_eq!(
+            describe(&route(&a, &t, &t.health())),
+            "-CLUSTERDOWN The cluster is down"
+        );
+        t.settings.require_full_coverage = false;
+        assert_eq!(describe(&route(&a, &t, &t.health())), "7002@12182");
+        let a = args(&["GET", "bar"]);
+        assert_eq!(
+            describe(&route(&a, &t, &t.health())),
+            "-CLUSTERDOWN Hash slot not served"
+        );
+        // CROSSSLOT is decided before the cluster state.
+        t.settings.require_full_coverage = true;
+        let a = args(&["RENAME", "foo", "bar"]);
+        assert_eq!(
+            describe(&route(&a, &t, &t.health())),
+            "-CROSSSLOT Keys in request don't hash to the same slot"
+        );
+    }
+
+    #[test]
+    fn integers_parse_as_redis() {
+        assert_eq!(parse_i64(b"12"), Some(12));
+        assert_eq!(parse_i64(b"-3"), Some(-3));
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"012"), None);
+        assert_eq!(parse_i64(b"+1"), None);
+        assert_eq!(parse_i64(b""), None);
+        assert_eq!(parse_i64(b"1x"), None);
+    }
+}

@@ -1,0 +1,50 @@
+//! State shared by every client connection: the topology view, the proxy's identity and its
+//! counters. Read on the per-command path without locks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tessera_proto::topology::NodeId;
+
+use crate::backend::ClusterService;
+use crate::topology::TopologyView;
+
+/// Counters INFO reports.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections_received: AtomicU64,
+    pub connected_clients: AtomicU64,
+    pub commands_processed: AtomicU64,
+    pub rejected_protocol: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub view: Arc<TopologyView>,
+    /// The assembled request path to the backends (redirects over dispatch).
+    pub cluster: ClusterService,
+    /// The proxy's own node id: random, made at start.
+    pub id: NodeId,
+    pub announce_host: String,
+    pub announce_port: u16,
+    /// The port actually listened on.
+    pub tcp_port: u16,
+    pub started: Instant,
+    pub stats: Stats,
+    pub next_client_id: AtomicU64,
+    /// Pipelined connections per backend: a client's lane is its id modulo this.
+    pub lanes: usize,
+}
+
+impl Shared {
+    pub fn new_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,413 @@
+//! Test harness: three real redis-servers formed into a Redis Cluster, a fake control plane
+//! (gRPC, serving a topology the test sets), the proxy in-process, and a small RESP client.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bytes::{Bytes, BytesMut};
+use tessera_proto::pb;
+use tessera_proto::pb::control_plane_server::{ControlPlane, ControlPlaneServer};
+use tessera_proto::resp::frame::{self, FrameLimits};
+use tessera_proto::resp::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_stream::wrappers::{TcpListenerStream, WatchStream};
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+/// Polls `check` every 50 ms for at most `limit`.
+pub async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("condition not met within {limit:?}")
+}
+
+/// A free port whose cluster bus port (+10000) is free too.
+fn free_port() -> Result<u16> {
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        if port < 55000 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port pair found")
+}
+
+/// A redis-server child process, killed on drop.
+pub struct RedisNode {
+    pub port: u16,
+    pub id: String,
+    child: Child,
+}
+
+impl RedisNode {
+    /// Sends a signal (`STOP`, `CONT`) to the server process.
+    pub fn signal(&self, name: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{name} failed");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RedisNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Three redis-servers in one Redis Cluster: master i owns the i-th third of the slots, exactly
+/// as `redis-cli --cluster create` splits them.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisNode>,
+    dir: PathBuf,
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub const RANGES: [(u32, u32); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
+
+impl RedisCluster {
+    pub async fn start() -> Result<RedisCluster> {
+        let dir = std::env::temp_dir().join(format!(
+            "tessera-proxy-test-{}-{}",
+            std::process::id(),
+            free_port()?
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let port = free_port()?;
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+                .arg(dir.join(format!("nodes-{port}.conf")))
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .arg("--dir")
+                .arg(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting redis-server")?;
+            nodes.push(RedisNode {
+                port,
+                id: String::new(),
+                child,
+            });
+        }
+        let mut cluster = RedisCluster { nodes, dir };
+        for node in &cluster.nodes {
+            let port = node.port;
+            wait_for(Duration::from_secs(10), || async move {
+                let Ok(mut c) = Client::connect(port).await else {
+                    return false;
+                };
+                c.cmd(&["PING"]).await.is_ok()
+            })
+            .await?;
+        }
+        let addrs: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let status = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("redis-cli --cluster create failed");
+        }
+        for node in &mut cluster.nodes {
+            let mut c = Client::connect(node.port).await?;
+            node.id = c.text(&["CLUSTER", "MYID"]).await?;
+        }
+        for node in &cluster.nodes {
+            let port = node.port;
+            wait_for(Duration::from_secs(20), || async move {
+                let Ok(mut c) = Client::connect(port).await else { return false };
+                matches!(c.text(&["CLUSTER", "INFO"]).await, Ok(t) if t.contains("cluster_state:ok"))
+            })
+            .await?;
+        }
+        Ok(cluster)
+    }
+
+    /// The control plane's view of this cluster at `version`.
+    pub fn topology(&self, version: u64) -> pb::Topology {
+        let nodes = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| pb::Node {
+                id: n.id.clone(),
+                host: "127.0.0.1".into(),
+                port: u32::from(n.port),
+                bus_port: u32::from(n.port) + 10000,
+                role: pb::NodeRole::Master as i32,
+                config_epoch: i as u64 + 1,
+                ..Default::default()
+            })
+            .collect();
+        let slots = self
+            .nodes
+            .iter()
+            .zip(RANGES)
+            .map(|(n, (start, end))| pb::SlotRange {
+                start,
+                end,
+                node_id: n.id.clone(),
+            })
+            .collect();
+        pb::Topology {
+            version,
+            current_epoch: 3,
+            nodes,
+            slots,
+            settings: Some(pb::Settings {
+                require_full_coverage: true,
+                allow_reads_when_down: false,
+                node_timeout_ms: 15000,
+            }),
+            created: true,
+        }
+    }
+}
+
+/// A control plane double: GetTopology and WatchTopology over a topology the test sets.
+#[derive(Clone)]
+pub struct FakeControlPlane {
+    topology: watch::Sender<pb::Topology>,
+}
+
+#[tonic::async_trait]
+impl ControlPlane for FakeControlPlane {
+    async fn register_node(
+        &self,
+        _: Request<pb::RegisterNodeRequest>,
+    ) -> Result<Response<pb::RegisterNodeResponse>, Status> {
+        Err(Status::unimplemented("test double"))
+    }
+    async fn heartbeat(
+        &self,
+        _: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        Err(Status::unimplemented("test double"))
+    }
+    async fn create_cluster(
+        &self,
+        _: Request<pb::CreateClusterRequest>,
+    ) -> Result<Response<pb::CreateClusterResponse>, Status> {
+        Err(Status::unimplemented("test double"))
+    }
+    async fn get_topology(
+        &self,
+        _: Request<pb::GetTopologyRequest>,
+    ) -> Result<Response<pb::Topology>, Status> {
+        Ok(Response::new(self.topology.borrow().clone()))
+    }
+
+    type WatchTopologyStream = Pin<Box<dyn Stream<Item = Result<pb::Topology, Status>> + Send>>;
+
+    async fn watch_topology(
+        &self,
+        request: Request<pb::WatchTopologyRequest>,
+    ) -> Result<Response<Self::WatchTopologyStream>, Status> {
+        let after = request.into_inner().after_version;
+        let stream = WatchStream::new(self.topology.subscribe())
+            .filter(move |t| t.version > after)
+            .map(Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+    async fn set_setting(
+        &self,
+        _: Request<pb::SetSettingRequest>,
+    ) -> Result<Response<pb::Settings>, Status> {
+        Err(Status::unimplemented("test double"))
+    }
+}
+
+/// Everything one test needs: the cluster, the fake control plane, and a proxy in-process.
+pub struct Harness {
+    pub cluster: RedisCluster,
+    pub control: watch::Sender<pb::Topology>,
+    pub proxy_port: u16,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Result<Harness> {
+        Harness::start_with_timeout(Duration::from_secs(5)).await
+    }
+
+    /// A harness whose proxy gives up on a backend reply after `backend_timeout`.
+    pub async fn start_with_timeout(backend_timeout: Duration) -> Result<Harness> {
+        let cluster = RedisCluster::start().await?;
+        let shutdown = CancellationToken::new();
+        let (control, _) = watch::channel(cluster.topology(1));
+        let service = FakeControlPlane {
+            topology: control.clone(),
+        };
+        let grpc = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc_addr = grpc.local_addr()?;
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(ControlPlaneServer::new(service))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop.cancelled())
+                .await;
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let proxy_port = listener.local_addr()?.port();
+        let mut config = tessera_proxy::Config::for_tests(format!("http://{grpc_addr}"));
+        config.backend_timeout = backend_timeout;
+        tokio::spawn(tessera_proxy::run(config, listener, shutdown.clone()));
+        let harness = Harness {
+            cluster,
+            control,
+            proxy_port,
+            shutdown,
+        };
+        // Ready when the proxy routes a keyed command (it has taken the topology).
+        wait_for(Duration::from_secs(10), || async move {
+            let Ok(mut c) = Client::connect(proxy_port).await else {
+                return false;
+            };
+            matches!(c.cmd(&["GET", "readiness"]).await, Ok(Frame::Null))
+        })
+        .await?;
+        Ok(harness)
+    }
+
+    pub async fn client(&self) -> Result<Client> {
+        Client::connect(self.proxy_port).await
+    }
+
+    /// Publishes `topology` to the proxy through the watch stream.
+    pub fn publish(&self, topology: pb::Topology) {
+        self.control.send_replace(topology);
+    }
+}
+
+/// A minimal RESP client for tests.
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+pub fn encode(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+impl Client {
+    pub async fn connect(port: u16) -> Result<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        Ok(Client {
+            stream,
+            buf: BytesMut::new(),
+        })
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Reads one reply as raw bytes (within 5 s).
+    pub async fn read_raw(&mut self) -> Result<Bytes> {
+        let read = async {
+            loop {
+                if !self.buf.is_empty() {
+                    if let Some(len) = frame::check(&self.buf, &FrameLimits::default())? {
+                        return Ok(self.buf.split_to(len).freeze());
+                    }
+                }
+                if self.stream.read_buf(&mut self.buf).await? == 0 {
+                    bail!("connection closed");
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .context("reply timed out")?
+    }
+
+    pub async fn read(&mut self) -> Result<Frame> {
+        let raw = self.read_raw().await?;
+        match frame::parse(&raw, &FrameLimits::default())? {
+            Some((frame, _)) => Ok(frame),
+            None => bail!("incomplete frame"),
+        }
+    }
+
+    pub async fn cmd(&mut self, args: &[&str]) -> Result<Frame> {
+        self.send_raw(&encode(args)).await?;
+        self.read().await
+    }
+
+    /// A command whose reply is a bulk (or verbatim) string.
+    pub async fn text(&mut self, args: &[&str]) -> Result<String> {
+        match self.cmd(args).await? {
+            Frame::Bulk(b) | Frame::Verbatim(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+            other => bail!("expected a string, got {other:?}"),
+        }
+    }
+
+    /// Whether the server has closed the connection (within 2 s).
+    pub async fn closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.stream.read(&mut byte)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+pub fn bulk(s: &str) -> Frame {
+    Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+pub fn error(s: &str) -> Frame {
+    Frame::Error(Bytes::copy_from_slice(s.as_bytes()))
+}
