@@ -49,7 +49,10 @@ impl LocalCluster {
             ("TESSERA_PROXY_PORT", self.proxy_port.to_string()),
             ("TESSERA_NODE_PORTS", ports.join(" ")),
             ("TESSERA_CP_PORT", self.cp_port.to_string()),
-            ("TESSERA_NODE_TIMEOUT", format!("{}ms", self.node_timeout.as_millis())),
+            (
+                "TESSERA_NODE_TIMEOUT",
+                format!("{}ms", self.node_timeout.as_millis()),
+            ),
             ("TESSERA_PROFILE", profile),
             ("TESSERA_SKIP_BUILD", "1".into()),
         ])
@@ -111,8 +114,11 @@ impl LocalCluster {
     /// One field of `CLUSTER INFO` on `port`.
     pub fn info_field(&self, port: u16, field: &str) -> Option<String> {
         let info = self.cli(port, &["cluster", "info"]);
-        info.lines()
-            .find_map(|line| line.trim_end().strip_prefix(&format!("{field}:")).map(String::from))
+        info.lines().find_map(|line| {
+            line.trim_end()
+                .strip_prefix(&format!("{field}:"))
+                .map(String::from)
+        })
     }
 
     /// Polls until `CLUSTER INFO` on `port` shows `field:value`, for at most `limit`.

@@ -20,7 +20,9 @@ pub fn run(program: &str, args: &[&str]) -> Output {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} (scripts/ensure-tools.sh installs it): {e}"))
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} (scripts/ensure-tools.sh installs it): {e}")
+        })
 }
 
 /// A redis-server of our own on a free port, stopped (by its pid) on drop.
@@ -36,7 +38,14 @@ impl RedisServer {
         let dir = TempDir::new("redis-oracle");
         let port = free_port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "no", "--dir"])
             .arg(&dir.path)
             .stdout(Stdio::null())
@@ -46,7 +55,11 @@ impl RedisServer {
         wait::until("redis-server to answer", Duration::from_secs(20), || {
             RespClient::connect(port).ok()
         });
-        RedisServer { port, child, _dir: dir }
+        RedisServer {
+            port,
+            child,
+            _dir: dir,
+        }
     }
 }
 

@@ -17,7 +17,10 @@ impl RespClient {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         stream.set_nodelay(true)?;
-        Ok(RespClient { stream, buffer: Vec::new() })
+        Ok(RespClient {
+            stream,
+            buffer: Vec::new(),
+        })
     }
 
     /// Sends raw bytes as they are (malformed input, inline commands, pipelines).
@@ -37,9 +40,7 @@ impl RespClient {
             match frame::check(&self.buffer, &FrameLimits::default()) {
                 Ok(Some(len)) => return Ok(Some(self.buffer.drain(..len).collect())),
                 Ok(None) => {}
-                Err(e) => {
-                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-                }
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
             }
             let mut chunk = [0u8; 16 * 1024];
             let n = self.stream.read(&mut chunk)?;
@@ -53,7 +54,9 @@ impl RespClient {
     /// Sends a command and returns its reply's bytes.
     pub fn call(&mut self, args: &[&[u8]]) -> Vec<u8> {
         self.send(args).expect("send command");
-        self.read_reply().expect("read reply").expect("server closed the connection")
+        self.read_reply()
+            .expect("read reply")
+            .expect("server closed the connection")
     }
 
     /// `call` with string arguments, the reply as text.

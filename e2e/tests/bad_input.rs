@@ -19,11 +19,24 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
         ("inline ping", b"PING\r\n".to_vec()),
         ("inline with args", b"ECHO   \"hello world\"\r\n".to_vec()),
         ("inline unbalanced quotes", b"ECHO \"oops\r\n".to_vec()),
-        ("empty inline lines are ignored", b"\r\n\r\nPING\r\n".to_vec()),
+        (
+            "empty inline lines are ignored",
+            b"\r\n\r\nPING\r\n".to_vec(),
+        ),
         ("unknown command", encode_command(&[b"FROB", b"x"])),
         ("wrong arity", encode_command(&[b"GET", b"a", b"b"])),
-        ("wrong value type for INCR", [encode_command(&[b"SET", b"{b}s", b"abc"]), encode_command(&[b"INCR", b"{b}s"])].concat()),
-        ("empty multibulk is ignored", [b"*0\r\n".to_vec(), encode_command(&[b"PING"])].concat()),
+        (
+            "wrong value type for INCR",
+            [
+                encode_command(&[b"SET", b"{b}s", b"abc"]),
+                encode_command(&[b"INCR", b"{b}s"]),
+            ]
+            .concat(),
+        ),
+        (
+            "empty multibulk is ignored",
+            [b"*0\r\n".to_vec(), encode_command(&[b"PING"])].concat(),
+        ),
     ]
 }
 
@@ -50,8 +63,10 @@ fn bad_input_gets_redis_answers_and_hurts_nobody() {
     let proxy = cluster.proxy_port;
 
     // A bystander on each, connected throughout.
-    let mut bystanders: Vec<RespClient> =
-        [node, proxy].iter().map(|&p| RespClient::connect(p).expect("connect")).collect();
+    let mut bystanders: Vec<RespClient> = [node, proxy]
+        .iter()
+        .map(|&p| RespClient::connect(p).expect("connect"))
+        .collect();
 
     let mut failures = Vec::new();
     for (what, input) in inputs() {
@@ -59,11 +74,17 @@ fn bad_input_gets_redis_answers_and_hurts_nobody() {
         for (name, port) in [("node", node), ("proxy", proxy)] {
             let actual = exchange(port, &input);
             if actual != expected {
-                failures.push(format!("{what} on {name}:\n   redis:   {expected:?}\n   tessera: {actual:?}"));
+                failures.push(format!(
+                    "{what} on {name}:\n   redis:   {expected:?}\n   tessera: {actual:?}"
+                ));
             }
         }
         for bystander in &mut bystanders {
-            assert_eq!(bystander.call_str(&["PING"]), "+PONG\r\n", "bystander after {what}");
+            assert_eq!(
+                bystander.call_str(&["PING"]),
+                "+PONG\r\n",
+                "bystander after {what}"
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -73,7 +94,11 @@ fn bad_input_gets_redis_answers_and_hurts_nobody() {
         let mut leaver = RespClient::connect(port).expect("connect");
         let mut pipeline = Vec::new();
         for i in 0..1000 {
-            pipeline.extend(encode_command(&[b"SET", format!("{{p}}{i}").as_bytes(), b"v"]));
+            pipeline.extend(encode_command(&[
+                b"SET",
+                format!("{{p}}{i}").as_bytes(),
+                b"v",
+            ]));
         }
         pipeline.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$2\r\nhal");
         leaver.send_raw(&pipeline).expect("send pipeline");

@@ -45,15 +45,22 @@ impl Stack {
 
     fn docker(&self, args: &[&str]) -> String {
         let output = redis::run("docker", args);
-        assert!(output.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
     fn container(&self, service: &str) -> String {
         self.docker(&[
-            "ps", "-aq",
-            "--filter", &format!("label=com.docker.compose.project={}", self.project),
-            "--filter", &format!("label=com.docker.compose.service={service}"),
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.project),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
         ])
     }
 
@@ -63,20 +70,27 @@ impl Stack {
     }
 
     fn info(&self, port: u16, field: &str) -> Option<String> {
-        self.cli(port, &["cluster", "info"])
-            .lines()
-            .find_map(|l| l.trim_end().strip_prefix(&format!("{field}:")).map(String::from))
+        self.cli(port, &["cluster", "info"]).lines().find_map(|l| {
+            l.trim_end()
+                .strip_prefix(&format!("{field}:"))
+                .map(String::from)
+        })
     }
 
     fn wait_state(&self, port: u16, state: &str) {
-        wait::until(&format!("cluster_state:{state} on {port}"), FAIL_LIMIT, || {
-            (self.info(port, "cluster_state").as_deref() == Some(state)).then_some(())
-        });
+        wait::until(
+            &format!("cluster_state:{state} on {port}"),
+            FAIL_LIMIT,
+            || (self.info(port, "cluster_state").as_deref() == Some(state)).then_some(()),
+        );
     }
 
     fn dbsize(&self, port: u16) -> u64 {
         let text = self.cli(port, &["dbsize"]);
-        text.trim().trim_start_matches("(integer) ").parse().unwrap_or_else(|_| panic!("DBSIZE on {port}: {text}"))
+        text.trim()
+            .trim_start_matches("(integer) ")
+            .parse()
+            .unwrap_or_else(|_| panic!("DBSIZE on {port}: {text}"))
     }
 }
 
@@ -98,7 +112,11 @@ fn compose_story() {
         .stdin(Stdio::null())
         .output()
         .expect("run deploy/build-images.sh (needs docker)");
-    assert!(build.status.success(), "image build failed:\n{}", String::from_utf8_lossy(&build.stderr));
+    assert!(
+        build.status.success(),
+        "image build failed:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
     println!("{}", String::from_utf8_lossy(&build.stdout));
 
     let stack = Stack {
@@ -111,24 +129,47 @@ fn compose_story() {
     // 1. Up; the init step creates the cluster.
     stack.compose(&["up", "-d"]);
     stack.wait_state(stack.proxy, "ok");
-    assert_eq!(stack.info(stack.proxy, "cluster_slots_assigned").as_deref(), Some("16384"));
-    assert_eq!(stack.info(stack.proxy, "cluster_known_nodes").as_deref(), Some("3"));
+    assert_eq!(
+        stack.info(stack.proxy, "cluster_slots_assigned").as_deref(),
+        Some("16384")
+    );
+    assert_eq!(
+        stack.info(stack.proxy, "cluster_known_nodes").as_deref(),
+        Some("3")
+    );
     let nodes = stack.cli(stack.nodes[0], &["cluster", "nodes"]);
     for name in ["node1:7000@", "node2:7001@", "node3:7002@"] {
-        assert!(nodes.contains(name), "CLUSTER NODES announces service names:\n{nodes}");
+        assert!(
+            nodes.contains(name),
+            "CLUSTER NODES announces service names:\n{nodes}"
+        );
     }
     // Non-root, as the image says.
-    let user = stack.docker(&["inspect", "--format", "{{.Config.User}}", &stack.container("node1")]);
+    let user = stack.docker(&[
+        "inspect",
+        "--format",
+        "{{.Config.User}}",
+        &stack.container("node1"),
+    ]);
     assert_eq!(user, "10001:10001");
 
     // 2. Load through the proxy.
     let proxy = stack.proxy.to_string();
     let bench = redis::run(
         "redis-benchmark",
-        &["-p", &proxy, "-t", "set", "-n", "50000", "-c", "10", "-d", "100", "-r", "100000", "-q"],
+        &[
+            "-p", &proxy, "-t", "set", "-n", "50000", "-c", "10", "-d", "100", "-r", "100000", "-q",
+        ],
     );
-    let text = format!("{}{}", String::from_utf8_lossy(&bench.stdout), String::from_utf8_lossy(&bench.stderr));
-    assert!(bench.status.success() && !text.to_lowercase().contains("error"), "{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bench.stdout),
+        String::from_utf8_lossy(&bench.stderr)
+    );
+    assert!(
+        bench.status.success() && !text.to_lowercase().contains("error"),
+        "{text}"
+    );
     let sum: u64 = stack.nodes.iter().map(|&p| stack.dbsize(p)).sum();
     assert_eq!(stack.dbsize(stack.proxy), sum);
     let mut client = RespClient::connect(stack.proxy).expect("connect to the proxy");
@@ -139,20 +180,33 @@ fn compose_story() {
     let check_keys = || {
         let mut client = RespClient::connect(stack.proxy).expect("connect to the proxy");
         for key in &keys {
-            assert_eq!(client.call_str(&["GET", key]), format!("${}\r\n{key}\r\n", key.len()), "GET {key}");
+            assert_eq!(
+                client.call_str(&["GET", key]),
+                format!("${}\r\n{key}\r\n", key.len()),
+                "GET {key}"
+            );
         }
     };
 
     // 3-4. Stop node1, see the failure, start it, see it heal with its id and keys.
-    let node1_id = stack.cli(stack.nodes[0], &["cluster", "myid"]).trim().to_string();
+    let node1_id = stack
+        .cli(stack.nodes[0], &["cluster", "myid"])
+        .trim()
+        .to_string();
     stack.compose(&["stop", "node1"]);
     stack.wait_state(stack.proxy, "fail");
     stack.wait_state(stack.nodes[1], "fail");
     let mut client = RespClient::connect(stack.proxy).expect("connect to the proxy");
-    assert_eq!(client.call_str(&["GET", "compose:1"]), "-CLUSTERDOWN The cluster is down\r\n");
+    assert_eq!(
+        client.call_str(&["GET", "compose:1"]),
+        "-CLUSTERDOWN The cluster is down\r\n"
+    );
     stack.compose(&["start", "node1"]);
     stack.wait_state(stack.proxy, "ok");
-    assert_eq!(stack.cli(stack.nodes[0], &["cluster", "myid"]).trim(), node1_id);
+    assert_eq!(
+        stack.cli(stack.nodes[0], &["cluster", "myid"]).trim(),
+        node1_id
+    );
     check_keys();
 
     // 5. Cut node2 off the network, then reconnect it.
@@ -176,5 +230,8 @@ fn compose_story() {
     stack.compose(&["down", "-v"]);
     let label = format!("label=com.docker.compose.project={}", stack.project);
     assert_eq!(stack.docker(&["ps", "-aq", "--filter", &label]), "");
-    assert_eq!(stack.docker(&["volume", "ls", "-q", "--filter", &label]), "");
+    assert_eq!(
+        stack.docker(&["volume", "ls", "-q", "--filter", &label]),
+        ""
+    );
 }

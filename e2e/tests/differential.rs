@@ -176,7 +176,12 @@ fn run(
             ));
         }
     }
-    assert!(failures.is_empty(), "{label}: {} replies differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{label}: {} replies differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -194,14 +199,27 @@ fn replies_match_redis_server_through_proxy_and_on_nodes() {
         let mut via_proxy = |_: u16| RespClient::connect(proxy).expect("connect to the proxy");
         run(&mut redis, &cases_all, |_| proxy, &mut via_proxy, "proxy");
     }
-    assert_eq!(redis.call(&[b"FLUSHALL"]), proxy_client.call(&[b"FLUSHALL"]));
+    assert_eq!(
+        redis.call(&[b"FLUSHALL"]),
+        proxy_client.call(&[b"FLUSHALL"])
+    );
     assert_eq!(proxy_client.call(&[b"DBSIZE"]), b":0\r\n");
 
     // Directly on the node that owns each command's first key (the creation order fixes which).
     let ports = cluster.node_ports.clone();
     let owner = move |args: &[&str]| -> u16 {
-        let Some(key) = args.get(1) else { return ports[0] };
-        let known_keyless = ["PING", "ECHO", "SELECT", "CONFIG", "NOSUCHCOMMAND", "nosuchcommand", "KEYS"];
+        let Some(key) = args.get(1) else {
+            return ports[0];
+        };
+        let known_keyless = [
+            "PING",
+            "ECHO",
+            "SELECT",
+            "CONFIG",
+            "NOSUCHCOMMAND",
+            "nosuchcommand",
+            "KEYS",
+        ];
         if known_keyless.contains(&args[0]) {
             return ports[0];
         }
@@ -217,7 +235,13 @@ fn replies_match_redis_server_through_proxy_and_on_nodes() {
     run(
         &mut redis,
         &cases(),
-        |args| if args[0] == "KEYS" { k_port } else { owner(args) },
+        |args| {
+            if args[0] == "KEYS" {
+                k_port
+            } else {
+                owner(args)
+            }
+        },
         &mut direct,
         "node",
     );

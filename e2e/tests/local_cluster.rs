@@ -37,7 +37,10 @@ fn story(kill: bool) {
         "[OK] All nodes agree about slots configuration.",
         "[OK] All 16384 slots covered.",
     ] {
-        assert!(up.contains(expected), "create output lacks {expected:?}:\n{up}");
+        assert!(
+            up.contains(expected),
+            "create output lacks {expected:?}:\n{up}"
+        );
     }
     let node1 = cluster.node_ports[0];
     let node2 = cluster.node_ports[1];
@@ -59,7 +62,10 @@ fn story(kill: bool) {
             "cluster_stats_messages_sent:",
             "cluster_stats_messages_received:",
         ] {
-            assert!(info.contains(expected), "port {port}: CLUSTER INFO lacks {expected}:\n{info}");
+            assert!(
+                info.contains(expected),
+                "port {port}: CLUSTER INFO lacks {expected}:\n{info}"
+            );
         }
     }
 
@@ -71,23 +77,61 @@ fn story(kill: bool) {
         .lines()
         .find(|l| l.starts_with(&myid))
         .unwrap_or_else(|| panic!("CLUSTER NODES lacks myself:\n{nodes}"));
-    assert!(my_line.contains(&format!("127.0.0.1:{node1}@")), "{my_line}");
+    assert!(
+        my_line.contains(&format!("127.0.0.1:{node1}@")),
+        "{my_line}"
+    );
     assert!(my_line.contains("myself,master"), "{my_line}");
     assert!(my_line.ends_with(" connected 0-5460"), "{my_line}");
     assert_eq!(nodes.lines().count(), 3, "{nodes}");
     let slots = cluster.cli(node1, &["cluster", "slots"]);
-    assert!(slots.contains("5460") && slots.contains("10923") && slots.contains(&myid), "{slots}");
+    assert!(
+        slots.contains("5460") && slots.contains("10923") && slots.contains(&myid),
+        "{slots}"
+    );
     let shards = cluster.cli(node1, &["cluster", "shards"]);
-    assert!(shards.contains("slots") && shards.contains("nodes") && shards.contains(&myid), "{shards}");
-    assert_eq!(cluster.cli(node1, &["cluster", "keyslot", "somekey"]).trim(), "11058");
-    assert_eq!(cluster.cli(node1, &["cluster", "keyslot", "foo{hash_tag}"]).trim(), "2515");
+    assert!(
+        shards.contains("slots") && shards.contains("nodes") && shards.contains(&myid),
+        "{shards}"
+    );
+    assert_eq!(
+        cluster
+            .cli(node1, &["cluster", "keyslot", "somekey"])
+            .trim(),
+        "11058"
+    );
+    assert_eq!(
+        cluster
+            .cli(node1, &["cluster", "keyslot", "foo{hash_tag}"])
+            .trim(),
+        "2515"
+    );
     // redis-cli -c follows MOVED: "foo" hashes to 12182, served by node3.
-    assert_eq!(cluster.cli(node1, &["-c", "set", "foo", "bar"]).trim(), "OK");
+    assert_eq!(
+        cluster.cli(node1, &["-c", "set", "foo", "bar"]).trim(),
+        "OK"
+    );
     assert_eq!(cluster.cli(node1, &["-c", "get", "foo"]).trim(), "bar");
     let moved = cluster.cli(node1, &["get", "foo"]);
     assert!(moved.contains("MOVED 12182 127.0.0.1:"), "{moved}");
-    assert_eq!(cluster.cli(cluster.node_ports[2], &["cluster", "countkeysinslot", "12182"]).trim(), "1");
-    assert_eq!(cluster.cli(cluster.node_ports[2], &["cluster", "getkeysinslot", "12182", "10"]).trim(), "foo");
+    assert_eq!(
+        cluster
+            .cli(
+                cluster.node_ports[2],
+                &["cluster", "countkeysinslot", "12182"]
+            )
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        cluster
+            .cli(
+                cluster.node_ports[2],
+                &["cluster", "getkeysinslot", "12182", "10"]
+            )
+            .trim(),
+        "foo"
+    );
 
     // 5. redis-benchmark through the proxy and against the nodes in cluster mode.
     let bench = |args: &[&str]| {
@@ -97,31 +141,55 @@ fn story(kill: bool) {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(output.status.success(), "redis-benchmark {args:?} failed:\n{text}");
+        assert!(
+            output.status.success(),
+            "redis-benchmark {args:?} failed:\n{text}"
+        );
         let lower = text.to_lowercase();
-        assert!(!lower.contains("error") && !lower.contains("warning"), "redis-benchmark {args:?}:\n{text}");
-        assert!(text.contains("requests per second"), "redis-benchmark {args:?}:\n{text}");
+        assert!(
+            !lower.contains("error") && !lower.contains("warning"),
+            "redis-benchmark {args:?}:\n{text}"
+        );
+        assert!(
+            text.contains("requests per second"),
+            "redis-benchmark {args:?}:\n{text}"
+        );
     };
     let proxy_s = proxy.to_string();
     let node1_s = node1.to_string();
     let common = ["-n", "50000", "-c", "10", "-d", "100", "-r", "100000", "-q"];
     bench(&[&["-p", proxy_s.as_str(), "-t", "set,get"], &common[..]].concat());
-    bench(&[&["--cluster", "-p", node1_s.as_str(), "-t", "set"], &common[..]].concat());
+    bench(
+        &[
+            &["--cluster", "-p", node1_s.as_str(), "-t", "set"],
+            &common[..],
+        ]
+        .concat(),
+    );
 
     // Keys of our own, on every node, to read back after the failure.
     let mut client = RespClient::connect(proxy).expect("connect to the proxy");
     let keys: Vec<String> = (0..300).map(|i| format!("story:{i}")).collect();
     for key in &keys {
-        assert_eq!(client.call_str(&["SET", key, &format!("value-of-{key}")]), "+OK\r\n");
+        assert_eq!(
+            client.call_str(&["SET", key, &format!("value-of-{key}")]),
+            "+OK\r\n"
+        );
     }
 
     // 6. DBSIZE per node and through the proxy.
     let dbsize = |port: u16| -> u64 {
         let text = cluster.cli(port, &["dbsize"]);
-        text.trim().trim_start_matches("(integer) ").parse().unwrap_or_else(|_| panic!("DBSIZE on {port}: {text}"))
+        text.trim()
+            .trim_start_matches("(integer) ")
+            .parse()
+            .unwrap_or_else(|_| panic!("DBSIZE on {port}: {text}"))
     };
     let per_node: Vec<u64> = cluster.node_ports.iter().map(|&p| dbsize(p)).collect();
-    assert!(per_node.iter().all(|&n| n > 0), "every node holds keys: {per_node:?}");
+    assert!(
+        per_node.iter().all(|&n| n > 0),
+        "every node holds keys: {per_node:?}"
+    );
     assert_eq!(dbsize(proxy), per_node.iter().sum::<u64>());
     let node1_keys = per_node[0];
 
@@ -137,31 +205,51 @@ fn story(kill: bool) {
     cluster.wait_info(node2, "cluster_state", "fail", fail_limit);
     cluster.wait_info(proxy, "cluster_state", "fail", fail_limit);
     for port in [node2, proxy] {
-        assert_eq!(cluster.info_field(port, "cluster_slots_fail").as_deref(), Some("5461"));
+        assert_eq!(
+            cluster.info_field(port, "cluster_slots_fail").as_deref(),
+            Some("5461")
+        );
     }
     let nodes = cluster.cli(node2, &["cluster", "nodes"]);
-    let node1_line = nodes.lines().find(|l| l.starts_with(&myid)).expect("node1 still listed");
+    let node1_line = nodes
+        .lines()
+        .find(|l| l.starts_with(&myid))
+        .expect("node1 still listed");
     assert!(node1_line.contains(" master,fail "), "{node1_line}");
     for port in [node2, proxy] {
         let mut c = RespClient::connect(port).expect("connect");
         // A key served by node2 and one served by node1: both refused while the cluster is down.
         for key in ["story:1", "foo"] {
-            assert_eq!(c.call_str(&["GET", key]), "-CLUSTERDOWN The cluster is down\r\n", "GET {key} on {port}");
+            assert_eq!(
+                c.call_str(&["GET", key]),
+                "-CLUSTERDOWN The cluster is down\r\n",
+                "GET {key} on {port}"
+            );
         }
     }
 
     // Without full coverage, only node1's slots are down.
     let set = cluster.clusterctl(&["set", "require-full-coverage", "no"]);
     assert!(set.status.success(), "{set:?}");
-    let node1_key = keys.iter().find(|k| key_hash_slot(k.as_bytes()) <= 5460).expect("a key of node1");
-    let other_key = keys.iter().find(|k| key_hash_slot(k.as_bytes()) > 5460).expect("a key of another node");
+    let node1_key = keys
+        .iter()
+        .find(|k| key_hash_slot(k.as_bytes()) <= 5460)
+        .expect("a key of node1");
+    let other_key = keys
+        .iter()
+        .find(|k| key_hash_slot(k.as_bytes()) > 5460)
+        .expect("a key of another node");
     wait::until("partial coverage to apply", fail_limit, || {
         let mut c = RespClient::connect(proxy).ok()?;
-        (c.call_str(&["GET", other_key]) == format!("${}\r\nvalue-of-{other_key}\r\n", other_key.len() + 9))
-            .then_some(())
+        (c.call_str(&["GET", other_key])
+            == format!("${}\r\nvalue-of-{other_key}\r\n", other_key.len() + 9))
+        .then_some(())
     });
     let mut c = RespClient::connect(proxy).expect("connect");
-    assert_eq!(c.call_str(&["GET", node1_key]), "-CLUSTERDOWN Hash slot not served\r\n");
+    assert_eq!(
+        c.call_str(&["GET", node1_key]),
+        "-CLUSTERDOWN Hash slot not served\r\n"
+    );
     let set = cluster.clusterctl(&["set", "require-full-coverage", "yes"]);
     assert!(set.status.success(), "{set:?}");
 
@@ -174,6 +262,10 @@ fn story(kill: bool) {
     let mut c = RespClient::connect(proxy).expect("connect");
     for key in &keys {
         let value = format!("value-of-{key}");
-        assert_eq!(c.call_str(&["GET", key]), format!("${}\r\n{value}\r\n", value.len()), "GET {key}");
+        assert_eq!(
+            c.call_str(&["GET", key]),
+            format!("${}\r\n{value}\r\n", value.len()),
+            "GET {key}"
+        );
     }
 }
