@@ -12,19 +12,26 @@
 
 pub mod expire;
 pub mod glob;
+pub mod zset;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
 
-/// A stored value. Only strings today; hashes, lists, sets and sorted sets arrive as variants, and
-/// commands of the wrong family answer WRONGTYPE by matching on this.
+pub use zset::SortedSet;
+
+/// A stored value; commands of the wrong family answer WRONGTYPE by matching on this. Collections
+/// are boxed so a string key (the common case) pays for a `Bytes`, not for the largest collection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     String(Bytes),
+    Hash(Box<HashMap<Bytes, Bytes>>),
+    List(Box<VecDeque<Bytes>>),
+    Set(Box<HashSet<Bytes>>),
+    ZSet(Box<SortedSet>),
 }
 
 impl Value {
@@ -32,6 +39,10 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::String(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::List(_) => "list",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 }
