@@ -1,5 +1,7 @@
 //! The proxy binary: CLI -> tracing -> bind -> `run`, with SIGTERM / SIGINT cancelling.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use tessera_proxy::config::{Cli, Command, LogFormat};
@@ -16,12 +18,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = cli.config;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only on a terminal: logs in files (deploy/local.sh) stay plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
     let listener = TcpListener::bind((config.bind, config.port))
         .await

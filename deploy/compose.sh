@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The compose deployment in one command.
+#   deploy/compose.sh up     build the image, `docker-compose up -d`, wait for cluster_state:ok
+#   deploy/compose.sh down   `docker-compose down -v` (removes the volumes: the data goes too)
+# docker-compose's own commands (ps, logs, stop, start, kill) work as usual in the repository.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+wait_secs=${TESSERA_WAIT_SECS:-120}
+
+cluster_ok() {
+  docker-compose exec -T control-plane /usr/local/bin/clusterctl info 2>/dev/null | grep -q '^cluster_state:ok'
+}
+
+case ${1:-} in
+  up)
+    deploy/build-images.sh
+    docker-compose up -d
+    deadline=$((SECONDS + wait_secs))
+    until cluster_ok; do
+      if ((SECONDS >= deadline)); then
+        echo "compose.sh: no cluster_state:ok after ${wait_secs}s; see docker-compose logs" >&2
+        exit 1
+      fi
+      sleep 0.5
+    done
+    docker-compose exec -T control-plane /usr/local/bin/clusterctl info | head -3
+    docker-compose ps
+    ;;
+  down) docker-compose down -v ;;
+  *) sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
