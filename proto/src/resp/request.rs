@@ -180,7 +180,7 @@ fn parse_inline(
 
 /// Redis's `string2ll`: optional `-`, no `+`, no leading zeros (except `0` itself), no blanks, no
 /// overflow. Lengths in RESP headers are read with it, so `*01` and `$ 3` are refused as Redis does.
-pub(crate) fn string_to_i64(text: &[u8]) -> Option<i64> {
+pub fn string_to_i64(text: &[u8]) -> Option<i64> {
     let (negative, digits) = match text {
         [] => return None,
         [b'0'] => return Some(0),

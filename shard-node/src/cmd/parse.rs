@@ -61,38 +61,9 @@ pub fn eq(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
-/// Redis's `string2ll`: an optional `-`, no `+`, no spaces, no leading zeros, within i64.
-pub fn parse_i64(text: &[u8]) -> Option<i64> {
-    match text {
-        [] => return None,
-        [b'0'] => return Some(0),
-        _ => {}
-    }
-    let (negative, digits) = match text {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, text),
-    };
-    match digits.first() {
-        Some(b'1'..=b'9') => {}
-        _ => return None,
-    }
-    let mut value: u64 = 0;
-    for &b in digits {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
-    if negative {
-        if value > i64::MAX as u64 + 1 {
-            None
-        } else {
-            Some((value as i64).wrapping_neg())
-        }
-    } else {
-        i64::try_from(value).ok()
-    }
-}
+/// Redis's `string2ll`: an optional `-`, no `+`, no spaces, no leading zeros, within i64 (the same
+/// rule RESP lengths are read with).
+pub use tessera_proto::resp::request::string_to_i64 as parse_i64;
 
 /// Text of an integer as a reply payload.
 pub fn int_bytes(n: i64) -> Bytes {
