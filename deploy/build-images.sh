@@ -15,7 +15,7 @@ context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 mkdir -p "$context/bin" "$context/data"
 for binary in control-plane clusterctl shard-node proxy; do
-  cp "target/$target/release/$binary" "$context/bin/"
+  cp "${CARGO_TARGET_DIR:-target}/$target/release/$binary" "$context/bin/"
   strip --strip-debug "$context/bin/$binary"
 done
 cp deploy/docker/Dockerfile "$context/"

@@ -17,6 +17,7 @@
 #                          makes failures visible sooner on one machine)
 #   TESSERA_PROFILE        cargo profile to build and run (release)
 #   TESSERA_SKIP_BUILD=1   use the binaries already built (the tests build once)
+#   TESSERA_BIN_DIR        where the binaries are (default: cargo's target dir for the profile)
 #   TESSERA_WAIT_SECS      how long `up` and `start` wait for readiness (60)
 set -euo pipefail
 
@@ -28,7 +29,7 @@ cp_port=${TESSERA_CP_PORT:-50051}
 node_timeout=${TESSERA_NODE_TIMEOUT:-3s}
 profile=${TESSERA_PROFILE:-release}
 wait_secs=${TESSERA_WAIT_SECS:-60}
-bin_dir=$repo/target/$profile
+bin_dir=${TESSERA_BIN_DIR:-${CARGO_TARGET_DIR:-$repo/target}/$profile}
 cp_url=http://127.0.0.1:$cp_port
 
 say() { printf '%s\n' "$*"; }

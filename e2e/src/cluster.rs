@@ -55,6 +55,7 @@ impl LocalCluster {
             ),
             ("TESSERA_PROFILE", profile),
             ("TESSERA_SKIP_BUILD", "1".into()),
+            ("TESSERA_BIN_DIR", bin_dir().display().to_string()),
         ])
     }
 
