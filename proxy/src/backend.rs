@@ -6,6 +6,7 @@
 //!   which hands each request to its target backend's stack.
 
 pub mod connection;
+pub mod dedicated;
 pub mod metrics;
 pub mod pool;
 pub mod redirect;
@@ -21,6 +22,7 @@ use tower::timeout::{error::Elapsed, Timeout, TimeoutLayer};
 use tower::{BoxError, Layer, Service};
 
 use crate::error::BackendError;
+use dedicated::{Dedicated, IdlePool};
 use metrics::{BackendStats, Metrics, MetricsLayer};
 use pool::{Pool, ReplyFuture};
 
@@ -123,6 +125,9 @@ pub struct Backend {
     resp2: BackendService,
     resp3: BackendService,
     pub stats: Arc<BackendStats>,
+    /// Connections lent to one client at a time (transactions, blocking commands).
+    idle: Arc<IdlePool>,
+    settings: BackendSettings,
 }
 
 impl Backend {
@@ -142,7 +147,19 @@ impl Backend {
             resp3: stack(pool(Protocol::Resp3), stats.clone(), settings),
             addr,
             stats,
+            idle: Arc::new(IdlePool::default()),
+            settings,
         }
+    }
+
+    /// A connection for one client alone, from the idle pool or new.
+    pub fn dedicated(&self, protocol: Protocol) -> Dedicated {
+        Dedicated::checkout(&self.idle, &self.addr, protocol, self.settings.timeout)
+    }
+
+    /// How long a reply may take (`--backend-timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.settings.timeout
     }
 
     pub fn addr(&self) -> &str {
@@ -179,6 +196,10 @@ impl Registry {
             settings,
             backends: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn settings(&self) -> BackendSettings {
+        self.settings
     }
 
     /// The backend for `addr`, made on first use.

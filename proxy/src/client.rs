@@ -15,9 +15,11 @@ use bytes::{Bytes, BytesMut};
 use tessera_proto::resp::Protocol;
 
 use crate::forward::{self, BoxReply, Lane};
+use crate::pubsub::{self, Subscriber};
 use crate::router::{self, Route};
 use crate::shared::Shared;
-use crate::{fanout, local, split};
+use crate::transaction::{self, Transaction};
+use crate::{blocking, fanout, local, split};
 
 /// A reply in the client's FIFO: already known, or on its way from backends.
 pub enum Reply {
@@ -26,6 +28,11 @@ pub enum Reply {
     Forward(forward::ForwardReply),
     /// Splits, fan-outs, and local commands that ask backends.
     Pending(BoxReply),
+    /// Runs on a dedicated backend connection (transactions, WATCH, blocking commands): the
+    /// connection starts it only once every earlier reply is out, and reads no further request
+    /// until it is done, so the client's commands run in its order. It sends nothing until
+    /// first polled.
+    Exclusive(BoxReply),
 }
 
 impl Reply {
@@ -45,7 +52,7 @@ impl Future for Reply {
         match self.get_mut() {
             Reply::Ready(bytes) => Poll::Ready(bytes.take().unwrap_or_default()),
             Reply::Forward(future) => Pin::new(future).poll(cx),
-            Reply::Pending(future) => future.as_mut().poll(cx),
+            Reply::Pending(future) | Reply::Exclusive(future) => future.as_mut().poll(cx),
         }
     }
 }
@@ -66,6 +73,10 @@ pub struct Session {
     /// Where forwarded requests are encoded; split off per request, so its allocation is shared.
     scratch: BytesMut,
     pub last_command: &'static str,
+    /// MULTI / WATCH state.
+    pub txn: Transaction,
+    /// Subscribed mode: the subscription connections and their stream.
+    pub sub: Option<Box<Subscriber>>,
 }
 
 impl Session {
@@ -82,6 +93,8 @@ impl Session {
             quit: false,
             scratch: BytesMut::with_capacity(16 * 1024),
             last_command: "NULL",
+            txn: Transaction::default(),
+            sub: None,
         }
     }
 
@@ -98,6 +111,17 @@ impl Session {
             .stats
             .commands_processed
             .fetch_add(1, Ordering::Relaxed);
+        if self.txn.in_multi() {
+            return transaction::queue(shared, self, args);
+        }
+        if self.sub.is_some() {
+            return pubsub::handle(shared, self, args);
+        }
+        self.handle_now(shared, args)
+    }
+
+    /// Dispatches one command by its route, outside a transaction's queuing.
+    pub fn handle_now(&mut self, shared: &Arc<Shared>, args: &[Bytes]) -> Reply {
         let snapshot = shared.view.load();
         if self.scratch.capacity() < 1024 {
             self.scratch.reserve(16 * 1024);
@@ -117,6 +141,17 @@ impl Session {
                     request,
                     Some(slot),
                 ))
+            }
+            Route::Blocking {
+                node,
+                slot,
+                timeout,
+            } => {
+                let Some(backend) = snapshot.backend_of(node) else {
+                    return Reply::error("ERR no backend for a node of the topology");
+                };
+                let request = self.encode_args(args);
+                blocking::run(shared, backend, self.protocol, request, slot, timeout)
             }
             Route::Split(plan) => Reply::Pending(split::run(
                 shared,
@@ -144,6 +179,12 @@ impl Session {
     /// Encodes a command into a fresh request (for local commands that ask backends).
     pub fn encode(&mut self, args: &[&[u8]]) -> Bytes {
         forward::encode(args.len(), args.iter().copied(), &mut self.scratch);
+        self.scratch.split().freeze()
+    }
+
+    /// Encodes a client's command as it came (for dedicated connections).
+    pub fn encode_args(&mut self, args: &[Bytes]) -> Bytes {
+        forward::encode(args.len(), args.iter().map(|a| &a[..]), &mut self.scratch);
         self.scratch.split().freeze()
     }
 

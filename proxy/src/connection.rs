@@ -11,10 +11,12 @@ use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use tessera_proto::resp::request::{self, RequestLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Reply, Session};
+use crate::pubsub::{Budget, Event, Subscriber};
 use crate::shared::Shared;
 
 /// Most replies a client may have outstanding; past it the proxy stops reading from it until
@@ -23,6 +25,9 @@ const MAX_PENDING: usize = 4096;
 /// Bytes read at least per read call, and the spare room below which the buffer is topped up.
 const READ_CHUNK: usize = 16 * 1024;
 const READ_RESERVE: usize = 4 * 1024;
+/// Input buffered at most while an exclusive reply (a blocking command, a transaction) holds
+/// dispatch.
+const HELD_INPUT: usize = 1024 * 1024;
 /// Write buffers grown beyond this are released after a flush.
 const KEEP_BUFFER: usize = 1024 * 1024;
 
@@ -49,12 +54,37 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
     // No more requests will be read: QUIT, a protocol error, or the client closed its side.
     let mut closing = false;
 
+    // An exclusive reply (see `Reply::Exclusive`) waiting for the replies before it, and whether
+    // one is running: either way no further request is dispatched.
+    let mut parked: Option<Reply> = None;
+    let mut exclusive = false;
+
     loop {
-        while !closing && pending.len() < MAX_PENDING {
+        if exclusive && pending.is_empty() {
+            exclusive = false;
+        }
+        if !exclusive && session.sub.as_ref().is_some_and(|s| s.finished()) {
+            // Every subscription confirmed gone: a normal client again.
+            session.sub = None;
+        }
+        if pending.is_empty() {
+            if let Some(reply) = parked.take() {
+                pending.push_back(reply);
+                exclusive = true;
+            }
+        }
+        while !closing && pending.len() < MAX_PENDING && !exclusive && parked.is_none() {
             let before = input.len();
             match request::parse(&mut input, &limits) {
                 Ok(Some(req)) => {
-                    pending.push_back(session.handle(&shared, &req.args));
+                    match session.handle(&shared, &req.args) {
+                        reply @ Reply::Exclusive(_) if pending.is_empty() => {
+                            pending.push_back(reply);
+                            exclusive = true;
+                        }
+                        reply @ Reply::Exclusive(_) => parked = Some(reply),
+                        reply => pending.push_back(reply),
+                    }
                     closing = session.quit;
                 }
                 Ok(None) if input.len() < before && !input.is_empty() => continue,
@@ -83,7 +113,8 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
                 while let Some(Some(reply)) = pending.next().now_or_never() {
                     output.extend_from_slice(&reply);
                 }
-                if writer.write_all(&output).await.is_err() {
+                let budget = session.sub.as_ref().map(|s| &**s.budget());
+                if !write_out(&mut writer, &output, budget).await {
                     break;
                 }
                 output.clear();
@@ -91,8 +122,41 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
                     output = BytesMut::with_capacity(16 * 1024);
                 }
             }
-            read = reader.read_buf(&mut input), if !closing && pending.len() < MAX_PENDING => {
+            // Subscribed: confirmations and messages from the subscription connections.
+            event = next_event(&mut session.sub), if session.sub.is_some() => {
+                let Some(sub) = session.sub.as_mut() else { break };
+                let (counted, ended) = match event {
+                    Event::Frame(frame) => {
+                        sub.observe(&frame);
+                        output.extend_from_slice(&frame);
+                        let (more, ended) = sub.drain_ready(&mut output);
+                        (frame.len() + more, ended)
+                    }
+                    // A subscription connection closed (its node went away), or the client
+                    // went past its output buffer limit: drop the client, as Redis would.
+                    Event::Closed | Event::Overflow => break,
+                };
+                let budget = session.sub.as_ref().map(|s| &**s.budget());
+                let written = write_out(&mut writer, &output, budget).await;
+                if let Some(budget) = budget {
+                    budget.written(counted);
+                }
+                if !written || ended {
+                    break;
+                }
+                output.clear();
+                if output.capacity() > KEEP_BUFFER {
+                    output = BytesMut::with_capacity(16 * 1024);
+                }
+            }
+            // While an exclusive reply holds dispatch, keep reading (a client that goes away
+            // is noticed) but only up to a bound.
+            read = reader.read_buf(&mut input), if !closing && pending.len() < MAX_PENDING
+                && (!(exclusive || parked.is_some()) || input.len() < HELD_INPUT) => {
                 match read {
+                    // Gone while a command blocks: as Redis frees a blocked client, drop it
+                    // (its dedicated connection, owing a reply, is closed, not reused).
+                    Ok(0) | Err(_) if exclusive || parked.is_some() => break,
                     Ok(0) | Err(_) => closing = true,
                     Ok(_) => {}
                 }
@@ -107,4 +171,24 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
         .connected_clients
         .fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(id = session.id, "client disconnected");
+}
+
+/// The next event of a subscribed client (never resolves for a client that is not).
+async fn next_event(sub: &mut Option<Box<Subscriber>>) -> Event {
+    match sub {
+        Some(sub) => sub.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes `output`; for a subscribed client, gives up when it goes past its output buffer limit
+/// (a slow reader must not hold the proxy's memory). False when the client is to be dropped.
+async fn write_out(writer: &mut OwnedWriteHalf, output: &[u8], budget: Option<&Budget>) -> bool {
+    match budget {
+        None => writer.write_all(output).await.is_ok(),
+        Some(budget) => tokio::select! {
+            written = writer.write_all(output) => written.is_ok(),
+            _ = budget.overflow().cancelled() => false,
+        },
+    }
 }

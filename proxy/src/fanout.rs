@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 use rand::seq::IndexedRandom;
+use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::Frame;
 use tessera_proto::topology::{ClusterDown, Node, Topology};
 
@@ -89,6 +90,14 @@ pub fn run(
         .map(|m| forward::send(shared, m.backend, lane, request.clone(), Some(m.slot)))
         .collect();
     let protocol = lane.protocol;
+    // PUBSUB's subcommand, for combining its replies.
+    let args_lower = match kind {
+        FanOut::PubSub => args
+            .get(1)
+            .map(|a| a.to_ascii_lowercase())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     Box::pin(async move {
         let replies = join_all(parts).await;
         if let Some(error) = replies.iter().find(|r| r.first() == Some(&b'-')) {
@@ -120,9 +129,70 @@ pub fn run(
                     None => Frame::Null.to_bytes(protocol),
                 }
             }
+            FanOut::PubSub => pubsub(&args_lower, &replies, protocol),
             FanOut::Scan => unexpected(),
         }
     })
+}
+
+/// Combines the masters' PUBSUB replies: channel lists are merged without repeats (in order of
+/// first appearance), NUMPAT summed, NUMSUB / SHARDNUMSUB summed per channel (in the order asked).
+fn pubsub(sub: &[u8], replies: &[Bytes], protocol: tessera_proto::resp::Protocol) -> Bytes {
+    match sub {
+        b"numpat" => match sum_integers(replies) {
+            Some(n) => Frame::Integer(n).to_bytes(protocol),
+            None => unexpected(),
+        },
+        b"numsub" | b"shardnumsub" => {
+            let mut counts: Vec<(Frame, i64)> = Vec::new();
+            for reply in replies {
+                let pairs = match frame::parse(reply, &FrameLimits::default()) {
+                    Ok(Some((Frame::Map(pairs), _))) => pairs,
+                    Ok(Some((Frame::Array(items), _))) if items.len() % 2 == 0 => {
+                        let mut items = items.into_iter();
+                        let mut pairs = Vec::new();
+                        while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                            pairs.push((k, v));
+                        }
+                        pairs
+                    }
+                    _ => return unexpected(),
+                };
+                for (i, (channel, n)) in pairs.into_iter().enumerate() {
+                    let Frame::Integer(n) = n else {
+                        return unexpected();
+                    };
+                    match counts.get_mut(i) {
+                        Some(entry) if entry.0 == channel => entry.1 += n,
+                        Some(_) => return unexpected(),
+                        None => counts.push((channel, n)),
+                    }
+                }
+            }
+            // An array in RESP3 too, as Redis 7.0 answers.
+            Frame::Array(
+                counts
+                    .into_iter()
+                    .flat_map(|(c, n)| [c, Frame::Integer(n)])
+                    .collect(),
+            )
+            .to_bytes(protocol)
+        }
+        _ => {
+            let mut channels: Vec<Frame> = Vec::new();
+            for reply in replies {
+                let Some(items) = array(reply) else {
+                    return unexpected();
+                };
+                for item in items {
+                    if !channels.contains(&item) {
+                        channels.push(item);
+                    }
+                }
+            }
+            Frame::Array(channels).to_bytes(protocol)
+        }
+    }
 }
 
 fn scan(

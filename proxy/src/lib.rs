@@ -4,10 +4,12 @@
 //!
 //! The way of a command: `connection` (read, parse, write in order) -> `client` (dispatch) ->
 //! `router` (pure: slot, CROSSSLOT, cluster-state rule) -> `forward` (backend `Service`, redirects)
-//! or `split` / `fanout` (several backends, merged) or `local` (answered here). `topology` keeps
-//! the lock-free snapshot; `backend` holds the pools.
+//! or `split` / `fanout` (several backends, merged) or `local` (answered here). `transaction`
+//! (MULTI / EXEC / WATCH), `blocking` (BLPOP & co.) and `pubsub` (SUBSCRIBE & co.) hold a backend
+//! connection for one client. `topology` keeps the lock-free snapshot; `backend` holds the pools.
 
 pub mod backend;
+pub mod blocking;
 pub mod client;
 pub mod config;
 pub mod connection;
@@ -16,10 +18,12 @@ pub mod fanout;
 pub mod forward;
 pub mod healthcheck;
 pub mod local;
+pub mod pubsub;
 pub mod router;
 pub mod shared;
 pub mod split;
 pub mod topology;
+pub mod transaction;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

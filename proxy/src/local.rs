@@ -40,7 +40,17 @@ pub fn handle(
         b"auth" => Some(conn::auth(args)),
         b"select" => Some(conn::select(args)),
         b"readonly" | b"readwrite" | b"asking" => Some(ok()),
-        b"reset" => Some(conn::reset(session)),
+        b"reset" => {
+            crate::transaction::reset(session);
+            Some(conn::reset(session))
+        }
+        b"multi" => Some(crate::transaction::multi(session)),
+        b"exec" => Some(crate::transaction::exec(shared, session)),
+        b"discard" => Some(crate::transaction::discard(session)),
+        b"watch" => Some(crate::transaction::watch(shared, session, snapshot, args)),
+        b"unwatch" => Some(crate::transaction::unwatch(session)),
+        b"subscribe" | b"psubscribe" | b"ssubscribe" | b"unsubscribe" | b"punsubscribe"
+        | b"sunsubscribe" => Some(crate::pubsub::command(shared, session, snapshot, args)),
         b"time" => Some(conn::time(session)),
         b"client" => client::handle(shared, session, args),
         b"command" => command::handle(session, args),

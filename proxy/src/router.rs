@@ -3,6 +3,7 @@
 //! shared cluster-state rule (`Topology::route`).
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tessera_proto::command::{self, CommandSpec, Routing};
@@ -16,6 +17,13 @@ pub enum Route<'t> {
     Error(Cow<'static, str>),
     /// Send the command unchanged to `node`, which serves `slot`.
     Forward { node: &'t Node, slot: u16 },
+    /// A blocking command (BLPOP, ...) for `node`: it goes on a dedicated connection, and the
+    /// backend timeout is extended by `timeout` (`None`: the command waits forever).
+    Blocking {
+        node: &'t Node,
+        slot: u16,
+        timeout: Option<Duration>,
+    },
     /// Split by slot and merge the parts' replies.
     Split(SplitPlan<'t>),
     /// Send to every master serving slots and combine.
@@ -62,33 +70,17 @@ pub enum FanOut {
     Keys,
     RandomKey,
     Scan,
+    /// PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB: every master's view,
+    /// combined (union of channels, sums of counts).
+    PubSub,
 }
 
 /// Commands the proxy cannot serve correctly yet; they get an honest error rather than a wrong
-/// result (transactions, pub/sub and blocking commands come with issue 5).
+/// result.
 const UNSUPPORTED: &[&str] = &[
-    "multi",
-    "exec",
-    "discard",
-    "watch",
-    "unwatch",
-    "subscribe",
-    "psubscribe",
-    "ssubscribe",
-    "unsubscribe",
-    "punsubscribe",
-    "sunsubscribe",
     "monitor",
     "sync",
     "psync",
-    "blpop",
-    "brpop",
-    "brpoplpush",
-    "blmove",
-    "blmpop",
-    "bzpopmin",
-    "bzpopmax",
-    "bzmpop",
     "wait",
     "shutdown",
     "replicaof",
@@ -192,10 +184,51 @@ fn route_keyed<'t>(
             Some(_) => {}
         }
     }
-    match slot {
+    let route = match slot {
         Some(slot) => forward(view, slot, access),
+        // Subscribers sit on every master (Redis Cluster broadcasts PUBLISH): ask them all.
+        None if spec.name.starts_with("pubsub|") && spec.name != "pubsub|help" => {
+            return Route::FanOut(FanOut::PubSub)
+        }
         None => any_master(view, access),
+    };
+    match route {
+        // Every blocking command's name starts with `b`: a cheap filter first.
+        Route::Forward { node, slot }
+            if spec.name.starts_with('b') && spec.flags.contains(&"blocking") =>
+        {
+            match blocking_timeout(spec.name, args) {
+                Some(timeout) => Route::Blocking {
+                    node,
+                    slot,
+                    timeout,
+                },
+                None => Route::Forward { node, slot },
+            }
+        }
+        route => route,
     }
+}
+
+/// For the blocking commands the proxy serves on a dedicated connection: how long the command
+/// may block (`Some(None)`: forever, timeout 0). A timeout that does not parse counts as zero:
+/// the backend refuses it at once with Redis's own error. `None`: not such a command (XREAD
+/// BLOCK is refused before this).
+fn blocking_timeout(name: &str, args: &[Bytes]) -> Option<Option<Duration>> {
+    let arg = match name {
+        "blpop" | "brpop" | "brpoplpush" | "blmove" | "bzpopmin" | "bzpopmax" => args.last(),
+        "blmpop" | "bzmpop" => args.get(1),
+        _ => return None,
+    };
+    let seconds = arg
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .and_then(|t| t.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0);
+    Some(match seconds {
+        Some(0.0) => None,
+        Some(s) => Some(Duration::from_secs_f64(s.min(1e9))),
+        None => Some(Duration::ZERO),
+    })
 }
 
 /// `-CROSSSLOT` as Redis words it.
@@ -340,6 +373,11 @@ mod tests {
         match route {
             Route::Error(e) => format!("-{e}"),
             Route::Forward { node, slot } => format!("{}@{slot}", node.port),
+            Route::Blocking {
+                node,
+                slot,
+                timeout,
+            } => format!("block {}@{slot} {timeout:?}", node.port),
             Route::Split(plan) => {
                 let parts: Vec<String> = plan
                     .parts
@@ -407,9 +445,27 @@ mod tests {
                 &["CLUSTER", "COUNTKEYSINSLOT"],
                 "-ERR wrong number of arguments for 'cluster|countkeysinslot' command",
             ),
+            (&["MULTI"], "local multi"),
+            (&["PUBSUB", "NUMSUB", "a"], "fanout PubSub"),
+            (&["PUBSUB", "HELP"], "7000@0"),
+            (&["PUBLISH", "ch", "m"], "7000@0"),
+            (&["SPUBLISH", "foo", "m"], "7002@12182"),
+            (&["BLPOP", "bar", "0"], "block 7000@5061 None"),
             (
-                &["MULTI"],
-                "-ERR command 'multi' is not supported by the Tessera proxy yet",
+                &["BLPOP", "{a}x", "{a}y", "1.5"],
+                "block 7002@15495 Some(1.5s)",
+            ),
+            (
+                &["BLPOP", "bar", "foo", "1"],
+                "-CROSSSLOT Keys in request don't hash to the same slot",
+            ),
+            (
+                &["BZMPOP", "2", "1", "foo", "MIN"],
+                "block 7002@12182 Some(2s)",
+            ),
+            (
+                &["BLMOVE", "{a}x", "{a}y", "LEFT", "RIGHT", "x"],
+                "block 7002@15495 Some(0ns)",
             ),
         ];
         for (words, want) in cases {

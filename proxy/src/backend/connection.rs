@@ -76,7 +76,7 @@ async fn run(
 }
 
 /// Connects, and for RESP3 sends `HELLO 3` and consumes its reply; returns any bytes read past it.
-async fn connect(
+pub(crate) async fn connect(
     addr: &str,
     protocol: Protocol,
     connect_timeout: Duration,

@@ -263,6 +263,8 @@ pub struct Harness {
     pub cluster: RedisCluster,
     pub control: watch::Sender<pb::Topology>,
     pub proxy_port: u16,
+    grpc_addr: std::net::SocketAddr,
+    backend_timeout: Duration,
     shutdown: CancellationToken,
 }
 
@@ -303,6 +305,8 @@ impl Harness {
             cluster,
             control,
             proxy_port,
+            grpc_addr,
+            backend_timeout,
             shutdown,
         };
         // Ready when the proxy routes a keyed command (it has taken the topology).
@@ -314,6 +318,23 @@ impl Harness {
         })
         .await?;
         Ok(harness)
+    }
+
+    /// Starts another proxy instance on the same control plane; returns its port once it routes.
+    pub async fn extra_proxy(&self) -> Result<u16> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let mut config = tessera_proxy::Config::for_tests(format!("http://{}", self.grpc_addr));
+        config.backend_timeout = self.backend_timeout;
+        tokio::spawn(tessera_proxy::run(config, listener, self.shutdown.clone()));
+        wait_for(Duration::from_secs(10), || async move {
+            let Ok(mut c) = Client::connect(port).await else {
+                return false;
+            };
+            matches!(c.cmd(&["GET", "readiness"]).await, Ok(Frame::Null))
+        })
+        .await?;
+        Ok(port)
     }
 
     pub async fn client(&self) -> Result<Client> {
@@ -391,6 +412,30 @@ impl Client {
         match self.cmd(args).await? {
             Frame::Bulk(b) | Frame::Verbatim(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
             other => bail!("expected a string, got {other:?}"),
+        }
+    }
+
+    /// Every frame that arrives until the connection has been quiet for 300 ms, raw.
+    pub async fn read_quiet(&mut self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            if !self.buf.is_empty() {
+                if let Some(len) = frame::check(&self.buf, &FrameLimits::default())? {
+                    out.extend_from_slice(&self.buf.split_to(len));
+                    continue;
+                }
+            }
+            match tokio::time::timeout(
+                Duration::from_millis(300),
+                self.stream.read_buf(&mut self.buf),
+            )
+            .await
+            {
+                Ok(Ok(0)) => bail!("connection closed"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Ok(out),
+            }
         }
     }
 

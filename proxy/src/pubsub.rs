@@ -1,0 +1,690 @@
+//! Pub/Sub through the proxy. A subscribing client gets its own backend connections, never
+//! pooled: one to a master (the owner of the lowest served slot) for SUBSCRIBE / PSUBSCRIBE
+//! (Redis Cluster broadcasts PUBLISH to every node, so any master hears every channel), plus one
+//! per node that owns a shard channel it SSUBSCRIBEs to. Everything those connections send
+//! (confirmations, messages, RESP3 pushes) is copied raw to the client, so the replies are the
+//! backend's own, byte for byte.
+//!
+//! Ordering: the first subscribing command waits for the client's earlier replies
+//! (`Reply::Exclusive`). In RESP2 subscribed mode every command goes to a subscribed backend
+//! connection, which answers it as Redis does (`ERR Can't execute 'get': only (P|S)SUBSCRIBE /
+//! ...`, PING's `pong` array) in order with the confirmations. In RESP3 other commands take the
+//! normal path. The proxy keeps the client's channel sets itself: the command that empties them
+//! waits for its confirmations, then the connections are closed and the client is normal again.
+//!
+//! Output limit: bytes received for the client and not yet written to it are counted; past
+//! Redis's pubsub client-output-buffer-limit (32 MB, or 8 MB for 60 s) the client is dropped.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tessera_proto::resp::frame::{self, FrameLimits};
+use tessera_proto::resp::{Frame, Protocol};
+use tessera_proto::slot::key_hash_slot;
+use tessera_proto::topology::Access;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Reply, Session};
+use crate::router::CROSSSLOT;
+use crate::shared::Shared;
+use crate::topology::Snapshot;
+
+/// Redis's default `client-output-buffer-limit pubsub 32mb 8mb 60`.
+pub const HARD_LIMIT: usize = 32 * 1024 * 1024;
+pub const SOFT_LIMIT: usize = 8 * 1024 * 1024;
+pub const SOFT_SECONDS: Duration = Duration::from_secs(60);
+
+/// Bytes owed to one client, and the signal that it went past its limit.
+#[derive(Debug, Default)]
+pub struct Budget {
+    bytes: AtomicUsize,
+    over_soft: AtomicBool,
+    soft_since: Mutex<Option<Instant>>,
+    overflow: CancellationToken,
+}
+
+impl Budget {
+    /// Counts `n` more bytes owed; false (and the overflow signal) once past the limit.
+    fn add(&self, n: usize) -> bool {
+        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        if total > HARD_LIMIT {
+            self.overflow.cancel();
+            return false;
+        }
+        if total > SOFT_LIMIT {
+            self.over_soft.store(true, Ordering::Relaxed);
+            let mut since = self.soft_since.lock().unwrap_or_else(|p| p.into_inner());
+            let start = *since.get_or_insert_with(Instant::now);
+            if start.elapsed() >= SOFT_SECONDS {
+                self.overflow.cancel();
+                return false;
+            }
+        } else if self.over_soft.swap(false, Ordering::Relaxed) {
+            *self.soft_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        true
+    }
+
+    /// `n` bytes were written to the client.
+    pub fn written(&self, n: usize) {
+        self.bytes.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub fn overflow(&self) -> &CancellationToken {
+        &self.overflow
+    }
+}
+
+/// What a subscription connection hands the client connection.
+#[derive(Debug)]
+pub enum Event {
+    /// One raw frame for the client.
+    Frame(Bytes),
+    /// A backend connection ended: the client is disconnected (it resubscribes on reconnect).
+    Closed,
+    /// The client went past its output buffer limit.
+    Overflow,
+}
+
+/// What a subscription connection sends.
+#[derive(Debug)]
+enum Outgoing {
+    /// A client's command, as it came.
+    Request(Bytes),
+    /// An answer the proxy makes, kept in order with the backend's replies: a `PING <marker>` is
+    /// sent, and its reply is replaced by `reply`.
+    Local { marker: Bytes, reply: Bytes },
+}
+
+/// One backend connection of a subscriber.
+#[derive(Debug)]
+struct SubConn {
+    addr: String,
+    requests: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// A client's subscribed state.
+#[derive(Debug)]
+pub struct Subscriber {
+    protocol: Protocol,
+    conns: Vec<SubConn>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    budget: Arc<Budget>,
+    channels: HashSet<Bytes>,
+    patterns: HashSet<Bytes>,
+    /// Shard channels and the index of the connection that holds each.
+    shard: Vec<(Bytes, usize)>,
+    /// The connection that holds SUBSCRIBE / PSUBSCRIBE state, once made.
+    main: Option<usize>,
+    /// Set by the command that empties the sets: confirmations still to come, and who waits.
+    ending: Option<(usize, oneshot::Sender<()>)>,
+    ended: bool,
+    /// Markers made for local answers (see `Outgoing::Local`).
+    markers: u64,
+}
+
+impl Subscriber {
+    fn new(protocol: Protocol) -> Subscriber {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        Subscriber {
+            protocol,
+            conns: Vec::new(),
+            events_tx,
+            events,
+            budget: Arc::new(Budget::default()),
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            shard: Vec::new(),
+            main: None,
+            ending: None,
+            ended: false,
+            markers: 0,
+        }
+    }
+
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+
+    /// The next frame (or end) for the client.
+    pub async fn next(&mut self) -> Event {
+        tokio::select! {
+            event = self.events.recv() => event.unwrap_or(Event::Closed),
+            _ = self.budget.overflow.cancelled() => Event::Overflow,
+        }
+    }
+
+    /// Appends every frame already received (after the one just taken) to `out`: the bytes
+    /// added, and whether a connection closed or the budget overflowed meanwhile.
+    pub fn drain_ready(&mut self, out: &mut BytesMut) -> (usize, bool) {
+        let mut added = 0;
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                Event::Frame(frame) => {
+                    self.observe(&frame);
+                    added += frame.len();
+                    out.extend_from_slice(&frame);
+                }
+                Event::Closed | Event::Overflow => return (added, true),
+            }
+        }
+        (added, self.budget.overflow.is_cancelled())
+    }
+
+    /// Sees a frame on its way to the client: counts the confirmations an ending command waits
+    /// for.
+    pub fn observe(&mut self, raw: &[u8]) {
+        let Some((pending, _)) = &mut self.ending else {
+            return;
+        };
+        let kind = match frame::parse(raw, &FrameLimits::default()) {
+            Ok(Some((Frame::Array(items), _))) | Ok(Some((Frame::Push(items), _))) => {
+                match items.first() {
+                    Some(Frame::Bulk(kind)) => kind.clone(),
+                    _ => return,
+                }
+            }
+            _ => return,
+        };
+        if matches!(
+            &kind[..],
+            b"unsubscribe" | b"punsubscribe" | b"sunsubscribe"
+        ) {
+            *pending = pending.saturating_sub(1);
+            if *pending == 0 {
+                if let Some((_, done)) = self.ending.take() {
+                    let _ = done.send(());
+                }
+                self.ended = true;
+            }
+        }
+    }
+
+    /// Subscribed mode is over (every set emptied and confirmed): drop the subscriber.
+    pub fn finished(&self) -> bool {
+        self.ended
+    }
+
+    /// A connection that holds subscriptions (it answers commands as a subscribed client).
+    fn subscribed_conn(&self) -> usize {
+        if !self.channels.is_empty() || !self.patterns.is_empty() {
+            if let Some(main) = self.main {
+                return main;
+            }
+        }
+        self.shard
+            .first()
+            .map(|(_, i)| *i)
+            .or(self.main)
+            .unwrap_or(0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.channels.is_empty() && self.patterns.is_empty() && self.shard.is_empty()
+    }
+
+    /// The index of the connection to `addr`, started on first use.
+    fn conn(&mut self, addr: &str, shared: &Shared) -> usize {
+        if let Some(i) = self.conns.iter().position(|c| c.addr == addr) {
+            return i;
+        }
+        let (requests, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run_conn(
+            addr.to_string(),
+            self.protocol,
+            connect_timeout(shared),
+            rx,
+            self.events_tx.clone(),
+            self.budget.clone(),
+        ));
+        self.conns.push(SubConn {
+            addr: addr.to_string(),
+            requests,
+        });
+        self.conns.len() - 1
+    }
+
+    fn send(&self, index: usize, request: Bytes) {
+        self.send_out(index, Outgoing::Request(request));
+    }
+
+    /// Answers `reply` in order with what the subscribed connection sends.
+    fn answer(&mut self, reply: Bytes) {
+        self.markers += 1;
+        let marker = Bytes::from(format!("tessera-proxy-{}", self.markers));
+        self.send_out(self.subscribed_conn(), Outgoing::Local { marker, reply });
+    }
+
+    fn send_out(&self, index: usize, out: Outgoing) {
+        if let Some(conn) = self.conns.get(index) {
+            if conn.requests.send(out).is_err() {
+                let _ = self.events_tx.send(Event::Closed);
+            }
+        }
+    }
+}
+
+fn connect_timeout(shared: &Shared) -> Duration {
+    shared.view.registry().settings().timeout
+}
+
+/// The address of the master that holds SUBSCRIBE / PSUBSCRIBE (any master hears every PUBLISH:
+/// the owner of the lowest served slot), or of the owner of `slot`.
+fn node_addr(snapshot: &Snapshot, slot: Option<u16>) -> Result<String, &'static str> {
+    let slot = slot.unwrap_or_else(|| {
+        snapshot
+            .topology
+            .slots
+            .iter()
+            .position(|o| o.is_some())
+            .unwrap_or(0) as u16
+    });
+    snapshot
+        .topology
+        .route_with(&snapshot.health, slot, Access::Read)
+        .map(|node| node.address())
+        .map_err(|down| down.message())
+}
+
+/// `*3 <kind> <channel or nil> :0`, what Redis answers an unsubscribe with nothing subscribed.
+fn unsubscribed(protocol: Protocol, kind: &'static str, channel: Option<Bytes>) -> Bytes {
+    let items = vec![
+        Frame::Bulk(Bytes::from_static(kind.as_bytes())),
+        channel.map(Frame::Bulk).unwrap_or(Frame::Null),
+        Frame::Integer(0),
+    ];
+    let frame = match protocol {
+        Protocol::Resp2 => Frame::Array(items),
+        Protocol::Resp3 => Frame::Push(items),
+    };
+    frame.to_bytes(protocol)
+}
+
+/// An error before anything was sent: a subscriber made for this command alone is dropped, so
+/// the client is not left in subscribed mode with nothing subscribed.
+fn refuse(session: &mut Session, text: &str) -> Reply {
+    if session
+        .sub
+        .as_ref()
+        .is_some_and(|s| s.is_empty() && s.ending.is_none())
+    {
+        session.sub = None;
+    }
+    Reply::error(text)
+}
+
+/// Nothing to write now: the reply comes through the subscription stream.
+fn via_stream() -> Reply {
+    Reply::Ready(None)
+}
+
+/// A command of a client in subscribed mode.
+pub fn handle(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Reply {
+    let name = args[0].to_ascii_lowercase();
+    match name.as_slice() {
+        b"subscribe" | b"psubscribe" | b"ssubscribe" | b"unsubscribe" | b"punsubscribe"
+        | b"sunsubscribe"
+            if tessera_proto::command::resolve(args).is_ok() =>
+        {
+            let snapshot = shared.view.load();
+            command(shared, session, &snapshot, args)
+        }
+        b"reset" => {
+            session.sub = None;
+            session.handle_now(shared, args)
+        }
+        b"quit" => session.handle_now(shared, args),
+        _ if session.protocol == Protocol::Resp3 => session.handle_now(shared, args),
+        b"ping" if tessera_proto::command::resolve(args).is_ok() => {
+            // RESP2: a subscribed backend connection answers PING with Redis's array.
+            let request = session.encode_args(args);
+            if let Some(sub) = session.sub.as_ref() {
+                sub.send(sub.subscribed_conn(), request);
+            }
+            via_stream()
+        }
+        _ => {
+            // RESP2: refused as Redis refuses it (unknown command, arity and CROSSSLOT first),
+            // in order with the confirmations.
+            let text = match tessera_proto::command::resolve(args) {
+                Err(text) => text,
+                Ok(spec) => {
+                    let snapshot = shared.view.load();
+                    match crate::router::route(args, &snapshot.topology, &snapshot.health) {
+                        crate::router::Route::Error(text) => text.into_owned(),
+                        _ => format!(
+                            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+                            spec.name
+                        ),
+                    }
+                }
+            };
+            match session.sub.as_mut() {
+                Some(sub) => {
+                    sub.answer(crate::forward::error_bytes(&text));
+                    via_stream()
+                }
+                None => Reply::error(&text),
+            }
+        }
+    }
+}
+
+/// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE and the unsubscribes (arity already checked).
+pub fn command(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    snapshot: &Snapshot,
+    args: &[Bytes],
+) -> Reply {
+    let name = args[0].to_ascii_lowercase();
+    let request = session.encode_args(args);
+    let protocol = session.protocol;
+    let names = &args[1..];
+    let shard_slot = if matches!(name.as_slice(), b"ssubscribe" | b"sunsubscribe") {
+        let mut slot = None;
+        for channel in names {
+            let s = key_hash_slot(channel);
+            if slot.is_some_and(|first| first != s) {
+                return Reply::error(CROSSSLOT);
+            }
+            slot = Some(s);
+        }
+        slot
+    } else {
+        None
+    };
+    let subscribing = matches!(
+        name.as_slice(),
+        b"subscribe" | b"psubscribe" | b"ssubscribe"
+    );
+    if session.sub.is_none() {
+        if !subscribing {
+            // Nothing subscribed: answer as Redis does, without a backend.
+            let kind = match name.as_slice() {
+                b"unsubscribe" => "unsubscribe",
+                b"punsubscribe" => "punsubscribe",
+                _ => "sunsubscribe",
+            };
+            let mut out = BytesMut::new();
+            if names.is_empty() {
+                out.extend_from_slice(&unsubscribed(protocol, kind, None));
+            }
+            for channel in names {
+                out.extend_from_slice(&unsubscribed(protocol, kind, Some(channel.clone())));
+            }
+            return Reply::ready(out.freeze());
+        }
+        session.sub = Some(Box::new(Subscriber::new(protocol)));
+    }
+    let Some(sub) = session.sub.as_mut() else {
+        return Reply::error("ERR subscriber state lost");
+    };
+    let first = sub.is_empty();
+    // Which connection, and how the sets change.
+    let mut targets: Vec<usize> = Vec::new();
+    let mut confirmations = names.len().max(1);
+    match name.as_slice() {
+        b"subscribe" | b"psubscribe" | b"unsubscribe" | b"punsubscribe" => {
+            let addr = match node_addr(snapshot, None) {
+                Ok(addr) => addr,
+                Err(text) => return refuse(session, text),
+            };
+            let index = match sub.main {
+                Some(index) => index,
+                None => {
+                    let index = sub.conn(&addr, shared);
+                    sub.main = Some(index);
+                    index
+                }
+            };
+            let set = if name.starts_with(b"p") {
+                &mut sub.patterns
+            } else {
+                &mut sub.channels
+            };
+            if subscribing {
+                set.extend(names.iter().cloned());
+            } else if names.is_empty() {
+                confirmations = set.len().max(1);
+                set.clear();
+            } else {
+                for n in names {
+                    set.remove(n);
+                }
+            }
+            targets.push(index);
+        }
+        _ => match shard_slot {
+            Some(slot) => {
+                let addr = match node_addr(snapshot, Some(slot)) {
+                    Ok(addr) => addr,
+                    Err(text) => return refuse(session, text),
+                };
+                let index = sub.conn(&addr, shared);
+                if subscribing {
+                    for n in names {
+                        if !sub.shard.iter().any(|(c, _)| c == n) {
+                            sub.shard.push((n.clone(), index));
+                        }
+                    }
+                } else {
+                    sub.shard.retain(|(c, _)| !names.contains(c));
+                }
+                targets.push(index);
+            }
+            None => {
+                // SUNSUBSCRIBE from every shard channel: each connection that holds some.
+                confirmations = sub.shard.len().max(1);
+                let mut holders: Vec<usize> = sub.shard.iter().map(|(_, i)| *i).collect();
+                holders.sort_unstable();
+                holders.dedup();
+                sub.shard.clear();
+                if holders.is_empty() {
+                    holders.push(sub.subscribed_conn());
+                }
+                targets = holders;
+            }
+        },
+    }
+    let ends = !subscribing && sub.is_empty();
+    if first && subscribing {
+        // Entering subscribed mode: send once every earlier reply is out.
+        let senders: Vec<mpsc::UnboundedSender<Outgoing>> = targets
+            .iter()
+            .filter_map(|&i| sub.conns.get(i).map(|c| c.requests.clone()))
+            .collect();
+        return Reply::Exclusive(Box::pin(async move {
+            for sender in senders {
+                let _ = sender.send(Outgoing::Request(request.clone()));
+            }
+            Bytes::new()
+        }));
+    }
+    for &i in &targets {
+        sub.send(i, request.clone());
+    }
+    if !ends {
+        return via_stream();
+    }
+    // Leaving subscribed mode: dispatch waits for the confirmations, then the subscriber goes.
+    let (done, wait) = oneshot::channel();
+    sub.ending = Some((confirmations, done));
+    let limit = connect_timeout(shared);
+    Reply::Exclusive(Box::pin(async move {
+        let _ = tokio::time::timeout(limit, wait).await;
+        Bytes::new()
+    }))
+}
+
+/// One subscription connection: writes the client's requests, hands every frame it receives to
+/// the client connection (counted against the client's output budget).
+async fn run_conn(
+    addr: String,
+    protocol: Protocol,
+    connect_timeout: Duration,
+    mut requests: mpsc::UnboundedReceiver<Outgoing>,
+    events: mpsc::UnboundedSender<Event>,
+    budget: Arc<Budget>,
+) {
+    let (socket, mut buf) =
+        match crate::backend::connection::connect(&addr, protocol, connect_timeout).await {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::debug!(%addr, %error, "subscription connection failed");
+                let _ = events.send(Event::Closed);
+                return;
+            }
+        };
+    let (mut reader, mut writer) = socket.into_split();
+    // Local answers owed, in order: the raw reply to the marker PING and what replaces it.
+    let mut locals: std::collections::VecDeque<(Bytes, Bytes)> = std::collections::VecDeque::new();
+    loop {
+        loop {
+            let len = if buf.is_empty() {
+                None
+            } else {
+                match frame::check(&buf, &FrameLimits::default()) {
+                    Ok(len) => len,
+                    Err(_) => {
+                        let _ = events.send(Event::Closed);
+                        return;
+                    }
+                }
+            };
+            let Some(len) = len else { break };
+            let mut frame = buf.split_to(len).freeze();
+            let mut local = false;
+            if locals
+                .front()
+                .is_some_and(|(marker, _)| is_marker_reply(&frame, marker))
+            {
+                if let Some((_, reply)) = locals.pop_front() {
+                    frame = reply;
+                    local = true;
+                }
+            }
+            // A backend without pub/sub: the client gets its answer, then is disconnected
+            // rather than left believing it is subscribed.
+            let unsupported = !local && frame.starts_with(b"-ERR unknown command");
+            if !budget.add(frame.len()) {
+                return;
+            }
+            if events.send(Event::Frame(frame)).is_err() {
+                return;
+            }
+            if unsupported {
+                let _ = events.send(Event::Closed);
+                return;
+            }
+        }
+        if buf.capacity() - buf.len() < 4 * 1024 {
+            buf.reserve(16 * 1024);
+        }
+        tokio::select! {
+            request = requests.recv() => match request {
+                Some(out) => {
+                    let request = match out {
+                        Outgoing::Request(request) => request,
+                        Outgoing::Local { marker, reply } => {
+                            locals.push_back((marker.clone(), reply));
+                            let mut request = BytesMut::new();
+                            crate::forward::encode(
+                                2,
+                                [&b"PING"[..], &marker[..]].into_iter(),
+                                &mut request,
+                            );
+                            request.freeze()
+                        }
+                    };
+                    if writer.write_all(&request).await.is_err() {
+                        let _ = events.send(Event::Closed);
+                        return;
+                    }
+                }
+                // The client left subscribed mode or went away.
+                None => return,
+            },
+            read = reader.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => {
+                    let _ = events.send(Event::Closed);
+                    return;
+                }
+                Ok(_) => {}
+            },
+        }
+    }
+}
+
+/// Whether `frame` is the reply to `PING marker`: `*2 pong marker` from a subscribed RESP2
+/// connection, the bulk marker otherwise.
+fn is_marker_reply(frame: &[u8], marker: &[u8]) -> bool {
+    let bulk = Frame::Bulk(Bytes::copy_from_slice(marker)).to_bytes(Protocol::Resp2);
+    frame == &bulk[..]
+        || frame
+            .strip_prefix(&b"*2\r\n$4\r\npong\r\n"[..])
+            .is_some_and(|rest| rest == &bulk[..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_trips_past_the_hard_limit() {
+        let budget = Budget::default();
+        assert!(budget.add(HARD_LIMIT / 2));
+        assert!(!budget.overflow().is_cancelled());
+        budget.written(HARD_LIMIT / 2);
+        assert!(budget.add(HARD_LIMIT));
+        assert!(!budget.add(1));
+        assert!(budget.overflow().is_cancelled());
+    }
+
+    #[test]
+    fn budget_resets_the_soft_clock_below_the_soft_limit() {
+        let budget = Budget::default();
+        assert!(budget.add(SOFT_LIMIT + 1));
+        assert!(budget
+            .soft_since
+            .lock()
+            .map(|s| s.is_some())
+            .unwrap_or(false));
+        budget.written(SOFT_LIMIT + 1);
+        assert!(budget.add(1));
+        assert!(budget
+            .soft_since
+            .lock()
+            .map(|s| s.is_none())
+            .unwrap_or(false));
+    }
+
+    #[test]
+    fn local_frames_are_redis_bytes() {
+        assert!(is_marker_reply(b"*2\r\n$4\r\npong\r\n$1\r\nm\r\n", b"m"));
+        assert!(is_marker_reply(b"$1\r\nm\r\n", b"m"));
+        assert!(!is_marker_reply(b"$1\r\nx\r\n", b"m"));
+        assert!(!is_marker_reply(
+            b"*3\r\n$7\r\nmessage\r\n$1\r\nm\r\n$1\r\nm\r\n",
+            b"m"
+        ));
+        assert_eq!(
+            &unsubscribed(Protocol::Resp2, "unsubscribe", None)[..],
+            b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n"
+        );
+        assert_eq!(
+            &unsubscribed(
+                Protocol::Resp3,
+                "punsubscribe",
+                Some(Bytes::from_static(b"p"))
+            )[..],
+            b">3\r\n$12\r\npunsubscribe\r\n$1\r\np\r\n:0\r\n"
+        );
+    }
+}

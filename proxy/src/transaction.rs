@@ -1,0 +1,335 @@
+//! MULTI / EXEC / DISCARD / WATCH / UNWATCH through the proxy, for transactions whose keys share
+//! one slot. Between MULTI and EXEC the proxy checks each command as a Redis cluster node would
+//! (unknown command, arity, CROSSSLOT, cluster state: an error flags the transaction, so EXEC
+//! answers EXECABORT), answers `+QUEUED`, and keeps the encoded command. The first keyed command
+//! (or the WATCH before MULTI) decides the slot. EXEC sends MULTI, the queued commands and EXEC
+//! in one batch on a dedicated connection taken from the owner's idle pool, answers the backend's
+//! EXEC reply, and hands the connection back. WATCH takes that connection at once and keeps it
+//! until EXEC, DISCARD or UNWATCH. Nothing is retried: a transaction whose slot moved comes back
+//! as Redis's EXECABORT (and the topology is refreshed).
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tessera_proto::command;
+use tessera_proto::slot::key_hash_slot;
+use tessera_proto::topology::Access;
+
+use crate::backend::dedicated::Dedicated;
+use crate::client::{Reply, Session};
+use crate::forward::error_bytes;
+use crate::router::{self, Route, CROSSSLOT};
+use crate::shared::Shared;
+use crate::topology::Snapshot;
+
+const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
+const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
+const UNWATCH: &[u8] = b"*1\r\n$7\r\nUNWATCH\r\n";
+
+/// Keyless commands answered by the proxy elsewhere that mean the same on a backend, so they may
+/// be queued; other proxy-local commands are refused inside MULTI.
+const QUEUEABLE_LOCAL: &[&str] = &["ping", "echo", "time", "select", "unwatch"];
+
+/// A client's transaction state. Empty (the default) for a client outside MULTI and WATCH.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    multi: bool,
+    /// An error was answered while queuing: EXEC must abort.
+    flagged: bool,
+    /// The slot the transaction's keys hash to (or that WATCH pinned).
+    slot: Option<u16>,
+    /// Encoded commands, in order.
+    queued: Vec<Bytes>,
+    /// The connection WATCH took; shared with the reply future that uses it.
+    pinned: Option<Arc<Mutex<Option<Dedicated>>>>,
+}
+
+impl Transaction {
+    /// Inside MULTI: every command goes through `queue` rather than the normal path.
+    pub fn in_multi(&self) -> bool {
+        self.multi
+    }
+}
+
+fn flag(session: &mut Session, text: &str) -> Reply {
+    session.txn.flagged = true;
+    Reply::error(text)
+}
+
+fn not_in_transaction(name: &str) -> String {
+    format!("ERR command '{name}' is not supported inside a transaction by the Tessera proxy")
+}
+
+/// MULTI.
+pub fn multi(session: &mut Session) -> Reply {
+    if session.txn.multi {
+        return Reply::error("ERR MULTI calls can not be nested");
+    }
+    session.txn.multi = true;
+    session.txn.flagged = false;
+    session.txn.queued.clear();
+    Reply::ready(Bytes::from_static(b"+OK\r\n"))
+}
+
+/// Any command of a client inside MULTI.
+pub fn queue(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Reply {
+    let spec = match command::resolve(args) {
+        Ok(spec) => spec,
+        Err(text) => return flag(session, &text),
+    };
+    // Not queued, as in Redis: these act at once.
+    match spec.name {
+        "multi" => return multi(session),
+        "watch" => return Reply::error("ERR WATCH inside MULTI is not allowed"),
+        "exec" => return exec(shared, session),
+        "discard" => return discard(session),
+        "quit" | "reset" => return session.handle_now(shared, args),
+        _ => {}
+    }
+    let snapshot = shared.view.load();
+    let slot = match router::route(args, &snapshot.topology, &snapshot.health) {
+        Route::Error(text) => return flag(session, &text),
+        Route::Forward { slot, .. } | Route::Blocking { slot, .. } => {
+            (!spec.key_indexes(args).is_empty()).then_some(slot)
+        }
+        Route::Split(_) => return flag(session, CROSSSLOT),
+        Route::FanOut(_) => return flag(session, &not_in_transaction(spec.name)),
+        Route::Local(local) => {
+            let top = local.name.split('|').next().unwrap_or(local.name);
+            if !QUEUEABLE_LOCAL.contains(&top) {
+                return flag(session, &not_in_transaction(local.name));
+            }
+            None
+        }
+    };
+    if let Some(slot) = slot {
+        match session.txn.slot {
+            None => session.txn.slot = Some(slot),
+            Some(first) if first != slot => return flag(session, CROSSSLOT),
+            Some(_) => {}
+        }
+    }
+    let request = session.encode_args(args);
+    session.txn.queued.push(request);
+    Reply::ready(Bytes::from_static(b"+QUEUED\r\n"))
+}
+
+/// Ends the transaction state (EXEC, DISCARD, RESET): what was queued and the pinned connection.
+fn take(session: &mut Session) -> (Transaction, Option<Dedicated>) {
+    let txn = std::mem::take(&mut session.txn);
+    let pinned = txn
+        .pinned
+        .as_ref()
+        .and_then(|p| p.lock().unwrap_or_else(|e| e.into_inner()).take());
+    (txn, pinned)
+}
+
+/// Sends UNWATCH on a pinned connection, so it goes back to the pool clean.
+async fn release(conn: Dedicated) {
+    let limit = Some(conn.timeout());
+    if let Ok(reply) = conn.call(Bytes::from_static(UNWATCH), limit).await {
+        if reply.starts_with(b"+OK") {
+            conn.set_dirty(false);
+        }
+    }
+}
+
+/// EXEC.
+pub fn exec(shared: &Arc<Shared>, session: &mut Session) -> Reply {
+    if !session.txn.multi {
+        return Reply::error("ERR EXEC without MULTI");
+    }
+    let (txn, pinned) = take(session);
+    if txn.flagged {
+        return match pinned {
+            Some(conn) => Reply::Exclusive(Box::pin(async move {
+                release(conn).await;
+                error_bytes(EXECABORT)
+            })),
+            None => Reply::error(EXECABORT),
+        };
+    }
+    let conn = match pinned {
+        Some(conn) => conn,
+        None if txn.queued.is_empty() => return Reply::ready(Bytes::from_static(b"*0\r\n")),
+        None => {
+            let snapshot = shared.view.load();
+            match target(&snapshot, txn.slot) {
+                Ok(backend) => backend.dedicated(session.protocol),
+                Err(text) => return Reply::error(text),
+            }
+        }
+    };
+    let shared = shared.clone();
+    Reply::Exclusive(Box::pin(async move {
+        let limit = Some(conn.timeout());
+        // MULTI alone first: were it refused (a backend without transactions), the queued
+        // commands must not run one by one.
+        match conn.call(Bytes::from_static(MULTI), limit).await {
+            Ok(reply) if &reply[..] == b"+OK\r\n" => {}
+            Ok(reply) => return reply,
+            Err(error) => return crate::forward::failure(&shared, txn.slot, &error),
+        }
+        let mut replies = Vec::with_capacity(txn.queued.len() + 1);
+        for request in txn.queued {
+            replies.push(conn.send(request));
+        }
+        let exec = conn.send(Bytes::from_static(EXEC));
+        let mut moved = false;
+        for reply in replies {
+            match conn.wait(reply, limit).await {
+                Ok(bytes) => {
+                    moved |= bytes.starts_with(b"-MOVED ") || bytes.starts_with(b"-ASK ");
+                }
+                Err(error) => return crate::forward::failure(&shared, txn.slot, &error),
+            }
+        }
+        if moved {
+            shared.view.request_refresh();
+        }
+        match conn.wait(exec, limit).await {
+            Ok(bytes) => {
+                // EXEC (even an aborted one) unwatches every key: the connection is clean.
+                conn.set_dirty(false);
+                bytes
+            }
+            Err(error) => crate::forward::failure(&shared, txn.slot, &error),
+        }
+    }))
+}
+
+/// The backend that serves `slot` now (any master for a keyless transaction), or the
+/// CLUSTERDOWN text.
+fn target(
+    snapshot: &Snapshot,
+    slot: Option<u16>,
+) -> Result<&Arc<crate::backend::Backend>, &'static str> {
+    let slot = slot.unwrap_or_else(|| {
+        snapshot
+            .topology
+            .slots
+            .iter()
+            .position(|owner| owner.is_some())
+            .unwrap_or(0) as u16
+    });
+    let node = snapshot
+        .topology
+        .route_with(&snapshot.health, slot, Access::Write)
+        .map_err(|down| down.message())?;
+    snapshot
+        .backend_of(node)
+        .ok_or("ERR no backend for a node of the topology")
+}
+
+/// DISCARD.
+pub fn discard(session: &mut Session) -> Reply {
+    if !session.txn.multi {
+        return Reply::error("ERR DISCARD without MULTI");
+    }
+    match take(session).1 {
+        Some(conn) => Reply::Exclusive(Box::pin(async move {
+            release(conn).await;
+            Bytes::from_static(b"+OK\r\n")
+        })),
+        None => Reply::ready(Bytes::from_static(b"+OK\r\n")),
+    }
+}
+
+/// UNWATCH outside MULTI (inside, it is queued like any command).
+pub fn unwatch(session: &mut Session) -> Reply {
+    let pinned = session.txn.pinned.take();
+    session.txn.slot = None;
+    match pinned.and_then(|p| p.lock().unwrap_or_else(|e| e.into_inner()).take()) {
+        Some(conn) => Reply::Exclusive(Box::pin(async move {
+            release(conn).await;
+            Bytes::from_static(b"+OK\r\n")
+        })),
+        None => Reply::ready(Bytes::from_static(b"+OK\r\n")),
+    }
+}
+
+/// WATCH outside MULTI: pins a dedicated connection to the keys' owner (CROSSSLOT when they, or
+/// an earlier WATCH, name another slot) and sends WATCH there. A MOVED reply (a stale topology)
+/// is followed once to the named node, on a fresh dedicated connection.
+pub fn watch(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    snapshot: &Snapshot,
+    args: &[Bytes],
+) -> Reply {
+    // WATCH is local in the command table (it must not take a pipelined connection): its keys
+    // are routed here, as a keyed command's would be.
+    let mut slot = None;
+    for key in &args[1..] {
+        let s = key_hash_slot(key);
+        if slot.is_some_and(|first| first != s) {
+            return Reply::error(CROSSSLOT);
+        }
+        slot = Some(s);
+    }
+    let slot = slot.unwrap_or(0);
+    let node = match snapshot
+        .topology
+        .route_with(&snapshot.health, slot, Access::Read)
+    {
+        Ok(node) => node,
+        Err(down) => return Reply::error(down.message()),
+    };
+    if session.txn.slot.is_some_and(|s| s != slot) {
+        return Reply::error(CROSSSLOT);
+    }
+    let pinned = match &session.txn.pinned {
+        Some(pinned) => pinned.clone(),
+        None => {
+            let Some(backend) = snapshot.backend_of(node) else {
+                return Reply::error("ERR no backend for a node of the topology");
+            };
+            let conn = backend.dedicated(session.protocol);
+            // Until UNWATCH, EXEC or DISCARD the connection carries watched keys.
+            conn.set_dirty(true);
+            let pinned = Arc::new(Mutex::new(Some(conn)));
+            session.txn.pinned = Some(pinned.clone());
+            pinned
+        }
+    };
+    session.txn.slot = Some(slot);
+    let request = session.encode_args(args);
+    let shared = shared.clone();
+    let protocol = session.protocol;
+    Reply::Exclusive(Box::pin(async move {
+        let Some(conn) = pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(Dedicated::share)
+        else {
+            return error_bytes("ERR connection to backend lost");
+        };
+        let limit = Some(conn.timeout());
+        let reply = match conn.call(request.clone(), limit).await {
+            Ok(reply) => reply,
+            Err(error) => return crate::forward::failure(&shared, Some(slot), &error),
+        };
+        let Some(crate::backend::redirect::Redirection::Moved { addr, .. }) =
+            crate::backend::redirect::parse(&reply)
+        else {
+            return reply;
+        };
+        shared.view.request_refresh();
+        let fresh = shared.view.registry().get(&addr).dedicated(protocol);
+        fresh.set_dirty(true);
+        let reply = match fresh.call(request, limit).await {
+            Ok(reply) => reply,
+            Err(error) => return crate::forward::failure(&shared, Some(slot), &error),
+        };
+        *pinned.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+        reply
+    }))
+}
+
+/// RESET: the transaction and the watched keys are gone; the pinned connection, its state
+/// unknown, is closed rather than reused.
+pub fn reset(session: &mut Session) {
+    let _ = take(session);
+}
