@@ -9,10 +9,14 @@
 pub mod cluster;
 pub mod connection;
 pub mod float;
+pub mod hash;
 pub mod keys;
+pub mod list;
 pub mod parse;
 pub mod server;
+pub mod set;
 pub mod string;
+pub mod zset;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
@@ -39,6 +43,12 @@ pub struct Session {
     pub protocol: Protocol,
     /// Set by QUIT: the connection writes the reply, then closes.
     pub quit: bool,
+    /// Left by a blocking command (BLPOP, ...) that found no data: the connection awaits it
+    /// before it runs the client's next command (see `keyspace::blocking`).
+    pub blocked: Option<crate::keyspace::blocking::Blocked>,
+    /// Redis's CLIENT_DENY_BLOCKING: a blocking command answers as if it timed out at once (AOF
+    /// replay and other detached sessions, and later MULTI).
+    pub deny_blocking: bool,
 }
 
 impl Session {
@@ -49,16 +59,21 @@ impl Session {
             id,
             protocol: Protocol::Resp2,
             quit: false,
+            blocked: None,
+            deny_blocking: false,
         }
     }
 
     /// A session belonging to no connection (AOF replay, unit tests).
     pub fn detached() -> Session {
-        Session::new(Arc::new(Mutex::new(ClientInfo::new(
+        let mut session = Session::new(Arc::new(Mutex::new(ClientInfo::new(
             0,
             String::new(),
             String::new(),
-        ))))
+        ))));
+        // Nobody would await a blocked command.
+        session.deny_blocking = true;
+        session
     }
 }
 
@@ -172,6 +187,40 @@ impl DerefMut for Txn<'_> {
     }
 }
 
+/// Serves the clients blocked on keys this command gave data to (a BLPOP waiting for the key an
+/// LPUSH created, ...) before the slot's lock is released, so no other client can take the data
+/// first: Redis serves them right after the command, in the order they blocked.
+impl Drop for Txn<'_> {
+    fn drop(&mut self) {
+        let registry = self.guard.blocking();
+        if registry.has_ready() {
+            registry.serve_ready(self.guard.slot(), self);
+        }
+    }
+}
+
+impl crate::keyspace::blocking::ServeTarget for Txn<'_> {
+    fn has_key(&mut self, key: &[u8]) -> bool {
+        self.exists(key)
+    }
+
+    fn offer(&mut self, key: &Bytes, args: &[Bytes]) -> Option<Frame> {
+        serve_blocked(self, key, args)
+    }
+}
+
+/// Offers `key`, which just got data, to a client blocked in `args`, by the command's family;
+/// `None` leaves it blocked. Each blocking family adds its commands here.
+fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<Frame> {
+    let name = args.first()?.to_ascii_lowercase();
+    match &name[..] {
+        b"blpop" | b"brpop" | b"blmpop" | b"blmove" | b"brpoplpush" => {
+            list::serve_blocked(txn, key, args)
+        }
+        _ => None,
+    }
+}
+
 /// Runs one client command and returns its reply.
 pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Frame {
     // The table resolves container subcommands and checks arity with Redis's exact errors.
@@ -203,6 +252,14 @@ pub fn replay(state: &NodeState, args: Vec<Bytes>) -> Result<(), String> {
         Frame::Error(text) => Err(String::from_utf8_lossy(&text).into_owned()),
         _ => Ok(()),
     }
+}
+
+/// The cluster rule again for a client blocked in `args` (BLPOP, ...), as Redis's
+/// clusterRedirectBlockedClientIfNeeded: a slot that moved away or went down while it waited
+/// answers MOVED / CLUSTERDOWN instead of waiting on.
+pub fn cluster_recheck(state: &NodeState, args: &[Bytes]) -> Option<Frame> {
+    let spec = command::resolve(args).ok()?;
+    cluster_check(state, spec, args).err()
 }
 
 /// The cluster rule for one command, as Redis's getNodeByQuery: keyless commands pass; all keys
@@ -283,6 +340,64 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "incrbyfloat" => string::incr_by_float(ctx, args),
         "append" => string::append(ctx, args),
         "strlen" => string::strlen(ctx, args),
+        // lists
+        "lpush" => list::push(ctx, args, list::End::Left, false),
+        "rpush" => list::push(ctx, args, list::End::Right, false),
+        "lpushx" => list::push(ctx, args, list::End::Left, true),
+        "rpushx" => list::push(ctx, args, list::End::Right, true),
+        "lpop" => list::pop(ctx, args, list::End::Left),
+        "rpop" => list::pop(ctx, args, list::End::Right),
+        "llen" => list::llen(ctx, args),
+        "lindex" => list::lindex(ctx, args),
+        "lrange" => list::lrange(ctx, args),
+        "lpos" => list::lpos(ctx, args),
+        "lset" => list::lset(ctx, args),
+        "linsert" => list::linsert(ctx, args),
+        "lrem" => list::lrem(ctx, args),
+        "ltrim" => list::ltrim(ctx, args),
+        "lmove" => list::lmove(ctx, args, None),
+        "rpoplpush" => list::lmove(ctx, args, list::RPOPLPUSH),
+        "lmpop" => list::lmpop(ctx, args),
+        "blpop" => list::blpop(ctx, session, args, list::End::Left),
+        "brpop" => list::blpop(ctx, session, args, list::End::Right),
+        "blmpop" => list::blmpop(ctx, session, args),
+        "blmove" => list::blmove(ctx, session, args, None),
+        "brpoplpush" => list::blmove(ctx, session, args, list::RPOPLPUSH),
+        // hashes
+        "hset" => hash::hset(ctx, args, false),
+        "hmset" => hash::hset(ctx, args, true),
+        "hsetnx" => hash::hsetnx(ctx, args),
+        "hget" => hash::hget(ctx, args),
+        "hmget" => hash::hmget(ctx, args),
+        "hgetall" => hash::hgetall(ctx, args, hash::Parts::Both),
+        "hkeys" => hash::hgetall(ctx, args, hash::Parts::Fields),
+        "hvals" => hash::hgetall(ctx, args, hash::Parts::Values),
+        "hdel" => hash::hdel(ctx, args),
+        "hexists" => hash::hexists(ctx, args),
+        "hlen" => hash::hlen(ctx, args),
+        "hstrlen" => hash::hstrlen(ctx, args),
+        "hincrby" => hash::hincrby(ctx, args),
+        "hincrbyfloat" => hash::hincrbyfloat(ctx, args),
+        "hrandfield" => hash::hrandfield(ctx, args, session.protocol),
+        "hscan" => hash::hscan(ctx, args),
+        // sets
+        "sadd" => set::sadd(ctx, args),
+        "srem" => set::srem(ctx, args),
+        "smembers" => set::smembers(ctx, args),
+        "sismember" => set::sismember(ctx, args),
+        "smismember" => set::smismember(ctx, args),
+        "scard" => set::scard(ctx, args),
+        "spop" => set::spop(ctx, args),
+        "srandmember" => set::srandmember(ctx, args),
+        "smove" => set::smove(ctx, args),
+        "sinter" => set::combine_reply(ctx, args, set::SetOp::Inter),
+        "sunion" => set::combine_reply(ctx, args, set::SetOp::Union),
+        "sdiff" => set::combine_reply(ctx, args, set::SetOp::Diff),
+        "sinterstore" => set::combine_store(ctx, args, set::SetOp::Inter),
+        "sunionstore" => set::combine_store(ctx, args, set::SetOp::Union),
+        "sdiffstore" => set::combine_store(ctx, args, set::SetOp::Diff),
+        "sintercard" => set::sintercard(ctx, args),
+        "sscan" => set::sscan(ctx, args),
         // keys
         "del" | "unlink" => keys::del(ctx, args),
         "exists" => keys::exists(ctx, args),
@@ -298,6 +413,34 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "keys" => keys::keys(ctx, args),
         "scan" => keys::scan(ctx, args),
         "randomkey" => keys::randomkey(ctx),
+        // sorted sets
+        "zadd" => zset::basic::zadd(ctx, args),
+        "zincrby" => zset::basic::zincrby(ctx, args),
+        "zrem" => zset::basic::zrem(ctx, args),
+        "zscore" => zset::basic::zscore(ctx, args),
+        "zmscore" => zset::basic::zmscore(ctx, args),
+        "zcard" => zset::basic::zcard(ctx, args),
+        "zcount" => zset::basic::zcount(ctx, args),
+        "zlexcount" => zset::basic::zlexcount(ctx, args),
+        "zrank" => zset::basic::zrank(ctx, args, false),
+        "zrevrank" => zset::basic::zrank(ctx, args, true),
+        "zscan" => zset::basic::zscan(ctx, args),
+        "zrange" | "zrangestore" | "zrangebyscore" | "zrevrangebyscore" | "zrangebylex"
+        | "zrevrangebylex" | "zrevrange" => zset::range::zrange_named(ctx, session, args, name),
+        "zremrangebyrank" => zset::range::zremrange(ctx, args, zset::range::RangeKind::Rank),
+        "zremrangebyscore" => zset::range::zremrange(ctx, args, zset::range::RangeKind::Score),
+        "zremrangebylex" => zset::range::zremrange(ctx, args, zset::range::RangeKind::Lex),
+        "zpopmin" => zset::pop::zpop(ctx, session, args, false),
+        "zpopmax" => zset::pop::zpop(ctx, session, args, true),
+        "zmpop" => zset::pop::zmpop(ctx, args),
+        "zrandmember" => zset::pop::zrandmember(ctx, session, args),
+        "zunion" => zset::algebra::zunion(ctx, session, args),
+        "zinter" => zset::algebra::zinter(ctx, session, args),
+        "zdiff" => zset::algebra::zdiff(ctx, session, args),
+        "zintercard" => zset::algebra::zintercard(ctx, session, args),
+        "zunionstore" => zset::algebra::zunionstore(ctx, session, args),
+        "zinterstore" => zset::algebra::zinterstore(ctx, session, args),
+        "zdiffstore" => zset::algebra::zdiffstore(ctx, session, args),
         // cluster
         "cluster" => cluster::cluster(ctx, args),
         "readonly" | "readwrite" | "asking" => Frame::ok(),
@@ -407,6 +550,61 @@ mod tests {
             ("incrbyfloat", 3),
             ("append", 3),
             ("strlen", 2),
+            ("lpush", 3),
+            ("rpush", 3),
+            ("lpushx", 3),
+            ("rpushx", 3),
+            ("lpop", 2),
+            ("rpop", 2),
+            ("llen", 2),
+            ("lindex", 3),
+            ("lrange", 4),
+            ("lpos", 3),
+            ("lset", 4),
+            ("linsert", 5),
+            ("lrem", 4),
+            ("ltrim", 4),
+            ("lmove", 5),
+            ("rpoplpush", 3),
+            ("lmpop", 4),
+            ("blpop", 3),
+            ("brpop", 3),
+            ("blmpop", 5),
+            ("blmove", 6),
+            ("brpoplpush", 4),
+            ("hset", 4),
+            ("hmset", 4),
+            ("hsetnx", 4),
+            ("hget", 3),
+            ("hmget", 3),
+            ("hgetall", 2),
+            ("hkeys", 2),
+            ("hvals", 2),
+            ("hdel", 3),
+            ("hexists", 3),
+            ("hlen", 2),
+            ("hstrlen", 3),
+            ("hincrby", 4),
+            ("hincrbyfloat", 4),
+            ("hrandfield", 2),
+            ("hscan", 3),
+            ("sadd", 3),
+            ("srem", 3),
+            ("smembers", 2),
+            ("sismember", 3),
+            ("smismember", 3),
+            ("scard", 2),
+            ("spop", 2),
+            ("srandmember", 2),
+            ("smove", 4),
+            ("sinter", 2),
+            ("sunion", 2),
+            ("sdiff", 2),
+            ("sinterstore", 3),
+            ("sunionstore", 3),
+            ("sdiffstore", 3),
+            ("sintercard", 3),
+            ("sscan", 3),
             ("del", 2),
             ("unlink", 2),
             ("exists", 2),
@@ -434,6 +632,38 @@ mod tests {
             ("hello", 1),
             ("auth", 2),
             ("select", 2),
+            ("zadd", 4),
+            ("zincrby", 4),
+            ("zrem", 3),
+            ("zscore", 3),
+            ("zmscore", 3),
+            ("zcard", 2),
+            ("zcount", 4),
+            ("zlexcount", 4),
+            ("zrank", 3),
+            ("zrevrank", 3),
+            ("zscan", 3),
+            ("zrange", 4),
+            ("zrangestore", 5),
+            ("zrangebyscore", 4),
+            ("zrevrangebyscore", 4),
+            ("zrangebylex", 4),
+            ("zrevrangebylex", 4),
+            ("zrevrange", 4),
+            ("zremrangebyrank", 4),
+            ("zremrangebyscore", 4),
+            ("zremrangebylex", 4),
+            ("zpopmin", 2),
+            ("zpopmax", 2),
+            ("zmpop", 4),
+            ("zrandmember", 2),
+            ("zunion", 3),
+            ("zinter", 3),
+            ("zdiff", 3),
+            ("zintercard", 3),
+            ("zunionstore", 4),
+            ("zinterstore", 4),
+            ("zdiffstore", 4),
         ];
         for (name, min) in needs {
             let spec = command::lookup(name.as_bytes())

@@ -1,5 +1,7 @@
 //! One client connection: read into a buffer, run every complete command in it (pipelining is the
 //! common case), encode all replies into one buffer and write it once per batch.
+//! A blocking command (BLPOP, ...) that finds no data is awaited here (`wait_blocked`) before the
+//! client's next command runs.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aof::FsyncPolicy;
 use crate::cmd::{self, Session};
+use crate::keyspace::blocking::Blocked;
 use crate::server::ClientInfo;
 use crate::state::NodeState;
 
@@ -45,6 +48,10 @@ pub async fn handle(stream: TcpStream, state: Arc<NodeState>, shutdown: Cancella
     let mut session = Session::new(info);
     if let Err(error) = run(stream, &state, &mut session, &shutdown).await {
         tracing::debug!(client = id, %error, "connection ended with an I/O error");
+    }
+    if let Some(blocked) = session.blocked.take() {
+        // Ended before awaiting its blocked command: unregister it, so no data is served to it.
+        blocked.cancel(&state.keyspace);
     }
 
     stats.clients.lock().remove(&id);
@@ -78,6 +85,17 @@ async fn run(
             write_replies(&mut stream, &output, shutdown).await?;
             output.clear();
         }
+        if let Some(blocked) = session.blocked.take() {
+            // A blocking command (BLPOP, ...) found no data: its reply comes first, then the rest
+            // of the pipeline runs, as Redis resumes a client once it is unblocked.
+            match wait_blocked(&mut stream, state, blocked, &mut input, shutdown).await? {
+                Some(reply) => {
+                    reply.encode(session.protocol, &mut output);
+                    continue;
+                }
+                None => return Ok(()),
+            }
+        }
         if close || shutdown.is_cancelled() {
             return Ok(());
         }
@@ -99,6 +117,43 @@ async fn run(
             return Ok(());
         }
     }
+}
+
+/// Awaits a blocked command's reply (see `keyspace::blocking`), meanwhile reading what the client
+/// sends into `input` (run once it is unblocked), so a client that leaves is noticed. `None` when
+/// the client left, its input outgrew the limit, or the node is stopping: the connection then
+/// closes, and dropping the wait unregisters the client (blocked clients never hold up shutdown).
+async fn wait_blocked(
+    stream: &mut TcpStream,
+    state: &NodeState,
+    blocked: Blocked,
+    input: &mut BytesMut,
+    shutdown: &CancellationToken,
+) -> std::io::Result<Option<Frame>> {
+    let wait = blocked.wait(&state.keyspace, |args| cmd::cluster_recheck(state, args));
+    tokio::pin!(wait);
+    let reply = loop {
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(16 * 1024);
+        }
+        tokio::select! {
+            reply = &mut wait => break reply,
+            _ = shutdown.cancelled() => return Ok(None),
+            read = stream.read_buf(input) => {
+                if read? == 0 || input.len() > QUERY_BUFFER_LIMIT {
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    // The writer that served us logged the pop; under `appendfsync always` it is acknowledged
+    // only once on disk.
+    if let Some(aof) = &state.aof {
+        if aof.policy() == FsyncPolicy::Always && aof.wait_synced(aof.offset()).await.is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(reply))
 }
 
 /// Writes a batch of replies. Once shutdown has begun, a client that does not take its replies
@@ -136,6 +191,10 @@ fn run_buffered(
         match request::parse(input, limits) {
             Ok(Some(request)) => {
                 let reply = cmd::execute(state, session, &request.args);
+                if session.blocked.is_some() {
+                    // The connection awaits it; its reply is sent then.
+                    return false;
+                }
                 reply.encode(session.protocol, output);
                 if session.quit {
                     return true;

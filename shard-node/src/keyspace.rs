@@ -10,6 +10,7 @@
 //! Counters (keys held, keys with a TTL) are kept in atomics next to the tables so DBSIZE and INFO
 //! need no lock. They are changed only through `SlotGuard`, which is the one way to mutate a table.
 
+pub mod blocking;
 pub mod expire;
 pub mod glob;
 pub mod zset;
@@ -89,6 +90,8 @@ struct Counters {
 pub struct Keyspace {
     slots: Box<[Mutex<SlotTable>]>,
     counters: Counters,
+    /// Clients blocked on keys (BLPOP, ...): told by `SlotGuard::insert` when a key gets a value.
+    blocking: blocking::BlockingRegistry,
 }
 
 impl Default for Keyspace {
@@ -105,6 +108,7 @@ impl Keyspace {
         Keyspace {
             slots,
             counters: Counters::default(),
+            blocking: blocking::BlockingRegistry::default(),
         }
     }
 
@@ -134,7 +138,13 @@ impl Keyspace {
             slot,
             table: self.slots[slot as usize].lock(),
             counters: &self.counters,
+            blocking: &self.blocking,
         }
+    }
+
+    /// The registry of clients blocked on keys.
+    pub fn blocking(&self) -> &blocking::BlockingRegistry {
+        &self.blocking
     }
 
     /// Locks the table of the slot `key` hashes to.
@@ -169,6 +179,15 @@ pub struct SlotGuard<'a> {
     slot: u16,
     table: MutexGuard<'a, SlotTable>,
     counters: &'a Counters,
+    blocking: &'a blocking::BlockingRegistry,
+}
+
+impl<'a> SlotGuard<'a> {
+    /// The registry of blocked clients, for as long as the keyspace lives (not tied to this
+    /// borrow, so a command can serve waiters while it keeps changing the slot).
+    pub fn blocking(&self) -> &'a blocking::BlockingRegistry {
+        self.blocking
+    }
 }
 
 impl SlotGuard<'_> {
@@ -215,6 +234,9 @@ impl SlotGuard<'_> {
 
     /// Stores `entry` under `key`, returning the previous entry.
     pub fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
+        // The one place a key gets a value: a collection that exists is never empty, so a client
+        // blocked on a key is waiting for exactly this (served when the command's Txn ends).
+        self.blocking.signal(self.slot, &key);
         let volatile = entry.expires_at_ms.is_some();
         let old = self.table.entries.insert(key, entry);
         match &old {
