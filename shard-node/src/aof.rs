@@ -6,13 +6,15 @@
 //! format is in `record`.
 //!
 //! The log is also the ordered stream replicas will follow (issue 4): `offset()` is the running
-//! byte offset of the log's end, counted from the start of the file. A rewrite (compaction, also
-//! issue 4) belongs in `writer`, which owns the file: it will write the compacted log to a new
-//! file, append what was written meanwhile, and rename it into place, without resetting the
-//! logical offset.
+//! byte offset of the log's end, counted from the start of the file. A rewrite (`rewrite`)
+//! compacts the file in the background: it snapshots the keyspace slot by slot into a new file
+//! while writes go on to the old one, and the writer (which owns the file) appends what was
+//! written meanwhile and renames the new file into place, without resetting the logical offset.
 
 mod load;
 mod record;
+pub mod rewrite;
+mod snapshot;
 mod writer;
 
 use std::fs::{File, OpenOptions};
@@ -54,6 +56,8 @@ pub struct Progress {
     pub error: Option<Arc<str>>,
     /// The writer has stopped (after `flush_and_sync`, or when the `Aof` was dropped).
     pub closed: bool,
+    /// Bytes in the file now (differs from `written` after a rewrite).
+    pub file_size: u64,
 }
 
 /// What `append` and the writer share.
@@ -62,6 +66,10 @@ struct Shared {
     wake: Condvar,
     progress: watch::Sender<Progress>,
     policy: FsyncPolicy,
+    /// What the rewrite task and INFO know about rewrites.
+    rewrites: Mutex<rewrite::Status>,
+    /// Pokes the rewrite task (BGREWRITEAOF).
+    rewrite_wanted: tokio::sync::Notify,
 }
 
 /// Bytes appended but not yet taken by the writer.
@@ -73,6 +81,10 @@ struct Pending {
     sync_wanted: bool,
     /// Write out everything, fsync, and stop.
     closing: bool,
+    /// The rewrite in progress: its copy of the writes made to slots it has already snapshotted.
+    rewrite: Option<rewrite::Buffer>,
+    /// A rewritten file waiting for the writer to switch to it.
+    switch: Option<rewrite::Switch>,
 }
 
 /// The open append-only file. Shared (`Arc<Aof>`) by every connection of the node.
@@ -113,6 +125,7 @@ impl Aof {
             synced: start,
             error: None,
             closed: false,
+            file_size: start,
         });
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
@@ -120,10 +133,14 @@ impl Aof {
                 end_offset: start,
                 sync_wanted: false,
                 closing: false,
+                rewrite: None,
+                switch: None,
             }),
             wake: Condvar::new(),
             progress,
             policy,
+            rewrites: Mutex::new(rewrite::Status::new(start)),
+            rewrite_wanted: tokio::sync::Notify::new(),
         });
         let handle = {
             let shared = Arc::clone(&shared);
@@ -141,7 +158,8 @@ impl Aof {
     }
 
     /// Queues one write for the file. Called while the slot's lock is held, so the file's order
-    /// per key is the order of application. Relative expiries must already be absolute.
+    /// per key is the order of application; a rewrite relies on it too (a write is in a slot's
+    /// snapshot or after it, by that lock). Relative expiries must already be absolute.
     pub fn append(&self, args: &[Bytes]) {
         self.append_with_offset(args);
     }
@@ -161,6 +179,10 @@ impl Aof {
         let before = pending.buf.len();
         record::encode(args, &mut pending.buf);
         pending.end_offset += (pending.buf.len() - before) as u64;
+        let Pending { buf, rewrite, .. } = &mut *pending;
+        if let Some(rewrite) = rewrite {
+            rewrite.record(args, &buf[before..]);
+        }
         let end = pending.end_offset;
         drop(pending);
         self.shared.wake.notify_one();

@@ -6,16 +6,19 @@
 //! state whenever it is replayed: relative expiries become absolute, and a write that changed nothing
 //! is not logged. The same entries will feed replicas.
 
+pub mod bits;
 pub mod cluster;
 pub mod connection;
 pub mod float;
 pub mod hash;
 pub mod keys;
 pub mod list;
+pub mod memory;
 pub mod parse;
 pub mod server;
 pub mod set;
 pub mod string;
+pub mod string_range;
 pub mod zset;
 
 use std::ops::{Deref, DerefMut};
@@ -217,6 +220,7 @@ fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<Frame
         b"blpop" | b"brpop" | b"blmpop" | b"blmove" | b"brpoplpush" => {
             list::serve_blocked(txn, key, args)
         }
+        b"bzpopmin" | b"bzpopmax" | b"bzmpop" => zset::pop::serve_blocked(txn, key, args),
         _ => None,
     }
 }
@@ -226,9 +230,13 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
     // The table resolves container subcommands and checks arity with Redis's exact errors.
     let spec = match command::resolve(args) {
         Ok(spec) => spec,
-        Err(text) => return Frame::error(text),
+        Err(text) => {
+            state.stats.commands.reject_unresolved(args);
+            return Frame::error(text);
+        }
     };
     if let Err(reply) = cluster_check(state, spec, args) {
+        state.stats.commands.reject(spec);
         return reply;
     }
     state
@@ -237,7 +245,11 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         .fetch_add(1, Ordering::Relaxed);
     session.info.lock().touch(spec.name);
     let ctx = Ctx::new(state, true);
-    dispatch(&ctx, session, spec, args)
+    let started = std::time::Instant::now();
+    let reply = dispatch(&ctx, session, spec, args);
+    let failed = matches!(reply, Frame::Error(_));
+    state.stats.commands.record(spec, started.elapsed(), failed);
+    reply
 }
 
 /// Applies one command read back from the append-only file: no cluster checks, not logged again.
@@ -322,7 +334,9 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "config" => server::config(ctx, args),
         "info" => server::info(ctx, args),
         "dbsize" => server::dbsize(ctx),
+        "memory" => memory::memory(ctx, args),
         "flushall" | "flushdb" => server::flush(ctx, args),
+        "bgrewriteaof" => bgrewriteaof(ctx),
         // strings
         "get" => string::get(ctx, args),
         "set" => string::set(ctx, args),
@@ -340,6 +354,17 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "incrbyfloat" => string::incr_by_float(ctx, args),
         "append" => string::append(ctx, args),
         "strlen" => string::strlen(ctx, args),
+        "getrange" | "substr" => string_range::getrange(ctx, args),
+        "setrange" => string_range::setrange(ctx, args),
+        "getex" => string_range::getex(ctx, args),
+        "msetnx" => string_range::msetnx(ctx, args),
+        "lcs" => string_range::lcs(ctx, args),
+        // bitmaps
+        "setbit" => bits::setbit(ctx, args),
+        "getbit" => bits::getbit(ctx, args),
+        "bitcount" => bits::bitcount(ctx, args),
+        "bitpos" => bits::bitpos(ctx, args),
+        "bitop" => bits::bitop(ctx, args),
         // lists
         "lpush" => list::push(ctx, args, list::End::Left, false),
         "rpush" => list::push(ctx, args, list::End::Right, false),
@@ -413,6 +438,12 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "keys" => keys::keys(ctx, args),
         "scan" => keys::scan(ctx, args),
         "randomkey" => keys::randomkey(ctx),
+        "rename" => keys::rename::rename(ctx, args, false),
+        "renamenx" => keys::rename::rename(ctx, args, true),
+        "copy" => keys::rename::copy(ctx, args),
+        "expiretime" => keys::expiretime(ctx, args, keys::ExpireUnit::Seconds),
+        "pexpiretime" => keys::expiretime(ctx, args, keys::ExpireUnit::Millis),
+        "object" => keys::object::object(ctx, args),
         // sorted sets
         "zadd" => zset::basic::zadd(ctx, args),
         "zincrby" => zset::basic::zincrby(ctx, args),
@@ -433,6 +464,9 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "zpopmin" => zset::pop::zpop(ctx, session, args, false),
         "zpopmax" => zset::pop::zpop(ctx, session, args, true),
         "zmpop" => zset::pop::zmpop(ctx, args),
+        "bzpopmin" => zset::pop::bzpop(ctx, session, args, false),
+        "bzpopmax" => zset::pop::bzpop(ctx, session, args, true),
+        "bzmpop" => zset::pop::bzmpop(ctx, session, args),
         "zrandmember" => zset::pop::zrandmember(ctx, session, args),
         "zunion" => zset::algebra::zunion(ctx, session, args),
         "zinter" => zset::algebra::zinter(ctx, session, args),
@@ -445,6 +479,20 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "cluster" => cluster::cluster(ctx, args),
         "readonly" | "readwrite" | "asking" => Frame::ok(),
         _ => Frame::error(command::unknown_command_error(args)),
+    }
+}
+
+/// BGREWRITEAOF: hands the request to the AOF's rewrite task (`aof::rewrite`).
+fn bgrewriteaof(ctx: &Ctx<'_>) -> Frame {
+    let Some(aof) = &ctx.state.aof else {
+        tracing::warn!("BGREWRITEAOF refused: appendonly is off, there is no file to rewrite");
+        return Frame::error(crate::aof::rewrite::Refused::Closed.to_string());
+    };
+    match aof.request_rewrite() {
+        Ok(()) => Frame::Simple(Bytes::from_static(
+            b"Background append only file rewriting started",
+        )),
+        Err(refused) => Frame::error(refused.to_string()),
     }
 }
 
@@ -550,6 +598,17 @@ mod tests {
             ("incrbyfloat", 3),
             ("append", 3),
             ("strlen", 2),
+            ("getrange", 4),
+            ("substr", 4),
+            ("setrange", 4),
+            ("getex", 2),
+            ("msetnx", 3),
+            ("lcs", 3),
+            ("setbit", 4),
+            ("getbit", 3),
+            ("bitcount", 2),
+            ("bitpos", 3),
+            ("bitop", 4),
             ("lpush", 3),
             ("rpush", 3),
             ("lpushx", 3),
@@ -618,12 +677,21 @@ mod tests {
             ("keys", 2),
             ("scan", 2),
             ("randomkey", 1),
+            ("expireat", 3),
+            ("pexpireat", 3),
+            ("rename", 3),
+            ("renamenx", 3),
+            ("copy", 3),
+            ("expiretime", 2),
+            ("pexpiretime", 2),
+            ("object", 2),
             ("cluster", 2),
             ("client", 2),
             ("config", 2),
             ("command", 1),
             ("info", 1),
             ("dbsize", 1),
+            ("memory", 2),
             ("flushall", 1),
             ("flushdb", 1),
             ("ping", 1),
@@ -656,6 +724,9 @@ mod tests {
             ("zpopmin", 2),
             ("zpopmax", 2),
             ("zmpop", 4),
+            ("bzpopmin", 3),
+            ("bzpopmax", 3),
+            ("bzmpop", 5),
             ("zrandmember", 2),
             ("zunion", 3),
             ("zinter", 3),

@@ -56,6 +56,25 @@ pub struct Config {
     #[arg(long, env = "TESSERA_APPENDFSYNC", value_enum, default_value_t = FsyncPolicy::Everysec)]
     pub appendfsync: FsyncPolicy,
 
+    /// Rewrite the append-only file in the background once it has grown by this many percent
+    /// since the last rewrite (or start); 0 turns automatic rewrites off.
+    #[arg(
+        long,
+        env = "TESSERA_AUTO_AOF_REWRITE_PERCENTAGE",
+        default_value_t = 100
+    )]
+    pub auto_aof_rewrite_percentage: u32,
+
+    /// No automatic rewrite while the append-only file is smaller than this (bytes, or with a
+    /// unit as Redis spells them: 64mb, 1gb, 512k).
+    #[arg(
+        long,
+        env = "TESSERA_AUTO_AOF_REWRITE_MIN_SIZE",
+        default_value = "64mb",
+        value_parser = parse_memory
+    )]
+    pub auto_aof_rewrite_min_size: u64,
+
     /// Log line format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -89,7 +108,17 @@ impl Config {
             data_dir: Some(data_dir.into()),
             appendonly: YesNo::Yes,
             appendfsync: FsyncPolicy::Everysec,
+            auto_aof_rewrite_percentage: 100,
+            auto_aof_rewrite_min_size: 64 * 1024 * 1024,
             log_format: LogFormat::Text,
+        }
+    }
+
+    /// The automatic rewrite threshold.
+    pub fn auto_rewrite(&self) -> crate::aof::rewrite::AutoRewrite {
+        crate::aof::rewrite::AutoRewrite {
+            percentage: self.auto_aof_rewrite_percentage,
+            min_size: self.auto_aof_rewrite_min_size,
         }
     }
 
@@ -161,6 +190,36 @@ impl Config {
     }
 }
 
+/// A size as Redis's config reads it (memtoull): digits with an optional, case-insensitive unit,
+/// `k`/`m`/`g` in thousands, `kb`/`mb`/`gb` in 1024s.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => {
+            return Err(format!(
+                "unknown unit in '{text}' (use b, k, kb, m, mb, g or gb)"
+            ))
+        }
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size"))?;
+    value
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -190,7 +249,27 @@ mod tests {
         assert!(config.appendonly());
         assert_eq!(config.appendfsync, FsyncPolicy::Everysec);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.auto_aof_rewrite_percentage, 100);
+        assert_eq!(config.auto_aof_rewrite_min_size, 64 * 1024 * 1024);
         config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn rewrite_thresholds_parse_as_redis_sizes() {
+        let config = parse(&[
+            "--auto-aof-rewrite-percentage",
+            "0",
+            "--auto-aof-rewrite-min-size",
+            "1MB",
+        ]);
+        assert_eq!(config.auto_aof_rewrite_percentage, 0);
+        assert_eq!(config.auto_aof_rewrite_min_size, 1024 * 1024);
+        assert_eq!(parse_memory("100"), Ok(100));
+        assert_eq!(parse_memory("2k"), Ok(2000));
+        assert_eq!(parse_memory("1gb"), Ok(1 << 30));
+        assert!(parse_memory("12x").is_err());
+        assert!(parse_memory("mb").is_err());
+        assert!(parse_memory("99999999999gb").is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod blocking;
 pub mod expire;
 pub mod glob;
+pub mod size;
 pub mod zset;
 
 use std::collections::{HashMap, HashSet, VecDeque};

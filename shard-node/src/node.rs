@@ -63,14 +63,21 @@ pub async fn run(
     let state = Arc::new(state);
 
     let tasks = cluster::start(Arc::clone(&state) as Arc<dyn Member>, registration)?;
+    let rewriter = tokio::spawn(aof::rewrite::run(
+        Arc::clone(&state),
+        config.auto_rewrite(),
+        shutdown.clone(),
+    ));
     tracing::info!(port = bound.port(), "ready to accept connections");
     server::serve(listener, Arc::clone(&state), shutdown).await;
     tracing::info!("clients drained; flushing the append-only file");
 
+    // Closing the file also cancels a rewrite in progress, which the rewrite task then reports.
     let flushed = match &state.aof {
         Some(aof) => aof.flush_and_sync().await,
         None => Ok(()),
     };
+    let _ = rewriter.await;
     tasks.stop().await;
     match flushed {
         Ok(()) => {

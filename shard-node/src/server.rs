@@ -34,6 +34,8 @@ pub struct ServerStats {
     pub commands_processed: AtomicU64,
     pub keyspace_hits: AtomicU64,
     pub keyspace_misses: AtomicU64,
+    /// Per-command counters and the ops/sec rate (INFO commandstats, stats).
+    pub commands: crate::cmd::server::CommandStats,
     /// By client id, for CLIENT LIST.
     pub clients: Mutex<BTreeMap<u64, Arc<Mutex<ClientInfo>>>>,
 }
@@ -49,6 +51,7 @@ impl Default for ServerStats {
             commands_processed: AtomicU64::new(0),
             keyspace_hits: AtomicU64::new(0),
             keyspace_misses: AtomicU64::new(0),
+            commands: Default::default(),
             clients: Mutex::new(BTreeMap::new()),
         }
     }
@@ -170,6 +173,7 @@ async fn active_expiry(state: Arc<NodeState>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        crate::cmd::server::cron(&state);
         let aof = state.aof.as_deref();
         state
             .keyspace

@@ -64,21 +64,28 @@ pub fn handle(
     Reply::Pending(Box::pin(async move {
         let replies = join_all(parts).await;
         let (mut keys, mut expires, mut unreachable) = (0u64, 0u64, 0);
+        // Each shard's avg_ttl weighted by its keys with a TTL, so the average is over all keys.
+        let mut ttl_total = 0u128;
         for reply in &replies {
             if reply.first() == Some(&b'-') {
                 unreachable += 1;
                 continue;
             }
-            let (k, e) = keyspace_counts(reply);
+            let (k, e, ttl) = keyspace_counts(reply);
             keys += k;
             expires += e;
+            ttl_total += u128::from(e) * u128::from(ttl);
         }
+        let avg_ttl = ttl_total.checked_div(u128::from(expires)).unwrap_or(0);
         if !text.is_empty() {
             text.push_str("\r\n");
         }
         text.push_str("# Keyspace\r\n");
         if keys > 0 {
-            let _ = write!(text, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
+            let _ = write!(
+                text,
+                "db0:keys={keys},expires={expires},avg_ttl={avg_ttl}\r\n"
+            );
         }
         if unreachable > 0 {
             // The sum above misses these masters' keys: say so rather than under-count silently.
@@ -125,14 +132,15 @@ fn local_section(shared: &Shared, section: &str, out: &mut String) {
     };
 }
 
-/// Keys and expires summed over the `dbN:keys=..,expires=..` lines of an INFO keyspace reply.
-fn keyspace_counts(reply: &[u8]) -> (u64, u64) {
+/// Keys and expires summed over the `dbN:keys=..,expires=..,avg_ttl=..` lines of an INFO keyspace
+/// reply, and the avg_ttl of its (only) db line.
+fn keyspace_counts(reply: &[u8]) -> (u64, u64, u64) {
     let text = match frame::parse(reply, &FrameLimits::default()) {
         Ok(Some((Frame::Bulk(t), _))) | Ok(Some((Frame::Verbatim(t), _))) => t,
-        _ => return (0, 0),
+        _ => return (0, 0, 0),
     };
     let text = String::from_utf8_lossy(&text);
-    let (mut keys, mut expires) = (0, 0);
+    let (mut keys, mut expires, mut avg_ttl) = (0, 0, 0);
     for line in text.lines() {
         let Some((db, fields)) = line.split_once(':') else {
             continue;
@@ -144,11 +152,12 @@ fn keyspace_counts(reply: &[u8]) -> (u64, u64) {
             match field.split_once('=') {
                 Some(("keys", n)) => keys += n.trim().parse::<u64>().unwrap_or(0),
                 Some(("expires", n)) => expires += n.trim().parse::<u64>().unwrap_or(0),
+                Some(("avg_ttl", n)) => avg_ttl = n.trim().parse::<u64>().unwrap_or(0),
                 _ => {}
             }
         }
     }
-    (keys, expires)
+    (keys, expires, avg_ttl)
 }
 
 #[cfg(test)]
@@ -161,8 +170,8 @@ mod tests {
             b"$60\r\n# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\ndb1:keys=2,expires=0,avg\r\n";
         // The announced length must match for the frame to parse; build it properly instead.
         let _ = raw;
-        let body = "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\n";
+        let body = "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=250\r\n";
         let reply = Frame::Bulk(body.into()).to_bytes(Protocol::Resp2);
-        assert_eq!(keyspace_counts(&reply), (3, 1));
+        assert_eq!(keyspace_counts(&reply), (3, 1, 250));
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! On a write or fsync failure it keeps the unwritten bytes, cuts any partial write off the file,
 //! publishes the error and retries every second; it never drops a write it was given.
-//! A rewrite (issue 4) also belongs here, as the owner of the file.
+//! A finished rewrite is switched to here, as the owner of the file (`switch`): in one step under
+//! the buffer's lock it takes both the batch for the old file and the rewrite's copy of the same
+//! recent writes, so the new file ends exactly where the old one does.
 
 use std::fs::File;
 use std::io::Write;
@@ -29,12 +31,18 @@ pub(super) fn run(shared: Arc<Shared>, mut file: File, path: PathBuf, start: u64
     let mut written = start;
     let mut synced = start;
     let mut last_sync = Instant::now();
+    // Bytes in the file: equals the logical offsets until a rewrite shortens the file.
+    let mut file_len = start;
     let mut error: Option<Arc<str>> = None;
     let mut close_failures = 0;
     loop {
-        let (batch_end, sync_wanted, closing) = {
+        let (batch_end, sync_wanted, closing, switch) = {
             let mut pending = shared.pending.lock();
-            while pending.buf.is_empty() && !pending.sync_wanted && !pending.closing {
+            while pending.buf.is_empty()
+                && !pending.sync_wanted
+                && !pending.closing
+                && pending.switch.is_none()
+            {
                 // Idle, or a failure to retry: wake once a period. Unsynced bytes under
                 // everysec: wake when their fsync is due.
                 let wait = if error.is_none() && policy == FsyncPolicy::Everysec && synced < written
@@ -54,13 +62,24 @@ pub(super) fn run(shared: Arc<Shared>, mut file: File, path: PathBuf, start: u64
                 pending.buf.clear();
             }
             let sync_wanted = std::mem::take(&mut pending.sync_wanted);
-            (pending.end_offset, sync_wanted, pending.closing)
+            // The rewrite's buffer holds copies of exactly the writes appended since its slots
+            // were snapshotted, up to this instant: the new file's tail.
+            let switch = pending
+                .switch
+                .take()
+                .map(|switch| (switch, pending.rewrite.take()));
+            if pending.closing {
+                // A rewrite still running will find its buffer gone and give up.
+                pending.rewrite = None;
+            }
+            (pending.end_offset, sync_wanted, pending.closing, switch)
         };
 
         if !batch.is_empty() {
             match file.write_all(&batch) {
                 Ok(()) => {
                     written = batch_end;
+                    file_len += batch.len() as u64;
                     batch.clear();
                     if batch.capacity() > KEEP_CAPACITY {
                         batch = BytesMut::with_capacity(64 * 1024);
@@ -70,11 +89,33 @@ pub(super) fn run(shared: Arc<Shared>, mut file: File, path: PathBuf, start: u64
                 Err(e) => {
                     tracing::error!(path = %path.display(), error = %e, "cannot write the append-only file; retrying");
                     // A partial write would leave a torn record before the retried one.
-                    if let Err(e) = file.set_len(written) {
+                    if let Err(e) = file.set_len(file_len) {
                         tracing::error!(path = %path.display(), error = %e, "cannot cut a partial write off the append-only file");
                     }
                     error = Some(format!("write {}: {e}", path.display()).into());
                 }
+            }
+        }
+
+        if let Some((mut switch, tail)) = switch {
+            // Only when the old file holds everything: unwritten bytes are also in the tail and
+            // would otherwise reach the new file twice.
+            let outcome = match tail {
+                Some(_) if !batch.is_empty() => {
+                    Err("the append-only file has unwritten bytes".to_string())
+                }
+                Some(tail) => switch.install(tail.bytes()),
+                None => Err("the rewrite was cancelled".to_string()),
+            };
+            match outcome {
+                Ok(new_file) => {
+                    file = new_file.file;
+                    file_len = new_file.len;
+                    synced = written;
+                    last_sync = Instant::now();
+                    switch.finish(Ok(file_len));
+                }
+                Err(reason) => switch.finish(Err(reason)),
             }
         }
 
@@ -108,16 +149,22 @@ pub(super) fn run(shared: Arc<Shared>, mut file: File, path: PathBuf, start: u64
                 || progress.synced != synced
                 || progress.error.is_some() != error.is_some()
                 || progress.closed != done
+                || progress.file_size != file_len
                 || sync_wanted;
             *progress = super::Progress {
                 written,
                 synced,
                 error: error.clone(),
                 closed: done,
+                file_size: file_len,
             };
             changed
         });
         if done {
+            // A rewrite waiting for a switch must not wait for ever.
+            if let Some(switch) = shared.pending.lock().switch.take() {
+                switch.finish(Err("the append-only file was closed".to_string()));
+            }
             if error.is_some() {
                 tracing::error!(path = %path.display(), lost_bytes = batch.len(), "giving up on the append-only file at shutdown");
             }

@@ -1,5 +1,8 @@
 //! Key-space commands: DEL UNLINK EXISTS TOUCH EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL PERSIST
-//! TYPE KEYS SCAN RANDOMKEY.
+//! EXPIRETIME PEXPIRETIME TYPE KEYS SCAN RANDOMKEY; RENAME / COPY and OBJECT in their own files.
+
+pub mod object;
+pub mod rename;
 
 use bytes::Bytes;
 use rand::Rng;
@@ -167,6 +170,23 @@ pub fn ttl(ctx: &Ctx<'_>, args: &[Bytes], unit: ExpireUnit) -> Frame {
     Frame::Integer(match unit {
         ExpireUnit::Millis => left,
         ExpireUnit::Seconds => (left + 500) / 1000,
+    })
+}
+
+/// EXPIRETIME / PEXPIRETIME: the absolute expiry as Unix time (seconds rounded as Redis's
+/// `(ms + 500) / 1000`), -1 without a TTL, -2 without the key.
+pub fn expiretime(ctx: &Ctx<'_>, args: &[Bytes], unit: ExpireUnit) -> Frame {
+    let mut txn = ctx.lock(&args[1]);
+    let Some(entry) = txn.read(&args[1]) else {
+        return Frame::Integer(-2);
+    };
+    let Some(at) = entry.expires_at_ms else {
+        return Frame::Integer(-1);
+    };
+    let at = at.min(i64::MAX as u64) as i64;
+    Frame::Integer(match unit {
+        ExpireUnit::Millis => at,
+        ExpireUnit::Seconds => at.saturating_add(500) / 1000,
     })
 }
 

@@ -1,16 +1,22 @@
-//! Server commands: COMMAND CONFIG INFO DBSIZE FLUSHALL FLUSHDB.
+//! Server commands: COMMAND CONFIG INFO DBSIZE FLUSHALL FLUSHDB, and what INFO reports that is
+//! kept here: per-command counters (commandstats), the moving ops/sec rate and the memory peak.
 
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tessera_proto::command::{self, CommandSpec};
 use tessera_proto::resp::Frame;
+use tessera_proto::slot::SLOT_COUNT;
 
 use super::parse::{self, err, ERR_SYNTAX};
 use super::{subcommand_arity, unknown_subcommand, Ctx};
 use crate::keyspace::glob;
 use crate::server::REDIS_VERSION;
+use crate::state::NodeState;
 
 fn bulk(text: &str) -> Frame {
     Frame::Bulk(Bytes::copy_from_slice(text.as_bytes()))
@@ -141,6 +147,7 @@ pub fn config(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         )),
         "resetstat" if args.len() == 2 => {
             ctx.stats().reset();
+            ctx.stats().commands.reset();
             Frame::ok()
         }
         "rewrite" if args.len() == 2 => err("ERR The server is running without a config file"),
@@ -173,6 +180,7 @@ pub fn flush(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     Frame::ok()
 }
 
+/// Every section INFO knows, in the order Redis prints them.
 const SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -180,22 +188,28 @@ const SECTIONS: &[&str] = &[
     "persistence",
     "stats",
     "replication",
+    "commandstats",
     "cluster",
     "keyspace",
 ];
+
+/// What `INFO`, `INFO default` print: all but commandstats, as Redis.
+fn is_default_section(section: &str) -> bool {
+    section != "commandstats"
+}
 
 pub fn info(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let wanted: Vec<String> = args[1..]
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    let all = wanted.is_empty()
-        || wanted
-            .iter()
-            .any(|w| w == "all" || w == "everything" || w == "default");
+    let all = wanted.iter().any(|w| w == "all" || w == "everything");
+    let default = wanted.is_empty() || wanted.iter().any(|w| w == "default");
     let mut text = String::new();
     for section in SECTIONS {
-        if !all && !wanted.iter().any(|w| w == section) {
+        let chosen =
+            all || (default && is_default_section(section)) || wanted.iter().any(|w| w == section);
+        if !chosen {
             continue;
         }
         if !text.is_empty() {
@@ -247,21 +261,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 ("tracking_clients", "0".into()),
             ],
         ),
-        "memory" => {
-            let rss = resident_bytes();
-            (
-                "Memory",
-                vec![
-                    ("used_memory", rss.to_string()),
-                    ("used_memory_human", human_bytes(rss)),
-                    ("used_memory_rss", rss.to_string()),
-                    ("maxmemory", "0".into()),
-                    ("maxmemory_human", "0B".into()),
-                    ("maxmemory_policy", "noeviction".into()),
-                    ("mem_allocator", "libc".into()),
-                ],
-            )
-        }
+        "memory" => ("Memory", memory_fields(ctx)),
         "persistence" => (
             "Persistence",
             vec![
@@ -277,12 +277,16 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                     load(&stats.connections_received),
                 ),
                 ("total_commands_processed", load(&stats.commands_processed)),
-                ("instantaneous_ops_per_sec", "0".into()),
+                (
+                    "instantaneous_ops_per_sec",
+                    stats.commands.ops_per_sec().to_string(),
+                ),
                 ("rejected_connections", load(&stats.rejected_connections)),
                 (
                     "expired_keys",
                     ctx.state.keyspace.expired_total().to_string(),
                 ),
+                // Nothing evicts yet: maxmemory is not enforced (CONFIG GET maxmemory says 0).
                 ("evicted_keys", "0".into()),
                 ("keyspace_hits", load(&stats.keyspace_hits)),
                 ("keyspace_misses", load(&stats.keyspace_misses)),
@@ -296,13 +300,22 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 ("master_repl_offset", "0".into()),
             ],
         ),
+        "commandstats" => {
+            let _ = write!(out, "# Commandstats\r\n");
+            stats.commands.render(out);
+            return;
+        }
         "cluster" => ("Cluster", vec![("cluster_enabled", "1".into())]),
         "keyspace" => {
             let keys = ctx.state.keyspace.len();
             let mut fields = Vec::new();
             if keys > 0 {
                 let expires = ctx.state.keyspace.volatile_len();
-                fields.push(("db0", format!("keys={keys},expires={expires},avg_ttl=0")));
+                let avg_ttl = avg_ttl_ms(ctx);
+                fields.push((
+                    "db0",
+                    format!("keys={keys},expires={expires},avg_ttl={avg_ttl}"),
+                ));
             }
             ("Keyspace", fields)
         }
@@ -314,8 +327,121 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
     }
 }
 
-/// Resident set size from /proc (0 where unavailable): what INFO reports as used memory, since
-/// we do not count allocations ourselves.
+/// Most keys with a TTL `avg_ttl` looks at, and most entries it examines in all.
+const AVG_TTL_SAMPLES: u64 = 1_000;
+const AVG_TTL_EXAMINED: usize = 20_000;
+/// Entries examined per slot, so the sample spreads over many slots rather than a few large ones.
+const AVG_TTL_PER_SLOT: usize = 64;
+
+/// The average remaining TTL in milliseconds of keys with one (0 when none). Redis keeps a moving
+/// estimate from the keys its expiry cycle samples; we sample when asked instead: the first
+/// entries of each slot holding keys with a TTL, bounded as above, so INFO stays cheap however
+/// many keys the node holds (each slot's lock is held only while its few entries are read).
+fn avg_ttl_ms(ctx: &Ctx<'_>) -> u64 {
+    let now = ctx.now_ms;
+    let (mut sum, mut found, mut examined) = (0u128, 0u64, 0usize);
+    for slot in 0..SLOT_COUNT {
+        if found >= AVG_TTL_SAMPLES || examined >= AVG_TTL_EXAMINED {
+            break;
+        }
+        let guard = ctx.state.keyspace.lock(slot);
+        if guard.volatile_len() == 0 {
+            continue;
+        }
+        for (_, entry) in guard.iter().take(AVG_TTL_PER_SLOT) {
+            examined += 1;
+            if let Some(at) = entry.expires_at_ms.filter(|at| *at > now) {
+                sum += u128::from(at - now);
+                found += 1;
+            }
+        }
+    }
+    if found == 0 {
+        0
+    } else {
+        (sum / u128::from(found)) as u64
+    }
+}
+
+/// INFO memory. `used_memory` is the process's resident set (the allocator's own figure, not the
+/// sum of MEMORY USAGE estimates, which would need a walk over every key): we run on the system
+/// allocator, which keeps no running total we could read, so RSS is the honest number and the
+/// fragmentation ratio is 1. maxmemory and its policy are read from CONFIG's values.
+fn memory_fields(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
+    let MemoryFigures { used, rss, peak } = memory_figures();
+    let config = config_params(ctx);
+    let setting = |name: &str| {
+        config
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let maxmemory: u64 = setting("maxmemory").parse().unwrap_or(0);
+    let system = total_system_memory();
+    let peak_perc = if peak == 0 {
+        0.0
+    } else {
+        used as f64 * 100.0 / peak as f64
+    };
+    let ratio = if used == 0 {
+        0.0
+    } else {
+        rss as f64 / used as f64
+    };
+    vec![
+        ("used_memory", used.to_string()),
+        ("used_memory_human", human_bytes(used)),
+        ("used_memory_rss", rss.to_string()),
+        ("used_memory_rss_human", human_bytes(rss)),
+        ("used_memory_peak", peak.to_string()),
+        ("used_memory_peak_human", human_bytes(peak)),
+        ("used_memory_peak_perc", format!("{peak_perc:.2}%")),
+        ("total_system_memory", system.to_string()),
+        ("total_system_memory_human", human_bytes(system)),
+        ("maxmemory", maxmemory.to_string()),
+        ("maxmemory_human", human_bytes(maxmemory)),
+        ("maxmemory_policy", setting("maxmemory-policy")),
+        ("mem_fragmentation_ratio", format!("{ratio:.2}")),
+        (
+            "mem_fragmentation_bytes",
+            rss.saturating_sub(used).to_string(),
+        ),
+        ("mem_allocator", "libc".into()),
+    ]
+}
+
+/// The process's memory as INFO and MEMORY STATS report it, in bytes.
+pub struct MemoryFigures {
+    /// What we count as used: the resident set (see `memory_fields`).
+    pub used: u64,
+    pub rss: u64,
+    /// The largest `used` seen by INFO, MEMORY STATS or the periodic `cron` (per process).
+    pub peak: u64,
+}
+
+/// The peak is per process, like the memory it measures.
+static PEAK_MEMORY: AtomicU64 = AtomicU64::new(0);
+
+pub fn memory_figures() -> MemoryFigures {
+    let rss = resident_bytes();
+    let peak = PEAK_MEMORY.fetch_max(rss, Ordering::Relaxed).max(rss);
+    MemoryFigures {
+        used: rss,
+        rss,
+        peak,
+    }
+}
+
+/// Work INFO's figures need done periodically (every 100 ms, from the server's background task):
+/// a sample of the command rate and of memory for the peak.
+pub fn cron(state: &NodeState) {
+    let processed = state.stats.commands_processed.load(Ordering::Relaxed);
+    state.stats.commands.sample_ops(Instant::now(), processed);
+    memory_figures();
+}
+
+/// Resident set size from /proc (0 where unavailable).
 fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -325,6 +451,24 @@ fn resident_bytes() -> u64 {
                 .and_then(|p| p.parse::<u64>().ok())
         })
         .map_or(0, |pages| pages * 4096)
+}
+
+/// The machine's memory from /proc/meminfo (0 where unavailable).
+fn total_system_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Redis's bytesToHuman.
@@ -338,6 +482,192 @@ fn human_bytes(n: u64) -> String {
         format!("{:.2}M", n / (1024.0 * 1024.0))
     } else {
         format!("{:.2}G", n / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
+/// Counters of one entry of the command table.
+#[derive(Default)]
+struct CommandCounters {
+    calls: AtomicU64,
+    usec: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Per-command counters for INFO commandstats: one set per entry of the shared command table,
+/// subcommands included, found by the entry's position in the table, so the hot path adds to a
+/// few atomics with no lock and no map lookup.
+pub struct CommandStats {
+    counters: Box<[CommandCounters]>,
+    /// Only the periodic sampler and INFO touch it.
+    ops: Mutex<OpsRate>,
+}
+
+impl Default for CommandStats {
+    fn default() -> Self {
+        let len = flat_len();
+        CommandStats {
+            counters: (0..len).map(|_| CommandCounters::default()).collect(),
+            ops: Mutex::new(OpsRate::default()),
+        }
+    }
+}
+
+impl CommandStats {
+    /// A command that ran for `elapsed`; `failed` when it answered an error.
+    pub fn record(&self, spec: &'static CommandSpec, elapsed: Duration, failed: bool) {
+        let Some(c) = index_of(spec).and_then(|i| self.counters.get(i)) else {
+            return;
+        };
+        c.calls.fetch_add(1, Ordering::Relaxed);
+        c.usec
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        if failed {
+            c.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A command refused before it ran (CROSSSLOT, MOVED, CLUSTERDOWN).
+    pub fn reject(&self, spec: &'static CommandSpec) {
+        if let Some(c) = index_of(spec).and_then(|i| self.counters.get(i)) {
+            c.rejected.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A command the table refused (wrong arity): counted as rejected on the command or
+    /// subcommand it named, as Redis counts it; an unknown name or subcommand counts nowhere.
+    pub fn reject_unresolved(&self, args: &[Bytes]) {
+        let Some(spec) = args.first().and_then(|name| command::lookup(name)) else {
+            return;
+        };
+        let target = match args.get(1) {
+            Some(sub) if !spec.subcommands.is_empty() => spec.subcommand(sub),
+            _ => Some(spec),
+        };
+        if let Some(target) = target {
+            self.reject(target);
+        }
+    }
+
+    /// CONFIG RESETSTAT.
+    pub fn reset(&self) {
+        for c in self.counters.iter() {
+            for counter in [&c.calls, &c.usec, &c.rejected, &c.failed] {
+                counter.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records the total of commands processed at `now` for the moving rate.
+    pub fn sample_ops(&self, now: Instant, processed: u64) {
+        self.ops.lock().sample(now, processed);
+    }
+
+    /// Commands per second over the last 16 samples, as Redis's instantaneous_ops_per_sec.
+    pub fn ops_per_sec(&self) -> u64 {
+        self.ops.lock().rate()
+    }
+
+    /// The `cmdstat_<name>:...` lines of the commands that were called, rejected or failed.
+    fn render(&self, out: &mut String) {
+        let bases = bases();
+        for (i, spec) in command::all().iter().enumerate() {
+            let entries = std::iter::once(spec).chain(spec.subcommands.iter());
+            for (j, entry) in entries.enumerate() {
+                let Some(c) = self.counters.get(bases[i] + j) else {
+                    continue;
+                };
+                let calls = c.calls.load(Ordering::Relaxed);
+                let usec = c.usec.load(Ordering::Relaxed);
+                let rejected = c.rejected.load(Ordering::Relaxed);
+                let failed = c.failed.load(Ordering::Relaxed);
+                if calls == 0 && rejected == 0 && failed == 0 {
+                    continue;
+                }
+                let per_call = if calls == 0 {
+                    0.0
+                } else {
+                    usec as f64 / calls as f64
+                };
+                let _ = write!(
+                    out,
+                    "cmdstat_{}:calls={calls},usec={usec},usec_per_call={per_call:.2},\
+                     rejected_calls={rejected},failed_calls={failed}\r\n",
+                    entry.name
+                );
+            }
+        }
+    }
+}
+
+/// Redis's instantaneous metric: 16 samples of the rate between consecutive readings.
+#[derive(Default)]
+struct OpsRate {
+    last: Option<(Instant, u64)>,
+    samples: [u64; 16],
+    next: usize,
+}
+
+impl OpsRate {
+    fn sample(&mut self, now: Instant, count: u64) {
+        if let Some((at, before)) = self.last {
+            let ms = now.saturating_duration_since(at).as_millis() as u64;
+            if ms == 0 {
+                return;
+            }
+            self.samples[self.next] = count.saturating_sub(before) * 1000 / ms;
+            self.next = (self.next + 1) % self.samples.len();
+        }
+        self.last = Some((now, count));
+    }
+
+    fn rate(&self) -> u64 {
+        self.samples.iter().sum::<u64>() / self.samples.len() as u64
+    }
+}
+
+/// Where each top-level entry of the command table starts in the flattened table (the entry,
+/// then its subcommands).
+fn bases() -> &'static [usize] {
+    static BASES: OnceLock<Vec<usize>> = OnceLock::new();
+    BASES.get_or_init(|| {
+        let mut next = 0;
+        command::all()
+            .iter()
+            .map(|spec| {
+                let base = next;
+                next += 1 + spec.subcommands.len();
+                base
+            })
+            .collect()
+    })
+}
+
+fn flat_len() -> usize {
+    command::all()
+        .iter()
+        .map(|spec| 1 + spec.subcommands.len())
+        .sum()
+}
+
+/// The position of `spec` in `table`, by address: the table is static, so this is arithmetic.
+fn position(table: &'static [CommandSpec], spec: &CommandSpec) -> Option<usize> {
+    let offset = (spec as *const CommandSpec as usize).wrapping_sub(table.as_ptr() as usize);
+    let i = offset / std::mem::size_of::<CommandSpec>();
+    table.get(i).filter(|s| std::ptr::eq(*s, spec)).map(|_| i)
+}
+
+/// The index of `spec` in the flattened command table.
+fn index_of(spec: &'static CommandSpec) -> Option<usize> {
+    let all = command::all();
+    match spec.name.split_once('|') {
+        None => position(all, spec).map(|i| bases()[i]),
+        Some((parent, _)) => {
+            let parent = command::lookup(parent.as_bytes())?;
+            let i = position(all, parent)?;
+            let j = position(parent.subcommands, spec)?;
+            Some(bases()[i] + 1 + j)
+        }
     }
 }
 
@@ -375,7 +705,15 @@ mod tests {
         assert!(text.ends_with("# Keyspace\r\n\r\n"), "{text}");
         run(&s, "SET a 1 EX 100");
         let text = run(&s, "INFO keyspace cluster");
-        assert!(text.contains("# Cluster\r\ncluster_enabled:1\r\n\r\n# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=0\r\n"), "{text}");
+        // avg_ttl is the real remaining time: 100 s less the few milliseconds since the SET.
+        let expected =
+            "# Cluster\r\ncluster_enabled:1\r\n\r\n# Keyspace\r\ndb0:keys=1,expires=1,avg_ttl=";
+        assert!(text.contains(expected), "{text}");
+        let ttl: u64 = text
+            .rsplit_once("avg_ttl=")
+            .and_then(|(_, rest)| rest.trim_end().parse().ok())
+            .unwrap_or(0);
+        assert!((99_000..=100_000).contains(&ttl), "{text}");
         assert!(run(&s, "INFO nosuchsection").starts_with("$0\r\n"));
     }
 }

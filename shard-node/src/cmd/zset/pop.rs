@@ -1,13 +1,15 @@
-//! Removing and sampling: ZPOPMIN ZPOPMAX ZMPOP ZRANDMEMBER. Pops are logged as the ZREM of what
-//! they removed, so replay does not depend on which end or how many.
+//! Removing and sampling: ZPOPMIN ZPOPMAX ZMPOP, their blocking forms BZPOPMIN BZPOPMAX BZMPOP,
+//! ZRANDMEMBER. Pops are logged as the ZREM of what they removed, so replay does not depend on
+//! which end or how many.
 
 use bytes::Bytes;
 use rand::Rng;
 use tessera_proto::resp::{Frame, Protocol};
 
 use super::{drop_if_empty, members_reply, read_zset, score_frame, write_zset, zset_mut};
+use crate::cmd::list;
 use crate::cmd::parse::{err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX};
-use crate::cmd::{Ctx, Session};
+use crate::cmd::{Ctx, Session, Txn};
 
 /// The key popped from and its members with their scores, in pop order.
 type Popped = (Bytes, Vec<(Bytes, f64)>);
@@ -25,12 +27,22 @@ fn pop_from(
         return Ok(None);
     };
     let mut txn = ctx.lock(first);
+    pop_locked(&mut txn, keys, max, count)
+}
+
+/// `pop_from` with the keys' slot already locked (a blocked client served by another's write).
+fn pop_locked(
+    txn: &mut Txn<'_>,
+    keys: &[Bytes],
+    max: bool,
+    count: usize,
+) -> Result<Option<Popped>, Frame> {
     for key in keys {
-        if write_zset(&mut txn, key)?.is_none() {
+        if write_zset(txn, key)?.is_none() {
             continue;
         }
         let mut popped = Vec::new();
-        if let Some(zset) = zset_mut(&mut txn, key) {
+        if let Some(zset) = zset_mut(txn, key) {
             let n = count.min(zset.len());
             let chosen: Vec<(Bytes, f64)> = if max {
                 zset.iter()
@@ -46,7 +58,7 @@ fn pop_from(
                 popped.push((m, s));
             }
         }
-        drop_if_empty(&mut txn, key);
+        drop_if_empty(txn, key);
         if !popped.is_empty() {
             let mut entry = vec![Bytes::from_static(b"ZREM"), key.clone()];
             entry.extend(popped.iter().map(|(m, _)| m.clone()));
@@ -102,20 +114,24 @@ fn positive(arg: &[u8], msg: &'static str) -> Result<i64, Frame> {
     }
 }
 
-/// ZMPOP numkeys key... MIN|MAX [COUNT count].
-pub fn zmpop(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
-    let numkeys = match positive(&args[1], "ERR numkeys should be greater than 0") {
-        Ok(n) => n as usize,
-        Err(e) => return e,
-    };
-    let where_idx = match numkeys.checked_add(2) {
+/// What ZMPOP / BZMPOP ask for: the keys (as a range of `args`), which end, how many.
+struct MultiPop {
+    keys: std::ops::Range<usize>,
+    max: bool,
+    count: usize,
+}
+
+/// Parses `numkeys key... MIN|MAX [COUNT count]` with numkeys at `args[numkeys_at]`.
+fn parse_mpop(args: &[Bytes], numkeys_at: usize) -> Result<MultiPop, Frame> {
+    let numkeys = positive(&args[numkeys_at], "ERR numkeys should be greater than 0")? as usize;
+    let where_idx = match numkeys.checked_add(numkeys_at + 1) {
         Some(i) if i < args.len() => i,
-        _ => return err(ERR_SYNTAX),
+        _ => return Err(err(ERR_SYNTAX)),
     };
     let max = match args[where_idx].to_ascii_lowercase().as_slice() {
         b"min" => false,
         b"max" => true,
-        _ => return err(ERR_SYNTAX),
+        _ => return Err(err(ERR_SYNTAX)),
     };
     let mut count: Option<i64> = None;
     let mut j = where_idx + 1;
@@ -123,23 +139,116 @@ pub fn zmpop(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         let more = args.len() - 1 - j;
         if count.is_none() && args[j].eq_ignore_ascii_case(b"count") && more > 0 {
             j += 1;
-            match positive(&args[j], "ERR count should be greater than 0") {
-                Ok(n) => count = Some(n),
-                Err(e) => return e,
-            }
+            count = Some(positive(&args[j], "ERR count should be greater than 0")?);
         } else {
-            return err(ERR_SYNTAX);
+            return Err(err(ERR_SYNTAX));
         }
         j += 1;
     }
-    let count = count.unwrap_or(1) as usize;
-    match pop_from(ctx, &args[2..where_idx], max, count) {
-        Ok(Some((key, popped))) => Frame::Array(vec![
-            Frame::Bulk(key),
-            Frame::Array(popped.into_iter().map(|(m, s)| pair(m, s)).collect()),
-        ]),
+    Ok(MultiPop {
+        keys: numkeys_at + 1..where_idx,
+        max,
+        count: count.unwrap_or(1) as usize,
+    })
+}
+
+fn mpop_reply(key: Bytes, popped: Vec<(Bytes, f64)>) -> Frame {
+    Frame::Array(vec![
+        Frame::Bulk(key),
+        Frame::Array(popped.into_iter().map(|(m, s)| pair(m, s)).collect()),
+    ])
+}
+
+/// ZMPOP numkeys key... MIN|MAX [COUNT count].
+pub fn zmpop(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
+    let spec = match parse_mpop(args, 1) {
+        Ok(spec) => spec,
+        Err(e) => return e,
+    };
+    match pop_from(ctx, &args[spec.keys], spec.max, spec.count) {
+        Ok(Some((key, popped))) => mpop_reply(key, popped),
         Ok(None) => Frame::NullArray,
         Err(e) => e,
+    }
+}
+
+/// `[key, member, score]`, the reply of BZPOPMIN / BZPOPMAX.
+fn bzpop_reply(key: Bytes, popped: Vec<(Bytes, f64)>) -> Frame {
+    let mut out = vec![Frame::Bulk(key)];
+    if let Some((m, s)) = popped.into_iter().next() {
+        out.push(Frame::Bulk(m));
+        out.push(score_frame(s));
+    }
+    Frame::Array(out)
+}
+
+/// Whether `keys` share one slot (replay skips the cluster rule; one lock must cover them).
+fn same_slot(keys: &[Bytes]) -> bool {
+    let mut slots = keys.iter().map(|k| tessera_proto::slot::key_hash_slot(k));
+    let first = slots.next();
+    slots.all(|s| Some(s) == first)
+}
+
+const ERR_CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+
+/// BZPOPMIN / BZPOPMAX key... timeout: pops one member of the first non-empty key, or blocks until
+/// a write gives one of the keys data (served by `serve_blocked`) or the timeout passes.
+pub fn bzpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], max: bool) -> Frame {
+    let timeout = match list::parse_timeout(&args[args.len() - 1]) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let keys = &args[1..args.len() - 1];
+    if !same_slot(keys) {
+        return err(ERR_CROSSSLOT);
+    }
+    let mut txn = ctx.lock(&keys[0]);
+    match pop_locked(&mut txn, keys, max, 1) {
+        Ok(Some((key, popped))) => bzpop_reply(key, popped),
+        Ok(None) => list::block(&txn, session, keys, args, timeout, Frame::NullArray),
+        Err(e) => e,
+    }
+}
+
+/// BZMPOP timeout numkeys key... MIN|MAX [COUNT count]; Redis parses the rest before the timeout.
+pub fn bzmpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
+    let spec = match parse_mpop(args, 2) {
+        Ok(spec) => spec,
+        Err(e) => return e,
+    };
+    let timeout = match list::parse_timeout(&args[1]) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let keys = &args[spec.keys];
+    if !same_slot(keys) {
+        return err(ERR_CROSSSLOT);
+    }
+    let mut txn = ctx.lock(&keys[0]);
+    match pop_locked(&mut txn, keys, spec.max, spec.count) {
+        Ok(Some((key, popped))) => mpop_reply(key, popped),
+        Ok(None) => list::block(&txn, session, keys, args, timeout, Frame::NullArray),
+        Err(e) => e,
+    }
+}
+
+/// Offers `key`, which just got data, to a client blocked in BZPOPMIN / BZPOPMAX / BZMPOP `args`:
+/// pops as the command would have (logged as the ZREM of what it took) and returns its reply;
+/// `None` when `key` holds no sorted set now, so the client keeps waiting.
+pub fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<Frame> {
+    let name = args.first()?.to_ascii_lowercase();
+    let keys = std::slice::from_ref(key);
+    match &name[..] {
+        b"bzpopmin" | b"bzpopmax" => {
+            let (key, popped) = pop_locked(txn, keys, &name[..] == b"bzpopmax", 1).ok()??;
+            Some(bzpop_reply(key, popped))
+        }
+        b"bzmpop" => {
+            let spec = parse_mpop(args, 2).ok()?;
+            let (key, popped) = pop_locked(txn, keys, spec.max, spec.count).ok()??;
+            Some(mpop_reply(key, popped))
+        }
+        _ => None,
     }
 }
 

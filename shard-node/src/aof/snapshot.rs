@@ -1,0 +1,181 @@
+//! One key as the shortest commands that recreate it, for the rewritten log: SET (with PXAT when
+//! it has a TTL) for strings; HSET, RPUSH, SADD, ZADD for collections, in commands of at most
+//! `ITEMS_PER_COMMAND` elements (Redis's AOF_REWRITE_ITEMS_PER_CMD), then PEXPIREAT for a TTL.
+
+use bytes::{Bytes, BytesMut};
+
+use super::record;
+use crate::cmd::zset::format_score;
+use crate::keyspace::{Entry, Value};
+
+/// Elements per rewritten command, as Redis: bounds one record's size (and so replay's memory
+/// per command) for huge collections.
+pub const ITEMS_PER_COMMAND: usize = 64;
+
+/// Appends the records that recreate `key` holding `entry` to `out`.
+pub fn encode_entry(key: &Bytes, entry: &Entry, out: &mut BytesMut) {
+    let mut args: Vec<Bytes> = Vec::with_capacity(2 + 2 * ITEMS_PER_COMMAND);
+    match &entry.value {
+        Value::String(value) => {
+            args.extend([Bytes::from_static(b"SET"), key.clone(), value.clone()]);
+            // PXAT must be positive; an expiry at 0 (set from a time before the epoch) takes the
+            // PEXPIREAT below instead.
+            if let Some(at) = entry.expires_at_ms.filter(|at| *at > 0) {
+                args.extend([Bytes::from_static(b"PXAT"), Bytes::from(at.to_string())]);
+                record::encode(&args, out);
+                return;
+            }
+            record::encode(&args, out);
+        }
+        Value::Hash(hash) => chunked(
+            b"HSET",
+            key,
+            hash.iter().map(|(f, v)| [f.clone(), v.clone()]),
+            out,
+            &mut args,
+        ),
+        Value::List(list) => chunked(
+            b"RPUSH",
+            key,
+            list.iter().map(|v| [v.clone()]),
+            out,
+            &mut args,
+        ),
+        Value::Set(set) => chunked(
+            b"SADD",
+            key,
+            set.iter().map(|m| [m.clone()]),
+            out,
+            &mut args,
+        ),
+        Value::ZSet(zset) => chunked(
+            b"ZADD",
+            key,
+            zset.iter()
+                .map(|(m, score)| [format_score(score), m.clone()]),
+            out,
+            &mut args,
+        ),
+    }
+    if let Some(at) = entry.expires_at_ms {
+        record::encode(
+            &[
+                Bytes::from_static(b"PEXPIREAT"),
+                key.clone(),
+                Bytes::from(at.to_string()),
+            ],
+            out,
+        );
+    }
+}
+
+/// Writes `command key item...` records of at most `ITEMS_PER_COMMAND` items each.
+fn chunked<const N: usize>(
+    command: &'static [u8],
+    key: &Bytes,
+    items: impl Iterator<Item = [Bytes; N]>,
+    out: &mut BytesMut,
+    args: &mut Vec<Bytes>,
+) {
+    let mut count = 0;
+    for item in items {
+        if count == 0 {
+            args.clear();
+            args.extend([Bytes::from_static(command), key.clone()]);
+        }
+        args.extend(item);
+        count += 1;
+        if count == ITEMS_PER_COMMAND {
+            record::encode(args, out);
+            count = 0;
+        }
+    }
+    if count > 0 {
+        record::encode(args, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet, VecDeque};
+
+    use super::*;
+    use crate::keyspace::SortedSet;
+
+    fn records(key: &str, entry: &Entry) -> Vec<Vec<Bytes>> {
+        let mut out = BytesMut::new();
+        encode_entry(&Bytes::from(key.to_string()), entry, &mut out);
+        let dir = std::env::temp_dir().join(format!(
+            "tessera-snapshot-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("a.aof");
+        std::fs::write(&path, &out).expect("write");
+        let mut all = Vec::new();
+        super::super::load(&path, |r| {
+            all.push(r);
+            Ok::<(), String>(())
+        })
+        .expect("load");
+        let _ = std::fs::remove_dir_all(&dir);
+        all
+    }
+
+    fn text(record: &[Bytes]) -> String {
+        record
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn strings_are_one_set_with_pxat() {
+        let entry = Entry::new(
+            Value::String(Bytes::from_static(b"v")),
+            Some(1_900_000_000_000),
+        );
+        let r = records("k", &entry);
+        assert_eq!(r.len(), 1);
+        assert_eq!(text(&r[0]), "SET k v PXAT 1900000000000");
+        let r = records("k", &Entry::new(Value::String(Bytes::new()), None));
+        assert_eq!(text(&r[0]), "SET k ");
+        let r = records("k", &Entry::new(Value::String(Bytes::new()), Some(0)));
+        assert_eq!(r.len(), 2);
+        assert_eq!(text(&r[1]), "PEXPIREAT k 0");
+    }
+
+    #[test]
+    fn collections_are_chunked_by_64_then_expired() {
+        let list: VecDeque<Bytes> = (0..130).map(|i| Bytes::from(i.to_string())).collect();
+        let entry = Entry::new(Value::List(Box::new(list)), Some(42));
+        let r = records("l", &entry);
+        assert_eq!(r.len(), 4);
+        assert_eq!(r[0].len(), 2 + 64);
+        assert_eq!(r[1].len(), 2 + 64);
+        assert_eq!(text(&r[2]), "RPUSH l 128 129");
+        assert_eq!(text(&r[3]), "PEXPIREAT l 42");
+        assert_eq!(text(&r[0][..4]), "RPUSH l 0 1");
+
+        let hash: HashMap<Bytes, Bytes> = (0..65)
+            .map(|i| (Bytes::from(format!("f{i}")), Bytes::from(format!("v{i}"))))
+            .collect();
+        let r = records("h", &Entry::new(Value::Hash(Box::new(hash)), None));
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].len(), 2 + 128);
+        assert_eq!(r[1].len(), 4);
+
+        let set: HashSet<Bytes> = [Bytes::from_static(b"m")].into_iter().collect();
+        let r = records("s", &Entry::new(Value::Set(Box::new(set)), None));
+        assert_eq!(text(&r[0]), "SADD s m");
+
+        let mut zset = SortedSet::default();
+        zset.insert(Bytes::from_static(b"a"), 1.5);
+        zset.insert(Bytes::from_static(b"b"), f64::NEG_INFINITY);
+        zset.insert(Bytes::from_static(b"c"), 0.1);
+        let r = records("z", &Entry::new(Value::ZSet(Box::new(zset)), None));
+        assert_eq!(text(&r[0]), "ZADD z -inf b 0.10000000000000001 c 1.5 a");
+    }
+}

@@ -1,0 +1,168 @@
+//! OBJECT ENCODING / FREQ / IDLETIME / REFCOUNT / HELP. Tessera stores every type one way, so the
+//! encoding reported is the one Redis 7.0 would use for the same contents under its default
+//! thresholds: tools and tests that read it (`--bigkeys`, client libraries' checks) see Redis's
+//! names. Redis never converts a grown collection back to its compact form, and strings changed in
+//! place (APPEND, SETRANGE, SETBIT) are `raw` there; both are history Tessera does not keep, so
+//! those cases report the encoding of the present contents.
+
+use bytes::Bytes;
+use tessera_proto::resp::Frame;
+
+use crate::cmd::Ctx;
+use crate::keyspace::Value;
+
+/// Redis 7.0's defaults: hash-max-listpack-entries / -value, set-max-intset-entries,
+/// zset-max-listpack-entries / -value; strings up to 44 bytes are `embstr`.
+const HASH_MAX_ENTRIES: usize = 128;
+const HASH_MAX_VALUE: usize = 64;
+const SET_MAX_INTSET_ENTRIES: usize = 512;
+const ZSET_MAX_ENTRIES: usize = 128;
+const ZSET_MAX_VALUE: usize = 64;
+const EMBSTR_MAX: usize = 44;
+/// Redis shares the integers 0..10000 between keys; their refcount reads as INT_MAX.
+const SHARED_INTEGERS: i64 = 10_000;
+const SHARED_REFCOUNT: i64 = i32::MAX as i64;
+
+const HELP: &[&str] = &[
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// OBJECT subcommand [key]; the table has resolved the subcommand and checked its arity.
+pub fn object(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
+    let sub = args[1].to_ascii_lowercase();
+    if sub == b"help" {
+        return Frame::Array(
+            HELP.iter()
+                .map(|line| Frame::Simple(Bytes::from_static(line.as_bytes())))
+                .collect(),
+        );
+    }
+    let Some(key) = args.get(2) else {
+        return crate::cmd::subcommand_arity("object", &args[1]);
+    };
+    let mut txn = ctx.lock(key);
+    let Some(entry) = txn.read(key) else {
+        return Frame::Null;
+    };
+    match &sub[..] {
+        b"encoding" => Frame::Bulk(Bytes::from_static(encoding(&entry.value).as_bytes())),
+        // Without an LFU policy (Tessera has none yet) Redis keeps no frequency.
+        b"freq" => Frame::error(
+            "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please \
+             note that when switching between policies at runtime LRU and LFU data will take some \
+             time to adjust.",
+        ),
+        // No per-key access clock is kept yet: every key reads as just used.
+        b"idletime" => Frame::Integer(0),
+        b"refcount" => Frame::Integer(match &entry.value {
+            Value::String(s) if shared_integer(s) => SHARED_REFCOUNT,
+            _ => 1,
+        }),
+        _ => crate::cmd::unknown_subcommand("object", &args[1]),
+    }
+}
+
+/// The encoding Redis 7.0 reports for a value with these contents.
+pub fn encoding(value: &Value) -> &'static str {
+    match value {
+        Value::String(s) if string_to_i64(s).is_some() => "int",
+        Value::String(s) if s.len() <= EMBSTR_MAX => "embstr",
+        Value::String(_) => "raw",
+        Value::Hash(h)
+            if h.len() <= HASH_MAX_ENTRIES
+                && h.iter()
+                    .all(|(f, v)| f.len() <= HASH_MAX_VALUE && v.len() <= HASH_MAX_VALUE) =>
+        {
+            "listpack"
+        }
+        Value::Hash(_) => "hashtable",
+        // Redis 7.0 stores every list as a quicklist (listpack lists came in 7.2).
+        Value::List(_) => "quicklist",
+        Value::Set(s)
+            if s.len() <= SET_MAX_INTSET_ENTRIES
+                && s.iter().all(|m| string_to_i64(m).is_some()) =>
+        {
+            "intset"
+        }
+        Value::Set(_) => "hashtable",
+        Value::ZSet(z)
+            if z.len() <= ZSET_MAX_ENTRIES && z.iter().all(|(m, _)| m.len() <= ZSET_MAX_VALUE) =>
+        {
+            "listpack"
+        }
+        Value::ZSet(_) => "skiplist",
+    }
+}
+
+/// Whether Redis would store `s` as one of its shared integer objects.
+fn shared_integer(s: &[u8]) -> bool {
+    string_to_i64(s).is_some_and(|n| (0..SHARED_INTEGERS).contains(&n))
+}
+
+/// Redis's string2ll: an optional `-`, no `+`, no leading zeros or spaces, in i64's range, at most
+/// 20 bytes (what tryObjectEncoding and intset accept as an integer).
+fn string_to_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    if s == b"0" {
+        return Some(0);
+    }
+    let digits = s.strip_prefix(b"-").unwrap_or(s);
+    if digits.first().is_none_or(|d| !(b'1'..=b'9').contains(d))
+        || !digits.iter().all(u8::is_ascii_digit)
+    {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::string_to_i64;
+    use crate::cmd::testing::{run, state};
+
+    #[test]
+    fn integers_as_string2ll() {
+        assert_eq!(string_to_i64(b"0"), Some(0));
+        assert_eq!(string_to_i64(b"-12"), Some(-12));
+        assert_eq!(string_to_i64(b"-0"), None);
+        assert_eq!(string_to_i64(b"01"), None);
+        assert_eq!(string_to_i64(b"+1"), None);
+        assert_eq!(string_to_i64(b" 1"), None);
+        assert_eq!(string_to_i64(b"9223372036854775808"), None);
+        assert_eq!(string_to_i64(b"-9223372036854775808"), Some(i64::MIN));
+    }
+
+    #[test]
+    fn encodings_follow_thresholds() {
+        let s = state();
+        run(&s, "SET i 12");
+        assert_eq!(run(&s, "OBJECT ENCODING i"), "$3\r\nint\r\n");
+        assert_eq!(run(&s, "OBJECT REFCOUNT i"), ":2147483647\r\n");
+        run(&s, "SET e abc");
+        assert_eq!(run(&s, "OBJECT ENCODING e"), "$6\r\nembstr\r\n");
+        assert_eq!(run(&s, "OBJECT REFCOUNT e"), ":1\r\n");
+        run(&s, "SADD s 1 2");
+        assert_eq!(run(&s, "OBJECT ENCODING s"), "$6\r\nintset\r\n");
+        run(&s, "SADD s x");
+        assert_eq!(run(&s, "OBJECT ENCODING s"), "$9\r\nhashtable\r\n");
+        assert_eq!(run(&s, "OBJECT ENCODING nope"), "$-1\r\n");
+        assert!(run(&s, "OBJECT FREQ i").starts_with("-ERR An LFU"));
+        assert_eq!(run(&s, "OBJECT IDLETIME i"), ":0\r\n");
+    }
+}
