@@ -6,74 +6,13 @@
 mod data_support;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use data_support::oracle::start_redis;
 use data_support::{RawClient, TestNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A redis-server child process, killed (by its own handle) when dropped.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn redis_available() -> bool {
-    Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-async fn start_redis() -> anyhow::Result<Redis> {
-    // A free port: bind, read it, release it; the race with other processes is harmless here.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--daemonize", "no", "--loglevel", "warning"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting redis-server")?;
-    let redis = Redis {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut client) = RawClient::connect(redis.addr).await {
-            if client.line("PING").await.is_ok_and(|r| r == "+PONG\r\n") {
-                return Ok(redis);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("redis-server did not become ready on port {port}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Commands, one per line, arguments split on spaces; `<sp>` stands for a space inside an
 /// argument and `<empty>` for an empty argument. A line starting with `sorted ` compares the
@@ -396,10 +335,6 @@ fn normalize(reply: &[u8]) -> Vec<String> {
 
 #[tokio::test]
 async fn replies_match_redis_byte_for_byte() -> anyhow::Result<()> {
-    if !redis_available() {
-        eprintln!("SKIPPED: redis-server not found on PATH; install Debian's redis-server to run this test");
-        return Ok(());
-    }
     let redis = start_redis().await?;
     let node = TestNode::start().await?;
     let mut theirs = RawClient::connect(redis.addr).await?;
@@ -492,10 +427,6 @@ async fn exchange_raw(addr: SocketAddr, bytes: &[u8]) -> anyhow::Result<Vec<u8>>
 
 #[tokio::test]
 async fn protocol_errors_match_redis() -> anyhow::Result<()> {
-    if !redis_available() {
-        eprintln!("SKIPPED: redis-server not found on PATH; install Debian's redis-server to run this test");
-        return Ok(());
-    }
     let redis = start_redis().await?;
     let node = TestNode::start().await?;
     let long_inline = "a".repeat(70 * 1024);

@@ -6,65 +6,12 @@
 
 mod data_support;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
+use data_support::oracle::start_redis;
 use data_support::{encode, words, RawClient, TestNode};
-
-/// A redis-server child process, killed (by its own handle) when dropped.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn redis_available() -> bool {
-    Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-async fn start_redis() -> anyhow::Result<Redis> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--daemonize", "no", "--loglevel", "warning"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting redis-server")?;
-    let redis = Redis {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut client) = RawClient::connect(redis.addr).await {
-            if client.line("PING").await.is_ok_and(|r| r == "+PONG\r\n") {
-                return Ok(redis);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("redis-server did not become ready on port {port}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn parse_line(line: &str) -> Vec<Vec<u8>> {
     line.split(' ')
@@ -209,7 +156,7 @@ PERSIST k
 EXPIRE k 10 LT
 EXPIRE k 10 GT
 PEXPIRE k 100000 XX
-PTTL k
+TTL k
 EXPIREAT k 4102444800
 EXPIRETIME k
 PEXPIRETIME k
@@ -348,10 +295,6 @@ OBJECT ENCODING nokey
 
 #[tokio::test]
 async fn key_commands_match_redis() -> anyhow::Result<()> {
-    if !redis_available() {
-        eprintln!("SKIPPED: redis-server not found on PATH");
-        return Ok(());
-    }
     let redis = start_redis().await?;
     let node = TestNode::start().await?;
     let mut theirs = RawClient::connect(redis.addr).await?;

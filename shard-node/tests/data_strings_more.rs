@@ -7,12 +7,11 @@
 mod data_support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use data_support::oracle::start_redis;
 use data_support::{single_node_topology, RawClient, TestNode, MYSELF};
 use tessera_proto::topology::NodeId;
 use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
@@ -23,58 +22,6 @@ use tessera_shard_node::server::{self, ServerStats};
 use tessera_shard_node::state::NodeState;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// A redis-server child process, killed (by its own handle) when dropped.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn redis_available() -> bool {
-    Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-async fn start_redis() -> anyhow::Result<Redis> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--daemonize", "no", "--loglevel", "warning"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting redis-server")?;
-    let redis = Redis {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut client) = RawClient::connect(redis.addr).await {
-            if client.line("PING").await.is_ok_and(|r| r == "+PONG\r\n") {
-                return Ok(redis);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("redis-server did not become ready on port {port}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// One command per line, arguments split on spaces; `<empty>` is an empty argument and `<sp>` a
 /// space inside one. Every reply is compared byte for byte.
@@ -454,10 +401,6 @@ fn assert_none(mismatches: &[String]) {
 
 #[tokio::test]
 async fn string_and_bit_replies_match_redis() -> anyhow::Result<()> {
-    if !redis_available() {
-        eprintln!("SKIPPED: redis-server not found on PATH; install Debian's redis-server to run this test");
-        return Ok(());
-    }
     let redis = start_redis().await?;
     let node = TestNode::start().await?;
     let mut mismatches = Vec::new();
@@ -510,10 +453,6 @@ impl Rng {
 /// an implementation most easily drifts from Redis.
 #[tokio::test]
 async fn random_bit_and_range_commands_match_redis() -> anyhow::Result<()> {
-    if !redis_available() {
-        eprintln!("SKIPPED: redis-server not found on PATH; install Debian's redis-server to run this test");
-        return Ok(());
-    }
     let redis = start_redis().await?;
     let node = TestNode::start().await?;
     let mut theirs = RawClient::connect(redis.addr).await?;

@@ -4,64 +4,9 @@
 
 mod data_support;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use anyhow::{bail, Context};
+use anyhow::Context;
+use data_support::oracle::start_redis;
 use data_support::{RawClient, TestNode};
-
-/// A redis-server child process, killed (by its own handle) when dropped.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn redis_available() -> bool {
-    Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-async fn start_redis() -> anyhow::Result<Redis> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--daemonize", "no", "--loglevel", "warning"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting redis-server")?;
-    let redis = Redis {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut client) = RawClient::connect(redis.addr).await {
-            if client.line("PING").await.is_ok_and(|r| r == "+PONG\r\n") {
-                return Ok(redis);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("redis-server did not become ready on port {port}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn parse_line(line: &str) -> Vec<Vec<u8>> {
     line.split(' ')
@@ -486,10 +431,6 @@ ZRANK {z}a x
 
 #[tokio::test]
 async fn zset_replies_match_redis() -> anyhow::Result<()> {
-    if !redis_available() {
-        eprintln!("SKIPPED: redis-server not found on PATH");
-        return Ok(());
-    }
     let redis = start_redis().await?;
     let node = TestNode::start().await?;
     let mut theirs = RawClient::connect(redis.addr).await?;
@@ -658,10 +599,6 @@ async fn random_commands_match_redis() -> anyhow::Result<()> {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    if !redis_available() {
-        eprintln!("SKIPPED: redis-server not found on PATH");
-        return Ok(());
-    }
     let redis = start_redis().await?;
     let node = TestNode::start().await?;
     let mut theirs = RawClient::connect(redis.addr).await?;
@@ -838,10 +775,6 @@ async fn random_commands_match_redis() -> anyhow::Result<()> {
 /// ranges with LIMIT, and removals agree with Redis on a few thousand members.
 #[tokio::test]
 async fn large_sets_match_redis() -> anyhow::Result<()> {
-    if !redis_available() {
-        eprintln!("SKIPPED: redis-server not found on PATH");
-        return Ok(());
-    }
     let redis = start_redis().await?;
     let node = TestNode::start().await?;
     let mut theirs = RawClient::connect(redis.addr).await?;
