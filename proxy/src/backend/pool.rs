@@ -51,14 +51,25 @@ impl Pool {
             let current = slot.load_full();
             let conn = match current {
                 Some(conn) if !conn.is_closed() => conn,
-                _ => {
+                stale => {
                     let fresh = Arc::new(Connection::spawn(
                         self.addr.clone(),
                         self.protocol,
                         self.connect_timeout,
                     ));
-                    slot.store(Some(fresh.clone()));
-                    fresh
+                    // Clients race to replace a missing or dead connection: only one replacement
+                    // may win, or a loser's connection would lose its last handle (and with it the
+                    // replies to the requests already queued on it) when the winner's is stored.
+                    let previous = slot.compare_and_swap(&stale, Some(fresh.clone()));
+                    let won = match (&*previous, &stale) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    };
+                    match &*previous {
+                        Some(winner) if !won => winner.clone(),
+                        _ => fresh,
+                    }
                 }
             };
             match conn.send(job) {
