@@ -179,6 +179,55 @@ mod tests {
         assert!(ok, "the pool never reconnected");
     }
 
+    /// A backend that answers `+PONG` to every request, on any number of connections at once.
+    async fn pong_backend() -> std::io::Result<String> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = socket.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        for _ in 0..n / PING.len() {
+                            let _ = socket.write_all(b"+PONG\r\n").await;
+                        }
+                    }
+                });
+            }
+        });
+        Ok(addr)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn clients_racing_to_open_the_connection_all_get_replies() {
+        let addr = pong_backend().await.expect("backend");
+        for _ in 0..20 {
+            let pool = Arc::new(Pool::new(
+                addr.clone().into(),
+                Protocol::Resp2,
+                1,
+                Duration::from_secs(1),
+            ));
+            let start = Arc::new(tokio::sync::Barrier::new(16));
+            let calls: Vec<_> = (0..16)
+                .map(|_| {
+                    let (pool, start) = (pool.clone(), start.clone());
+                    tokio::spawn(async move {
+                        start.wait().await;
+                        pool.call(Bytes::from_static(PING), 0).await
+                    })
+                })
+                .collect();
+            for call in calls {
+                let reply = call.await.expect("task");
+                assert_eq!(&reply.expect("reply")[..], b"+PONG\r\n");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn unreachable_backend_fails_fast() {
         // Bind then drop, so nothing listens there.
