@@ -348,9 +348,18 @@ pub(super) fn parse_random_count(text: &[u8]) -> Result<i64, Frame> {
         Some(i64::MIN) => Err(err(
             "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
         )),
+        // Redis streams a reply of any length; we build replies whole, so a count that would make
+        // the node allocate without bound is refused instead.
+        Some(n) if n.unsigned_abs() > MAX_RANDOM_REPEATS as u64 && n < 0 => {
+            Err(err("ERR value is out of range"))
+        }
         Some(n) => Ok(n),
     }
 }
+
+/// The most picks a negative count (picks with repetition) may ask of HRANDFIELD, SRANDMEMBER and
+/// ZRANDMEMBER.
+pub(crate) const MAX_RANDOM_REPEATS: usize = 10_000_000;
 
 /// Random picks from `items`: `count >= 0` distinct ones (all when count >= len), `count < 0`
 /// |count| picks with repetition.
@@ -448,6 +457,20 @@ pub fn hscan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
 #[cfg(test)]
 mod tests {
     use crate::cmd::testing::{run, state};
+
+    #[test]
+    fn random_picks_with_repetition_are_bounded() {
+        let s = state();
+        run(&s, "HSET h f v");
+        run(&s, "SADD s m");
+        for line in ["HRANDFIELD h -10000001", "SRANDMEMBER s -10000001"] {
+            assert_eq!(run(&s, line), "-ERR value is out of range\r\n", "{line}");
+        }
+        assert_eq!(
+            run(&s, "HRANDFIELD h -3"),
+            "*3\r\n$1\r\nf\r\n$1\r\nf\r\n$1\r\nf\r\n"
+        );
+    }
 
     #[test]
     fn set_get_delete_and_empty_removal() {

@@ -7,6 +7,7 @@ use rand::Rng;
 use tessera_proto::resp::{Frame, Protocol};
 
 use super::{drop_if_empty, members_reply, read_zset, score_frame, write_zset, zset_mut};
+use crate::cmd::hash::MAX_RANDOM_REPEATS as MAX_REPEATED;
 use crate::cmd::list;
 use crate::cmd::parse::{err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX};
 use crate::cmd::{Ctx, Session, Txn};
@@ -251,9 +252,6 @@ pub fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<F
         _ => None,
     }
 }
-
-/// The most members a negative ZRANDMEMBER count may ask for.
-const MAX_REPEATED: usize = 10_000_000;
 
 /// ZRANDMEMBER key [count [WITHSCORES]].
 pub fn zrandmember(ctx: &Ctx<'_>, session: &Session, args: &[Bytes]) -> Frame {
