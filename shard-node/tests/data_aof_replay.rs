@@ -3,40 +3,15 @@
 
 mod data_support;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use data_support::{single_node_topology, MYSELF};
-use tessera_proto::topology::NodeId;
+use data_support::{dump_keyspace as dump, node_state as state};
 use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
-use tessera_shard_node::cluster::ClusterView;
 use tessera_shard_node::cmd;
-use tessera_shard_node::keyspace::{Entry, Keyspace};
-use tessera_shard_node::server::{self, ServerStats};
-use tessera_shard_node::state::NodeState;
+use tessera_shard_node::server;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-fn state(aof: Option<Arc<Aof>>, port: u16) -> anyhow::Result<NodeState> {
-    Ok(NodeState {
-        keyspace: Keyspace::new(),
-        cluster: ClusterView::standalone(NodeId::parse(MYSELF)?, single_node_topology(port)),
-        aof,
-        stats: ServerStats::default(),
-    })
-}
-
-fn dump(keyspace: &Keyspace) -> BTreeMap<Vec<u8>, Entry> {
-    let mut all = BTreeMap::new();
-    for slot in 0..16384 {
-        let guard = keyspace.lock(slot);
-        for (key, entry) in guard.iter() {
-            all.insert(key.to_vec(), entry.clone());
-        }
-    }
-    all
-}
 
 #[tokio::test]
 async fn the_log_replays_to_the_same_keyspace() -> anyhow::Result<()> {

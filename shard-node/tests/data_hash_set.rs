@@ -7,21 +7,18 @@
 
 mod data_support;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use data_support::oracle::start_redis;
-use data_support::{single_node_topology, RawClient, TestNode, MYSELF};
+use data_support::{dump_keyspace as dump, node_state as state};
+use data_support::{RawClient, TestNode};
 use tessera_proto::resp::frame::{self, FrameLimits};
-use tessera_proto::topology::NodeId;
 use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
-use tessera_shard_node::cluster::ClusterView;
 use tessera_shard_node::cmd;
-use tessera_shard_node::keyspace::{Entry, Keyspace};
-use tessera_shard_node::server::{self, ServerStats};
-use tessera_shard_node::state::NodeState;
+use tessera_shard_node::server;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -571,26 +568,6 @@ async fn random_replies_have_redis_shape_and_membership() -> anyhow::Result<()> 
     assert_eq!(popped, fields);
     assert_eq!(c.line("EXISTS s").await?, ":0\r\n");
     node.stop().await
-}
-
-fn state(log: Option<Arc<Aof>>, port: u16) -> anyhow::Result<NodeState> {
-    Ok(NodeState {
-        keyspace: Keyspace::new(),
-        cluster: ClusterView::standalone(NodeId::parse(MYSELF)?, single_node_topology(port)),
-        aof: log,
-        stats: ServerStats::default(),
-    })
-}
-
-fn dump(keyspace: &Keyspace) -> BTreeMap<Vec<u8>, Entry> {
-    let mut all = BTreeMap::new();
-    for slot in 0..16384 {
-        let guard = keyspace.lock(slot);
-        for (key, entry) in guard.iter() {
-            all.insert(key.to_vec(), entry.clone());
-        }
-    }
-    all
 }
 
 #[tokio::test]

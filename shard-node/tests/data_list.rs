@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use data_support::oracle::start_redis;
+use data_support::{dump_keyspace as dump, node_state as state};
 use data_support::{encode, words, RawClient, TestNode};
 use tessera_proto::topology::Topology;
 
@@ -578,40 +579,12 @@ async fn a_slot_that_moves_away_redirects_its_blocked_clients() -> anyhow::Resul
 /// keyspace (the served pop is logged as the LPOP / LMOVE it did, after the push that fed it).
 #[tokio::test]
 async fn list_writes_replay_from_the_aof() -> anyhow::Result<()> {
-    use std::collections::BTreeMap;
     use std::sync::Arc;
-
-    use tessera_proto::topology::NodeId;
     use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
-    use tessera_shard_node::cluster::ClusterView;
     use tessera_shard_node::cmd;
-    use tessera_shard_node::keyspace::{Entry, Keyspace};
-    use tessera_shard_node::server::{self, ServerStats};
-    use tessera_shard_node::state::NodeState;
+    use tessera_shard_node::server;
     use tokio::net::TcpListener;
     use tokio_util::sync::CancellationToken;
-
-    fn state(aof: Option<Arc<Aof>>, port: u16) -> anyhow::Result<NodeState> {
-        Ok(NodeState {
-            keyspace: Keyspace::new(),
-            cluster: ClusterView::standalone(
-                NodeId::parse(data_support::MYSELF)?,
-                data_support::single_node_topology(port),
-            ),
-            aof,
-            stats: ServerStats::default(),
-        })
-    }
-    fn dump(keyspace: &Keyspace) -> BTreeMap<Vec<u8>, Entry> {
-        let mut all = BTreeMap::new();
-        for slot in 0..16384 {
-            let guard = keyspace.lock(slot);
-            for (key, entry) in guard.iter() {
-                all.insert(key.to_vec(), entry.clone());
-            }
-        }
-        all
-    }
 
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

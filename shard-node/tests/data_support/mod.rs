@@ -258,3 +258,31 @@ impl RawClient {
         &self.buffer
     }
 }
+
+/// A node state owning every slot, with `aof` as its append-only file: what the AOF replay tests
+/// run live and replay into.
+pub fn node_state(
+    aof: Option<Arc<tessera_shard_node::aof::Aof>>,
+    port: u16,
+) -> anyhow::Result<NodeState> {
+    Ok(NodeState {
+        keyspace: Keyspace::new(),
+        cluster: ClusterView::standalone(NodeId::parse(MYSELF)?, single_node_topology(port)),
+        aof,
+        stats: ServerStats::default(),
+    })
+}
+
+/// Every key and entry of `keyspace`, ordered, for comparing two keyspaces.
+pub fn dump_keyspace(
+    keyspace: &Keyspace,
+) -> std::collections::BTreeMap<Vec<u8>, tessera_shard_node::keyspace::Entry> {
+    let mut all = std::collections::BTreeMap::new();
+    for slot in 0..16384 {
+        let guard = keyspace.lock(slot);
+        for (key, entry) in guard.iter() {
+            all.insert(key.to_vec(), entry.clone());
+        }
+    }
+    all
+}
