@@ -33,7 +33,7 @@ use tessera_proto::slot::key_hash_slot;
 use tessera_proto::topology::Access;
 
 use crate::aof::Aof;
-use crate::keyspace::{now_ms, Entry, SlotGuard};
+use crate::keyspace::{now_ms, EntryRef, SlotGuard};
 use crate::server::{ClientInfo, ServerStats};
 use crate::state::NodeState;
 
@@ -140,7 +140,7 @@ pub struct Txn<'a> {
 impl<'a> Txn<'a> {
     /// The entry of `key` if it exists and has not expired; an expired one is removed and its
     /// deletion logged.
-    pub fn live(&mut self, key: &[u8]) -> Option<&Entry> {
+    pub fn live(&mut self, key: &[u8]) -> Option<EntryRef<'_>> {
         if self.lazy_expiry && self.guard.expire_if_needed(key, self.now_ms) {
             self.log(&[Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)]);
         }
@@ -148,7 +148,7 @@ impl<'a> Txn<'a> {
     }
 
     /// Like `live`, counting a keyspace hit or miss (INFO stats), as Redis's lookupKeyRead.
-    pub fn read(&mut self, key: &[u8]) -> Option<&Entry> {
+    pub fn read(&mut self, key: &[u8]) -> Option<EntryRef<'_>> {
         let stats = self.stats;
         let found = self.live(key);
         let counter = if found.is_some() {

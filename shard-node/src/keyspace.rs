@@ -4,52 +4,126 @@
 //! free, so COUNTKEYSINSLOT, GETKEYSINSLOT and moving a slot's keys during resharding never scan the
 //! whole keyspace; and since every multi-key command in cluster mode is single-slot (CROSSSLOT
 //! otherwise), holding one slot's lock makes MSET, RENAME and later MULTI/EXEC atomic without a
-//! global lock. An empty `HashMap` does not allocate, so 16384 of them cost little on a node that
+//! global lock. An empty table does not allocate, so 16384 of them cost little on a node that
 //! serves a third of the slots.
 //!
-//! Counters (keys held, keys with a TTL) are kept in atomics next to the tables so DBSIZE and INFO
-//! need no lock. They are changed only through `SlotGuard`, which is the one way to mutate a table.
+//! Memory layout (issue 4: no more bytes per key than Redis). A slot table is a
+//! `hashbrown::HashTable` of one pointer per bucket to a 40-byte `Record` (a 48-byte malloc
+//! block): the expiry as a `u64` (`NO_EXPIRY` for none), a 32-bit word kept for per-key access
+//! metadata (LRU/LFU), the key's length, one exact-size buffer holding the key followed, for a
+//! string, by its value, and for the other types a pointer to the collection. A string key thus
+//! costs two allocations (record, key+value) and 8 bytes of bucket (~9-18 with the table's
+//! load), where a `HashMap<Bytes, Entry>` paid ~90 bytes of bucket (twice that after doubling)
+//! plus separate key and value blocks. Pointer buckets also keep a resize cheap: it moves 8-byte
+//! pointers, not records. Small hashes are packed (see `hash_value`), big collections are
+//! `ScanTable`s that HSCAN / SSCAN / ZSCAN page through with Redis's cursor.
+//!
+//! Reads see a key through `EntryRef` (a borrowed view with the value and expiry as fields);
+//! writes hand over an owned `Entry`. Counters (keys held, keys with a TTL) are kept in atomics
+//! next to the tables so DBSIZE and INFO need no lock. They are changed only through `SlotGuard`,
+//! which is the one way to mutate a table.
 
 pub mod blocking;
 pub mod expire;
 pub mod glob;
+pub mod hash_value;
+pub mod scan_table;
 pub mod size;
 pub mod zset;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use parking_lot::{Mutex, MutexGuard};
 use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
 
+pub use hash_value::HashValue;
+pub use scan_table::ScanTable;
 pub use zset::SortedSet;
 
-/// A stored value; commands of the wrong family answer WRONGTYPE by matching on this. Collections
-/// are boxed so a string key (the common case) pays for a `Bytes`, not for the largest collection.
+/// A set's members (Redis 7.0 keeps sets of non-integers in a hashtable; intsets are reported
+/// by contents, see OBJECT ENCODING).
+pub type SetValue = ScanTable<Bytes>;
+
+/// A value handed to the keyspace (insert) or taken out of it (remove); commands of the wrong
+/// family answer WRONGTYPE by matching on the borrowed `ValueRef`. Collections are boxed so a
+/// string (the common case) is not sized by the largest collection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     String(Bytes),
-    Hash(Box<HashMap<Bytes, Bytes>>),
+    Hash(Box<HashValue>),
     List(Box<VecDeque<Bytes>>),
-    Set(Box<HashSet<Bytes>>),
+    Set(Box<SetValue>),
     ZSet(Box<SortedSet>),
 }
 
 impl Value {
     /// The name TYPE and SCAN TYPE use.
     pub fn type_name(&self) -> &'static str {
+        self.as_ref().type_name()
+    }
+
+    /// This value borrowed, as the keyspace hands it out.
+    pub fn as_ref(&self) -> ValueRef<'_> {
         match self {
-            Value::String(_) => "string",
-            Value::Hash(_) => "hash",
-            Value::List(_) => "list",
-            Value::Set(_) => "set",
-            Value::ZSet(_) => "zset",
+            Value::String(s) => ValueRef::String(s),
+            Value::Hash(h) => ValueRef::Hash(h),
+            Value::List(l) => ValueRef::List(l),
+            Value::Set(s) => ValueRef::Set(s),
+            Value::ZSet(z) => ValueRef::ZSet(z),
         }
     }
 }
 
-/// A key's value and its expiry, as Unix time in milliseconds (`None`: no TTL).
+/// A stored value, borrowed from its slot table.
+#[derive(Debug, Clone, Copy)]
+pub enum ValueRef<'a> {
+    String(&'a [u8]),
+    Hash(&'a HashValue),
+    List(&'a VecDeque<Bytes>),
+    Set(&'a SetValue),
+    ZSet(&'a SortedSet),
+}
+
+impl ValueRef<'_> {
+    /// The name TYPE and SCAN TYPE use.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ValueRef::String(_) => "string",
+            ValueRef::Hash(_) => "hash",
+            ValueRef::List(_) => "list",
+            ValueRef::Set(_) => "set",
+            ValueRef::ZSet(_) => "zset",
+        }
+    }
+
+    /// An owned copy (COPY, and tests comparing whole keyspaces).
+    pub fn to_owned(&self) -> Value {
+        match *self {
+            ValueRef::String(s) => Value::String(Bytes::copy_from_slice(s)),
+            ValueRef::Hash(h) => Value::Hash(Box::new(h.clone())),
+            ValueRef::List(l) => Value::List(Box::new(l.clone())),
+            ValueRef::Set(s) => Value::Set(Box::new(s.clone())),
+            ValueRef::ZSet(z) => Value::ZSet(Box::new(z.clone())),
+        }
+    }
+}
+
+/// A stored collection, to change in place. A string is replaced whole (`SlotGuard::set_value`),
+/// since it shares its buffer with the key; its variant carries nothing.
+#[derive(Debug)]
+pub enum ValueMut<'a> {
+    String,
+    Hash(&'a mut HashValue),
+    List(&'a mut VecDeque<Bytes>),
+    Set(&'a mut SetValue),
+    ZSet(&'a mut SortedSet),
+}
+
+/// A key's value and its expiry, as Unix time in milliseconds (`None`: no TTL), handed over by
+/// value: what `SlotGuard::insert` takes and `remove` gives back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub value: Value,
@@ -64,19 +138,221 @@ impl Entry {
         }
     }
 
-    /// Whether the key is logically gone at `now_ms` (Redis: expired when `when <= now` is false,
-    /// i.e. a key whose time equals now is already expired only once now passes it).
+    /// Whether the key is logically gone at `now_ms` (see `EntryRef::is_expired`).
     pub fn is_expired(&self, now_ms: u64) -> bool {
         matches!(self.expires_at_ms, Some(at) if at < now_ms)
     }
 }
 
+/// A stored key's value and expiry, borrowed from its slot table.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryRef<'a> {
+    pub value: ValueRef<'a>,
+    pub expires_at_ms: Option<u64>,
+}
+
+impl EntryRef<'_> {
+    /// Whether the key is logically gone at `now_ms` (Redis: expired when `when <= now` is false,
+    /// i.e. a key whose time equals now is already expired only once now passes it).
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        matches!(self.expires_at_ms, Some(at) if at < now_ms)
+    }
+
+    /// An owned copy of the entry.
+    pub fn to_owned(&self) -> Entry {
+        Entry::new(self.value.to_owned(), self.expires_at_ms)
+    }
+}
+
+/// `Record::expires_at_ms` of a key without a TTL. Expiry times come from i64 milliseconds, so
+/// no real deadline reaches it.
+const NO_EXPIRY: u64 = u64::MAX;
+
+/// A collection's storage behind a record. Strings live in the record's buffer instead, except
+/// one changed in place (SETRANGE, SETBIT, APPEND: Redis's `raw` strings), which gets a growable
+/// buffer of its own so editing a large bitmap does not copy it.
+#[derive(Debug)]
+enum Collection {
+    Raw(Vec<u8>),
+    Hash(HashValue),
+    List(Box<VecDeque<Bytes>>),
+    Set(SetValue),
+    ZSet(Box<SortedSet>),
+}
+
+/// One key as stored: 40 bytes, so one 48-byte malloc block. `data` is the key followed, for a
+/// string, by its value; `collection` is set for every other type.
+#[derive(Debug)]
+struct Record {
+    expires_at_ms: u64,
+    /// Kept for per-key access metadata (LRU clock / LFU counter), 32 bits as Redis's robj.lru.
+    #[allow(dead_code)]
+    access: u32,
+    key_len: u32,
+    data: Box<[u8]>,
+    collection: Option<Box<Collection>>,
+}
+
+impl Record {
+    /// Lays out `key` and `entry`. Keys are at most 512 MB (the codec's proto-max-bulk-len).
+    fn new(key: &[u8], entry: Entry) -> Record {
+        let key_len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        let (data, collection) = match entry.value {
+            Value::String(value) => {
+                let mut data = Vec::with_capacity(key.len() + value.len());
+                data.extend_from_slice(key);
+                data.extend_from_slice(&value);
+                (data.into_boxed_slice(), None)
+            }
+            other => (
+                Box::from(key),
+                Some(Box::new(Collection::from_value(other))),
+            ),
+        };
+        Record {
+            expires_at_ms: entry.expires_at_ms.unwrap_or(NO_EXPIRY),
+            access: 0,
+            key_len,
+            data,
+            collection,
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.data[..self.key_len as usize]
+    }
+
+    fn expires_at_ms(&self) -> Option<u64> {
+        (self.expires_at_ms != NO_EXPIRY).then_some(self.expires_at_ms)
+    }
+
+    fn has_expiry(&self) -> bool {
+        self.expires_at_ms != NO_EXPIRY
+    }
+
+    fn view(&self) -> EntryRef<'_> {
+        let value = match self.collection.as_deref() {
+            None => ValueRef::String(&self.data[self.key_len as usize..]),
+            Some(Collection::Raw(s)) => ValueRef::String(s),
+            Some(Collection::Hash(h)) => ValueRef::Hash(h),
+            Some(Collection::List(l)) => ValueRef::List(l),
+            Some(Collection::Set(s)) => ValueRef::Set(s),
+            Some(Collection::ZSet(z)) => ValueRef::ZSet(z),
+        };
+        EntryRef {
+            value,
+            expires_at_ms: self.expires_at_ms(),
+        }
+    }
+
+    fn value_mut(&mut self) -> ValueMut<'_> {
+        match self.collection.as_deref_mut() {
+            None | Some(Collection::Raw(_)) => ValueMut::String,
+            Some(Collection::Hash(h)) => ValueMut::Hash(h),
+            Some(Collection::List(l)) => ValueMut::List(l),
+            Some(Collection::Set(s)) => ValueMut::Set(s),
+            Some(Collection::ZSet(z)) => ValueMut::ZSet(z),
+        }
+    }
+
+    /// The string value as a growable buffer of its own (moved out of `data` the first time);
+    /// `None` for other types.
+    fn raw_string(&mut self) -> Option<&mut Vec<u8>> {
+        if self.collection.is_none() {
+            let key_len = self.key_len as usize;
+            let value = self.data[key_len..].to_vec();
+            self.data = Box::from(&self.data[..key_len]);
+            self.collection = Some(Box::new(Collection::Raw(value)));
+        }
+        match self.collection.as_deref_mut() {
+            Some(Collection::Raw(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn into_entry(self) -> Entry {
+        let expires_at_ms = self.expires_at_ms();
+        let value = match self.collection {
+            None => Value::String(Bytes::from(self.data).slice(self.key_len as usize..)),
+            Some(collection) => collection.into_value(),
+        };
+        Entry::new(value, expires_at_ms)
+    }
+}
+
+impl Collection {
+    fn from_value(value: Value) -> Collection {
+        match value {
+            Value::Hash(h) => Collection::Hash(*h),
+            Value::List(l) => Collection::List(l),
+            Value::Set(s) => Collection::Set(*s),
+            Value::ZSet(z) => Collection::ZSet(z),
+            Value::String(s) => Collection::Raw(s.to_vec()),
+        }
+    }
+
+    fn into_value(self: Box<Self>) -> Value {
+        match *self {
+            Collection::Raw(s) => Value::String(Bytes::from(s)),
+            Collection::Hash(h) => Value::Hash(Box::new(h)),
+            Collection::List(l) => Value::List(l),
+            Collection::Set(s) => Value::Set(Box::new(s)),
+            Collection::ZSet(z) => Value::ZSet(z),
+        }
+    }
+}
+
+fn record_hash(record: &Record) -> u64 {
+    scan_table::hash_bytes(record.key())
+}
+
 /// One slot's keys.
 #[derive(Debug, Default)]
 pub struct SlotTable {
-    entries: HashMap<Bytes, Entry>,
+    entries: HashTable<Box<Record>>,
     /// Keys in `entries` with a TTL: lets active expiry skip slots with none.
     volatile: usize,
+}
+
+impl SlotTable {
+    fn find(&self, key: &[u8]) -> Option<&Record> {
+        self.entries
+            .find(scan_table::hash_bytes(key), |r| r.key() == key)
+            .map(|r| &**r)
+    }
+
+    fn find_mut(&mut self, key: &[u8]) -> Option<&mut Record> {
+        self.entries
+            .find_mut(scan_table::hash_bytes(key), |r| r.key() == key)
+            .map(|r| &mut **r)
+    }
+
+    fn take(&mut self, key: &[u8]) -> Option<Box<Record>> {
+        match self
+            .entries
+            .find_entry(scan_table::hash_bytes(key), |r| r.key() == key)
+        {
+            Ok(occupied) => Some(occupied.remove().0),
+            Err(_) => None,
+        }
+    }
+
+    /// Stores `record`, returning the one it replaces.
+    fn put(&mut self, record: Box<Record>) -> Option<Box<Record>> {
+        let hash = record_hash(&record);
+        match self
+            .entries
+            .entry(hash, |r| r.key() == record.key(), |r| record_hash(r))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut occupied) => {
+                Some(std::mem::replace(occupied.get_mut(), record))
+            }
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
+                vacant.insert(record);
+                None
+            }
+        }
+    }
 }
 
 /// Server-wide counters kept beside the tables.
@@ -209,13 +485,39 @@ impl SlotGuard<'_> {
     }
 
     /// The entry of `key`, expired or not (callers expire first with `expire_if_needed`).
-    pub fn get(&self, key: &[u8]) -> Option<&Entry> {
-        self.table.entries.get(key)
+    pub fn get(&self, key: &[u8]) -> Option<EntryRef<'_>> {
+        self.table.find(key).map(Record::view)
     }
 
-    /// The value of `key` to change in place; the expiry is changed through `set_expiry`.
-    pub fn value_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
-        self.table.entries.get_mut(key).map(|e| &mut e.value)
+    /// The collection of `key` to change in place; the expiry is changed through `set_expiry`,
+    /// a string through `set_value`.
+    pub fn value_mut(&mut self, key: &[u8]) -> Option<ValueMut<'_>> {
+        self.table.find_mut(key).map(Record::value_mut)
+    }
+
+    /// Replaces the value of an existing `key`, keeping its TTL; false when the key is absent.
+    pub fn set_value(&mut self, key: &[u8], value: Value) -> bool {
+        let Some(old) = self.table.find(key) else {
+            return false;
+        };
+        let expires_at_ms = old.expires_at_ms();
+        let record = Record::new(key, Entry::new(value, expires_at_ms));
+        self.blocking.signal(self.slot, key);
+        self.table.put(Box::new(record));
+        true
+    }
+
+    /// Lets `edit` change the string at `key` in place (APPEND, SETRANGE, SETBIT), keeping its
+    /// TTL; hands `edit` back when `key` is absent or not a string.
+    pub fn edit_string<R, F: FnOnce(&mut Vec<u8>) -> R>(
+        &mut self,
+        key: &[u8],
+        edit: F,
+    ) -> Result<R, F> {
+        match self.table.find_mut(key).and_then(Record::raw_string) {
+            Some(buf) => Ok(edit(buf)),
+            None => Err(edit),
+        }
     }
 
     /// Removes `key` when its TTL has passed at `now_ms`; true when it did (the caller then logs
@@ -223,9 +525,8 @@ impl SlotGuard<'_> {
     pub fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
         let expired = self
             .table
-            .entries
-            .get(key)
-            .is_some_and(|e| e.is_expired(now_ms));
+            .find(key)
+            .is_some_and(|r| r.view().is_expired(now_ms));
         if expired {
             self.remove(key);
             self.counters.expired.fetch_add(1, Ordering::Relaxed);
@@ -239,36 +540,36 @@ impl SlotGuard<'_> {
         // blocked on a key is waiting for exactly this (served when the command's Txn ends).
         self.blocking.signal(self.slot, &key);
         let volatile = entry.expires_at_ms.is_some();
-        let old = self.table.entries.insert(key, entry);
+        let old = self.table.put(Box::new(Record::new(&key, entry)));
         match &old {
             None => {
                 self.counters.keys.fetch_add(1, Ordering::Relaxed);
             }
-            Some(old) if old.expires_at_ms.is_some() => self.drop_volatile(),
+            Some(old) if old.has_expiry() => self.drop_volatile(),
             Some(_) => {}
         }
         if volatile {
             self.add_volatile();
         }
-        old
+        old.map(|r| r.into_entry())
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let old = self.table.entries.remove(key)?;
+        let old = self.table.take(key)?;
         self.counters.keys.fetch_sub(1, Ordering::Relaxed);
-        if old.expires_at_ms.is_some() {
+        if old.has_expiry() {
             self.drop_volatile();
         }
-        Some(old)
+        Some(old.into_entry())
     }
 
     /// Sets or clears the TTL of `key`; false when the key is absent.
     pub fn set_expiry(&mut self, key: &[u8], expires_at_ms: Option<u64>) -> bool {
-        let Some(entry) = self.table.entries.get_mut(key) else {
+        let Some(record) = self.table.find_mut(key) else {
             return false;
         };
-        let was = entry.expires_at_ms.is_some();
-        entry.expires_at_ms = expires_at_ms;
+        let was = record.has_expiry();
+        record.expires_at_ms = expires_at_ms.unwrap_or(NO_EXPIRY);
         match (was, expires_at_ms.is_some()) {
             (false, true) => self.add_volatile(),
             (true, false) => self.drop_volatile(),
@@ -278,17 +579,17 @@ impl SlotGuard<'_> {
     }
 
     /// The slot's keys, in no particular order.
-    pub fn keys(&self) -> impl Iterator<Item = &Bytes> {
-        self.table.entries.keys()
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.table.entries.iter().map(|r| r.key())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
-        self.table.entries.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], EntryRef<'_>)> {
+        self.table.entries.iter().map(|r| (r.key(), r.view()))
     }
 
     /// The `n`-th key in iteration order (for RANDOMKEY), if there are more than `n`.
-    pub fn nth_key(&self, n: usize) -> Option<&Bytes> {
-        self.table.entries.keys().nth(n)
+    pub fn nth_key(&self, n: usize) -> Option<&[u8]> {
+        self.keys().nth(n)
     }
 
     /// Removes every key of the slot; returns how many there were.
@@ -296,7 +597,7 @@ impl SlotGuard<'_> {
         let n = self.table.entries.len();
         let volatile = self.table.volatile;
         // Replace rather than clear, so a slot that was large gives its memory back.
-        self.table.entries = HashMap::new();
+        self.table.entries = HashTable::new();
         self.table.volatile = 0;
         self.counters.keys.fetch_sub(n as u64, Ordering::Relaxed);
         self.counters
@@ -318,14 +619,14 @@ impl SlotGuard<'_> {
         }
         let mut examined = 0;
         let mut doomed = Vec::new();
-        for (key, entry) in self.table.entries.iter() {
+        for record in self.table.entries.iter() {
             if examined >= budget {
                 break;
             }
-            if entry.expires_at_ms.is_some() {
+            if record.has_expiry() {
                 examined += 1;
-                if entry.is_expired(now_ms) {
-                    doomed.push(key.clone());
+                if record.view().is_expired(now_ms) {
+                    doomed.push(Bytes::copy_from_slice(record.key()));
                 }
             }
         }
@@ -389,6 +690,9 @@ mod tests {
     #[test]
     fn expiry_is_strictly_after_the_deadline() {
         let e = Entry::new(s("v"), Some(100));
+        let ks = Keyspace::new();
+        ks.lock(0).insert(Bytes::from_static(b"k"), e.clone());
+        assert_eq!(ks.lock(0).get(b"k").map(|r| r.is_expired(101)), Some(true));
         assert!(!e.is_expired(100));
         assert!(e.is_expired(101));
     }
@@ -404,5 +708,27 @@ mod tests {
         assert_eq!(g.expire_some(5, 4, |_| seen += 1), 4);
         assert_eq!(seen, 4);
         assert_eq!(g.len(), 6);
+    }
+
+    #[test]
+    fn records_stay_one_pointer_and_one_small_block() {
+        // 40 bytes is a 48-byte malloc chunk; one more word would make it 64.
+        assert_eq!(std::mem::size_of::<Record>(), 40);
+        assert!(std::mem::size_of::<Collection>() <= 40);
+    }
+
+    #[test]
+    fn strings_share_the_key_buffer_and_round_trip() {
+        let ks = Keyspace::new();
+        let mut g = ks.lock(0);
+        g.insert(Bytes::from_static(b"key"), Entry::new(s("value"), None));
+        let got = g.get(b"key").map(|e| e.to_owned());
+        assert_eq!(got, Some(Entry::new(s("value"), None)));
+        assert!(g.set_expiry(b"key", Some(7)));
+        assert!(g.set_value(b"key", s("other")));
+        assert_eq!(g.get(b"key").and_then(|e| e.expires_at_ms), Some(7));
+        assert_eq!(g.keys().collect::<Vec<_>>(), vec![&b"key"[..]]);
+        assert_eq!(g.remove(b"key"), Some(Entry::new(s("other"), Some(7))));
+        assert!(g.is_empty());
     }
 }

@@ -115,7 +115,7 @@ fn dump(keyspace: &Keyspace, now: u64) -> HashMap<Bytes, Entry> {
         let guard = keyspace.lock(slot);
         for (key, entry) in guard.iter() {
             if !entry.is_expired(now) {
-                all.insert(key.clone(), entry.clone());
+                all.insert(Bytes::copy_from_slice(key), entry.to_owned());
             }
         }
     }

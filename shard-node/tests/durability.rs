@@ -21,7 +21,7 @@ use tessera_proto::topology::NodeId;
 use tessera_shard_node::aof;
 use tessera_shard_node::cluster::ClusterView;
 use tessera_shard_node::cmd;
-use tessera_shard_node::keyspace::{Keyspace, Value};
+use tessera_shard_node::keyspace::{Keyspace, ValueRef};
 use tessera_shard_node::server::ServerStats;
 use tessera_shard_node::state::NodeState;
 
@@ -184,8 +184,8 @@ fn replayed(path: &Path) -> anyhow::Result<NodeState> {
 
 fn string_at(keyspace: &Keyspace, key: &str) -> Option<Bytes> {
     let guard = keyspace.lock_key(key.as_bytes());
-    match guard.get(key.as_bytes()).map(|e| &e.value) {
-        Some(Value::String(v)) => Some(v.clone()),
+    match guard.get(key.as_bytes()).map(|e| e.value) {
+        Some(ValueRef::String(v)) => Some(Bytes::copy_from_slice(v)),
         _ => None,
     }
 }

@@ -6,18 +6,20 @@ use bytes::{Bytes, BytesMut};
 
 use super::record;
 use crate::cmd::zset::format_score;
-use crate::keyspace::{Entry, Value};
+use crate::keyspace::{EntryRef, ValueRef};
 
 /// Elements per rewritten command, as Redis: bounds one record's size (and so replay's memory
 /// per command) for huge collections.
 pub const ITEMS_PER_COMMAND: usize = 64;
 
 /// Appends the records that recreate `key` holding `entry` to `out`.
-pub fn encode_entry(key: &Bytes, entry: &Entry, out: &mut BytesMut) {
+pub fn encode_entry(key: &[u8], entry: EntryRef<'_>, out: &mut BytesMut) {
     let mut args: Vec<Bytes> = Vec::with_capacity(2 + 2 * ITEMS_PER_COMMAND);
-    match &entry.value {
-        Value::String(value) => {
-            args.extend([Bytes::from_static(b"SET"), key.clone(), value.clone()]);
+    let key = &Bytes::copy_from_slice(key);
+    let copy = Bytes::copy_from_slice;
+    match entry.value {
+        ValueRef::String(value) => {
+            args.extend([Bytes::from_static(b"SET"), key.clone(), copy(value)]);
             // PXAT must be positive; an expiry at 0 (set from a time before the epoch) takes the
             // PEXPIREAT below instead.
             if let Some(at) = entry.expires_at_ms.filter(|at| *at > 0) {
@@ -27,28 +29,28 @@ pub fn encode_entry(key: &Bytes, entry: &Entry, out: &mut BytesMut) {
             }
             record::encode(&args, out);
         }
-        Value::Hash(hash) => chunked(
+        ValueRef::Hash(hash) => chunked(
             b"HSET",
             key,
-            hash.iter().map(|(f, v)| [f.clone(), v.clone()]),
+            hash.iter().map(|(f, v)| [copy(f), copy(v)]),
             out,
             &mut args,
         ),
-        Value::List(list) => chunked(
+        ValueRef::List(list) => chunked(
             b"RPUSH",
             key,
             list.iter().map(|v| [v.clone()]),
             out,
             &mut args,
         ),
-        Value::Set(set) => chunked(
+        ValueRef::Set(set) => chunked(
             b"SADD",
             key,
             set.iter().map(|m| [m.clone()]),
             out,
             &mut args,
         ),
-        Value::ZSet(zset) => chunked(
+        ValueRef::ZSet(zset) => chunked(
             b"ZADD",
             key,
             zset.iter()
@@ -97,14 +99,18 @@ fn chunked<const N: usize>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{HashMap, HashSet, VecDeque};
+    use std::collections::VecDeque;
 
     use super::*;
-    use crate::keyspace::SortedSet;
+    use crate::keyspace::{Entry, HashValue, SetValue, SortedSet, Value};
 
     fn records(key: &str, entry: &Entry) -> Vec<Vec<Bytes>> {
         let mut out = BytesMut::new();
-        encode_entry(&Bytes::from(key.to_string()), entry, &mut out);
+        let entry = EntryRef {
+            value: entry.value.as_ref(),
+            expires_at_ms: entry.expires_at_ms,
+        };
+        encode_entry(key.as_bytes(), entry, &mut out);
         let dir = std::env::temp_dir().join(format!(
             "tessera-snapshot-{}-{:016x}",
             std::process::id(),
@@ -159,15 +165,16 @@ mod tests {
         assert_eq!(text(&r[3]), "PEXPIREAT l 42");
         assert_eq!(text(&r[0][..4]), "RPUSH l 0 1");
 
-        let hash: HashMap<Bytes, Bytes> = (0..65)
-            .map(|i| (Bytes::from(format!("f{i}")), Bytes::from(format!("v{i}"))))
-            .collect();
+        let mut hash = HashValue::default();
+        for i in 0..65 {
+            hash.insert(format!("f{i}").as_bytes(), format!("v{i}").as_bytes());
+        }
         let r = records("h", &Entry::new(Value::Hash(Box::new(hash)), None));
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].len(), 2 + 128);
         assert_eq!(r[1].len(), 4);
 
-        let set: HashSet<Bytes> = [Bytes::from_static(b"m")].into_iter().collect();
+        let set: SetValue = [Bytes::from_static(b"m")].into_iter().collect();
         let r = records("s", &Entry::new(Value::Set(Box::new(set)), None));
         assert_eq!(text(&r[0]), "SADD s m");
 

@@ -9,7 +9,7 @@ use tessera_proto::slot::key_hash_slot;
 use super::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
 use super::string_range::{clamp_range, edit_string, read_string, write_len, MAX_STRING_LEN};
 use super::{Ctx, Txn};
-use crate::keyspace::{Entry, Value};
+use crate::keyspace::{Entry, Value, ValueRef};
 
 const ERR_BIT_OFFSET: &str = "ERR bit offset is not an integer or out of range";
 const ERR_BIT_VALUE: &str = "ERR bit is not an integer or out of range";
@@ -68,8 +68,8 @@ pub fn setbit(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let grows = old_len.is_none_or(|len| len <= byte);
     if !grows {
         // Setting a bit to the value it has changes nothing: no copy, no log.
-        let current = match txn.get(key).map(|e| &e.value) {
-            Some(Value::String(s)) => s.get(byte).is_some_and(|b| b & mask != 0),
+        let current = match txn.get(key).map(|e| e.value) {
+            Some(ValueRef::String(s)) => s.get(byte).is_some_and(|b| b & mask != 0),
             _ => false,
         };
         if current == on {

@@ -73,7 +73,7 @@ fn getkeysinslot(ctx: &Ctx<'_>, slot: &[u8], count: &[u8]) -> Frame {
         guard
             .keys()
             .take(count as usize)
-            .map(|k| Frame::Bulk(k.clone()))
+            .map(|k| Frame::Bulk(Bytes::copy_from_slice(k)))
             .collect(),
     )
 }

@@ -4,8 +4,6 @@
 //! Fields and values are stored as copies (`Bytes::copy_from_slice`), so a long-lived hash never
 //! pins the connection buffer its arguments were read from. A hash left empty is deleted.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -13,9 +11,9 @@ use tessera_proto::resp::{Frame, Protocol};
 
 use super::parse::{self, err, ERR_NOT_FLOAT, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
 use super::{float, Ctx, Txn};
-use crate::keyspace::{glob, Entry, Value};
+use crate::keyspace::{glob, Entry, EntryRef, HashValue, Value, ValueMut, ValueRef};
 
-type Hash = HashMap<Bytes, Bytes>;
+type Hash = HashValue;
 
 fn b(text: &'static str) -> Bytes {
     Bytes::from_static(text.as_bytes())
@@ -29,8 +27,8 @@ fn copy(arg: &[u8]) -> Bytes {
 fn read_hash<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t Hash>, Frame> {
     match txn.read(key) {
         None => Ok(None),
-        Some(Entry {
-            value: Value::Hash(h),
+        Some(EntryRef {
+            value: ValueRef::Hash(h),
             ..
         }) => Ok(Some(h)),
         Some(_) => Err(err(ERR_WRONGTYPE)),
@@ -44,14 +42,14 @@ fn write_hash<'t>(txn: &'t mut Txn<'_>, key: &Bytes) -> Result<&'t mut Hash, Fra
         None => {
             txn.insert(copy(key), Entry::new(Value::Hash(Box::default()), None));
         }
-        Some(Entry {
-            value: Value::Hash(_),
+        Some(EntryRef {
+            value: ValueRef::Hash(_),
             ..
         }) => {}
         Some(_) => return Err(err(ERR_WRONGTYPE)),
     }
     match txn.value_mut(key) {
-        Some(Value::Hash(h)) => Ok(h),
+        Some(ValueMut::Hash(h)) => Ok(h),
         _ => Err(err(ERR_WRONGTYPE)),
     }
 }
@@ -60,21 +58,21 @@ fn write_hash<'t>(txn: &'t mut Txn<'_>, key: &Bytes) -> Result<&'t mut Hash, Fra
 fn existing_hash_mut<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t mut Hash>, Frame> {
     match txn.live(key) {
         None => return Ok(None),
-        Some(Entry {
-            value: Value::Hash(_),
+        Some(EntryRef {
+            value: ValueRef::Hash(_),
             ..
         }) => {}
         Some(_) => return Err(err(ERR_WRONGTYPE)),
     }
     match txn.value_mut(key) {
-        Some(Value::Hash(h)) => Ok(Some(h)),
+        Some(ValueMut::Hash(h)) => Ok(Some(h)),
         _ => Err(err(ERR_WRONGTYPE)),
     }
 }
 
 /// Deletes `key` when its hash is empty (Redis never keeps empty collections).
 fn drop_if_empty(txn: &mut Txn<'_>, key: &[u8]) {
-    if matches!(txn.get(key), Some(Entry { value: Value::Hash(h), .. }) if h.is_empty()) {
+    if matches!(txn.get(key), Some(EntryRef { value: ValueRef::Hash(h), .. }) if h.is_empty()) {
         txn.remove(key);
     }
 }
@@ -93,7 +91,7 @@ pub fn hset(ctx: &Ctx<'_>, args: &[Bytes], hmset: bool) -> Frame {
     };
     let mut created = 0;
     for pair in args[2..].chunks_exact(2) {
-        if hash.insert(copy(&pair[0]), copy(&pair[1])).is_none() {
+        if hash.insert(&pair[0], &pair[1]) {
             created += 1;
         }
     }
@@ -118,7 +116,7 @@ pub fn hsetnx(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     if hash.contains_key(&args[2]) {
         return Frame::Integer(0);
     }
-    hash.insert(copy(&args[2]), copy(&args[3]));
+    hash.insert(&args[2], &args[3]);
     txn.log(&[b("HSET"), key.clone(), args[2].clone(), args[3].clone()]);
     Frame::Integer(1)
 }
@@ -128,7 +126,7 @@ pub fn hget(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     match read_hash(&mut txn, &args[1]) {
         Ok(h) => h
             .and_then(|h| h.get(&args[2]))
-            .map_or(Frame::Null, |v| Frame::Bulk(v.clone())),
+            .map_or(Frame::Null, |v| Frame::Bulk(copy(v))),
         Err(e) => e,
     }
 }
@@ -141,7 +139,7 @@ pub fn hmget(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
                 .iter()
                 .map(|f| {
                     h.and_then(|h| h.get(f))
-                        .map_or(Frame::Null, |v| Frame::Bulk(v.clone()))
+                        .map_or(Frame::Null, |v| Frame::Bulk(copy(v)))
                 })
                 .collect(),
         ),
@@ -167,11 +165,11 @@ pub fn hgetall(ctx: &Ctx<'_>, args: &[Bytes], parts: Parts) -> Frame {
     match parts {
         Parts::Both => Frame::Map(
             pairs
-                .map(|(f, v)| (Frame::Bulk(f.clone()), Frame::Bulk(v.clone())))
+                .map(|(f, v)| (Frame::Bulk(copy(f)), Frame::Bulk(copy(v))))
                 .collect(),
         ),
-        Parts::Fields => Frame::Array(pairs.map(|(f, _)| Frame::Bulk(f.clone())).collect()),
-        Parts::Values => Frame::Array(pairs.map(|(_, v)| Frame::Bulk(v.clone())).collect()),
+        Parts::Fields => Frame::Array(pairs.map(|(f, _)| Frame::Bulk(copy(f))).collect()),
+        Parts::Values => Frame::Array(pairs.map(|(_, v)| Frame::Bulk(copy(v))).collect()),
     }
 }
 
@@ -185,7 +183,7 @@ pub fn hdel(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     };
     let mut deleted = 0;
     for field in &args[2..] {
-        if hash.remove(field).is_some() {
+        if hash.remove(field) {
             deleted += 1;
         }
     }
@@ -244,7 +242,7 @@ pub fn hincrby(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         drop_if_empty(&mut txn, key);
         return err("ERR increment or decrement would overflow");
     };
-    hash.insert(copy(&args[2]), parse::int_bytes(next));
+    hash.insert(&args[2], &parse::int_bytes(next));
     txn.log(args);
     Frame::Integer(next)
 }
@@ -275,7 +273,7 @@ pub fn hincrbyfloat(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         return err("ERR increment would produce NaN or Infinity");
     };
     let text = Bytes::from(sum.to_human_string());
-    hash.insert(copy(&args[2]), text.clone());
+    hash.insert(&args[2], &text);
     // The result, not the increment, so replay cannot round differently.
     txn.log(&[b("HSET"), key.clone(), args[2].clone(), text.clone()]);
     Frame::Bulk(text)
@@ -311,7 +309,7 @@ pub fn hrandfield(ctx: &Ctx<'_>, args: &[Bytes], protocol: Protocol) -> Frame {
                 let n = rng.random_range(0..h.len());
                 h.keys()
                     .nth(n)
-                    .map_or(Frame::Null, |f| Frame::Bulk(f.clone()))
+                    .map_or(Frame::Null, |f| Frame::Bulk(copy(f)))
             }
             _ => Frame::Null,
         };
@@ -319,13 +317,13 @@ pub fn hrandfield(ctx: &Ctx<'_>, args: &[Bytes], protocol: Protocol) -> Frame {
     let Some(hash) = hash else {
         return Frame::Array(Vec::new());
     };
-    let pairs: Vec<(&Bytes, &Bytes)> = hash.iter().collect();
-    let picked: Vec<(&Bytes, &Bytes)> = pick_random(&pairs, count, &mut rng);
+    let pairs: Vec<(&[u8], &[u8])> = hash.iter().collect();
+    let picked: Vec<(&[u8], &[u8])> = pick_random(&pairs, count, &mut rng);
     if with_values {
         // Fields may repeat, so not a map: RESP3 nests each pair, RESP2 flattens them.
         let frames = picked
             .into_iter()
-            .map(|(f, v)| (Frame::Bulk(f.clone()), Frame::Bulk(v.clone())));
+            .map(|(f, v)| (Frame::Bulk(copy(f)), Frame::Bulk(copy(v))));
         if protocol == Protocol::Resp2 {
             Frame::Array(frames.flat_map(|(f, v)| [f, v]).collect())
         } else {
@@ -335,7 +333,7 @@ pub fn hrandfield(ctx: &Ctx<'_>, args: &[Bytes], protocol: Protocol) -> Frame {
         Frame::Array(
             picked
                 .into_iter()
-                .map(|(f, _)| Frame::Bulk(f.clone()))
+                .map(|(f, _)| Frame::Bulk(copy(f)))
                 .collect(),
         )
     }
@@ -380,36 +378,49 @@ pub(super) fn pick_random<T: Copy>(items: &[T], count: i64, rng: &mut impl Rng) 
     items.choose_multiple(rng, n).copied().collect()
 }
 
-/// SCAN's options after the cursor, as Redis's scanGenericCommand: COUNT must be >= 1.
-pub(super) fn parse_scan_options(args: &[Bytes], start: usize) -> Result<Option<&Bytes>, Frame> {
-    let mut pattern = None;
+/// HSCAN / SSCAN / ZSCAN's options after the cursor, as Redis's scanGenericCommand.
+pub(super) struct ScanOptions<'a> {
+    /// None for no MATCH (or `*`, which matches everything).
+    pub pattern: Option<&'a Bytes>,
+    /// COUNT: reply items (a pair counts two) to gather before returning; 10 by default.
+    pub count: usize,
+}
+
+/// Parses `[MATCH pattern] [COUNT n]` from `args[start..]`: COUNT must be >= 1.
+pub(super) fn parse_scan_options(args: &[Bytes], start: usize) -> Result<ScanOptions<'_>, Frame> {
+    let mut options = ScanOptions {
+        pattern: None,
+        count: 10,
+    };
     let mut i = start;
     while i < args.len() {
         let left = args.len() - i;
         if parse::eq(&args[i], "count") && left >= 2 {
             match parse::parse_i64(&args[i + 1]) {
-                Some(n) if n >= 1 => {}
+                Some(n) if n >= 1 => options.count = usize::try_from(n).unwrap_or(usize::MAX),
                 Some(_) => return Err(err(ERR_SYNTAX)),
                 None => return Err(err(ERR_NOT_INTEGER)),
             }
         } else if parse::eq(&args[i], "match") && left >= 2 {
-            pattern = Some(&args[i + 1]).filter(|p| p.as_ref() != b"*");
+            options.pattern = Some(&args[i + 1]).filter(|p| p.as_ref() != b"*");
         } else {
             return Err(err(ERR_SYNTAX));
         }
         i += 2;
     }
-    Ok(pattern)
+    Ok(options)
 }
 
-/// Redis's parseScanCursorOrReply: `strtoul` rules (an optional sign, digits; empty reads as 0).
+/// Redis's parseScanCursorOrReply: `strtoul` rules (an optional sign, digits; empty reads as 0;
+/// a negative number wraps).
 pub(super) fn parse_cursor(text: &[u8]) -> Option<u64> {
     if text.is_empty() {
         return Some(0);
     }
-    let digits = match text[0] {
-        b'-' | b'+' => &text[1..],
-        _ => text,
+    let (negative, digits) = match text[0] {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
     };
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
@@ -418,40 +429,73 @@ pub(super) fn parse_cursor(text: &[u8]) -> Option<u64> {
     for &d in digits {
         value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
-    Some(value)
+    Some(if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    })
+}
+
+/// Redis's scan loop over a hash table: visits buckets from `cursor` until the scan ends, `count`
+/// reply items were gathered (`per_element` items per element: 2 for pairs), or `count * 10`
+/// buckets were visited. `step` visits one bucket, pushing its elements, and returns the next
+/// cursor. Returns the cursor to hand back.
+pub(super) fn scan_buckets<T>(
+    mut cursor: u64,
+    count: usize,
+    per_element: usize,
+    items: &mut Vec<T>,
+    mut step: impl FnMut(u64, &mut Vec<T>) -> u64,
+) -> u64 {
+    let mut iterations_left = count.saturating_mul(10);
+    loop {
+        cursor = step(cursor, items);
+        if cursor == 0 || iterations_left == 0 || items.len().saturating_mul(per_element) >= count {
+            return cursor;
+        }
+        iterations_left -= 1;
+    }
 }
 
 /// `[cursor, items]`, the reply shape of every SCAN family command.
-pub(super) fn scan_reply(items: Vec<Frame>) -> Frame {
-    Frame::Array(vec![Frame::Bulk(b("0")), Frame::Array(items)])
+pub(super) fn scan_reply(cursor: u64, items: Vec<Frame>) -> Frame {
+    Frame::Array(vec![
+        Frame::Bulk(Bytes::from(cursor.to_string())),
+        Frame::Array(items),
+    ])
 }
 
-/// HSCAN key cursor [MATCH pattern] [COUNT n]. The whole hash is returned in one call with cursor 0
-/// (as Redis does for small encodings): a valid SCAN answer, since every field present for the
-/// whole scan is returned, and one that needs no cursor stable across rehashing.
+/// HSCAN key cursor [MATCH pattern] [COUNT n], as Redis: a packed (listpack) hash is returned
+/// whole with cursor 0; a table pages with Redis's reverse-binary cursor, so every field present
+/// for the whole scan is returned at least once, whatever is added or removed between calls.
 pub fn hscan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
-    if parse_cursor(&args[2]).is_none() {
+    let Some(cursor) = parse_cursor(&args[2]) else {
         return err("ERR invalid cursor");
-    }
+    };
     let mut txn = ctx.lock(&args[1]);
     let hash = match read_hash(&mut txn, &args[1]) {
         Ok(Some(h)) => h,
-        Ok(None) => return scan_reply(Vec::new()),
+        Ok(None) => return scan_reply(0, Vec::new()),
         Err(e) => return e,
     };
-    let pattern = match parse_scan_options(args, 3) {
-        Ok(p) => p,
+    let options = match parse_scan_options(args, 3) {
+        Ok(o) => o,
         Err(e) => return e,
     };
-    let mut items = Vec::new();
-    for (field, value) in hash.iter() {
-        if pattern.is_some_and(|p| !glob::matches(p, field)) {
-            continue;
-        }
-        items.push(Frame::Bulk(field.clone()));
-        items.push(Frame::Bulk(value.clone()));
-    }
-    scan_reply(items)
+    let mut pairs: Vec<(Bytes, Bytes)> = Vec::new();
+    let cursor = if hash.is_packed() {
+        hash.scan(0, |f, v| pairs.push((copy(f), copy(v))))
+    } else {
+        scan_buckets(cursor, options.count, 2, &mut pairs, |cursor, pairs| {
+            hash.scan(cursor, |f, v| pairs.push((copy(f), copy(v))))
+        })
+    };
+    let items = pairs
+        .into_iter()
+        .filter(|(f, _)| options.pattern.is_none_or(|p| glob::matches(p, f)))
+        .flat_map(|(f, v)| [Frame::Bulk(f), Frame::Bulk(v)])
+        .collect();
+    scan_reply(cursor, items)
 }
 
 #[cfg(test)]

@@ -217,7 +217,7 @@ pub fn keys(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         let guard = ctx.state.keyspace.lock(slot);
         for (key, entry) in guard.iter() {
             if !entry.is_expired(ctx.now_ms) && (all || glob::matches(pattern, key)) {
-                out.push(Frame::Bulk(key.clone()));
+                out.push(Frame::Bulk(Bytes::copy_from_slice(key)));
             }
         }
     }
@@ -296,7 +296,7 @@ pub fn scan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
             if type_name.is_some_and(|t| !parse::eq(t, entry.value.type_name())) {
                 continue;
             }
-            found.push(Frame::Bulk(key.clone()));
+            found.push(Frame::Bulk(Bytes::copy_from_slice(key)));
         }
         drop(guard);
         slot += 1;
@@ -347,7 +347,7 @@ fn random_live_key(ctx: &Ctx<'_>, slot: u16, rng: &mut impl Rng) -> Option<Bytes
         if len == 0 {
             return None;
         }
-        let key = txn.nth_key(rng.random_range(0..len))?.clone();
+        let key = Bytes::copy_from_slice(txn.nth_key(rng.random_range(0..len))?);
         if txn.live(&key).is_some() {
             return Some(key);
         }

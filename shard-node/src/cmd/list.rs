@@ -20,7 +20,7 @@ use tessera_proto::slot::key_hash_slot;
 use super::float::LongDouble;
 use super::parse::{self, err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
 use super::{Ctx, Session, Txn};
-use crate::keyspace::{blocking, Entry, Value};
+use crate::keyspace::{blocking, Entry, EntryRef, Value, ValueMut, ValueRef};
 
 const ERR_POSITIVE: &str = "ERR value is out of range, must be positive";
 const ERR_TIMEOUT_FLOAT: &str = "ERR timeout is not a float or out of range";
@@ -72,8 +72,8 @@ fn parse_end(arg: &[u8]) -> Result<End, Frame> {
 fn read_list<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t VecDeque<Bytes>>, Frame> {
     match txn.read(key) {
         None => Ok(None),
-        Some(entry) => match &entry.value {
-            Value::List(list) => Ok(Some(list)),
+        Some(entry) => match entry.value {
+            ValueRef::List(list) => Ok(Some(list)),
             _ => Err(err(ERR_WRONGTYPE)),
         },
     }
@@ -86,18 +86,19 @@ fn list_mut<'t>(
 ) -> Result<Option<&'t mut VecDeque<Bytes>>, Frame> {
     match txn.live(key) {
         None => return Ok(None),
-        Some(entry) if !matches!(entry.value, Value::List(_)) => return Err(err(ERR_WRONGTYPE)),
+        Some(entry) if !matches!(entry.value, ValueRef::List(_)) => return Err(err(ERR_WRONGTYPE)),
         Some(_) => {}
     }
     match txn.value_mut(key) {
-        Some(Value::List(list)) => Ok(Some(list)),
+        Some(ValueMut::List(list)) => Ok(Some(list)),
         _ => Ok(None),
     }
 }
 
 /// Deletes `key` if its list became empty.
 fn drop_if_empty(txn: &mut Txn<'_>, key: &[u8]) {
-    if matches!(txn.get(key), Some(Entry { value: Value::List(list), .. }) if list.is_empty()) {
+    if matches!(txn.get(key), Some(EntryRef { value: ValueRef::List(list), .. }) if list.is_empty())
+    {
         txn.remove(key);
     }
 }

@@ -12,12 +12,15 @@ use rand::Rng;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
-use super::hash::{parse_cursor, parse_random_count, parse_scan_options, pick_random, scan_reply};
+use super::hash::{
+    parse_cursor, parse_random_count, parse_scan_options, pick_random, scan_buckets, scan_reply,
+};
+use super::keys::object::{intset_order, is_intset};
 use super::parse::{self, err, ERR_SYNTAX, ERR_WRONGTYPE};
 use super::{Ctx, Txn};
-use crate::keyspace::{glob, Entry, Value};
+use crate::keyspace::{glob, Entry, EntryRef, SetValue, Value, ValueMut, ValueRef};
 
-type Set = HashSet<Bytes>;
+type Set = SetValue;
 
 const ERR_CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
@@ -33,8 +36,8 @@ fn copy(arg: &[u8]) -> Bytes {
 fn read_set<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t Set>, Frame> {
     match txn.read(key) {
         None => Ok(None),
-        Some(Entry {
-            value: Value::Set(s),
+        Some(EntryRef {
+            value: ValueRef::Set(s),
             ..
         }) => Ok(Some(s)),
         Some(_) => Err(err(ERR_WRONGTYPE)),
@@ -45,8 +48,8 @@ fn read_set<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t Set>, Fra
 fn lookup_write<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t Set>, Frame> {
     match txn.live(key) {
         None => Ok(None),
-        Some(Entry {
-            value: Value::Set(s),
+        Some(EntryRef {
+            value: ValueRef::Set(s),
             ..
         }) => Ok(Some(s)),
         Some(_) => Err(err(ERR_WRONGTYPE)),
@@ -59,7 +62,7 @@ fn existing_set_mut<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t m
         return Ok(None);
     }
     match txn.value_mut(key) {
-        Some(Value::Set(s)) => Ok(Some(s)),
+        Some(ValueMut::Set(s)) => Ok(Some(s)),
         _ => Err(err(ERR_WRONGTYPE)),
     }
 }
@@ -70,14 +73,14 @@ fn write_set<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<&'t mut Set, Frame>
         txn.insert(copy(key), Entry::new(Value::Set(Box::default()), None));
     }
     match txn.value_mut(key) {
-        Some(Value::Set(s)) => Ok(s),
+        Some(ValueMut::Set(s)) => Ok(s),
         _ => Err(err(ERR_WRONGTYPE)),
     }
 }
 
 /// Deletes `key` when its set is empty (Redis never keeps empty collections).
 fn drop_if_empty(txn: &mut Txn<'_>, key: &[u8]) {
-    if matches!(txn.get(key), Some(Entry { value: Value::Set(s), .. }) if s.is_empty()) {
+    if matches!(txn.get(key), Some(EntryRef { value: ValueRef::Set(s), .. }) if s.is_empty()) {
         txn.remove(key);
     }
 }
@@ -114,7 +117,7 @@ pub fn srem(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(None) => return Frame::Integer(0),
         Err(e) => return e,
     };
-    let removed = args[2..].iter().filter(|m| set.remove(*m)).count() as i64;
+    let removed = args[2..].iter().filter(|m| set.remove(m).is_some()).count() as i64;
     if removed > 0 {
         drop_if_empty(&mut txn, key);
         txn.log(args);
@@ -167,7 +170,7 @@ fn random_member(set: &Set, rng: &mut impl Rng) -> Option<Bytes> {
     set.iter().nth(rng.random_range(0..set.len())).cloned()
 }
 
-/// How far into a set's iteration order SPOP looks for its picks. A std `HashSet` has no O(1)
+/// How far into a set's iteration order SPOP looks for its picks. A hash table has no O(1)
 /// random access, and a pop that walked the whole set would make draining it quadratic; the
 /// iteration order is already a permutation keyed by the set's own random hasher seed, so a
 /// random pick among its first members is unpredictable at a bounded cost (Redis's own random
@@ -325,10 +328,10 @@ fn gather<'t>(txn: &'t mut Txn<'_>, keys: &[Bytes]) -> Result<Vec<Option<&'t Set
     Ok(keys
         .iter()
         .map(|key| match txn.get(key) {
-            Some(Entry {
-                value: Value::Set(s),
+            Some(EntryRef {
+                value: ValueRef::Set(s),
                 ..
-            }) => Some(&**s),
+            }) => Some(s),
             _ => None,
         })
         .collect())
@@ -445,25 +448,40 @@ pub fn sintercard(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     }
 }
 
-/// SSCAN key cursor [MATCH pattern] [COUNT n]: the whole set in one call, cursor 0 (see HSCAN).
+/// SSCAN key cursor [MATCH pattern] [COUNT n], as Redis: a set Redis would hold as an intset is
+/// returned whole (ascending, as an intset) with cursor 0; any other set pages through its table
+/// with Redis's reverse-binary cursor, so every member present for the whole scan is returned at
+/// least once, whatever is added or removed between calls.
 pub fn sscan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
-    if parse_cursor(&args[2]).is_none() {
+    let Some(cursor) = parse_cursor(&args[2]) else {
         return err("ERR invalid cursor");
-    }
+    };
     let mut txn = ctx.lock(&args[1]);
     let set = match read_set(&mut txn, &args[1]) {
         Ok(Some(s)) => s,
-        Ok(None) => return scan_reply(Vec::new()),
+        Ok(None) => return scan_reply(0, Vec::new()),
         Err(e) => return e,
     };
-    let pattern = match parse_scan_options(args, 3) {
-        Ok(p) => p,
+    let options = match parse_scan_options(args, 3) {
+        Ok(o) => o,
         Err(e) => return e,
     };
-    scan_reply(bulks(
-        set.iter()
-            .filter(|m| pattern.is_none_or(|p| glob::matches(p, m))),
-    ))
+    let mut members: Vec<Bytes> = Vec::new();
+    let cursor = if is_intset(set) {
+        members.extend(set.iter().cloned());
+        intset_order(&mut members);
+        0
+    } else {
+        scan_buckets(cursor, options.count, 1, &mut members, |cursor, members| {
+            set.scan(cursor, |m| members.push(m.clone()))
+        })
+    };
+    let items = members
+        .into_iter()
+        .filter(|m| options.pattern.is_none_or(|p| glob::matches(p, m)))
+        .map(Frame::Bulk)
+        .collect();
+    scan_reply(cursor, items)
 }
 
 #[cfg(test)]

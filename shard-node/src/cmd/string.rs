@@ -7,7 +7,7 @@ use tessera_proto::slot::key_hash_slot;
 
 use super::parse::{self, err, Args, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
 use super::{float, Ctx, Txn};
-use crate::keyspace::{Entry, Value};
+use crate::keyspace::{Entry, Value, ValueRef};
 
 /// Redis's proto-max-bulk-len: the longest string APPEND may build.
 const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
@@ -20,8 +20,8 @@ fn b(text: &'static str) -> Bytes {
 fn read_string(txn: &mut Txn<'_>, key: &[u8]) -> Result<Option<Bytes>, Frame> {
     match txn.read(key) {
         None => Ok(None),
-        Some(entry) => match &entry.value {
-            Value::String(s) => Ok(Some(s.clone())),
+        Some(entry) => match entry.value {
+            ValueRef::String(s) => Ok(Some(Bytes::copy_from_slice(s))),
             #[allow(unreachable_patterns)]
             _ => Err(err(ERR_WRONGTYPE)),
         },
@@ -32,8 +32,8 @@ fn read_string(txn: &mut Txn<'_>, key: &[u8]) -> Result<Option<Bytes>, Frame> {
 fn write_lookup(txn: &mut Txn<'_>, key: &[u8]) -> Result<Option<(Bytes, Option<u64>)>, Frame> {
     match txn.live(key) {
         None => Ok(None),
-        Some(entry) => match &entry.value {
-            Value::String(s) => Ok(Some((s.clone(), entry.expires_at_ms))),
+        Some(entry) => match entry.value {
+            ValueRef::String(s) => Ok(Some((Bytes::copy_from_slice(s), entry.expires_at_ms))),
             #[allow(unreachable_patterns)]
             _ => Err(err(ERR_WRONGTYPE)),
         },
@@ -379,9 +379,7 @@ fn incr_generic(ctx: &Ctx<'_>, args: &[Bytes], increment: i64) -> Frame {
 
 /// Replaces the value of `key`, keeping its TTL (as Redis's dbReplaceValue).
 fn set_keeping_ttl(txn: &mut Txn<'_>, key: &Bytes, value: Bytes) {
-    if let Some(slot) = txn.value_mut(key) {
-        *slot = Value::String(value);
-    } else {
+    if !txn.set_value(key, Value::String(value.clone())) {
         txn.insert(key.clone(), Entry::new(Value::String(value), None));
     }
 }

@@ -2,13 +2,13 @@
 //! with Redis 7.0's argument order, error texts and propagation forms. Also the helpers the bit
 //! commands share: the string lookups and the in-place edit that pads a value with zero bytes.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
 use super::parse::{self, err, Args, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
 use super::{Ctx, Txn};
-use crate::keyspace::{Entry, Value};
+use crate::keyspace::{Entry, EntryRef, Value, ValueRef};
 
 /// Redis's proto-max-bulk-len: no command may build a string longer than this (checkStringLength).
 pub(super) const MAX_STRING_LEN: u64 = 512 * 1024 * 1024;
@@ -27,10 +27,10 @@ fn b(text: &'static str) -> Bytes {
 pub(super) fn read_string(txn: &mut Txn<'_>, key: &[u8]) -> Result<Option<Bytes>, Frame> {
     match txn.read(key) {
         None => Ok(None),
-        Some(Entry {
-            value: Value::String(s),
+        Some(EntryRef {
+            value: ValueRef::String(s),
             ..
-        }) => Ok(Some(s.clone())),
+        }) => Ok(Some(Bytes::copy_from_slice(s))),
         Some(_) => Err(err(ERR_WRONGTYPE)),
     }
 }
@@ -40,8 +40,8 @@ pub(super) fn read_string(txn: &mut Txn<'_>, key: &[u8]) -> Result<Option<Bytes>
 pub(super) fn write_len(txn: &mut Txn<'_>, key: &[u8]) -> Result<Option<usize>, Frame> {
     match txn.live(key) {
         None => Ok(None),
-        Some(Entry {
-            value: Value::String(s),
+        Some(EntryRef {
+            value: ValueRef::String(s),
             ..
         }) => Ok(Some(s.len())),
         Some(_) => Err(err(ERR_WRONGTYPE)),
@@ -51,42 +51,28 @@ pub(super) fn write_len(txn: &mut Txn<'_>, key: &[u8]) -> Result<Option<usize>, 
 /// Lets `edit` change the string at `key` (absent: a new one) after zero-padding it to at least
 /// `min_len` bytes, keeping its TTL, as Redis's sdsgrowzero on an unshared value. The caller has
 /// checked that `key` holds a string or nothing, and that `min_len` is within the limit. The bytes
-/// are edited in place when no reader holds them, so flipping one bit of a large bitmap does not
-/// copy it.
+/// are edited in place (the keyspace keeps an edited string in a buffer of its own), so flipping
+/// one bit of a large bitmap does not copy it.
 pub(super) fn edit_string<R>(
     txn: &mut Txn<'_>,
     key: &Bytes,
     min_len: usize,
     edit: impl FnOnce(&mut [u8]) -> R,
 ) -> R {
-    let current = match txn.value_mut(key) {
-        Some(Value::String(s)) => std::mem::take(s),
-        _ => Bytes::new(),
-    };
-    let mut buf = match current.try_into_mut() {
-        Ok(unique) if unique.len() >= min_len || unique.capacity() >= min_len => unique,
-        Ok(unique) => grown(&unique, min_len),
-        Err(shared) => grown(&shared, min_len),
-    };
-    if buf.len() < min_len {
-        buf.resize(min_len, 0);
+    if txn.get(key).is_none() {
+        txn.insert(key.clone(), Entry::new(Value::String(Bytes::new()), None));
     }
-    let result = edit(&mut buf);
-    let value = buf.freeze();
-    match txn.value_mut(key) {
-        Some(slot) => *slot = Value::String(value),
-        None => {
-            txn.insert(key.clone(), Entry::new(Value::String(value), None));
+    let pad_and_edit = move |buf: &mut Vec<u8>| {
+        if buf.len() < min_len {
+            buf.resize(min_len, 0);
         }
+        edit(buf)
+    };
+    match txn.edit_string(key, pad_and_edit) {
+        Ok(result) => result,
+        // Not a string after all (the caller checked): edit a scratch buffer, store nothing.
+        Err(pad_and_edit) => pad_and_edit(&mut Vec::new()),
     }
-    result
-}
-
-/// A copy of `data` with room for exactly `min_len` bytes (or its own length, if longer).
-fn grown(data: &[u8], min_len: usize) -> BytesMut {
-    let mut buf = BytesMut::with_capacity(min_len.max(data.len()));
-    buf.extend_from_slice(data);
-    buf
 }
 
 /// Redis's range rule for GETRANGE and BITCOUNT / BITPOS: negative indexes count from the end,

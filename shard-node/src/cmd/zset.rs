@@ -13,7 +13,7 @@ use tessera_proto::resp::{Frame, Protocol};
 use super::parse::{err, ERR_WRONGTYPE};
 use super::Txn;
 use crate::keyspace::zset::{LexBound, LexRange, ScoreRange};
-use crate::keyspace::{Entry, SortedSet, Value};
+use crate::keyspace::{Entry, EntryRef, SortedSet, Value, ValueMut, ValueRef};
 
 pub const ERR_MINMAX_FLOAT: &str = "ERR min or max is not a float";
 pub const ERR_MINMAX_LEX: &str = "ERR min or max not valid string range item";
@@ -147,8 +147,8 @@ pub fn parse_lex_range(min: &[u8], max: &[u8]) -> Result<LexRange, Frame> {
 pub fn read_zset<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t SortedSet>, Frame> {
     match txn.read(key) {
         None => Ok(None),
-        Some(entry) => match &entry.value {
-            Value::ZSet(z) => Ok(Some(z)),
+        Some(entry) => match entry.value {
+            ValueRef::ZSet(z) => Ok(Some(z)),
             _ => Err(err(ERR_WRONGTYPE)),
         },
     }
@@ -158,8 +158,8 @@ pub fn read_zset<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t Sort
 pub fn write_zset<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t SortedSet>, Frame> {
     match txn.live(key) {
         None => Ok(None),
-        Some(entry) => match &entry.value {
-            Value::ZSet(z) => Ok(Some(z)),
+        Some(entry) => match entry.value {
+            ValueRef::ZSet(z) => Ok(Some(z)),
             _ => Err(err(ERR_WRONGTYPE)),
         },
     }
@@ -168,14 +168,14 @@ pub fn write_zset<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t Sor
 /// The sorted set at `key` to change in place (the caller checked its type).
 pub fn zset_mut<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Option<&'t mut SortedSet> {
     match txn.value_mut(key) {
-        Some(Value::ZSet(z)) => Some(z),
+        Some(ValueMut::ZSet(z)) => Some(z),
         _ => None,
     }
 }
 
 /// Deletes `key` if its sorted set became empty, as Redis never keeps an empty collection.
 pub fn drop_if_empty(txn: &mut Txn<'_>, key: &[u8]) {
-    if matches!(txn.get(key), Some(Entry { value: Value::ZSet(z), .. }) if z.is_empty()) {
+    if matches!(txn.get(key), Some(EntryRef { value: ValueRef::ZSet(z), .. }) if z.is_empty()) {
         txn.remove(key);
     }
 }

@@ -7,14 +7,16 @@
 //! expectation by a random priority per node (a heap on priorities, a search tree on members).
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use bytes::Bytes;
+
+use super::scan_table::ScanTable;
 
 /// Members by name (for ZSCORE) and in order (for ranges and ranks).
 #[derive(Debug, Clone, Default)]
 pub struct SortedSet {
-    scores: HashMap<Bytes, f64>,
+    /// Members by name, in a table ZSCAN can page through with a cursor.
+    scores: ScanTable<(Bytes, f64)>,
     order: Link,
 }
 
@@ -258,7 +260,7 @@ impl SortedSet {
     }
 
     pub fn score(&self, member: &[u8]) -> Option<f64> {
-        self.scores.get(member).copied()
+        self.scores.get(member).map(|(_, score)| *score)
     }
 
     /// Sets `member`'s score; returns the previous one. A -0 score is stored as 0, as Redis
@@ -266,7 +268,7 @@ impl SortedSet {
     pub fn insert(&mut self, member: Bytes, score: f64) -> Option<f64> {
         let score = if score == 0.0 { 0.0 } else { score };
         let previous = self.remove(&member);
-        self.scores.insert(member.clone(), score);
+        self.scores.insert((member.clone(), score));
         let item = ScoredMember { score, member };
         let (left, right) = split(self.order.take(), &|x| *x < item);
         let node = Box::new(Node {
@@ -282,12 +284,24 @@ impl SortedSet {
 
     /// Removes `member`; returns its score.
     pub fn remove(&mut self, member: &[u8]) -> Option<f64> {
-        let (member, score) = self.scores.remove_entry(member)?;
+        let (member, score) = self.scores.remove(member)?;
         let item = ScoredMember { score, member };
         let (left, rest) = split(self.order.take(), &|x| *x < item);
         let (_removed, right) = split(rest, &|x| *x <= item);
         self.order = merge(left, right);
         Some(score)
+    }
+
+    /// One ZSCAN step over the member table: visits the bucket `cursor` names, returns the next
+    /// cursor (0 when done).
+    pub fn scan(&self, cursor: u64, mut visit: impl FnMut(&Bytes, f64)) -> u64 {
+        self.scores
+            .scan(cursor, |(member, score)| visit(member, *score))
+    }
+
+    /// The member table's bucket array length (for MEMORY USAGE).
+    pub fn table_buckets(&self) -> usize {
+        self.scores.buckets()
     }
 
     /// Members in order, lowest score first.
@@ -364,6 +378,8 @@ impl SortedSet {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn set(items: &[(&str, f64)]) -> SortedSet {

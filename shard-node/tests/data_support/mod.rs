@@ -281,7 +281,7 @@ pub fn dump_keyspace(
     for slot in 0..16384 {
         let guard = keyspace.lock(slot);
         for (key, entry) in guard.iter() {
-            all.insert(key.to_vec(), entry.clone());
+            all.insert(key.to_vec(), entry.to_owned());
         }
     }
     all

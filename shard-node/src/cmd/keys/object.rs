@@ -1,20 +1,20 @@
-//! OBJECT ENCODING / FREQ / IDLETIME / REFCOUNT / HELP. Tessera stores every type one way, so the
-//! encoding reported is the one Redis 7.0 would use for the same contents under its default
-//! thresholds: tools and tests that read it (`--bigkeys`, client libraries' checks) see Redis's
-//! names. Redis never converts a grown collection back to its compact form, and strings changed in
-//! place (APPEND, SETRANGE, SETBIT) are `raw` there; both are history Tessera does not keep, so
-//! those cases report the encoding of the present contents.
+//! OBJECT ENCODING / FREQ / IDLETIME / REFCOUNT / HELP. The encoding reported is the one Redis 7.0
+//! would use under its default thresholds: tools and tests that read it (`--bigkeys`, client
+//! libraries' checks) see Redis's names. Hashes report their real form (packed `listpack` or
+//! `hashtable`, converted at Redis's thresholds and never back, as Redis). The other types are
+//! stored one way and report the encoding of their present contents; strings changed in place
+//! (APPEND, SETRANGE, SETBIT), which are `raw` in Redis, and collections that shrank back below
+//! the thresholds are history those cases do not follow.
 
 use bytes::Bytes;
 use tessera_proto::resp::Frame;
 
 use crate::cmd::Ctx;
-use crate::keyspace::Value;
+use crate::keyspace::{SetValue, SortedSet, ValueRef};
 
-/// Redis 7.0's defaults: hash-max-listpack-entries / -value, set-max-intset-entries,
-/// zset-max-listpack-entries / -value; strings up to 44 bytes are `embstr`.
-const HASH_MAX_ENTRIES: usize = 128;
-const HASH_MAX_VALUE: usize = 64;
+/// Redis 7.0's defaults: set-max-intset-entries, zset-max-listpack-entries / -value (the hash
+/// thresholds live with the hash's packed form, `keyspace::hash_value`); strings up to 44 bytes
+/// are `embstr`.
 const SET_MAX_INTSET_ENTRIES: usize = 512;
 const ZSET_MAX_ENTRIES: usize = 128;
 const ZSET_MAX_VALUE: usize = 64;
@@ -59,7 +59,7 @@ pub fn object(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         return Frame::Null;
     };
     match &sub[..] {
-        b"encoding" => Frame::Bulk(Bytes::from_static(encoding(&entry.value).as_bytes())),
+        b"encoding" => Frame::Bulk(Bytes::from_static(encoding(entry.value).as_bytes())),
         // Without an LFU policy (Tessera has none yet) Redis keeps no frequency.
         b"freq" => Frame::error(
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please \
@@ -68,8 +68,8 @@ pub fn object(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         ),
         // No per-key access clock is kept yet: every key reads as just used.
         b"idletime" => Frame::Integer(0),
-        b"refcount" => Frame::Integer(match &entry.value {
-            Value::String(s) if shared_integer(s) => SHARED_REFCOUNT,
+        b"refcount" => Frame::Integer(match entry.value {
+            ValueRef::String(s) if shared_integer(s) => SHARED_REFCOUNT,
             _ => 1,
         }),
         _ => crate::cmd::unknown_subcommand("object", &args[1]),
@@ -77,35 +77,34 @@ pub fn object(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
 }
 
 /// The encoding Redis 7.0 reports for a value with these contents.
-pub fn encoding(value: &Value) -> &'static str {
+pub fn encoding(value: ValueRef<'_>) -> &'static str {
     match value {
-        Value::String(s) if string_to_i64(s).is_some() => "int",
-        Value::String(s) if s.len() <= EMBSTR_MAX => "embstr",
-        Value::String(_) => "raw",
-        Value::Hash(h)
-            if h.len() <= HASH_MAX_ENTRIES
-                && h.iter()
-                    .all(|(f, v)| f.len() <= HASH_MAX_VALUE && v.len() <= HASH_MAX_VALUE) =>
-        {
-            "listpack"
-        }
-        Value::Hash(_) => "hashtable",
+        ValueRef::String(s) if string_to_i64(s).is_some() => "int",
+        ValueRef::String(s) if s.len() <= EMBSTR_MAX => "embstr",
+        ValueRef::String(_) => "raw",
+        ValueRef::Hash(h) => h.encoding(),
         // Redis 7.0 stores every list as a quicklist (listpack lists came in 7.2).
-        Value::List(_) => "quicklist",
-        Value::Set(s)
-            if s.len() <= SET_MAX_INTSET_ENTRIES
-                && s.iter().all(|m| string_to_i64(m).is_some()) =>
-        {
-            "intset"
-        }
-        Value::Set(_) => "hashtable",
-        Value::ZSet(z)
-            if z.len() <= ZSET_MAX_ENTRIES && z.iter().all(|(m, _)| m.len() <= ZSET_MAX_VALUE) =>
-        {
-            "listpack"
-        }
-        Value::ZSet(_) => "skiplist",
+        ValueRef::List(_) => "quicklist",
+        ValueRef::Set(s) if is_intset(s) => "intset",
+        ValueRef::Set(_) => "hashtable",
+        ValueRef::ZSet(z) if is_small_zset(z) => "listpack",
+        ValueRef::ZSet(_) => "skiplist",
     }
+}
+
+/// Whether Redis 7.0 would hold this set as an intset: SSCAN then returns it whole.
+pub fn is_intset(set: &SetValue) -> bool {
+    set.len() <= SET_MAX_INTSET_ENTRIES && set.iter().all(|m| string_to_i64(m).is_some())
+}
+
+/// Whether Redis 7.0 would hold this sorted set as a listpack: ZSCAN then returns it whole.
+pub fn is_small_zset(zset: &SortedSet) -> bool {
+    zset.len() <= ZSET_MAX_ENTRIES && zset.iter().all(|(m, _)| m.len() <= ZSET_MAX_VALUE)
+}
+
+/// Sorts intset members as Redis keeps them (ascending integers).
+pub fn intset_order(members: &mut [Bytes]) {
+    members.sort_by_key(|m| string_to_i64(m).unwrap_or(i64::MAX));
 }
 
 /// Whether Redis would store `s` as one of its shared integer objects.

@@ -81,7 +81,7 @@ pub fn copy(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         return err(ERR_CROSSSLOT);
     }
     let mut txn = ctx.lock(src);
-    let Some(entry) = txn.live(src).cloned() else {
+    let Some(entry) = txn.live(src).map(|e| e.to_owned()) else {
         return Frame::Integer(0);
     };
     if txn.live(dst).is_some() {

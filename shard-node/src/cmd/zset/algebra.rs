@@ -9,7 +9,7 @@ use tessera_proto::resp::Frame;
 use super::{members_reply, parse_score, store};
 use crate::cmd::parse::{err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
 use crate::cmd::{Ctx, Session};
-use crate::keyspace::{SortedSet, Value};
+use crate::keyspace::{SortedSet, ValueRef};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -120,10 +120,10 @@ pub fn combine(
     let mut sources = Vec::with_capacity(setnum);
     for key in keys {
         let found = if dst { txn.live(key) } else { txn.read(key) };
-        let members = match found.map(|e| &e.value) {
+        let members = match found.map(|e| e.value) {
             None => Vec::new(),
-            Some(Value::ZSet(z)) => z.iter().map(|(m, s)| (m.clone(), s)).collect(),
-            Some(Value::Set(s)) => s.iter().map(|m| (m.clone(), 1.0)).collect(),
+            Some(ValueRef::ZSet(z)) => z.iter().map(|(m, s)| (m.clone(), s)).collect(),
+            Some(ValueRef::Set(s)) => s.iter().map(|m| (m.clone(), 1.0)).collect(),
             Some(_) => return err(ERR_WRONGTYPE),
         };
         sources.push(Source {

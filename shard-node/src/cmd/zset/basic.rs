@@ -8,7 +8,9 @@ use super::{
     format_score, parse_lex_range, parse_score, parse_score_range, read_zset, score_frame,
     write_zset, zset_mut,
 };
-use crate::cmd::parse::{self, err, ERR_NOT_FLOAT, ERR_NOT_INTEGER, ERR_SYNTAX};
+use crate::cmd::hash::{parse_cursor, parse_scan_options, scan_buckets, scan_reply};
+use crate::cmd::keys::object::is_small_zset;
+use crate::cmd::parse::{err, ERR_NOT_FLOAT, ERR_SYNTAX};
 use crate::cmd::Ctx;
 use crate::keyspace::{glob, Entry, SortedSet, Value};
 
@@ -252,60 +254,37 @@ pub fn zrank(ctx: &Ctx<'_>, args: &[Bytes], rev: bool) -> Frame {
     }
 }
 
-/// ZSCAN returns the whole set in one reply (cursor 0), as Redis does for a small set; a larger
-/// set is still a complete, valid scan.
+/// ZSCAN key cursor [MATCH pattern] [COUNT n], as Redis: a sorted set Redis would hold as a
+/// listpack is returned whole (in score order) with cursor 0; a larger one pages through its
+/// member table with Redis's reverse-binary cursor, so every member present for the whole scan is
+/// returned at least once.
 pub fn zscan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
-    if !valid_cursor(&args[2]) {
+    let Some(cursor) = parse_cursor(&args[2]) else {
         return err("ERR invalid cursor");
-    }
+    };
     let mut txn = ctx.lock(&args[1]);
     let zset: &SortedSet = match read_zset(&mut txn, &args[1]) {
         Ok(Some(z)) => z,
-        Ok(None) => return scan_reply(Vec::new()),
+        Ok(None) => return scan_reply(0, Vec::new()),
         Err(e) => return e,
     };
-    let mut pattern: Option<&Bytes> = None;
-    let mut opts = parse::Args::new(args, 3);
-    while let Some(opt) = opts.next_arg() {
-        if parse::eq(opt, "count") && opts.remaining() >= 1 {
-            match opts.int() {
-                Ok(n) if n >= 1 => {}
-                Ok(_) => return err(ERR_SYNTAX),
-                Err(_) => return err(ERR_NOT_INTEGER),
-            }
-        } else if parse::eq(opt, "match") && opts.remaining() >= 1 {
-            pattern = opts.next_arg();
-        } else {
-            return err(ERR_SYNTAX);
-        }
-    }
-    let mut out = Vec::new();
-    // Whatever the cursor, as Redis for a small (listpack) set: we only ever hand out 0.
-    for (member, score) in zset.iter() {
-        if pattern.is_some_and(|p| !glob::matches(p, member)) {
-            continue;
-        }
-        out.push(Frame::Bulk(member.clone()));
-        out.push(Frame::Bulk(format_score(score)));
-    }
-    scan_reply(out)
-}
-
-/// A cursor as C's `strtoul` takes it in parseScanCursorOrReply: an optional sign, digits to the
-/// end, no leading space, within 64 bits (`-1` wraps and is accepted).
-fn valid_cursor(text: &[u8]) -> bool {
-    let digits = match text {
-        [b'-' | b'+', rest @ ..] => rest,
-        _ => text,
+    let options = match parse_scan_options(args, 3) {
+        Ok(o) => o,
+        Err(e) => return e,
     };
-    !digits.is_empty()
-        && digits.iter().all(u8::is_ascii_digit)
-        && std::str::from_utf8(digits).is_ok_and(|d| d.parse::<u64>().is_ok())
-}
-
-fn scan_reply(items: Vec<Frame>) -> Frame {
-    Frame::Array(vec![
-        Frame::Bulk(Bytes::from_static(b"0")),
-        Frame::Array(items),
-    ])
+    let mut members: Vec<(Bytes, f64)> = Vec::new();
+    let cursor = if is_small_zset(zset) {
+        members.extend(zset.iter().map(|(m, score)| (m.clone(), score)));
+        0
+    } else {
+        scan_buckets(cursor, options.count, 2, &mut members, |cursor, members| {
+            zset.scan(cursor, |m, score| members.push((m.clone(), score)))
+        })
+    };
+    let items = members
+        .into_iter()
+        .filter(|(m, _)| options.pattern.is_none_or(|p| glob::matches(p, m)))
+        .flat_map(|(m, score)| [Frame::Bulk(m), Frame::Bulk(format_score(score))])
+        .collect();
+    scan_reply(cursor, items)
 }
