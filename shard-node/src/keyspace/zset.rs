@@ -1,6 +1,7 @@
 //! The sorted set: members with scores, ordered by (score, member) as Redis orders them.
 //!
-//! Members are held twice: by name in a `HashMap` (O(1) ZSCORE) and in order in a treap whose
+//! Members are held twice: by name in a `ScanTable` (O(1) ZSCORE, and the table ZSCAN pages
+//! through with Redis's cursor) and in order in a treap whose
 //! nodes count their subtree, so insert, remove, rank (ZRANK) and the n-th member (ZRANGE by
 //! index) are all O(log n) expected, as with Redis's skip list with spans. A treap, not a skip
 //! list, because it needs no unsafe code: a randomized binary search tree, balanced in
