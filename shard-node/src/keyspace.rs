@@ -502,7 +502,6 @@ impl SlotGuard<'_> {
         };
         let expires_at_ms = old.expires_at_ms();
         let record = Record::new(key, Entry::new(value, expires_at_ms));
-        self.blocking.signal(self.slot, key);
         self.table.put(Box::new(record));
         true
     }
