@@ -349,26 +349,48 @@ impl SortedSet {
         }
     }
 
-    /// Members in `range` as Redis's skip list walks them: from the first member above `min`
-    /// (or, reversed, the last below `max`) while the other bound holds. Meaningful when all
-    /// scores are equal, as ZRANGEBYLEX requires.
+    /// Members in `range` as Redis walks them: from the first member at or above `min` (or,
+    /// reversed, the last at or below `max`) while the other bound holds, after Redis's
+    /// zzlIsInLexRange check (the last member must reach `min`, the first must not pass `max`).
+    /// ZRANGEBYLEX means all scores to be equal; then members are in lex order and the start is
+    /// found by bisection. When they are not, Redis's answer is still fixed for a listpack (it
+    /// scans from the head, or the tail), so the start is found by the same scan.
     pub fn lex_range<'a>(
         &'a self,
         range: &'a LexRange,
         rev: bool,
     ) -> Box<dyn Iterator<Item = (&'a Bytes, f64)> + 'a> {
-        if range.is_empty() {
+        let (Some((first, first_score)), Some((last, last_score))) =
+            (self.iter().next(), self.iter().next_back())
+        else {
+            return Box::new(std::iter::empty());
+        };
+        if range.is_empty() || !range.above_min(last) || !range.below_max(first) {
             return Box::new(std::iter::empty());
         }
+        let lex_ordered = first_score == last_score;
         if rev {
-            let end = count_while(&self.order, |x| range.below_max(&x.member));
+            let end = if lex_ordered {
+                count_while(&self.order, |x| range.below_max(&x.member))
+            } else {
+                self.len()
+                    - self
+                        .iter()
+                        .rev()
+                        .take_while(|(m, _)| !range.below_max(m))
+                        .count()
+            };
             Box::new(
                 self.by_index(0..end)
                     .rev()
                     .take_while(move |(m, _)| range.above_min(m)),
             )
         } else {
-            let start = count_while(&self.order, |x| !range.above_min(&x.member));
+            let start = if lex_ordered {
+                count_while(&self.order, |x| !range.above_min(&x.member))
+            } else {
+                self.iter().take_while(|(m, _)| !range.above_min(m)).count()
+            };
             Box::new(
                 self.by_index(start..self.len())
                     .take_while(move |(m, _)| range.below_max(m)),

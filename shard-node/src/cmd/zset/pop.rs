@@ -87,9 +87,7 @@ pub fn zpop(ctx: &Ctx<'_>, session: &Session, args: &[Bytes], max: bool) -> Fram
             _ => return err("ERR value is out of range, must be positive"),
         },
     };
-    if count == Some(0) {
-        return Frame::Array(Vec::new());
-    }
+    // A count of 0 still looks the key up first, so a key of another type answers WRONGTYPE.
     let popped = match pop_from(ctx, &args[1..2], max, count.unwrap_or(1)) {
         Ok(Some((_, popped))) => popped,
         Ok(None) => Vec::new(),
