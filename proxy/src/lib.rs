@@ -73,6 +73,7 @@ pub async fn run(
         stats: Stats::default(),
         next_client_id: AtomicU64::new(1),
         lanes: config.backend_connections.max(1),
+        myself: Default::default(),
     });
     tracing::info!(port, id = %shared.id, control_plane = %config.control_plane, "proxy listening");
 
