@@ -315,8 +315,10 @@ fn hung_node_fails_only_its_own_slots() {
         }
         assert!(hung_at.elapsed() < limit, "node3 never became FAIL");
     }
+    // Far below the 5 s backend timeout a client stuck behind the hung node would wait; not
+    // tighter, as this 2-core machine is shared with builds.
     assert!(
-        slowest < Duration::from_secs(1),
+        slowest < Duration::from_secs(2),
         "a live slot took {slowest:?} while node3 hung"
     );
     let (reply, took) = hung_reply.join().expect("hung client");
@@ -333,7 +335,11 @@ fn hung_node_fails_only_its_own_slots() {
     // Once FAIL: the CLUSTERDOWN rule for its slots only, answered at once.
     let start = Instant::now();
     let reply: RedisResult<Option<String>> = con.get(&hung_key);
-    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     let error = reply.expect_err("FAIL node's slot").to_string();
     assert!(error.contains("Hash slot not served"), "{error}");
     assert_eq!(
