@@ -56,6 +56,32 @@ impl NodeId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Another id made from this one and `salt`: each byte of this id XOR a FNV-1a stream of
+    /// `salt`. Deterministic (no randomness, no std hasher whose output may change between Rust
+    /// releases), and distinct ids give distinct results for one salt.
+    pub fn derive(&self, salt: &str) -> NodeId {
+        let mut stream = [0u8; 24];
+        for (block, chunk) in stream.chunks_mut(8).enumerate() {
+            let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+            for byte in salt.bytes().chain([block as u8]) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+            chunk.copy_from_slice(&hash.to_be_bytes());
+        }
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => c - b'0',
+            _ => c.wrapping_sub(b'a').wrapping_add(10) & 0x0f,
+        };
+        let mut bytes = [0u8; 20];
+        for (i, pair) in self.0.as_bytes().chunks(2).take(20).enumerate() {
+            let high = pair.first().copied().map_or(0, nibble);
+            let low = pair.get(1).copied().map_or(0, nibble);
+            bytes[i] = ((high << 4) | low) ^ stream[i];
+        }
+        NodeId::from_random_bytes(bytes)
+    }
 }
 
 impl fmt::Display for NodeId {
@@ -327,31 +353,70 @@ impl Topology {
             .any(|&i| self.nodes[usize::from(i)].fail)
     }
 
-    /// A view of this cluster as one node at `host:port` serving every slot: what the proxy shows
-    /// cluster-aware clients in CLUSTER SLOTS / NODES / SHARDS so they keep talking to it.
+    /// The cluster as the proxy presents it to cluster-aware clients: one virtual master per
+    /// master that serves slots, with that master's slot ranges, health and epoch, but at the
+    /// proxy's own `host:port`, so a cluster client keeps talking to the proxy while tools that
+    /// want several masters (`redis-benchmark --cluster`) see the real cluster's shape.
     ///
-    /// The view keeps version, epochs, settings and `created`; its node is a healthy master whose
-    /// bus port is `port + 10000` (0 if that overflows), as Redis derives it.
-    pub fn as_single_node(&self, id: NodeId, host: &str, port: u16) -> Topology {
-        let node = Node {
-            id,
-            host: host.to_string(),
-            port,
-            bus_port: port.checked_add(10_000).unwrap_or(0),
-            role: Role::Master,
-            master_id: None,
-            config_epoch: self.current_epoch,
-            pfail: false,
-            fail: false,
-            last_heartbeat_ms: 0,
-            ping_sent_ms: 0,
-            key_count: self.nodes.iter().map(|n| n.key_count).sum(),
-        };
+    /// Each virtual master's id is derived from its master's id and the proxy's address
+    /// (`NodeId::derive`): stable across proxy restarts, distinct per proxy address, and never the
+    /// real node's id (which names another address). Virtual masters come in the order of their
+    /// lowest slot; replicas are not shown (the proxy sends everything to masters). A cluster with
+    /// no served slot shows the proxy alone (`proxy_id`), serving nothing. Bus ports are `port +
+    /// 10000` (0 if that overflows), as Redis derives them.
+    pub fn as_virtual_masters(&self, proxy_id: NodeId, host: &str, port: u16) -> Topology {
+        let salt = format!("{host}:{port}");
+        let bus_port = port.checked_add(10_000).unwrap_or(0);
+        // Masters in the order of their lowest slot, and each one's index in the view.
+        let mut order: Vec<u16> = Vec::new();
+        let mut view_index: Vec<Option<u16>> = vec![None; self.nodes.len()];
+        for &owner in self.slots.iter().flatten() {
+            if let Some(entry @ None) = view_index.get_mut(usize::from(owner)) {
+                *entry = Some(order.len() as u16);
+                order.push(owner);
+            }
+        }
+        let mut nodes: Vec<Node> = order
+            .iter()
+            .map(|&index| {
+                let master = &self.nodes[usize::from(index)];
+                Node {
+                    id: master.id.derive(&salt),
+                    host: host.to_string(),
+                    port,
+                    bus_port,
+                    role: Role::Master,
+                    master_id: None,
+                    ..master.clone()
+                }
+            })
+            .collect();
+        let slots = self
+            .slots
+            .iter()
+            .map(|owner| owner.and_then(|o| view_index.get(usize::from(o)).copied().flatten()))
+            .collect();
+        if nodes.is_empty() {
+            nodes.push(Node {
+                id: proxy_id,
+                host: host.to_string(),
+                port,
+                bus_port,
+                role: Role::Master,
+                master_id: None,
+                config_epoch: self.current_epoch,
+                pfail: false,
+                fail: false,
+                last_heartbeat_ms: 0,
+                ping_sent_ms: 0,
+                key_count: 0,
+            });
+        }
         Topology {
             version: self.version,
             current_epoch: self.current_epoch,
-            nodes: vec![node],
-            slots: vec![Some(0); SLOT_COUNT as usize].into_boxed_slice(),
+            nodes,
+            slots,
             settings: self.settings,
             created: self.created,
         }
@@ -714,19 +779,62 @@ mod tests {
     }
 
     #[test]
-    fn single_node_view() {
+    fn virtual_masters_view() {
         let mut t = three_masters();
         t.nodes[1].key_count = 5;
         t.nodes[2].fail = true;
-        let id = NodeId::from_random_bytes([9; 20]);
-        let single = t.as_single_node(id.clone(), "10.0.0.1", 6379);
-        assert_eq!(single.nodes.len(), 1);
-        assert_eq!(single.nodes[0].id, id);
-        assert_eq!(single.nodes[0].bus_port, 16379);
-        assert_eq!(single.nodes[0].key_count, 5);
-        assert_eq!(single.ranges_of(0), vec![(0, 16383)]);
-        assert!(single.health().ok);
-        assert_eq!(single.current_epoch, 3);
+        // node 2 also serves slot 0: the view orders masters by their lowest slot.
+        t.slots[0] = Some(2);
+        t.nodes.push(node(9)); // serves nothing: not shown
+        let proxy = NodeId::from_random_bytes([9; 20]);
+        let view = t.as_virtual_masters(proxy.clone(), "10.0.0.1", 6379);
+        assert_eq!(view.nodes.len(), 3);
+        assert!(view.nodes.iter().all(|n| n.host == "10.0.0.1"
+            && n.port == 6379
+            && n.bus_port == 16379
+            && n.role == Role::Master
+            && n.id != proxy));
+        assert_eq!(view.nodes[0].id, t.nodes[2].id.derive("10.0.0.1:6379"));
+        assert!(view.nodes[0].fail, "health mirrored");
+        assert_eq!(view.nodes[0].config_epoch, 3);
+        assert_eq!(view.nodes[2].key_count, 5);
+        assert_eq!(view.ranges_of(0), vec![(0, 0), (10923, 16383)]);
+        assert_eq!(view.ranges_of(1), vec![(1, 5460)]);
+        assert_eq!(view.ranges_of(2), vec![(5461, 10922)]);
+        assert_eq!(view.health().slots_fail, t.health().slots_fail);
+        assert_eq!(view.current_epoch, 3);
+        // Stable for one address, different for another.
+        let again = t.as_virtual_masters(NodeId::from_random_bytes([1; 20]), "10.0.0.1", 6379);
+        assert_eq!(again.nodes, view.nodes);
+        let other = t.as_virtual_masters(proxy.clone(), "10.0.0.1", 6380);
+        assert!(other
+            .nodes
+            .iter()
+            .zip(&view.nodes)
+            .all(|(a, b)| a.id != b.id));
+
+        // Nothing served: the proxy alone, serving nothing.
+        let empty = Topology::default().as_virtual_masters(proxy.clone(), "h", 65000);
+        assert_eq!(empty.nodes.len(), 1);
+        assert_eq!(empty.nodes[0].id, proxy);
+        assert_eq!(empty.nodes[0].bus_port, 0);
+        assert!(empty.ranges_of(0).is_empty());
+    }
+
+    #[test]
+    fn derived_ids_are_valid_and_distinct() {
+        let salt = "127.0.0.1:6379";
+        let ids: Vec<NodeId> = (0..=255u8)
+            .map(|b| NodeId::from_random_bytes([b; 20]))
+            .collect();
+        let derived: Vec<NodeId> = ids.iter().map(|id| id.derive(salt)).collect();
+        for id in &derived {
+            assert_eq!(NodeId::parse(id.as_str()).as_ref(), Ok(id));
+        }
+        let unique: std::collections::HashSet<_> = derived.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        assert!(ids.iter().zip(&derived).all(|(a, b)| a != b));
+        assert_eq!(ids[7].derive(salt), ids[7].derive(salt));
     }
 
     #[test]

@@ -42,6 +42,9 @@ use topology::TopologyView;
 
 /// How long shutdown waits for connections to finish their in-flight replies.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a starting proxy waits for its first topology before it accepts clients anyway (and
+/// answers CLUSTERDOWN until the control plane is reachable).
+const FIRST_TOPOLOGY_WAIT: Duration = Duration::from_secs(10);
 
 /// Serves clients on `listener` until `shutdown` is cancelled, then stops accepting, lets
 /// connections end (bounded by a grace period) and returns.
@@ -73,11 +76,23 @@ pub async fn run(
         stats: Stats::default(),
         next_client_id: AtomicU64::new(1),
         lanes: config.backend_connections.max(1),
+        myself: Default::default(),
     });
     tracing::info!(port, id = %shared.id, control_plane = %config.control_plane, "proxy listening");
 
     let tasks = TaskTracker::new();
-    tasks.spawn(view.follow(shutdown.clone()));
+    tasks.spawn(view.clone().follow(shutdown.clone()));
+    // Accept nobody before the first topology: a request before it would answer CLUSTERDOWN.
+    // Clients that connect meanwhile wait in the listen backlog and are served once it is here.
+    let deadline = Instant::now() + FIRST_TOPOLOGY_WAIT;
+    while view.load().initial && Instant::now() < deadline && !shutdown.is_cancelled() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if view.load().initial {
+        tracing::warn!(
+            "no topology from the control plane yet; accepting clients (CLUSTERDOWN until it comes)"
+        );
+    }
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,

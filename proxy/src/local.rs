@@ -1,6 +1,7 @@
 //! Commands the proxy answers itself, as a Redis 7.0.15 cluster node would: connection commands
 //! (`conn`), CLIENT (`client`), COMMAND (`command`), CONFIG (`config`), INFO (`info`) and CLUSTER
-//! (`cluster`, presenting the proxy as one node serving every slot but reporting the real state).
+//! (`cluster`, presenting one virtual master per real master at the proxy's address, and the real
+//! cluster state).
 
 mod client;
 mod cluster;
@@ -8,6 +9,8 @@ mod command;
 mod config;
 mod conn;
 mod info;
+
+pub use cluster::MyselfPicker;
 
 use std::sync::Arc;
 

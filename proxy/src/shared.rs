@@ -41,6 +41,8 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     /// Pipelined connections per backend: a client's lane is its id modulo this.
     pub lanes: usize,
+    /// Which virtual master each client is shown as `myself` (CLUSTER NODES / MYID).
+    pub myself: crate::local::MyselfPicker,
 }
 
 impl Shared {

@@ -155,7 +155,15 @@ async fn local_commands_present_one_node() -> Result<()> {
         nodes.contains(&format!("127.0.0.1:{}", h.proxy_port)),
         "{nodes}"
     );
-    assert_eq!(nodes.lines().count(), 1, "{nodes}");
+    // One virtual master per real master, all at the proxy's address.
+    assert_eq!(nodes.lines().count(), 3, "{nodes}");
+    assert_eq!(
+        nodes
+            .matches(&format!("127.0.0.1:{}@", h.proxy_port))
+            .count(),
+        3,
+        "{nodes}"
+    );
     c.cmd(&["SET", "{k}1", "v"]).await?;
     assert_eq!(
         c.cmd(&["CLUSTER", "COUNTKEYSINSLOT", "7629"]).await?,
@@ -447,8 +455,8 @@ async fn follows_ask_during_migration() -> Result<()> {
     Ok(())
 }
 
-/// A cluster-mode client pointed at the proxy sees one node serving every slot and keeps talking
-/// to it. (redis-benchmark --cluster refuses a one-node cluster; issue 5 handles it.)
+/// A cluster-mode client pointed at the proxy sees one virtual master per real master, all at the
+/// proxy's address, and keeps talking to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mode_client_stays_on_the_proxy() -> Result<()> {
     let h = Harness::start().await?;
@@ -464,9 +472,13 @@ async fn cluster_mode_client_stays_on_the_proxy() -> Result<()> {
     assert_eq!(c.cmd(&["GET", "somekey"]).await?, bulk("v"));
     match c.cmd(&["CLUSTER", "SLOTS"]).await? {
         Frame::Array(ranges) => {
-            assert_eq!(ranges.len(), 1, "{ranges:?}");
+            assert_eq!(ranges.len(), 3, "{ranges:?}");
             let text = format!("{ranges:?}");
-            assert!(text.contains(&h.proxy_port.to_string()), "{text}");
+            assert_eq!(
+                text.matches(&format!("Integer({})", h.proxy_port)).count(),
+                3,
+                "{text}"
+            );
         }
         other => panic!("CLUSTER SLOTS gave {other:?}"),
     }

@@ -452,13 +452,31 @@ mod tests {
     }
 
     #[test]
-    fn single_node_view_serves_everything() {
+    fn virtual_masters_at_the_proxy_address() {
         let t = cluster();
-        let id = NodeId::from_random_bytes([7; 20]);
-        let single = t.as_single_node(id.clone(), "127.0.0.1", 6379);
+        let proxy = NodeId::from_random_bytes([7; 20]);
+        let view = t.as_virtual_masters(proxy, "127.0.0.1", 6379);
+        let ids: Vec<String> = IDS
+            .iter()
+            .map(|id| {
+                NodeId::parse(id)
+                    .unwrap()
+                    .derive("127.0.0.1:6379")
+                    .to_string()
+            })
+            .collect();
         assert_eq!(
-            cluster_nodes(&single, Some(&id), 9),
-            format!("{id} 127.0.0.1:6379@16379 myself,master - 0 0 3 connected 0-16383\n")
+            cluster_nodes(&view, Some(&view.nodes[1].id), 9),
+            format!(
+                "{} 127.0.0.1:6379@16379 master - 0 9 1 connected 0-5460\n\
+                 {} 127.0.0.1:6379@16379 myself,master - 0 0 2 connected 5461-10922\n\
+                 {} 127.0.0.1:6379@16379 master - 0 9 3 connected 10923-16383\n",
+                ids[0], ids[1], ids[2]
+            )
         );
+        let slots = cluster_slots(&view).to_bytes(Protocol::Resp2);
+        let text = String::from_utf8_lossy(&slots);
+        assert!(text.starts_with("*3\r\n*3\r\n:0\r\n:5460\r\n*4\r\n$9\r\n127.0.0.1\r\n:6379\r\n"));
+        assert_eq!(text.matches(":6379\r\n").count(), 3);
     }
 }

@@ -1,20 +1,67 @@
-//! CLUSTER INFO with the real cluster state; CLUSTER SLOTS / NODES / SHARDS / MYID showing the
-//! proxy as one node that serves every slot at its announced address, so cluster-aware clients
-//! keep talking to the proxy; CLUSTER KEYSLOT computed here. (COUNTKEYSINSLOT and GETKEYSINSLOT
+//! CLUSTER INFO with the real cluster state; CLUSTER SLOTS / NODES / SHARDS / MYID presenting one
+//! virtual master per real master, each with its master's slots but at the proxy's announced
+//! address (`Topology::as_virtual_masters`), so cluster-aware clients keep talking to the proxy
+//! and tools that want several masters (`redis-benchmark --cluster`, `redis-cli --cluster check`)
+//! see the cluster's real shape; CLUSTER KEYSLOT computed here. (COUNTKEYSINSLOT and GETKEYSINSLOT
 //! are routed to the slot's owner by the router.)
+//!
+//! Which virtual master is `myself` differs per client connection (`MyselfPicker`):
+//! `redis-cli --cluster check` opens one connection per node it was told about, all to the same
+//! address, and reads each node's slots from the `myself` line that connection is shown. Handing
+//! connections the virtual masters in turn gives its N connections the N masters.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 use tessera_proto::topology::render::{self, MessageStats};
+use tessera_proto::topology::Topology;
 
 use super::{frame, verbatim};
 use crate::client::{Reply, Session};
 use crate::shared::Shared;
 use crate::topology::Snapshot;
+
+/// How many connections remember their turn; older ones get a new turn if they ask again.
+const REMEMBERED_CONNECTIONS: usize = 256;
+
+/// Hands each client connection that asks for `myself` (CLUSTER NODES / MYID) the next turn of a
+/// per-proxy counter, and keeps it for that connection, so one connection always sees the same
+/// `myself` and consecutive connections see the virtual masters in turn.
+///
+/// Bounded: only the last `REMEMBERED_CONNECTIONS` connections are remembered. Only these two
+/// rarely used commands take the lock. Limit: another client's first CLUSTER NODES arriving in the
+/// middle of a `redis-cli --cluster check` shifts the turns and can show that check one master
+/// twice (it then reports missing slots; running it again passes).
+#[derive(Debug, Default)]
+pub struct MyselfPicker {
+    turns: Mutex<(u64, VecDeque<(u64, u64)>)>,
+}
+
+impl MyselfPicker {
+    /// The turn of client `client_id`: its own if it had one, else the next.
+    fn turn(&self, client_id: u64) -> u64 {
+        // A panic while holding this lock cannot leave the data half-changed: keep using it.
+        let mut guard = self
+            .turns
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (next, remembered) = &mut *guard;
+        if let Some(&(_, turn)) = remembered.iter().find(|(id, _)| *id == client_id) {
+            return turn;
+        }
+        let turn = *next;
+        *next = next.wrapping_add(1);
+        if remembered.len() >= REMEMBERED_CONNECTIONS {
+            remembered.pop_front();
+        }
+        remembered.push_back((client_id, turn));
+        turn
+    }
+}
 
 pub fn handle(
     shared: &Arc<Shared>,
@@ -22,30 +69,61 @@ pub fn handle(
     snapshot: &Snapshot,
     args: &[Bytes],
 ) -> Option<Reply> {
-    let single = || {
-        snapshot.topology.as_single_node(
+    let view = || {
+        snapshot.topology.as_virtual_masters(
             shared.id.clone(),
             &shared.announce_host,
             shared.announce_port,
         )
+    };
+    let myself = |view: &Topology| {
+        let turn = shared.myself.turn(session.id);
+        // `as_virtual_masters` always has at least one node.
+        let index = (turn % view.nodes.len().max(1) as u64) as usize;
+        view.nodes.get(index).map(|n| n.id.clone())
     };
     Some(match args[1].to_ascii_lowercase().as_slice() {
         b"info" => {
             let text = render::cluster_info(&snapshot.topology, None, &MessageStats::default());
             verbatim(session, text)
         }
-        b"myid" => frame(session, Frame::Bulk(Bytes::from(shared.id.to_string()))),
+        b"myid" => {
+            let id = myself(&view()).unwrap_or_else(|| shared.id.clone());
+            frame(session, Frame::Bulk(Bytes::from(id.to_string())))
+        }
         b"nodes" => {
             let now_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0);
-            let text = render::cluster_nodes(&single(), Some(&shared.id), now_ms);
+            let view = view();
+            let me = myself(&view);
+            let text = render::cluster_nodes(&view, me.as_ref(), now_ms);
             verbatim(session, text)
         }
-        b"slots" => frame(session, render::cluster_slots(&single())),
-        b"shards" => frame(session, render::cluster_shards(&single())),
+        b"slots" => frame(session, render::cluster_slots(&view())),
+        b"shards" => frame(session, render::cluster_shards(&view())),
         b"keyslot" => frame(session, Frame::Integer(i64::from(key_hash_slot(&args[2])))),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_stick_per_connection_and_rotate_across_them() {
+        let picker = MyselfPicker::default();
+        assert_eq!(picker.turn(10), 0);
+        assert_eq!(picker.turn(11), 1);
+        assert_eq!(picker.turn(10), 0, "same connection, same turn");
+        assert_eq!(picker.turn(12), 2);
+        // Bounded: after many others, connection 10 is forgotten and gets a new turn.
+        for id in 100..100 + REMEMBERED_CONNECTIONS as u64 {
+            picker.turn(id);
+        }
+        assert_eq!(picker.turns.lock().unwrap().1.len(), REMEMBERED_CONNECTIONS);
+        assert_eq!(picker.turn(10), 3 + REMEMBERED_CONNECTIONS as u64);
+    }
 }
