@@ -10,6 +10,7 @@
 //! Counters (keys held, keys with a TTL) are kept in atomics next to the tables so DBSIZE and INFO
 //! need no lock. They are changed only through `SlotGuard`, which is the one way to mutate a table.
 
+pub mod access;
 pub mod blocking;
 pub mod expire;
 pub mod glob;
@@ -54,6 +55,8 @@ impl Value {
 pub struct Entry {
     pub value: Value,
     pub expires_at_ms: Option<u64>,
+    /// evict: last access (LRU) or access frequency (LFU), updated by lookups (`access`).
+    pub access: access::Access,
 }
 
 impl Entry {
@@ -61,6 +64,7 @@ impl Entry {
         Entry {
             value,
             expires_at_ms,
+            access: access::Access::new(),
         }
     }
 
@@ -235,6 +239,10 @@ impl SlotGuard<'_> {
 
     /// Stores `entry` under `key`, returning the previous entry.
     pub fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
+        // evict: an overwritten key keeps its LFU counter, as Redis's dbOverwrite.
+        if let Some(old) = self.table.entries.get(&key) {
+            entry.access.inherit(&old.access);
+        }
         // The one place a key gets a value: a collection that exists is never empty, so a client
         // blocked on a key is waiting for exactly this (served when the command's Txn ends).
         self.blocking.signal(self.slot, &key);
