@@ -34,6 +34,7 @@ use tessera_proto::slot::key_hash_slot;
 use tessera_proto::topology::Access;
 
 use crate::aof::Aof;
+use crate::keyspace::access::Tracking;
 use crate::keyspace::{now_ms, Entry, SlotGuard};
 use crate::server::{ClientInfo, ServerStats};
 use crate::state::NodeState;
@@ -122,6 +123,7 @@ impl<'a> Ctx<'a> {
             },
             stats: &self.state.stats,
             touch: self.touch.then(|| self.state.config.tracking()),
+            counted: Vec::new(),
         }
     }
 
@@ -143,6 +145,11 @@ pub struct Txn<'a> {
     stats: &'a ServerStats,
     /// evict: how lookups update access metadata; `None` for commands that do not touch keys.
     touch: Option<crate::keyspace::access::Tracking>,
+    /// evict: under an LFU policy, the keys whose access this command has counted already, or
+    /// created: Redis looks a key up once per command, while a handler here may look it up again
+    /// (LPUSH finds the list, creates it, finds it again to fill it); a counter must move as in
+    /// Redis, once per command, and not at all for a key the command created.
+    counted: Vec<Bytes>,
 }
 
 impl<'a> Txn<'a> {
@@ -154,10 +161,23 @@ impl<'a> Txn<'a> {
         }
         let entry = self.guard.get(key);
         // evict: a lookup is an access, as Redis's lookupKey (LRU stamp or LFU counter).
-        if let (Some(entry), Some(tracking)) = (entry, self.touch) {
-            entry.access.touch(tracking, self.now_ms);
+        match (entry, self.touch) {
+            (Some(entry), Some(Tracking::Lru)) => entry.access.touch(Tracking::Lru, self.now_ms),
+            (Some(entry), Some(lfu)) if !self.counted.iter().any(|k| k == key) => {
+                entry.access.touch(lfu, self.now_ms);
+                self.counted.push(Bytes::copy_from_slice(key));
+            }
+            _ => {}
         }
         entry
+    }
+
+    /// `SlotGuard::insert`, noting under an LFU policy that this command created `key` (evict).
+    pub fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
+        if matches!(self.touch, Some(Tracking::Lfu { .. })) {
+            self.counted.push(key.clone());
+        }
+        self.guard.insert(key, entry)
     }
 
     /// Like `live`, counting a keyspace hit or miss (INFO stats), as Redis's lookupKeyRead.
@@ -276,24 +296,14 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
 }
 
 /// evict: whether `spec` updates the access metadata of the keys it looks up. Redis 7.0 looks
-/// keys up with LOOKUP_NOTOUCH in TYPE, EXISTS, the TTL family, the EXPIRE family, OBJECT and
-/// MEMORY USAGE (checked against redis-server: OBJECT FREQ stays at 5 after each of them).
+/// keys up with LOOKUP_NOTOUCH in TYPE, EXISTS, the TTL and EXPIRETIME families, OBJECT and
+/// MEMORY USAGE (checked against redis-server: OBJECT FREQ stays at 5 after each of them, and
+/// goes to 6 after EXPIRE, PERSIST, TOUCH or a read).
 fn touches_keys(spec: &CommandSpec) -> bool {
     let name = spec.name.split('|').next().unwrap_or(spec.name);
     !matches!(
         name,
-        "type"
-            | "exists"
-            | "ttl"
-            | "pttl"
-            | "expiretime"
-            | "pexpiretime"
-            | "expire"
-            | "pexpire"
-            | "expireat"
-            | "pexpireat"
-            | "object"
-            | "memory"
+        "type" | "exists" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "object" | "memory"
     )
 }
 

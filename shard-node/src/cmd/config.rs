@@ -139,6 +139,11 @@ const PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "maxmemory-clients",
+        get: |_| "0".into(),
+        set: None,
+    },
+    Param {
         name: "lfu-log-factor",
         get: |s| s.config.lfu_log_factor().to_string(),
         set: Some(|s, v, apply| {
@@ -359,6 +364,10 @@ fn int_in(value: &[u8], min: i64, max: i64) -> Result<i64, String> {
 /// else), at most `max`.
 fn memory_in(value: &[u8], max: u64) -> Result<u64, String> {
     let not_memory = || "argument must be a memory value".to_string();
+    // memtoull reads no digits as 0.
+    if value.is_empty() {
+        return Ok(0);
+    }
     let text = std::str::from_utf8(value).map_err(|_| not_memory())?;
     if text.trim() != text || !text.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(not_memory());
