@@ -6,8 +6,8 @@
 //! a pool of the 16 best candidates seen so far, kept between rounds and calls, and evict the best
 //! one still present; random policies evict a random key. Sampling works over the node's slots:
 //! a cached list of the slots holding keys (rebuilt at most every 100 ms, or when it runs dry)
-//! gives a random slot, and a run of keys from a random place in it is the sample, as Redis's
-//! dictGetSomeKeys reads a run of buckets.
+//! gives random slots, and runs of keys from a random place in each make up the sample, as
+//! Redis's dictGetSomeKeys reads runs of buckets.
 //!
 //! An evicted key is logged as DEL in the append-only file (as Redis propagates it), counted in
 //! INFO's evicted_keys, and wakes no blocked client (they wait for keys to appear, not vanish).
@@ -174,8 +174,9 @@ impl Inner {
         false
     }
 
-    /// Adds up to `samples` keys of one random slot to the pool (Redis's evictionPoolPopulate);
-    /// returns how many were looked at.
+    /// Adds `samples` keys to the pool (Redis's evictionPoolPopulate): runs of keys from random
+    /// slots until there are enough (a node's keys are spread thin over its slots, so one slot
+    /// rarely holds a whole sample). Returns how many were looked at.
     fn populate(
         &mut self,
         state: &NodeState,
@@ -183,19 +184,25 @@ impl Inner {
         samples: usize,
         score: impl Fn(&Entry) -> u64,
     ) -> usize {
-        let Some(slot) = self.random_slot(state, volatile) else {
-            return 0;
-        };
-        let guard = state.keyspace.lock(slot);
-        let run = sample_run(&guard, volatile, samples);
-        let scored: Vec<(Bytes, u64)> = run
-            .into_iter()
-            .map(|(key, entry)| (key, score(entry)))
-            .collect();
-        drop(guard);
-        let sampled = scored.len();
-        for (key, score) in scored {
-            self.offer(Candidate { slot, key, score });
+        let mut sampled = 0;
+        for _ in 0..samples.saturating_mul(2) {
+            if sampled >= samples {
+                break;
+            }
+            let Some(slot) = self.random_slot(state, volatile) else {
+                break;
+            };
+            let scored: Vec<(Bytes, u64)> = {
+                let guard = state.keyspace.lock(slot);
+                sample_run(&guard, volatile, samples - sampled)
+                    .into_iter()
+                    .map(|(key, entry)| (key, score(entry)))
+                    .collect()
+            };
+            sampled += scored.len();
+            for (key, score) in scored {
+                self.offer(Candidate { slot, key, score });
+            }
         }
         sampled
     }
@@ -311,6 +318,11 @@ fn remove(state: &NodeState, slot: u16, key: &Bytes, volatile: bool) -> bool {
         return false;
     }
     guard.remove(key);
+    if guard.is_empty() {
+        // A slot's table keeps its buckets when its last key goes; keys spread thin over many
+        // slots would leave eviction freeing nothing but the keys themselves.
+        guard.clear();
+    }
     if let Some(aof) = &state.aof {
         aof.append(&[Bytes::from_static(b"DEL"), key.clone()]);
     }

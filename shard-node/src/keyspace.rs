@@ -238,10 +238,17 @@ impl SlotGuard<'_> {
     }
 
     /// Stores `entry` under `key`, returning the previous entry.
-    pub fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
-        // evict: an overwritten key keeps its LFU counter, as Redis's dbOverwrite.
-        if let Some(old) = self.table.entries.get(&key) {
-            entry.access.inherit(&old.access);
+    pub fn insert(&mut self, mut key: Bytes, mut entry: Entry) -> Option<Entry> {
+        // evict: an overwritten key keeps its LFU counter, as Redis's dbOverwrite. A new key, and
+        // a string value, are stored as bytes of their own: a command's arguments are slices of
+        // the connection's read buffer (see proto's `Request`) and would keep all of it alive, so
+        // deleting or evicting the key would free nothing until its neighbours went too.
+        match self.table.entries.get(&key) {
+            Some(old) => entry.access.inherit(&old.access),
+            None => key = Bytes::copy_from_slice(&key),
+        }
+        if let Value::String(s) = &mut entry.value {
+            *s = Bytes::copy_from_slice(s);
         }
         // The one place a key gets a value: a collection that exists is never empty, so a client
         // blocked on a key is waiting for exactly this (served when the command's Txn ends).
