@@ -103,7 +103,8 @@ impl Evictor {
         let started = Instant::now();
         let time_limit = time_limit(state.config.tenacity());
         let mut inner = self.inner.lock();
-        let mut evicted = 0u64;
+        // Redis looks at the clock every 16 evictions.
+        let mut until_clock_check = 16u32;
         while used_memory() > limit {
             let now = now_ms();
             let done = match ranking {
@@ -114,9 +115,12 @@ impl Evictor {
                 return Outcome::Fail;
             }
             self.evicted.fetch_add(1, Ordering::Relaxed);
-            evicted += 1;
-            if evicted % 16 == 0 && started.elapsed() > time_limit {
-                return Outcome::Running;
+            until_clock_check -= 1;
+            if until_clock_check == 0 {
+                if started.elapsed() > time_limit {
+                    return Outcome::Running;
+                }
+                until_clock_check = 16;
             }
         }
         Outcome::Ok
