@@ -50,9 +50,21 @@ pub enum Outcome {
     Fail,
 }
 
-/// The heap the limit is checked against: the allocator's count (see `allocator`).
+/// The heap in use: the allocator's count (see `allocator`), INFO's used_memory.
 pub fn used_memory() -> u64 {
     crate::allocator::used_bytes()
+}
+
+/// What the limit is checked against: used memory less the AOF's buffer of writes not yet
+/// handed to the file, as Redis leaves its AOF buffer out (freeMemoryGetNotCountedMemory), so a
+/// burst of writes the disk has not caught up with does not evict keys for memory that is about
+/// to be freed anyway.
+fn counted_memory(state: &NodeState) -> u64 {
+    let buffered = state
+        .aof
+        .as_ref()
+        .map_or(0, |aof| aof.offset().saturating_sub(aof.progress().written));
+    used_memory().saturating_sub(buffered)
 }
 
 /// The node's eviction state: the candidate pool and the counter INFO reports.
@@ -93,7 +105,7 @@ impl Evictor {
     /// the time tenacity allows is spent.
     pub fn perform(&self, state: &NodeState) -> Outcome {
         let limit = state.config.maxmemory();
-        if limit == 0 || used_memory() <= limit {
+        if limit == 0 || used_memory() <= limit || counted_memory(state) <= limit {
             return Outcome::Ok;
         }
         let policy = state.config.policy();
@@ -105,7 +117,7 @@ impl Evictor {
         let mut inner = self.inner.lock();
         // Redis looks at the clock every 16 evictions.
         let mut until_clock_check = 16u32;
-        while used_memory() > limit {
+        while counted_memory(state) > limit {
             let now = now_ms();
             let done = match ranking {
                 Ranking::Random => inner.evict_random(state, policy),
