@@ -19,6 +19,7 @@ mod writer;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -45,6 +46,30 @@ pub enum FsyncPolicy {
     No,
 }
 
+impl FsyncPolicy {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            FsyncPolicy::Always => 0,
+            FsyncPolicy::Everysec => 1,
+            FsyncPolicy::No => 2,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> FsyncPolicy {
+        match code {
+            0 => FsyncPolicy::Always,
+            2 => FsyncPolicy::No,
+            _ => FsyncPolicy::Everysec,
+        }
+    }
+}
+
+impl Shared {
+    fn policy(&self) -> FsyncPolicy {
+        FsyncPolicy::from_code(self.policy.load(Ordering::Relaxed))
+    }
+}
+
 /// How far the writer has got; published on a watch channel so waiters need no polling.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
@@ -65,7 +90,8 @@ struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
     progress: watch::Sender<Progress>,
-    policy: FsyncPolicy,
+    /// The fsync policy, changed at runtime by CONFIG SET appendfsync (`FsyncPolicy::code`).
+    policy: AtomicU8,
     /// What the rewrite task and INFO know about rewrites.
     rewrites: Mutex<rewrite::Status>,
     /// Pokes the rewrite task (BGREWRITEAOF).
@@ -138,7 +164,7 @@ impl Aof {
             }),
             wake: Condvar::new(),
             progress,
-            policy,
+            policy: AtomicU8::new(policy.code()),
             rewrites: Mutex::new(rewrite::Status::new(start)),
             rewrite_wanted: tokio::sync::Notify::new(),
         });
@@ -201,7 +227,14 @@ impl Aof {
     }
 
     pub fn policy(&self) -> FsyncPolicy {
-        self.shared.policy
+        self.shared.policy()
+    }
+
+    /// CONFIG SET appendfsync: the writer follows the new policy from its next batch (and fsyncs
+    /// what is written at once when the new policy is `always`).
+    pub fn set_policy(&self, policy: FsyncPolicy) {
+        self.shared.policy.store(policy.code(), Ordering::Relaxed);
+        self.shared.wake.notify_one();
     }
 
     pub fn path(&self) -> &Path {

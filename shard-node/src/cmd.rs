@@ -8,6 +8,7 @@
 
 pub mod bits;
 pub mod cluster;
+pub mod config;
 pub mod connection;
 pub mod float;
 pub mod hash;
@@ -33,7 +34,8 @@ use tessera_proto::slot::key_hash_slot;
 use tessera_proto::topology::Access;
 
 use crate::aof::Aof;
-use crate::keyspace::{now_ms, EntryRef, SlotGuard};
+use crate::keyspace::access::Tracking;
+use crate::keyspace::{now_ms, Entry, EntryRef, SlotGuard};
 use crate::server::{ClientInfo, ServerStats};
 use crate::state::NodeState;
 
@@ -88,6 +90,9 @@ pub struct Ctx<'a> {
     pub now_ms: u64,
     /// False while replaying the AOF: the command is already in the file.
     pub propagate: bool,
+    /// evict: whether lookups update the keys' access metadata (false for the commands Redis
+    /// looks keys up with LOOKUP_NOTOUCH: see `touches_keys`).
+    pub touch: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -96,6 +101,7 @@ impl<'a> Ctx<'a> {
             state,
             now_ms: now_ms(),
             propagate,
+            touch: true,
         }
     }
 
@@ -116,6 +122,8 @@ impl<'a> Ctx<'a> {
                 None
             },
             stats: &self.state.stats,
+            touch: self.touch.then(|| self.state.config.tracking()),
+            counted: Vec::new(),
         }
     }
 
@@ -135,6 +143,13 @@ pub struct Txn<'a> {
     lazy_expiry: bool,
     aof: Option<&'a Aof>,
     stats: &'a ServerStats,
+    /// evict: how lookups update access metadata; `None` for commands that do not touch keys.
+    touch: Option<crate::keyspace::access::Tracking>,
+    /// evict: under an LFU policy, the keys whose access this command has counted already, or
+    /// created: Redis looks a key up once per command, while a handler here may look it up again
+    /// (LPUSH finds the list, creates it, finds it again to fill it); a counter must move as in
+    /// Redis, once per command, and not at all for a key the command created.
+    counted: Vec<Bytes>,
 }
 
 impl<'a> Txn<'a> {
@@ -144,7 +159,25 @@ impl<'a> Txn<'a> {
         if self.lazy_expiry && self.guard.expire_if_needed(key, self.now_ms) {
             self.log(&[Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)]);
         }
-        self.guard.get(key)
+        let entry = self.guard.get(key);
+        // evict: a lookup is an access, as Redis's lookupKey (LRU stamp or LFU counter).
+        match (entry, self.touch) {
+            (Some(entry), Some(Tracking::Lru)) => entry.access.touch(Tracking::Lru, self.now_ms),
+            (Some(entry), Some(lfu)) if !self.counted.iter().any(|k| k == key) => {
+                entry.access.touch(lfu, self.now_ms);
+                self.counted.push(Bytes::copy_from_slice(key));
+            }
+            _ => {}
+        }
+        entry
+    }
+
+    /// `SlotGuard::insert`, noting under an LFU policy that this command created `key` (evict).
+    pub fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
+        if matches!(self.touch, Some(Tracking::Lfu { .. })) {
+            self.counted.push(key.clone());
+        }
+        self.guard.insert(key, entry)
     }
 
     /// Like `live`, counting a keyspace hit or miss (INFO stats), as Redis's lookupKeyRead.
@@ -239,17 +272,39 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         state.stats.commands.reject(spec);
         return reply;
     }
+    // evict: Redis's processCommand: with maxmemory set, evict before any command runs, and
+    // refuse the commands that may add data (denyoom) when nothing more can be evicted.
+    if state.config.maxmemory() > 0
+        && state.evictor.perform(state) == crate::evict::Outcome::Fail
+        && spec.flags.contains(&"denyoom")
+    {
+        state.stats.commands.reject(spec);
+        return parse::err("OOM command not allowed when used memory > 'maxmemory'.");
+    }
     state
         .stats
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
     session.info.lock().touch(spec.name);
-    let ctx = Ctx::new(state, true);
+    let mut ctx = Ctx::new(state, true);
+    ctx.touch = touches_keys(spec);
     let started = std::time::Instant::now();
     let reply = dispatch(&ctx, session, spec, args);
     let failed = matches!(reply, Frame::Error(_));
     state.stats.commands.record(spec, started.elapsed(), failed);
     reply
+}
+
+/// evict: whether `spec` updates the access metadata of the keys it looks up. Redis 7.0 looks
+/// keys up with LOOKUP_NOTOUCH in TYPE, EXISTS, the TTL and EXPIRETIME families, OBJECT and
+/// MEMORY USAGE (checked against redis-server: OBJECT FREQ stays at 5 after each of them, and
+/// goes to 6 after EXPIRE, PERSIST, TOUCH or a read).
+fn touches_keys(spec: &CommandSpec) -> bool {
+    let name = spec.name.split('|').next().unwrap_or(spec.name);
+    !matches!(
+        name,
+        "type" | "exists" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "object" | "memory"
+    )
 }
 
 /// Applies one command read back from the append-only file: no cluster checks, not logged again.
@@ -331,7 +386,7 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "client" => connection::client(ctx, session, args),
         // server
         "command" => server::command(args),
-        "config" => server::config(ctx, args),
+        "config" => config::config(ctx, args),
         "info" => server::info(ctx, args),
         "dbsize" => server::dbsize(ctx),
         "memory" => memory::memory(ctx, args),
@@ -559,6 +614,8 @@ pub(crate) mod testing {
             cluster: ClusterView::standalone(id, topology),
             aof: None,
             stats: ServerStats::default(),
+            config: Default::default(),
+            evictor: Default::default(),
         }
     }
 

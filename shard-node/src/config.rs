@@ -9,6 +9,11 @@ use clap::{Args, ValueEnum};
 
 use crate::aof::FsyncPolicy;
 use crate::error::ConfigError;
+use crate::evict::Policy;
+
+pub mod live;
+
+pub use live::Live;
 
 /// A shard node of Tessera: serves the keys of its hash slots over RESP and keeps them on disk.
 #[derive(Debug, Clone, Args)]
@@ -75,6 +80,31 @@ pub struct Config {
     )]
     pub auto_aof_rewrite_min_size: u64,
 
+    /// Memory limit (bytes, or with a unit: 100mb, 1gb); 0 is none. Over it, keys are evicted by
+    /// --maxmemory-policy before each command, and commands that add data are refused when
+    /// nothing can be evicted. Measured as the heap the process has allocated (INFO used_memory).
+    #[arg(long, env = "TESSERA_MAXMEMORY", default_value = "0", value_parser = parse_memory)]
+    pub maxmemory: u64,
+
+    /// Which keys go when memory is over --maxmemory.
+    #[arg(long, env = "TESSERA_MAXMEMORY_POLICY", value_enum, default_value_t = Policy::NoEviction)]
+    pub maxmemory_policy: Policy,
+
+    /// Keys sampled per eviction round: more is closer to true LRU/LFU and slower.
+    #[arg(long, env = "TESSERA_MAXMEMORY_SAMPLES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+    pub maxmemory_samples: u32,
+
+    /// How many hits it takes to saturate a key's LFU counter (Redis's lfu-log-factor).
+    #[arg(long, env = "TESSERA_LFU_LOG_FACTOR", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(0..=i32::MAX as i64))]
+    pub lfu_log_factor: u32,
+
+    /// Minutes per step of decay of a key's LFU counter (Redis's lfu-decay-time).
+    #[arg(long, env = "TESSERA_LFU_DECAY_TIME", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(0..=i32::MAX as i64))]
+    pub lfu_decay_time: u32,
+
     /// Log line format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -110,6 +140,11 @@ impl Config {
             appendfsync: FsyncPolicy::Everysec,
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 * 1024 * 1024,
+            maxmemory: 0,
+            maxmemory_policy: Policy::NoEviction,
+            maxmemory_samples: 5,
+            lfu_log_factor: 10,
+            lfu_decay_time: 1,
             log_format: LogFormat::Text,
         }
     }
@@ -251,7 +286,13 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.auto_aof_rewrite_percentage, 100);
         assert_eq!(config.auto_aof_rewrite_min_size, 64 * 1024 * 1024);
+        assert_eq!(config.maxmemory, 0);
+        assert_eq!(config.maxmemory_policy, Policy::NoEviction);
+        assert_eq!(config.maxmemory_samples, 5);
         config.validate().expect("defaults are valid");
+        let limited = parse(&["--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"]);
+        assert_eq!(limited.maxmemory, 100 * 1024 * 1024);
+        assert_eq!(limited.maxmemory_policy, Policy::AllkeysLru);
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! next to the tables so DBSIZE and INFO need no lock. They are changed only through `SlotGuard`,
 //! which is the one way to mutate a table.
 
+pub mod access;
 pub mod blocking;
 pub mod expire;
 pub mod glob;
@@ -128,6 +129,8 @@ pub enum ValueMut<'a> {
 pub struct Entry {
     pub value: Value,
     pub expires_at_ms: Option<u64>,
+    /// Last access (LRU) or access frequency (LFU), updated by lookups (see `access`).
+    pub access: access::Access,
 }
 
 impl Entry {
@@ -135,12 +138,22 @@ impl Entry {
         Entry {
             value,
             expires_at_ms,
+            access: access::Access::new(),
         }
     }
 
     /// Whether the key is logically gone at `now_ms` (see `EntryRef::is_expired`).
     pub fn is_expired(&self, now_ms: u64) -> bool {
         matches!(self.expires_at_ms, Some(at) if at < now_ms)
+    }
+
+    /// This entry borrowed, as the keyspace hands stored entries out.
+    pub fn as_ref(&self) -> EntryRef<'_> {
+        EntryRef {
+            value: self.value.as_ref(),
+            expires_at_ms: self.expires_at_ms,
+            access: &self.access,
+        }
     }
 }
 
@@ -149,6 +162,8 @@ impl Entry {
 pub struct EntryRef<'a> {
     pub value: ValueRef<'a>,
     pub expires_at_ms: Option<u64>,
+    /// Last access (LRU) or access frequency (LFU); lookups update it through the shared borrow.
+    pub access: &'a access::Access,
 }
 
 impl EntryRef<'_> {
@@ -185,9 +200,8 @@ enum Collection {
 #[derive(Debug)]
 struct Record {
     expires_at_ms: u64,
-    /// Kept for per-key access metadata (LRU clock / LFU counter), 32 bits as Redis's robj.lru.
-    #[allow(dead_code)]
-    access: u32,
+    /// Per-key access metadata (LRU clock / LFU counter), 32 bits as Redis's robj.lru.
+    access: access::Access,
     key_len: u32,
     data: Box<[u8]>,
     collection: Option<Box<Collection>>,
@@ -211,7 +225,7 @@ impl Record {
         };
         Record {
             expires_at_ms: entry.expires_at_ms.unwrap_or(NO_EXPIRY),
-            access: 0,
+            access: entry.access,
             key_len,
             data,
             collection,
@@ -242,6 +256,7 @@ impl Record {
         EntryRef {
             value,
             expires_at_ms: self.expires_at_ms(),
+            access: &self.access,
         }
     }
 
@@ -276,7 +291,11 @@ impl Record {
             None => Value::String(Bytes::from(self.data).slice(self.key_len as usize..)),
             Some(collection) => collection.into_value(),
         };
-        Entry::new(value, expires_at_ms)
+        Entry {
+            value,
+            expires_at_ms,
+            access: self.access,
+        }
     }
 }
 
@@ -500,8 +519,12 @@ impl SlotGuard<'_> {
         let Some(old) = self.table.find(key) else {
             return false;
         };
-        let expires_at_ms = old.expires_at_ms();
-        let record = Record::new(key, Entry::new(value, expires_at_ms));
+        let entry = Entry {
+            value,
+            expires_at_ms: old.expires_at_ms(),
+            access: old.access.clone(),
+        };
+        let record = Record::new(key, entry);
         self.table.put(Box::new(record));
         true
     }
@@ -535,6 +558,11 @@ impl SlotGuard<'_> {
 
     /// Stores `entry` under `key`, returning the previous entry.
     pub fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
+        // An overwritten key keeps its LFU counter, as Redis's dbOverwrite. (The record copies key
+        // and string into a buffer of its own, so no argument slice pins a read buffer.)
+        if let Some(old) = self.table.find(&key) {
+            entry.access.inherit(&old.access);
+        }
         // The one place a key gets a value: a collection that exists is never empty, so a client
         // blocked on a key is waiting for exactly this (served when the command's Txn ends).
         self.blocking.signal(self.slot, &key);

@@ -7,12 +7,14 @@
 //! per-slot store; `config` is the CLI/env configuration, `node_id` the id kept on disk, and `error`
 //! the typed errors.
 
+pub mod allocator;
 pub mod aof;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod evict;
 pub mod keyspace;
 pub mod node;
 pub mod node_id;

@@ -54,6 +54,8 @@ pub async fn run(
         cluster: ClusterView::new(myself),
         aof: None,
         stats: server::ServerStats::default(),
+        config: crate::config::Live::from_config(&config),
+        evictor: crate::evict::Evictor::default(),
     };
     if config.appendonly() {
         let path = data_dir.join(aof::FILE_NAME);

@@ -14,4 +14,8 @@ pub struct NodeState {
     /// `None` when persistence is off (tests that need no disk).
     pub aof: Option<Arc<Aof>>,
     pub stats: crate::server::ServerStats,
+    /// The settings CONFIG SET changes at runtime (maxmemory, policies, fsync, ...).
+    pub config: crate::config::Live,
+    /// Evicts keys when memory is over maxmemory.
+    pub evictor: crate::evict::Evictor,
 }

@@ -58,6 +58,8 @@ fn state(aof: Option<Arc<Aof>>, port: u16) -> NodeState {
         ),
         aof,
         stats: ServerStats::default(),
+        config: Default::default(),
+        evictor: Default::default(),
     }
 }
 

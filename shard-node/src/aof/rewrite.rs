@@ -59,6 +59,12 @@ pub struct Status {
     /// The file's size after the last rewrite (or when it was opened): the base the automatic
     /// threshold measures growth against (Redis's aof_base_size).
     pub base_size: u64,
+    /// When the rewrite in progress started (INFO's aof_current_rewrite_time_sec).
+    pub started_at: Option<Instant>,
+    /// How long the last finished rewrite took, in seconds (INFO's aof_last_rewrite_time_sec).
+    pub last_duration_secs: Option<u64>,
+    /// Failures since the last success (INFO's aof_rewrites_consecutive_failures).
+    pub consecutive_failures: u64,
 }
 
 impl Status {
@@ -70,6 +76,9 @@ impl Status {
             failed: 0,
             last_ok: true,
             base_size,
+            started_at: None,
+            last_duration_secs: None,
+            consecutive_failures: 0,
         }
     }
 }
@@ -330,10 +339,12 @@ fn write_and_switch(aof: &Aof, keyspace: &Keyspace, temp_path: &PathBuf) -> Resu
 
 /// The rewrite task: runs a rewrite when BGREWRITEAOF asks, or when the file has grown past the
 /// automatic threshold, one at a time, until `shutdown`. Does nothing without an AOF.
+/// `auto` is the starting threshold; CONFIG SET changes it later (it lives in `state.config`).
 pub async fn run(state: Arc<NodeState>, auto: AutoRewrite, shutdown: CancellationToken) {
     let Some(aof) = state.aof.clone() else {
         return;
     };
+    state.config.set_auto_rewrite(auto);
     remove_stale_temp_files(aof.path());
     let mut ticker = tokio::time::interval(CHECK_PERIOD);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -347,6 +358,7 @@ pub async fn run(state: Arc<NodeState>, auto: AutoRewrite, shutdown: Cancellatio
             _ = ticker.tick() => {
                 let base = aof.rewrite_status().base_size;
                 let current = aof.progress().file_size;
+                let auto = state.config.auto_rewrite();
                 if !auto.due(base, current) || Instant::now() < retry_at {
                     continue;
                 }
@@ -358,6 +370,7 @@ pub async fn run(state: Arc<NodeState>, auto: AutoRewrite, shutdown: Cancellatio
             let mut status = aof.shared.rewrites.lock();
             status.scheduled = false;
             status.in_progress = true;
+            status.started_at = Some(Instant::now());
         }
         let started = Instant::now();
         let (job_aof, job_state) = (Arc::clone(&aof), Arc::clone(&state));
@@ -366,8 +379,11 @@ pub async fn run(state: Arc<NodeState>, auto: AutoRewrite, shutdown: Cancellatio
             .unwrap_or_else(|e| Err(AofError::Writer(format!("the rewrite thread failed: {e}"))));
         let mut status = aof.shared.rewrites.lock();
         status.in_progress = false;
+        status.started_at = None;
+        status.last_duration_secs = Some(started.elapsed().as_secs());
         match result {
             Ok(size) => {
+                status.consecutive_failures = 0;
                 status.completed += 1;
                 status.last_ok = true;
                 status.base_size = size;
@@ -380,6 +396,7 @@ pub async fn run(state: Arc<NodeState>, auto: AutoRewrite, shutdown: Cancellatio
             }
             Err(e) => {
                 status.failed += 1;
+                status.consecutive_failures += 1;
                 status.last_ok = false;
                 if automatic {
                     failures = failures.saturating_add(1);

@@ -106,11 +106,7 @@ mod tests {
 
     fn records(key: &str, entry: &Entry) -> Vec<Vec<Bytes>> {
         let mut out = BytesMut::new();
-        let entry = EntryRef {
-            value: entry.value.as_ref(),
-            expires_at_ms: entry.expires_at_ms,
-        };
-        encode_entry(key.as_bytes(), entry, &mut out);
+        encode_entry(key.as_bytes(), entry.as_ref(), &mut out);
         let dir = std::env::temp_dir().join(format!(
             "tessera-snapshot-{}-{:016x}",
             std::process::id(),

@@ -26,7 +26,6 @@ const CLOSE_ATTEMPTS: u32 = 3;
 const KEEP_CAPACITY: usize = 8 * 1024 * 1024;
 
 pub(super) fn run(shared: Arc<Shared>, mut file: File, path: PathBuf, start: u64) {
-    let policy = shared.policy;
     let mut batch = BytesMut::with_capacity(64 * 1024);
     let mut written = start;
     let mut synced = start;
@@ -36,6 +35,8 @@ pub(super) fn run(shared: Arc<Shared>, mut file: File, path: PathBuf, start: u64
     let mut error: Option<Arc<str>> = None;
     let mut close_failures = 0;
     loop {
+        // Read afresh each batch: CONFIG SET appendfsync changes it (`Aof::set_policy`).
+        let policy = shared.policy();
         let (batch_end, sync_wanted, closing, switch) = {
             let mut pending = shared.pending.lock();
             while pending.buf.is_empty()

@@ -1,4 +1,4 @@
-//! Server commands: COMMAND CONFIG INFO DBSIZE FLUSHALL FLUSHDB, and what INFO reports that is
+//! Server commands: COMMAND INFO DBSIZE FLUSHALL FLUSHDB (CONFIG is in `config`), and what INFO reports that is
 //! kept here: per-command counters (commandstats), the moving ops/sec rate and the memory peak.
 
 use std::fmt::Write;
@@ -14,7 +14,6 @@ use tessera_proto::slot::SLOT_COUNT;
 
 use super::parse::{self, err, ERR_SYNTAX};
 use super::{subcommand_arity, unknown_subcommand, Ctx};
-use crate::keyspace::glob;
 use crate::server::REDIS_VERSION;
 use crate::state::NodeState;
 
@@ -85,74 +84,6 @@ pub fn command(args: &[Bytes]) -> Frame {
         }
         "count" | "list" | "getkeys" => subcommand_arity("command", sub),
         _ => unknown_subcommand("command", sub),
-    }
-}
-
-/// CONFIG GET's parameters, with the values this node runs with.
-fn config_params(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
-    let topology = ctx.state.cluster.topology();
-    let settings = topology.settings;
-    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
-    let port = topology
-        .node(ctx.state.cluster.myself())
-        .map_or(0, |n| n.port);
-    vec![
-        ("save", String::new()),
-        ("appendonly", yes_no(ctx.state.aof.is_some())),
-        ("appendfsync", "everysec".into()),
-        ("port", port.to_string()),
-        ("databases", "1".into()),
-        ("cluster-enabled", "yes".into()),
-        ("cluster-node-timeout", settings.node_timeout_ms.to_string()),
-        (
-            "cluster-require-full-coverage",
-            yes_no(settings.require_full_coverage),
-        ),
-        (
-            "cluster-allow-reads-when-down",
-            yes_no(settings.allow_reads_when_down),
-        ),
-        ("maxmemory", "0".into()),
-        ("maxmemory-policy", "noeviction".into()),
-        ("maxclients", "10000".into()),
-        ("timeout", "0".into()),
-        ("tcp-keepalive", "300".into()),
-        ("hz", "10".into()),
-        ("proto-max-bulk-len", "536870912".into()),
-        ("client-query-buffer-limit", "1073741824".into()),
-    ]
-}
-
-pub fn config(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
-    let sub = &args[1];
-    let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
-    match lower.as_str() {
-        "get" if args.len() >= 3 => {
-            let params = config_params(ctx);
-            let mut out = Vec::new();
-            for (name, value) in &params {
-                let hit = args[2..].iter().any(|p| {
-                    let p = p.to_ascii_lowercase();
-                    glob::matches(&p, name.as_bytes())
-                });
-                if hit {
-                    out.push((bulk(name), bulk(value)));
-                }
-            }
-            Frame::Map(out)
-        }
-        "set" if args.len() >= 4 => Frame::error(format!(
-            "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
-            String::from_utf8_lossy(&args[2])
-        )),
-        "resetstat" if args.len() == 2 => {
-            ctx.stats().reset();
-            ctx.stats().commands.reset();
-            Frame::ok()
-        }
-        "rewrite" if args.len() == 2 => err("ERR The server is running without a config file"),
-        "get" | "set" | "resetstat" | "rewrite" => subcommand_arity("config", sub),
-        _ => unknown_subcommand("config", sub),
     }
 }
 
@@ -257,18 +188,15 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 ("connected_clients", load(&stats.connected_clients)),
                 ("cluster_connections", "0".into()),
                 ("maxclients", "10000".into()),
-                ("blocked_clients", "0".into()),
+                (
+                    "blocked_clients",
+                    ctx.state.keyspace.blocking().blocked_clients().to_string(),
+                ),
                 ("tracking_clients", "0".into()),
             ],
         ),
         "memory" => ("Memory", memory_fields(ctx)),
-        "persistence" => (
-            "Persistence",
-            vec![
-                ("loading", "0".into()),
-                ("aof_enabled", u8::from(ctx.state.aof.is_some()).to_string()),
-            ],
-        ),
+        "persistence" => ("Persistence", persistence_fields(ctx)),
         "stats" => (
             "Stats",
             vec![
@@ -286,8 +214,10 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                     "expired_keys",
                     ctx.state.keyspace.expired_total().to_string(),
                 ),
-                // Nothing evicts yet: maxmemory is not enforced (CONFIG GET maxmemory says 0).
-                ("evicted_keys", "0".into()),
+                (
+                    "evicted_keys",
+                    ctx.state.evictor.evicted_total().to_string(),
+                ),
                 ("keyspace_hits", load(&stats.keyspace_hits)),
                 ("keyspace_misses", load(&stats.keyspace_misses)),
             ],
@@ -363,21 +293,103 @@ fn avg_ttl_ms(ctx: &Ctx<'_>) -> u64 {
     }
 }
 
-/// INFO memory. `used_memory` is the process's resident set (the allocator's own figure, not the
-/// sum of MEMORY USAGE estimates, which would need a walk over every key): we run on the system
-/// allocator, which keeps no running total we could read, so RSS is the honest number and the
-/// fragmentation ratio is 1. maxmemory and its policy are read from CONFIG's values.
+/// INFO persistence, with the fields Redis 7.0 prints. The node has no RDB: the rdb_* fields read
+/// as on a Redis that never saved (its last save time is the start, as Redis sets it), and there
+/// is no fork, so no copy-on-write figures. AOF writes go through a writer thread, so
+/// aof_buffer_length is what was appended but not yet written.
+fn persistence_fields(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
+    let started_unix = (ctx.now_ms / 1000).saturating_sub(ctx.stats().started.elapsed().as_secs());
+    let aof = ctx.state.aof.as_deref();
+    let status = aof.map(|a| a.rewrite_status());
+    let progress = aof.map(|a| a.progress());
+    let ok_err = |ok: bool| if ok { "ok" } else { "err" }.to_string();
+    let secs_or_unknown = |secs: Option<u64>| secs.map_or("-1".to_string(), |s| s.to_string());
+    let mut fields = vec![
+        ("loading", "0".to_string()),
+        ("async_loading", "0".into()),
+        ("current_cow_peak", "0".into()),
+        ("current_cow_size", "0".into()),
+        ("current_cow_size_age", "0".into()),
+        ("current_fork_perc", "0.00".into()),
+        ("current_save_keys_processed", "0".into()),
+        ("current_save_keys_total", "0".into()),
+        ("rdb_changes_since_last_save", "0".into()),
+        ("rdb_bgsave_in_progress", "0".into()),
+        ("rdb_last_save_time", started_unix.to_string()),
+        ("rdb_last_bgsave_status", "ok".into()),
+        ("rdb_last_bgsave_time_sec", "-1".into()),
+        ("rdb_current_bgsave_time_sec", "-1".into()),
+        ("rdb_saves", "0".into()),
+        ("rdb_last_cow_size", "0".into()),
+        ("rdb_last_load_keys_expired", "0".into()),
+        ("rdb_last_load_keys_loaded", "0".into()),
+        ("aof_enabled", u8::from(aof.is_some()).to_string()),
+        (
+            "aof_rewrite_in_progress",
+            u8::from(status.as_ref().is_some_and(|s| s.in_progress)).to_string(),
+        ),
+        (
+            "aof_rewrite_scheduled",
+            u8::from(status.as_ref().is_some_and(|s| s.scheduled)).to_string(),
+        ),
+        (
+            "aof_last_rewrite_time_sec",
+            secs_or_unknown(status.as_ref().and_then(|s| s.last_duration_secs)),
+        ),
+        (
+            "aof_current_rewrite_time_sec",
+            secs_or_unknown(
+                status
+                    .as_ref()
+                    .and_then(|s| s.started_at)
+                    .map(|at| at.elapsed().as_secs()),
+            ),
+        ),
+        (
+            "aof_last_bgrewrite_status",
+            ok_err(status.as_ref().is_none_or(|s| s.last_ok)),
+        ),
+        (
+            "aof_rewrites",
+            status.as_ref().map_or(0, |s| s.completed).to_string(),
+        ),
+        (
+            "aof_rewrites_consecutive_failures",
+            status
+                .as_ref()
+                .map_or(0, |s| s.consecutive_failures)
+                .to_string(),
+        ),
+        (
+            "aof_last_write_status",
+            ok_err(progress.as_ref().is_none_or(|p| p.error.is_none())),
+        ),
+        ("aof_last_cow_size", "0".into()),
+        ("module_fork_in_progress", "0".into()),
+        ("module_fork_last_cow_size", "0".into()),
+    ];
+    if let (Some(aof), Some(status), Some(progress)) = (aof, status, progress) {
+        fields.extend([
+            ("aof_current_size", progress.file_size.to_string()),
+            ("aof_base_size", status.base_size.to_string()),
+            ("aof_pending_rewrite", "0".into()),
+            (
+                "aof_buffer_length",
+                aof.offset().saturating_sub(progress.written).to_string(),
+            ),
+            ("aof_pending_bio_fsync", "0".into()),
+            ("aof_delayed_fsync", "0".into()),
+        ]);
+    }
+    fields
+}
+
+/// INFO memory. `used_memory` is the heap the process has allocated, as the counting allocator
+/// sees it (`crate::allocator`), Redis's zmalloc figure: what maxmemory is checked against, and it
+/// falls as keys are deleted, which the resident set (`used_memory_rss`) does not.
 fn memory_fields(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
     let MemoryFigures { used, rss, peak } = memory_figures();
-    let config = config_params(ctx);
-    let setting = |name: &str| {
-        config
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
-    let maxmemory: u64 = setting("maxmemory").parse().unwrap_or(0);
+    let maxmemory = ctx.state.config.maxmemory();
     let system = total_system_memory();
     let peak_perc = if peak == 0 {
         0.0
@@ -401,7 +413,10 @@ fn memory_fields(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
         ("total_system_memory_human", human_bytes(system)),
         ("maxmemory", maxmemory.to_string()),
         ("maxmemory_human", human_bytes(maxmemory)),
-        ("maxmemory_policy", setting("maxmemory-policy")),
+        (
+            "maxmemory_policy",
+            ctx.state.config.policy().name().to_string(),
+        ),
         ("mem_fragmentation_ratio", format!("{ratio:.2}")),
         (
             "mem_fragmentation_bytes",
@@ -413,7 +428,7 @@ fn memory_fields(ctx: &Ctx<'_>) -> Vec<(&'static str, String)> {
 
 /// The process's memory as INFO and MEMORY STATS report it, in bytes.
 pub struct MemoryFigures {
-    /// What we count as used: the resident set (see `memory_fields`).
+    /// What we count as used: the heap allocated (see `memory_fields`).
     pub used: u64,
     pub rss: u64,
     /// The largest `used` seen by INFO, MEMORY STATS or the periodic `cron` (per process).
@@ -425,12 +440,9 @@ static PEAK_MEMORY: AtomicU64 = AtomicU64::new(0);
 
 pub fn memory_figures() -> MemoryFigures {
     let rss = resident_bytes();
-    let peak = PEAK_MEMORY.fetch_max(rss, Ordering::Relaxed).max(rss);
-    MemoryFigures {
-        used: rss,
-        rss,
-        peak,
-    }
+    let used = crate::evict::used_memory();
+    let peak = PEAK_MEMORY.fetch_max(used, Ordering::Relaxed).max(used);
+    MemoryFigures { used, rss, peak }
 }
 
 /// Work INFO's figures need done periodically (every 100 ms, from the server's background task):

@@ -152,7 +152,7 @@ fn zset_usage(zset: &SortedSet, samples: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyspace::Value;
+    use crate::keyspace::{Entry, Value};
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -171,13 +171,7 @@ mod tests {
     fn sizes_grow_with_content_and_sampling_extrapolates() {
         let small = Value::String(b("v"));
         let big = Value::String(Bytes::from(vec![b'x'; 1000]));
-        let usage = |v: &Value| {
-            let entry = EntryRef {
-                value: v.as_ref(),
-                expires_at_ms: None,
-            };
-            entry_usage(b"k", entry, 5)
-        };
+        let usage = |v: &Value| entry_usage(b"k", Entry::new(v.clone(), None).as_ref(), 5);
         assert!(usage(&big) > usage(&small) + 900);
         let list: VecDeque<Bytes> = (0..100).map(|_| Bytes::from(vec![b'y'; 50])).collect();
         let list = Value::List(Box::new(list));

@@ -54,20 +54,31 @@ pub fn object(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let Some(key) = args.get(2) else {
         return crate::cmd::subcommand_arity("object", &args[1]);
     };
+    // OBJECT does not touch the key (Redis's LOOKUP_NOTOUCH; see `cmd::touches_keys`).
     let mut txn = ctx.lock(key);
+    let now = txn.now_ms();
     let Some(entry) = txn.read(key) else {
         return Frame::Null;
     };
+    let policy = ctx.state.config.policy();
     match &sub[..] {
         b"encoding" => Frame::Bulk(Bytes::from_static(encoding(entry.value).as_bytes())),
-        // Without an LFU policy (Tessera has none yet) Redis keeps no frequency.
-        b"freq" => Frame::error(
+        b"freq" if !policy.is_lfu() => Frame::error(
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please \
              note that when switching between policies at runtime LRU and LFU data will take some \
              time to adjust.",
         ),
-        // No per-key access clock is kept yet: every key reads as just used.
-        b"idletime" => Frame::Integer(0),
+        b"freq" => Frame::Integer(i64::from(
+            entry
+                .access
+                .frequency(now, ctx.state.config.lfu_decay_time()),
+        )),
+        b"idletime" if policy.is_lfu() => Frame::error(
+            "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that \
+             when switching between policies at runtime LRU and LFU data will take some time to \
+             adjust.",
+        ),
+        b"idletime" => Frame::Integer((entry.access.idle_ms(now) / 1000) as i64),
         b"refcount" => Frame::Integer(match entry.value {
             ValueRef::String(s) if shared_integer(s) => SHARED_REFCOUNT,
             _ => 1,
@@ -114,7 +125,7 @@ fn shared_integer(s: &[u8]) -> bool {
 
 /// Redis's string2ll: an optional `-`, no `+`, no leading zeros or spaces, in i64's range, at most
 /// 20 bytes (what tryObjectEncoding and intset accept as an integer).
-fn string_to_i64(s: &[u8]) -> Option<i64> {
+pub(crate) fn string_to_i64(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
@@ -163,5 +174,29 @@ mod tests {
         assert_eq!(run(&s, "OBJECT ENCODING nope"), "$-1\r\n");
         assert!(run(&s, "OBJECT FREQ i").starts_with("-ERR An LFU"));
         assert_eq!(run(&s, "OBJECT IDLETIME i"), ":0\r\n");
+    }
+
+    #[test]
+    fn freq_counts_lookups_under_an_lfu_policy_only() {
+        let s = state();
+        run(&s, "CONFIG SET maxmemory-policy allkeys-lfu");
+        run(&s, "SET k v");
+        assert_eq!(run(&s, "OBJECT FREQ k"), ":5\r\n");
+        // The first hit above LFU_INIT_VAL always counts; TYPE, EXISTS and OBJECT do not touch.
+        run(&s, "TYPE k");
+        run(&s, "EXISTS k");
+        assert_eq!(run(&s, "OBJECT FREQ k"), ":5\r\n");
+        run(&s, "GET k");
+        assert_eq!(run(&s, "OBJECT FREQ k"), ":6\r\n");
+        // An overwrite keeps the counter, as Redis's dbOverwrite.
+        run(&s, "SET k w");
+        assert!(matches!(
+            run(&s, "OBJECT FREQ k").as_str(),
+            ":6\r\n" | ":7\r\n"
+        ));
+        assert!(
+            run(&s, "OBJECT IDLETIME k").starts_with("-ERR An LFU maxmemory policy is selected")
+        );
+        assert_eq!(run(&s, "OBJECT FREQ nokey"), "$-1\r\n");
     }
 }
