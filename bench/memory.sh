@@ -9,6 +9,8 @@
 # keys of its own slots, and the three nodes' RSS growth is summed. Everything it starts is
 # stopped by PID on exit.
 #   bench/memory.sh [STRINGS] [HASHES]     (defaults 1000000 100000)
+# TESSERA_APPENDONLY=no (read by the shard nodes) measures Tessera without its append-only file,
+# as redis-server runs here.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 strings=${1:-1000000}
@@ -79,6 +81,21 @@ node_port() { echo $((base + 2 + $1)); }
 node_pid() { cat "$run/tessera/node$1.pid"; }
 keys=$((strings + hashes))
 
+# RSS once it has stopped moving (two equal readings a second apart, at most 60 s): a Tessera
+# node may still be rewriting its append-only file right after the load, and that rewrite's
+# buffers are not the keys' memory.
+settled_rss_kb() {
+  local last now
+  last=$(rss_kb "$1")
+  for _ in $(seq 60); do
+    sleep 1
+    now=$(rss_kb "$1")
+    [[ $now == "$last" ]] && break
+    last=$now
+  done
+  echo "$last"
+}
+
 report() { # name keys rss_growth_kb seconds
   printf '| %s | %d | %.0f | %.2f |\n' "$1" "$2" "$(echo "$3 * 1024 / $keys" | bc -l)" "$4"
 }
@@ -88,22 +105,24 @@ before=$(rss_kb "$redis_pid")
 start=$(date +%s.%N)
 redis-cli -p "$base" --pipe <"$run/load.resp" >/dev/null
 end=$(date +%s.%N)
-redis_row=$(report redis-server "$(redis-cli -p "$base" dbsize)" $(($(rss_kb "$redis_pid") - before)) \
+redis_row=$(report redis-server "$(redis-cli -p "$base" dbsize)" $(($(settled_rss_kb "$redis_pid") - before)) \
   "$(echo "$end - $start" | bc -l)")
 
 # Tessera: each node gets the commands of its slots (all of them go to one node without spread).
-grown=0 held=0 start=$(date +%s.%N)
+grown=0 held=0 seconds=0
 for n in 1 2 3; do
   [[ -s $run/node$n.resp ]] || continue
   before=$(rss_kb "$(node_pid $n)")
+  start=$(date +%s.%N)
   redis-cli -p "$(node_port $n)" --pipe <"$run/node$n.resp" >/dev/null
-  grown=$((grown + $(rss_kb "$(node_pid $n)") - before))
+  end=$(date +%s.%N)
+  seconds=$(echo "$seconds + $end - $start" | bc -l)
+  grown=$((grown + $(settled_rss_kb "$(node_pid $n)") - before))
 done
-end=$(date +%s.%N)
 for n in 1 2 3; do held=$((held + $(redis-cli -p "$(node_port $n)" dbsize))); done
-tessera_row=$(report tessera-shard-node "$held" "$grown" "$(echo "$end - $start" | bc -l)")
+tessera_row=$(report tessera-shard-node "$held" "$grown" "$seconds")
 
-echo "strings=$strings (100-byte values), hashes=$hashes (10 fields), spread=$spread"
+echo "strings=$strings (100-byte values), hashes=$hashes (10 fields), spread=$spread, tessera appendonly=${TESSERA_APPENDONLY:-yes}"
 echo "| server | keys | RSS growth per key (bytes) | load time (s) |"
 echo "|---|---:|---:|---:|"
 echo "$redis_row"

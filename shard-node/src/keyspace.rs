@@ -190,7 +190,7 @@ const NO_EXPIRY: u64 = u64::MAX;
 enum Collection {
     Raw(Vec<u8>),
     Hash(HashValue),
-    List(Box<VecDeque<Bytes>>),
+    List(VecDeque<Bytes>),
     Set(SetValue),
     ZSet(Box<SortedSet>),
 }
@@ -289,7 +289,7 @@ impl Record {
         let expires_at_ms = self.expires_at_ms();
         let value = match self.collection {
             None => Value::String(Bytes::from(self.data).slice(self.key_len as usize..)),
-            Some(collection) => collection.into_value(),
+            Some(collection) => (*collection).into_value(),
         };
         Entry {
             value,
@@ -303,18 +303,18 @@ impl Collection {
     fn from_value(value: Value) -> Collection {
         match value {
             Value::Hash(h) => Collection::Hash(*h),
-            Value::List(l) => Collection::List(l),
+            Value::List(l) => Collection::List(*l),
             Value::Set(s) => Collection::Set(*s),
             Value::ZSet(z) => Collection::ZSet(z),
             Value::String(s) => Collection::Raw(s.to_vec()),
         }
     }
 
-    fn into_value(self: Box<Self>) -> Value {
-        match *self {
+    fn into_value(self) -> Value {
+        match self {
             Collection::Raw(s) => Value::String(Bytes::from(s)),
             Collection::Hash(h) => Value::Hash(Box::new(h)),
-            Collection::List(l) => Value::List(l),
+            Collection::List(l) => Value::List(Box::new(l)),
             Collection::Set(s) => Value::Set(Box::new(s)),
             Collection::ZSet(z) => Value::ZSet(z),
         }

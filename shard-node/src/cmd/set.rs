@@ -373,7 +373,7 @@ fn combine(sets: &[Option<&Set>], op: SetOp, limit: usize) -> Vec<Bytes> {
             };
             first
                 .iter()
-                .filter(|m| !sets[1..].iter().flatten().any(|s| s.contains(*m)))
+                .filter(|m| !sets[1..].iter().flatten().any(|s| s.contains(m)))
                 .cloned()
                 .collect()
         }
