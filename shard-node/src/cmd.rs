@@ -144,7 +144,7 @@ pub struct Txn<'a> {
     aof: Option<&'a Aof>,
     stats: &'a ServerStats,
     /// evict: how lookups update access metadata; `None` for commands that do not touch keys.
-    touch: Option<crate::keyspace::access::Tracking>,
+    touch: Option<Tracking>,
     /// evict: under an LFU policy, the keys whose access this command has counted already, or
     /// created: Redis looks a key up once per command, while a handler here may look it up again
     /// (LPUSH finds the list, creates it, finds it again to fill it); a counter must move as in

@@ -445,3 +445,62 @@ async fn evictions_are_logged_and_replay_to_the_same_keyspace() -> anyhow::Resul
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+/// redis-benchmark writing random keys far past the limit, from several pipelined clients at
+/// once: no write is refused under allkeys-lru, keys are evicted, and the node ends within the
+/// bound of its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_benchmark_writes_past_the_limit_under_allkeys_lru() -> anyhow::Result<()> {
+    let _serial = SERIAL.lock().await;
+    let mut node = Limited::start("allkeys-lru").await?;
+    let port = node.node.addr.port().to_string();
+    let args: Vec<String> = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-t",
+        "set",
+        "-n",
+        "20000",
+        "-r",
+        "1000000",
+        "-d",
+        "1000",
+        "-c",
+        "4",
+        "-P",
+        "8",
+        "-q",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-benchmark")
+            .args(&args)
+            .output()
+    })
+    .await?
+    .context("running redis-benchmark (scripts/ensure-tools.sh installs it)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("OOM") && !stderr.contains("OOM") && !stdout.contains("ERR"),
+        "{stdout}\n{stderr}"
+    );
+    let evicted = node.info_u64("evicted_keys").await?;
+    let held = node.dbsize().await?;
+    assert!(evicted > 0, "nothing evicted: {held} keys held");
+    assert!(
+        held * VALUE_SIZE as u64 <= HEADROOM,
+        "{held} keys of {VALUE_SIZE} bytes held"
+    );
+    let over = used_memory().saturating_sub(node.limit);
+    println!(
+        "redis-benchmark under allkeys-lru: {evicted} evicted, {held} held, {over} bytes over"
+    );
+    assert!(over <= OVERSHOOT_BOUND, "{over} bytes over the limit");
+    node.stop().await
+}
