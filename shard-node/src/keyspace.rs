@@ -123,6 +123,19 @@ pub enum ValueMut<'a> {
     ZSet(&'a mut SortedSet),
 }
 
+/// How Redis would hold a string, which OBJECT ENCODING reports: decided by the command that made
+/// the value, not by its bytes alone. SET, INCR and most writers go through Redis's
+/// tryObjectEncoding (`int` when the bytes are an integer, else `embstr` up to 44 bytes, else
+/// `raw`); INCRBYFLOAT makes an `embstr`/`raw` even of "3"; APPEND to an existing string,
+/// SETRANGE, SETBIT and BITOP make `raw`. COPY and RENAME keep the encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StringEncoding {
+    #[default]
+    Auto,
+    NotInt,
+    Raw,
+}
+
 /// A key's value and its expiry, as Unix time in milliseconds (`None`: no TTL), handed over by
 /// value: what `SlotGuard::insert` takes and `remove` gives back.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +144,8 @@ pub struct Entry {
     pub expires_at_ms: Option<u64>,
     /// Last access (LRU) or access frequency (LFU), updated by lookups (see `access`).
     pub access: access::Access,
+    /// For a string: how Redis would encode it (ignored for other types).
+    pub string_encoding: StringEncoding,
 }
 
 impl Entry {
@@ -139,7 +154,14 @@ impl Entry {
             value,
             expires_at_ms,
             access: access::Access::new(),
+            string_encoding: StringEncoding::Auto,
         }
+    }
+
+    /// This entry with the string encoding `encoding`.
+    pub fn with_string_encoding(mut self, encoding: StringEncoding) -> Entry {
+        self.string_encoding = encoding;
+        self
     }
 
     /// Whether the key is logically gone at `now_ms` (see `EntryRef::is_expired`).
@@ -153,6 +175,7 @@ impl Entry {
             value: self.value.as_ref(),
             expires_at_ms: self.expires_at_ms,
             access: &self.access,
+            string_encoding: self.string_encoding,
         }
     }
 }
@@ -164,6 +187,8 @@ pub struct EntryRef<'a> {
     pub expires_at_ms: Option<u64>,
     /// Last access (LRU) or access frequency (LFU); lookups update it through the shared borrow.
     pub access: &'a access::Access,
+    /// For a string: how Redis would encode it.
+    pub string_encoding: StringEncoding,
 }
 
 impl EntryRef<'_> {
@@ -173,11 +198,16 @@ impl EntryRef<'_> {
         matches!(self.expires_at_ms, Some(at) if at < now_ms)
     }
 
-    /// An owned copy of the entry.
+    /// An owned copy of the entry (a fresh key as far as access metadata goes, as Redis's COPY).
     pub fn to_owned(&self) -> Entry {
         Entry::new(self.value.to_owned(), self.expires_at_ms)
+            .with_string_encoding(self.string_encoding)
     }
 }
+
+/// Set in `Record::key_len` for a string of `StringEncoding::NotInt` (a `Raw` one is a
+/// `Collection::Raw`).
+const NOT_INT: u32 = 1 << 31;
 
 /// `Record::expires_at_ms` of a key without a TTL. Expiry times come from i64 milliseconds, so
 /// no real deadline reaches it.
@@ -202,6 +232,7 @@ struct Record {
     expires_at_ms: u64,
     /// Per-key access metadata (LRU clock / LFU counter), 32 bits as Redis's robj.lru.
     access: access::Access,
+    /// The key's length; the top bit is `NOT_INT` (keys are at most 512 MB, so it is free).
     key_len: u32,
     data: Box<[u8]>,
     collection: Option<Box<Collection>>,
@@ -210,9 +241,16 @@ struct Record {
 impl Record {
     /// Lays out `key` and `entry`. Keys are at most 512 MB (the codec's proto-max-bulk-len).
     fn new(key: &[u8], entry: Entry) -> Record {
-        let key_len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        let mut key_len = u32::try_from(key.len()).unwrap_or(u32::MAX) & !NOT_INT;
         let (data, collection) = match entry.value {
+            Value::String(value) if entry.string_encoding == StringEncoding::Raw => (
+                Box::from(key),
+                Some(Box::new(Collection::Raw(value.to_vec()))),
+            ),
             Value::String(value) => {
+                if entry.string_encoding == StringEncoding::NotInt {
+                    key_len |= NOT_INT;
+                }
                 let mut data = Vec::with_capacity(key.len() + value.len());
                 data.extend_from_slice(key);
                 data.extend_from_slice(&value);
@@ -232,8 +270,20 @@ impl Record {
         }
     }
 
+    fn key_len(&self) -> usize {
+        (self.key_len & !NOT_INT) as usize
+    }
+
+    fn string_encoding(&self) -> StringEncoding {
+        match self.collection.as_deref() {
+            Some(Collection::Raw(_)) => StringEncoding::Raw,
+            _ if self.key_len & NOT_INT != 0 => StringEncoding::NotInt,
+            _ => StringEncoding::Auto,
+        }
+    }
+
     fn key(&self) -> &[u8] {
-        &self.data[..self.key_len as usize]
+        &self.data[..self.key_len()]
     }
 
     fn expires_at_ms(&self) -> Option<u64> {
@@ -246,7 +296,7 @@ impl Record {
 
     fn view(&self) -> EntryRef<'_> {
         let value = match self.collection.as_deref() {
-            None => ValueRef::String(&self.data[self.key_len as usize..]),
+            None => ValueRef::String(&self.data[self.key_len()..]),
             Some(Collection::Raw(s)) => ValueRef::String(s),
             Some(Collection::Hash(h)) => ValueRef::Hash(h),
             Some(Collection::List(l)) => ValueRef::List(l),
@@ -257,6 +307,7 @@ impl Record {
             value,
             expires_at_ms: self.expires_at_ms(),
             access: &self.access,
+            string_encoding: self.string_encoding(),
         }
     }
 
@@ -274,7 +325,7 @@ impl Record {
     /// `None` for other types.
     fn raw_string(&mut self) -> Option<&mut Vec<u8>> {
         if self.collection.is_none() {
-            let key_len = self.key_len as usize;
+            let key_len = self.key_len();
             let value = self.data[key_len..].to_vec();
             self.data = Box::from(&self.data[..key_len]);
             self.collection = Some(Box::new(Collection::Raw(value)));
@@ -287,14 +338,17 @@ impl Record {
 
     fn into_entry(self) -> Entry {
         let expires_at_ms = self.expires_at_ms();
+        let string_encoding = self.string_encoding();
+        let key_len = self.key_len();
         let value = match self.collection {
-            None => Value::String(Bytes::from(self.data).slice(self.key_len as usize..)),
+            None => Value::String(Bytes::from(self.data).slice(key_len..)),
             Some(collection) => (*collection).into_value(),
         };
         Entry {
             value,
             expires_at_ms,
             access: self.access,
+            string_encoding,
         }
     }
 }
@@ -516,6 +570,16 @@ impl SlotGuard<'_> {
 
     /// Replaces the value of an existing `key`, keeping its TTL; false when the key is absent.
     pub fn set_value(&mut self, key: &[u8], value: Value) -> bool {
+        self.set_value_encoded(key, value, StringEncoding::Auto)
+    }
+
+    /// `set_value` for a string Redis would encode as `encoding`.
+    pub fn set_value_encoded(
+        &mut self,
+        key: &[u8],
+        value: Value,
+        encoding: StringEncoding,
+    ) -> bool {
         let Some(old) = self.table.find(key) else {
             return false;
         };
@@ -523,6 +587,7 @@ impl SlotGuard<'_> {
             value,
             expires_at_ms: old.expires_at_ms(),
             access: old.access.clone(),
+            string_encoding: encoding,
         };
         let record = Record::new(key, entry);
         self.table.put(Box::new(record));

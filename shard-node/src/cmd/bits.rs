@@ -9,7 +9,7 @@ use tessera_proto::slot::key_hash_slot;
 use super::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
 use super::string_range::{clamp_range, edit_string, read_string, write_len, MAX_STRING_LEN};
 use super::{Ctx, Txn};
-use crate::keyspace::{Entry, Value, ValueRef};
+use crate::keyspace::{Entry, StringEncoding, Value, ValueRef};
 
 const ERR_BIT_OFFSET: &str = "ERR bit offset is not an integer or out of range";
 const ERR_BIT_VALUE: &str = "ERR bit is not an integer or out of range";
@@ -331,7 +331,8 @@ fn store_result(txn: &mut Txn<'_>, dest: &Bytes, result: Vec<u8>, args: &[Bytes]
     if len > 0 {
         txn.insert(
             dest.clone(),
-            Entry::new(Value::String(Bytes::from(result)), None),
+            Entry::new(Value::String(Bytes::from(result)), None)
+                .with_string_encoding(StringEncoding::Raw),
         );
         txn.log(args);
     } else if txn.exists(dest) {

@@ -15,7 +15,7 @@ use tessera_proto::slot::key_hash_slot;
 use super::hash::{
     parse_cursor, parse_random_count, parse_scan_options, pick_random, scan_buckets, scan_reply,
 };
-use super::keys::object::{intset_order, is_intset};
+use super::keys::object::{intset_order, is_intset, string_to_i64, SET_MAX_INTSET_ENTRIES};
 use super::parse::{self, err, ERR_SYNTAX, ERR_WRONGTYPE};
 use super::{Ctx, Txn};
 use crate::keyspace::{glob, Entry, EntryRef, SetValue, Value, ValueMut, ValueRef};
@@ -100,6 +100,7 @@ pub fn sadd(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     for member in &args[2..] {
         if !set.contains(member) {
             set.insert(copy(member));
+            note_conversion(set, member);
             added += 1;
         }
     }
@@ -299,6 +300,7 @@ pub fn smove(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     match write_set(&mut txn, dst) {
         Ok(set) => {
             set.insert(copy(member));
+            note_conversion(set, member);
         }
         Err(e) => return e,
     }
@@ -482,6 +484,13 @@ pub fn sscan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         .map(Frame::Bulk)
         .collect();
     scan_reply(cursor, items)
+}
+
+/// Marks `set` converted when adding `member` would have turned Redis's intset into a hashtable.
+fn note_conversion(set: &mut SetValue, member: &[u8]) {
+    if set.len() > SET_MAX_INTSET_ENTRIES || string_to_i64(member).is_none() {
+        set.mark_converted();
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use tessera_proto::slot::key_hash_slot;
 
 use super::parse::{self, err, Args, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
 use super::{float, Ctx, Txn};
-use crate::keyspace::{Entry, Value, ValueRef};
+use crate::keyspace::{Entry, StringEncoding, Value, ValueRef};
 
 /// Redis's proto-max-bulk-len: the longest string APPEND may build.
 const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
@@ -372,15 +372,17 @@ fn incr_generic(ctx: &Ctx<'_>, args: &[Bytes], increment: i64) -> Frame {
         return err("ERR increment or decrement would overflow");
     };
     let text = parse::int_bytes(next);
-    set_keeping_ttl(&mut txn, key, text);
+    set_keeping_ttl(&mut txn, key, text, StringEncoding::Auto);
     txn.log(args);
     Frame::Integer(next)
 }
 
-/// Replaces the value of `key`, keeping its TTL (as Redis's dbReplaceValue).
-fn set_keeping_ttl(txn: &mut Txn<'_>, key: &Bytes, value: Bytes) {
-    if !txn.set_value(key, Value::String(value.clone())) {
-        txn.insert(key.clone(), Entry::new(Value::String(value), None));
+/// Replaces the value of `key`, keeping its TTL (as Redis's dbReplaceValue), as a string Redis
+/// would encode as `encoding`.
+fn set_keeping_ttl(txn: &mut Txn<'_>, key: &Bytes, value: Bytes, encoding: StringEncoding) {
+    if !txn.set_value_encoded(key, Value::String(value.clone()), encoding) {
+        let entry = Entry::new(Value::String(value), None).with_string_encoding(encoding);
+        txn.insert(key.clone(), entry);
     }
 }
 
@@ -402,7 +404,7 @@ pub fn incr_by_float(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         return err("ERR increment would produce NaN or Infinity");
     };
     let text = Bytes::from(sum.to_human_string());
-    set_keeping_ttl(&mut txn, key, text.clone());
+    set_keeping_ttl(&mut txn, key, text.clone(), StringEncoding::NotInt);
     txn.log(&[b("SET"), key.clone(), text.clone(), b("KEEPTTL")]);
     Frame::Bulk(text)
 }
@@ -426,7 +428,7 @@ pub fn append(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
             let mut joined = BytesMut::with_capacity(total);
             joined.extend_from_slice(&old);
             joined.extend_from_slice(&args[2]);
-            set_keeping_ttl(&mut txn, key, joined.freeze());
+            set_keeping_ttl(&mut txn, key, joined.freeze(), StringEncoding::Raw);
             total
         }
         Err(e) => return e,

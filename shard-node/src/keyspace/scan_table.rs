@@ -66,6 +66,9 @@ const MIN_BUCKETS: usize = 4;
 pub struct ScanTable<T> {
     buckets: Box<[Link<T>]>,
     len: usize,
+    /// For a set: Redis has converted it from an intset to a hashtable (a member that is not an
+    /// integer, or too many members), which it never undoes however the set shrinks.
+    converted: bool,
 }
 
 impl<T> Default for ScanTable<T> {
@@ -73,7 +76,19 @@ impl<T> Default for ScanTable<T> {
         ScanTable {
             buckets: Box::default(),
             len: 0,
+            converted: false,
         }
+    }
+}
+
+impl<T> ScanTable<T> {
+    /// Notes that Redis would hold this set as a hashtable from now on (see `converted`).
+    pub fn mark_converted(&mut self) {
+        self.converted = true;
+    }
+
+    pub fn is_converted(&self) -> bool {
+        self.converted
     }
 }
 

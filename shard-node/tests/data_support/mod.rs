@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod diff;
 pub mod oracle;
 
 use std::net::SocketAddr;

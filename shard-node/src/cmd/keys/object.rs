@@ -10,12 +10,12 @@ use bytes::Bytes;
 use tessera_proto::resp::Frame;
 
 use crate::cmd::Ctx;
-use crate::keyspace::{SetValue, SortedSet, ValueRef};
+use crate::keyspace::{EntryRef, SetValue, SortedSet, StringEncoding, ValueRef};
 
 /// Redis 7.0's defaults: set-max-intset-entries, zset-max-listpack-entries / -value (the hash
 /// thresholds live with the hash's packed form, `keyspace::hash_value`); strings up to 44 bytes
 /// are `embstr`.
-const SET_MAX_INTSET_ENTRIES: usize = 512;
+pub const SET_MAX_INTSET_ENTRIES: usize = 512;
 const ZSET_MAX_ENTRIES: usize = 128;
 const ZSET_MAX_VALUE: usize = 64;
 const EMBSTR_MAX: usize = 44;
@@ -62,7 +62,7 @@ pub fn object(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     };
     let policy = ctx.state.config.policy();
     match &sub[..] {
-        b"encoding" => Frame::Bulk(Bytes::from_static(encoding(entry.value).as_bytes())),
+        b"encoding" => Frame::Bulk(Bytes::from_static(encoding(entry).as_bytes())),
         b"freq" if !policy.is_lfu() => Frame::error(
             "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please \
              note that when switching between policies at runtime LRU and LFU data will take some \
@@ -87,10 +87,14 @@ pub fn object(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     }
 }
 
-/// The encoding Redis 7.0 reports for a value with these contents.
-pub fn encoding(value: ValueRef<'_>) -> &'static str {
-    match value {
-        ValueRef::String(s) if string_to_i64(s).is_some() => "int",
+/// The encoding Redis 7.0 reports for this entry: for a string, by the command that made it and
+/// its contents; for a collection, by its contents and history.
+pub fn encoding(entry: EntryRef<'_>) -> &'static str {
+    let int_allowed = entry.string_encoding == StringEncoding::Auto;
+    let raw = entry.string_encoding == StringEncoding::Raw;
+    match entry.value {
+        ValueRef::String(_) if raw => "raw",
+        ValueRef::String(s) if int_allowed && string_to_i64(s).is_some() => "int",
         ValueRef::String(s) if s.len() <= EMBSTR_MAX => "embstr",
         ValueRef::String(_) => "raw",
         ValueRef::Hash(h) => h.encoding(),
@@ -105,7 +109,9 @@ pub fn encoding(value: ValueRef<'_>) -> &'static str {
 
 /// Whether Redis 7.0 would hold this set as an intset: SSCAN then returns it whole.
 pub fn is_intset(set: &SetValue) -> bool {
-    set.len() <= SET_MAX_INTSET_ENTRIES && set.iter().all(|m| string_to_i64(m).is_some())
+    !set.is_converted()
+        && set.len() <= SET_MAX_INTSET_ENTRIES
+        && set.iter().all(|m| string_to_i64(m).is_some())
 }
 
 /// Whether Redis 7.0 would hold this sorted set as a listpack: ZSCAN then returns it whole.
@@ -156,6 +162,30 @@ mod tests {
         assert_eq!(string_to_i64(b" 1"), None);
         assert_eq!(string_to_i64(b"9223372036854775808"), None);
         assert_eq!(string_to_i64(b"-9223372036854775808"), Some(i64::MIN));
+    }
+
+    #[test]
+    fn string_encodings_follow_the_command_that_made_them() {
+        let s = state();
+        run(&s, "SETRANGE {t}r 1 c");
+        run(&s, "COPY {t}r {t}c");
+        run(&s, "RENAME {t}r {t}n");
+        for key in ["{t}c", "{t}n"] {
+            assert_eq!(
+                run(&s, &format!("OBJECT ENCODING {key}")),
+                "$3\r\nraw\r\n",
+                "{key}"
+            );
+        }
+        run(&s, "EXPIREAT {t}c 4000000000");
+        assert_eq!(run(&s, "OBJECT ENCODING {t}c"), "$3\r\nraw\r\n");
+        run(&s, "INCRBYFLOAT f 3");
+        assert_eq!(run(&s, "OBJECT ENCODING f"), "$6\r\nembstr\r\n");
+        run(&s, "SET a 12");
+        run(&s, "APPEND a 3");
+        assert_eq!(run(&s, "OBJECT ENCODING a"), "$3\r\nraw\r\n");
+        run(&s, "INCR a");
+        assert_eq!(run(&s, "OBJECT ENCODING a"), "$3\r\nint\r\n");
     }
 
     #[test]

@@ -9,7 +9,6 @@ use tessera_proto::slot::key_hash_slot;
 
 use crate::cmd::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
 use crate::cmd::Ctx;
-use crate::keyspace::Entry;
 
 const ERR_CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 /// Redis's databases (`databases 16`): COPY ... DB n is range-checked against this first.
@@ -90,7 +89,8 @@ pub fn copy(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         txn.remove(dst);
     }
-    txn.insert(dst.clone(), Entry::new(entry.value, entry.expires_at_ms));
+    // A fresh key (new access metadata) holding a copy that keeps the value's encoding.
+    txn.insert(dst.clone(), entry);
     txn.log(args);
     Frame::Integer(1)
 }
