@@ -21,6 +21,7 @@ use crate::error::BackendError;
 pub struct Pool {
     addr: Arc<str>,
     protocol: Protocol,
+    /// The backend timeout: for connecting, and for each reply (the connection's deadline).
     connect_timeout: Duration,
     lanes: Box<[ArcSwapOption<Connection>]>,
 }
@@ -56,6 +57,7 @@ impl Pool {
                         self.addr.clone(),
                         self.protocol,
                         self.connect_timeout,
+                        Some(self.connect_timeout),
                     ));
                     // Clients race to replace a missing or dead connection: only one replacement
                     // may win, or a loser's connection would lose its last handle (and with it the
