@@ -86,7 +86,7 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
             let before = input.len();
             match request::parse(&mut input, &limits) {
                 Ok(Some(req)) => {
-                    match session.handle(&shared, &req.args) {
+                    match session.handle(&shared, &req.args, req.raw.as_ref()) {
                         reply @ Reply::Exclusive(_) if pending.is_empty() => {
                             pending.push_back(reply);
                             exclusive = true;
