@@ -8,7 +8,8 @@
 #
 #   bench/callgrind.sh [--target proxy|node] [--requests N] [--no-build] [--out DIR] [LOAD...]
 #
-# Prints "LOAD instructions/request" per load and writes DIR/<load>.callgrind.out and
+# Prints "LOAD N instructions/request" per load (for a node: per request of the whole load, of
+# which node1 serves about a third) and writes DIR/<load>.callgrind.out and
 # DIR/<load>.inclusive.txt (callgrind_annotate, inclusive). Ports BENCH_PORT_BASE+50..54 (default
 # 25450..25454). Every process started here is stopped by its PID (the cluster by deploy/local.sh).
 set -euo pipefail
@@ -122,7 +123,10 @@ for load in "${loads[@]}"; do
   callgrind_annotate --inclusive=yes "$out/$load.callgrind.out" >"$out/$load.inclusive.txt" 2>/dev/null || true
   total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}' "$out/$load.inclusive.txt")
   per=$(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.0f", t / n }')
-  [[ $target == node ]] && per="$per (the node serves about a third of the $n requests)"
-  echo "$load $per instructions/request"
+  if [[ $target == node ]]; then
+    echo "$load $per instructions per request of the load (node1 serves about a third of them)"
+  else
+    echo "$load $per instructions/request"
+  fi
 done
 say "callgrind outputs in $out"
