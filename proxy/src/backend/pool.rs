@@ -230,6 +230,42 @@ mod tests {
         }
     }
 
+    /// A backend that takes requests and never answers: the connection's watchdog fails what it
+    /// owes with `Timeout` after about the deadline (not never, not at once).
+    #[tokio::test]
+    async fn silent_backend_times_out_by_the_connection_watchdog() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket); // read nothing, answer nothing, keep it open
+            }
+        });
+        let deadline = Duration::from_millis(300);
+        let pool = Pool::new(addr.into(), Protocol::Resp2, 1, deadline);
+        let started = std::time::Instant::now();
+        let first = pool.call(Bytes::from_static(PING), 0);
+        let second = pool.call(Bytes::from_static(PING), 0);
+        // Bounded: without the watchdog these would never resolve.
+        let bound = Duration::from_secs(5);
+        let first = tokio::time::timeout(bound, first)
+            .await
+            .expect("no timeout at all");
+        let second = tokio::time::timeout(bound, second)
+            .await
+            .expect("no timeout at all");
+        for reply in [first, second] {
+            assert!(
+                matches!(reply, Err(BackendError::Timeout { .. })),
+                "{reply:?}"
+            );
+        }
+        let waited = started.elapsed();
+        assert!(waited >= deadline, "failed after {waited:?}");
+        assert!(waited < deadline * 4, "failed only after {waited:?}");
+    }
+
     #[tokio::test]
     async fn unreachable_backend_fails_fast() {
         // Bind then drop, so nothing listens there.
