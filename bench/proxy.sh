@@ -248,7 +248,7 @@ persistence=$([[ $aof == 1 ]] && echo "append-only file, fsync every second, on 
   ((aof)) && command+=(--aof)
   command+=("${syscalls[@]}")
   echo "command: ${command[*]} (-n $n_p1 at -P 1, $n_p16 at -P 16)"
-  echo "settings: $(env | grep -E '^(TESSERA_BACKEND|TOKIO_)' | tr '\n' ' ')"
+  echo "settings: $(env | grep -E '^(TESSERA_BACKEND|TESSERA_WORKER|TOKIO_)' | tr '\n' ' ')"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "git: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$repo" && git diff --quiet HEAD -- proxy shard-node proto 2>/dev/null || echo ' (with uncommitted changes in proxy/shard-node/proto)')"
   echo "redis: $(redis-server --version)"

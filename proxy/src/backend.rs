@@ -1,7 +1,8 @@
 //! Backends: per shard node address, pools of pipelined connections (one pool per protocol)
 //! exposed as `tower::Service`s. The stacks are assembled here, in one place:
-//! - per backend (`stack`): timeout (a hung backend never sticks a client) over metrics over the
-//!   pool;
+//! - per backend (`stack`): metrics over the pool, whose connections carry the reply timeout
+//!   (one watchdog per connection, not a timer per request: a hung backend never sticks a
+//!   client);
 //! - over all backends (`cluster_stack`): redirects (`redirect`: MOVED / ASK) over `Dispatch`,
 //!   which hands each request to its target backend's stack.
 
@@ -18,8 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tessera_proto::resp::Protocol;
-use tower::timeout::{error::Elapsed, Timeout, TimeoutLayer};
-use tower::{BoxError, Layer, Service};
+use tower::{Layer, Service};
 
 use crate::error::BackendError;
 use dedicated::{Dedicated, IdlePool};
@@ -55,7 +55,7 @@ impl Service<BackendRequest> for PoolService {
 }
 
 /// The assembled per-backend stack.
-pub type BackendService = Timeout<Metrics<PoolService>>;
+pub type BackendService = Metrics<PoolService>;
 
 /// How backends are built.
 #[derive(Debug, Clone, Copy)]
@@ -65,10 +65,9 @@ pub struct BackendSettings {
 }
 
 /// Assembles the stack for one pool: the one place where layers are ordered.
-fn stack(pool: Arc<Pool>, stats: Arc<BackendStats>, settings: BackendSettings) -> BackendService {
+fn stack(pool: Arc<Pool>, stats: Arc<BackendStats>) -> BackendService {
     let service = PoolService { pool };
-    let service = MetricsLayer::new(stats).layer(service);
-    TimeoutLayer::new(settings.timeout).layer(service)
+    MetricsLayer::new(stats).layer(service)
 }
 
 /// A request addressed to one backend, in the client's protocol and lane.
@@ -87,10 +86,10 @@ pub struct Dispatch;
 
 impl Service<ClusterRequest> for Dispatch {
     type Response = Bytes;
-    type Error = BoxError;
-    type Future = tower::timeout::future::ResponseFuture<metrics::MetricsFuture<ReplyFuture>>;
+    type Error = BackendError;
+    type Future = metrics::MetricsFuture<ReplyFuture>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BackendError>> {
         Poll::Ready(Ok(()))
     }
 
@@ -108,6 +107,8 @@ impl Service<ClusterRequest> for Dispatch {
 
 /// The assembled request path over all backends.
 pub type ClusterService = redirect::Redirect<Dispatch>;
+/// A reply on its way through the assembled request path.
+pub type ClusterFuture = redirect::RedirectFuture<Dispatch>;
 
 /// Assembles the request path: redirects over dispatch. `on_moved` is told of every MOVED (the
 /// topology refresh).
@@ -143,8 +144,8 @@ impl Backend {
             ))
         };
         Backend {
-            resp2: stack(pool(Protocol::Resp2), stats.clone(), settings),
-            resp3: stack(pool(Protocol::Resp3), stats.clone(), settings),
+            resp2: stack(pool(Protocol::Resp2), stats.clone()),
+            resp3: stack(pool(Protocol::Resp3), stats.clone()),
             addr,
             stats,
             idle: Arc::new(IdlePool::default()),
@@ -164,21 +165,6 @@ impl Backend {
 
     pub fn addr(&self) -> &str {
         &self.addr
-    }
-
-    /// The typed error for what this backend's stack failed with.
-    pub fn error(&self, error: BoxError) -> BackendError {
-        if error.is::<Elapsed>() {
-            return BackendError::Timeout {
-                addr: self.addr.to_string(),
-            };
-        }
-        match error.downcast::<BackendError>() {
-            Ok(e) => *e,
-            Err(_) => BackendError::ConnectionLost {
-                addr: self.addr.to_string(),
-            },
-        }
     }
 }
 

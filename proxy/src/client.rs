@@ -105,8 +105,9 @@ impl Session {
         }
     }
 
-    /// Dispatches one command; backend requests are queued before this returns.
-    pub fn handle(&mut self, shared: &Arc<Shared>, args: &[Bytes]) -> Reply {
+    /// Dispatches one command; backend requests are queued before this returns. `raw` is the
+    /// command as it came (a multibulk), forwarded as is when it goes to one backend unchanged.
+    pub fn handle(&mut self, shared: &Arc<Shared>, args: &[Bytes], raw: Option<&Bytes>) -> Reply {
         shared
             .stats
             .commands_processed
@@ -117,11 +118,15 @@ impl Session {
         if self.sub.is_some() {
             return pubsub::handle(shared, self, args);
         }
-        self.handle_now(shared, args)
+        self.dispatch(shared, args, raw)
     }
 
     /// Dispatches one command by its route, outside a transaction's queuing.
     pub fn handle_now(&mut self, shared: &Arc<Shared>, args: &[Bytes]) -> Reply {
+        self.dispatch(shared, args, None)
+    }
+
+    fn dispatch(&mut self, shared: &Arc<Shared>, args: &[Bytes], raw: Option<&Bytes>) -> Reply {
         let snapshot = shared.view.load();
         if self.scratch.capacity() < 1024 {
             self.scratch.reserve(16 * 1024);
@@ -132,8 +137,10 @@ impl Session {
                 let Some(backend) = snapshot.backend_of(node) else {
                     return Reply::error("ERR no backend for a node of the topology");
                 };
-                forward::encode(args.len(), args.iter().map(|a| &a[..]), &mut self.scratch);
-                let request = self.scratch.split().freeze();
+                let request = match raw {
+                    Some(raw) => raw.clone(),
+                    None => self.encode_args(args),
+                };
                 Reply::Forward(forward::send(
                     shared,
                     backend,

@@ -2,13 +2,19 @@
 //! at once (backend requests are queued in the client's order), and write the replies in that
 //! same order, flushing every reply that is ready in one write. A protocol error gets Redis's
 //! `-ERR Protocol error: ...` and closes the connection once the replies before it are written.
+//!
+//! The replies owed wait in a plain FIFO (`VecDeque`) and only its head is polled: replies leave
+//! in order anyway, so nothing is gained from polling the others (a `FuturesOrdered` would
+//! allocate a task per reply and route every wake-up through its ready queue).
 
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use futures::stream::FuturesOrdered;
-use futures::{FutureExt, StreamExt};
 use tessera_proto::resp::request::{self, RequestLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -50,7 +56,10 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
     let limits = RequestLimits::default();
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
-    let mut pending: FuturesOrdered<Reply> = FuturesOrdered::new();
+    let mut pending: VecDeque<Reply> = VecDeque::new();
+    // Armed once: a fresh `cancelled()` per loop turn would register and drop a waiter each time.
+    let shutdown_signal = shutdown.cancelled();
+    tokio::pin!(shutdown_signal);
     // No more requests will be read: QUIT, a protocol error, or the client closed its side.
     let mut closing = false;
 
@@ -77,7 +86,7 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
             let before = input.len();
             match request::parse(&mut input, &limits) {
                 Ok(Some(req)) => {
-                    match session.handle(&shared, &req.args) {
+                    match session.handle(&shared, &req.args, req.raw.as_ref()) {
                         reply @ Reply::Exclusive(_) if pending.is_empty() => {
                             pending.push_back(reply);
                             exclusive = true;
@@ -107,12 +116,11 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
         if input.capacity() - input.len() < READ_RESERVE {
             input.reserve(READ_CHUNK);
         }
+        // Biased: the branches are polled in this order (replies owed first), with no random
+        // choice to pay for.
         tokio::select! {
-            Some(reply) = pending.next(), if !pending.is_empty() => {
-                output.extend_from_slice(&reply);
-                while let Some(Some(reply)) = pending.next().now_or_never() {
-                    output.extend_from_slice(&reply);
-                }
+            biased;
+            () = poll_fn(|cx| take_ready(&mut pending, &mut output, cx)), if !pending.is_empty() => {
                 let budget = session.sub.as_ref().map(|s| &**s.budget());
                 if !write_out(&mut writer, &output, budget).await {
                     break;
@@ -163,7 +171,7 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
             }
             // Shutdown: read no more, but finish writing the replies already owed (the server
             // bounds this with its grace period).
-            _ = shutdown.cancelled(), if !closing => closing = true,
+            _ = &mut shutdown_signal, if !closing => closing = true,
         }
     }
     shared
@@ -171,6 +179,31 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
         .connected_clients
         .fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(id = session.id, "client disconnected");
+}
+
+/// Moves every reply that is ready at the head of `pending` into `output`, in order; ready once
+/// at least one was (the waker is then registered with the next head, if any).
+fn take_ready(
+    pending: &mut VecDeque<Reply>,
+    output: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let mut taken = false;
+    while let Some(head) = pending.front_mut() {
+        match Pin::new(head).poll(cx) {
+            Poll::Ready(reply) => {
+                output.extend_from_slice(&reply);
+                pending.pop_front();
+                taken = true;
+            }
+            Poll::Pending => break,
+        }
+    }
+    if taken {
+        Poll::Ready(())
+    } else {
+        Poll::Pending
+    }
 }
 
 /// The next event of a subscribed client (never resolves for a client that is not).

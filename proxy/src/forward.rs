@@ -13,8 +13,7 @@ use tessera_proto::resp::Protocol;
 use tessera_proto::topology::Access;
 use tower::Service;
 
-use crate::backend::redirect::RedirectFuture;
-use crate::backend::{Backend, ClusterRequest};
+use crate::backend::{Backend, ClusterFuture, ClusterRequest};
 use crate::error::BackendError;
 use crate::shared::Shared;
 
@@ -88,7 +87,7 @@ pub fn send(
 
 /// A forwarded command's reply: the backend's raw bytes, or the error reply its failure maps to.
 pub struct ForwardReply {
-    reply: RedirectFuture,
+    reply: ClusterFuture,
     shared: Arc<Shared>,
     slot: Option<u16>,
 }
@@ -97,7 +96,7 @@ impl Future for ForwardReply {
     type Output = Bytes;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Bytes> {
-        let result = std::task::ready!(self.reply.as_mut().poll(cx));
+        let result = std::task::ready!(Pin::new(&mut self.reply).poll(cx));
         Poll::Ready(match result {
             Ok(reply) => reply,
             Err(error) => failure(&self.shared, self.slot, &error),

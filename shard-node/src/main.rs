@@ -40,8 +40,35 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// The runtime: one current-thread runtime by default, so a connection's tasks hand work over on
+/// one thread (a wake-up is a queue push, not a cross-thread unpark; see docs/benchmarks.md).
+/// `TESSERA_WORKER_THREADS=N` (N > 1) runs a multi-thread runtime with N workers instead.
+fn main() -> ExitCode {
+    let threads = std::env::var("TESSERA_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1);
+    let runtime = if threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run_main())
+}
+
+async fn run_main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck {
         port,

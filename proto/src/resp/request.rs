@@ -15,6 +15,9 @@ use split::split_args;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub args: Vec<Bytes>,
+    /// The whole multibulk as it came (zero-copy, like `args`), so a proxy can forward it without
+    /// encoding it again; `None` for an inline command, which is not RESP a server would take.
+    pub raw: Option<Bytes>,
 }
 
 impl Request {
@@ -69,6 +72,10 @@ impl Default for RequestLimits {
 /// Most argument slots reserved up front, whatever count a multibulk header announces.
 const MAX_PREALLOCATED_ARGS: usize = 1024;
 
+/// Arguments whose positions are kept on the stack while a multibulk is checked (most commands
+/// have fewer); only longer commands allocate for them.
+const STACK_SPANS: usize = 8;
+
 /// Reads one command from the front of `buf`, removing its bytes. `Ok(None)`: more bytes needed
 /// (nothing removed). An empty inline line and `*0`/`*-1` yield `Ok(None)` after consuming them,
 /// as Redis ignores them. Never allocates more than the bytes already received plus a bounded
@@ -119,9 +126,12 @@ fn parse_multibulk(
     }
     let count = count as usize;
 
-    // (start, len) of each argument; turned into `Bytes` once the whole command is here.
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(count.min(MAX_PREALLOCATED_ARGS));
-    while spans.len() < count {
+    // (start, len) of each argument; turned into `Bytes` once the whole command is here. The
+    // first `STACK_SPANS` stay on the stack, so a usual command allocates only its `args`.
+    let mut first_spans = [(0usize, 0usize); STACK_SPANS];
+    let mut more_spans: Vec<(usize, usize)> = Vec::new();
+    let mut found = 0;
+    while found < count {
         let Some(cr) = find_line_end(buf, pos, b'\r') else {
             if buf.len() - pos > limits.max_inline_len {
                 return Err(RequestError::TooBigBulkCount);
@@ -143,16 +153,30 @@ fn parse_multibulk(
         if buf.len() - pos < len + 2 {
             return Ok(None);
         }
-        spans.push((pos, len));
+        if found < STACK_SPANS {
+            first_spans[found] = (pos, len);
+        } else {
+            if more_spans.is_empty() {
+                more_spans.reserve((count - STACK_SPANS).min(MAX_PREALLOCATED_ARGS));
+            }
+            more_spans.push((pos, len));
+        }
+        found += 1;
         pos += len + 2;
     }
 
     let bytes = buf.split_to(pos).freeze();
-    let args = spans
-        .into_iter()
-        .map(|(start, len)| bytes.slice(start..start + len))
-        .collect();
-    Ok(Some(Request { args }))
+    let mut args = Vec::with_capacity(found);
+    for &(start, len) in first_spans[..found.min(STACK_SPANS)]
+        .iter()
+        .chain(&more_spans)
+    {
+        args.push(bytes.slice(start..start + len));
+    }
+    Ok(Some(Request {
+        args,
+        raw: Some(bytes),
+    }))
 }
 
 fn parse_inline(
@@ -175,7 +199,7 @@ fn parse_inline(
     if args.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Request { args }))
+    Ok(Some(Request { args, raw: None }))
 }
 
 /// Redis's `string2ll`: optional `-`, no `+`, no leading zeros (except `0` itself), no blanks, no
@@ -231,6 +255,38 @@ mod tests {
         list.iter()
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect()
+    }
+
+    /// Commands longer than the stack's span slots, and the raw frame kept for forwarding.
+    #[test]
+    fn long_commands_and_the_raw_frame() {
+        let names: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+        let mut wire = format!("*{}\r\n", names.len() + 1).into_bytes();
+        wire.extend_from_slice(b"$4\r\nMGET\r\n");
+        for name in &names {
+            wire.extend_from_slice(format!("${}\r\n{name}\r\n", name.len()).as_bytes());
+        }
+        let frame_len = wire.len();
+        wire.extend_from_slice(b"PING\r\n");
+        let mut buf = BytesMut::from(&wire[..]);
+        let request = parse(&mut buf, &RequestLimits::default())
+            .expect("valid")
+            .expect("complete");
+        let mut expected = vec!["MGET"];
+        expected.extend(names.iter().map(|n| n.as_str()));
+        assert_eq!(request.args, args(&expected));
+        assert_eq!(request.raw.as_deref(), Some(&wire[..frame_len]));
+        let inline = parse(&mut buf, &RequestLimits::default())
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(inline.args, args(&["PING"]));
+        assert_eq!(inline.raw, None);
+        // Cut anywhere before its end, the long command waits for more.
+        for cut in 1..frame_len {
+            let mut partial = BytesMut::from(&wire[..cut]);
+            assert_eq!(parse(&mut partial, &RequestLimits::default()), Ok(None));
+            assert_eq!(partial.len(), cut);
+        }
     }
 
     fn error_of(input: &[u8]) -> RequestError {

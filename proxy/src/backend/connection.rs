@@ -6,8 +6,14 @@
 //! reader half, so a reply always finds its sender waiting. When either half fails the task ends:
 //! queued and in-flight jobs get an error (their senders are dropped or answered), and the handle
 //! reports `is_closed`, so the pool replaces it lazily on next use.
+//!
+//! A pooled connection has a reply deadline (`--backend-timeout`): one watchdog per connection,
+//! not a timer per request, checks how long its oldest in-flight request has waited, and a
+//! connection whose backend stops answering is closed, failing what it owes with `Timeout` (a hung
+//! backend never sticks a client). The writer stamps each batch with one clock read.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -16,6 +22,7 @@ use tessera_proto::resp::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::error::BackendError;
 
@@ -40,10 +47,18 @@ pub struct Connection {
 
 impl Connection {
     /// Starts a connection task to `addr`. Connecting happens in the task: jobs queued meanwhile
-    /// wait, and fail if the connection cannot be made within `connect_timeout`.
-    pub fn spawn(addr: Arc<str>, protocol: Protocol, connect_timeout: Duration) -> Connection {
+    /// wait, and fail if the connection cannot be made within `connect_timeout`. With a
+    /// `reply_deadline`, a request unanswered for that long closes the connection (`Timeout`);
+    /// without one (dedicated connections, whose blocking commands wait as long as they ask) the
+    /// caller bounds its own waits.
+    pub fn spawn(
+        addr: Arc<str>,
+        protocol: Protocol,
+        connect_timeout: Duration,
+        reply_deadline: Option<Duration>,
+    ) -> Connection {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(addr, protocol, connect_timeout, rx));
+        tokio::spawn(run(addr, protocol, connect_timeout, reply_deadline, rx));
         Connection { jobs }
     }
 
@@ -62,10 +77,11 @@ async fn run(
     addr: Arc<str>,
     protocol: Protocol,
     connect_timeout: Duration,
+    reply_deadline: Option<Duration>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
 ) {
     let error = match connect(&addr, protocol, connect_timeout).await {
-        Ok((socket, leftover)) => serve(&addr, socket, leftover, &mut jobs).await,
+        Ok((socket, leftover)) => serve(&addr, socket, leftover, reply_deadline, &mut jobs).await,
         Err(error) => error,
     };
     tracing::debug!(%addr, %error, "backend connection ended");
@@ -126,15 +142,27 @@ fn frame_len(buf: &[u8]) -> Result<Option<usize>, frame::FrameError> {
     frame::check(buf, &FrameLimits::default())
 }
 
-/// Runs both halves until one fails; returns the error that ends the connection.
+/// In-flight requests in the order they were written: each reply sender, with when its batch
+/// was written. Shared by the two halves of one task (never contended).
+type Inflight = Mutex<VecDeque<(oneshot::Sender<JobResult>, Instant)>>;
+
+fn lock(
+    inflight: &Inflight,
+) -> std::sync::MutexGuard<'_, VecDeque<(oneshot::Sender<JobResult>, Instant)>> {
+    inflight.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs both halves (and the watchdog, with a deadline) until one fails; returns the error that
+/// ends the connection.
 async fn serve(
     addr: &Arc<str>,
     socket: TcpStream,
     mut read_buf: BytesMut,
+    reply_deadline: Option<Duration>,
     jobs: &mut mpsc::UnboundedReceiver<Job>,
 ) -> BackendError {
     let (mut reader, mut writer) = socket.into_split();
-    let (inflight_tx, mut inflight_rx) = mpsc::unbounded_channel::<oneshot::Sender<JobResult>>();
+    let inflight: Inflight = Mutex::new(VecDeque::new());
     let lost = || BackendError::ConnectionLost {
         addr: addr.to_string(),
     };
@@ -147,10 +175,13 @@ async fn serve(
                 // Every handle is gone: nobody can send more.
                 return lost();
             }
-            for job in batch.drain(..) {
-                out.extend_from_slice(&job.request);
-                if let Err(e) = inflight_tx.send(job.reply) {
-                    let _ = e.0.send(Err(lost()));
+            // Before writing, so a reply always finds its sender waiting.
+            let written_at = Instant::now();
+            {
+                let mut inflight = lock(&inflight);
+                for job in batch.drain(..) {
+                    out.extend_from_slice(&job.request);
+                    inflight.push_back((job.reply, written_at));
                 }
             }
             if writer.write_all(&out).await.is_err() {
@@ -170,11 +201,16 @@ async fn serve(
                             // A RESP3 push (no request of ours asked for it): not a reply.
                             continue;
                         }
-                        match inflight_rx.recv().await {
-                            Some(sender) => {
+                        match lock(&inflight).pop_front() {
+                            Some((sender, _)) => {
                                 let _ = sender.send(Ok(reply));
                             }
-                            None => return lost(),
+                            // A reply nobody asked for: the stream is out of step.
+                            None => {
+                                return BackendError::Protocol {
+                                    addr: addr.to_string(),
+                                }
+                            }
                         }
                     }
                     Ok(None) => break,
@@ -196,14 +232,35 @@ async fn serve(
         }
     };
 
+    // Wakes a few times per deadline (not per request): a request is failed between one and one
+    // and a quarter deadlines after it was written.
+    let watchdog = async {
+        let Some(deadline) = reply_deadline else {
+            return std::future::pending().await;
+        };
+        let period = (deadline / 4).max(Duration::from_millis(10));
+        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let now = ticks.tick().await;
+            let overdue = lock(&inflight).front().is_some_and(|(_, written_at)| {
+                now.saturating_duration_since(*written_at) >= deadline
+            });
+            if overdue {
+                return BackendError::Timeout {
+                    addr: addr.to_string(),
+                };
+            }
+        }
+    };
+
     let error = tokio::select! {
         e = write_half => e,
         e = read_half => e,
+        e = watchdog => e,
     };
-    // In-flight senders still queued get the error; those already taken by the reader were
-    // answered. Dropping the receiver afterwards would answer them with a RecvError anyway.
-    inflight_rx.close();
-    while let Ok(sender) = inflight_rx.try_recv() {
+    // Requests written and not answered get the error.
+    for (sender, _) in lock(&inflight).drain(..) {
         let _ = sender.send(Err(error.clone()));
     }
     error

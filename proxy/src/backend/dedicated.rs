@@ -102,7 +102,7 @@ impl Dedicated {
     ) -> Dedicated {
         let conn = idle
             .take(protocol)
-            .unwrap_or_else(|| Connection::spawn(addr.clone(), protocol, connect_timeout));
+            .unwrap_or_else(|| Connection::spawn(addr.clone(), protocol, connect_timeout, None));
         Dedicated {
             inner: Arc::new(Inner {
                 conn: Some(conn),

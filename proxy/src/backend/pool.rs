@@ -21,6 +21,7 @@ use crate::error::BackendError;
 pub struct Pool {
     addr: Arc<str>,
     protocol: Protocol,
+    /// The backend timeout: for connecting, and for each reply (the connection's deadline).
     connect_timeout: Duration,
     lanes: Box<[ArcSwapOption<Connection>]>,
 }
@@ -56,6 +57,7 @@ impl Pool {
                         self.addr.clone(),
                         self.protocol,
                         self.connect_timeout,
+                        Some(self.connect_timeout),
                     ));
                     // Clients race to replace a missing or dead connection: only one replacement
                     // may win, or a loser's connection would lose its last handle (and with it the
@@ -226,6 +228,42 @@ mod tests {
                 assert_eq!(&reply.expect("reply")[..], b"+PONG\r\n");
             }
         }
+    }
+
+    /// A backend that takes requests and never answers: the connection's watchdog fails what it
+    /// owes with `Timeout` after about the deadline (not never, not at once).
+    #[tokio::test]
+    async fn silent_backend_times_out_by_the_connection_watchdog() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket); // read nothing, answer nothing, keep it open
+            }
+        });
+        let deadline = Duration::from_millis(300);
+        let pool = Pool::new(addr.into(), Protocol::Resp2, 1, deadline);
+        let started = std::time::Instant::now();
+        let first = pool.call(Bytes::from_static(PING), 0);
+        let second = pool.call(Bytes::from_static(PING), 0);
+        // Bounded: without the watchdog these would never resolve.
+        let bound = Duration::from_secs(5);
+        let first = tokio::time::timeout(bound, first)
+            .await
+            .expect("no timeout at all");
+        let second = tokio::time::timeout(bound, second)
+            .await
+            .expect("no timeout at all");
+        for reply in [first, second] {
+            assert!(
+                matches!(reply, Err(BackendError::Timeout { .. })),
+                "{reply:?}"
+            );
+        }
+        let waited = started.elapsed();
+        assert!(waited >= deadline, "failed after {waited:?}");
+        assert!(waited < deadline * 4, "failed only after {waited:?}");
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tower::{BoxError, Layer, Service};
+use tower::{Layer, Service};
 
 use super::{ClusterRequest, Registry};
 use crate::error::BackendError;
@@ -19,18 +19,22 @@ pub const MAX_REDIRECTS: usize = 5;
 
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
-/// A final reply on its way.
-pub type RedirectFuture = Pin<Box<dyn Future<Output = Result<Bytes, BackendError>> + Send>>;
-
-#[derive(Clone)]
-pub struct RedirectLayer {
+/// What following a redirect needs, shared by every request (one reference count per request).
+struct Follow {
     registry: Arc<Registry>,
     on_moved: Arc<dyn Fn() + Send + Sync>,
 }
 
+#[derive(Clone)]
+pub struct RedirectLayer {
+    follow: Arc<Follow>,
+}
+
 impl RedirectLayer {
     pub fn new(registry: Arc<Registry>, on_moved: Arc<dyn Fn() + Send + Sync>) -> RedirectLayer {
-        RedirectLayer { registry, on_moved }
+        RedirectLayer {
+            follow: Arc::new(Follow { registry, on_moved }),
+        }
     }
 }
 
@@ -40,8 +44,7 @@ impl<S> Layer<S> for RedirectLayer {
     fn layer(&self, inner: S) -> Redirect<S> {
         Redirect {
             inner,
-            registry: self.registry.clone(),
-            on_moved: self.on_moved.clone(),
+            follow: self.follow.clone(),
         }
     }
 }
@@ -50,8 +53,7 @@ impl<S> Layer<S> for RedirectLayer {
 #[derive(Clone)]
 pub struct Redirect<S> {
     inner: S,
-    registry: Arc<Registry>,
-    on_moved: Arc<dyn Fn() + Send + Sync>,
+    follow: Arc<Follow>,
 }
 
 impl<S> std::fmt::Debug for Redirect<S> {
@@ -60,65 +62,149 @@ impl<S> std::fmt::Debug for Redirect<S> {
     }
 }
 
+type Boxed = Pin<Box<dyn Future<Output = Result<Bytes, BackendError>> + Send>>;
+
+/// A final reply on its way: the first attempt's future, unboxed (the common case: no
+/// redirect); only a MOVED or ASK reply boxes the rest of the way.
+pub struct RedirectFuture<S: Service<ClusterRequest>> {
+    state: State<S>,
+}
+
+enum State<S: Service<ClusterRequest>> {
+    First {
+        reply: S::Future,
+        inner: S,
+        request: ClusterRequest,
+        follow: Arc<Follow>,
+    },
+    Following(Boxed),
+    Done,
+}
+
 impl<S> Service<ClusterRequest> for Redirect<S>
 where
-    S: Service<ClusterRequest, Response = Bytes, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<ClusterRequest, Response = Bytes, Error = BackendError>
+        + Clone
+        + Send
+        + Unpin
+        + 'static,
+    S::Future: Send + Unpin + 'static,
 {
     type Response = Bytes;
     type Error = BackendError;
-    type Future = RedirectFuture;
+    type Future = RedirectFuture<S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BackendError>> {
         match self.inner.poll_ready(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(_) => Poll::Ready(Ok(())),
             Poll::Pending => Poll::Pending,
         }
     }
 
     /// Queues the first attempt before returning (the inner stack is always ready), so the
     /// client's order holds; only redirected attempts are queued later.
-    fn call(&mut self, request: ClusterRequest) -> RedirectFuture {
-        let first = self.inner.call(request.clone());
-        let mut inner = self.inner.clone();
-        let registry = self.registry.clone();
-        let on_moved = self.on_moved.clone();
-        Box::pin(async move {
-            let mut target = request.target.clone();
-            let mut result = first.await.map_err(|e| target.error(e));
-            let mut hops = 0;
-            loop {
-                let reply = result?;
-                let Some(redirect) = parse(&reply) else {
-                    return Ok(reply);
-                };
-                if hops == MAX_REDIRECTS {
-                    return Ok(reply);
+    fn call(&mut self, request: ClusterRequest) -> RedirectFuture<S> {
+        let reply = self.inner.call(request.clone());
+        RedirectFuture {
+            state: State::First {
+                reply,
+                inner: self.inner.clone(),
+                request,
+                follow: self.follow.clone(),
+            },
+        }
+    }
+}
+
+impl<S> Future for RedirectFuture<S>
+where
+    S: Service<ClusterRequest, Response = Bytes, Error = BackendError> + Send + Unpin + 'static,
+    S::Future: Send + Unpin + 'static,
+{
+    type Output = Result<Bytes, BackendError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Every field is Unpin (the service and its future by the bounds), so the state can move.
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                State::First { reply, .. } => {
+                    let result = std::task::ready!(Pin::new(reply).poll(cx));
+                    let reply = match result {
+                        Ok(reply) if parse(&reply).is_some() => reply,
+                        done => {
+                            this.state = State::Done;
+                            return Poll::Ready(done);
+                        }
+                    };
+                    let State::First {
+                        inner,
+                        request,
+                        follow,
+                        ..
+                    } = std::mem::replace(&mut this.state, State::Done)
+                    else {
+                        unreachable!("matched First above")
+                    };
+                    this.state =
+                        State::Following(Box::pin(follow_redirects(inner, follow, request, reply)));
                 }
-                hops += 1;
-                let retry = |target: &Arc<super::Backend>, bytes: Bytes| ClusterRequest {
-                    target: target.clone(),
-                    bytes,
-                    ..request.clone()
-                };
-                result = match redirect {
-                    Redirection::Moved { addr, .. } => {
-                        on_moved();
-                        target = registry.get(&addr);
-                        let again = inner.call(retry(&target, request.bytes.clone()));
-                        again.await.map_err(|e| target.error(e))
-                    }
-                    Redirection::Ask { addr, .. } => {
-                        target = registry.get(&addr);
-                        let asking = inner.call(retry(&target, Bytes::from_static(ASKING)));
-                        let again = inner.call(retry(&target, request.bytes.clone()));
-                        let _ = asking.await;
-                        again.await.map_err(|e| target.error(e))
-                    }
-                };
+                State::Following(rest) => {
+                    let result = std::task::ready!(rest.as_mut().poll(cx));
+                    this.state = State::Done;
+                    return Poll::Ready(result);
+                }
+                State::Done => {
+                    return Poll::Ready(Err(BackendError::ConnectionLost {
+                        addr: "(a reply already taken)".to_string(),
+                    }))
+                }
             }
-        })
+        }
+    }
+}
+
+/// Follows the redirect in `reply` (and those after it), at most `MAX_REDIRECTS` hops; then the
+/// last redirect is the reply.
+async fn follow_redirects<S>(
+    mut inner: S,
+    follow: Arc<Follow>,
+    request: ClusterRequest,
+    reply: Bytes,
+) -> Result<Bytes, BackendError>
+where
+    S: Service<ClusterRequest, Response = Bytes, Error = BackendError>,
+{
+    let mut result = Ok(reply);
+    let mut hops = 0;
+    loop {
+        let reply = result?;
+        let Some(redirect) = parse(&reply) else {
+            return Ok(reply);
+        };
+        if hops == MAX_REDIRECTS {
+            return Ok(reply);
+        }
+        hops += 1;
+        let retry = |target: &Arc<super::Backend>, bytes: Bytes| ClusterRequest {
+            target: target.clone(),
+            bytes,
+            ..request.clone()
+        };
+        result = match redirect {
+            Redirection::Moved { addr, .. } => {
+                (follow.on_moved)();
+                let target = follow.registry.get(&addr);
+                inner.call(retry(&target, request.bytes.clone())).await
+            }
+            Redirection::Ask { addr, .. } => {
+                let target = follow.registry.get(&addr);
+                let asking = inner.call(retry(&target, Bytes::from_static(ASKING)));
+                let again = inner.call(retry(&target, request.bytes.clone()));
+                let _ = asking.await;
+                again.await
+            }
+        };
     }
 }
 
