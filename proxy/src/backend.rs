@@ -58,14 +58,16 @@ impl Service<BackendRequest> for PoolService {
 pub type BackendService = Timeout<Metrics<PoolService>>;
 
 /// How backends are built.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BackendSettings {
     pub connections: usize,
     pub timeout: Duration,
+    /// The cluster's node secret, sent as `AUTH <secret>` first on every connection.
+    pub secret: Option<Arc<str>>,
 }
 
 /// Assembles the stack for one pool: the one place where layers are ordered.
-fn stack(pool: Arc<Pool>, stats: Arc<BackendStats>, settings: BackendSettings) -> BackendService {
+fn stack(pool: Arc<Pool>, stats: Arc<BackendStats>, settings: &BackendSettings) -> BackendService {
     let service = PoolService { pool };
     let service = MetricsLayer::new(stats).layer(service);
     TimeoutLayer::new(settings.timeout).layer(service)
@@ -140,11 +142,12 @@ impl Backend {
                 protocol,
                 settings.connections,
                 settings.timeout,
+                settings.secret.clone(),
             ))
         };
         Backend {
-            resp2: stack(pool(Protocol::Resp2), stats.clone(), settings),
-            resp3: stack(pool(Protocol::Resp3), stats.clone(), settings),
+            resp2: stack(pool(Protocol::Resp2), stats.clone(), &settings),
+            resp3: stack(pool(Protocol::Resp3), stats.clone(), &settings),
             addr,
             stats,
             idle: Arc::new(IdlePool::default()),
@@ -154,7 +157,13 @@ impl Backend {
 
     /// A connection for one client alone, from the idle pool or new.
     pub fn dedicated(&self, protocol: Protocol) -> Dedicated {
-        Dedicated::checkout(&self.idle, &self.addr, protocol, self.settings.timeout)
+        Dedicated::checkout(
+            &self.idle,
+            &self.addr,
+            protocol,
+            self.settings.timeout,
+            self.settings.secret.clone(),
+        )
     }
 
     /// How long a reply may take (`--backend-timeout`).
@@ -198,8 +207,8 @@ impl Registry {
         }
     }
 
-    pub fn settings(&self) -> BackendSettings {
-        self.settings
+    pub fn settings(&self) -> &BackendSettings {
+        &self.settings
     }
 
     /// The backend for `addr`, made on first use.
@@ -208,7 +217,7 @@ impl Registry {
         if let Some(b) = map.get(addr) {
             return b.clone();
         }
-        let backend = Arc::new(Backend::new(addr, self.settings));
+        let backend = Arc::new(Backend::new(addr, self.settings.clone()));
         map.insert(addr.to_string(), backend.clone());
         backend
     }
