@@ -55,6 +55,11 @@ pub async fn run(
         aof: None,
         stats: server::ServerStats::default(),
     };
+    state.stats.node_secret = config
+        .node_secret
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| bytes::Bytes::copy_from_slice(s.as_bytes()));
     if config.appendonly() {
         let path = data_dir.join(aof::FILE_NAME);
         state = replay(state, &path).await?;
