@@ -511,3 +511,60 @@ async fn query_buffer_limit_closes_the_client() -> Result<()> {
     assert!(matches!(other.cmd(&["PING"]).await?, Frame::Simple(_)));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connections_authenticate_with_the_node_secret() -> Result<()> {
+    use std::sync::Arc;
+    use tessera_proto::resp::Protocol;
+    use tessera_proxy::backend::{Backend, BackendSettings};
+
+    let oracle = Oracle::start(&["--requirepass", "s3cret"]).await?;
+    let addr = format!("127.0.0.1:{}", oracle.port);
+    let settings = |secret: Option<&str>| BackendSettings {
+        connections: 1,
+        timeout: Duration::from_secs(2),
+        secret: secret.map(Arc::from),
+    };
+    let ping = Bytes::from_static(b"*1\r\n$4\r\nPING\r\n");
+    let with = Backend::new(&addr, settings(Some("s3cret")));
+    // Dedicated connections (transactions, blocking commands), RESP2 and RESP3 (AUTH, then
+    // HELLO 3). Pub/sub connections open with the same handshake.
+    for protocol in [Protocol::Resp2, Protocol::Resp3] {
+        let conn = with.dedicated(protocol);
+        let reply = conn
+            .call(ping.clone(), Some(Duration::from_secs(2)))
+            .await?;
+        assert_eq!(reply, Bytes::from_static(b"+PONG\r\n"), "{protocol:?}");
+    }
+    // Pooled (pipelined) connections.
+    let pool = tessera_proxy::backend::pool::Pool::new(
+        Arc::from(addr.as_str()),
+        Protocol::Resp2,
+        1,
+        Duration::from_secs(2),
+        Some(Arc::from("s3cret")),
+    );
+    assert_eq!(
+        pool.call(ping.clone(), 0).await?,
+        Bytes::from_static(b"+PONG\r\n")
+    );
+    // A wrong secret fails the connection with the node's refusal, not a silent NOAUTH later.
+    let wrong = Backend::new(&addr, settings(Some("nope")));
+    let error = wrong
+        .dedicated(Protocol::Resp2)
+        .call(ping.clone(), Some(Duration::from_secs(2)))
+        .await
+        .expect_err("a wrong secret connects");
+    assert!(error.to_string().contains("WRONGPASS"), "{error}");
+    // Without one, the node answers NOAUTH.
+    let without = Backend::new(&addr, settings(None));
+    let reply = without
+        .dedicated(Protocol::Resp2)
+        .call(ping, Some(Duration::from_secs(2)))
+        .await?;
+    assert_eq!(
+        reply,
+        Bytes::from_static(b"-NOAUTH Authentication required.\r\n")
+    );
+    Ok(())
+}
