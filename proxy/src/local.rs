@@ -56,7 +56,7 @@ pub fn handle(
         b"client" => client::handle(shared, session, args),
         b"acl" => acl::handle(shared, session, args),
         b"command" => command::handle(session, args),
-        b"config" => config::handle(session, args),
+        b"config" => config::handle(shared, session, args),
         b"info" => Some(info::handle(shared, session, snapshot, args)),
         b"cluster" => cluster::handle(shared, session, snapshot, args),
         _ => None,

@@ -456,7 +456,10 @@ async fn idle_clients_time_out_but_subscribers_and_blocked_clients_do_not() -> R
     let h = Harness::start().await?;
     let port = h.extra_proxy_with(|c| c.timeout = 1).await?;
     let mut idle = Client::connect(port).await?;
-    idle.cmd(&["PING"]).await?;
+    assert_eq!(
+        idle.cmd(&["CONFIG", "GET", "timeout"]).await?,
+        Frame::Array(vec![support::bulk("timeout"), support::bulk("1")])
+    );
     let mut subscriber = Client::connect(port).await?;
     subscriber.cmd(&["SUBSCRIBE", "ch"]).await?;
     let mut blocked = Client::connect(port).await?;
