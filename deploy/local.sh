@@ -19,6 +19,11 @@
 #   TESSERA_SKIP_BUILD=1   use the binaries already built (the tests build once)
 #   TESSERA_BIN_DIR        where the binaries are (default: cargo's target dir for the profile)
 #   TESSERA_WAIT_SECS      how long `up` and `start` wait for readiness (60)
+#   TESSERA_NODE_SECRET    the cluster's node secret: shard nodes refuse clients that have not sent
+#                          AUTH <secret>, and the proxy sends it on its backend connections
+#                          (default: generated once into <run directory>/node-secret; set it empty
+#                          to run the nodes without one). Talk to a node directly with
+#                          redis-cli -a "$(cat <run directory>/node-secret)" -p 7000
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -53,6 +58,22 @@ port_of() {
 }
 
 pid_file() { echo "$run_dir/$1.pid"; }
+
+secret_file() { echo "$run_dir/node-secret"; }
+
+node_secret() { # TESSERA_NODE_SECRET when set (even empty), else the run directory's, made once
+  if [[ -n ${TESSERA_NODE_SECRET+set} ]]; then
+    printf '%s' "$TESSERA_NODE_SECRET"
+    return
+  fi
+  local file
+  file=$(secret_file)
+  if [[ ! -s $file ]]; then
+    mkdir -p "$run_dir"
+    (umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$file")
+  fi
+  cat "$file"
+}
 
 running_pid() { # prints the pid when the service runs
   local file pid
@@ -104,8 +125,11 @@ start_service() {
     return
   fi
   mkdir -p "$run_dir"
+  # The secret goes through the environment, not the command line (ps shows that).
+  local secret
+  secret=$(node_secret)
   # shellcheck disable=SC2046 # the command line is split on purpose
-  nohup $(command_of "$name") >>"$run_dir/$name.log" 2>&1 </dev/null &
+  TESSERA_NODE_SECRET=$secret nohup $(command_of "$name") >>"$run_dir/$name.log" 2>&1 </dev/null &
   echo $! >"$(pid_file "$name")"
   wait_for "$name" ready "$name"
   say "$name started (pid $(running_pid "$name"), port $(port_of "$name"))"
@@ -163,6 +187,9 @@ status() {
       printf '%-14s stopped           port %s\n' "$name" "$(port_of "$name")"
     fi
   done < <(services)
+  if [[ -n $(node_secret) ]]; then
+    say "node secret: $(if [[ -n ${TESSERA_NODE_SECRET+set} ]]; then echo 'from TESSERA_NODE_SECRET'; else secret_file; fi) (redis-cli -a SECRET -p PORT for a node)"
+  fi
   if running_pid control-plane >/dev/null; then
     "$bin_dir/clusterctl" --control-plane "$cp_url" info | grep -E '^cluster_(state|slots_assigned|known_nodes):' || true
   fi
@@ -186,5 +213,5 @@ case ${1:-} in
     [[ -n ${2:-} ]] || die "usage: local.sh start NAME"
     port_of "$2" >/dev/null
     start_service "$2" ;;
-  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

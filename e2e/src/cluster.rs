@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::redis::TempDir;
+use crate::resp::RespClient;
 use crate::{bin_dir, free_port, repo_root, wait};
 
 /// Services of a local cluster: `control-plane`, `node1`..`node3`, `proxy`.
@@ -16,6 +17,9 @@ pub struct LocalCluster {
     pub cp_port: u16,
     /// node-timeout the cluster was created with.
     pub node_timeout: Duration,
+    /// The node secret the cluster runs with (random per cluster): the nodes refuse clients
+    /// that have not sent `AUTH <secret>`; `node_client` and `cli` send it.
+    pub node_secret: String,
     dir: TempDir,
     /// Output of `local.sh up` (includes `clusterctl create`'s).
     pub up_output: String,
@@ -30,6 +34,7 @@ impl LocalCluster {
             node_ports: vec![free_port(), free_port(), free_port()],
             cp_port: free_port(),
             node_timeout,
+            node_secret: format!("{:032x}", rand_secret()),
             dir: TempDir::new("local-cluster"),
             up_output: String::new(),
         };
@@ -56,6 +61,7 @@ impl LocalCluster {
             ("TESSERA_PROFILE", profile),
             ("TESSERA_SKIP_BUILD", "1".into()),
             ("TESSERA_BIN_DIR", bin_dir().display().to_string()),
+            ("TESSERA_NODE_SECRET", self.node_secret.clone()),
         ])
     }
 
@@ -104,12 +110,26 @@ impl LocalCluster {
         text
     }
 
-    /// `redis-cli -p PORT ARGS...` output.
+    /// `redis-cli -p PORT ARGS...` output; with `-a <node secret>` when PORT is a node's.
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
-        let port = port.to_string();
-        let mut all = vec!["-p", port.as_str()];
+        let port_text = port.to_string();
+        let mut all = vec!["-p", port_text.as_str()];
+        if self.node_ports.contains(&port) {
+            all.extend_from_slice(&["-a", self.node_secret.as_str(), "--no-auth-warning"]);
+        }
         all.extend_from_slice(args);
         crate::redis::cli(&all)
+    }
+
+    /// A RESP client on a node, authenticated with the node secret.
+    pub fn node_client(&self, port: u16) -> RespClient {
+        let mut client = RespClient::connect(port).expect("connect to a node");
+        assert_eq!(
+            client.call_str(&["AUTH", &self.node_secret]),
+            "+OK\r\n",
+            "AUTH with the node secret on {port}"
+        );
+        client
     }
 
     /// One field of `CLUSTER INFO` on `port`.
@@ -128,6 +148,24 @@ impl LocalCluster {
             (self.info_field(port, field).as_deref() == Some(value)).then_some(())
         });
     }
+}
+
+/// 128 random bits for a cluster's node secret, from the OS (no extra crate: std's randomly
+/// keyed hasher, fed the time, twice).
+fn rand_secret() -> u128 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let half = || {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+        );
+        h.finish()
+    };
+    (u128::from(half()) << 64) | u128::from(half())
 }
 
 impl Drop for LocalCluster {

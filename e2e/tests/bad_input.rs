@@ -40,9 +40,9 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Sends `input`, reads replies until the peer goes quiet or closes: (replies, closed).
-fn exchange(port: u16, input: &[u8]) -> (Vec<String>, bool) {
-    let mut client = RespClient::connect(port).expect("connect");
+/// Sends `input` on `client` (fresh, authenticated if need be), reads replies until the peer
+/// goes quiet or closes: (replies, closed).
+fn exchange(mut client: RespClient, input: &[u8]) -> (Vec<String>, bool) {
     client.send_raw(input).expect("send");
     client.set_read_timeout(Duration::from_millis(500));
     let mut replies = Vec::new();
@@ -63,16 +63,21 @@ fn bad_input_gets_redis_answers_and_hurts_nobody() {
     let proxy = cluster.proxy_port;
 
     // A bystander on each, connected throughout.
-    let mut bystanders: Vec<RespClient> = [node, proxy]
-        .iter()
-        .map(|&p| RespClient::connect(p).expect("connect"))
-        .collect();
+    // Nodes want the cluster's secret first; the proxy and redis-server none.
+    let connect = |port: u16| {
+        if port == node {
+            cluster.node_client(port)
+        } else {
+            RespClient::connect(port).expect("connect")
+        }
+    };
+    let mut bystanders: Vec<RespClient> = [node, proxy].iter().map(|&p| connect(p)).collect();
 
     let mut failures = Vec::new();
     for (what, input) in inputs() {
-        let expected = exchange(oracle.port, &input);
+        let expected = exchange(connect(oracle.port), &input);
         for (name, port) in [("node", node), ("proxy", proxy)] {
-            let actual = exchange(port, &input);
+            let actual = exchange(connect(port), &input);
             if actual != expected {
                 failures.push(format!(
                     "{what} on {name}:\n   redis:   {expected:?}\n   tessera: {actual:?}"
@@ -91,7 +96,7 @@ fn bad_input_gets_redis_answers_and_hurts_nobody() {
 
     // A client that leaves in the middle of a pipeline (half a command on the wire).
     for port in [node, proxy] {
-        let mut leaver = RespClient::connect(port).expect("connect");
+        let mut leaver = connect(port);
         let mut pipeline = Vec::new();
         for i in 0..1000 {
             pipeline.extend(encode_command(&[
@@ -106,7 +111,7 @@ fn bad_input_gets_redis_answers_and_hurts_nobody() {
         for bystander in &mut bystanders {
             assert_eq!(bystander.call_str(&["PING"]), "+PONG\r\n");
         }
-        let mut fresh = RespClient::connect(port).expect("the server still accepts clients");
+        let mut fresh = connect(port);
         assert_eq!(fresh.call_str(&["ECHO", "alive"]), "$5\r\nalive\r\n");
     }
 }

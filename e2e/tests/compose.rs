@@ -12,6 +12,9 @@ use tessera_e2e::{free_port, redis, repo_root, wait};
 /// Compose's node-timeout (docker-compose.yml) plus a margin for detection and propagation.
 const FAIL_LIMIT: Duration = Duration::from_secs(5 + 10);
 
+/// The node secret this stack's nodes and proxy share.
+const NODE_SECRET: &str = "e2e-compose-secret";
+
 struct Stack {
     project: String,
     proxy: u16,
@@ -31,6 +34,7 @@ impl Stack {
             .env("TESSERA_NODE2_PORT", self.nodes[1].to_string())
             .env("TESSERA_NODE3_PORT", self.nodes[2].to_string())
             .env("TESSERA_CP_PORT", self.cp.to_string())
+            .env("TESSERA_NODE_SECRET", NODE_SECRET)
             .stdin(Stdio::null())
             .output()
             .expect("run docker-compose");
@@ -64,9 +68,15 @@ impl Stack {
         ])
     }
 
+    /// redis-cli on `port`, with the node secret when it is a node's.
     fn cli(&self, port: u16, args: &[&str]) -> String {
-        let port = port.to_string();
-        redis::cli(&[&["-p", port.as_str()], args].concat())
+        let port_text = port.to_string();
+        let auth: &[&str] = if self.nodes.contains(&port) {
+            &["-a", NODE_SECRET, "--no-auth-warning"]
+        } else {
+            &[]
+        };
+        redis::cli(&[&["-p", port_text.as_str()], auth, args].concat())
     }
 
     fn info(&self, port: u16, field: &str) -> Option<String> {

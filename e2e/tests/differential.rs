@@ -265,7 +265,7 @@ fn replies_match_redis_server_through_proxy_and_on_nodes() {
     };
     // KEYS on a node lists only that node's keys: send it where the `{k}` keys live.
     let k_port = owner(&["GET", "{k}"]);
-    let mut direct = |port: u16| RespClient::connect(port).expect("connect to a node");
+    let mut direct = |port: u16| cluster.node_client(port);
     run(
         &mut redis,
         &cases(),

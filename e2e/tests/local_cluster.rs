@@ -161,7 +161,15 @@ fn story(kill: bool) {
     bench(&[&["-p", proxy_s.as_str(), "-t", "set,get"], &common[..]].concat());
     bench(
         &[
-            &["--cluster", "-p", node1_s.as_str(), "-t", "set"],
+            &[
+                "--cluster",
+                "-p",
+                node1_s.as_str(),
+                "-a",
+                cluster.node_secret.as_str(),
+                "-t",
+                "set",
+            ],
             &common[..],
         ]
         .concat(),
@@ -217,7 +225,11 @@ fn story(kill: bool) {
         .expect("node1 still listed");
     assert!(node1_line.contains(" master,fail "), "{node1_line}");
     for port in [node2, proxy] {
-        let mut c = RespClient::connect(port).expect("connect");
+        let mut c = if port == node2 {
+            cluster.node_client(port)
+        } else {
+            RespClient::connect(port).expect("connect")
+        };
         // A key served by node2 and one served by node1: both refused while the cluster is down.
         for key in ["story:1", "foo"] {
             assert_eq!(

@@ -58,10 +58,12 @@ impl Service<BackendRequest> for PoolService {
 pub type BackendService = Metrics<PoolService>;
 
 /// How backends are built.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BackendSettings {
     pub connections: usize,
     pub timeout: Duration,
+    /// The cluster's node secret, sent as `AUTH <secret>` first on every connection.
+    pub secret: Option<Arc<str>>,
 }
 
 /// Assembles the stack for one pool: the one place where layers are ordered.
@@ -141,6 +143,7 @@ impl Backend {
                 protocol,
                 settings.connections,
                 settings.timeout,
+                settings.secret.clone(),
             ))
         };
         Backend {
@@ -155,7 +158,13 @@ impl Backend {
 
     /// A connection for one client alone, from the idle pool or new.
     pub fn dedicated(&self, protocol: Protocol) -> Dedicated {
-        Dedicated::checkout(&self.idle, &self.addr, protocol, self.settings.timeout)
+        Dedicated::checkout(
+            &self.idle,
+            &self.addr,
+            protocol,
+            self.settings.timeout,
+            self.settings.secret.clone(),
+        )
     }
 
     /// How long a reply may take (`--backend-timeout`).
@@ -184,8 +193,8 @@ impl Registry {
         }
     }
 
-    pub fn settings(&self) -> BackendSettings {
-        self.settings
+    pub fn settings(&self) -> &BackendSettings {
+        &self.settings
     }
 
     /// The backend for `addr`, made on first use.
@@ -194,7 +203,7 @@ impl Registry {
         if let Some(b) = map.get(addr) {
             return b.clone();
         }
-        let backend = Arc::new(Backend::new(addr, self.settings));
+        let backend = Arc::new(Backend::new(addr, self.settings.clone()));
         map.insert(addr.to_string(), backend.clone());
         backend
     }

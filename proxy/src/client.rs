@@ -14,6 +14,8 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tessera_proto::resp::Protocol;
 
+use crate::acl::{self, Gate, User};
+use crate::clients::{ClientHandle, ClientState};
 use crate::forward::{self, BoxReply, Lane};
 use crate::pubsub::{self, Subscriber};
 use crate::router::{self, Route};
@@ -77,12 +79,45 @@ pub struct Session {
     pub txn: Transaction,
     /// Subscribed mode: the subscription connections and their stream.
     pub sub: Option<Box<Subscriber>>,
+    /// The user this connection runs as (`default` until AUTH) and whether it authenticated.
+    pub user_name: Bytes,
+    pub authenticated: bool,
+    /// The user's rules, or None while the connection must still authenticate.
+    pub user: Option<Arc<User>>,
+    /// The user may run everything: the ACL gate is skipped (see `handle`).
+    pub open: bool,
+    /// The ACL version `user` and `open` were computed at.
+    acl_version: u64,
+    /// What CLIENT LIST shows of this connection, and CLIENT KILL's token.
+    pub handle: Arc<ClientHandle>,
 }
 
 impl Session {
     pub fn new(shared: &Shared, peer: SocketAddr, local: SocketAddr) -> Session {
         let id = shared.new_client_id();
-        Session {
+        let now = Instant::now();
+        let handle = Arc::new(ClientHandle {
+            id,
+            peer,
+            local,
+            created: now,
+            state: std::sync::Mutex::new(ClientState {
+                name: None,
+                user: Bytes::from_static(b"default"),
+                resp: 2,
+                last_command: "NULL",
+                last_interaction: now,
+                sub: 0,
+                psub: 0,
+                ssub: 0,
+                multi: -1,
+                blocked: false,
+                qbuf: 0,
+                qbuf_free: 0,
+            }),
+            kill: tokio_util::sync::CancellationToken::new(),
+        });
+        let mut session = Session {
             id,
             protocol: Protocol::Resp2,
             name: None,
@@ -95,6 +130,81 @@ impl Session {
             last_command: "NULL",
             txn: Transaction::default(),
             sub: None,
+            user_name: Bytes::from_static(b"default"),
+            authenticated: false,
+            user: None,
+            open: false,
+            acl_version: 0,
+            handle,
+        };
+        session.refresh_acl(shared);
+        session
+    }
+
+    /// Re-reads this connection's user after an ACL change (or an AUTH): whether it must
+    /// authenticate, and whether it may run everything. A deleted user's connection is closed,
+    /// as Redis disconnects the clients of a user ACL DELUSER removes.
+    pub fn refresh_acl(&mut self, shared: &Shared) {
+        self.acl_version = shared.acl.version();
+        let user = shared.acl.get(&self.user_name);
+        if user.is_none() {
+            self.quit = true;
+        }
+        self.user = user.filter(|_| self.authenticated || !shared.acl.auth_required());
+        self.open = self.user.as_ref().is_some_and(|u| u.unrestricted());
+    }
+
+    /// Copies what CLIENT LIST shows into the shared handle (once per batch of requests, and
+    /// before CLIENT LIST / INFO describe this connection).
+    pub fn publish_state(&self, qbuf: usize, qbuf_free: usize, blocked: bool) {
+        let (sub, psub, ssub) = self.sub.as_ref().map(|s| s.counts()).unwrap_or_default();
+        self.handle.update(|state| {
+            state.name.clone_from(&self.name);
+            state.user.clone_from(&self.user_name);
+            state.resp = if self.protocol == Protocol::Resp3 {
+                3
+            } else {
+                2
+            };
+            state.last_command = self.last_command;
+            state.last_interaction = Instant::now();
+            state.sub = sub;
+            state.psub = psub;
+            state.ssub = ssub;
+            state.multi = self.txn.queued_count();
+            state.blocked = blocked;
+            state.qbuf = qbuf;
+            state.qbuf_free = qbuf_free;
+        });
+    }
+
+    /// Runs as `user` from now on (AUTH, HELLO AUTH).
+    pub fn log_in(&mut self, shared: &Shared, user: &User) {
+        self.user_name = user.name.clone();
+        self.authenticated = true;
+        self.refresh_acl(shared);
+    }
+
+    /// The security gate for a connection that is not open or saw an ACL change: NOAUTH and
+    /// NOPERM as Redis answers them (after unknown command and arity, before the cluster rule).
+    /// An error here flags a transaction being queued, as Redis's rejectCommand does.
+    fn gate(&mut self, shared: &Shared, args: &[Bytes]) -> Option<Reply> {
+        if self.acl_version != shared.acl.version() {
+            self.refresh_acl(shared);
+            if self.quit {
+                return Some(Reply::Ready(None));
+            }
+            if self.open {
+                return None;
+            }
+        }
+        match acl::gate(self.user.as_deref(), args) {
+            Gate::Pass => None,
+            Gate::Reject(text) if args[0].eq_ignore_ascii_case(b"exec") => {
+                Some(transaction::abort_exec(self, &text))
+            }
+            Gate::Reject(text) if self.txn.in_multi() => Some(transaction::flag(self, &text)),
+            Gate::Reject(text) => Some(Reply::error(&text)),
         }
     }
 
@@ -112,6 +222,13 @@ impl Session {
             .stats
             .commands_processed
             .fetch_add(1, Ordering::Relaxed);
+        // sec: the security gate. One branch while the user may run everything and no ACL
+        // changed; otherwise NOAUTH / NOPERM before anything else routes the command.
+        if !self.open || self.acl_version != shared.acl.version() {
+            if let Some(reply) = self.gate(shared, args) {
+                return reply;
+            }
+        }
         if self.txn.in_multi() {
             return transaction::queue(shared, self, args);
         }

@@ -2,6 +2,7 @@
 //! variable), validated once into `Config`.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -73,6 +74,50 @@ pub struct Config {
     /// Log format (level from RUST_LOG).
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Password of the default user, as Redis's requirepass: clients must AUTH before anything
+    /// but AUTH, HELLO, QUIT and RESET. Users of this proxy only (never sent to the nodes).
+    #[arg(long, env = "TESSERA_REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+    /// ACL users to load at start, in Redis's aclfile format (`user <name> <rules...>` per line).
+    #[arg(long, env = "TESSERA_ACLFILE")]
+    pub aclfile: Option<PathBuf>,
+    /// The cluster's node secret: the proxy sends `AUTH <secret>` on every backend connection
+    /// (shard nodes started with the same --node-secret refuse clients that do not).
+    #[arg(long, env = "TESSERA_NODE_SECRET", hide_env_values = true)]
+    pub node_secret: Option<String>,
+    /// Most clients connected at once; one more gets `-ERR max number of clients reached`.
+    #[arg(long, env = "TESSERA_MAXCLIENTS", default_value_t = 10000)]
+    pub maxclients: usize,
+    /// Close a client idle for this many seconds (0: never); subscribers and clients blocked in
+    /// a command are exempt, as in Redis.
+    #[arg(long, env = "TESSERA_TIMEOUT", default_value_t = 0)]
+    pub timeout: u64,
+    /// Close a client whose unparsed input grows past this (bytes, or 64mb / 1gb as Redis
+    /// spells it), as Redis's client-query-buffer-limit.
+    #[arg(long, env = "TESSERA_CLIENT_QUERY_BUFFER_LIMIT", default_value = "1gb", value_parser = parse_memory)]
+    pub client_query_buffer_limit: u64,
+}
+
+/// Redis's memory units: a plain byte count, or k / kb / m / mb / g / gb (any case).
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return Err(format!("unknown unit in '{text}'")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("not a memory size: '{text}'"))
 }
 
 impl Config {
@@ -87,6 +132,12 @@ impl Config {
             backend_timeout: Duration::from_secs(5),
             backend_connections: 2,
             log_format: LogFormat::Text,
+            requirepass: None,
+            aclfile: None,
+            node_secret: None,
+            maxclients: 10000,
+            timeout: 0,
+            client_query_buffer_limit: 1024 * 1024 * 1024,
         }
     }
 
@@ -120,6 +171,19 @@ mod tests {
         assert_eq!(c.announced_port(6379), 6379);
         assert_eq!(c.control_plane, "http://127.0.0.1:50051");
         assert_eq!(c.backend_timeout, Duration::from_secs(5));
+        assert_eq!(c.maxclients, 10000);
+        assert_eq!(c.timeout, 0);
+        assert_eq!(c.client_query_buffer_limit, 1 << 30);
+        assert!(c.requirepass.is_none() && c.node_secret.is_none());
+    }
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("1gb"), Ok(1 << 30));
+        assert_eq!(parse_memory("64MB"), Ok(64 << 20));
+        assert_eq!(parse_memory("1k"), Ok(1000));
+        assert_eq!(parse_memory("100"), Ok(100));
+        assert!(parse_memory("1xb").is_err());
     }
 
     #[test]

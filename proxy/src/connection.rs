@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tessera_proto::resp::request::{self, RequestLimits};
@@ -44,16 +45,33 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
     let _ = socket.set_nodelay(true);
     shared
         .stats
-        .connected_clients
-        .fetch_add(1, Ordering::Relaxed);
-    shared
-        .stats
         .connections_received
         .fetch_add(1, Ordering::Relaxed);
     let mut session = Session::new(&shared, peer, local);
+    // sec: maxclients, as Redis refuses at accept: the error, then the connection closes.
+    if !shared
+        .clients
+        .register(session.handle.clone(), shared.limits.maxclients)
+    {
+        let mut socket = socket;
+        let _ = socket
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await;
+        return;
+    }
+    shared
+        .stats
+        .connected_clients
+        .fetch_add(1, Ordering::Relaxed);
+    let kill = session.handle.kill.clone();
+    let limits = shared.limits;
+    // sec: the idle timeout (Redis's `timeout`), re-armed on every read and write.
+    let idle_sleep = tokio::time::sleep(limits.idle_timeout.unwrap_or(Duration::MAX / 4));
+    tokio::pin!(idle_sleep);
+    let mut last_interaction = tokio::time::Instant::now();
     tracing::debug!(id = session.id, %peer, "client connected");
     let (mut reader, mut writer) = socket.into_split();
-    let limits = RequestLimits::default();
+    let request_limits = RequestLimits::default();
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut pending: VecDeque<Reply> = VecDeque::new();
@@ -82,9 +100,10 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
                 exclusive = true;
             }
         }
+        let mut dispatched = false;
         while !closing && pending.len() < MAX_PENDING && !exclusive && parked.is_none() {
             let before = input.len();
-            match request::parse(&mut input, &limits) {
+            match request::parse(&mut input, &request_limits) {
                 Ok(Some(req)) => {
                     match session.handle(&shared, &req.args, req.raw.as_ref()) {
                         reply @ Reply::Exclusive(_) if pending.is_empty() => {
@@ -94,6 +113,7 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
                         reply @ Reply::Exclusive(_) => parked = Some(reply),
                         reply => pending.push_back(reply),
                     }
+                    dispatched = true;
                     closing = session.quit;
                 }
                 Ok(None) if input.len() < before && !input.is_empty() => continue,
@@ -108,6 +128,14 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
                     closing = true;
                 }
             }
+        }
+        if dispatched {
+            // sec: what CLIENT LIST shows of this connection, once per batch.
+            session.publish_state(
+                input.len(),
+                input.capacity() - input.len(),
+                (exclusive || parked.is_some()) && session.sub.is_none(),
+            );
         }
         if closing && pending.is_empty() {
             break;
@@ -125,6 +153,7 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
                 if !write_out(&mut writer, &output, budget).await {
                     break;
                 }
+                last_interaction = tokio::time::Instant::now();
                 output.clear();
                 if output.capacity() > KEEP_BUFFER {
                     output = BytesMut::with_capacity(16 * 1024);
@@ -166,14 +195,34 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
                     // (its dedicated connection, owing a reply, is closed, not reused).
                     Ok(0) | Err(_) if exclusive || parked.is_some() => break,
                     Ok(0) | Err(_) => closing = true,
-                    Ok(_) => {}
+                    // sec: client-query-buffer-limit, as Redis: close without a reply.
+                    Ok(_) if input.len() > limits.query_buffer => {
+                        tracing::debug!(id = session.id, "query buffer limit reached");
+                        break;
+                    }
+                    Ok(_) => last_interaction = tokio::time::Instant::now(),
                 }
+            }
+            // sec: CLIENT KILL from another client.
+            _ = kill.cancelled() => break,
+            // sec: the idle timeout; subscribers and clients held by a blocking command or a
+            // transaction's EXEC are exempt, as Redis exempts pub/sub and blocked clients.
+            _ = &mut idle_sleep, if limits.idle_timeout.is_some() => {
+                let limit = limits.idle_timeout.unwrap_or(Duration::MAX / 4);
+                let exempt = session.sub.is_some() || exclusive || parked.is_some();
+                if !exempt && last_interaction.elapsed() >= limit {
+                    tracing::debug!(id = session.id, "idle timeout");
+                    break;
+                }
+                let from = if exempt { tokio::time::Instant::now() } else { last_interaction };
+                idle_sleep.as_mut().reset(from + limit);
             }
             // Shutdown: read no more, but finish writing the replies already owed (the server
             // bounds this with its grace period).
             _ = &mut shutdown_signal, if !closing => closing = true,
         }
     }
+    shared.clients.unregister(session.id);
     shared
         .stats
         .connected_clients

@@ -28,4 +28,6 @@ pub enum ProxyError {
     ControlPlaneUrl { url: String, reason: String },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("aclfile: {0}")]
+    AclFile(#[from] crate::acl::AclFileError),
 }

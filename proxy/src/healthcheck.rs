@@ -33,7 +33,8 @@ pub async fn check(address: &str, timeout: Duration) -> Result<(), HealthError> 
             }
             reply.extend_from_slice(&buf[..n]);
         }
-        if reply == b"+PONG\r\n" {
+        // A proxy with requirepass answers NOAUTH: it is up and serving.
+        if reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH ") {
             Ok(())
         } else {
             Err(HealthError::Reply(

@@ -8,9 +8,11 @@
 //! (MULTI / EXEC / WATCH), `blocking` (BLPOP & co.) and `pubsub` (SUBSCRIBE & co.) hold a backend
 //! connection for one client. `topology` keeps the lock-free snapshot; `backend` holds the pools.
 
+pub mod acl;
 pub mod backend;
 pub mod blocking;
 pub mod client;
+pub mod clients;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -54,9 +56,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ProxyError> {
     let port = listener.local_addr()?.port();
+    let acl = acl::Acl::new(config.requirepass.as_deref());
+    if let Some(path) = &config.aclfile {
+        acl.load_file(path)?;
+    }
     let registry = Arc::new(Registry::new(BackendSettings {
         connections: config.backend_connections.max(1),
         timeout: config.backend_timeout,
+        secret: config.node_secret.as_deref().map(Arc::from),
     }));
     let view = Arc::new(TopologyView::new(&config.control_plane, registry.clone())?);
     let weak_view = Arc::downgrade(&view);
@@ -77,6 +84,13 @@ pub async fn run(
         next_client_id: AtomicU64::new(1),
         lanes: config.backend_connections.max(1),
         myself: Default::default(),
+        acl,
+        clients: clients::Clients::default(),
+        limits: shared::Limits {
+            maxclients: config.maxclients,
+            idle_timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
+            query_buffer: usize::try_from(config.client_query_buffer_limit).unwrap_or(usize::MAX),
+        },
     });
     tracing::info!(port, id = %shared.id, control_plane = %config.control_plane, "proxy listening");
 

@@ -1,8 +1,9 @@
 //! Commands the proxy answers itself, as a Redis 7.0.15 cluster node would: connection commands
-//! (`conn`), CLIENT (`client`), COMMAND (`command`), CONFIG (`config`), INFO (`info`) and CLUSTER
-//! (`cluster`, presenting one virtual master per real master at the proxy's address, and the real
-//! cluster state).
+//! (`conn`), ACL (`acl`), CLIENT (`client`), COMMAND (`command`), CONFIG (`config`), INFO
+//! (`info`) and CLUSTER (`cluster`, presenting one virtual master per real master at the proxy's
+//! address, and the real cluster state).
 
+mod acl;
 mod client;
 mod cluster;
 mod command;
@@ -39,13 +40,13 @@ pub fn handle(
             session.quit = true;
             Some(ok())
         }
-        b"hello" => Some(conn::hello(session, args)),
-        b"auth" => Some(conn::auth(args)),
+        b"hello" => Some(conn::hello(shared, session, args)),
+        b"auth" => Some(conn::auth(shared, session, args)),
         b"select" => Some(conn::select(args)),
         b"readonly" | b"readwrite" | b"asking" => Some(ok()),
         b"reset" => {
             crate::transaction::reset(session);
-            Some(conn::reset(session))
+            Some(conn::reset(shared, session))
         }
         b"multi" => Some(crate::transaction::multi(session)),
         b"exec" => Some(crate::transaction::exec(shared, session)),
@@ -56,8 +57,9 @@ pub fn handle(
         | b"sunsubscribe" => Some(crate::pubsub::command(shared, session, snapshot, args)),
         b"time" => Some(conn::time(session)),
         b"client" => client::handle(shared, session, args),
+        b"acl" => acl::handle(shared, session, args),
         b"command" => command::handle(session, args),
-        b"config" => config::handle(session, args),
+        b"config" => config::handle(shared, session, args),
         b"info" => Some(info::handle(shared, session, snapshot, args)),
         b"cluster" => cluster::handle(shared, session, snapshot, args),
         _ => None,

@@ -148,6 +148,11 @@ impl Subscriber {
         }
     }
 
+    /// Channels, patterns and shard channels subscribed (CLIENT LIST's sub / psub / ssub).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.channels.len(), self.patterns.len(), self.shard.len())
+    }
+
     pub fn budget(&self) -> &Arc<Budget> {
         &self.budget
     }
@@ -239,6 +244,7 @@ impl Subscriber {
             addr.to_string(),
             self.protocol,
             connect_timeout(shared),
+            shared.view.registry().settings().secret.clone(),
             rx,
             self.events_tx.clone(),
             self.budget.clone(),
@@ -529,19 +535,26 @@ async fn run_conn(
     addr: String,
     protocol: Protocol,
     connect_timeout: Duration,
+    secret: Option<Arc<str>>,
     mut requests: mpsc::UnboundedReceiver<Outgoing>,
     events: mpsc::UnboundedSender<Event>,
     budget: Arc<Budget>,
 ) {
-    let (socket, mut buf) =
-        match crate::backend::connection::connect(&addr, protocol, connect_timeout).await {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::debug!(%addr, %error, "subscription connection failed");
-                let _ = events.send(Event::Closed);
-                return;
-            }
-        };
+    let (socket, mut buf) = match crate::backend::connection::connect(
+        &addr,
+        protocol,
+        connect_timeout,
+        secret.as_deref(),
+    )
+    .await
+    {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(%addr, %error, "subscription connection failed");
+            let _ = events.send(Event::Closed);
+            return;
+        }
+    };
     let (mut reader, mut writer) = socket.into_split();
     // Local answers owed, in order: the raw reply to the marker PING and what replaces it.
     let mut locals: std::collections::VecDeque<(Bytes, Bytes)> = std::collections::VecDeque::new();

@@ -89,10 +89,8 @@ const UNSUPPORTED: &[&str] = &[
     "debug",
     "client|pause",
     "client|unpause",
-    "client|tracking",
     "client|caching",
     "client|reply",
-    "client|kill",
     "client|unblock",
 ];
 

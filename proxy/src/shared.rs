@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use tessera_proto::topology::NodeId;
 
+use crate::acl::Acl;
 use crate::backend::ClusterService;
+use crate::clients::Clients;
 use crate::topology::TopologyView;
 
 /// Counters INFO reports.
@@ -43,6 +45,20 @@ pub struct Shared {
     pub lanes: usize,
     /// Which virtual master each client is shown as `myself` (CLUSTER NODES / MYID).
     pub myself: crate::local::MyselfPicker,
+    /// This proxy's users (requirepass, aclfile, ACL SETUSER).
+    pub acl: Acl,
+    /// Connected clients (CLIENT LIST / KILL, maxclients).
+    pub clients: Clients,
+    pub limits: Limits,
+}
+
+/// Per-client limits, as Redis's maxclients, timeout and client-query-buffer-limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub maxclients: usize,
+    /// Idle clients are closed after this; None: never.
+    pub idle_timeout: Option<std::time::Duration>,
+    pub query_buffer: usize,
 }
 
 impl Shared {

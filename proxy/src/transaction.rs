@@ -46,13 +46,23 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// Commands queued in MULTI, or -1 outside a transaction (CLIENT LIST's multi).
+    pub fn queued_count(&self) -> i64 {
+        if self.multi {
+            self.queued.len() as i64
+        } else {
+            -1
+        }
+    }
+
     /// Inside MULTI: every command goes through `queue` rather than the normal path.
     pub fn in_multi(&self) -> bool {
         self.multi
     }
 }
 
-fn flag(session: &mut Session, text: &str) -> Reply {
+/// Answers `text` and flags the transaction, so EXEC aborts (Redis's rejectCommand in MULTI).
+pub fn flag(session: &mut Session, text: &str) -> Reply {
     session.txn.flagged = true;
     Reply::error(text)
 }
@@ -233,6 +243,21 @@ pub fn discard(session: &mut Session) -> Reply {
             Bytes::from_static(b"+OK\r\n")
         })),
         None => Reply::ready(Bytes::from_static(b"+OK\r\n")),
+    }
+}
+
+/// EXEC refused before it runs (NOAUTH, NOPERM): as Redis's execCommandAbort, the transaction
+/// and its watched keys are discarded and the error comes as `EXECABORT ... because of: ...`.
+pub fn abort_exec(session: &mut Session, text: &str) -> Reply {
+    let reply = error_bytes(&format!(
+        "EXECABORT Transaction discarded because of: {text}"
+    ));
+    match take(session).1 {
+        Some(conn) => Reply::Exclusive(Box::pin(async move {
+            release(conn).await;
+            reply
+        })),
+        None => Reply::ready(reply),
     }
 }
 

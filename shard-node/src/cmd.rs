@@ -54,6 +54,8 @@ pub struct Session {
     /// Redis's CLIENT_DENY_BLOCKING: a blocking command answers as if it timed out at once (AOF
     /// replay and other detached sessions, and later MULTI).
     pub deny_blocking: bool,
+    /// Sent the node secret (AUTH); only checked when the node has one.
+    pub authenticated: bool,
 }
 
 impl Session {
@@ -66,6 +68,7 @@ impl Session {
             quit: false,
             blocked: None,
             deny_blocking: false,
+            authenticated: false,
         }
     }
 
@@ -268,6 +271,15 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
             return Frame::error(text);
         }
     };
+    // The node secret, as Redis's requirepass: after unknown command and arity, before the
+    // cluster rule; AUTH, HELLO, QUIT and RESET (flagged no_auth) pass.
+    if !session.authenticated
+        && state.stats.node_secret.is_some()
+        && !spec.flags.contains(&"no_auth")
+    {
+        state.stats.commands.reject(spec);
+        return parse::err("NOAUTH Authentication required.");
+    }
     if let Err(reply) = cluster_check(state, spec, args) {
         state.stats.commands.reject(spec);
         return reply;
@@ -380,8 +392,8 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "ping" => connection::ping(session, args),
         "echo" => connection::echo(args),
         "quit" => connection::quit(session),
-        "hello" => connection::hello(session, args),
-        "auth" => connection::auth(args),
+        "hello" => connection::hello(ctx, session, args),
+        "auth" => connection::auth(ctx, session, args),
         "select" => connection::select(args),
         "client" => connection::client(ctx, session, args),
         // server

@@ -108,6 +108,12 @@ pub struct Config {
     /// Log line format; the level comes from RUST_LOG (default info).
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// The cluster's node secret: clients must send `AUTH <secret>` (or `AUTH default <secret>`,
+    /// or HELLO with AUTH) before any other command, as with Redis's requirepass. The proxy sends
+    /// it on every backend connection; the control plane does not need it.
+    #[arg(long, env = "TESSERA_NODE_SECRET", hide_env_values = true)]
+    pub node_secret: Option<String>,
 }
 
 /// Redis's boolean spelling for config values.
@@ -146,6 +152,7 @@ impl Config {
             lfu_log_factor: 10,
             lfu_decay_time: 1,
             log_format: LogFormat::Text,
+            node_secret: None,
         }
     }
 

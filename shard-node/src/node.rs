@@ -57,6 +57,11 @@ pub async fn run(
         config: crate::config::Live::from_config(&config),
         evictor: crate::evict::Evictor::default(),
     };
+    state.stats.node_secret = config
+        .node_secret
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| bytes::Bytes::copy_from_slice(s.as_bytes()));
     if config.appendonly() {
         let path = data_dir.join(aof::FILE_NAME);
         state = replay(state, &path).await?;

@@ -38,6 +38,8 @@ pub struct ServerStats {
     pub commands: crate::cmd::server::CommandStats,
     /// By client id, for CLIENT LIST.
     pub clients: Mutex<BTreeMap<u64, Arc<Mutex<ClientInfo>>>>,
+    /// The node secret clients must AUTH with (`--node-secret`); None: no AUTH needed.
+    pub node_secret: Option<Bytes>,
 }
 
 impl Default for ServerStats {
@@ -53,6 +55,7 @@ impl Default for ServerStats {
             keyspace_misses: AtomicU64::new(0),
             commands: Default::default(),
             clients: Mutex::new(BTreeMap::new()),
+            node_secret: None,
         }
     }
 }

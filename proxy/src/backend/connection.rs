@@ -50,15 +50,23 @@ impl Connection {
     /// wait, and fail if the connection cannot be made within `connect_timeout`. With a
     /// `reply_deadline`, a request unanswered for that long closes the connection (`Timeout`);
     /// without one (dedicated connections, whose blocking commands wait as long as they ask) the
-    /// caller bounds its own waits.
+    /// caller bounds its own waits. With a `secret`, the connection first logs in with AUTH.
     pub fn spawn(
         addr: Arc<str>,
         protocol: Protocol,
         connect_timeout: Duration,
         reply_deadline: Option<Duration>,
+        secret: Option<Arc<str>>,
     ) -> Connection {
         let (jobs, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(addr, protocol, connect_timeout, reply_deadline, rx));
+        tokio::spawn(run(
+            addr,
+            protocol,
+            connect_timeout,
+            reply_deadline,
+            secret,
+            rx,
+        ));
         Connection { jobs }
     }
 
@@ -78,9 +86,10 @@ async fn run(
     protocol: Protocol,
     connect_timeout: Duration,
     reply_deadline: Option<Duration>,
+    secret: Option<Arc<str>>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
 ) {
-    let error = match connect(&addr, protocol, connect_timeout).await {
+    let error = match connect(&addr, protocol, connect_timeout, secret.as_deref()).await {
         Ok((socket, leftover)) => serve(&addr, socket, leftover, reply_deadline, &mut jobs).await,
         Err(error) => error,
     };
@@ -91,11 +100,13 @@ async fn run(
     }
 }
 
-/// Connects, and for RESP3 sends `HELLO 3` and consumes its reply; returns any bytes read past it.
+/// Connects; with a node secret sends `AUTH <secret>` first (a refusal fails the connection);
+/// for RESP3 sends `HELLO 3`; consumes their replies and returns any bytes read past them.
 pub(crate) async fn connect(
     addr: &str,
     protocol: Protocol,
     connect_timeout: Duration,
+    secret: Option<&str>,
 ) -> Result<(TcpStream, BytesMut), BackendError> {
     let connect_error = |reason: String| BackendError::Connect {
         addr: addr.to_string(),
@@ -108,6 +119,31 @@ pub(crate) async fn connect(
     };
     let _ = socket.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    if let Some(secret) = secret {
+        let mut auth = BytesMut::new();
+        crate::forward::encode(2, [&b"AUTH"[..], secret.as_bytes()].into_iter(), &mut auth);
+        let handshake = async {
+            socket.write_all(&auth).await?;
+            loop {
+                if let Some(len) = frame_len(&buf).map_err(std::io::Error::other)? {
+                    if buf.first() == Some(&b'-') {
+                        let text = String::from_utf8_lossy(&buf[1..len]).trim_end().to_string();
+                        return Err(std::io::Error::other(format!("AUTH refused: {text}")));
+                    }
+                    buf.advance(len);
+                    return Ok(());
+                }
+                if socket.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        };
+        match tokio::time::timeout(connect_timeout, handshake).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(connect_error(e.to_string())),
+            Err(_) => return Err(connect_error("AUTH timed out".to_string())),
+        }
+    }
     if protocol == Protocol::Resp3 {
         let hello = async {
             socket

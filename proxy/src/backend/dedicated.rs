@@ -99,10 +99,11 @@ impl Dedicated {
         addr: &Arc<str>,
         protocol: Protocol,
         connect_timeout: Duration,
+        secret: Option<Arc<str>>,
     ) -> Dedicated {
-        let conn = idle
-            .take(protocol)
-            .unwrap_or_else(|| Connection::spawn(addr.clone(), protocol, connect_timeout, None));
+        let conn = idle.take(protocol).unwrap_or_else(|| {
+            Connection::spawn(addr.clone(), protocol, connect_timeout, None, secret)
+        });
         Dedicated {
             inner: Arc::new(Inner {
                 conn: Some(conn),
@@ -240,19 +241,19 @@ mod tests {
         let addr = backend().await.expect("backend");
         let idle = Arc::new(IdlePool::default());
         let timeout = Duration::from_secs(1);
-        let conn = Dedicated::checkout(&idle, &addr, Protocol::Resp2, timeout);
+        let conn = Dedicated::checkout(&idle, &addr, Protocol::Resp2, timeout, None);
         let reply = conn.call(Bytes::from_static(PING), Some(timeout)).await;
         assert_eq!(&reply.expect("reply")[..], b"+PONG\r\n");
         drop(conn);
         assert_eq!(idle_count(&idle), 1);
         // Taken again (not a new one), then left dirty: closed, not kept.
-        let conn = Dedicated::checkout(&idle, &addr, Protocol::Resp2, timeout);
+        let conn = Dedicated::checkout(&idle, &addr, Protocol::Resp2, timeout, None);
         assert_eq!(idle_count(&idle), 0);
         conn.set_dirty(true);
         drop(conn);
         assert_eq!(idle_count(&idle), 0);
         // A reply still owed (its future dropped) also keeps it out of the pool.
-        let conn = Dedicated::checkout(&idle, &addr, Protocol::Resp2, timeout);
+        let conn = Dedicated::checkout(&idle, &addr, Protocol::Resp2, timeout, None);
         let owed = conn.send(Bytes::from_static(PING));
         drop(owed);
         drop(conn);

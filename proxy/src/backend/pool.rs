@@ -23,16 +23,25 @@ pub struct Pool {
     protocol: Protocol,
     /// The backend timeout: for connecting, and for each reply (the connection's deadline).
     connect_timeout: Duration,
+    /// The node secret each new connection authenticates with.
+    secret: Option<Arc<str>>,
     lanes: Box<[ArcSwapOption<Connection>]>,
 }
 
 impl Pool {
-    pub fn new(addr: Arc<str>, protocol: Protocol, size: usize, connect_timeout: Duration) -> Pool {
+    pub fn new(
+        addr: Arc<str>,
+        protocol: Protocol,
+        size: usize,
+        connect_timeout: Duration,
+        secret: Option<Arc<str>>,
+    ) -> Pool {
         let lanes = (0..size.max(1)).map(|_| ArcSwapOption::empty()).collect();
         Pool {
             addr,
             protocol,
             connect_timeout,
+            secret,
             lanes,
         }
     }
@@ -58,6 +67,7 @@ impl Pool {
                         self.protocol,
                         self.connect_timeout,
                         Some(self.connect_timeout),
+                        self.secret.clone(),
                     ));
                     // Clients race to replace a missing or dead connection: only one replacement
                     // may win, or a loser's connection would lose its last handle (and with it the
@@ -164,7 +174,13 @@ mod tests {
     #[tokio::test]
     async fn replies_in_order_and_reconnects_after_the_backend_closes() {
         let addr = flaky_backend(2).await.expect("backend");
-        let pool = Pool::new(addr.into(), Protocol::Resp2, 1, Duration::from_secs(1));
+        let pool = Pool::new(
+            addr.into(),
+            Protocol::Resp2,
+            1,
+            Duration::from_secs(1),
+            None,
+        );
         let first = pool.call(Bytes::from_static(PING), 0);
         let second = pool.call(Bytes::from_static(PING), 0);
         assert_eq!(&first.await.expect("reply")[..], b"+PONG\r\n");
@@ -212,6 +228,7 @@ mod tests {
                 Protocol::Resp2,
                 1,
                 Duration::from_secs(1),
+                None,
             ));
             let start = Arc::new(tokio::sync::Barrier::new(16));
             let calls: Vec<_> = (0..16)
@@ -243,7 +260,7 @@ mod tests {
             }
         });
         let deadline = Duration::from_millis(300);
-        let pool = Pool::new(addr.into(), Protocol::Resp2, 1, deadline);
+        let pool = Pool::new(addr.into(), Protocol::Resp2, 1, deadline, None);
         let started = std::time::Instant::now();
         let first = pool.call(Bytes::from_static(PING), 0);
         let second = pool.call(Bytes::from_static(PING), 0);
@@ -273,7 +290,13 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").to_string()
         };
-        let pool = Pool::new(addr.into(), Protocol::Resp2, 1, Duration::from_secs(1));
+        let pool = Pool::new(
+            addr.into(),
+            Protocol::Resp2,
+            1,
+            Duration::from_secs(1),
+            None,
+        );
         let result = pool.call(Bytes::from_static(PING), 0).await;
         assert!(
             matches!(result, Err(BackendError::Connect { .. })),

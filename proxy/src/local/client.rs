@@ -1,13 +1,15 @@
-//! CLIENT ID / GETNAME / SETNAME / INFO / LIST / NO-EVICT, as Redis 7.0 answers them. CLIENT LIST
-//! shows the calling connection only (the proxy keeps no registry of clients yet).
+//! CLIENT ID / GETNAME / SETNAME / INFO / LIST / KILL / NO-EVICT / TRACKING / SETINFO, as Redis
+//! 7.0 answers them, over the proxy's own clients (`crate::clients`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tessera_proto::resp::{Frame, Protocol};
+use tessera_proto::resp::Frame;
 
 use super::{frame, ok, verbatim};
 use crate::client::{Reply, Session};
+use crate::clients::{ClientHandle, ClientState};
+use crate::router::parse_i64;
 use crate::shared::Shared;
 
 pub const BAD_NAME: &str =
@@ -18,7 +20,7 @@ pub fn valid_name(name: &[u8]) -> bool {
     name.iter().all(|&b| (b'!'..=b'~').contains(&b))
 }
 
-pub fn handle(_shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Option<Reply> {
+pub fn handle(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Option<Reply> {
     let sub = args[1].to_ascii_lowercase();
     Some(match sub.as_slice() {
         b"id" => frame(session, Frame::Integer(session.id as i64)),
@@ -34,13 +36,17 @@ pub fn handle(_shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> O
             ok()
         }
         b"info" => {
-            let line = describe(session, "client|info");
+            session.last_command = "client|info";
+            session.publish_state(0, 0, false);
+            let line = session.handle.describe(&session.handle.snapshot());
             verbatim(session, line)
         }
         b"list" => {
-            let line = describe(session, "client|list");
-            verbatim(session, line)
+            session.last_command = "client|list";
+            session.publish_state(0, 0, false);
+            list(shared, session, args)
         }
+        b"kill" => kill(shared, session, args),
         // Redis 7.2's CLIENT SETINFO (the table knows it; redis-py sends it on connect).
         b"setinfo" => match args[2].to_ascii_lowercase().as_slice() {
             b"lib-name" | b"lib-ver" => ok(),
@@ -53,25 +59,172 @@ pub fn handle(_shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> O
             b"on" | b"off" => ok(),
             _ => Reply::error("ERR syntax error"),
         },
+        // Tracking is off and stays off: turning it on would promise invalidations the proxy
+        // does not send.
+        b"tracking" => match args[2].to_ascii_lowercase().as_slice() {
+            b"off" => ok(),
+            b"on" => {
+                Reply::error("ERR CLIENT TRACKING on is not supported by the Tessera proxy yet")
+            }
+            _ => Reply::error("ERR syntax error"),
+        },
         _ => return None,
     })
 }
 
-/// One CLIENT LIST line for this connection, in Redis's field order.
-fn describe(session: &Session, cmd: &str) -> String {
-    let name = session
-        .name
-        .as_ref()
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .unwrap_or_default();
-    let age = session.created.elapsed().as_secs();
-    let resp = if session.protocol == Protocol::Resp3 {
-        3
+/// Redis's client types (`getClientTypeByName`); the proxy has no replicas or masters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientType {
+    Normal,
+    Replica,
+    PubSub,
+    Master,
+}
+
+fn client_type(name: &[u8]) -> Option<ClientType> {
+    Some(match name.to_ascii_lowercase().as_slice() {
+        b"normal" => ClientType::Normal,
+        b"slave" | b"replica" => ClientType::Replica,
+        b"pubsub" => ClientType::PubSub,
+        b"master" => ClientType::Master,
+        _ => return None,
+    })
+}
+
+fn type_of(state: &ClientState) -> ClientType {
+    if ClientHandle::is_pubsub(state) {
+        ClientType::PubSub
     } else {
-        2
-    };
-    format!(
-        "id={} addr={} laddr={} fd=0 name={name} age={age} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=16384 rbp=16384 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user=default redir=-1 resp={resp}\n",
-        session.id, session.peer, session.local
-    )
+        ClientType::Normal
+    }
+}
+
+fn unknown_type(name: &[u8]) -> Reply {
+    Reply::error(&format!(
+        "ERR Unknown client type '{}'",
+        String::from_utf8_lossy(name)
+    ))
+}
+
+/// CLIENT LIST [TYPE type] [ID id ...].
+fn list(shared: &Shared, session: &Session, args: &[Bytes]) -> Reply {
+    let mut out = String::new();
+    if args.len() == 4 && args[2].eq_ignore_ascii_case(b"type") {
+        let Some(wanted) = client_type(&args[3]) else {
+            return unknown_type(&args[3]);
+        };
+        for client in shared.clients.all() {
+            let state = client.snapshot();
+            if type_of(&state) == wanted {
+                out.push_str(&client.describe(&state));
+            }
+        }
+    } else if args.len() > 3 && args[2].eq_ignore_ascii_case(b"id") {
+        for arg in &args[3..] {
+            let Some(id) = parse_i64(arg) else {
+                return Reply::error("ERR Invalid client ID");
+            };
+            if let Some(client) = u64::try_from(id).ok().and_then(|id| shared.clients.get(id)) {
+                out.push_str(&client.describe(&client.snapshot()));
+            }
+        }
+    } else if args.len() != 2 {
+        return Reply::error("ERR syntax error");
+    } else {
+        for client in shared.clients.all() {
+            out.push_str(&client.describe(&client.snapshot()));
+        }
+    }
+    verbatim(session, out)
+}
+
+/// CLIENT KILL addr:port (old form: +OK or "No such client"), or CLIENT KILL with filters (ID,
+/// ADDR, LADDR, USER, SKIPME, TYPE): the number of clients killed. A client killing itself gets
+/// its reply first, then is closed.
+fn kill(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
+    if args.len() == 3 {
+        let addr = String::from_utf8_lossy(&args[2]);
+        let found = shared
+            .clients
+            .all()
+            .into_iter()
+            .find(|c| c.peer.to_string() == addr);
+        return match found {
+            Some(client) => {
+                kill_one(session, &client);
+                ok()
+            }
+            None => Reply::error("ERR No such client"),
+        };
+    }
+    let mut id = None;
+    let mut addr = None;
+    let mut laddr = None;
+    let mut user = None;
+    let mut kind = None;
+    let mut skipme = true;
+    let mut i = 2;
+    while i < args.len() {
+        let Some(value) = args.get(i + 1) else {
+            return Reply::error("ERR syntax error");
+        };
+        match args[i].to_ascii_lowercase().as_slice() {
+            b"id" => match parse_i64(value) {
+                Some(n) if n > 0 => id = Some(n as u64),
+                _ => return Reply::error("ERR client-id should be greater than 0"),
+            },
+            b"type" => match client_type(value) {
+                Some(t) => kind = Some(t),
+                None => return unknown_type(value),
+            },
+            b"addr" => addr = Some(String::from_utf8_lossy(value).into_owned()),
+            b"laddr" => laddr = Some(String::from_utf8_lossy(value).into_owned()),
+            b"user" => {
+                if shared.acl.get(value).is_none() {
+                    return Reply::error(&format!(
+                        "ERR No such user '{}'",
+                        String::from_utf8_lossy(value)
+                    ));
+                }
+                user = Some(value.clone());
+            }
+            b"skipme" => match value.to_ascii_lowercase().as_slice() {
+                b"yes" => skipme = true,
+                b"no" => skipme = false,
+                _ => return Reply::error("ERR syntax error"),
+            },
+            _ => return Reply::error("ERR syntax error"),
+        }
+        i += 2;
+    }
+    let mut killed = 0;
+    for client in shared.clients.all() {
+        if client.id == session.id {
+            // The live session knows its own state better than its last published snapshot.
+            session.publish_state(0, 0, false);
+        }
+        let state = client.snapshot();
+        let matches = id.is_none_or(|id| client.id == id)
+            && addr.as_ref().is_none_or(|a| client.peer.to_string() == *a)
+            && laddr
+                .as_ref()
+                .is_none_or(|a| client.local.to_string() == *a)
+            && user.as_ref().is_none_or(|u| state.user == *u)
+            && kind.is_none_or(|k| type_of(&state) == k)
+            && !(skipme && client.id == session.id);
+        if matches {
+            kill_one(session, &client);
+            killed += 1;
+        }
+    }
+    frame(session, Frame::Integer(killed))
+}
+
+fn kill_one(session: &mut Session, client: &ClientHandle) {
+    if client.id == session.id {
+        // Redis's CLIENT_CLOSE_AFTER_REPLY.
+        session.quit = true;
+    } else {
+        client.kill.cancel();
+    }
 }

@@ -6,6 +6,7 @@ use tessera_proto::resp::Frame;
 
 use super::{frame, glob_match, ok};
 use crate::client::{Reply, Session};
+use crate::shared::Shared;
 
 /// What the proxy reports; it has no persistence of its own.
 const PARAMETERS: &[(&str, &str)] = &[
@@ -15,18 +16,30 @@ const PARAMETERS: &[(&str, &str)] = &[
     ("databases", "1"),
     ("maxmemory", "0"),
     ("maxmemory-policy", "noeviction"),
-    ("timeout", "0"),
 ];
 
-pub fn handle(session: &Session, args: &[Bytes]) -> Option<Reply> {
+pub fn handle(shared: &Shared, session: &Session, args: &[Bytes]) -> Option<Reply> {
     Some(match args[1].to_ascii_lowercase().as_slice() {
         b"get" => {
+            // The client limits this proxy runs with (`--timeout`, `--maxclients`,
+            // `--client-query-buffer-limit`).
+            let limits = &shared.limits;
+            let timeout = limits.idle_timeout.map(|t| t.as_secs()).unwrap_or(0);
+            let configured = [
+                ("timeout", timeout.to_string()),
+                ("maxclients", limits.maxclients.to_string()),
+                ("client-query-buffer-limit", limits.query_buffer.to_string()),
+            ];
+            let all = PARAMETERS
+                .iter()
+                .map(|(name, value)| (*name, value.to_string()))
+                .chain(configured);
             let mut pairs = Vec::new();
-            for (name, value) in PARAMETERS {
+            for (name, value) in all {
                 if args[2..].iter().any(|p| glob_match(p, name.as_bytes())) {
                     pairs.push((
                         Frame::Bulk(Bytes::from_static(name.as_bytes())),
-                        Frame::Bulk(Bytes::from_static(value.as_bytes())),
+                        Frame::Bulk(Bytes::from(value)),
                     ));
                 }
             }

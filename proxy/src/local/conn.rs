@@ -1,12 +1,14 @@
-//! PING, HELLO, AUTH, SELECT: what every client sends on connect. No password is configured on
-//! the proxy yet (issue 5 brings requirepass and ACL users), so AUTH answers as Redis does then.
+//! PING, HELLO, AUTH, SELECT, RESET: what every client sends on connect. AUTH and HELLO AUTH
+//! check the proxy's own users (`crate::acl`).
 
 use bytes::Bytes;
 use tessera_proto::resp::{Frame, Protocol};
 
 use super::{frame, ok};
+use crate::acl::WRONGPASS;
 use crate::client::{Reply, Session};
 use crate::router::parse_i64;
+use crate::shared::Shared;
 
 pub fn ping(session: &Session, args: &[Bytes]) -> Reply {
     match args.len() {
@@ -16,27 +18,27 @@ pub fn ping(session: &Session, args: &[Bytes]) -> Reply {
     }
 }
 
-const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-
-/// With no password set, only the default user exists and any password opens it.
-fn check_user(user: &[u8]) -> Result<(), Reply> {
-    if user == b"default" {
-        Ok(())
-    } else {
-        Err(Reply::error(WRONGPASS))
-    }
-}
-
-pub fn auth(args: &[Bytes]) -> Reply {
-    match args.len() {
-        2 => Reply::error(
-            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ),
-        3 => match check_user(&args[1]) {
-            Ok(()) => ok(),
-            Err(reply) => reply,
-        },
-        _ => Reply::error("ERR syntax error"),
+/// AUTH [user] password, as Redis 7.0's authCommand.
+pub fn auth(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
+    let (user, password) = match args.len() {
+        2 => {
+            let nopass = shared.acl.get(b"default").is_some_and(|d| d.nopass);
+            if nopass {
+                return Reply::error(
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                );
+            }
+            (&b"default"[..], &args[1])
+        }
+        3 => (&args[1][..], &args[2]),
+        _ => return Reply::error("ERR syntax error"),
+    };
+    match shared.acl.authenticate(user, password) {
+        Some(user) => {
+            session.log_in(shared, &user);
+            ok()
+        }
+        None => Reply::error(WRONGPASS),
     }
 }
 
@@ -48,8 +50,9 @@ pub fn select(args: &[Bytes]) -> Reply {
     }
 }
 
-/// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
-pub fn hello(session: &mut Session, args: &[Bytes]) -> Reply {
+/// `HELLO [protover [AUTH user pass] [SETNAME name]]`, in Redis 7.0's order: options parsed
+/// (a bad name refused) first, then AUTH, then the NOAUTH check, then the changes.
+pub fn hello(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
     let mut protocol = session.protocol;
     if let Some(version) = args.get(1) {
         protocol = match parse_i64(version) {
@@ -60,14 +63,13 @@ pub fn hello(session: &mut Session, args: &[Bytes]) -> Reply {
         };
     }
     let mut name = None;
+    let mut credentials = None;
     let mut i = 2;
     while i < args.len() {
         let option = args[i].to_ascii_lowercase();
         let more = args.len() - i - 1;
         if option == b"auth" && more >= 2 {
-            if let Err(reply) = check_user(&args[i + 1]) {
-                return reply;
-            }
+            credentials = Some((&args[i + 1], &args[i + 2]));
             i += 3;
         } else if option == b"setname" && more >= 1 {
             if !super::client::valid_name(&args[i + 1]) {
@@ -81,6 +83,17 @@ pub fn hello(session: &mut Session, args: &[Bytes]) -> Reply {
                 String::from_utf8_lossy(&args[i])
             ));
         }
+    }
+    if let Some((user, password)) = credentials {
+        match shared.acl.authenticate(user, password) {
+            Some(user) => session.log_in(shared, &user),
+            None => return Reply::error(WRONGPASS),
+        }
+    }
+    if session.user.is_none() {
+        return Reply::error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        );
     }
     if let Some(name) = name {
         session.name = (!name.is_empty()).then_some(name);
@@ -100,10 +113,14 @@ pub fn hello(session: &mut Session, args: &[Bytes]) -> Reply {
     frame(session, map)
 }
 
-/// RESET: back to a fresh connection's state (RESP2, no name); Redis answers `+RESET`.
-pub fn reset(session: &mut Session) -> Reply {
+/// RESET: back to a fresh connection's state (RESP2, no name, the default user and not
+/// authenticated); Redis answers `+RESET`.
+pub fn reset(shared: &Shared, session: &mut Session) -> Reply {
     session.protocol = Protocol::Resp2;
     session.name = None;
+    session.user_name = Bytes::from_static(b"default");
+    session.authenticated = false;
+    session.refresh_acl(shared);
     Reply::ready(Bytes::from_static(b"+RESET\r\n"))
 }
 

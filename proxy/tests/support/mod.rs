@@ -322,16 +322,30 @@ impl Harness {
 
     /// Starts another proxy instance on the same control plane; returns its port once it routes.
     pub async fn extra_proxy(&self) -> Result<u16> {
+        self.extra_proxy_with(|_| {}).await
+    }
+
+    /// Another proxy instance whose configuration `configure` changes; returns its port once it
+    /// answers (a proxy that requires a password answers NOAUTH, which counts).
+    pub async fn extra_proxy_with(
+        &self,
+        configure: impl FnOnce(&mut tessera_proxy::Config),
+    ) -> Result<u16> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let mut config = tessera_proxy::Config::for_tests(format!("http://{}", self.grpc_addr));
         config.backend_timeout = self.backend_timeout;
+        configure(&mut config);
         tokio::spawn(tessera_proxy::run(config, listener, self.shutdown.clone()));
         wait_for(Duration::from_secs(10), || async move {
             let Ok(mut c) = Client::connect(port).await else {
                 return false;
             };
-            matches!(c.cmd(&["GET", "readiness"]).await, Ok(Frame::Null))
+            match c.cmd(&["GET", "readiness"]).await {
+                Ok(Frame::Null) => true,
+                Ok(Frame::Error(e)) => e.starts_with(b"NOAUTH"),
+                _ => false,
+            }
         })
         .await?;
         Ok(port)

@@ -80,7 +80,8 @@ impl PeerTable {
     }
 }
 
-/// Connects to `host:port`, sends `PING` and expects `+PONG`, all within `timeout`.
+/// Connects to `host:port`, sends `PING` and expects `+PONG` (or `-NOAUTH`: a node that wants
+/// its secret is up), all within `timeout`.
 pub async fn ping(host: &str, port: u16, timeout: Duration) -> Result<(), ProbeError> {
     tokio::time::timeout(timeout, async {
         let mut stream = TcpStream::connect((host, port))
@@ -109,7 +110,8 @@ async fn ping_on(stream: &mut TcpStream) -> Result<(), ProbeError> {
         }
         reply.extend_from_slice(&chunk[..n]);
     }
-    if reply == b"+PONG\r\n" {
+    // A node with a node secret answers NOAUTH: it is up, which is all a probe asks.
+    if reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH ") {
         Ok(())
     } else {
         Err(ProbeError::UnexpectedReply(

@@ -29,21 +29,43 @@ pub fn quit(session: &mut Session) -> Frame {
     Frame::ok()
 }
 
-/// The only user is `default`, with no password (as a fresh Redis): any password is accepted for
-/// it, and any other user name is refused.
-fn authenticate(user: &[u8]) -> bool {
-    user == b"default"
+/// The only user is `default`. Without a node secret it has no password (as a fresh Redis): any
+/// password is accepted for it. With one, the password must be the secret (compared in constant
+/// time). Any other user name is refused.
+fn authenticate(ctx: &Ctx<'_>, user: &[u8], password: &[u8]) -> bool {
+    if user != b"default" {
+        return false;
+    }
+    match &ctx.state.stats.node_secret {
+        None => true,
+        Some(secret) => {
+            secret.len() == password.len()
+                && secret
+                    .iter()
+                    .zip(password)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+        }
+    }
 }
 
-pub fn auth(args: &[Bytes]) -> Frame {
-    match args.len() {
-        2 => err(
-            "ERR AUTH <password> called without any password configured for the default user. \
-             Are you sure your configuration is correct?",
-        ),
-        3 if authenticate(&args[1]) => Frame::ok(),
-        3 => err(WRONGPASS),
-        _ => err(ERR_SYNTAX),
+/// AUTH [user] password, as Redis 7.0's authCommand with requirepass set to the node secret.
+pub fn auth(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
+    let (user, password) =
+        match args.len() {
+            2 if ctx.state.stats.node_secret.is_none() => return err(
+                "ERR AUTH <password> called without any password configured for the default user. \
+                 Are you sure your configuration is correct?",
+            ),
+            2 => (&b"default"[..], &args[1]),
+            3 => (&args[1][..], &args[2]),
+            _ => return err(ERR_SYNTAX),
+        };
+    if authenticate(ctx, user, password) {
+        session.authenticated = true;
+        Frame::ok()
+    } else {
+        err(WRONGPASS)
     }
 }
 
@@ -73,7 +95,7 @@ fn set_name(session: &Session, name: &Bytes) -> Result<(), Frame> {
     Ok(())
 }
 
-pub fn hello(session: &mut Session, args: &[Bytes]) -> Frame {
+pub fn hello(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
     let mut version = None;
     let mut j = 1;
     if args.len() >= 2 {
@@ -86,23 +108,41 @@ pub fn hello(session: &mut Session, args: &[Bytes]) -> Frame {
         version = Some(v);
         j = 2;
     }
+    let mut credentials = None;
+    let mut name = None;
     while j < args.len() {
         let more = args.len() - 1 - j;
         if parse::eq(&args[j], "auth") && more >= 2 {
-            if !authenticate(&args[j + 1]) {
-                return err(WRONGPASS);
-            }
+            credentials = Some((&args[j + 1], &args[j + 2]));
             j += 3;
         } else if parse::eq(&args[j], "setname") && more >= 1 {
-            if let Err(e) = set_name(session, &args[j + 1]) {
-                return e;
+            if !valid_name(&args[j + 1]) {
+                return err(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                );
             }
+            name = Some(&args[j + 1]);
             j += 2;
         } else {
             return Frame::error(format!(
                 "ERR Syntax error in HELLO option '{}'",
                 String::from_utf8_lossy(&args[j])
             ));
+        }
+    }
+    // Redis's order: options parsed, then AUTH, then the NOAUTH check, then the changes.
+    if let Some((user, password)) = credentials {
+        if !authenticate(ctx, user, password) {
+            return err(WRONGPASS);
+        }
+        session.authenticated = true;
+    }
+    if !session.authenticated && ctx.state.stats.node_secret.is_some() {
+        return err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+    }
+    if let Some(name) = name {
+        if let Err(e) = set_name(session, name) {
+            return e;
         }
     }
     if let Some(v) = version {
@@ -265,12 +305,18 @@ mod tests {
 
     #[test]
     fn auth_and_select_errors() {
+        let state = crate::cmd::testing::state();
+        let ctx = Ctx::new(&state, false);
+        let mut session = Session::detached();
         assert!(
-            matches!(auth(&args(&["auth", "x"])), Frame::Error(e) if e.starts_with(b"ERR AUTH <password>"))
+            matches!(auth(&ctx, &mut session, &args(&["auth", "x"])), Frame::Error(e) if e.starts_with(b"ERR AUTH <password>"))
         );
-        assert_eq!(auth(&args(&["auth", "default", "x"])), Frame::ok());
+        assert_eq!(
+            auth(&ctx, &mut session, &args(&["auth", "default", "x"])),
+            Frame::ok()
+        );
         assert!(
-            matches!(auth(&args(&["auth", "bob", "x"])), Frame::Error(e) if e.starts_with(b"WRONGPASS"))
+            matches!(auth(&ctx, &mut session, &args(&["auth", "bob", "x"])), Frame::Error(e) if e.starts_with(b"WRONGPASS"))
         );
         assert_eq!(select(&args(&["select", "0"])), Frame::ok());
         assert_eq!(
@@ -278,6 +324,41 @@ mod tests {
             err("ERR SELECT is not allowed in cluster mode")
         );
         assert_eq!(select(&args(&["select", "x"])), err(ERR_NOT_INTEGER));
+    }
+
+    #[test]
+    fn the_node_secret_gates_every_command_but_auth() {
+        use crate::cmd::testing::run;
+        let mut state = crate::cmd::testing::state();
+        state.stats.node_secret = Some(Bytes::from_static(b"s3cret"));
+        assert_eq!(run(&state, "GET k"), "-NOAUTH Authentication required.\r\n");
+        assert_eq!(
+            run(&state, "NOSUCH"),
+            "-ERR unknown command 'NOSUCH', with args beginning with: \r\n"
+        );
+        assert_eq!(run(&state, "AUTH wrong"), format!("-{WRONGPASS}\r\n"));
+        assert!(run(&state, "HELLO 3").starts_with("-NOAUTH HELLO must be called"));
+        let ctx = Ctx::new(&state, false);
+        let mut session = Session::detached();
+        assert_eq!(
+            auth(&ctx, &mut session, &args(&["auth", "s3cret"])),
+            Frame::ok()
+        );
+        assert!(session.authenticated);
+        let mut other = Session::detached();
+        assert!(matches!(
+            hello(
+                &ctx,
+                &mut other,
+                &args(&["hello", "3", "auth", "default", "s3cret"])
+            ),
+            Frame::Map(_)
+        ));
+        assert!(other.authenticated);
+        assert_eq!(
+            crate::cmd::execute(&state, &mut other, &args(&["get", "k"])),
+            Frame::Null
+        );
     }
 
     #[test]
