@@ -15,6 +15,7 @@ pub mod keys;
 pub mod list;
 pub mod memory;
 pub mod parse;
+pub mod pubsub;
 pub mod server;
 pub mod set;
 pub mod string;
@@ -52,6 +53,8 @@ pub struct Session {
     /// Redis's CLIENT_DENY_BLOCKING: a blocking command answers as if it timed out at once (AOF
     /// replay and other detached sessions, and later MULTI).
     pub deny_blocking: bool,
+    /// Channels, patterns and shard channels subscribed, and the mailbox messages arrive in.
+    pub pubsub: crate::pubsub::ClientSubscriptions,
 }
 
 impl Session {
@@ -64,6 +67,7 @@ impl Session {
             quit: false,
             blocked: None,
             deny_blocking: false,
+            pubsub: crate::pubsub::ClientSubscriptions::new(id),
         }
     }
 
@@ -227,6 +231,9 @@ fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<Frame
 
 /// Runs one client command and returns its reply.
 pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Frame {
+    if let Some(reply) = pubsub::deliver_forwarded(state, args) {
+        return reply;
+    }
     // The table resolves container subcommands and checks arity with Redis's exact errors.
     let spec = match command::resolve(args) {
         Ok(spec) => spec,
@@ -239,6 +246,14 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         state.stats.commands.reject(spec);
         return reply;
     }
+    if session.pubsub.restricts(session.protocol) && !pubsub_context_allows(spec.name) {
+        state.stats.commands.reject(spec);
+        return Frame::error(format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
+             are allowed in this context",
+            spec.name
+        ));
+    }
     state
         .stats
         .commands_processed
@@ -250,6 +265,22 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
     let failed = matches!(reply, Frame::Error(_));
     state.stats.commands.record(spec, started.elapsed(), failed);
     reply
+}
+
+/// Whether a RESP2 client in subscribed mode may run `name`, as Redis's processCommand.
+fn pubsub_context_allows(name: &str) -> bool {
+    matches!(
+        name,
+        "ping"
+            | "subscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "sunsubscribe"
+            | "psubscribe"
+            | "punsubscribe"
+            | "quit"
+            | "reset"
+    )
 }
 
 /// Applies one command read back from the append-only file: no cluster checks, not logged again.
@@ -322,6 +353,7 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
     let name = spec.name.split('|').next().unwrap_or(spec.name);
     match name {
         // connection
+        "ping" if session.pubsub.restricts(session.protocol) => pubsub::subscribed_ping(args),
         "ping" => connection::ping(session, args),
         "echo" => connection::echo(args),
         "quit" => connection::quit(session),
@@ -475,6 +507,16 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "zunionstore" => zset::algebra::zunionstore(ctx, session, args),
         "zinterstore" => zset::algebra::zinterstore(ctx, session, args),
         "zdiffstore" => zset::algebra::zdiffstore(ctx, session, args),
+        // pub/sub
+        "subscribe" => pubsub::subscribe(ctx, session, args, crate::pubsub::Kind::Channel),
+        "psubscribe" => pubsub::subscribe(ctx, session, args, crate::pubsub::Kind::Pattern),
+        "ssubscribe" => pubsub::subscribe(ctx, session, args, crate::pubsub::Kind::Shard),
+        "unsubscribe" => pubsub::unsubscribe(ctx, session, args, crate::pubsub::Kind::Channel),
+        "punsubscribe" => pubsub::unsubscribe(ctx, session, args, crate::pubsub::Kind::Pattern),
+        "sunsubscribe" => pubsub::unsubscribe(ctx, session, args, crate::pubsub::Kind::Shard),
+        "publish" => pubsub::publish(ctx, args),
+        "spublish" => pubsub::spublish(ctx, args),
+        "pubsub" => pubsub::pubsub(ctx, args),
         // cluster
         "cluster" => cluster::cluster(ctx, args),
         "readonly" | "readwrite" | "asking" => Frame::ok(),
@@ -559,6 +601,7 @@ pub(crate) mod testing {
             cluster: ClusterView::standalone(id, topology),
             aof: None,
             stats: ServerStats::default(),
+            pubsub: Default::default(),
         }
     }
 

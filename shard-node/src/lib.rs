@@ -16,6 +16,7 @@ pub mod error;
 pub mod keyspace;
 pub mod node;
 pub mod node_id;
+pub mod pubsub;
 pub mod server;
 pub mod state;
 

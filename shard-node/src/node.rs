@@ -54,6 +54,7 @@ pub async fn run(
         cluster: ClusterView::new(myself),
         aof: None,
         stats: server::ServerStats::default(),
+        pubsub: Default::default(),
     };
     if config.appendonly() {
         let path = data_dir.join(aof::FILE_NAME);
@@ -71,6 +72,7 @@ pub async fn run(
     tracing::info!(port = bound.port(), "ready to accept connections");
     server::serve(listener, Arc::clone(&state), shutdown).await;
     tracing::info!("clients drained; flushing the append-only file");
+    state.pubsub.forward.stop();
 
     // Closing the file also cancels a rewrite in progress, which the rewrite task then reports.
     let flushed = match &state.aof {

@@ -14,4 +14,6 @@ pub struct NodeState {
     /// `None` when persistence is off (tests that need no disk).
     pub aof: Option<Arc<Aof>>,
     pub stats: crate::server::ServerStats,
+    /// Who subscribes to what, and the links that carry PUBLISH to the other nodes.
+    pub pubsub: crate::pubsub::PubSub,
 }

@@ -58,6 +58,7 @@ fn state(aof: Option<Arc<Aof>>, port: u16) -> NodeState {
         ),
         aof,
         stats: ServerStats::default(),
+        pubsub: Default::default(),
     }
 }
 

@@ -177,6 +177,7 @@ fn replayed(path: &Path) -> anyhow::Result<NodeState> {
         cluster: ClusterView::standalone(NodeId::parse(MYSELF)?, single_node_topology(7000)),
         aof: None,
         stats: ServerStats::default(),
+        pubsub: Default::default(),
     };
     aof::load(path, |args| cmd::replay(&state, args))?;
     Ok(state)

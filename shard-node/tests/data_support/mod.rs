@@ -135,6 +135,7 @@ impl TestNode {
             cluster: ClusterView::standalone(NodeId::parse(id)?, topology),
             aof: None,
             stats: ServerStats::default(),
+        pubsub: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server::serve(listener, state.clone(), shutdown.clone()));
@@ -270,6 +271,7 @@ pub fn node_state(
         cluster: ClusterView::standalone(NodeId::parse(MYSELF)?, single_node_topology(port)),
         aof,
         stats: ServerStats::default(),
+        pubsub: Default::default(),
     })
 }
 
