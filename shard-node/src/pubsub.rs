@@ -451,7 +451,10 @@ mod tests {
         assert_eq!(pubsub.publish(&channel, &Bytes::from_static(b"hi")), 2);
         let mut out = BytesMut::new();
         a.drain(Protocol::Resp2, &mut out);
-        assert_eq!(&out[..], b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n");
+        assert_eq!(
+            &out[..],
+            b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+        );
         out.clear();
         b.drain(Protocol::Resp3, &mut out);
         assert_eq!(

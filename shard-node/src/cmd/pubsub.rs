@@ -53,7 +53,11 @@ pub fn unsubscribe(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], kind: K
         session.pubsub.list(kind)
     };
     if channels.is_empty() {
-        return confirmation(kind.unsubscribe_name(), None, session.pubsub.count_for(kind));
+        return confirmation(
+            kind.unsubscribe_name(),
+            None,
+            session.pubsub.count_for(kind),
+        );
     }
     let mut confirmations = Vec::with_capacity(channels.len());
     for channel in channels {
@@ -87,6 +91,9 @@ pub fn spublish(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
 
 /// PING while subscribed in RESP2: `["pong", argument or ""]`.
 pub fn subscribed_ping(args: &[Bytes]) -> Frame {
+    if args.len() > 2 {
+        return Frame::error(tessera_proto::command::arity_error("ping"));
+    }
     Frame::Array(vec![
         Frame::Bulk(Bytes::from_static(b"pong")),
         Frame::Bulk(args.get(1).cloned().unwrap_or_default()),
@@ -106,7 +113,9 @@ pub fn pubsub(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let registry = &ctx.state.pubsub;
     let sub = args[1].to_ascii_lowercase();
     match (&sub[..], args.len()) {
-        (b"channels", 2 | 3) => channel_list(registry.active(Kind::Channel, args.get(2).map(|p| &p[..]))),
+        (b"channels", 2 | 3) => {
+            channel_list(registry.active(Kind::Channel, args.get(2).map(|p| &p[..])))
+        }
         (b"shardchannels", 2 | 3) => {
             channel_list(registry.active(Kind::Shard, args.get(2).map(|p| &p[..])))
         }

@@ -173,7 +173,9 @@ async fn pump(
             }
             tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&out))
                 .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")
+                })??;
         }
     };
     tokio::select! {

@@ -135,7 +135,7 @@ impl TestNode {
             cluster: ClusterView::standalone(NodeId::parse(id)?, topology),
             aof: None,
             stats: ServerStats::default(),
-        pubsub: Default::default(),
+            pubsub: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server::serve(listener, state.clone(), shutdown.clone()));
