@@ -87,7 +87,7 @@ async fn run(
             let overflow = session.pubsub.overflow();
             tokio::select! {
                 written = write_replies(&mut stream, &output, shutdown) => written?,
-                _ = over_limit(overflow.as_ref()) => return Ok(over_limit_closed(session)),
+                _ = over_limit(overflow.as_ref()) => return over_limit_closed(session),
             }
             output.clear();
             session.pubsub.written();
@@ -119,7 +119,7 @@ async fn run(
         let overflow = session.pubsub.overflow();
         let read = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            _ = over_limit(overflow.as_ref()) => return Ok(over_limit_closed(session)),
+            _ = over_limit(overflow.as_ref()) => return over_limit_closed(session),
             read = stream.read_buf(&mut input) => read?,
             // A published message: written at the top of the loop with any others.
             _ = session.pubsub.next(session.protocol, &mut output) => {
@@ -141,12 +141,13 @@ async fn over_limit(overflow: Option<&CancellationToken>) {
     }
 }
 
-/// Logs the close of a client dropped for its output limit, as Redis does.
-fn over_limit_closed(session: &Session) {
+/// Logs the close of a client dropped for its output limit, as Redis does; the connection ends.
+fn over_limit_closed(session: &Session) -> std::io::Result<()> {
     tracing::warn!(
         client = session.id,
         "closing client that reached the pubsub output buffer limit (32mb 8mb 60)"
     );
+    Ok(())
 }
 
 /// Awaits a blocked command's reply (see `keyspace::blocking`), meanwhile reading what the client
