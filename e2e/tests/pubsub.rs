@@ -148,7 +148,11 @@ fn pubsub_across_proxies_and_nodes() {
             assert_eq!(reply, ":1\r\n");
             assert_eq!(
                 next_text(&mut shard_subscriber),
-                format!("*3\r\n$8\r\nsmessage\r\n{}{}", bulk("orders"), bulk("direct"))
+                format!(
+                    "*3\r\n$8\r\nsmessage\r\n{}{}",
+                    bulk("orders"),
+                    bulk("direct")
+                )
             );
         }
     }
