@@ -96,8 +96,8 @@ const SCRIPT: &[(usize, usize, &str)] = &[
     (2, 1, ""),
     (2, 1, "SUNSUBSCRIBE"),
     (0, 1, "SUBSCRIBE q"),
+    // QUIT's unsubscribing races the next command of another client, on Redis as here.
     (0, 1, "QUIT"),
-    (1, 1, "PUBSUB NUMSUB q"),
 ];
 
 /// Runs `SCRIPT` against `addr`, returning every reply with the step it answered.
