@@ -16,6 +16,7 @@ pub mod keys;
 pub mod list;
 pub mod memory;
 pub mod parse;
+pub mod pubsub;
 pub mod server;
 pub mod set;
 pub mod string;
@@ -56,6 +57,8 @@ pub struct Session {
     pub deny_blocking: bool,
     /// Sent the node secret (AUTH); only checked when the node has one.
     pub authenticated: bool,
+    /// Channels, patterns and shard channels subscribed, and the mailbox messages arrive in.
+    pub pubsub: crate::pubsub::ClientSubscriptions,
 }
 
 impl Session {
@@ -69,6 +72,7 @@ impl Session {
             blocked: None,
             deny_blocking: false,
             authenticated: false,
+            pubsub: crate::pubsub::ClientSubscriptions::new(id),
         }
     }
 
@@ -263,6 +267,9 @@ fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<Frame
 
 /// Runs one client command and returns its reply.
 pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Frame {
+    if let Some(reply) = pubsub::deliver_forwarded(state, args) {
+        return reply;
+    }
     // The table resolves container subcommands and checks arity with Redis's exact errors.
     let spec = match command::resolve(args) {
         Ok(spec) => spec,
@@ -293,6 +300,14 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         state.stats.commands.reject(spec);
         return parse::err("OOM command not allowed when used memory > 'maxmemory'.");
     }
+    if session.pubsub.restricts(session.protocol) && !pubsub_context_allows(spec.name) {
+        state.stats.commands.reject(spec);
+        return Frame::error(format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
+             are allowed in this context",
+            spec.name
+        ));
+    }
     state
         .stats
         .commands_processed
@@ -316,6 +331,22 @@ fn touches_keys(spec: &CommandSpec) -> bool {
     !matches!(
         name,
         "type" | "exists" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "object" | "memory"
+    )
+}
+
+/// Whether a RESP2 client in subscribed mode may run `name`, as Redis's processCommand.
+fn pubsub_context_allows(name: &str) -> bool {
+    matches!(
+        name,
+        "ping"
+            | "subscribe"
+            | "ssubscribe"
+            | "unsubscribe"
+            | "sunsubscribe"
+            | "psubscribe"
+            | "punsubscribe"
+            | "quit"
+            | "reset"
     )
 }
 
@@ -389,6 +420,7 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
     let name = spec.name.split('|').next().unwrap_or(spec.name);
     match name {
         // connection
+        "ping" if session.pubsub.restricts(session.protocol) => pubsub::subscribed_ping(args),
         "ping" => connection::ping(session, args),
         "echo" => connection::echo(args),
         "quit" => connection::quit(session),
@@ -542,6 +574,16 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "zunionstore" => zset::algebra::zunionstore(ctx, session, args),
         "zinterstore" => zset::algebra::zinterstore(ctx, session, args),
         "zdiffstore" => zset::algebra::zdiffstore(ctx, session, args),
+        // pub/sub
+        "subscribe" => pubsub::subscribe(ctx, session, args, crate::pubsub::Kind::Channel),
+        "psubscribe" => pubsub::subscribe(ctx, session, args, crate::pubsub::Kind::Pattern),
+        "ssubscribe" => pubsub::subscribe(ctx, session, args, crate::pubsub::Kind::Shard),
+        "unsubscribe" => pubsub::unsubscribe(ctx, session, args, crate::pubsub::Kind::Channel),
+        "punsubscribe" => pubsub::unsubscribe(ctx, session, args, crate::pubsub::Kind::Pattern),
+        "sunsubscribe" => pubsub::unsubscribe(ctx, session, args, crate::pubsub::Kind::Shard),
+        "publish" => pubsub::publish(ctx, args),
+        "spublish" => pubsub::spublish(ctx, args),
+        "pubsub" => pubsub::pubsub(ctx, args),
         // cluster
         "cluster" => cluster::cluster(ctx, args),
         "readonly" | "readwrite" | "asking" => Frame::ok(),
@@ -628,6 +670,7 @@ pub(crate) mod testing {
             stats: ServerStats::default(),
             config: Default::default(),
             evictor: Default::default(),
+            pubsub: Default::default(),
         }
     }
 

@@ -53,6 +53,7 @@ pub async fn handle(stream: TcpStream, state: Arc<NodeState>, shutdown: Cancella
         // Ended before awaiting its blocked command: unregister it, so no data is served to it.
         blocked.cancel(&state.keyspace);
     }
+    state.pubsub.remove_client(&mut session.pubsub);
 
     stats.clients.lock().remove(&id);
     stats.connected_clients.fetch_sub(1, Ordering::Relaxed);
@@ -82,8 +83,14 @@ async fn run(
             }
         }
         if !output.is_empty() {
-            write_replies(&mut stream, &output, shutdown).await?;
+            // A subscriber past its output limit is dropped even while its writes are stuck.
+            let overflow = session.pubsub.overflow();
+            tokio::select! {
+                written = write_replies(&mut stream, &output, shutdown) => written?,
+                _ = over_limit(overflow.as_ref()) => return over_limit_closed(session),
+            }
             output.clear();
+            session.pubsub.written();
         }
         if let Some(blocked) = session.blocked.take() {
             // A blocking command (BLPOP, ...) found no data: its reply comes first, then the rest
@@ -109,14 +116,38 @@ async fn run(
         if input.capacity() - input.len() < 4096 {
             input.reserve(16 * 1024);
         }
+        let overflow = session.pubsub.overflow();
         let read = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            _ = over_limit(overflow.as_ref()) => return over_limit_closed(session),
             read = stream.read_buf(&mut input) => read?,
+            // A published message: written at the top of the loop with any others.
+            _ = session.pubsub.next(session.protocol, &mut output) => {
+                session.pubsub.drain(session.protocol, &mut output);
+                continue;
+            }
         };
         if read == 0 {
             return Ok(());
         }
     }
+}
+
+/// Resolves once a subscriber went past its output limit; never for other clients.
+async fn over_limit(overflow: Option<&CancellationToken>) {
+    match overflow {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Logs the close of a client dropped for its output limit, as Redis does; the connection ends.
+fn over_limit_closed(session: &Session) -> std::io::Result<()> {
+    tracing::warn!(
+        client = session.id,
+        "closing client that reached the pubsub output buffer limit (32mb 8mb 60)"
+    );
+    Ok(())
 }
 
 /// Awaits a blocked command's reply (see `keyspace::blocking`), meanwhile reading what the client
@@ -195,6 +226,9 @@ fn run_buffered(
                     // The connection awaits it; its reply is sent then.
                     return false;
                 }
+                // Confirmations of a multi-channel (UN)SUBSCRIBE, and messages that arrived (a
+                // client's own PUBLISH reaches it first, as in Redis), go before the reply.
+                session.pubsub.drain(session.protocol, output);
                 reply.encode(session.protocol, output);
                 if session.quit {
                     return true;

@@ -18,6 +18,7 @@ pub mod evict;
 pub mod keyspace;
 pub mod node;
 pub mod node_id;
+pub mod pubsub;
 pub mod server;
 pub mod state;
 

@@ -56,6 +56,7 @@ pub async fn run(
         stats: server::ServerStats::default(),
         config: crate::config::Live::from_config(&config),
         evictor: crate::evict::Evictor::default(),
+        pubsub: Default::default(),
     };
     state.stats.node_secret = config
         .node_secret
@@ -78,6 +79,7 @@ pub async fn run(
     tracing::info!(port = bound.port(), "ready to accept connections");
     server::serve(listener, Arc::clone(&state), shutdown).await;
     tracing::info!("clients drained; flushing the append-only file");
+    state.pubsub.forward.stop();
 
     // Closing the file also cancels a rewrite in progress, which the rewrite task then reports.
     let flushed = match &state.aof {

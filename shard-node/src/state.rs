@@ -18,4 +18,6 @@ pub struct NodeState {
     pub config: crate::config::Live,
     /// Evicts keys when memory is over maxmemory.
     pub evictor: crate::evict::Evictor,
+    /// Who subscribes to what, and the links that carry PUBLISH to the other nodes.
+    pub pubsub: crate::pubsub::PubSub,
 }

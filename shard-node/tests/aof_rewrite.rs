@@ -60,6 +60,7 @@ fn state(aof: Option<Arc<Aof>>, port: u16) -> NodeState {
         stats: ServerStats::default(),
         config: Default::default(),
         evictor: Default::default(),
+        pubsub: Default::default(),
     }
 }
 

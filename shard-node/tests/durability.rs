@@ -179,6 +179,7 @@ fn replayed(path: &Path) -> anyhow::Result<NodeState> {
         stats: ServerStats::default(),
         config: Default::default(),
         evictor: Default::default(),
+        pubsub: Default::default(),
     };
     aof::load(path, |args| cmd::replay(&state, args))?;
     Ok(state)

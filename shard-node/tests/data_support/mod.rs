@@ -138,6 +138,7 @@ impl TestNode {
             stats: ServerStats::default(),
             config: Default::default(),
             evictor: Default::default(),
+            pubsub: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server::serve(listener, state.clone(), shutdown.clone()));
@@ -275,6 +276,7 @@ pub fn node_state(
         stats: ServerStats::default(),
         config: Default::default(),
         evictor: Default::default(),
+        pubsub: Default::default(),
     })
 }
 

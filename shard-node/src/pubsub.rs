@@ -1,0 +1,468 @@
+//! Publish/subscribe: the node-wide registry of who listens to what (`PubSub`), each client's own
+//! subscriptions and mailbox (`ClientSubscriptions`), and the output limit that keeps a slow
+//! subscriber from making the node hold unbounded memory (`Budget`).
+//!
+//! A subscriber's connection owns the receiving end of its mailbox; publishers (any connection,
+//! or a peer's forwarded PUBLISH) push messages into it without waiting. Messages are `Frame::Push`
+//! so one value encodes as Redis's RESP2 array or RESP3 push, by the subscriber's protocol.
+//! Cluster-wide PUBLISH, as Redis Cluster's bus broadcast, is `forward`.
+
+pub mod forward;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+use tessera_proto::resp::{Frame, Protocol};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::keyspace::glob;
+
+/// Redis's default `client-output-buffer-limit pubsub 32mb 8mb 60`.
+pub const HARD_LIMIT: usize = 32 * 1024 * 1024;
+pub const SOFT_LIMIT: usize = 8 * 1024 * 1024;
+pub const SOFT_SECONDS: Duration = Duration::from_secs(60);
+
+/// The three namespaces a client can subscribe in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// SUBSCRIBE: exact channels, reached by PUBLISH.
+    Channel,
+    /// PSUBSCRIBE: glob patterns over channels, reached by PUBLISH.
+    Pattern,
+    /// SSUBSCRIBE: shard channels, reached by SPUBLISH on the slot's owner.
+    Shard,
+}
+
+impl Kind {
+    /// The confirmation's first element for a subscribe.
+    pub fn subscribe_name(self) -> &'static [u8] {
+        match self {
+            Kind::Channel => b"subscribe",
+            Kind::Pattern => b"psubscribe",
+            Kind::Shard => b"ssubscribe",
+        }
+    }
+
+    /// The confirmation's first element for an unsubscribe.
+    pub fn unsubscribe_name(self) -> &'static [u8] {
+        match self {
+            Kind::Channel => b"unsubscribe",
+            Kind::Pattern => b"punsubscribe",
+            Kind::Shard => b"sunsubscribe",
+        }
+    }
+}
+
+/// Bytes queued for one client and not yet written to it, and the signal that it went past
+/// Redis's pubsub output limit (hard limit, or soft limit for longer than its seconds).
+#[derive(Debug, Default)]
+pub struct Budget {
+    bytes: AtomicUsize,
+    over_soft: AtomicBool,
+    soft_since: Mutex<Option<Instant>>,
+    overflow: CancellationToken,
+}
+
+impl Budget {
+    /// Counts `n` more bytes owed; false (and the overflow signal) once past the limit.
+    fn add(&self, n: usize) -> bool {
+        if self.overflow.is_cancelled() {
+            return false;
+        }
+        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        if total > HARD_LIMIT {
+            self.overflow.cancel();
+            return false;
+        }
+        if total > SOFT_LIMIT {
+            self.over_soft.store(true, Ordering::Relaxed);
+            let mut since = self.soft_since.lock();
+            let start = *since.get_or_insert_with(Instant::now);
+            if start.elapsed() >= SOFT_SECONDS {
+                self.overflow.cancel();
+                return false;
+            }
+        } else if self.over_soft.swap(false, Ordering::Relaxed) {
+            *self.soft_since.lock() = None;
+        }
+        true
+    }
+
+    /// `n` bytes were written to the client.
+    fn written(&self, n: usize) {
+        self.bytes.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// A message on its way to one subscriber, with the bytes it counts against the budget.
+#[derive(Debug)]
+pub struct Delivery {
+    frame: Frame,
+    size: usize,
+}
+
+/// The sending side of one client's mailbox.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    tx: mpsc::UnboundedSender<Delivery>,
+    budget: Arc<Budget>,
+}
+
+impl Mailbox {
+    /// Queues `items` as one push for the client; false if the client is over its limit (it is
+    /// being disconnected, so the message is dropped) or gone.
+    fn deliver(&self, items: Vec<Frame>) -> bool {
+        let size = items
+            .iter()
+            .map(|item| match item {
+                Frame::Bulk(b) => b.len() + 16,
+                _ => 16,
+            })
+            .sum::<usize>()
+            + 8;
+        if !self.budget.add(size) {
+            return false;
+        }
+        let frame = Frame::Push(items);
+        if self.tx.send(Delivery { frame, size }).is_err() {
+            self.budget.written(size);
+            return false;
+        }
+        true
+    }
+}
+
+/// Subscribers by client id, per channel (or pattern).
+type Listeners = HashMap<Bytes, HashMap<u64, Mailbox>>;
+
+/// Who listens to what, node-wide.
+#[derive(Default)]
+struct Registry {
+    channels: Listeners,
+    patterns: Listeners,
+    shard: Listeners,
+}
+
+impl Registry {
+    fn of(&self, kind: Kind) -> &Listeners {
+        match kind {
+            Kind::Channel => &self.channels,
+            Kind::Pattern => &self.patterns,
+            Kind::Shard => &self.shard,
+        }
+    }
+
+    fn of_mut(&mut self, kind: Kind) -> &mut Listeners {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard,
+        }
+    }
+}
+
+/// The node's pub/sub state, shared by every connection.
+#[derive(Default)]
+pub struct PubSub {
+    registry: RwLock<Registry>,
+    /// Carries PUBLISH to the other nodes.
+    pub forward: forward::Forwarder,
+}
+
+impl PubSub {
+    /// Adds `client` to `channel` of `kind`, if its session did not hold it yet.
+    pub fn subscribe(&self, kind: Kind, channel: &Bytes, subs: &mut ClientSubscriptions) -> bool {
+        if !subs.set_mut(kind).insert(channel.clone()) {
+            return false;
+        }
+        let mailbox = subs.mailbox();
+        self.registry
+            .write()
+            .of_mut(kind)
+            .entry(channel.clone())
+            .or_default()
+            .insert(subs.client_id, mailbox);
+        true
+    }
+
+    /// Removes the client from `channel` of `kind`; false if it was not subscribed.
+    pub fn unsubscribe(&self, kind: Kind, channel: &[u8], subs: &mut ClientSubscriptions) -> bool {
+        if !subs.set_mut(kind).remove(channel) {
+            return false;
+        }
+        let mut registry = self.registry.write();
+        let listeners = registry.of_mut(kind);
+        if let Some(clients) = listeners.get_mut(channel) {
+            clients.remove(&subs.client_id);
+            if clients.is_empty() {
+                listeners.remove(channel);
+            }
+        }
+        true
+    }
+
+    /// Drops every subscription of a client that is leaving (or RESET).
+    pub fn remove_client(&self, subs: &mut ClientSubscriptions) {
+        for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
+            for channel in subs.list(kind) {
+                self.unsubscribe(kind, &channel, subs);
+            }
+        }
+    }
+
+    /// Delivers `message` to this node's subscribers of `channel` and of the patterns matching
+    /// it, as Redis's pubsubPublishMessage; returns how many receivers it reached.
+    pub fn publish(&self, channel: &Bytes, message: &Bytes) -> i64 {
+        let registry = self.registry.read();
+        let mut receivers = 0;
+        if let Some(clients) = registry.channels.get(channel) {
+            for mailbox in clients.values() {
+                mailbox.deliver(vec![
+                    Frame::Bulk(Bytes::from_static(b"message")),
+                    Frame::Bulk(channel.clone()),
+                    Frame::Bulk(message.clone()),
+                ]);
+                receivers += 1;
+            }
+        }
+        for (pattern, clients) in &registry.patterns {
+            if !glob::matches(pattern, channel) {
+                continue;
+            }
+            for mailbox in clients.values() {
+                mailbox.deliver(vec![
+                    Frame::Bulk(Bytes::from_static(b"pmessage")),
+                    Frame::Bulk(pattern.clone()),
+                    Frame::Bulk(channel.clone()),
+                    Frame::Bulk(message.clone()),
+                ]);
+                receivers += 1;
+            }
+        }
+        receivers
+    }
+
+    /// Delivers `message` to this node's subscribers of the shard channel `channel`.
+    pub fn spublish(&self, channel: &Bytes, message: &Bytes) -> i64 {
+        let registry = self.registry.read();
+        let Some(clients) = registry.shard.get(channel) else {
+            return 0;
+        };
+        for mailbox in clients.values() {
+            mailbox.deliver(vec![
+                Frame::Bulk(Bytes::from_static(b"smessage")),
+                Frame::Bulk(channel.clone()),
+                Frame::Bulk(message.clone()),
+            ]);
+        }
+        clients.len() as i64
+    }
+
+    /// Channels (or shard channels) with at least one subscriber, matching `pattern` if given.
+    pub fn active(&self, kind: Kind, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        let registry = self.registry.read();
+        registry
+            .of(kind)
+            .keys()
+            .filter(|channel| pattern.is_none_or(|p| glob::matches(p, channel)))
+            .cloned()
+            .collect()
+    }
+
+    /// Subscribers of `channel` of `kind` on this node.
+    pub fn subscribers(&self, kind: Kind, channel: &[u8]) -> usize {
+        self.registry
+            .read()
+            .of(kind)
+            .get(channel)
+            .map_or(0, HashMap::len)
+    }
+
+    /// Distinct patterns subscribed on this node (PUBSUB NUMPAT).
+    pub fn pattern_count(&self) -> usize {
+        self.registry.read().patterns.len()
+    }
+}
+
+/// One client's subscriptions, its mailbox, and the confirmations a multi-channel (UN)SUBSCRIBE
+/// owes before its last one (which is the command's reply).
+#[derive(Debug)]
+pub struct ClientSubscriptions {
+    client_id: u64,
+    channels: HashSet<Bytes>,
+    patterns: HashSet<Bytes>,
+    shard: HashSet<Bytes>,
+    mailbox: Option<(Mailbox, mpsc::UnboundedReceiver<Delivery>)>,
+    /// Replies to encode before the current command's own reply.
+    preceding: VecDeque<Frame>,
+    /// Bytes moved to the output buffer and not yet written.
+    owed: usize,
+}
+
+impl ClientSubscriptions {
+    pub fn new(client_id: u64) -> ClientSubscriptions {
+        ClientSubscriptions {
+            client_id,
+            channels: HashSet::new(),
+            patterns: HashSet::new(),
+            shard: HashSet::new(),
+            mailbox: None,
+            preceding: VecDeque::new(),
+            owed: 0,
+        }
+    }
+
+    fn set_mut(&mut self, kind: Kind) -> &mut HashSet<Bytes> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shard,
+        }
+    }
+
+    /// The channels (or patterns) of `kind` the client holds.
+    pub fn list(&self, kind: Kind) -> Vec<Bytes> {
+        let set = match kind {
+            Kind::Channel => &self.channels,
+            Kind::Pattern => &self.patterns,
+            Kind::Shard => &self.shard,
+        };
+        set.iter().cloned().collect()
+    }
+
+    /// Channels plus patterns: the count SUBSCRIBE / PSUBSCRIBE confirmations carry.
+    pub fn count(&self) -> usize {
+        self.channels.len() + self.patterns.len()
+    }
+
+    /// Shard channels: the count SSUBSCRIBE confirmations carry.
+    pub fn shard_count(&self) -> usize {
+        self.shard.len()
+    }
+
+    /// The count a confirmation of `kind` carries.
+    pub fn count_for(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Shard => self.shard_count(),
+            _ => self.count(),
+        }
+    }
+
+    /// Redis's CLIENT_PUBSUB in RESP2: only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT /
+    /// RESET may run, and PING answers `["pong", arg]`.
+    pub fn restricts(&self, protocol: Protocol) -> bool {
+        protocol == Protocol::Resp2 && self.count() + self.shard_count() > 0
+    }
+
+    fn mailbox(&mut self) -> Mailbox {
+        self.mailbox
+            .get_or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (
+                    Mailbox {
+                        tx,
+                        budget: Arc::new(Budget::default()),
+                    },
+                    rx,
+                )
+            })
+            .0
+            .clone()
+    }
+
+    /// Queues a reply that goes out before the current command's reply.
+    pub fn precede(&mut self, frame: Frame) {
+        self.preceding.push_back(frame);
+    }
+
+    /// Encodes the replies owed before the current command's own, then every message that has
+    /// arrived, into `output`.
+    pub fn drain(&mut self, protocol: Protocol, output: &mut BytesMut) {
+        while let Some(frame) = self.preceding.pop_front() {
+            frame.encode(protocol, output);
+        }
+        let Some((_, rx)) = &mut self.mailbox else {
+            return;
+        };
+        while let Ok(delivery) = rx.try_recv() {
+            delivery.frame.encode(protocol, output);
+            self.owed += delivery.size;
+        }
+    }
+
+    /// Awaits the next message; pending forever for a client that never subscribed.
+    pub async fn next(&mut self, protocol: Protocol, output: &mut BytesMut) {
+        match &mut self.mailbox {
+            Some((_, rx)) => {
+                if let Some(delivery) = rx.recv().await {
+                    delivery.frame.encode(protocol, output);
+                    self.owed += delivery.size;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The output buffer was written: what it held no longer counts against the limit.
+    pub fn written(&mut self) {
+        if let Some((mailbox, _)) = &self.mailbox {
+            mailbox.budget.written(self.owed);
+        }
+        self.owed = 0;
+    }
+
+    /// Cancelled once the client went past its output limit; `None` before its first subscribe.
+    pub fn overflow(&self) -> Option<CancellationToken> {
+        self.mailbox
+            .as_ref()
+            .map(|(mailbox, _)| mailbox.budget.overflow.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_trips_at_the_hard_limit() {
+        let budget = Budget::default();
+        assert!(budget.add(HARD_LIMIT));
+        assert!(!budget.add(1));
+        assert!(budget.overflow.is_cancelled());
+        // Once tripped, nothing more is queued even after a write.
+        budget.written(HARD_LIMIT);
+        assert!(!budget.add(1));
+    }
+
+    #[test]
+    fn publish_reaches_channels_and_patterns() {
+        let pubsub = PubSub::default();
+        let mut a = ClientSubscriptions::new(1);
+        let mut b = ClientSubscriptions::new(2);
+        assert!(pubsub.subscribe(Kind::Channel, &Bytes::from_static(b"news"), &mut a));
+        assert!(!pubsub.subscribe(Kind::Channel, &Bytes::from_static(b"news"), &mut a));
+        assert!(pubsub.subscribe(Kind::Pattern, &Bytes::from_static(b"n*"), &mut b));
+        let channel = Bytes::from_static(b"news");
+        assert_eq!(pubsub.publish(&channel, &Bytes::from_static(b"hi")), 2);
+        let mut out = BytesMut::new();
+        a.drain(Protocol::Resp2, &mut out);
+        assert_eq!(
+            &out[..],
+            b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+        );
+        out.clear();
+        b.drain(Protocol::Resp3, &mut out);
+        assert_eq!(
+            &out[..],
+            b">4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+        );
+        pubsub.remove_client(&mut a);
+        assert_eq!(pubsub.subscribers(Kind::Channel, b"news"), 0);
+        assert_eq!(pubsub.publish(&channel, &Bytes::from_static(b"x")), 1);
+    }
+}
