@@ -19,6 +19,7 @@ pub mod server;
 pub mod set;
 pub mod string;
 pub mod string_range;
+pub mod transaction;
 pub mod zset;
 
 use std::ops::{Deref, DerefMut};
@@ -52,6 +53,10 @@ pub struct Session {
     /// Redis's CLIENT_DENY_BLOCKING: a blocking command answers as if it timed out at once (AOF
     /// replay and other detached sessions, and later MULTI).
     pub deny_blocking: bool,
+    /// The transaction opened by MULTI, until EXEC or DISCARD.
+    pub multi: Option<crate::transaction::Multi>,
+    /// The keys this client WATCHes.
+    pub watched: crate::transaction::Watched,
 }
 
 impl Session {
@@ -64,6 +69,8 @@ impl Session {
             quit: false,
             blocked: None,
             deny_blocking: false,
+            multi: None,
+            watched: crate::transaction::Watched::default(),
         }
     }
 
@@ -88,6 +95,9 @@ pub struct Ctx<'a> {
     pub now_ms: u64,
     /// False while replaying the AOF: the command is already in the file.
     pub propagate: bool,
+    /// Set while EXEC runs: writes are kept back to be logged as one unit, and clients blocked
+    /// on keys are served only once the transaction is over, as Redis does.
+    pub unit: Option<&'a crate::transaction::Unit>,
 }
 
 impl<'a> Ctx<'a> {
@@ -96,6 +106,7 @@ impl<'a> Ctx<'a> {
             state,
             now_ms: now_ms(),
             propagate,
+            unit: None,
         }
     }
 
@@ -116,6 +127,8 @@ impl<'a> Ctx<'a> {
                 None
             },
             stats: &self.state.stats,
+            unit: self.unit,
+            watches: self.state.keyspace.watches(),
         }
     }
 
@@ -135,6 +148,9 @@ pub struct Txn<'a> {
     lazy_expiry: bool,
     aof: Option<&'a Aof>,
     stats: &'a ServerStats,
+    /// The running EXEC's writes, when inside one.
+    unit: Option<&'a crate::transaction::Unit>,
+    watches: &'a crate::transaction::WatchRegistry,
 }
 
 impl<'a> Txn<'a> {
@@ -165,10 +181,15 @@ impl<'a> Txn<'a> {
         self.live(key).is_some()
     }
 
-    /// Appends a write to the log (nothing when replaying or without persistence).
+    /// Appends a write to the log (nothing when replaying or without persistence), and marks
+    /// the clients WATCHing the keys it changed: every write that changed something is logged.
     pub fn log(&self, args: &[Bytes]) {
+        self.watches.touch_written(args);
         if let Some(aof) = self.aof {
-            aof.append(args);
+            match self.unit {
+                Some(unit) => unit.push(args),
+                None => aof.append(args),
+            }
         }
     }
 
@@ -195,6 +216,10 @@ impl DerefMut for Txn<'_> {
 /// first: Redis serves them right after the command, in the order they blocked.
 impl Drop for Txn<'_> {
     fn drop(&mut self) {
+        if self.unit.is_some() {
+            // Inside EXEC: served when the transaction is over.
+            return;
+        }
         let registry = self.guard.blocking();
         if registry.has_ready() {
             registry.serve_ready(self.guard.slot(), self);
@@ -225,31 +250,70 @@ fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<Frame
     }
 }
 
-/// Runs one client command and returns its reply.
+/// Runs one client command and returns its reply. Between MULTI and EXEC a command is checked
+/// and queued instead (see `transaction`).
 pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Frame {
     // The table resolves container subcommands and checks arity with Redis's exact errors.
     let spec = match command::resolve(args) {
         Ok(spec) => spec,
         Err(text) => {
             state.stats.commands.reject_unresolved(args);
+            transaction::refuse_queueing(session);
             return Frame::error(text);
         }
     };
-    if let Err(reply) = cluster_check(state, spec, args) {
-        state.stats.commands.reject(spec);
+    session.info.lock().touch(spec.name);
+    if spec.name == "exec" {
+        return run_counted(state, spec, || transaction::exec(state, session));
+    }
+    let slot = match cluster_check(state, spec, args) {
+        Ok(slot) => slot,
+        Err(reply) => {
+            state.stats.commands.reject(spec);
+            transaction::refuse_queueing(session);
+            return reply;
+        }
+    };
+    if let Some(reply) = transaction::queue(session, spec, args) {
         return reply;
     }
+    // No transaction runs on the slot while the command does (see `transaction::gate`).
+    let gates = state.keyspace.gates();
+    let _gate = match slot {
+        Some(slot) => vec![gates.enter(slot)],
+        None if spec.is_write() => gates.enter_all(),
+        None => Vec::new(),
+    };
+    run_counted(state, spec, || {
+        dispatch(&Ctx::new(state, true), session, spec, args)
+    })
+}
+
+/// Runs `run` as the command `spec`, counting it for INFO.
+fn run_counted(
+    state: &NodeState,
+    spec: &'static CommandSpec,
+    run: impl FnOnce() -> Frame,
+) -> Frame {
     state
         .stats
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
-    session.info.lock().touch(spec.name);
-    let ctx = Ctx::new(state, true);
     let started = std::time::Instant::now();
-    let reply = dispatch(&ctx, session, spec, args);
+    let reply = run();
     let failed = matches!(reply, Frame::Error(_));
     state.stats.commands.record(spec, started.elapsed(), failed);
     reply
+}
+
+/// Runs a command EXEC took from its queue: checked when queued, under the transaction's gate.
+pub(crate) fn execute_queued(
+    ctx: &Ctx<'_>,
+    session: &mut Session,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+) -> Frame {
+    run_counted(ctx.state, spec, || dispatch(ctx, session, spec, args))
 }
 
 /// Applies one command read back from the append-only file: no cluster checks, not logged again.
@@ -277,23 +341,38 @@ pub fn cluster_recheck(state: &NodeState, args: &[Bytes]) -> Option<Frame> {
 /// The cluster rule for one command, as Redis's getNodeByQuery: keyless commands pass; all keys
 /// must share one slot (CROSSSLOT); the slot's serving master must exist (CLUSTERDOWN) and be this
 /// node (MOVED); and a node that lost the control plane refuses writes.
-fn cluster_check(state: &NodeState, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Frame> {
-    let indexes = spec.key_indexes(args);
+fn cluster_check(
+    state: &NodeState,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Result<Option<u16>, Frame> {
+    let slot = key_slot(spec, args)?;
+    route(state, slot, spec.is_write())?;
+    Ok(slot)
+}
+
+/// The one slot of the keys of a command; CROSSSLOT when they span several.
+pub(crate) fn key_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, Frame> {
     let mut slot = None;
-    for index in indexes {
+    for index in spec.key_indexes(args) {
         let Some(key) = args.get(index) else { continue };
         let key_slot = key_hash_slot(key);
         match slot {
             None => slot = Some(key_slot),
-            Some(s) if s != key_slot => {
-                return Err(parse::err(
-                    "CROSSSLOT Keys in request don't hash to the same slot",
-                ));
-            }
+            Some(s) if s != key_slot => return Err(crossslot()),
             Some(_) => {}
         }
     }
-    let write = spec.is_write();
+    Ok(slot)
+}
+
+pub(crate) fn crossslot() -> Frame {
+    parse::err("CROSSSLOT Keys in request don't hash to the same slot")
+}
+
+/// The cluster rule for commands on `slot` (`None`: keyless): the slot's serving master must exist
+/// (CLUSTERDOWN) and be this node (MOVED); a node that lost the control plane refuses writes.
+pub(crate) fn route(state: &NodeState, slot: Option<u16>, write: bool) -> Result<(), Frame> {
     if let Some(slot) = slot {
         let access = if write { Access::Write } else { Access::Read };
         let snapshot = state.cluster.snapshot();
@@ -329,6 +408,11 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "auth" => connection::auth(args),
         "select" => connection::select(args),
         "client" => connection::client(ctx, session, args),
+        // transactions (EXEC is run by `execute`)
+        "multi" => transaction::multi(session),
+        "discard" => transaction::discard(ctx, session),
+        "watch" => transaction::watch(ctx, session, args),
+        "unwatch" => transaction::unwatch(ctx, session),
         // server
         "command" => server::command(args),
         "config" => server::config(ctx, args),

@@ -53,6 +53,7 @@ pub async fn handle(stream: TcpStream, state: Arc<NodeState>, shutdown: Cancella
         // Ended before awaiting its blocked command: unregister it, so no data is served to it.
         blocked.cancel(&state.keyspace);
     }
+    session.watched.unwatch_all(&state.keyspace);
 
     stats.clients.lock().remove(&id);
     stats.connected_clients.fetch_sub(1, Ordering::Relaxed);

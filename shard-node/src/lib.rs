@@ -18,6 +18,7 @@ pub mod node;
 pub mod node_id;
 pub mod server;
 pub mod state;
+pub mod transaction;
 
 pub use config::Config;
 pub use node::run;
