@@ -258,8 +258,7 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         Ok(spec) => spec,
         Err(text) => {
             state.stats.commands.reject_unresolved(args);
-            transaction::refuse_queueing(session);
-            return Frame::error(text);
+            return transaction::refuse(state, session, args, text);
         }
     };
     session.info.lock().touch(spec.name);

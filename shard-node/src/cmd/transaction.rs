@@ -32,6 +32,24 @@ pub fn refuse_queueing(session: &mut Session) {
     }
 }
 
+/// The reply to a command the table refused (unknown, wrong arity), as Redis's rejectCommand:
+/// an open transaction is flagged, and a refused EXEC itself discards it (execCommandAbort).
+pub fn refuse(state: &NodeState, session: &mut Session, args: &[Bytes], error: String) -> Frame {
+    if args
+        .first()
+        .is_some_and(|name| name.eq_ignore_ascii_case(b"exec"))
+    {
+        session.multi = None;
+        session.watched.unwatch_all(&state.keyspace);
+        let reason = error.strip_prefix("ERR ").unwrap_or(&error);
+        return Frame::error(format!(
+            "EXECABORT Transaction discarded because of: {reason}"
+        ));
+    }
+    refuse_queueing(session);
+    Frame::error(error)
+}
+
 /// Queues a checked command when a transaction is open; `None` when the command runs now.
 pub fn queue(session: &mut Session, spec: &'static CommandSpec, args: &[Bytes]) -> Option<Frame> {
     let multi = session.multi.as_mut()?;
