@@ -290,27 +290,37 @@ async fn cluster_rules_inside_transactions() -> anyhow::Result<()> {
 
 /// Writers run MULTI INCR {t}c INCR {t}d EXEC concurrently while a reader MGETs both: if any
 /// command ran between a transaction's two INCRs, an EXEC reply or a read would show them apart.
-#[tokio::test]
+// Several worker threads, so commands of different clients really run at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exec_is_atomic_against_concurrent_clients() -> anyhow::Result<()> {
     const WRITERS: usize = 4;
-    const TRANSACTIONS: usize = 200;
+    const TRANSACTIONS: usize = 300;
+    const PADDING: usize = 20;
     let node = TestNode::start().await?;
     let mut writers = Vec::new();
     for _ in 0..WRITERS {
         let mut c = node.client().await?;
         writers.push(tokio::spawn(async move {
             for _ in 0..TRANSACTIONS {
-                // One write of the whole transaction, so the four commands arrive together.
-                c.send_raw(b"MULTI\r\nINCR {t}c\r\nINCR {t}d\r\nEXEC\r\n")
-                    .await?;
-                for expected in ["+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n"] {
+                // One write of the whole transaction, so its commands arrive together; reads
+                // between the INCRs widen the window another client's command could slip into.
+                let mut batch = b"MULTI\r\nINCR {t}c\r\n".to_vec();
+                for _ in 0..PADDING {
+                    batch.extend_from_slice(b"EXISTS {t}c\r\n");
+                }
+                batch.extend_from_slice(b"INCR {t}d\r\nEXEC\r\n");
+                c.send_raw(&batch).await?;
+                for _ in 0..PADDING + 3 {
                     let reply = c.read_reply().await?;
-                    anyhow::ensure!(&reply[..] == expected.as_bytes(), "{reply:?}");
+                    anyhow::ensure!(
+                        &reply[..] == b"+OK\r\n" || &reply[..] == b"+QUEUED\r\n",
+                        "{reply:?}"
+                    );
                 }
                 let exec = String::from_utf8(c.read_reply().await?.to_vec())?;
                 let parts: Vec<&str> = exec.split("\r\n").collect();
                 anyhow::ensure!(
-                    parts.len() == 4 && parts[0] == "*2" && parts[1] == parts[2],
+                    parts.len() == PADDING + 4 && parts[1] == parts[PADDING + 2],
                     "interleaved transaction: {exec:?}"
                 );
             }
@@ -345,7 +355,8 @@ async fn exec_is_atomic_against_concurrent_clients() -> anyhow::Result<()> {
 
 /// Check-and-set increments with WATCH from concurrent clients lose no update: every EXEC that
 /// succeeds saw the value it replaced, and a nil EXEC is retried.
-#[tokio::test]
+// Several worker threads, so commands of different clients really run at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watch_check_and_set_loses_no_update() -> anyhow::Result<()> {
     const CLIENTS: usize = 4;
     const INCREMENTS: usize = 50;
