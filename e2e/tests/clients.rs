@@ -163,12 +163,18 @@ fn redis_py_plain_and_cluster_clients() {
 }
 
 /// The same script with MULTI/EXEC (pipeline(transaction=True), WATCH) and pub/sub, which go
-/// through the proxy to the shard nodes; the nodes answer `unknown command` to MULTI, SUBSCRIBE
-/// and PUBLISH today.
+/// through the proxy to the shard nodes; the nodes answer `unknown command` to SUBSCRIBE and
+/// PUBLISH today.
 #[test]
-#[ignore = "shard nodes do not implement MULTI/EXEC/WATCH and pub/sub yet"]
+#[ignore = "shard nodes do not implement pub/sub yet"]
 fn redis_py_transactions_and_pubsub() {
     run_redis_py(&[]);
+}
+
+/// The script with MULTI/EXEC and WATCH through the proxy to the shard nodes, without pub/sub.
+#[test]
+fn redis_py_transactions() {
+    run_redis_py(&["--without-pubsub"]);
 }
 
 #[test]
@@ -281,7 +287,6 @@ fn client_plain(url: &str) -> redis::Connection {
 
 /// MULTI/EXEC through the crate's atomic pipeline, on one slot.
 #[test]
-#[ignore = "shard nodes do not implement MULTI/EXEC yet"]
 fn rust_redis_crate_transactions() {
     let cluster = LocalCluster::up(NODE_TIMEOUT);
     let url = format!("redis://127.0.0.1:{}/", cluster.proxy_port);
