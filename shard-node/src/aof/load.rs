@@ -56,7 +56,7 @@ where
     };
     let mut summary = LoadSummary::default();
     // A transaction read since its MULTI: its offset and its records with theirs, applied at EXEC.
-    let mut open_multi: Option<(u64, Vec<(u64, Vec<Bytes>)>)> = None;
+    let mut open_multi: Option<(u64, Vec<OffsetRecord>)> = None;
     let mut apply_at = |offset: u64, args: Vec<Bytes>, summary: &mut LoadSummary| {
         apply(args).map_err(|e| AofError::Replay {
             path: path.to_path_buf(),
@@ -139,6 +139,9 @@ where
         return Ok(summary);
     }
 }
+
+/// A record read and the offset it starts at.
+type OffsetRecord = (u64, Vec<Bytes>);
 
 /// Whether a record is the command `name` (lowercase), in any case.
 fn is_named(args: &[Bytes], name: &[u8]) -> bool {
