@@ -2,11 +2,7 @@
 exercising strings, hashes, lists, sets, sorted sets, pipelines, MULTI/EXEC on one slot, pub/sub,
 scan_iter and blocking pops, with assertions. Exits non-zero on the first failed assertion.
 
-Usage: python3 redis_py_clients.py PROXY_PORT [--without-transactions | --without-node-gaps]
-(run by e2e/tests/clients.rs)
-
---without-transactions leaves out MULTI/EXEC/WATCH, which the shard nodes do not implement yet
-(`unknown command` on a node); --without-node-gaps leaves out pub/sub as well.
+Usage: python3 redis_py_clients.py PROXY_PORT   (run by e2e/tests/clients.rs)
 """
 
 import sys
@@ -18,8 +14,6 @@ from redis.cluster import RedisCluster
 
 HOST = "127.0.0.1"
 DEADLINE_S = 10.0  # bound on every wait for a message or a wake-up
-NODE_GAPS = "--without-node-gaps" not in sys.argv
-TRANSACTIONS = NODE_GAPS and "--without-transactions" not in sys.argv
 
 
 def check_data_types(r, prefix):
@@ -169,10 +163,8 @@ def plain(port):
     assert r.ping() is True
     check_data_types(r, "py-plain")
     check_pipeline(r, "py-plain")
-    if TRANSACTIONS:
-        check_transaction(r, port, "py-plain")
-    if NODE_GAPS:
-        check_pubsub(r, other, "py-plain-news")
+    check_transaction(r, port, "py-plain")
+    check_pubsub(r, other, "py-plain-news")
     check_scan_iter(r, "py-plain")
     check_blocking_pops(r, other, "py-plain")
     # Cross-slot multi-key commands are split and merged by the proxy.
@@ -195,10 +187,8 @@ def cluster(port):
     assert rc.ping() is True
     check_data_types(rc, "py-cluster")
     check_pipeline(rc, "py-cluster")
-    if TRANSACTIONS:
-        check_transaction(rc, port, "py-cluster")
-    if NODE_GAPS:
-        check_pubsub(rc, other, "py-cluster-news")
+    check_transaction(rc, port, "py-cluster")
+    check_pubsub(rc, other, "py-cluster-news")
     check_scan_iter(rc, "py-cluster")
     check_blocking_pops(rc, other, "py-cluster")
     assert rc.mset_nonatomic({"py-cluster:m1": "1", "py-cluster:m2": "2"}) is not None
@@ -210,7 +200,7 @@ def cluster(port):
 
 def main():
     port = int(sys.argv[1])
-    print(f"redis-py {redis.__version__} against 127.0.0.1:{port}, transactions: {TRANSACTIONS}, pub/sub: {NODE_GAPS}")
+    print(f"redis-py {redis.__version__} against 127.0.0.1:{port}")
     plain(port)
     print("redis.Redis: ok")
     cluster(port)

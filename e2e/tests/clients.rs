@@ -121,8 +121,8 @@ fn pinned_redis_py() -> String {
         .to_string()
 }
 
-/// Runs e2e/python/redis_py_clients.py against a fresh cluster's proxy with `extra` arguments.
-fn run_redis_py(extra: &[&str]) {
+/// Runs e2e/python/redis_py_clients.py against a fresh cluster's proxy.
+fn run_redis_py() {
     // A missing or different redis-py fails here (never a skip): scripts/ensure-tools.sh installs it.
     let want = pinned_redis_py();
     let version = Command::new("python3")
@@ -144,7 +144,6 @@ fn run_redis_py(extra: &[&str]) {
         .arg("python3")
         .arg(&script)
         .arg(cluster.proxy_port.to_string())
-        .args(extra)
         .output()
         .expect("run the redis-py script");
     let text = text_of(&output);
@@ -157,19 +156,12 @@ fn run_redis_py(extra: &[&str]) {
     assert!(text.contains("redis.cluster.RedisCluster: ok"), "{text}");
 }
 
-/// The script with pub/sub (subscribe through the proxy, publish through another connection),
-/// without MULTI/EXEC.
+/// The script: data types, pipelines, MULTI/EXEC and WATCH on one slot, pub/sub (subscribe
+/// through the proxy, publish through another connection), scan_iter and blocking pops, with both
+/// `redis.Redis` and `redis.cluster.RedisCluster`.
 #[test]
 fn redis_py_plain_and_cluster_clients() {
-    run_redis_py(&["--without-transactions"]);
-}
-
-/// The same script with MULTI/EXEC (pipeline(transaction=True), WATCH) as well, which go through
-/// the proxy to the shard nodes; the nodes answer `unknown command` to MULTI today.
-#[test]
-#[ignore = "shard nodes do not implement MULTI/EXEC/WATCH yet"]
-fn redis_py_transactions_and_pubsub() {
-    run_redis_py(&[]);
+    run_redis_py();
 }
 
 #[test]
@@ -282,7 +274,6 @@ fn client_plain(url: &str) -> redis::Connection {
 
 /// MULTI/EXEC through the crate's atomic pipeline, on one slot.
 #[test]
-#[ignore = "shard nodes do not implement MULTI/EXEC yet"]
 fn rust_redis_crate_transactions() {
     let cluster = LocalCluster::up(NODE_TIMEOUT);
     let url = format!("redis://127.0.0.1:{}/", cluster.proxy_port);

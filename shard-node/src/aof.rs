@@ -215,6 +215,30 @@ impl Aof {
         end
     }
 
+    /// Queues several writes as one contiguous run (a transaction's MULTI ... EXEC), so no other
+    /// client's write lands between them in the file.
+    pub fn append_all(&self, records: &[Vec<Bytes>]) {
+        let mut pending = self.shared.pending.lock();
+        if pending.closing {
+            drop(pending);
+            tracing::error!(
+                "transaction after the append-only file was closed; it is not persisted"
+            );
+            return;
+        }
+        for args in records {
+            let before = pending.buf.len();
+            record::encode(args, &mut pending.buf);
+            pending.end_offset += (pending.buf.len() - before) as u64;
+            let Pending { buf, rewrite, .. } = &mut *pending;
+            if let Some(rewrite) = rewrite {
+                rewrite.record(args, &buf[before..]);
+            }
+        }
+        drop(pending);
+        self.shared.wake.notify_one();
+    }
+
     /// The log's end offset: bytes appended since the file's start, including those not yet
     /// written out.
     pub fn offset(&self) -> u64 {

@@ -21,6 +21,7 @@ pub mod server;
 pub mod set;
 pub mod string;
 pub mod string_range;
+pub mod transaction;
 pub mod zset;
 
 use std::ops::{Deref, DerefMut};
@@ -59,6 +60,10 @@ pub struct Session {
     pub authenticated: bool,
     /// Channels, patterns and shard channels subscribed, and the mailbox messages arrive in.
     pub pubsub: crate::pubsub::ClientSubscriptions,
+    /// The transaction opened by MULTI, until EXEC or DISCARD.
+    pub multi: Option<crate::transaction::Multi>,
+    /// The keys this client WATCHes.
+    pub watched: crate::transaction::Watched,
 }
 
 impl Session {
@@ -73,6 +78,8 @@ impl Session {
             deny_blocking: false,
             authenticated: false,
             pubsub: crate::pubsub::ClientSubscriptions::new(id),
+            multi: None,
+            watched: crate::transaction::Watched::default(),
         }
     }
 
@@ -100,6 +107,9 @@ pub struct Ctx<'a> {
     /// evict: whether lookups update the keys' access metadata (false for the commands Redis
     /// looks keys up with LOOKUP_NOTOUCH: see `touches_keys`).
     pub touch: bool,
+    /// Set while EXEC runs: writes are kept back to be logged as one unit, and clients blocked
+    /// on keys are served only once the transaction is over, as Redis does.
+    pub unit: Option<&'a crate::transaction::Unit>,
 }
 
 impl<'a> Ctx<'a> {
@@ -109,6 +119,7 @@ impl<'a> Ctx<'a> {
             now_ms: now_ms(),
             propagate,
             touch: true,
+            unit: None,
         }
     }
 
@@ -131,6 +142,8 @@ impl<'a> Ctx<'a> {
             stats: &self.state.stats,
             touch: self.touch.then(|| self.state.config.tracking()),
             counted: Vec::new(),
+            unit: self.unit,
+            watches: self.state.keyspace.watches(),
         }
     }
 
@@ -157,6 +170,9 @@ pub struct Txn<'a> {
     /// (LPUSH finds the list, creates it, finds it again to fill it); a counter must move as in
     /// Redis, once per command, and not at all for a key the command created.
     counted: Vec<Bytes>,
+    /// The running EXEC's writes, when inside one.
+    unit: Option<&'a crate::transaction::Unit>,
+    watches: &'a crate::transaction::WatchRegistry,
 }
 
 impl<'a> Txn<'a> {
@@ -205,10 +221,15 @@ impl<'a> Txn<'a> {
         self.live(key).is_some()
     }
 
-    /// Appends a write to the log (nothing when replaying or without persistence).
+    /// Appends a write to the log (nothing when replaying or without persistence), and marks
+    /// the clients WATCHing the keys it changed: every write that changed something is logged.
     pub fn log(&self, args: &[Bytes]) {
+        self.watches.touch_written(args);
         if let Some(aof) = self.aof {
-            aof.append(args);
+            match self.unit {
+                Some(unit) => unit.push(args),
+                None => aof.append(args),
+            }
         }
     }
 
@@ -235,6 +256,10 @@ impl DerefMut for Txn<'_> {
 /// first: Redis serves them right after the command, in the order they blocked.
 impl Drop for Txn<'_> {
     fn drop(&mut self) {
+        if self.unit.is_some() {
+            // Inside EXEC: served when the transaction is over.
+            return;
+        }
         let registry = self.guard.blocking();
         if registry.has_ready() {
             registry.serve_ready(self.guard.slot(), self);
@@ -265,17 +290,21 @@ fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<Frame
     }
 }
 
-/// Runs one client command and returns its reply.
+/// Runs one client command and returns its reply. Between MULTI and EXEC a command is checked
+/// and queued instead (see `transaction`).
 pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Frame {
-    if let Some(reply) = pubsub::deliver_forwarded(state, args) {
-        return reply;
+    // A peer's forwarded PUBLISH; only from a connection that has the node secret, if any.
+    if session.authenticated || state.stats.node_secret.is_none() {
+        if let Some(reply) = pubsub::deliver_forwarded(state, args) {
+            return reply;
+        }
     }
     // The table resolves container subcommands and checks arity with Redis's exact errors.
     let spec = match command::resolve(args) {
         Ok(spec) => spec,
         Err(text) => {
             state.stats.commands.reject_unresolved(args);
-            return Frame::error(text);
+            return transaction::refuse(state, session, args, text);
         }
     };
     // The node secret, as Redis's requirepass: after unknown command and arity, before the
@@ -285,12 +314,25 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         && !spec.flags.contains(&"no_auth")
     {
         state.stats.commands.reject(spec);
+        transaction::refuse_queueing(session);
         return parse::err("NOAUTH Authentication required.");
     }
-    if let Err(reply) = cluster_check(state, spec, args) {
-        state.stats.commands.reject(spec);
-        return reply;
+    session.info.lock().touch(spec.name);
+    if spec.name == "exec" {
+        if let Some(reply) = pubsub_refusal(session, spec) {
+            state.stats.commands.reject(spec);
+            return reply;
+        }
+        return run_counted(state, spec, || transaction::exec(state, session));
     }
+    let slot = match cluster_check(state, spec, args) {
+        Ok(slot) => slot,
+        Err(reply) => {
+            state.stats.commands.reject(spec);
+            transaction::refuse_queueing(session);
+            return reply;
+        }
+    };
     // evict: Redis's processCommand: with maxmemory set, evict before any command runs, and
     // refuse the commands that may add data (denyoom) when nothing more can be evicted.
     if state.config.maxmemory() > 0
@@ -298,25 +340,54 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         && spec.flags.contains(&"denyoom")
     {
         state.stats.commands.reject(spec);
+        transaction::refuse_queueing(session);
         return parse::err("OOM command not allowed when used memory > 'maxmemory'.");
     }
-    if session.pubsub.restricts(session.protocol) && !pubsub_context_allows(spec.name) {
+    if let Some(reply) = pubsub_refusal(session, spec) {
         state.stats.commands.reject(spec);
-        return Frame::error(format!(
-            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
-             are allowed in this context",
-            spec.name
-        ));
+        return reply;
     }
+    if let Some(reply) = transaction::queue(session, spec, args) {
+        return reply;
+    }
+    // No transaction runs on the slot while the command does (see `transaction::gate`).
+    let gates = state.keyspace.gates();
+    let _gate = match slot {
+        Some(slot) => vec![gates.enter(slot)],
+        None if spec.is_write() => gates.enter_all(),
+        None => Vec::new(),
+    };
+    run_counted(state, spec, || {
+        let mut ctx = Ctx::new(state, true);
+        ctx.touch = touches_keys(spec);
+        dispatch(&ctx, session, spec, args)
+    })
+}
+
+/// The error a RESP2 client in subscribed mode gets for a command it may not run there.
+fn pubsub_refusal(session: &Session, spec: &CommandSpec) -> Option<Frame> {
+    if !session.pubsub.restricts(session.protocol) || pubsub_context_allows(spec.name) {
+        return None;
+    }
+    Some(Frame::error(format!(
+        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are \
+         allowed in this context",
+        spec.name
+    )))
+}
+
+/// Runs `run` as the command `spec`, counting it for INFO.
+fn run_counted(
+    state: &NodeState,
+    spec: &'static CommandSpec,
+    run: impl FnOnce() -> Frame,
+) -> Frame {
     state
         .stats
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
-    session.info.lock().touch(spec.name);
-    let mut ctx = Ctx::new(state, true);
-    ctx.touch = touches_keys(spec);
     let started = std::time::Instant::now();
-    let reply = dispatch(&ctx, session, spec, args);
+    let reply = run();
     let failed = matches!(reply, Frame::Error(_));
     state.stats.commands.record(spec, started.elapsed(), failed);
     reply
@@ -350,6 +421,16 @@ fn pubsub_context_allows(name: &str) -> bool {
     )
 }
 
+/// Runs a command EXEC took from its queue: checked when queued, under the transaction's gate.
+pub(crate) fn execute_queued(
+    ctx: &Ctx<'_>,
+    session: &mut Session,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+) -> Frame {
+    run_counted(ctx.state, spec, || dispatch(ctx, session, spec, args))
+}
+
 /// Applies one command read back from the append-only file: no cluster checks, not logged again.
 /// Errs with Redis's error text when the command is not a valid write.
 pub fn replay(state: &NodeState, args: Vec<Bytes>) -> Result<(), String> {
@@ -375,23 +456,38 @@ pub fn cluster_recheck(state: &NodeState, args: &[Bytes]) -> Option<Frame> {
 /// The cluster rule for one command, as Redis's getNodeByQuery: keyless commands pass; all keys
 /// must share one slot (CROSSSLOT); the slot's serving master must exist (CLUSTERDOWN) and be this
 /// node (MOVED); and a node that lost the control plane refuses writes.
-fn cluster_check(state: &NodeState, spec: &CommandSpec, args: &[Bytes]) -> Result<(), Frame> {
-    let indexes = spec.key_indexes(args);
+fn cluster_check(
+    state: &NodeState,
+    spec: &CommandSpec,
+    args: &[Bytes],
+) -> Result<Option<u16>, Frame> {
+    let slot = key_slot(spec, args)?;
+    route(state, slot, spec.is_write())?;
+    Ok(slot)
+}
+
+/// The one slot of the keys of a command; CROSSSLOT when they span several.
+pub(crate) fn key_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, Frame> {
     let mut slot = None;
-    for index in indexes {
+    for index in spec.key_indexes(args) {
         let Some(key) = args.get(index) else { continue };
         let key_slot = key_hash_slot(key);
         match slot {
             None => slot = Some(key_slot),
-            Some(s) if s != key_slot => {
-                return Err(parse::err(
-                    "CROSSSLOT Keys in request don't hash to the same slot",
-                ));
-            }
+            Some(s) if s != key_slot => return Err(crossslot()),
             Some(_) => {}
         }
     }
-    let write = spec.is_write();
+    Ok(slot)
+}
+
+pub(crate) fn crossslot() -> Frame {
+    parse::err("CROSSSLOT Keys in request don't hash to the same slot")
+}
+
+/// The cluster rule for commands on `slot` (`None`: keyless): the slot's serving master must exist
+/// (CLUSTERDOWN) and be this node (MOVED); a node that lost the control plane refuses writes.
+pub(crate) fn route(state: &NodeState, slot: Option<u16>, write: bool) -> Result<(), Frame> {
     if let Some(slot) = slot {
         let access = if write { Access::Write } else { Access::Read };
         let snapshot = state.cluster.snapshot();
@@ -428,6 +524,11 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "auth" => connection::auth(ctx, session, args),
         "select" => connection::select(args),
         "client" => connection::client(ctx, session, args),
+        // transactions (EXEC is run by `execute`)
+        "multi" => transaction::multi(session),
+        "discard" => transaction::discard(ctx, session),
+        "watch" => transaction::watch(ctx, session, args),
+        "unwatch" => transaction::unwatch(ctx, session),
         // server
         "command" => server::command(args),
         "config" => config::config(ctx, args),

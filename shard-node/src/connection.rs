@@ -54,6 +54,7 @@ pub async fn handle(stream: TcpStream, state: Arc<NodeState>, shutdown: Cancella
         blocked.cancel(&state.keyspace);
     }
     state.pubsub.remove_client(&mut session.pubsub);
+    session.watched.unwatch_all(&state.keyspace);
 
     stats.clients.lock().remove(&id);
     stats.connected_clients.fetch_sub(1, Ordering::Relaxed);

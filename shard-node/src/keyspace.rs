@@ -442,6 +442,10 @@ pub struct Keyspace {
     counters: Counters,
     /// Clients blocked on keys (BLPOP, ...): told by `SlotGuard::insert` when a key gets a value.
     blocking: blocking::BlockingRegistry,
+    /// Keys clients WATCH, marked when a write changes them (see `transaction::watch`).
+    watches: crate::transaction::WatchRegistry,
+    /// The per-slot exclusion that keeps EXEC atomic (see `transaction::gate`).
+    gates: crate::transaction::SlotGates,
 }
 
 impl Default for Keyspace {
@@ -459,7 +463,19 @@ impl Keyspace {
             slots,
             counters: Counters::default(),
             blocking: blocking::BlockingRegistry::default(),
+            watches: crate::transaction::WatchRegistry::default(),
+            gates: crate::transaction::SlotGates::new(),
         }
+    }
+
+    /// The keys clients WATCH.
+    pub fn watches(&self) -> &crate::transaction::WatchRegistry {
+        &self.watches
+    }
+
+    /// The per-slot exclusion of transactions.
+    pub fn gates(&self) -> &crate::transaction::SlotGates {
+        &self.gates
     }
 
     /// Keys held, all slots (expired keys not yet reclaimed included, as Redis's DBSIZE).

@@ -21,6 +21,7 @@ pub mod node_id;
 pub mod pubsub;
 pub mod server;
 pub mod state;
+pub mod transaction;
 
 pub use config::Config;
 pub use node::run;

@@ -181,6 +181,7 @@ async fn active_expiry(state: Arc<NodeState>, shutdown: CancellationToken) {
         state
             .keyspace
             .active_expire_cycle(&mut cursor, now_ms(), CycleBudget::default(), |key| {
+                state.keyspace.watches().touch(key);
                 if let Some(aof) = aof {
                     aof.append(&[Bytes::from_static(b"DEL"), key.clone()]);
                 }

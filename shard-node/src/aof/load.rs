@@ -55,50 +55,97 @@ where
         file_len,
     };
     let mut summary = LoadSummary::default();
+    // A transaction read since its MULTI: its offset and its records with theirs, applied at EXEC.
+    let mut open_multi: Option<(u64, Vec<OffsetRecord>)> = None;
+    let mut apply_at = |offset: u64, args: Vec<Bytes>, summary: &mut LoadSummary| {
+        apply(args).map_err(|e| AofError::Replay {
+            path: path.to_path_buf(),
+            offset,
+            reason: e.to_string(),
+        })?;
+        summary.records += 1;
+        Ok::<(), AofError>(())
+    };
+    let corrupt = |offset: u64, reason: &'static str| AofError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
     loop {
         let start = reader.offset;
-        match reader.record() {
+        let cut_from = match reader.record() {
             Ok(Some(args)) => {
-                apply(args).map_err(|e| AofError::Replay {
-                    path: path.to_path_buf(),
-                    offset: start,
-                    reason: e.to_string(),
-                })?;
-                summary.records += 1;
+                if is_named(&args, b"multi") {
+                    if open_multi.is_some() {
+                        return Err(corrupt(start, "MULTI inside a transaction"));
+                    }
+                    open_multi = Some((start, Vec::new()));
+                } else if is_named(&args, b"exec") {
+                    let Some((_, records)) = open_multi.take() else {
+                        return Err(corrupt(start, "EXEC without MULTI"));
+                    };
+                    for (offset, args) in records {
+                        apply_at(offset, args, &mut summary)?;
+                    }
+                } else if let Some((_, records)) = open_multi.as_mut() {
+                    records.push((start, args));
+                } else {
+                    apply_at(start, args, &mut summary)?;
+                }
+                continue;
             }
-            Ok(None) => {
-                summary.end_offset = start;
-                return Ok(summary);
-            }
+            Ok(None) => match &open_multi {
+                None => {
+                    summary.end_offset = start;
+                    return Ok(summary);
+                }
+                Some((multi_start, _)) => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        valid_bytes = multi_start,
+                        "Revert incomplete MULTI/EXEC transaction in AOF file: the file ends \
+                         inside a transaction, which is dropped whole and cut off the file (as \
+                         Redis's aof-load-truncated yes)"
+                    );
+                    *multi_start
+                }
+            },
             Err(Bad::Truncated) => {
-                summary.end_offset = start;
-                summary.truncated_bytes = file_len - start;
+                // A transaction the torn record belongs to goes with it.
+                let cut_from = open_multi
+                    .as_ref()
+                    .map_or(start, |(multi_start, _)| *multi_start);
                 tracing::warn!(
                     path = %path.display(),
-                    valid_bytes = start,
-                    cut_bytes = summary.truncated_bytes,
+                    valid_bytes = cut_from,
+                    cut_bytes = file_len - cut_from,
                     "!!! Warning: short read while loading the AOF file !!! The last record was \
                      torn (a crash mid-write); it is dropped and the file truncated to the last \
                      whole record (as Redis's aof-load-truncated yes)"
                 );
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(io_error("open for truncation"))?;
-                file.set_len(start).map_err(io_error("truncate"))?;
-                file.sync_all().map_err(io_error("fsync"))?;
-                return Ok(summary);
+                cut_from
             }
-            Err(Bad::Format(reason)) => {
-                return Err(AofError::Corrupt {
-                    path: path.to_path_buf(),
-                    offset: start,
-                    reason,
-                })
-            }
+            Err(Bad::Format(reason)) => return Err(corrupt(start, reason)),
             Err(Bad::Io(e)) => return Err(io_error("read")(e)),
-        }
+        };
+        summary.end_offset = cut_from;
+        summary.truncated_bytes = file_len - cut_from;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_error("open for truncation"))?;
+        file.set_len(cut_from).map_err(io_error("truncate"))?;
+        file.sync_all().map_err(io_error("fsync"))?;
+        return Ok(summary);
     }
+}
+
+/// A record read and the offset it starts at.
+type OffsetRecord = (u64, Vec<Bytes>);
+
+/// Whether a record is the command `name` (lowercase), in any case.
+fn is_named(args: &[Bytes], name: &[u8]) -> bool {
+    args.len() == 1 && args[0].eq_ignore_ascii_case(name)
 }
 
 /// Why a record could not be read.

@@ -288,6 +288,8 @@ fn write_and_switch(aof: &Aof, keyspace: &Keyspace, temp_path: &PathBuf) -> Resu
     let mut snap = BytesMut::with_capacity(64 * 1024);
     for slot in 0..SLOT_COUNT {
         let before = {
+            // The gate first: a running transaction is snapshotted wholly or not at all.
+            let _gate = keyspace.gates().enter(slot);
             let guard = keyspace.lock(slot);
             let before = aof.mark_snapshotted(slot).ok_or_else(cancelled)?;
             for (key, entry) in guard.iter() {

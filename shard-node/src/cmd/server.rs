@@ -100,6 +100,7 @@ pub fn flush(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         return err(ERR_SYNTAX);
     }
     let mut guards = ctx.state.keyspace.lock_all();
+    ctx.state.keyspace.watches().touch_existing(&guards);
     if ctx.propagate {
         if let Some(aof) = &ctx.state.aof {
             aof.append(&[Bytes::from_static(b"FLUSHALL")]);
