@@ -16,6 +16,7 @@ pub mod error;
 pub mod keyspace;
 pub mod node;
 pub mod node_id;
+pub mod rdb;
 pub mod server;
 pub mod state;
 
