@@ -1,0 +1,918 @@
+//! DUMP and RESTORE against a real redis-server 7.0, both ways: every type and encoding Redis
+//! dumps is restored in Tessera and read back identically; every value Tessera dumps is restored
+//! by Redis (with sanitize-dump-payload yes, so Redis checks our listpacks in depth) and read back
+//! identically; and the errors, TTLs and options answer byte for byte as Redis answers them.
+
+mod data_support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context};
+use bytes::Bytes;
+use data_support::{RawClient, TestNode};
+use tessera_proto::resp::frame::{self, FrameLimits};
+use tessera_proto::resp::Frame;
+use tessera_shard_node::rdb::crc64::crc64;
+
+/// A redis-server of this test's own, with DEBUG enabled (for QUICKLIST-PACKED-THRESHOLD, which
+/// makes Redis write plain quicklist nodes) and deep payload sanitization on. Killed on drop.
+struct Redis {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_redis() -> anyhow::Result<Redis> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .args(["--daemonize", "no", "--loglevel", "warning"])
+        .args(["--enable-debug-command", "yes"])
+        .args(["--sanitize-dump-payload", "yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting redis-server (scripts/ensure-tools.sh installs it)")?;
+    let redis = Redis {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut client) = RawClient::connect(redis.addr).await {
+            if client.line("PING").await.is_ok_and(|r| r == "+PONG\r\n") {
+                return Ok(redis);
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("redis-server did not become ready on port {port}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The reply as a frame.
+fn parse(reply: &[u8]) -> anyhow::Result<Frame> {
+    match frame::parse(reply, &FrameLimits::default())? {
+        Some((frame, _)) => Ok(frame),
+        None => bail!("incomplete reply {:?}", String::from_utf8_lossy(reply)),
+    }
+}
+
+fn bulk(reply: &[u8]) -> anyhow::Result<Bytes> {
+    match parse(reply)? {
+        Frame::Bulk(b) => Ok(b),
+        other => bail!("expected a bulk reply, got {other:?}"),
+    }
+}
+
+fn elements(reply: &[u8]) -> anyhow::Result<Vec<Frame>> {
+    match parse(reply)? {
+        Frame::Array(items) => Ok(items),
+        other => bail!("expected an array reply, got {other:?}"),
+    }
+}
+
+/// Everything a client can read of `key`, in a form where unordered types are sorted: its type,
+/// then GET / HGETALL (pairs sorted) / LRANGE / SMEMBERS (sorted) / ZRANGE WITHSCORES.
+async fn read_back(client: &mut RawClient, key: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let kind = client.cmd(&[b"TYPE", key]).await?;
+    let mut out = vec![kind.to_vec()];
+    let items = |reply: &[u8]| -> anyhow::Result<Vec<Vec<u8>>> {
+        Ok(elements(reply)?
+            .into_iter()
+            .map(|f| f.to_bytes(tessera_proto::resp::Protocol::Resp2).to_vec())
+            .collect())
+    };
+    match &kind[..] {
+        b"+string\r\n" => out.push(client.cmd(&[b"GET", key]).await?.to_vec()),
+        b"+hash\r\n" => {
+            let flat = items(&client.cmd(&[b"HGETALL", key]).await?)?;
+            let mut pairs: Vec<Vec<u8>> = flat.chunks(2).map(|c| c.concat()).collect();
+            pairs.sort();
+            out.extend(pairs);
+        }
+        b"+list\r\n" => out.extend(items(&client.cmd(&[b"LRANGE", key, b"0", b"-1"]).await?)?),
+        b"+set\r\n" => {
+            let mut members = items(&client.cmd(&[b"SMEMBERS", key]).await?)?;
+            members.sort();
+            out.extend(members);
+        }
+        b"+zset\r\n" => out.extend(items(
+            &client
+                .cmd(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"])
+                .await?,
+        )?),
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// Runs `args` and fails unless the reply is `+OK` or an integer.
+async fn must(client: &mut RawClient, args: &[&[u8]]) -> anyhow::Result<()> {
+    let reply = client.cmd(args).await?;
+    ensure!(
+        reply.starts_with(b"+OK") || reply.starts_with(b":"),
+        "{:?} -> {:?}",
+        args.iter()
+            .map(|a| String::from_utf8_lossy(a))
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(&reply)
+    );
+    Ok(())
+}
+
+/// A command with a key and many generated arguments.
+async fn fill(
+    client: &mut RawClient,
+    command: &str,
+    key: &str,
+    items: impl IntoIterator<Item = Vec<u8>>,
+) -> anyhow::Result<()> {
+    let items: Vec<Vec<u8>> = items.into_iter().collect();
+    let mut args: Vec<&[u8]> = vec![command.as_bytes(), key.as_bytes()];
+    args.extend(items.iter().map(Vec::as_slice));
+    must(client, &args).await
+}
+
+fn texts(items: impl IntoIterator<Item = String>) -> Vec<Vec<u8>> {
+    items.into_iter().map(String::into_bytes).collect()
+}
+
+/// One key per encoding Redis 7.0 dumps, with the encoding OBJECT ENCODING reports and the RDB
+/// type byte (and for strings the encoding byte after it) its DUMP starts with.
+struct Case {
+    key: &'static str,
+    encoding: &'static str,
+    prefix: &'static [u8],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        key: "str:short",
+        encoding: "embstr",
+        prefix: &[0, 5],
+    },
+    Case {
+        key: "str:empty",
+        encoding: "embstr",
+        prefix: &[0, 0],
+    },
+    Case {
+        key: "str:int8",
+        encoding: "int",
+        prefix: &[0, 0xc0],
+    },
+    Case {
+        key: "str:int16",
+        encoding: "int",
+        prefix: &[0, 0xc1],
+    },
+    Case {
+        key: "str:int32",
+        encoding: "int",
+        prefix: &[0, 0xc2],
+    },
+    Case {
+        key: "str:int64",
+        encoding: "int",
+        prefix: &[0, 12],
+    },
+    Case {
+        key: "str:lzf",
+        encoding: "raw",
+        prefix: &[0, 0xc3],
+    },
+    Case {
+        key: "str:binary",
+        encoding: "raw",
+        prefix: &[0, 0x41],
+    },
+    Case {
+        key: "hash:listpack",
+        encoding: "listpack",
+        prefix: &[16],
+    },
+    Case {
+        key: "hash:big",
+        encoding: "hashtable",
+        prefix: &[4],
+    },
+    Case {
+        key: "hash:longvalue",
+        encoding: "hashtable",
+        prefix: &[4],
+    },
+    Case {
+        key: "list:small",
+        encoding: "quicklist",
+        prefix: &[18],
+    },
+    Case {
+        key: "list:big",
+        encoding: "quicklist",
+        prefix: &[18],
+    },
+    Case {
+        key: "list:compressed",
+        encoding: "quicklist",
+        prefix: &[18],
+    },
+    Case {
+        key: "list:plain",
+        encoding: "quicklist",
+        prefix: &[18],
+    },
+    Case {
+        key: "set:intset",
+        encoding: "intset",
+        prefix: &[11],
+    },
+    Case {
+        key: "set:intset64",
+        encoding: "intset",
+        prefix: &[11],
+    },
+    Case {
+        key: "set:strings",
+        encoding: "hashtable",
+        prefix: &[2],
+    },
+    Case {
+        key: "set:bigints",
+        encoding: "hashtable",
+        prefix: &[2],
+    },
+    Case {
+        key: "zset:listpack",
+        encoding: "listpack",
+        prefix: &[17],
+    },
+    Case {
+        key: "zset:big",
+        encoding: "skiplist",
+        prefix: &[5],
+    },
+    Case {
+        key: "zset:longmember",
+        encoding: "skiplist",
+        prefix: &[5],
+    },
+];
+
+/// Creates every key of `CASES` in `redis`.
+async fn populate(redis: &mut RawClient) -> anyhow::Result<()> {
+    must(redis, &[b"SET", b"str:short", b"hello"]).await?;
+    must(redis, &[b"SET", b"str:empty", b""]).await?;
+    must(redis, &[b"SET", b"str:int8", b"-100"]).await?;
+    must(redis, &[b"SET", b"str:int16", b"12345"]).await?;
+    must(redis, &[b"SET", b"str:int32", b"-2000000000"]).await?;
+    must(redis, &[b"SET", b"str:int64", b"123456789012"]).await?;
+    let compressible = "abcdefgh".repeat(500);
+    must(redis, &[b"SET", b"str:lzf", compressible.as_bytes()]).await?;
+    let binary: Vec<u8> = (0..=255u8).collect();
+    must(redis, &[b"SET", b"str:binary", &binary]).await?;
+
+    fill(
+        redis,
+        "HSET",
+        "hash:listpack",
+        texts((0..20).flat_map(|i| [format!("field{i}"), format!("{}", i * 1000 - 7)])),
+    )
+    .await?;
+    fill(
+        redis,
+        "HSET",
+        "hash:big",
+        texts((0..600).flat_map(|i| [format!("f{i}"), format!("value-{i}")])),
+    )
+    .await?;
+    fill(
+        redis,
+        "HSET",
+        "hash:longvalue",
+        texts(["a".into(), "x".repeat(100), "b".into(), "2".into()]),
+    )
+    .await?;
+
+    fill(
+        redis,
+        "RPUSH",
+        "list:small",
+        texts(["a", "b", "1", "-5", ""].map(String::from)),
+    )
+    .await?;
+    fill(
+        redis,
+        "RPUSH",
+        "list:big",
+        texts((0..5000i64).map(|i| match i % 3 {
+            0 => (i * 7919 - 1_000_000_000_000).to_string(),
+            1 => format!("element-{i}"),
+            _ => "z".repeat((i % 200) as usize),
+        })),
+    )
+    .await?;
+    must(redis, &[b"CONFIG", b"SET", b"list-compress-depth", b"1"]).await?;
+    fill(
+        redis,
+        "RPUSH",
+        "list:compressed",
+        texts((0..3000).map(|i| format!("compress me please {i}"))),
+    )
+    .await?;
+    must(redis, &[b"CONFIG", b"SET", b"list-compress-depth", b"0"]).await?;
+    must(redis, &[b"DEBUG", b"QUICKLIST-PACKED-THRESHOLD", b"100"]).await?;
+    fill(
+        redis,
+        "RPUSH",
+        "list:plain",
+        texts([
+            "small".into(),
+            "p".repeat(500),
+            "tiny".into(),
+            "q".repeat(300),
+        ]),
+    )
+    .await?;
+
+    fill(
+        redis,
+        "SADD",
+        "set:intset",
+        texts((-50..50).map(|i| i.to_string())),
+    )
+    .await?;
+    fill(
+        redis,
+        "SADD",
+        "set:intset64",
+        texts(["1".into(), i64::MAX.to_string(), i64::MIN.to_string()]),
+    )
+    .await?;
+    fill(
+        redis,
+        "SADD",
+        "set:strings",
+        texts((0..100).map(|i| format!("m{i}"))),
+    )
+    .await?;
+    fill(
+        redis,
+        "SADD",
+        "set:bigints",
+        texts((0..1000).map(|i| i.to_string())),
+    )
+    .await?;
+
+    fill(
+        redis,
+        "ZADD",
+        "zset:listpack",
+        texts(
+            [
+                ("1.5", "a"),
+                ("-2", "b"),
+                ("inf", "c"),
+                ("-inf", "d"),
+                ("3", "e"),
+                ("0.1", "f"),
+                ("1e200", "g"),
+                ("12345678901", "h"),
+            ]
+            .into_iter()
+            .flat_map(|(s, m)| [s.to_string(), m.to_string()]),
+        ),
+    )
+    .await?;
+    fill(
+        redis,
+        "ZADD",
+        "zset:big",
+        texts((0..300).flat_map(|i| [format!("{}", f64::from(i) / 7.0 - 3.0), format!("m{i}")])),
+    )
+    .await?;
+    fill(
+        redis,
+        "ZADD",
+        "zset:longmember",
+        texts(["1".into(), "m".repeat(100), "2".into(), "short".into()]),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The nodes of a quicklist-2 payload: (container, LZF-compressed) for each, so the test knows
+/// Redis really wrote plain and compressed nodes.
+fn quicklist_nodes(payload: &[u8]) -> Vec<(u8, bool)> {
+    fn len(p: &[u8], at: &mut usize) -> usize {
+        let first = p[*at];
+        *at += 1;
+        match first >> 6 {
+            0 => usize::from(first & 0x3f),
+            1 => {
+                *at += 1;
+                (usize::from(first & 0x3f) << 8) | usize::from(p[*at - 1])
+            }
+            _ => {
+                assert_eq!(first, 0x80, "length wider than this test reads");
+                *at += 4;
+                u32::from_be_bytes([p[*at - 4], p[*at - 3], p[*at - 2], p[*at - 1]]) as usize
+            }
+        }
+    }
+    let mut at = 1;
+    let count = len(payload, &mut at);
+    let mut nodes = Vec::new();
+    for _ in 0..count {
+        let container = len(payload, &mut at) as u8;
+        let compressed = payload[at] == 0xc3;
+        if compressed {
+            at += 1;
+            let compressed_len = len(payload, &mut at);
+            let _plain_len = len(payload, &mut at);
+            at += compressed_len;
+        } else {
+            let n = len(payload, &mut at);
+            at += n;
+        }
+        nodes.push((container, compressed));
+    }
+    nodes
+}
+
+/// Redis's DUMP of every encoding restores in Tessera to the same contents, and Tessera's DUMP
+/// of those contents restores in Redis (deep-sanitized) to the same contents again.
+#[tokio::test]
+async fn payloads_cross_both_ways() -> anyhow::Result<()> {
+    let server = start_redis().await?;
+    let mut redis = RawClient::connect(server.addr).await?;
+    let node = TestNode::start().await?;
+    let mut ours = node.client().await?;
+    populate(&mut redis).await?;
+
+    for case in CASES {
+        let key = case.key.as_bytes();
+        let encoding = redis.cmd(&[b"OBJECT", b"ENCODING", key]).await?;
+        assert_eq!(
+            bulk(&encoding)?,
+            case.encoding,
+            "{}: not the encoding this case covers",
+            case.key
+        );
+        let payload = bulk(&redis.cmd(&[b"DUMP", key]).await?)?;
+        assert!(
+            payload.starts_with(case.prefix),
+            "{}: payload starts {:?}",
+            case.key,
+            &payload[..payload.len().min(4)]
+        );
+        if case.key == "list:plain" {
+            let nodes = quicklist_nodes(&payload);
+            assert!(nodes.iter().any(|n| n.0 == 1), "no plain node: {nodes:?}");
+        }
+        if case.key == "list:compressed" {
+            assert!(
+                quicklist_nodes(&payload).contains(&(2, true)),
+                "no compressed node"
+            );
+        }
+        let reply = ours.cmd(&[b"RESTORE", key, b"0", &payload]).await?;
+        assert_eq!(&reply[..], b"+OK\r\n", "{}", case.key);
+        let want = read_back(&mut redis, key).await?;
+        assert_eq!(
+            read_back(&mut ours, key).await?,
+            want,
+            "{} Redis -> Tessera",
+            case.key
+        );
+
+        let back = bulk(&ours.cmd(&[b"DUMP", key]).await?)?;
+        let copy = format!("{}:back", case.key);
+        let reply = redis
+            .cmd(&[b"RESTORE", copy.as_bytes(), b"0", &back])
+            .await?;
+        assert_eq!(
+            &reply[..],
+            b"+OK\r\n",
+            "{}: Redis refused Tessera's payload",
+            case.key
+        );
+        let mut again = read_back(&mut redis, copy.as_bytes()).await?;
+        again[0] = want[0].clone();
+        assert_eq!(again, want, "{} Tessera -> Redis", case.key);
+    }
+    node.stop().await?;
+    Ok(())
+}
+
+/// `body` with a version-10 footer and its CRC-64, as a hand-made payload.
+fn payload(body: &[u8]) -> Vec<u8> {
+    payload_with_version(body, 10)
+}
+
+fn payload_with_version(body: &[u8], version: u16) -> Vec<u8> {
+    let mut out = body.to_vec();
+    out.extend_from_slice(&version.to_le_bytes());
+    let crc = crc64(0, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// An RDB length (rdbSaveLen).
+fn rdb_len(n: usize, out: &mut Vec<u8>) {
+    if n < 64 {
+        out.push(n as u8);
+    } else if n < 16384 {
+        out.extend_from_slice(&[0x40 | (n >> 8) as u8, n as u8]);
+    } else {
+        out.push(0x80);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+}
+
+fn rdb_string(s: &[u8], out: &mut Vec<u8>) {
+    rdb_len(s.len(), out);
+    out.extend_from_slice(s);
+}
+
+/// A ziplist (Redis up to 6.2) of `items`, each written in the encoding Redis would pick:
+/// immediates, 8/16/24/32/64-bit integers, 6/14/32-bit-length strings.
+fn ziplist(items: &[&[u8]]) -> Vec<u8> {
+    let mut entries = Vec::new();
+    let mut prev_len = 0usize;
+    for item in items {
+        let mut entry = Vec::new();
+        if prev_len < 254 {
+            entry.push(prev_len as u8);
+        } else {
+            entry.push(0xfe);
+            entry.extend_from_slice(&(prev_len as u32).to_le_bytes());
+        }
+        let int = std::str::from_utf8(item)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .filter(|n| n.to_string().as_bytes() == *item);
+        match int {
+            Some(n @ 0..=12) => entry.push(0xf1 + n as u8),
+            Some(n) if i8::try_from(n).is_ok() => entry.extend_from_slice(&[0xfe, n as u8]),
+            Some(n) if i16::try_from(n).is_ok() => {
+                entry.push(0xc0);
+                entry.extend_from_slice(&(n as i16).to_le_bytes());
+            }
+            Some(n) if (-(1 << 23)..(1 << 23)).contains(&n) => {
+                entry.push(0xf0);
+                entry.extend_from_slice(&(n as i32).to_le_bytes()[..3]);
+            }
+            Some(n) if i32::try_from(n).is_ok() => {
+                entry.push(0xd0);
+                entry.extend_from_slice(&(n as i32).to_le_bytes());
+            }
+            Some(n) => {
+                entry.push(0xe0);
+                entry.extend_from_slice(&n.to_le_bytes());
+            }
+            None if item.len() < 64 => {
+                entry.push(item.len() as u8);
+                entry.extend_from_slice(item);
+            }
+            None if item.len() < 16384 => {
+                entry.extend_from_slice(&[0x40 | (item.len() >> 8) as u8, item.len() as u8]);
+                entry.extend_from_slice(item);
+            }
+            None => {
+                entry.push(0x80);
+                entry.extend_from_slice(&(item.len() as u32).to_be_bytes());
+                entry.extend_from_slice(item);
+            }
+        }
+        prev_len = entry.len();
+        entries.push(entry);
+    }
+    let body: Vec<u8> = entries.concat();
+    let total = 10 + body.len() + 1;
+    let tail = 10 + body.len() - prev_len;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&(total as u32).to_le_bytes());
+    out.extend_from_slice(&(tail as u32).to_le_bytes());
+    out.extend_from_slice(&(items.len() as u16).to_le_bytes());
+    out.extend_from_slice(&body);
+    out.push(0xff);
+    out
+}
+
+/// A zipmap (Redis before 2.6) of `pairs`, with `free` spare bytes after each value.
+fn zipmap(pairs: &[(&[u8], &[u8])], free: u8) -> Vec<u8> {
+    let mut out = vec![pairs.len() as u8];
+    let len = |n: usize, out: &mut Vec<u8>| {
+        if n < 254 {
+            out.push(n as u8);
+        } else {
+            out.push(254);
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+        }
+    };
+    for (field, value) in pairs {
+        len(field.len(), &mut out);
+        out.extend_from_slice(field);
+        len(value.len(), &mut out);
+        out.push(free);
+        out.extend_from_slice(value);
+        out.extend(std::iter::repeat_n(0u8, usize::from(free)));
+    }
+    out.push(0xff);
+    out
+}
+
+/// Payloads in the encodings of older Redis versions (still read by 7.0) and forms 7.0 reads but
+/// does not write by default: both servers restore them to the same contents.
+fn legacy_payloads() -> Vec<(&'static str, Vec<u8>)> {
+    let mut cases = Vec::new();
+    let long = "L".repeat(300);
+    let huge = "H".repeat(20_000);
+    let items: Vec<&[u8]> = vec![
+        b"a",
+        b"0",
+        b"12",
+        b"13",
+        b"-1",
+        b"-128",
+        b"127",
+        b"300",
+        b"-32768",
+        b"40000",
+        b"-8388608",
+        b"8388607",
+        b"9000000",
+        b"2147483647",
+        b"-2147483648",
+        b"2147483648",
+        b"9223372036854775807",
+        b"-9223372036854775808",
+        b"007",
+        b"",
+        long.as_bytes(),
+        huge.as_bytes(),
+    ];
+
+    let mut body = vec![10u8]; // RDB_TYPE_LIST_ZIPLIST
+    rdb_string(&ziplist(&items), &mut body);
+    cases.push(("legacy:list-ziplist", body));
+
+    let mut body = vec![14u8]; // RDB_TYPE_LIST_QUICKLIST (ziplist nodes)
+    rdb_len(3, &mut body);
+    rdb_string(&ziplist(&items[..5]), &mut body);
+    rdb_string(&ziplist(&[]), &mut body);
+    rdb_string(&ziplist(&items[5..]), &mut body);
+    cases.push(("legacy:list-quicklist", body));
+
+    let mut body = vec![1u8]; // RDB_TYPE_LIST
+    rdb_len(items.len(), &mut body);
+    for item in &items {
+        rdb_string(item, &mut body);
+    }
+    cases.push(("legacy:list-linked", body));
+
+    let mut body = vec![13u8]; // RDB_TYPE_HASH_ZIPLIST
+    rdb_string(
+        &ziplist(&[b"f1", b"v1", b"f2", b"22", b"n", b"-7000000"]),
+        &mut body,
+    );
+    cases.push(("legacy:hash-ziplist", body));
+
+    let mut body = vec![9u8]; // RDB_TYPE_HASH_ZIPMAP
+    let pairs: Vec<(&[u8], &[u8])> = vec![(b"a", b"1"), (b"bb", long.as_bytes()), (b"c", b"1e3")];
+    rdb_string(&zipmap(&pairs, 2), &mut body);
+    cases.push(("legacy:hash-zipmap", body));
+
+    let mut body = vec![12u8]; // RDB_TYPE_ZSET_ZIPLIST
+    rdb_string(
+        // Sorted by score, as Redis writes (and trusts) it.
+        &ziplist(&[
+            b"c",
+            b"-inf",
+            b"a",
+            b"1",
+            b"b",
+            b"2.5",
+            b"d",
+            b"123456789012",
+        ]),
+        &mut body,
+    );
+    cases.push(("legacy:zset-ziplist", body));
+
+    let mut body = vec![3u8]; // RDB_TYPE_ZSET (scores as text)
+    rdb_len(4, &mut body);
+    for (member, score) in [(&b"a"[..], &b"1.5"[..]), (b"b", b"-3"), (b"c", b"1e3")] {
+        rdb_string(member, &mut body);
+        body.push(score.len() as u8);
+        body.extend_from_slice(score);
+    }
+    rdb_string(b"d", &mut body);
+    body.push(254); // +inf
+    cases.push(("legacy:zset-text", body));
+
+    let mut body = vec![11u8]; // RDB_TYPE_SET_INTSET, 32-bit elements
+    let mut intset = Vec::new();
+    intset.extend_from_slice(&4u32.to_le_bytes());
+    intset.extend_from_slice(&3u32.to_le_bytes());
+    for n in [-70000i32, 5, 1 << 30] {
+        intset.extend_from_slice(&n.to_le_bytes());
+    }
+    rdb_string(&intset, &mut body);
+    cases.push(("legacy:set-intset32", body));
+
+    cases
+}
+
+#[tokio::test]
+async fn older_encodings_restore_as_in_redis() -> anyhow::Result<()> {
+    let server = start_redis().await?;
+    let mut redis = RawClient::connect(server.addr).await?;
+    let node = TestNode::start().await?;
+    let mut ours = node.client().await?;
+    for (key, body) in legacy_payloads() {
+        let payload = payload(&body);
+        let want = redis
+            .cmd(&[b"RESTORE", key.as_bytes(), b"0", &payload])
+            .await?;
+        assert_eq!(
+            &want[..],
+            b"+OK\r\n",
+            "{key}: Redis refused the hand-made payload"
+        );
+        let got = ours
+            .cmd(&[b"RESTORE", key.as_bytes(), b"0", &payload])
+            .await?;
+        assert_eq!(got, want, "{key}");
+        assert_eq!(
+            read_back(&mut ours, key.as_bytes()).await?,
+            read_back(&mut redis, key.as_bytes()).await?,
+            "{key}"
+        );
+    }
+    node.stop().await?;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The same RESTORE commands, including every error, answer the same bytes; TTLs agree.
+#[tokio::test]
+async fn replies_and_ttls_match_redis() -> anyhow::Result<()> {
+    let server = start_redis().await?;
+    let mut redis = RawClient::connect(server.addr).await?;
+    let node = TestNode::start().await?;
+    let mut ours = node.client().await?;
+
+    must(&mut redis, &[b"SET", b"src", b"hello world"]).await?;
+    let p = bulk(&redis.cmd(&[b"DUMP", b"src"]).await?)?.to_vec();
+    let mut bad_crc = p.clone();
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 0x40;
+    let mut bad_body = p.clone();
+    bad_body[3] ^= 0x01;
+    let v11 = payload_with_version(&p[..p.len() - 10], 11);
+    let v9 = payload_with_version(&p[..p.len() - 10], 9);
+    let trailing = payload(&[&p[..p.len() - 10], b"junk"].concat());
+    let empty_set = payload(&[2, 0]);
+    let empty_hash_listpack = payload(&[16, 7, 7, 0, 0, 0, 0, 0, 0xff]);
+    let unknown_type = payload(&[200, 1, b'a']);
+    let stream = payload(&[15, 0]);
+    let mut dup_set = vec![2u8, 2];
+    rdb_string(b"x", &mut dup_set);
+    rdb_string(b"x", &mut dup_set);
+    let dup_set = payload(&dup_set);
+    let mut dup_hash = vec![4u8, 2];
+    for s in [b"f", b"1", b"f", b"2"] {
+        rdb_string(s, &mut dup_hash);
+    }
+    let dup_hash = payload(&dup_hash);
+    let mut nan_zset = vec![5u8, 1];
+    rdb_string(b"m", &mut nan_zset);
+    nan_zset.extend_from_slice(&f64::NAN.to_le_bytes());
+    let nan_zset = payload(&nan_zset);
+    let future = (now_ms() + 100_000_000).to_string();
+
+    let p = &p[..];
+    let script: Vec<Vec<&[u8]>> = vec![
+        vec![b"DUMP", b"nokey"],
+        vec![b"DUMP"],
+        vec![b"RESTORE", b"t", b"0"],
+        vec![b"RESTORE", b"t", b"0", p],
+        vec![b"RESTORE", b"t", b"0", p],
+        vec![b"RESTORE", b"t", b"-1", p],
+        vec![b"RESTORE", b"t", b"0", p, b"REPLACE"],
+        vec![b"GET", b"t"],
+        vec![b"RESTORE", b"u", b"-1", p],
+        vec![b"RESTORE", b"u", b"abc", p],
+        vec![b"RESTORE", b"u", b"1.5", p],
+        vec![b"RESTORE", b"u", b"0", &bad_crc],
+        vec![b"RESTORE", b"u", b"0", &bad_body],
+        vec![b"RESTORE", b"u", b"0", &v11],
+        vec![b"RESTORE", b"u", b"0", &p[..9]],
+        vec![b"RESTORE", b"u", b"0", b""],
+        vec![b"RESTORE", b"u", b"0", &p[..p.len() - 1]],
+        vec![b"RESTORE", b"u", b"0", &p[1..]],
+        vec![b"RESTORE", b"u", b"0", &v9],
+        vec![b"GET", b"u"],
+        vec![b"RESTORE", b"u2", b"0", &trailing],
+        vec![b"GET", b"u2"],
+        vec![b"RESTORE", b"e", b"0", &empty_set],
+        vec![b"RESTORE", b"e", b"0", &empty_hash_listpack],
+        vec![b"RESTORE", b"e", b"0", &unknown_type],
+        vec![b"RESTORE", b"e", b"0", &stream],
+        vec![b"RESTORE", b"e", b"0", &dup_set],
+        vec![b"RESTORE", b"e", b"0", &dup_hash],
+        vec![b"RESTORE", b"e", b"0", &nan_zset],
+        vec![b"EXISTS", b"e"],
+        vec![b"RESTORE", b"o", b"0", p, b"IDLETIME", b"-1"],
+        vec![b"RESTORE", b"o", b"0", p, b"IDLETIME", b"x"],
+        vec![b"RESTORE", b"o", b"0", p, b"FREQ", b"256"],
+        vec![b"RESTORE", b"o", b"0", p, b"FREQ", b"-1"],
+        vec![b"RESTORE", b"o", b"0", p, b"IDLETIME", b"10", b"FREQ", b"1"],
+        vec![b"RESTORE", b"o", b"0", p, b"FREQ", b"1", b"IDLETIME", b"10"],
+        vec![b"RESTORE", b"o", b"0", p, b"IDLETIME"],
+        vec![b"RESTORE", b"o", b"0", p, b"FOO"],
+        vec![
+            b"RESTORE",
+            b"o",
+            b"0",
+            p,
+            b"replace",
+            b"absttl",
+            b"idletime",
+            b"5",
+        ],
+        vec![b"RESTORE", b"o", b"0", p, b"REPLACE", b"FREQ", b"100"],
+        vec![b"RESTORE", b"t", b"-1", &bad_crc],
+        vec![b"RESTORE", b"t", b"abc", p, b"FOO"],
+        vec![b"RESTORE", b"x", future.as_bytes(), p, b"ABSTTL"],
+        vec![b"PEXPIRETIME", b"x"],
+        vec![b"RESTORE", b"x", b"1", p, b"REPLACE", b"ABSTTL"],
+        vec![b"EXISTS", b"x"],
+        vec![b"RESTORE", b"y", b"1", p, b"ABSTTL"],
+        vec![b"EXISTS", b"y"],
+        vec![b"RESTORE", b"y", b"0", p, b"ABSTTL"],
+        vec![b"PTTL", b"y"],
+        vec![b"RESTORE", b"y", b"9223372036854775807", p, b"REPLACE"],
+        vec![b"EXISTS", b"y"],
+        vec![b"RESTORE", b"y", b"9223372036854775807", p, b"ABSTTL"],
+        vec![b"PEXPIRETIME", b"y"],
+        vec![b"SET", b"w", b"v"],
+        vec![b"RESTORE", b"w", b"0", &empty_set, b"REPLACE"],
+        vec![b"GET", b"w"],
+    ];
+    let mut mismatches = Vec::new();
+    for args in &script {
+        let want = redis.cmd(args).await?;
+        let got = ours.cmd(args).await?;
+        if want != got {
+            mismatches.push(format!(
+                "{:?}\n   redis: {:?}\n    node: {:?}",
+                args.iter()
+                    .map(|a| String::from_utf8_lossy(&a[..a.len().min(24)]).into_owned())
+                    .collect::<Vec<_>>(),
+                String::from_utf8_lossy(&want),
+                String::from_utf8_lossy(&got)
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+
+    // A relative TTL: both near 5000 ms, within what the two round trips took.
+    for client in [&mut redis, &mut ours] {
+        assert_eq!(
+            &client.cmd(&[b"RESTORE", b"r", b"5000", p]).await?[..],
+            b"+OK\r\n"
+        );
+    }
+    let theirs = parse(&redis.cmd(&[b"PTTL", b"r"]).await?)?;
+    let mine = parse(&ours.cmd(&[b"PTTL", b"r"]).await?)?;
+    let (Frame::Integer(theirs), Frame::Integer(mine)) = (theirs, mine) else {
+        bail!("PTTL is an integer");
+    };
+    assert!((4000..=5000).contains(&theirs), "redis PTTL {theirs}");
+    assert!(
+        (theirs - mine).abs() < 1000,
+        "PTTL redis {theirs} node {mine}"
+    );
+    node.stop().await?;
+    Ok(())
+}
