@@ -697,3 +697,95 @@ async fn replies_and_ttls_match_redis() -> anyhow::Result<()> {
     node.stop().await?;
     Ok(())
 }
+
+/// RESTORE is logged so that replaying the append-only file rebuilds the same keys with the same
+/// absolute expiries: a restart keeps what was restored, and what a past ABSTTL deleted.
+#[tokio::test]
+async fn restored_keys_survive_a_restart() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
+    use tessera_shard_node::{cmd, server};
+
+    let dir = std::env::temp_dir().join(format!(
+        "tessera-dump-aof-{}-{}",
+        std::process::id(),
+        now_ms()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(aof::FILE_NAME);
+    let log = Arc::new(Aof::open(&path, FsyncPolicy::Always)?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let live = Arc::new(data_support::node_state(Some(log.clone()), addr.port())?);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let serving = tokio::spawn(server::serve(listener, live.clone(), shutdown.clone()));
+    let mut client = RawClient::connect(addr).await?;
+
+    must(&mut client, &[b"RPUSH", b"src:list", b"a", b"1", b"b"]).await?;
+    must(
+        &mut client,
+        &[b"ZADD", b"src:zset", b"1.5", b"m", b"-2", b"n"],
+    )
+    .await?;
+    must(&mut client, &[b"SET", b"src:str", b"text"]).await?;
+    let list = bulk(&client.cmd(&[b"DUMP", b"src:list"]).await?)?;
+    let zset = bulk(&client.cmd(&[b"DUMP", b"src:zset"]).await?)?;
+    let string = bulk(&client.cmd(&[b"DUMP", b"src:str"]).await?)?;
+    let at = (now_ms() + 3_600_000).to_string();
+    for args in [
+        vec![&b"RESTORE"[..], b"plain", b"0", &list],
+        vec![b"RESTORE", b"relative", b"100000", &zset],
+        vec![b"RESTORE", b"absolute", at.as_bytes(), &string, b"ABSTTL"],
+        vec![b"RESTORE", b"gone", b"0", &string],
+        vec![b"RESTORE", b"gone", b"1", &list, b"REPLACE", b"ABSTTL"],
+        vec![
+            b"RESTORE",
+            b"plain",
+            b"0",
+            &zset,
+            b"REPLACE",
+            b"IDLETIME",
+            b"5",
+        ],
+        vec![b"RESTORE", b"never", b"1", &list, b"ABSTTL"],
+    ] {
+        must(&mut client, &args).await?;
+    }
+    assert_eq!(client.line("EXISTS gone").await?, ":0\r\n");
+    shutdown.cancel();
+    serving.await?;
+    log.flush_and_sync().await?;
+
+    let replayed = data_support::node_state(None, addr.port())?;
+    aof::load(&path, |args| cmd::replay(&replayed, args))?;
+    let want = data_support::dump_keyspace(&live.keyspace);
+    assert_eq!(data_support::dump_keyspace(&replayed.keyspace), want);
+    for key in ["plain", "relative", "absolute"] {
+        assert!(want.contains_key(key.as_bytes()), "{key} restored");
+    }
+    assert!(!want.contains_key(b"gone".as_slice()) && !want.contains_key(b"never".as_slice()));
+    assert!(want[b"relative".as_slice()].expires_at_ms.is_some());
+    assert_eq!(
+        want[b"absolute".as_slice()].expires_at_ms,
+        Some(at.parse::<u64>()?)
+    );
+
+    // Replay never expires by its own clock: an absolute time long past still creates the key
+    // (the log holds the DEL when it went).
+    let args = |parts: &[&[u8]]| parts.iter().map(|p| Bytes::copy_from_slice(p)).collect();
+    cmd::replay(
+        &replayed,
+        args(&[b"RESTORE", b"old", b"1000", &string, b"REPLACE", b"ABSTTL"]),
+    )
+    .map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        replayed
+            .keyspace
+            .lock_key(b"old")
+            .get(b"old")
+            .map(|e| e.expires_at_ms),
+        Some(Some(1000))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
