@@ -231,6 +231,11 @@ const CASES: &[Case] = &[
         prefix: &[18],
     },
     Case {
+        key: "list:hugeitem",
+        encoding: "quicklist",
+        prefix: &[18],
+    },
+    Case {
         key: "list:plain",
         encoding: "quicklist",
         prefix: &[18],
@@ -334,6 +339,13 @@ async fn populate(redis: &mut RawClient) -> anyhow::Result<()> {
     )
     .await?;
     must(redis, &[b"CONFIG", b"SET", b"list-compress-depth", b"0"]).await?;
+    fill(
+        redis,
+        "RPUSH",
+        "list:hugeitem",
+        texts(["a".into(), "h".repeat(70_000), "b".into()]),
+    )
+    .await?;
     must(redis, &[b"DEBUG", b"QUICKLIST-PACKED-THRESHOLD", b"100"]).await?;
     fill(
         redis,
