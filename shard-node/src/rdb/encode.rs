@@ -1,11 +1,11 @@
 //! `Value` → RDB object, in encodings every Redis from 7.0 on reads: RDB_TYPE_STRING (integers
-//! that fit 32 bits integer-encoded, as Redis does), RDB_TYPE_LIST_QUICKLIST_2 with listpack nodes
+//! that fit 32 bits integer-encoded and strings over 20 bytes LZF-compressed, as Redis does), RDB_TYPE_LIST_QUICKLIST_2 with listpack nodes
 //! of about 8 KB (Redis 7.0's default list-max-listpack-size -2), RDB_TYPE_SET, RDB_TYPE_HASH and
 //! RDB_TYPE_ZSET_2 (binary scores, so they round-trip exactly). Redis converts the plain set,
 //! hash and sorted set forms to its compact encodings itself when the contents are small.
 
-use super::listpack;
 use super::types;
+use super::{listpack, lzf};
 use crate::cmd::parse::parse_i64;
 use crate::keyspace::Value;
 
@@ -19,6 +19,9 @@ const CONTAINER_PACKED: u64 = 2;
 const ENC_INT8: u8 = 0xc0;
 const ENC_INT16: u8 = 0xc1;
 const ENC_INT32: u8 = 0xc2;
+const ENC_LZF: u8 = 0xc3;
+/// Strings up to this long are never compressed (Redis's rdbSaveRawString).
+const COMPRESS_ABOVE: usize = 20;
 
 /// Appends the RDB type byte and the serialized `value` to `out`.
 pub fn object(value: &Value, out: &mut Vec<u8>) {
@@ -88,7 +91,7 @@ fn length(n: u64, out: &mut Vec<u8>) {
     }
 }
 
-/// rdbSaveRawString without compression, after rdbTryIntegerEncoding: a canonical integer of at
+/// rdbSaveRawString after rdbTryIntegerEncoding: a canonical integer of at
 /// most 11 characters that fits 32 bits takes 2 to 5 bytes.
 fn string(s: &[u8], out: &mut Vec<u8>) {
     if s.len() <= 11 {
@@ -113,7 +116,18 @@ fn string(s: &[u8], out: &mut Vec<u8>) {
     raw_string(s, out);
 }
 
+/// A string as bytes, LZF-compressed as Redis does when it is longer than 20 bytes and that saves
+/// at least 4 of them (rdbSaveLzfStringObject).
 fn raw_string(s: &[u8], out: &mut Vec<u8>) {
+    if s.len() > COMPRESS_ABOVE {
+        if let Some(packed) = lzf::compress(s, s.len() - 4) {
+            out.push(ENC_LZF);
+            length(packed.len() as u64, out);
+            length(s.len() as u64, out);
+            out.extend_from_slice(&packed);
+            return;
+        }
+    }
     length(s.len() as u64, out);
     out.extend_from_slice(s);
 }
