@@ -7,7 +7,7 @@
 //! zipmap) is walked in full, and any inconsistency is an error, never a panic.
 //!
 //! Files: `reader` (lengths, strings, doubles), `decode` (objects → `Value`), `encode` (`Value` →
-//! objects), `listpack`, `ziplist` (and zipmap), `intset`, `lzf` (decompression), `crc64`.
+//! objects), `listpack`, `ziplist` (and zipmap), `intset`, `lzf`, `crc64`.
 
 pub mod crc64;
 mod decode;

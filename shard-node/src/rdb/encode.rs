@@ -1,11 +1,11 @@
 //! `Value` → RDB object, in encodings every Redis from 7.0 on reads: RDB_TYPE_STRING (integers
-//! that fit 32 bits integer-encoded and strings over 20 bytes LZF-compressed, as Redis does), RDB_TYPE_LIST_QUICKLIST_2 with listpack nodes
-//! of about 8 KB (Redis 7.0's default list-max-listpack-size -2), RDB_TYPE_SET, RDB_TYPE_HASH and
-//! RDB_TYPE_ZSET_2 (binary scores, so they round-trip exactly). Redis converts the plain set,
+//! that fit 32 bits integer-encoded, strings over 20 bytes LZF-compressed, as Redis does),
+//! RDB_TYPE_LIST_QUICKLIST_2 with listpack nodes of about 8 KB (Redis 7.0's default
+//! list-max-listpack-size -2), RDB_TYPE_SET, RDB_TYPE_HASH and RDB_TYPE_ZSET_2 (binary scores, so
+//! they round-trip exactly). Redis converts the plain set,
 //! hash and sorted set forms to its compact encodings itself when the contents are small.
 
-use super::types;
-use super::{listpack, lzf};
+use super::{listpack, lzf, types};
 use crate::cmd::parse::parse_i64;
 use crate::keyspace::Value;
 
