@@ -644,6 +644,8 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "expiretime" => keys::expiretime(ctx, args, keys::ExpireUnit::Seconds),
         "pexpiretime" => keys::expiretime(ctx, args, keys::ExpireUnit::Millis),
         "object" => keys::object::object(ctx, args),
+        "dump" => keys::dump::dump(ctx, args),
+        "restore" | "restore-asking" => keys::dump::restore(ctx, args),
         // sorted sets
         "zadd" => zset::basic::zadd(ctx, args),
         "zincrby" => zset::basic::zincrby(ctx, args),
@@ -898,6 +900,9 @@ mod tests {
             ("expiretime", 2),
             ("pexpiretime", 2),
             ("object", 2),
+            ("dump", 2),
+            ("restore", 4),
+            ("restore-asking", 4),
             ("cluster", 2),
             ("client", 2),
             ("config", 2),

@@ -19,6 +19,7 @@ pub mod keyspace;
 pub mod node;
 pub mod node_id;
 pub mod pubsub;
+pub mod rdb;
 pub mod server;
 pub mod state;
 pub mod transaction;
