@@ -696,6 +696,18 @@ async fn replies_and_ttls_match_redis() -> anyhow::Result<()> {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 
+    // IDLETIME sets the LRU stamp (no LFU policy): both read it back within the second the two
+    // round trips may cross.
+    for client in [&mut redis, &mut ours] {
+        let restore: [&[u8]; 6] = [b"RESTORE", b"idle", b"0", p, b"IDLETIME", b"1000"];
+        assert_eq!(&client.cmd(&restore).await?[..], b"+OK\r\n");
+        let idle = parse(&client.cmd(&[b"OBJECT", b"IDLETIME", b"idle"]).await?)?;
+        let Frame::Integer(idle) = idle else {
+            bail!("OBJECT IDLETIME is an integer");
+        };
+        assert!((1000..=1001).contains(&idle), "OBJECT IDLETIME {idle}");
+    }
+
     // A relative TTL: both near 5000 ms, within what the two round trips took.
     for client in [&mut redis, &mut ours] {
         assert_eq!(

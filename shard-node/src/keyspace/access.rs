@@ -97,6 +97,27 @@ impl Access {
         }
     }
 
+    /// RESTORE's IDLETIME / FREQ, as Redis's objectSetLRUOrLFU: under an LFU policy a given
+    /// frequency becomes the counter (stamped now); otherwise a given idle time sets the LRU stamp
+    /// that many seconds back. The other option is ignored, as in Redis.
+    pub fn restore(
+        &self,
+        lfu: bool,
+        frequency: Option<u8>,
+        idle_seconds: Option<u64>,
+        now_ms: u64,
+    ) {
+        match (lfu, frequency, idle_seconds) {
+            (true, Some(counter), _) => self.0.set(lfu_word(minutes(now_ms), counter)),
+            (false, _, Some(idle)) => {
+                let idle = (idle % u64::from(LRU_CLOCK_MAX + 1)) as u32;
+                let stamp = lru_clock(now_ms).wrapping_sub(idle) & LRU_CLOCK_MAX;
+                self.0.set(stamp);
+            }
+            _ => {}
+        }
+    }
+
     /// An overwritten key's new value takes the old one's counter, as Redis's dbOverwrite does
     /// under an LFU policy; an LRU stamp is left as it is (the overwrite is an access anyway).
     pub fn inherit(&self, old: &Access) {

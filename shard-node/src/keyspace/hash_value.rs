@@ -1,6 +1,6 @@
 //! A hash's fields and values in one of Redis 7.0's two encodings.
 //!
-//! - `listpack` while the hash has at most 128 fields and no field or value longer than 64 bytes
+//! - `listpack` while the hash has at most 512 fields and no field or value longer than 64 bytes
 //!   (Redis's hash-max-listpack-entries / -value defaults): every pair packed into one exact-size
 //!   allocation, `[len][field][len][value]...` with one length byte each, in insertion order (as
 //!   Redis's listpack, so HGETALL of a small hash answers in Redis's order). Lookups are linear, as
@@ -12,8 +12,8 @@
 
 use super::scan_table::ScanTable;
 
-/// Redis 7.0's hash-max-listpack-entries.
-pub const MAX_PACKED_ENTRIES: usize = 128;
+/// Redis 7.0's hash-max-listpack-entries (512; sorted sets pack up to 128).
+pub const MAX_PACKED_ENTRIES: usize = 512;
 /// Redis 7.0's hash-max-listpack-value (and the most a packed length byte needs to hold).
 pub const MAX_PACKED_VALUE: usize = 64;
 

@@ -78,10 +78,6 @@ pub fn restore(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(options) => options,
         Err(reply) => return reply,
     };
-    // TODO(access metadata): IDLETIME and FREQ set a key's LRU / LFU clock in Redis; Tessera
-    // keeps no per-key access metadata yet, so they are validated and otherwise ignored.
-    let _ = (options.idle_seconds, options.frequency);
-
     let key = &args[1];
     let mut txn = ctx.lock(key);
     let existed = txn.live(key).is_some();
@@ -121,7 +117,15 @@ pub fn restore(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     }
     let expires_at = expires_at.map(|at| at.max(0) as u64);
     // A copy, so the stored key does not pin the connection's read buffer.
-    txn.insert(Bytes::copy_from_slice(key), Entry::new(value, expires_at));
+    let entry = Entry::new(value, expires_at);
+    // IDLETIME / FREQ set the new key's access metadata (validated to 0.. and 0..=255 above).
+    entry.access.restore(
+        ctx.state.config.policy().is_lfu(),
+        options.frequency.map(|f| f.clamp(0, 255) as u8),
+        options.idle_seconds.map(|i| i.max(0) as u64),
+        ctx.now_ms,
+    );
+    txn.insert(Bytes::copy_from_slice(key), entry);
     let mut logged = vec![
         Bytes::from_static(b"RESTORE"),
         key.clone(),
