@@ -52,8 +52,11 @@ if ((build)); then
 fi
 bin_dir=${CARGO_TARGET_DIR:-$repo/target}/release
 
+# The node secret: deploy/local.sh's processes and the one restarted under valgrind share it (a
+# node without it would refuse the proxy's AUTH).
+node_secret=callgrind-$RANDOM$RANDOM
 tessera_env=(
-  TESSERA_RUN_DIR="$out/tessera" TESSERA_PROXY_PORT="$proxy_port" TESSERA_NODE_PORTS="$node_ports"
+  TESSERA_NODE_SECRET="$node_secret" TESSERA_RUN_DIR="$out/tessera" TESSERA_PROXY_PORT="$proxy_port" TESSERA_NODE_PORTS="$node_ports"
   TESSERA_CP_PORT="$cp_port" TESSERA_PROFILE=release TESSERA_SKIP_BUILD=1 TESSERA_APPENDONLY=no
   RUST_LOG=warn
 )
@@ -83,19 +86,19 @@ env "${tessera_env[@]}" "$repo/deploy/local.sh" up >"$out/tessera-up.log" 2>&1 |
 vg=(valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.%p.out")
 if [[ $target == proxy ]]; then
   env "${tessera_env[@]}" "$repo/deploy/local.sh" stop proxy >>"$out/tessera-up.log" 2>&1
-  RUST_LOG=warn "${vg[@]}" "$bin_dir/proxy" --port "$proxy_port" --bind 127.0.0.1 \
+  TESSERA_NODE_SECRET=$node_secret RUST_LOG=warn "${vg[@]}" "$bin_dir/proxy" --port "$proxy_port" --bind 127.0.0.1 \
     --control-plane "http://127.0.0.1:$cp_port" >"$out/valgrind.log" 2>&1 &
   vg_pid=$!
 else
   env "${tessera_env[@]}" "$repo/deploy/local.sh" stop node1 >>"$out/tessera-up.log" 2>&1
-  RUST_LOG=warn "${vg[@]}" "$bin_dir/shard-node" --port "$node1_port" --bind 127.0.0.1 \
+  TESSERA_NODE_SECRET=$node_secret RUST_LOG=warn "${vg[@]}" "$bin_dir/shard-node" --port "$node1_port" --bind 127.0.0.1 \
     --control-plane "http://127.0.0.1:$cp_port" --data-dir "$out/tessera/node1" --appendonly no \
     >"$out/valgrind.log" 2>&1 &
   vg_pid=$!
 fi
 deadline=$((SECONDS + 120))
 until redis-cli -p "$proxy_port" set bench:ready 1 2>/dev/null | grep -q OK \
-  && redis-cli -p "$node1_port" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; do
+  && REDISCLI_AUTH=$node_secret redis-cli -p "$node1_port" cluster info 2>/dev/null | grep -q '^cluster_state:ok'; do
   ((SECONDS < deadline)) || die "the $target under valgrind did not come up (see $out/valgrind.log)"
   sleep 0.2
 done

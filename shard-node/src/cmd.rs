@@ -27,6 +27,7 @@ pub mod zset;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -317,7 +318,9 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         transaction::refuse_queueing(session);
         return parse::err("NOAUTH Authentication required.");
     }
-    session.info.lock().touch(spec.name);
+    // One clock reading serves CLIENT LIST's idle time and the lease the cluster rule checks.
+    let now = Instant::now();
+    session.info.lock().touch(spec.name, now);
     if spec.name == "exec" {
         if let Some(reply) = pubsub_refusal(session, spec) {
             state.stats.commands.reject(spec);
@@ -325,7 +328,7 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         }
         return run_counted(state, spec, || transaction::exec(state, session));
     }
-    let slot = match cluster_check(state, spec, args) {
+    let slot = match cluster_check(state, spec, args, now) {
         Ok(slot) => slot,
         Err(reply) => {
             state.stats.commands.reject(spec);
@@ -353,15 +356,23 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
     // No transaction runs on the slot while the command does (see `transaction::gate`).
     let gates = state.keyspace.gates();
     let _gate = match slot {
-        Some(slot) => vec![gates.enter(slot)],
-        None if spec.is_write() => gates.enter_all(),
-        None => Vec::new(),
+        Some(slot) => Gate::Slot(gates.enter(slot)),
+        None if spec.is_write() => Gate::All(gates.enter_all()),
+        None => Gate::None,
     };
     run_counted(state, spec, || {
         let mut ctx = Ctx::new(state, true);
         ctx.touch = touches_keys(spec);
         dispatch(&ctx, session, spec, args)
     })
+}
+
+/// The transaction gates a command holds while it runs: its slot's alone for a keyed command
+/// (no allocation on the common path), every slot's for a keyless write.
+enum Gate<'a> {
+    Slot(#[allow(dead_code)] parking_lot::RwLockReadGuard<'a, ()>),
+    All(#[allow(dead_code)] Vec<parking_lot::RwLockReadGuard<'a, ()>>),
+    None,
 }
 
 /// The error a RESP2 client in subscribed mode gets for a command it may not run there.
@@ -393,12 +404,23 @@ fn run_counted(
     reply
 }
 
+/// The container of a subcommand entry (`config` for `config|get`), else the entry's own name.
+/// A byte search: `str::split` with a char pattern costs ~100 instructions more, and this runs
+/// for every command.
+pub(crate) fn container_name(spec: &CommandSpec) -> &'static str {
+    let name = spec.name;
+    match name.bytes().position(|b| b == b'|') {
+        Some(bar) => name.get(..bar).unwrap_or(name),
+        None => name,
+    }
+}
+
 /// evict: whether `spec` updates the access metadata of the keys it looks up. Redis 7.0 looks
 /// keys up with LOOKUP_NOTOUCH in TYPE, EXISTS, the TTL and EXPIRETIME families, OBJECT and
 /// MEMORY USAGE (checked against redis-server: OBJECT FREQ stays at 5 after each of them, and
 /// goes to 6 after EXPIRE, PERSIST, TOUCH or a read).
 fn touches_keys(spec: &CommandSpec) -> bool {
-    let name = spec.name.split('|').next().unwrap_or(spec.name);
+    let name = container_name(spec);
     !matches!(
         name,
         "type" | "exists" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "object" | "memory"
@@ -450,7 +472,7 @@ pub fn replay(state: &NodeState, args: Vec<Bytes>) -> Result<(), String> {
 /// answers MOVED / CLUSTERDOWN instead of waiting on.
 pub fn cluster_recheck(state: &NodeState, args: &[Bytes]) -> Option<Frame> {
     let spec = command::resolve(args).ok()?;
-    cluster_check(state, spec, args).err()
+    cluster_check(state, spec, args, Instant::now()).err()
 }
 
 /// The cluster rule for one command, as Redis's getNodeByQuery: keyless commands pass; all keys
@@ -460,14 +482,18 @@ fn cluster_check(
     state: &NodeState,
     spec: &CommandSpec,
     args: &[Bytes],
+    now: Instant,
 ) -> Result<Option<u16>, Frame> {
     let slot = key_slot(spec, args)?;
-    route(state, slot, spec.is_write())?;
+    route_at(state, slot, spec.is_write(), now)?;
     Ok(slot)
 }
 
 /// The one slot of the keys of a command; CROSSSLOT when they span several.
 pub(crate) fn key_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, Frame> {
+    if let Some(index) = spec.single_key_index(args.len()) {
+        return Ok(args.get(index).map(|key| key_hash_slot(key)));
+    }
     let mut slot = None;
     for index in spec.key_indexes(args) {
         let Some(key) = args.get(index) else { continue };
@@ -488,9 +514,14 @@ pub(crate) fn crossslot() -> Frame {
 /// The cluster rule for commands on `slot` (`None`: keyless): the slot's serving master must exist
 /// (CLUSTERDOWN) and be this node (MOVED); a node that lost the control plane refuses writes.
 pub(crate) fn route(state: &NodeState, slot: Option<u16>, write: bool) -> Result<(), Frame> {
+    route_at(state, slot, write, Instant::now())
+}
+
+/// `route` with the lease checked at `now`.
+fn route_at(state: &NodeState, slot: Option<u16>, write: bool, now: Instant) -> Result<(), Frame> {
     if let Some(slot) = slot {
         let access = if write { Access::Write } else { Access::Read };
-        let snapshot = state.cluster.snapshot();
+        let snapshot = state.cluster.current();
         match snapshot.topology.route_with(&snapshot.health, slot, access) {
             Err(down) => return Err(parse::err(down.message())),
             Ok(owner) if &owner.id != state.cluster.myself() => {
@@ -502,7 +533,7 @@ pub(crate) fn route(state: &NodeState, slot: Option<u16>, write: bool) -> Result
             Ok(_) => {}
         }
     }
-    if write && !state.cluster.writes_allowed() {
+    if write && !state.cluster.writes_allowed_at(now) {
         return Err(parse::err(
             "CLUSTERDOWN The cluster is down and only accepts read commands",
         ));
@@ -513,7 +544,7 @@ pub(crate) fn route(state: &NodeState, slot: Option<u16>, write: bool) -> Result
 /// Runs the command `spec` names; arity and cluster rule already checked.
 fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[Bytes]) -> Frame {
     // A subcommand's entry is named `container|sub`; the container's handler takes it from there.
-    let name = spec.name.split('|').next().unwrap_or(spec.name);
+    let name = container_name(spec);
     match name {
         // connection
         "ping" if session.pubsub.restricts(session.protocol) => pubsub::subscribed_ping(args),

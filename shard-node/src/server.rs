@@ -112,10 +112,10 @@ impl ClientInfo {
         }
     }
 
-    /// Records a command run.
-    pub fn touch(&mut self, command: &'static str) {
+    /// Records a command run at `now` (the clock reading the command's cluster rule uses too).
+    pub fn touch(&mut self, command: &'static str, now: Instant) {
         self.last_cmd = command;
-        self.last_active = Instant::now();
+        self.last_active = now;
     }
 
     /// One CLIENT LIST line, fields as Redis 7.2 prints them (buffer sizes we do not track are 0).
