@@ -29,6 +29,8 @@ impl SecondProxy {
                 "--control-plane",
                 &format!("http://127.0.0.1:{}", cluster.cp_port),
             ])
+            // The cluster's nodes refuse backend connections without their secret.
+            .env("TESSERA_NODE_SECRET", &cluster.node_secret)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -103,7 +105,7 @@ fn pubsub_across_proxies_and_nodes() {
 
     // Published straight on each shard node: every node forwards to the others.
     for (i, &port) in cluster.node_ports.iter().enumerate() {
-        let mut node = RespClient::connect(port).expect("connect to a node");
+        let mut node = cluster.node_client(port);
         let body = format!("from-node-{i}");
         node.call_str(&["PUBLISH", "sport.tennis", &body]);
         assert_eq!(
@@ -140,7 +142,7 @@ fn pubsub_across_proxies_and_nodes() {
     let slot = tessera_proto::slot::key_hash_slot(b"orders");
     let mut moved = 0;
     for &port in &cluster.node_ports {
-        let mut node = RespClient::connect(port).expect("connect to a node");
+        let mut node = cluster.node_client(port);
         let reply = node.call_str(&["SPUBLISH", "orders", "direct"]);
         if reply.starts_with(&format!("-MOVED {slot} 127.0.0.1:")) {
             moved += 1;
