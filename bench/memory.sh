@@ -81,19 +81,19 @@ node_port() { echo $((base + 2 + $1)); }
 node_pid() { cat "$run/tessera/node$1.pid"; }
 keys=$((strings + hashes))
 
-# RSS once it has stopped moving (two equal readings a second apart, at most 60 s): a Tessera
-# node may still be rewriting its append-only file right after the load, and that rewrite's
-# buffers are not the keys' memory.
+# RSS once it has stopped moving (two readings a second apart within 1 MB, at most 20 s): a
+# Tessera node may still be rewriting its append-only file right after the load, and that
+# rewrite's buffers are not the keys' memory.
 settled_rss_kb() {
   local last now
   last=$(rss_kb "$1")
-  for _ in $(seq 60); do
+  for _ in $(seq 20); do
     sleep 1
     now=$(rss_kb "$1")
-    [[ $now == "$last" ]] && break
+    (( now - last < 1024 && last - now < 1024 )) && break
     last=$now
   done
-  echo "$last"
+  echo "$now"
 }
 
 report() { # name keys rss_growth_kb seconds
