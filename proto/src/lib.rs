@@ -3,6 +3,7 @@
 //! Redis renderings (`topology`).
 
 pub mod command;
+pub mod glob;
 pub mod pb;
 pub mod resp;
 pub mod slot;

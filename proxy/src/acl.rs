@@ -6,7 +6,7 @@
 //! (`Session::open`) and the ACL version it checked against; only a session that is not open, or
 //! that sees a newer version, goes through `gate` (NOAUTH, NOPERM, then the normal path).
 
-mod glob;
+use tessera_proto::glob;
 mod index;
 mod user;
 

@@ -85,29 +85,3 @@ fn verbatim(session: &Session, text: String) -> Reply {
     };
     Reply::ready(frame.to_bytes(session.protocol))
 }
-
-/// Redis's glob matching (`*`, `?`, `[...]` without escapes), case-insensitive as CONFIG GET is.
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|i| glob_match(rest, &text[i..])),
-        Some((b'?', rest)) => !text.is_empty() && glob_match(rest, &text[1..]),
-        Some((c, rest)) => {
-            !text.is_empty() && c.eq_ignore_ascii_case(&text[0]) && glob_match(rest, &text[1..])
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match(b"save", b"save"));
-        assert!(glob_match(b"SA*", b"save"));
-        assert!(glob_match(b"*", b"appendonly"));
-        assert!(glob_match(b"app?ndonly", b"appendonly"));
-        assert!(!glob_match(b"save", b"saves"));
-    }
-}

@@ -26,7 +26,7 @@
 pub mod access;
 pub mod blocking;
 pub mod expire;
-pub mod glob;
+pub use tessera_proto::glob;
 pub mod hash_value;
 pub mod scan_table;
 pub mod size;

@@ -4,7 +4,9 @@
 use bytes::Bytes;
 use tessera_proto::resp::Frame;
 
-use super::{frame, glob_match, ok};
+use tessera_proto::glob;
+
+use super::{frame, ok};
 use crate::client::{Reply, Session};
 use crate::shared::Shared;
 
@@ -34,9 +36,11 @@ pub fn handle(shared: &Shared, session: &Session, args: &[Bytes]) -> Option<Repl
                 .iter()
                 .map(|(name, value)| (*name, value.to_string()))
                 .chain(configured);
+            // Parameter names are lowercase; CONFIG GET matches patterns case-insensitively.
+            let patterns: Vec<Vec<u8>> = args[2..].iter().map(|p| p.to_ascii_lowercase()).collect();
             let mut pairs = Vec::new();
             for (name, value) in all {
-                if args[2..].iter().any(|p| glob_match(p, name.as_bytes())) {
+                if patterns.iter().any(|p| glob::matches(p, name.as_bytes())) {
                     pairs.push((
                         Frame::Bulk(Bytes::from_static(name.as_bytes())),
                         Frame::Bulk(Bytes::from(value)),

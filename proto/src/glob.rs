@@ -1,5 +1,6 @@
-//! Glob-style matching for KEYS and SCAN MATCH, a port of Redis's `stringmatchlen` (util.c) so the
-//! same patterns match the same keys: `*`, `?`, `[abc]`, `[^abc]`, `[a-z]` and `\` escapes.
+//! Glob-style matching, a port of Redis's `stringmatchlen` (util.c) so the same patterns match the
+//! same strings: KEYS and SCAN MATCH on the shard node, PSUBSCRIBE and PUBSUB patterns, the proxy's
+//! ACL key and channel patterns. Supports `*`, `?`, `[abc]`, `[^abc]`, `[a-z]` and `\` escapes.
 
 /// Whether `string` matches `pattern`, case-sensitively, as Redis's `stringmatchlen(.., 0)`.
 pub fn matches(pattern: &[u8], string: &[u8]) -> bool {
