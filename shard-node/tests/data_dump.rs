@@ -6,12 +6,11 @@
 mod data_support;
 mod rdb_support;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{bail, ensure};
 use bytes::Bytes;
+use data_support::oracle::{start_redis_with, Redis};
 use data_support::{RawClient, TestNode};
 use rdb_support::{legacy_payloads, payload, payload_with_version, rdb_string};
 use tessera_proto::resp::frame::{self, FrameLimits};
@@ -19,48 +18,14 @@ use tessera_proto::resp::Frame;
 
 /// A redis-server of this test's own, with DEBUG enabled (for QUICKLIST-PACKED-THRESHOLD, which
 /// makes Redis write plain quicklist nodes) and deep payload sanitization on. Killed on drop.
-struct Redis {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn start_redis() -> anyhow::Result<Redis> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .args(["--daemonize", "no", "--loglevel", "warning"])
-        .args(["--enable-debug-command", "yes"])
-        .args(["--sanitize-dump-payload", "yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting redis-server (scripts/ensure-tools.sh installs it)")?;
-    let redis = Redis {
-        child,
-        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(mut client) = RawClient::connect(redis.addr).await {
-            if client.line("PING").await.is_ok_and(|r| r == "+PONG\r\n") {
-                return Ok(redis);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("redis-server did not become ready on port {port}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    start_redis_with(&[
+        "--enable-debug-command",
+        "yes",
+        "--sanitize-dump-payload",
+        "yes",
+    ])
+    .await
 }
 
 /// The reply as a frame.

@@ -25,6 +25,11 @@ impl Drop for Redis {
 
 /// Starts a plain redis-server with no persistence and waits until it answers PING.
 pub async fn start_redis() -> anyhow::Result<Redis> {
+    start_redis_with(&[]).await
+}
+
+/// `start_redis` with `extra` command-line settings (`["--name", "value", ...]`).
+pub async fn start_redis_with(extra: &[&str]) -> anyhow::Result<Redis> {
     // A free port: bind, read it, release it; the race with other processes is harmless here.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -33,6 +38,7 @@ pub async fn start_redis() -> anyhow::Result<Redis> {
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .args(["--daemonize", "no", "--loglevel", "warning"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
