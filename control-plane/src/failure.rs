@@ -8,7 +8,7 @@
 //!   observer; each OTHER voting master that is itself healthy and whose latest report (received
 //!   within 2 x node-timeout) calls the node unreachable adds one. Needed: `voters / 2 + 1`, where
 //!   voters are the masters owning slots (before creation: every registered master), at least 1;
-//! - flags are only cleared by the node itself (a heartbeat or a registration), never here: a node
+//! - flags are only cleared by the node itself (a heartbeat), never here: a node
 //!   that was FAIL when the control plane restarted stays FAIL until it speaks.
 
 use tessera_proto::topology::NodeId;

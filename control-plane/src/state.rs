@@ -108,21 +108,21 @@ impl ClusterState {
     }
 
     /// A node announces itself: a new id joins as a master without slots; a known id keeps its
-    /// slots and takes the (possibly new) address. Counts as a heartbeat, so it clears PFAIL/FAIL.
+    /// slots and takes the (possibly new) address.
+    ///
+    /// Registration keeps a PFAIL/FAIL flag: only the node's first heartbeat clears it. The node
+    /// learns its slots from this call's answer and heartbeats only after taking it, so clients
+    /// routed to it by the healed topology never reach a node that does not know it serves them
+    /// yet (it would answer `CLUSTERDOWN Hash slot not served`).
     pub fn register(&mut self, reg: Registration, now_ms: u64) -> Changed {
         match self.index_of(&reg.id) {
             Some(i) => {
                 let node = &mut self.nodes[i];
-                let changed = node.host != reg.host
-                    || node.port != reg.port
-                    || node.bus_port != reg.bus_port
-                    || node.pfail
-                    || node.fail;
+                let changed =
+                    node.host != reg.host || node.port != reg.port || node.bus_port != reg.bus_port;
                 node.host = reg.host;
                 node.port = reg.port;
                 node.bus_port = reg.bus_port;
-                node.pfail = false;
-                node.fail = false;
                 node.last_heartbeat_ms = now_ms;
                 changed && self.bump()
             }
@@ -609,8 +609,14 @@ mod tests {
         assert!(state.detect_failures(5_000), "everybody silent");
         assert!(state.nodes().iter().all(|n| n.pfail));
         let before = state.version();
-        assert!(state.heartbeat(beat(1), 5_001).expect("beat"));
-        assert!(!state.nodes()[0].pfail);
+        assert!(
+            !state.register(reg(1, 7000), 5_001),
+            "a registration keeps the flags"
+        );
+        assert!(state.nodes()[0].pfail);
+        assert_eq!(state.version(), before);
+        assert!(state.heartbeat(beat(1), 5_002).expect("beat"));
+        assert!(!state.nodes()[0].pfail && !state.nodes()[0].fail);
         assert_eq!(state.version(), before + 1);
     }
 

@@ -44,7 +44,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(topology: Topology) -> Snapshot {
+    /// The node's own reading of `topology`: it never sees itself as PFAIL/FAIL, as a Redis node
+    /// never flags `myself` (it is running, so it is not failed). The control plane clears the
+    /// flag only at this node's first heartbeat; until then the topology it registered with still
+    /// carries it, and the node must serve its slots already when clients are routed to it.
+    fn new(mut topology: Topology, myself: &NodeId) -> Snapshot {
+        if let Some(me) = topology.nodes.iter_mut().find(|n| &n.id == myself) {
+            me.pfail = false;
+            me.fail = false;
+        }
         let health = topology.health();
         Snapshot {
             topology: Arc::new(topology),
@@ -81,8 +89,8 @@ impl ClusterView {
 
     fn with_lease(myself: NodeId, topology: Topology, lease: Lease) -> ClusterView {
         ClusterView {
+            topology: ArcSwap::from_pointee(Snapshot::new(topology, &myself)),
             myself,
-            topology: ArcSwap::from_pointee(Snapshot::new(topology)),
             offer_lock: Mutex::new(()),
             lease,
             peers: PeerTable::default(),
@@ -105,7 +113,8 @@ impl ClusterView {
             created = topology.created,
             "new topology"
         );
-        self.topology.store(Arc::new(Snapshot::new(topology)));
+        self.topology
+            .store(Arc::new(Snapshot::new(topology, &self.myself)));
         true
     }
 
@@ -285,6 +294,53 @@ mod tests {
         assert_eq!(view.topology().version, 3);
         assert!(view.offer_topology(version(4)));
         assert_eq!(view.topology().version, 4);
+    }
+
+    #[test]
+    fn a_node_never_sees_itself_failed() {
+        use tessera_proto::topology::{Access, Node, Role};
+        let node = |n: u8, fail: bool| Node {
+            id: id(n),
+            host: "127.0.0.1".into(),
+            port: 7000 + u16::from(n),
+            bus_port: 17000 + u16::from(n),
+            role: Role::Master,
+            master_id: None,
+            config_epoch: u64::from(n),
+            pfail: fail,
+            fail,
+            last_heartbeat_ms: 0,
+            ping_sent_ms: 0,
+            key_count: 0,
+        };
+        let mut topology = version(1);
+        topology.created = true;
+        topology.nodes = vec![node(1, true), node(2, true)];
+        for (slot, owner) in topology.slots.iter_mut().enumerate() {
+            *owner = Some(u16::from(slot >= 8192));
+        }
+        let view = ClusterView::new(id(1));
+        assert!(view.offer_topology(topology));
+        let snapshot = view.snapshot();
+        let me = snapshot.topology.node(&id(1)).expect("myself");
+        assert!(!me.pfail && !me.fail);
+        assert!(snapshot.topology.node(&id(2)).expect("peer").fail);
+        assert!(
+            !snapshot.health.ok,
+            "the failed peer still downs the cluster"
+        );
+
+        let mut healed = snapshot.topology.as_ref().clone();
+        healed.version = 2;
+        healed.nodes[1].fail = false;
+        healed.nodes[1].pfail = false;
+        assert!(view.offer_topology(healed));
+        let snapshot = view.snapshot();
+        assert!(snapshot.health.ok);
+        let owner = snapshot
+            .topology
+            .route_with(&snapshot.health, 0, Access::Write);
+        assert_eq!(owner.map(|n| n.id.clone()), Ok(id(1)));
     }
 
     #[test]
