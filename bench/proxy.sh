@@ -100,7 +100,10 @@ done
 
 # --- process bookkeeping ------------------------------------------------------------------------
 pids=()
+# No node secret: redis-benchmark --cluster and the readiness checks talk to the nodes directly.
+# The secret costs one AUTH per backend connection and one flag test per command, nothing per byte.
 tessera_env=(
+  TESSERA_NODE_SECRET=
   TESSERA_RUN_DIR="$out/tessera"
   TESSERA_PROXY_PORT="$tessera_proxy_port"
   TESSERA_NODE_PORTS="${tessera_node_ports[*]}"

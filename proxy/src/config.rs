@@ -84,7 +84,7 @@ pub struct Config {
     #[arg(long, env = "TESSERA_ACLFILE")]
     pub aclfile: Option<PathBuf>,
     /// The cluster's node secret: the proxy sends `AUTH <secret>` on every backend connection
-    /// (shard nodes started with the same --node-secret refuse clients that do not).
+    /// (shard nodes started with the same --node-secret refuse clients that do not). Empty: none.
     #[arg(long, env = "TESSERA_NODE_SECRET", hide_env_values = true)]
     pub node_secret: Option<String>,
     /// Most clients connected at once; one more gets `-ERR max number of clients reached`.

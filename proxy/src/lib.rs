@@ -63,7 +63,12 @@ pub async fn run(
     let registry = Arc::new(Registry::new(BackendSettings {
         connections: config.backend_connections.max(1),
         timeout: config.backend_timeout,
-        secret: config.node_secret.as_deref().map(Arc::from),
+        // An empty secret means none, as on the nodes (`deploy/local.sh` documents it so).
+        secret: config
+            .node_secret
+            .as_deref()
+            .filter(|secret| !secret.is_empty())
+            .map(Arc::from),
     }));
     let view = Arc::new(TopologyView::new(&config.control_plane, registry.clone())?);
     let weak_view = Arc::downgrade(&view);
