@@ -34,7 +34,25 @@ fn the_node_secret_guards_the_nodes_and_the_proxy_carries_it() {
     assert!(bare
         .call_str(&["HELLO", "3"])
         .starts_with("-NOAUTH HELLO must be called with the client already authenticated"));
+    // Until then, small commands only, as Redis 7.0 with requirepass: the connection closes.
+    for raw in [&b"*11\r\n"[..], b"*2\r\n$16385\r\n"] {
+        let mut probe = RespClient::connect(node).expect("connect to a node");
+        probe.send_raw(raw).expect("send");
+        let reply = probe.read_reply().expect("read").unwrap_or_default();
+        assert!(
+            reply.starts_with(b"-ERR Protocol error: unauthenticated"),
+            "{raw:?}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(probe.is_closed(), "{raw:?} closes the connection");
+    }
     assert_eq!(bare.call_str(&["AUTH", &cluster.node_secret]), "+OK\r\n");
+    // Authenticated, the usual limits.
+    let big = "x".repeat(20000);
+    let many = bare.call_str(&["DEL", "k", "k", "k", "k", "k", "k", "k", "k", "k", "k", "k"]);
+    assert!(many.starts_with("-MOVED 7629 "), "{many}");
+    let echoed = bare.call_str(&["ECHO", &big]);
+    assert!(echoed.starts_with("$20000\r\n"), "{}", &echoed[..20]);
     // Authenticated, the cluster rule applies ("k" is in slot 7629, node2's).
     let moved = bare.call_str(&["GET", "k"]);
     assert!(moved.starts_with("-MOVED 7629 "), "{moved}");

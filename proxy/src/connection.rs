@@ -103,7 +103,9 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
         let mut dispatched = false;
         while !closing && pending.len() < MAX_PENDING && !exclusive && parked.is_none() {
             let before = input.len();
-            match request::parse(&mut input, &request_limits) {
+            // As Redis: until the client authenticates, small commands only.
+            let limits = request_limits.authenticating(session.user.is_none());
+            match request::parse(&mut input, &limits) {
                 Ok(Some(req)) => {
                     match session.handle(&shared, &req.args, req.raw.as_ref()) {
                         reply @ Reply::Exclusive(_) if pending.is_empty() => {

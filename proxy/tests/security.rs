@@ -133,6 +133,48 @@ async fn requirepass_and_auth_answer_as_redis() -> Result<()> {
     Ok(())
 }
 
+/// Until a client authenticates, a multibulk of more than 10 arguments or an argument over
+/// 16384 bytes is a protocol error that closes it, as Redis 7.0's; afterwards both are fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_clients_may_send_small_commands_only() -> Result<()> {
+    let h = Harness::start().await?;
+    let port = h
+        .extra_proxy_with(|c| c.requirepass = Some("pw".to_string()))
+        .await?;
+    let oracle = Oracle::start(&["--requirepass", "pw"]).await?;
+    for raw in [&b"*11\r\n"[..], b"*2\r\n$16385\r\n"] {
+        let (mut p, mut o) = (Client::connect(port).await?, oracle.client().await?);
+        p.send_raw(raw).await?;
+        o.send_raw(raw).await?;
+        let (ours, theirs) = (p.read_raw().await?, o.read_raw().await?);
+        assert_eq!(ours, theirs, "reply to {raw:?}");
+        assert!(ours.starts_with(b"-ERR Protocol error: unauthenticated"));
+        assert!(p.closed().await && o.closed().await, "{raw:?} closes");
+    }
+    // At the limits: an ordinary NOAUTH.
+    let (mut p, mut o) = (Client::connect(port).await?, oracle.client().await?);
+    let big = "x".repeat(16384);
+    same(&mut p, &mut o, &["SET", "k", &big]).await?;
+    same(
+        &mut p,
+        &mut o,
+        &["DEL", "k", "k", "k", "k", "k", "k", "k", "k", "k"],
+    )
+    .await?;
+    // Authenticated: the usual limits.
+    same(&mut p, &mut o, &["AUTH", "pw"]).await?;
+    let bigger = "x".repeat(20000);
+    same(&mut p, &mut o, &["SET", "k", &bigger]).await?;
+    same(&mut p, &mut o, &["STRLEN", "k"]).await?;
+    same(
+        &mut p,
+        &mut o,
+        &["DEL", "k", "k", "k", "k", "k", "k", "k", "k", "k", "k", "k"],
+    )
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_without_a_password_answers_as_redis() -> Result<()> {
     let h = Harness::start().await?;

@@ -220,7 +220,9 @@ fn run_buffered(
 ) -> bool {
     loop {
         let before = input.len();
-        match request::parse(input, limits) {
+        // As Redis: until the client has sent the node secret, small commands only.
+        let unauthenticated = !session.authenticated && state.stats.node_secret.is_some();
+        match request::parse(input, &limits.authenticating(unauthenticated)) {
             Ok(Some(request)) => {
                 let reply = cmd::execute(state, session, &request.args);
                 if session.blocked.is_some() {

@@ -46,6 +46,10 @@ pub enum RequestError {
     TooBigInline,
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+    #[error("Protocol error: unauthenticated multibulk length")]
+    UnauthenticatedMultibulkLength,
+    #[error("Protocol error: unauthenticated bulk length")]
+    UnauthenticatedBulkLength,
 }
 
 /// Limits on what one client can make the server hold while reading a command.
@@ -57,7 +61,17 @@ pub struct RequestLimits {
     pub max_multibulk_len: usize,
     /// Longest inline command line (Redis: 64 KB).
     pub max_inline_len: usize,
+    /// The client has yet to authenticate: as Redis 7.0, a multibulk of more than
+    /// `UNAUTHENTICATED_MAX_ARGS` arguments or an argument longer than
+    /// `UNAUTHENTICATED_MAX_BULK` bytes is a protocol error, so a client without the password
+    /// cannot make the server buffer a large command.
+    pub unauthenticated: bool,
 }
+
+/// Most arguments a client that has not authenticated may send in one multibulk (Redis: 10).
+pub const UNAUTHENTICATED_MAX_ARGS: i64 = 10;
+/// Longest argument a client that has not authenticated may send (Redis: 16384 bytes).
+pub const UNAUTHENTICATED_MAX_BULK: i64 = 16384;
 
 impl Default for RequestLimits {
     fn default() -> Self {
@@ -65,6 +79,17 @@ impl Default for RequestLimits {
             max_bulk_len: 512 * 1024 * 1024,
             max_multibulk_len: i32::MAX as usize,
             max_inline_len: 64 * 1024,
+            unauthenticated: false,
+        }
+    }
+}
+
+impl RequestLimits {
+    /// These limits for a client that has (`false`) or has not (`true`) yet authenticated.
+    pub fn authenticating(self, unauthenticated: bool) -> Self {
+        Self {
+            unauthenticated,
+            ..self
         }
     }
 }
@@ -119,6 +144,9 @@ fn parse_multibulk(
         Some(n) if n <= limits.max_multibulk_len as i64 => n,
         _ => return Err(RequestError::InvalidMultibulkLength),
     };
+    if limits.unauthenticated && count > UNAUTHENTICATED_MAX_ARGS {
+        return Err(RequestError::UnauthenticatedMultibulkLength);
+    }
     let mut pos = cr + 2;
     if count <= 0 {
         let _ = buf.split_to(pos);
@@ -145,9 +173,13 @@ fn parse_multibulk(
             return Err(RequestError::ExpectedDollar { got: buf[pos] });
         }
         let len = match string_to_i64(&buf[pos + 1..cr]) {
-            Some(n) if n >= 0 && n as u64 <= limits.max_bulk_len as u64 => n as usize,
+            Some(n) if n >= 0 && n as u64 <= limits.max_bulk_len as u64 => n,
             _ => return Err(RequestError::InvalidBulkLength),
         };
+        if limits.unauthenticated && len > UNAUTHENTICATED_MAX_BULK {
+            return Err(RequestError::UnauthenticatedBulkLength);
+        }
+        let len = len as usize;
         pos = cr + 2;
         // Data plus the two bytes that end it; skipped by length, never rescanned.
         if buf.len() - pos < len + 2 {
@@ -393,6 +425,45 @@ mod tests {
         let mut buf = BytesMut::from(&b"*1\r\n$536870912\r\nabc"[..]);
         assert_eq!(parse(&mut buf, &RequestLimits::default()), Ok(None));
         assert!(buf.capacity() < 1024 * 1024);
+    }
+
+    #[test]
+    fn unauthenticated_limits_as_redis() {
+        // Checked against redis-server 7.0.15 with requirepass set.
+        let strict = RequestLimits::default().authenticating(true);
+        let parse_strict = |input: &[u8]| request_parse_with(input, &strict);
+        assert!(matches!(
+            parse_strict(b"*11\r\n"),
+            Err(RequestError::UnauthenticatedMultibulkLength)
+        ));
+        assert!(matches!(
+            parse_strict(b"*2\r\n$16385\r\n"),
+            Err(RequestError::UnauthenticatedBulkLength)
+        ));
+        // At the limits, and an invalid length stays invalid first.
+        assert!(matches!(parse_strict(b"*10\r\n$16384\r\n"), Ok(None)));
+        assert!(matches!(
+            parse_strict(b"*-x\r\n"),
+            Err(RequestError::InvalidMultibulkLength)
+        ));
+        assert!(matches!(
+            parse_strict(b"*1\r\n$-5\r\n"),
+            Err(RequestError::InvalidBulkLength)
+        ));
+        assert_eq!(
+            RequestError::UnauthenticatedBulkLength.to_string(),
+            "Protocol error: unauthenticated bulk length"
+        );
+        // Authenticated: the usual limits.
+        let relaxed = strict.authenticating(false);
+        assert!(matches!(request_parse_with(b"*11\r\n", &relaxed), Ok(None)));
+    }
+
+    fn request_parse_with(
+        input: &[u8],
+        limits: &RequestLimits,
+    ) -> Result<Option<Request>, RequestError> {
+        parse(&mut BytesMut::from(input), limits)
     }
 
     #[test]
