@@ -89,11 +89,12 @@ async fn follows_the_control_plane() {
         assert_eq!(registered[0].announce_port, 7000);
         assert_eq!(registered[0].announce_bus_port, 17000);
     }
-    eventually("topology 1", Duration::from_secs(5), || {
-        member.view.topology().version == 1
+    // The watch may deliver topology 1 before the registration's answer grants the lease: wait
+    // for both.
+    eventually("topology 1 and the lease", Duration::from_secs(5), || {
+        member.view.topology().version == 1 && member.view.writes_allowed()
     })
     .await;
-    assert!(member.view.writes_allowed());
 
     // Heartbeats carry the key count, the version held, and what the probes saw: the live peer
     // reachable, the dead one not once node-timeout has passed.
