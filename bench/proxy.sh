@@ -102,7 +102,11 @@ done
 pids=()
 # No node secret: redis-benchmark --cluster and the readiness checks talk to the nodes directly.
 # The secret costs one AUTH per backend connection and one flag test per command, nothing per byte.
+# Node timeout 15 s, Redis's default and the Redis Cluster peer's (cluster-node-timeout 15000):
+# heartbeats and peer probes run every node-timeout / 10, so deploy/local.sh's 3 s would give
+# Tessera five times the background wake-ups of the cluster it is compared with.
 tessera_env=(
+  TESSERA_NODE_TIMEOUT=15s
   TESSERA_NODE_SECRET=
   TESSERA_RUN_DIR="$out/tessera"
   TESSERA_PROXY_PORT="$tessera_proxy_port"
