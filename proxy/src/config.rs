@@ -70,7 +70,8 @@ pub struct Config {
     /// Pipelined connections per backend and protocol; each client sticks to one of them so its
     /// own commands keep their order. One (as twemproxy) by default: the proxy's single thread
     /// then writes each node one larger batch per turn, so a node is woken less often per
-    /// request (`docs/benchmarks.md`: 0.8 system calls per request on a node instead of 1.0).
+    /// request (`docs/benchmarks.md`: about 0.75 system calls per request on a node instead of
+    /// 1.05).
     #[arg(long, env = "TESSERA_BACKEND_CONNECTIONS", default_value_t = 1)]
     pub backend_connections: usize,
     /// Log format (level from RUST_LOG).

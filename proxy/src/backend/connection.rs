@@ -3,8 +3,8 @@
 //!
 //! The connection is a single task owning the socket. Its writer half drains the job queue in
 //! batches (one `write_all` per batch, gathered over one extra poll of the runtime's sockets: see
-//! `gather_more`) and, before writing, passes each job's reply sender to the
-//! reader half, so a reply always finds its sender waiting. When either half fails the task ends:
+//! `gather_more`) and, before writing, passes each job's reply sender to the reader half, so a
+//! reply always finds its sender waiting. When either half fails the task ends:
 //! queued and in-flight jobs get an error (their senders are dropped or answered), and the handle
 //! reports `is_closed`, so the pool replaces it lazily on next use.
 //!
@@ -194,9 +194,10 @@ fn lock(
 /// been polled, so clients whose requests reached the proxy in the meantime run first and queue
 /// theirs: the node gets one larger write instead of several small ones, and is woken once for
 /// them. A node's CPU per request follows how often it is woken (each wake-up is an `epoll_wait`,
-/// a read and a write); with 50 clients at -P 1 this cut the nodes' system calls per request from
-/// about 0.75 to 0.55 and the proxy's own from 2.8 to 2.6 (`docs/benchmarks.md`). When nothing else is
-/// ready the poll returns at once, so a lone client waits only that one non-blocking poll.
+/// a read and a write); with 50 clients at -P 1 this cut the nodes' system calls per request
+/// from about 0.75 to 0.55 and the proxy's own from 2.8 to 2.6 (`docs/benchmarks.md`). When
+/// nothing else is ready the poll returns at once, so a lone client waits only that one
+/// non-blocking poll.
 async fn gather_more(jobs: &mut mpsc::UnboundedReceiver<Job>, batch: &mut Vec<Job>) {
     tokio::task::yield_now().await;
     while batch.len() < BATCH {
