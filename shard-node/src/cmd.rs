@@ -84,6 +84,12 @@ impl Session {
         }
     }
 
+    /// Whether this client must still send the node secret (as Redis's `authRequired`): it has
+    /// not, and the node has one. Such a client gets NOAUTH and may send small commands only.
+    pub fn must_authenticate(&self, state: &NodeState) -> bool {
+        !self.authenticated && state.stats.node_secret.is_some()
+    }
+
     /// A session belonging to no connection (AOF replay, unit tests).
     pub fn detached() -> Session {
         let mut session = Session::new(Arc::new(Mutex::new(ClientInfo::new(
@@ -295,7 +301,7 @@ fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<Frame
 /// and queued instead (see `transaction`).
 pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Frame {
     // A peer's forwarded PUBLISH; only from a connection that has the node secret, if any.
-    if session.authenticated || state.stats.node_secret.is_none() {
+    if !session.must_authenticate(state) {
         if let Some(reply) = pubsub::deliver_forwarded(state, args) {
             return reply;
         }
@@ -310,10 +316,7 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
     };
     // The node secret, as Redis's requirepass: after unknown command and arity, before the
     // cluster rule; AUTH, HELLO, QUIT and RESET (flagged no_auth) pass.
-    if !session.authenticated
-        && state.stats.node_secret.is_some()
-        && !spec.flags.contains(&"no_auth")
-    {
+    if session.must_authenticate(state) && !spec.flags.contains(&"no_auth") {
         state.stats.commands.reject(spec);
         transaction::refuse_queueing(session);
         return parse::err("NOAUTH Authentication required.");

@@ -221,8 +221,10 @@ fn run_buffered(
     loop {
         let before = input.len();
         // As Redis: until the client has sent the node secret, small commands only.
-        let unauthenticated = !session.authenticated && state.stats.node_secret.is_some();
-        match request::parse(input, &limits.authenticating(unauthenticated)) {
+        match request::parse(
+            input,
+            &limits.authenticating(session.must_authenticate(state)),
+        ) {
             Ok(Some(request)) => {
                 let reply = cmd::execute(state, session, &request.args);
                 if session.blocked.is_some() {

@@ -137,7 +137,7 @@ pub fn hello(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
         }
         session.authenticated = true;
     }
-    if !session.authenticated && ctx.state.stats.node_secret.is_some() {
+    if session.must_authenticate(ctx.state) {
         return err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     if let Some(name) = name {
