@@ -76,23 +76,26 @@ pub enum FanOut {
 }
 
 /// Commands the proxy cannot serve correctly yet; they get an honest error rather than a wrong
-/// result.
-const UNSUPPORTED: &[&str] = &[
-    "monitor",
-    "sync",
-    "psync",
-    "wait",
-    "shutdown",
-    "replicaof",
-    "slaveof",
-    "failover",
-    "debug",
-    "client|pause",
-    "client|unpause",
-    "client|caching",
-    "client|reply",
-    "client|unblock",
-];
+/// result. (A `match`: every command passes here, and it compiles to a switch on the length.)
+fn unsupported(name: &str) -> bool {
+    matches!(
+        name,
+        "monitor"
+            | "sync"
+            | "psync"
+            | "wait"
+            | "shutdown"
+            | "replicaof"
+            | "slaveof"
+            | "failover"
+            | "debug"
+            | "client|pause"
+            | "client|unpause"
+            | "client|caching"
+            | "client|reply"
+            | "client|unblock"
+    )
+}
 
 /// XREAD / XREADGROUP with BLOCK would hold a shared backend connection: refused for now.
 fn blocks(spec: &CommandSpec, args: &[Bytes]) -> bool {
@@ -114,7 +117,7 @@ pub fn route<'t>(args: &[Bytes], topology: &'t Topology, health: &'t Health) -> 
         Ok(spec) => spec,
         Err(text) => return Route::Error(text.into()),
     };
-    if UNSUPPORTED.contains(&spec.name) || blocks(spec, args) {
+    if unsupported(spec.name) || blocks(spec, args) {
         return Route::Error(unsupported_error(spec.name).into());
     }
     let access = if spec.is_write() {
@@ -171,17 +174,14 @@ fn route_keyed<'t>(
     view: View<'t>,
     access: Access,
 ) -> Route<'t> {
-    let keys = spec.key_indexes(args);
-    let mut slot = None;
-    for &i in &keys {
-        let Some(key) = args.get(i) else { continue };
-        let s = key_hash_slot(key);
-        match slot {
-            None => slot = Some(s),
-            Some(first) if first != s => return Route::Error(Cow::Borrowed(CROSSSLOT)),
-            Some(_) => {}
-        }
-    }
+    let slot = match spec.single_key_index(args.len()) {
+        // GET, SET, INCR, ...: one key at a fixed place, no list of indexes to build.
+        Some(index) => args.get(index).map(|key| key_hash_slot(key)),
+        None => match keyed_slot(spec, args) {
+            Ok(slot) => slot,
+            Err(route) => return route,
+        },
+    };
     let route = match slot {
         Some(slot) => forward(view, slot, access),
         // Subscribers sit on every master (Redis Cluster broadcasts PUBLISH): ask them all.
@@ -206,6 +206,21 @@ fn route_keyed<'t>(
         }
         route => route,
     }
+}
+
+/// The one slot of a command's keys (`None`: keyless); CROSSSLOT when they span several.
+fn keyed_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, Route<'static>> {
+    let mut slot = None;
+    for i in spec.key_indexes(args) {
+        let Some(key) = args.get(i) else { continue };
+        let s = key_hash_slot(key);
+        match slot {
+            None => slot = Some(s),
+            Some(first) if first != s => return Err(Route::Error(Cow::Borrowed(CROSSSLOT))),
+            Some(_) => {}
+        }
+    }
+    Ok(slot)
 }
 
 /// For the blocking commands the proxy serves on a dedicated connection: how long the command

@@ -117,22 +117,52 @@ pub struct Ctx<'a> {
     /// Set while EXEC runs: writes are kept back to be logged as one unit, and clients blocked
     /// on keys are served only once the transaction is over, as Redis does.
     pub unit: Option<&'a crate::transaction::Unit>,
+    /// The slot the cluster rule computed for the command's key, so `lock` need not hash it again.
+    pub known_slot: Option<KnownSlot>,
+}
+
+/// A key's slot, remembered with the key's address: it applies only to that very slice (the same
+/// bytes of the same request), never to another key that happens to be equal or not.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownSlot {
+    key_address: usize,
+    key_len: usize,
+    slot: u16,
+}
+
+impl KnownSlot {
+    pub fn new(key: &[u8], slot: u16) -> KnownSlot {
+        KnownSlot {
+            key_address: key.as_ptr() as usize,
+            key_len: key.len(),
+            slot,
+        }
+    }
+
+    fn of(&self, key: &[u8]) -> Option<u16> {
+        (key.as_ptr() as usize == self.key_address && key.len() == self.key_len)
+            .then_some(self.slot)
+    }
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(state: &'a NodeState, propagate: bool) -> Ctx<'a> {
+        let now_ms = now_ms();
+        crate::keyspace::access::note_command_time(now_ms);
         Ctx {
             state,
-            now_ms: now_ms(),
+            now_ms,
             propagate,
             touch: true,
             unit: None,
+            known_slot: None,
         }
     }
 
     /// Locks the slot of `key` for a read or a write.
     pub fn lock(&self, key: &[u8]) -> Txn<'a> {
-        self.lock_slot(key_hash_slot(key))
+        let known = self.known_slot.and_then(|known| known.of(key));
+        self.lock_slot(known.unwrap_or_else(|| key_hash_slot(key)))
     }
 
     /// Locks `slot` for a read or a write.
@@ -329,7 +359,7 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
             state.stats.commands.reject(spec);
             return reply;
         }
-        return run_counted(state, spec, || transaction::exec(state, session));
+        return run_counted(state, spec, now, || transaction::exec(state, session));
     }
     let slot = match cluster_check(state, spec, args, now) {
         Ok(slot) => slot,
@@ -341,13 +371,17 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
     };
     // evict: Redis's processCommand: with maxmemory set, evict before any command runs, and
     // refuse the commands that may add data (denyoom) when nothing more can be evicted.
-    if state.config.maxmemory() > 0
-        && state.evictor.perform(state) == crate::evict::Outcome::Fail
-        && spec.flags.contains(&"denyoom")
-    {
-        state.stats.commands.reject(spec);
-        transaction::refuse_queueing(session);
-        return parse::err("OOM command not allowed when used memory > 'maxmemory'.");
+    // The command's time (INFO commandstats) starts at its clock reading, or after eviction when
+    // that ran: Redis does not count eviction in the command's time.
+    let mut started = now;
+    if state.config.maxmemory() > 0 {
+        let outcome = state.evictor.perform(state);
+        started = Instant::now();
+        if outcome == crate::evict::Outcome::Fail && spec.flags.contains(&"denyoom") {
+            state.stats.commands.reject(spec);
+            transaction::refuse_queueing(session);
+            return parse::err("OOM command not allowed when used memory > 'maxmemory'.");
+        }
     }
     if let Some(reply) = pubsub_refusal(session, spec) {
         state.stats.commands.reject(spec);
@@ -363,9 +397,10 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         None if spec.is_write() => Gate::All(gates.enter_all()),
         None => Gate::None,
     };
-    run_counted(state, spec, || {
+    run_counted(state, spec, started, || {
         let mut ctx = Ctx::new(state, true);
         ctx.touch = touches_keys(spec);
+        ctx.known_slot = known_slot(spec, args, slot);
         dispatch(&ctx, session, spec, args)
     })
 }
@@ -390,17 +425,18 @@ fn pubsub_refusal(session: &Session, spec: &CommandSpec) -> Option<Frame> {
     )))
 }
 
-/// Runs `run` as the command `spec`, counting it for INFO.
+/// Runs `run` as the command `spec`, counting it for INFO; its time is measured from `started`
+/// (the command's own clock reading: one fewer per command).
 fn run_counted(
     state: &NodeState,
     spec: &'static CommandSpec,
+    started: Instant,
     run: impl FnOnce() -> Frame,
 ) -> Frame {
     state
         .stats
         .commands_processed
         .fetch_add(1, Ordering::Relaxed);
-    let started = std::time::Instant::now();
     let reply = run();
     let failed = matches!(reply, Frame::Error(_));
     state.stats.commands.record(spec, started.elapsed(), failed);
@@ -453,7 +489,9 @@ pub(crate) fn execute_queued(
     spec: &'static CommandSpec,
     args: &[Bytes],
 ) -> Frame {
-    run_counted(ctx.state, spec, || dispatch(ctx, session, spec, args))
+    run_counted(ctx.state, spec, Instant::now(), || {
+        dispatch(ctx, session, spec, args)
+    })
 }
 
 /// Applies one command read back from the append-only file: no cluster checks, not logged again.
@@ -490,6 +528,12 @@ fn cluster_check(
     let slot = key_slot(spec, args)?;
     route_at(state, slot, spec.is_write(), now)?;
     Ok(slot)
+}
+
+/// The slot of a one-key command's key, as `key_slot` found it (GET, SET, ...: the common case).
+fn known_slot(spec: &CommandSpec, args: &[Bytes], slot: Option<u16>) -> Option<KnownSlot> {
+    let key = args.get(spec.single_key_index(args.len())?)?;
+    Some(KnownSlot::new(key, slot?))
 }
 
 /// The one slot of the keys of a command; CROSSSLOT when they span several.
@@ -825,6 +869,26 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use tessera_proto::command;
+
+    /// A remembered slot applies to the very key it was computed from, not to an equal key
+    /// elsewhere (whose slot is the same, but the rule must not depend on that) nor to a part.
+    #[test]
+    fn a_known_slot_applies_to_its_own_key_only() {
+        let args = [
+            bytes::Bytes::from_static(b"SET"),
+            bytes::Bytes::from(b"k1".to_vec()),
+        ];
+        let known = super::KnownSlot::new(&args[1], 7);
+        assert_eq!(known.of(&args[1]), Some(7));
+        assert_eq!(
+            known.of(&args[1].clone()),
+            Some(7),
+            "a clone shares the bytes"
+        );
+        let equal = b"k1".to_vec();
+        assert_eq!(known.of(&equal), None);
+        assert_eq!(known.of(&args[1][..1]), None);
+    }
 
     /// Every command dispatched here indexes its arguments up to the count below, trusting the
     /// table's arity check: pin that trust so a table change cannot turn into a panic.

@@ -420,7 +420,8 @@ impl SlotTable {
         }
     }
 
-    /// Stores `record`, returning the one it replaces.
+    /// Stores `record`, returning the one it replaces. An overwritten key keeps its LFU counter,
+    /// as Redis's dbOverwrite: inherited here, in the one lookup that finds the old record.
     fn put(&mut self, record: Box<Record>) -> Option<Box<Record>> {
         let hash = record_hash(&record);
         match self
@@ -428,6 +429,7 @@ impl SlotTable {
             .entry(hash, |r| r.key() == record.key(), |r| record_hash(r))
         {
             hashbrown::hash_table::Entry::Occupied(mut occupied) => {
+                record.access.inherit(&occupied.get().access);
                 Some(std::mem::replace(occupied.get_mut(), record))
             }
             hashbrown::hash_table::Entry::Vacant(vacant) => {
@@ -649,11 +651,8 @@ impl SlotGuard<'_> {
 
     /// Stores `entry` under `key`, returning the previous entry.
     pub fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
-        // An overwritten key keeps its LFU counter, as Redis's dbOverwrite. (The record copies key
-        // and string into a buffer of its own, so no argument slice pins a read buffer.)
-        if let Some(old) = self.table.find(&key) {
-            entry.access.inherit(&old.access);
-        }
+        // (The record copies key and string into a buffer of its own, so no argument slice pins
+        // a read buffer; `put` keeps an overwritten key's LFU counter.)
         // The one place a key gets a value: a collection that exists is never empty, so a client
         // blocked on a key is waiting for exactly this (served when the command's Txn ends).
         self.blocking.signal(self.slot, &key);

@@ -15,6 +15,7 @@
 //! with LOOKUP_NOTOUCH (TYPE, EXISTS, TTL, OBJECT, ...) do not.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Redis's LRU_CLOCK_MAX: the clock counts seconds modulo 2^24 (about 194 days).
 const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
@@ -23,6 +24,17 @@ pub const LFU_INIT_VAL: u8 = 5;
 /// Set when the word holds the LFU form (minutes << 8 | counter), clear for an LRU stamp.
 const LFU_TAG: u32 = 1 << 24;
 const MINUTES_MAX: u32 = 0xFFFF;
+
+/// The Unix time (ms) of the latest command's one clock reading, or 0 before the first. New keys
+/// are stamped from it, as Redis stamps them from its cached `server.lruclock` instead of reading
+/// the clock per key: a clock reading costs as much as a hash lookup on a VM, and the stamp has
+/// one-second resolution.
+static COMMAND_TIME_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Records `now_ms` as the time the command about to run reads as "now".
+pub fn note_command_time(now_ms: u64) {
+    COMMAND_TIME_MS.store(now_ms, Ordering::Relaxed);
+}
 
 /// How lookups update access metadata: decided by the maxmemory policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +70,14 @@ impl Default for Access {
 
 impl Access {
     /// Metadata of a key created now: an LRU stamp of now, which also reads as a fresh LFU
-    /// counter (Redis's createObject gives LRU_CLOCK() or LFU_INIT_VAL by the policy).
+    /// counter (Redis's createObject gives LRU_CLOCK() or LFU_INIT_VAL by the policy). "Now" is
+    /// the running command's clock reading (see `note_command_time`).
     pub fn new() -> Access {
-        Access::created_at(super::now_ms())
+        let now_ms = match COMMAND_TIME_MS.load(Ordering::Relaxed) {
+            0 => super::now_ms(),
+            ms => ms,
+        };
+        Access::created_at(now_ms)
     }
 
     /// Metadata of a key created at `now_ms` (Unix milliseconds).
