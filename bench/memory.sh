@@ -20,6 +20,8 @@ run=$(mktemp -d)
 redis_pid=""
 export TESSERA_RUN_DIR=$run/tessera TESSERA_PROXY_PORT=$((base + 1)) TESSERA_CP_PORT=$((base + 2))
 export TESSERA_NODE_PORTS="$((base + 3)) $((base + 4)) $((base + 5))" TESSERA_SKIP_BUILD=1
+# No node secret: the load goes to the nodes directly with redis-cli --pipe.
+export TESSERA_NODE_SECRET=
 cleanup() {
   "$repo/deploy/local.sh" down >/dev/null 2>&1 || true
   [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null || true

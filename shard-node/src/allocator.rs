@@ -4,24 +4,21 @@
 //! Why an allocator-level counter: eviction needs a figure that falls as soon as a key is freed.
 //! The resident set does not (the allocator keeps freed pages for reuse), and a per-key estimate
 //! would have to follow every in-place change of every collection. The `cap` crate wraps the
-//! allocator and keeps the bytes currently allocated in one atomic, with no unsafe code of ours;
-//! the cost is one relaxed atomic add per allocation and per free. It counts the sizes asked
-//! for, not the allocator's rounding, so it reads a little below what the heap really holds (as
-//! Redis's does without malloc_usable_size).
-//!
-//! The allocator under it is mimalloc, as Redis builds with jemalloc rather than the C library's
-//! malloc: a command allocates and frees a few small blocks, in bursts of a pipeline's depth that
-//! overflow glibc's per-thread cache (4% fewer instructions per SET at -P 16, measured with
-//! bench/callgrind.sh).
+//! system allocator and keeps the bytes currently allocated in one atomic, with no unsafe code of
+//! ours; the cost is one relaxed atomic add per allocation and per free. It counts the sizes
+//! asked for, not the allocator's rounding, so it reads a little below what the heap really
+//! holds (as Redis's does without malloc_usable_size).
 //!
 //! Declared in the library so every binary built on it (the node, and the tests that run nodes
 //! in-process) counts the same way. A binary wanting another allocator wraps that one in `Cap`
 //! here instead of declaring a second global allocator.
 
+use std::alloc::System;
+
 use cap::Cap;
 
 #[global_allocator]
-static ALLOCATOR: Cap<mimalloc::MiMalloc> = Cap::new(mimalloc::MiMalloc, usize::MAX);
+static ALLOCATOR: Cap<System> = Cap::new(System, usize::MAX);
 
 /// Bytes allocated on the heap now, by the whole process.
 pub fn used_bytes() -> u64 {
