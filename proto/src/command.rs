@@ -17,6 +17,13 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
+use crate::slot::key_hash_slot;
+
+/// A command's keys hash to more than one slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("CROSSSLOT Keys in request don't hash to the same slot")]
+pub struct CrossSlot;
+
 /// How the proxy handles a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Routing {
@@ -95,6 +102,26 @@ impl CommandSpec {
             _ => {}
         }
         keys
+    }
+
+    /// The one slot of the command's keys (`None`: keyless), as Redis's getNodeByQuery finds it:
+    /// `CrossSlot` when they span several. One-key commands (GET, SET, ...) skip building the list
+    /// of key indexes: every command a proxy routes or a node checks comes through here.
+    pub fn key_slot(&self, args: &[Bytes]) -> Result<Option<u16>, CrossSlot> {
+        if let Some(index) = self.single_key_index(args.len()) {
+            return Ok(args.get(index).map(|key| key_hash_slot(key)));
+        }
+        let mut slot = None;
+        for index in self.key_indexes(args) {
+            let Some(key) = args.get(index) else { continue };
+            let key_slot = key_hash_slot(key);
+            match slot {
+                None => slot = Some(key_slot),
+                Some(first) if first != key_slot => return Err(CrossSlot),
+                Some(_) => {}
+            }
+        }
+        Ok(slot)
     }
 
     /// The index of the command's one key when a single key spec puts it at a fixed position
@@ -241,6 +268,25 @@ mod tests {
         line.split(' ')
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn key_slot_is_the_one_slot_of_the_keys() {
+        let slot_of = |line: &str| {
+            let args = split(line);
+            lookup(&args[0]).expect("entry").key_slot(&args)
+        };
+        let foo = Some(key_hash_slot(b"foo"));
+        assert_eq!(slot_of("GET foo"), Ok(foo));
+        assert_eq!(slot_of("SET foo bar"), Ok(foo));
+        assert_eq!(slot_of("MSET {foo}a 1 {foo}b 2"), Ok(foo));
+        assert_eq!(slot_of("MSET {foo}a 1 {bar}b 2"), Err(CrossSlot));
+        assert_eq!(slot_of("RENAME foo bar"), Err(CrossSlot));
+        assert_eq!(slot_of("PING"), Ok(None));
+        assert_eq!(
+            CrossSlot.to_string(),
+            "CROSSSLOT Keys in request don't hash to the same slot"
+        );
     }
 
     fn keys_of(line: &str) -> Vec<String> {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tessera_proto::command::{self, CommandSpec, Routing};
+use tessera_proto::command::{self, CommandSpec, CrossSlot, Routing};
 use tessera_proto::slot::key_hash_slot;
 use tessera_proto::topology::{Access, Health, Node, Topology};
 
@@ -174,13 +174,9 @@ fn route_keyed<'t>(
     view: View<'t>,
     access: Access,
 ) -> Route<'t> {
-    let slot = match spec.single_key_index(args.len()) {
-        // GET, SET, INCR, ...: one key at a fixed place, no list of indexes to build.
-        Some(index) => args.get(index).map(|key| key_hash_slot(key)),
-        None => match keyed_slot(spec, args) {
-            Ok(slot) => slot,
-            Err(route) => return route,
-        },
+    let slot = match spec.key_slot(args) {
+        Ok(slot) => slot,
+        Err(CrossSlot) => return Route::Error(Cow::Borrowed(CROSSSLOT)),
     };
     let route = match slot {
         Some(slot) => forward(view, slot, access),
@@ -206,21 +202,6 @@ fn route_keyed<'t>(
         }
         route => route,
     }
-}
-
-/// The one slot of a command's keys (`None`: keyless); CROSSSLOT when they span several.
-fn keyed_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, Route<'static>> {
-    let mut slot = None;
-    for i in spec.key_indexes(args) {
-        let Some(key) = args.get(i) else { continue };
-        let s = key_hash_slot(key);
-        match slot {
-            None => slot = Some(s),
-            Some(first) if first != s => return Err(Route::Error(Cow::Borrowed(CROSSSLOT))),
-            Some(_) => {}
-        }
-    }
-    Ok(slot)
 }
 
 /// For the blocking commands the proxy serves on a dedicated connection: how long the command

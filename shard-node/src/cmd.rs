@@ -538,20 +538,7 @@ fn known_slot(spec: &CommandSpec, args: &[Bytes], slot: Option<u16>) -> Option<K
 
 /// The one slot of the keys of a command; CROSSSLOT when they span several.
 pub(crate) fn key_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, Frame> {
-    if let Some(index) = spec.single_key_index(args.len()) {
-        return Ok(args.get(index).map(|key| key_hash_slot(key)));
-    }
-    let mut slot = None;
-    for index in spec.key_indexes(args) {
-        let Some(key) = args.get(index) else { continue };
-        let key_slot = key_hash_slot(key);
-        match slot {
-            None => slot = Some(key_slot),
-            Some(s) if s != key_slot => return Err(crossslot()),
-            Some(_) => {}
-        }
-    }
-    Ok(slot)
+    spec.key_slot(args).map_err(|_| crossslot())
 }
 
 pub(crate) fn crossslot() -> Frame {
