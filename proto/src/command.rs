@@ -19,6 +19,13 @@ use bytes::Bytes;
 
 use crate::slot::key_hash_slot;
 
+/// The one slot of a command's keys, with its first key (whose bytes gave it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySlot<'a> {
+    pub slot: u16,
+    pub first_key: &'a Bytes,
+}
+
 /// A command's keys hash to more than one slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("CROSSSLOT Keys in request don't hash to the same slot")]
@@ -107,21 +114,26 @@ impl CommandSpec {
     /// The one slot of the command's keys (`None`: keyless), as Redis's getNodeByQuery finds it:
     /// `CrossSlot` when they span several. One-key commands (GET, SET, ...) skip building the list
     /// of key indexes: every command a proxy routes or a node checks comes through here.
-    pub fn key_slot(&self, args: &[Bytes]) -> Result<Option<u16>, CrossSlot> {
+    pub fn key_slot<'a>(&self, args: &'a [Bytes]) -> Result<Option<KeySlot<'a>>, CrossSlot> {
+        let slot_of = |index: usize| {
+            args.get(index).map(|key| KeySlot {
+                slot: key_hash_slot(key),
+                first_key: key,
+            })
+        };
         if let Some(index) = self.single_key_index(args.len()) {
-            return Ok(args.get(index).map(|key| key_hash_slot(key)));
+            return Ok(slot_of(index));
         }
-        let mut slot = None;
+        let mut found: Option<KeySlot> = None;
         for index in self.key_indexes(args) {
-            let Some(key) = args.get(index) else { continue };
-            let key_slot = key_hash_slot(key);
-            match slot {
-                None => slot = Some(key_slot),
-                Some(first) if first != key_slot => return Err(CrossSlot),
+            let Some(this) = slot_of(index) else { continue };
+            match found {
+                None => found = Some(this),
+                Some(first) if first.slot != this.slot => return Err(CrossSlot),
                 Some(_) => {}
             }
         }
-        Ok(slot)
+        Ok(found)
     }
 
     /// The index of the command's one key when a single key spec puts it at a fixed position
@@ -274,7 +286,11 @@ mod tests {
     fn key_slot_is_the_one_slot_of_the_keys() {
         let slot_of = |line: &str| {
             let args = split(line);
-            lookup(&args[0]).expect("entry").key_slot(&args)
+            let found = lookup(&args[0]).expect("entry").key_slot(&args)?;
+            Ok(found.map(|k| {
+                assert_eq!(key_hash_slot(k.first_key), k.slot, "{line}");
+                k.slot
+            }))
         };
         let foo = Some(key_hash_slot(b"foo"));
         assert_eq!(slot_of("GET foo"), Ok(foo));

@@ -175,7 +175,7 @@ fn route_keyed<'t>(
     access: Access,
 ) -> Route<'t> {
     let slot = match spec.key_slot(args) {
-        Ok(slot) => slot,
+        Ok(found) => found.map(|k| k.slot),
         Err(CrossSlot) => return Route::Error(Cow::Borrowed(CROSSSLOT)),
     };
     let route = match slot {

@@ -117,7 +117,8 @@ pub struct Ctx<'a> {
     /// Set while EXEC runs: writes are kept back to be logged as one unit, and clients blocked
     /// on keys are served only once the transaction is over, as Redis does.
     pub unit: Option<&'a crate::transaction::Unit>,
-    /// The slot the cluster rule computed for the command's key, so `lock` need not hash it again.
+    /// The slot the cluster rule computed from the command's first key, so `lock` need not hash
+    /// that key again.
     pub known_slot: Option<KnownSlot>,
 }
 
@@ -361,8 +362,8 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         }
         return run_counted(state, spec, now, || transaction::exec(state, session));
     }
-    let slot = match cluster_check(state, spec, args, now) {
-        Ok(slot) => slot,
+    let known_slot = match cluster_check(state, spec, args, now) {
+        Ok(known) => known,
         Err(reply) => {
             state.stats.commands.reject(spec);
             transaction::refuse_queueing(session);
@@ -392,15 +393,15 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
     }
     // No transaction runs on the slot while the command does (see `transaction::gate`).
     let gates = state.keyspace.gates();
-    let _gate = match slot {
-        Some(slot) => Gate::Slot(gates.enter(slot)),
+    let _gate = match known_slot {
+        Some(known) => Gate::Slot(gates.enter(known.slot)),
         None if spec.is_write() => Gate::All(gates.enter_all()),
         None => Gate::None,
     };
     run_counted(state, spec, started, || {
         let mut ctx = Ctx::new(state, true);
         ctx.touch = touches_keys(spec);
-        ctx.known_slot = known_slot(spec, args, slot);
+        ctx.known_slot = known_slot;
         dispatch(&ctx, session, spec, args)
     })
 }
@@ -518,27 +519,23 @@ pub fn cluster_recheck(state: &NodeState, args: &[Bytes]) -> Option<Frame> {
 
 /// The cluster rule for one command, as Redis's getNodeByQuery: keyless commands pass; all keys
 /// must share one slot (CROSSSLOT); the slot's serving master must exist (CLUSTERDOWN) and be this
-/// node (MOVED); and a node that lost the control plane refuses writes.
+/// node (MOVED); and a node that lost the control plane refuses writes. The slot comes back
+/// with the key it was hashed from, for the handler's `Ctx::lock`.
 fn cluster_check(
     state: &NodeState,
     spec: &CommandSpec,
     args: &[Bytes],
     now: Instant,
-) -> Result<Option<u16>, Frame> {
-    let slot = key_slot(spec, args)?;
-    route_at(state, slot, spec.is_write(), now)?;
-    Ok(slot)
-}
-
-/// The slot of a one-key command's key, as `key_slot` found it (GET, SET, ...: the common case).
-fn known_slot(spec: &CommandSpec, args: &[Bytes], slot: Option<u16>) -> Option<KnownSlot> {
-    let key = args.get(spec.single_key_index(args.len())?)?;
-    Some(KnownSlot::new(key, slot?))
+) -> Result<Option<KnownSlot>, Frame> {
+    let found = spec.key_slot(args).map_err(|_| crossslot())?;
+    route_at(state, found.map(|k| k.slot), spec.is_write(), now)?;
+    Ok(found.map(|k| KnownSlot::new(k.first_key, k.slot)))
 }
 
 /// The one slot of the keys of a command; CROSSSLOT when they span several.
 pub(crate) fn key_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, Frame> {
-    spec.key_slot(args).map_err(|_| crossslot())
+    let found = spec.key_slot(args).map_err(|_| crossslot())?;
+    Ok(found.map(|k| k.slot))
 }
 
 pub(crate) fn crossslot() -> Frame {
