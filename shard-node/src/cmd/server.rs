@@ -440,10 +440,19 @@ pub struct MemoryFigures {
 static PEAK_MEMORY: AtomicU64 = AtomicU64::new(0);
 
 pub fn memory_figures() -> MemoryFigures {
-    let rss = resident_bytes();
+    let (used, peak) = sample_peak_memory();
+    MemoryFigures {
+        used,
+        rss: resident_bytes(),
+        peak,
+    }
+}
+
+/// Memory in use now and the peak including it. Cheap (no system call): the cron samples it
+/// every 100 ms, and only INFO and MEMORY STATS read the resident set size from /proc.
+fn sample_peak_memory() -> (u64, u64) {
     let used = crate::evict::used_memory();
-    let peak = PEAK_MEMORY.fetch_max(used, Ordering::Relaxed).max(used);
-    MemoryFigures { used, rss, peak }
+    (used, PEAK_MEMORY.fetch_max(used, Ordering::Relaxed).max(used))
 }
 
 /// Work INFO's figures need done periodically (every 100 ms, from the server's background task):
@@ -451,7 +460,7 @@ pub fn memory_figures() -> MemoryFigures {
 pub fn cron(state: &NodeState) {
     let processed = state.stats.commands_processed.load(Ordering::Relaxed);
     state.stats.commands.sample_ops(Instant::now(), processed);
-    memory_figures();
+    sample_peak_memory();
 }
 
 /// Resident set size from /proc (0 where unavailable).
