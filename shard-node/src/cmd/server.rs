@@ -452,7 +452,8 @@ pub fn memory_figures() -> MemoryFigures {
 /// every 100 ms, and only INFO and MEMORY STATS read the resident set size from /proc.
 fn sample_peak_memory() -> (u64, u64) {
     let used = crate::evict::used_memory();
-    (used, PEAK_MEMORY.fetch_max(used, Ordering::Relaxed).max(used))
+    let peak = PEAK_MEMORY.fetch_max(used, Ordering::Relaxed).max(used);
+    (used, peak)
 }
 
 /// Work INFO's figures need done periodically (every 100 ms, from the server's background task):
