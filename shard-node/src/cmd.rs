@@ -39,7 +39,7 @@ use tessera_proto::topology::Access;
 use crate::aof::Aof;
 use crate::keyspace::access::Tracking;
 use crate::keyspace::{now_ms, Entry, EntryRef, SlotGuard};
-use crate::server::{ClientInfo, ServerStats};
+use crate::server::{ClientInfo, ClientStatus, ServerStats};
 use crate::state::NodeState;
 
 /// What a connection carries between its commands.
@@ -65,6 +65,8 @@ pub struct Session {
     pub multi: Option<crate::transaction::Multi>,
     /// The keys this client WATCHes.
     pub watched: crate::transaction::Watched,
+    /// What `info.status` was last set to (see `publish_status`).
+    published: ClientStatus,
 }
 
 impl Session {
@@ -81,6 +83,24 @@ impl Session {
             pubsub: crate::pubsub::ClientSubscriptions::new(id),
             multi: None,
             watched: crate::transaction::Watched::default(),
+            published: ClientStatus::default(),
+        }
+    }
+
+    /// Shows this client's subscriptions, open transaction and blocking wait to CLIENT LIST.
+    /// Called after every command: a comparison, and the shared lock only when one changed.
+    pub fn publish_status(&mut self) {
+        let (sub, psub, ssub) = self.pubsub.counts();
+        let status = ClientStatus {
+            sub,
+            psub,
+            ssub,
+            multi: self.multi.as_ref().map(|multi| multi.queued.len()),
+            blocked: self.blocked.is_some(),
+        };
+        if status != self.published {
+            self.published = status;
+            self.info.lock().status = status;
         }
     }
 

@@ -98,6 +98,7 @@ async fn run(
             // of the pipeline runs, as Redis resumes a client once it is unblocked.
             match wait_blocked(&mut stream, state, blocked, &mut input, shutdown).await? {
                 Some(reply) => {
+                    session.publish_status();
                     reply.encode(session.protocol, &mut output);
                     continue;
                 }
@@ -227,6 +228,7 @@ fn run_buffered(
         ) {
             Ok(Some(request)) => {
                 let reply = cmd::execute(state, session, &request.args);
+                session.publish_status();
                 if session.blocked.is_some() {
                     // The connection awaits it; its reply is sent then.
                     return false;

@@ -340,6 +340,11 @@ impl ClientSubscriptions {
         self.channels.len() + self.patterns.len()
     }
 
+    /// Channels, patterns and shard channels, each counted apart (CLIENT LIST's sub, psub, ssub).
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (self.channels.len(), self.patterns.len(), self.shard.len())
+    }
+
     /// Shard channels: the count SSUBSCRIBE confirmations carry.
     pub fn shard_count(&self) -> usize {
         self.shard.len()

@@ -93,6 +93,46 @@ pub struct ClientInfo {
     pub created: Instant,
     pub last_active: Instant,
     pub last_cmd: &'static str,
+    pub status: ClientStatus,
+}
+
+/// What CLIENT LIST shows of a connection's state beyond its identity: its subscriptions, the
+/// transaction it has open and whether it waits in a blocking command. The connection publishes
+/// it after each command, taking the lock only when it changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStatus {
+    pub sub: usize,
+    pub psub: usize,
+    pub ssub: usize,
+    /// Commands queued since MULTI; `None` outside a transaction (Redis prints -1).
+    pub multi: Option<usize>,
+    pub blocked: bool,
+}
+
+impl ClientStatus {
+    /// Redis's CLIENT_PUBSUB: subscribed to anything (CLIENT LIST's TYPE pubsub, flag P).
+    pub fn is_pubsub(&self) -> bool {
+        self.sub + self.psub + self.ssub > 0
+    }
+
+    /// CLIENT LIST's `flags`, in the order Redis's `getClientInfoString` writes them: P (pub/sub),
+    /// x (in MULTI), b (blocked), or N for none.
+    pub fn flags(&self) -> String {
+        let mut flags = String::new();
+        if self.is_pubsub() {
+            flags.push('P');
+        }
+        if self.multi.is_some() {
+            flags.push('x');
+        }
+        if self.blocked {
+            flags.push('b');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        flags
+    }
 }
 
 impl ClientInfo {
@@ -109,6 +149,7 @@ impl ClientInfo {
             created: now,
             last_active: now,
             last_cmd: "NULL",
+            status: ClientStatus::default(),
         }
     }
 
@@ -120,16 +161,23 @@ impl ClientInfo {
 
     /// One CLIENT LIST line, fields as Redis 7.2 prints them (buffer sizes we do not track are 0).
     pub fn line(&self) -> String {
+        let status = &self.status;
+        let multi = status.multi.map_or(-1, |queued| queued as i64);
         format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 \
-             multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
-             tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={} psub={} \
+             ssub={} multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 \
+             oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} \
+             lib-ver={}\n",
             self.id,
             self.addr,
             self.laddr,
             String::from_utf8_lossy(&self.name),
             self.created.elapsed().as_secs(),
             self.last_active.elapsed().as_secs(),
+            status.flags(),
+            status.sub,
+            status.psub,
+            status.ssub,
             self.last_cmd,
             self.resp,
             String::from_utf8_lossy(&self.lib_name),

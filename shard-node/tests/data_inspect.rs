@@ -1,6 +1,7 @@
 //! Inspection on a node: the real `redis-cli --bigkeys` and `--memkeys` run against an in-process
 //! node and must name the biggest key of each type; MEMORY USAGE orders keys by what they hold;
-//! INFO's keyspace, stats and commandstats count what was done.
+//! INFO's keyspace, stats and commandstats count what was done; CLIENT LIST shows subscribers,
+//! open transactions and blocked clients as a real redis-server does.
 
 mod data_support;
 
@@ -8,7 +9,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use data_support::{RawClient, TestNode};
+use data_support::oracle::start_redis;
+use data_support::{encode, words, RawClient, TestNode};
 
 fn redis_cli_available() -> bool {
     Command::new("redis-cli")
@@ -280,5 +282,117 @@ async fn ops_per_sec_follows_the_load() -> anyhow::Result<()> {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    node.stop().await
+}
+
+/// Each client's `(flags, sub, psub, ssub, multi, cmd)` from a CLIENT LIST reply, in its order;
+/// an error reply as its text.
+fn client_states(reply: &str) -> Vec<Vec<String>> {
+    if reply.starts_with('-') {
+        return vec![vec![reply.trim_end().to_string()]];
+    }
+    reply
+        .lines()
+        .filter_map(|line| line.find("id=").map(|at| &line[at..]))
+        .map(|line| {
+            ["flags", "sub", "psub", "ssub", "multi", "cmd"]
+                .iter()
+                .map(|name| {
+                    line.split(' ')
+                        .find_map(|kv| kv.strip_prefix(&format!("{name}=")[..]))
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The `id=` of each line of a CLIENT LIST reply.
+fn client_ids(reply: &str) -> Vec<String> {
+    reply
+        .lines()
+        .filter_map(|line| line.split(' ').find_map(|kv| kv.strip_prefix("id=")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Puts clients in each state CLIENT LIST tells apart (a subscriber to channels, patterns and a
+/// shard channel; a transaction with commands queued; a client blocked in BLPOP; one that left
+/// every state again) and returns what CLIENT LIST, with each of its options, says of them.
+async fn client_list_scenario(addr: SocketAddr) -> anyhow::Result<Vec<Vec<Vec<String>>>> {
+    let mut subscriber = RawClient::connect(addr).await?;
+    subscriber.line("SUBSCRIBE a b").await?;
+    subscriber.read_reply().await?;
+    subscriber.line("PSUBSCRIBE n*").await?;
+    subscriber.line("SSUBSCRIBE s").await?;
+    let mut transaction = RawClient::connect(addr).await?;
+    transaction.line("MULTI").await?;
+    transaction.line("SET k v").await?;
+    transaction.line("INCR n").await?;
+    let mut blocked = RawClient::connect(addr).await?;
+    blocked.send_raw(&encode(&words("BLPOP list 0"))).await?;
+    let mut done = RawClient::connect(addr).await?;
+    done.line("MULTI").await?;
+    done.line("SET k w").await?;
+    done.line("EXEC").await?;
+    let mut observer = RawClient::connect(addr).await?;
+    // The BLPOP is registered once the server has read it: poll (bounded) until it shows.
+    let mut list = String::new();
+    for _ in 0..200 {
+        list = observer.line("CLIENT LIST").await?;
+        if list.contains("cmd=blpop") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    if !list.contains("cmd=blpop") {
+        bail!("the BLPOP client never showed in CLIENT LIST");
+    }
+    // Ids differ between the servers: ask for the blocked client, the subscriber twice and one
+    // that does not exist, by the ids this server gave them.
+    let ids = client_ids(&list);
+    let by_id = format!(
+        "CLIENT LIST ID {} {} {} 99999 {}",
+        ids[2], ids[0], ids[0], ids[0]
+    );
+    let mut replies = vec![client_states(&list)];
+    for line in [
+        "CLIENT LIST TYPE pubsub",
+        "CLIENT LIST TYPE normal",
+        "CLIENT LIST TYPE master",
+        "CLIENT LIST TYPE replica",
+        &by_id,
+        "CLIENT LIST ID -5",
+        "CLIENT LIST ID x",
+        "CLIENT LIST ID",
+        "CLIENT LIST TYPE normal ID 1",
+        "CLIENT LIST TYPE bogus",
+        "CLIENT LIST bogus",
+    ] {
+        replies.push(client_states(&observer.line(line).await?));
+    }
+    Ok(replies)
+}
+
+#[tokio::test]
+async fn client_list_shows_subscriptions_transactions_and_blocked_clients_as_redis(
+) -> anyhow::Result<()> {
+    let redis = start_redis().await?;
+    let node = TestNode::start().await?;
+    let theirs = client_list_scenario(redis.addr).await?;
+    let ours = client_list_scenario(node.addr).await?;
+    for (i, (ours, theirs)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(
+            ours, theirs,
+            "reply {i}: node's CLIENT LIST against redis-server's"
+        );
+    }
+    let flags: Vec<&str> = theirs[0][..4].iter().map(|s| s[0].as_str()).collect();
+    assert_eq!(
+        flags,
+        ["P", "x", "b", "N"],
+        "the scenario covers every flag"
+    );
     node.stop().await
 }

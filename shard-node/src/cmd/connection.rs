@@ -248,49 +248,53 @@ fn set_info(session: &Session, attr: &Bytes, value: &Bytes) -> Frame {
     Frame::ok()
 }
 
-/// CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id ...]: every client here is `normal`.
+/// CLIENT LIST [TYPE normal|master|replica|pubsub] | [ID id ...], parsed as Redis's
+/// `clientCommand`: TYPE or ID, not both; IDs are listed in the order given. A client with a
+/// subscription is of type `pubsub`, every other one `normal` (a node has no replicas yet).
 fn client_list(ctx: &Ctx<'_>, options: &[Bytes]) -> Frame {
-    let mut ids: Option<Vec<u64>> = None;
-    let mut only_normal = true;
-    let mut i = 0;
-    while i < options.len() {
-        if parse::eq(&options[i], "type") && i + 1 < options.len() {
-            let t = &options[i + 1];
-            if parse::eq(t, "normal") {
-                only_normal = true;
-            } else if ["master", "replica", "slave", "pubsub"]
+    let clients = ctx.stats().clients.lock();
+    let mut text = String::new();
+    match options {
+        [] => {
+            for info in clients.values() {
+                text.push_str(&info.lock().line());
+            }
+        }
+        [option, t] if parse::eq(option, "type") => {
+            // Some(true): pubsub, Some(false): normal, None: master or replica (none here).
+            let pubsub = if parse::eq(t, "normal") {
+                Some(false)
+            } else if parse::eq(t, "pubsub") {
+                Some(true)
+            } else if ["master", "replica", "slave"]
                 .iter()
                 .any(|n| parse::eq(t, n))
             {
-                only_normal = false;
+                None
             } else {
                 return Frame::error(format!(
                     "ERR Unknown client type '{}'",
                     String::from_utf8_lossy(t)
                 ));
-            }
-            i += 2;
-        } else if parse::eq(&options[i], "id") && i + 1 < options.len() {
-            let mut list = Vec::new();
-            for id in &options[i + 1..] {
-                match parse::parse_i64(id) {
-                    Some(n) if n > 0 => list.push(n as u64),
-                    _ => return err("ERR Invalid client ID"),
+            };
+            for info in clients.values() {
+                let info = info.lock();
+                if pubsub == Some(info.status.is_pubsub()) {
+                    text.push_str(&info.line());
                 }
             }
-            ids = Some(list);
-            i = options.len();
-        } else {
-            return err(ERR_SYNTAX);
         }
-    }
-    let mut text = String::new();
-    if only_normal {
-        for (id, info) in ctx.stats().clients.lock().iter() {
-            if ids.as_ref().is_none_or(|list| list.contains(id)) {
-                text.push_str(&info.lock().line());
+        [option, ids @ ..] if !ids.is_empty() && parse::eq(option, "id") => {
+            for id in ids {
+                let Some(id) = parse::parse_i64(id) else {
+                    return err("ERR Invalid client ID");
+                };
+                if let Some(info) = u64::try_from(id).ok().and_then(|id| clients.get(&id)) {
+                    text.push_str(&info.lock().line());
+                }
             }
         }
+        _ => return err(ERR_SYNTAX),
     }
     Frame::Verbatim(Bytes::from(text))
 }
