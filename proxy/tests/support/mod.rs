@@ -38,12 +38,22 @@ where
     bail!("condition not met within {limit:?}")
 }
 
-/// A free port whose cluster bus port (+10000) is free too.
+/// A free port whose cluster bus port (+10000) is free too, neither of them handed out before
+/// in this test process (the kernel may give one ephemeral port to two binds in a row).
 fn free_port() -> Result<u16> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
     for _ in 0..100 {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = l.local_addr()?.port();
-        if port < 55000 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+        // Neither this port nor its bus port may be one given before, or a given one's bus port.
+        let taken = |p: u16| given.iter().any(|&g| g == p || g + 10000 == p);
+        if port < 55000
+            && !taken(port)
+            && !taken(port + 10000)
+            && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
+        {
+            given.push(port);
             return Ok(port);
         }
     }
