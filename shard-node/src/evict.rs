@@ -298,15 +298,8 @@ fn sample_run<'g>(
     volatile: bool,
     count: usize,
 ) -> Vec<(Bytes, EntryRef<'g>)> {
-    let len = guard.len();
-    if len == 0 {
-        return Vec::new();
-    }
-    let start = rand::rng().random_range(0..len);
     guard
-        .iter()
-        .skip(start)
-        .chain(guard.iter().take(start))
+        .run_from(rand::rng().random())
         .filter(|(_, entry)| !volatile || entry.expires_at_ms.is_some())
         .take(count)
         .map(|(key, entry)| (Bytes::copy_from_slice(key), entry))

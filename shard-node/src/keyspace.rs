@@ -704,9 +704,17 @@ impl SlotGuard<'_> {
         self.table.entries.iter().map(|r| (r.key(), r.view()))
     }
 
-    /// The `n`-th key in iteration order (for RANDOMKEY), if there are more than `n`.
-    pub fn nth_key(&self, n: usize) -> Option<&[u8]> {
-        self.keys().nth(n)
+    /// The slot's keys from bucket `seed % buckets` of its table onwards, wrapping at the end:
+    /// with a random `seed`, a random run of keys found in time proportional to the run, not to
+    /// the slot's size, however many keys one slot holds (hash tags can put them all in one).
+    /// Redis's `dictGetSomeKeys` samples its buckets the same way, for eviction and RANDOMKEY.
+    pub fn run_from(&self, seed: u64) -> impl Iterator<Item = (&[u8], EntryRef<'_>)> {
+        let table = &self.table.entries;
+        let buckets = table.num_buckets();
+        let start = seed.checked_rem(buckets as u64).unwrap_or(0) as usize;
+        (0..buckets)
+            .filter_map(move |i| table.get_bucket((start + i) % buckets))
+            .map(|r| (r.key(), r.view()))
     }
 
     /// Removes every key of the slot; returns how many there were.
@@ -802,6 +810,33 @@ mod tests {
         assert_eq!(ks.volatile_len(), 1);
         assert_eq!(ks.clear(), 1);
         assert_eq!((ks.len(), ks.volatile_len()), (0, 0));
+    }
+
+    #[test]
+    fn a_run_from_any_bucket_holds_every_key_of_the_slot_once() {
+        let ks = Keyspace::new();
+        let mut g = ks.lock(7);
+        assert_eq!(g.run_from(12345).count(), 0, "an empty slot");
+        for i in 0..1000u32 {
+            g.insert(Bytes::from(i.to_string()), Entry::new(s("v"), None));
+        }
+        let all: std::collections::BTreeSet<Vec<u8>> = g.keys().map(<[u8]>::to_vec).collect();
+        let mut starts = std::collections::BTreeSet::new();
+        for seed in [0, 1, 977, u64::MAX] {
+            let run: Vec<Vec<u8>> = g.run_from(seed).map(|(k, _)| k.to_vec()).collect();
+            assert_eq!(run.len(), 1000);
+            assert_eq!(
+                run.iter()
+                    .cloned()
+                    .collect::<std::collections::BTreeSet<_>>(),
+                all
+            );
+            starts.insert(run[0].clone());
+        }
+        assert!(
+            starts.len() > 1,
+            "different seeds start the run at different keys"
+        );
     }
 
     #[test]

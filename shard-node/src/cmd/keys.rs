@@ -341,15 +341,23 @@ pub fn randomkey(ctx: &Ctx<'_>) -> Frame {
     Frame::Null
 }
 
+/// Keys RANDOMKEY draws its pick among (Redis's GETFAIR_NUM_ENTRIES): one of a run from a random
+/// place, so a key after a gap in the table is not favoured much over the others.
+const FAIR_RUN: usize = 15;
+
 /// A random unexpired key of `slot`; expired picks are reclaimed (and logged) on the way.
 fn random_live_key(ctx: &Ctx<'_>, slot: u16, rng: &mut impl Rng) -> Option<Bytes> {
     let mut txn = ctx.lock_slot(slot);
     for _ in 0..8 {
-        let len = txn.len();
-        if len == 0 {
+        if txn.is_empty() {
             return None;
         }
-        let key = Bytes::copy_from_slice(txn.nth_key(rng.random_range(0..len))?);
+        let run: Vec<&[u8]> = txn
+            .run_from(rng.random())
+            .take(FAIR_RUN)
+            .map(|(key, _)| key)
+            .collect();
+        let key = Bytes::copy_from_slice(run.get(rng.random_range(0..run.len().max(1)))?);
         if txn.live(&key).is_some() {
             return Some(key);
         }
