@@ -32,10 +32,11 @@ mod tests {
         // Other tests allocate concurrently: look for a 64 MiB step, far above their noise.
         const SIZE: usize = 64 << 20;
         let before = super::used_bytes();
-        let block = vec![1u8; SIZE];
+        // black_box: an allocation nothing reads may be optimised away (it was, in release).
+        let block = std::hint::black_box(vec![1u8; SIZE]);
         let during = super::used_bytes();
         assert!(during >= before + SIZE as u64 / 2, "{before} -> {during}");
-        drop(block);
+        drop(std::hint::black_box(block));
         let after = super::used_bytes();
         assert!(after < during - SIZE as u64 / 2, "{during} -> {after}");
     }
