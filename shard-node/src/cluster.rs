@@ -148,8 +148,12 @@ impl ClusterView {
 
     /// `writes_allowed` at a given time, with node-timeout from the topology held.
     pub fn writes_allowed_at(&self, now: Instant) -> bool {
-        self.lease
-            .valid_at(now, node_timeout(&self.topology.load().topology))
+        self.writes_allowed_under(&self.topology.load().topology, now)
+    }
+
+    /// `writes_allowed_at` with the node-timeout of a topology the caller already holds.
+    pub fn writes_allowed_under(&self, topology: &Topology, now: Instant) -> bool {
+        self.lease.valid_at(now, node_timeout(topology))
     }
 
     /// Records a successful exchange with the control plane begun at `sent`.

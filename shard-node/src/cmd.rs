@@ -38,7 +38,7 @@ use tessera_proto::topology::Access;
 
 use crate::aof::Aof;
 use crate::keyspace::access::Tracking;
-use crate::keyspace::{now_ms, Entry, EntryRef, SlotGuard};
+use crate::keyspace::{now_ms, Entry, EntryRef, KeyExpired, SlotGuard};
 use crate::server::{ClientInfo, ClientStatus, ServerStats};
 use crate::state::NodeState;
 
@@ -237,10 +237,19 @@ impl<'a> Txn<'a> {
     /// The entry of `key` if it exists and has not expired; an expired one is removed and its
     /// deletion logged.
     pub fn live(&mut self, key: &[u8]) -> Option<EntryRef<'_>> {
-        if self.lazy_expiry && self.guard.expire_if_needed(key, self.now_ms) {
-            self.log(&[Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)]);
-        }
-        let entry = self.guard.get(key);
+        let entry = if self.lazy_expiry {
+            match self.guard.get_unexpired(key, self.now_ms) {
+                Ok(entry) => entry,
+                Err(KeyExpired) => {
+                    // (`log` by its parts: the entry borrows `self.guard` until returned.)
+                    let del = [Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)];
+                    log_write(self.watches, self.aof, self.unit, &del);
+                    None
+                }
+            }
+        } else {
+            self.guard.get(key)
+        };
         // evict: a lookup is an access, as Redis's lookupKey (LRU stamp or LFU counter).
         match (entry, self.touch) {
             (Some(entry), Some(Tracking::Lru)) => entry.access.touch(Tracking::Lru, self.now_ms),
@@ -282,17 +291,28 @@ impl<'a> Txn<'a> {
     /// Appends a write to the log (nothing when replaying or without persistence), and marks
     /// the clients WATCHing the keys it changed: every write that changed something is logged.
     pub fn log(&self, args: &[Bytes]) {
-        self.watches.touch_written(args);
-        if let Some(aof) = self.aof {
-            match self.unit {
-                Some(unit) => unit.push(args),
-                None => aof.append(args),
-            }
-        }
+        log_write(self.watches, self.aof, self.unit, args);
     }
 
     pub fn now_ms(&self) -> u64 {
         self.now_ms
+    }
+}
+
+/// `Txn::log`: marks the watchers of the written keys, then logs the write to the running EXEC's
+/// unit or straight to the AOF.
+fn log_write(
+    watches: &crate::transaction::WatchRegistry,
+    aof: Option<&Aof>,
+    unit: Option<&crate::transaction::Unit>,
+    args: &[Bytes],
+) {
+    watches.touch_written(args);
+    if let Some(aof) = aof {
+        match unit {
+            Some(unit) => unit.push(args),
+            None => aof.append(args),
+        }
     }
 }
 
@@ -570,9 +590,12 @@ pub(crate) fn route(state: &NodeState, slot: Option<u16>, write: bool) -> Result
 
 /// `route` with the lease checked at `now`.
 fn route_at(state: &NodeState, slot: Option<u16>, write: bool, now: Instant) -> Result<(), Frame> {
+    if slot.is_none() && !write {
+        return Ok(());
+    }
+    let snapshot = state.cluster.current();
     if let Some(slot) = slot {
         let access = if write { Access::Write } else { Access::Read };
-        let snapshot = state.cluster.current();
         match snapshot.topology.route_with(&snapshot.health, slot, access) {
             Err(down) => return Err(parse::err(down.message())),
             Ok(owner) if &owner.id != state.cluster.myself() => {
@@ -584,7 +607,7 @@ fn route_at(state: &NodeState, slot: Option<u16>, write: bool, now: Instant) -> 
             Ok(_) => {}
         }
     }
-    if write && !state.cluster.writes_allowed_at(now) {
+    if write && !state.cluster.writes_allowed_under(&snapshot.topology, now) {
         return Err(parse::err(
             "CLUSTERDOWN The cluster is down and only accepts read commands",
         ));

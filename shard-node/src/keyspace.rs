@@ -304,6 +304,11 @@ impl Record {
         self.expires_at_ms != NO_EXPIRY
     }
 
+    /// `EntryRef::is_expired` without building the view (`NO_EXPIRY` is never below a time).
+    fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms < now_ms
+    }
+
     fn view(&self) -> EntryRef<'_> {
         let value = match self.collection.as_deref() {
             None => ValueRef::String(&self.data[self.key_len()..]),
@@ -389,6 +394,18 @@ fn record_hash(record: &Record) -> u64 {
     scan_table::hash_bytes(record.key())
 }
 
+/// `SlotGuard::get_unexpired` found the key expired, and removed it.
+#[derive(Debug)]
+pub struct KeyExpired;
+
+/// What `SlotTable::find_unexpired` found.
+enum Lookup<'a> {
+    Absent,
+    Live(&'a Record),
+    /// The key was there but had expired; it has been removed.
+    Expired,
+}
+
 /// One slot's keys.
 #[derive(Debug, Default)]
 pub struct SlotTable {
@@ -402,6 +419,23 @@ impl SlotTable {
         self.entries
             .find(scan_table::hash_bytes(key), |r| r.key() == key)
             .map(|r| &**r)
+    }
+
+    /// `find`, except that a record expired at `now_ms` is taken out (and no longer counted as
+    /// volatile): one probe of the table where an expiry check and then `find` took two.
+    fn find_unexpired(&mut self, key: &[u8], now_ms: u64) -> Lookup<'_> {
+        match self
+            .entries
+            .find_entry(scan_table::hash_bytes(key), |r| r.key() == key)
+        {
+            Err(_) => Lookup::Absent,
+            Ok(occupied) if occupied.get().is_expired(now_ms) => {
+                drop(occupied.remove());
+                self.volatile -= 1;
+                Lookup::Expired
+            }
+            Ok(occupied) => Lookup::Live(occupied.into_mut()),
+        }
     }
 
     fn find_mut(&mut self, key: &[u8]) -> Option<&mut Record> {
@@ -585,9 +619,29 @@ impl SlotGuard<'_> {
         self.table.volatile
     }
 
-    /// The entry of `key`, expired or not (callers expire first with `expire_if_needed`).
+    /// The entry of `key`, expired or not (`get_unexpired` expires it first).
     pub fn get(&self, key: &[u8]) -> Option<EntryRef<'_>> {
         self.table.find(key).map(Record::view)
+    }
+
+    /// Redis's expireIfNeeded then lookup, in one probe: the entry of `key` unless it is absent or
+    /// expired at `now_ms`; an expired key is removed and counted, and the error says so (its
+    /// deletion is the caller's to log).
+    pub fn get_unexpired(
+        &mut self,
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<EntryRef<'_>>, KeyExpired> {
+        match self.table.find_unexpired(key, now_ms) {
+            Lookup::Absent => Ok(None),
+            Lookup::Live(record) => Ok(Some(record.view())),
+            Lookup::Expired => {
+                self.counters.keys.fetch_sub(1, Ordering::Relaxed);
+                self.counters.volatile.fetch_sub(1, Ordering::Relaxed);
+                self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                Err(KeyExpired)
+            }
+        }
     }
 
     /// The collection of `key` to change in place; the expiry is changed through `set_expiry`,
@@ -633,20 +687,6 @@ impl SlotGuard<'_> {
             Some(buf) => Ok(edit(buf)),
             None => Err(edit),
         }
-    }
-
-    /// Removes `key` when its TTL has passed at `now_ms`; true when it did (the caller then logs
-    /// the deletion, as Redis propagates a DEL for each expired key).
-    pub fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
-        let expired = self
-            .table
-            .find(key)
-            .is_some_and(|r| r.view().is_expired(now_ms));
-        if expired {
-            self.remove(key);
-            self.counters.expired.fetch_add(1, Ordering::Relaxed);
-        }
-        expired
     }
 
     /// Stores `entry` under `key`, returning the previous entry.
@@ -802,7 +842,15 @@ mod tests {
             .insert(Bytes::from_static(b"b"), Entry::new(s("1"), Some(5)));
         assert_eq!(ks.len(), 2);
         assert_eq!(ks.volatile_len(), 1);
-        assert!(ks.lock_key(b"b").expire_if_needed(b"b", 6));
+        assert!(ks
+            .lock_key(b"b")
+            .get_unexpired(b"b", 5)
+            .is_ok_and(|e| e.is_some()));
+        assert!(ks.lock_key(b"b").get_unexpired(b"b", 6).is_err());
+        assert!(ks
+            .lock_key(b"b")
+            .get_unexpired(b"b", 6)
+            .is_ok_and(|e| e.is_none()));
         assert_eq!(ks.len(), 1);
         assert_eq!(ks.volatile_len(), 0);
         assert_eq!(ks.expired_total(), 1);
