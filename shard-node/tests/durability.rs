@@ -426,7 +426,10 @@ async fn bgrewriteaof_and_automatic_rewrites_compact_a_running_node() -> anyhow:
         .map(|i| command(&["INCR", &format!("c:{}", i % 10)]))
         .collect();
     pipeline(&mut client, &incrs).await?;
-    let before = std::fs::metadata(dir.aof())?.len();
+    let logged: usize = (0..2000)
+        .map(|i| aof_record(&["INCR", &format!("c:{}", i % 10)]).len())
+        .sum();
+    let before = file_reaches(&dir.aof(), logged as u64).await?;
     assert_eq!(
         client.line("BGREWRITEAOF").await?,
         "+Background append only file rewriting started\r\n"
@@ -463,6 +466,24 @@ async fn bgrewriteaof_and_automatic_rewrites_compact_a_running_node() -> anyhow:
     assert!(!log.contains("ERROR"), "errors in the log:\n{log}");
     stop_cp.cancel();
     Ok(())
+}
+
+/// Waits until the file at `path` holds at least `len` bytes, and returns its size: under
+/// `appendfsync everysec` a write is acknowledged once logged, and the writer thread puts it in
+/// the file shortly after (CI saw the file still empty right after the acknowledgements).
+async fn file_reaches(path: &Path, len: u64) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        if size >= len {
+            return Ok(size);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the AOF stayed at {size} of {len} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 fn aof_record(words: &[&str]) -> Vec<u8> {
