@@ -38,6 +38,7 @@ pub struct ClientHandle {
     pub created: Instant,
     pub state: Mutex<ClientState>,
     /// Cancelled by CLIENT KILL: the connection closes once the replies before it are out.
+    /// A child of the server's shutdown token (cancelled with it too).
     pub kill: CancellationToken,
 }
 
