@@ -111,6 +111,15 @@ def context_switches(pid):
     return total
 
 
+def cpu_steal():
+    """(steal, total) jiffies of all CPUs from /proc/stat: the time a hypervisor ran something
+    else while this machine had work, which on a shared host stalls whichever process it hits."""
+    with open("/proc/stat", encoding="ascii") as f:
+        # cpu user nice system idle iowait irq softirq steal (guest time is inside user).
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    return fields[7], sum(fields)
+
+
 def children_cpu():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -140,6 +149,7 @@ def run_one(target, test, pipeline, requests, args, log):
     if counter:
         time.sleep(0.3)  # perf attaches
     client_before = children_cpu()
+    steal_before = cpu_steal()
     started = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.run_timeout)
@@ -147,6 +157,7 @@ def run_one(target, test, pipeline, requests, args, log):
         log.write(f"TIMEOUT after {args.run_timeout}s: {' '.join(cmd)}\n")
         return {"error": f"timed out after {args.run_timeout}s"}
     elapsed = time.monotonic() - started
+    steal_after = cpu_steal()
     client_cpu = children_cpu() - client_before
     after = {}
     for pid in target["pids"]:
@@ -179,6 +190,8 @@ def run_one(target, test, pipeline, requests, args, log):
         "server_cpu_s": server_seconds,
         "client_cpu_s": client_cpu,
         "elapsed_s": elapsed,
+        "steal_pct": 100.0 * (steal_after[0] - steal_before[0])
+        / max(1, steal_after[1] - steal_before[1]),
     }
 
 
@@ -203,7 +216,7 @@ def summarize(runs, targets, cells):
             )
             cell = {"runs": len(ok), "failed": failed}
             for metric in ("rps", "p50", "p99", "cpu_us", "front_cpu_us", "front_syscalls",
-                           "front_cswitch", "client_cpu_s", "elapsed_s"):
+                           "front_cswitch", "client_cpu_s", "elapsed_s", "steal_pct"):
                 cell[metric] = median([r[metric] for r in ok if r.get(metric) is not None])
             table[(target["name"], test, pipeline)] = cell
     return table
@@ -258,14 +271,15 @@ def render(runs, table, targets, cells, meta):
                "for tessera-proxy and twemproxy, one node or redis-server otherwise): its CPU, its "
                "system calls (perf stat, only with --count-syscalls) and its threads' context switches "
                "(/proc/<pid>/task/*/status) per request; client CPU = "
-               "redis-benchmark's own.")
+               "redis-benchmark's own; steal = the share of the machine's CPU time a hypervisor "
+               "took during the run (/proc/stat), which stalls whatever it hits and shows in p99.")
     out.append("")
     for test, pipeline in cells:
         out.append(f"{test}, -P {pipeline}:")
         out.append("")
         out.append("| target | ops/s | p50 ms | p99 ms | server CPU/req µs | front CPU/req µs "
-                   "| front syscalls/req | front ctx sw/req | client CPU s | runs |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                   "| front syscalls/req | front ctx sw/req | client CPU s | steal % | runs |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for target in targets:
             cell = table[(target["name"], test, pipeline)]
             run_count = f"{cell['runs']}" + (f" ({cell['failed']} failed)" if cell["failed"] else "")
@@ -273,7 +287,7 @@ def render(runs, table, targets, cells, meta):
                 f"| {target['name']} | {fmt(cell['rps'], 0)} | {fmt(cell['p50'], 3)} | "
                 f"{fmt(cell['p99'], 3)} | {fmt(cell['cpu_us'], 2)} | {fmt(cell['front_cpu_us'], 2)} | "
                 f"{fmt(cell['front_syscalls'], 2)} | {fmt(cell['front_cswitch'], 2)} | "
-                f"{fmt(cell['client_cpu_s'], 2)} | {run_count} |"
+                f"{fmt(cell['client_cpu_s'], 2)} | {fmt(cell['steal_pct'], 1)} | {run_count} |"
             )
         out.append("")
     tests = sorted({t for t, _ in cells}, key=lambda t: ["SET", "GET"].index(t) if t in ("SET", "GET") else 9)
@@ -321,6 +335,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     runs = []
     started = time.monotonic()
+    steal_at_start = cpu_steal()
     with open(os.path.join(args.out, "runs.jsonl"), "w", encoding="utf-8") as raw, \
             open(os.path.join(args.out, "bench.log"), "w", encoding="utf-8") as log:
         for round_no in range(args.rounds):
@@ -340,7 +355,7 @@ def main():
                     raw.flush()
                     status = result.get("error") or (
                         f"{result['rps']:>12,.0f} ops/s  p50 {result['p50']:.3f}  p99 {result['p99']:.3f} ms"
-                        f"  cpu {result['cpu_us']:.2f} µs/req"
+                        f"  cpu {result['cpu_us']:.2f} µs/req  steal {result['steal_pct']:.1f}%"
                     )
                     print(f"round {round_no + 1}/{args.rounds}  {test} -P {pipeline:<2}  "
                           f"{target['name']:<15} {status}", flush=True)
@@ -357,6 +372,12 @@ def main():
     summary += f"\nTargets measured:\n\n" + "\n".join(
         f"- {t['name']}: {t['description']}" for t in targets
     ) + f"\n\nBenchmark time: {time.monotonic() - started:.0f} s\n"
+    steal_at_end = cpu_steal()
+    summary += (
+        f"CPU time taken by the hypervisor (steal) over the whole run: "
+        f"{100.0 * (steal_at_end[0] - steal_at_start[0]) / max(1, steal_at_end[1] - steal_at_start[1]):.1f}%"
+        f" (above a few per cent, p99 measures the host more than the servers)\n"
+    )
     with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
         f.write(summary)
     print()
