@@ -120,6 +120,11 @@ def cpu_steal():
     return fields[7], sum(fields)
 
 
+def steal_pct(before, after):
+    """The per cent of CPU time stolen between two `cpu_steal()` readings."""
+    return 100.0 * (after[0] - before[0]) / max(1, after[1] - before[1])
+
+
 def children_cpu():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -190,8 +195,7 @@ def run_one(target, test, pipeline, requests, args, log):
         "server_cpu_s": server_seconds,
         "client_cpu_s": client_cpu,
         "elapsed_s": elapsed,
-        "steal_pct": 100.0 * (steal_after[0] - steal_before[0])
-        / max(1, steal_after[1] - steal_before[1]),
+        "steal_pct": steal_pct(steal_before, steal_after),
     }
 
 
@@ -372,10 +376,9 @@ def main():
     summary += f"\nTargets measured:\n\n" + "\n".join(
         f"- {t['name']}: {t['description']}" for t in targets
     ) + f"\n\nBenchmark time: {time.monotonic() - started:.0f} s\n"
-    steal_at_end = cpu_steal()
     summary += (
         f"CPU time taken by the hypervisor (steal) over the whole run: "
-        f"{100.0 * (steal_at_end[0] - steal_at_start[0]) / max(1, steal_at_end[1] - steal_at_start[1]):.1f}%"
+        f"{steal_pct(steal_at_start, cpu_steal()):.1f}%"
         f" (above a few per cent, p99 measures the host more than the servers)\n"
     )
     with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:

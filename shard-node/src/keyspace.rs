@@ -394,17 +394,9 @@ fn record_hash(record: &Record) -> u64 {
     scan_table::hash_bytes(record.key())
 }
 
-/// `SlotGuard::get_unexpired` found the key expired, and removed it.
+/// A lookup found the key expired, and removed it (`SlotGuard::get_unexpired`).
 #[derive(Debug)]
 pub struct KeyExpired;
-
-/// What `SlotTable::find_unexpired` found.
-enum Lookup<'a> {
-    Absent,
-    Live(&'a Record),
-    /// The key was there but had expired; it has been removed.
-    Expired,
-}
 
 /// One slot's keys.
 #[derive(Debug, Default)]
@@ -422,19 +414,21 @@ impl SlotTable {
     }
 
     /// `find`, except that a record expired at `now_ms` is taken out (and no longer counted as
-    /// volatile): one probe of the table where an expiry check and then `find` took two.
-    fn find_unexpired(&mut self, key: &[u8], now_ms: u64) -> Lookup<'_> {
+    /// volatile): one probe of the table where an expiry check and then `find` took two. The
+    /// server-wide counters are the caller's (`SlotGuard::get_unexpired`), which cannot call
+    /// `remove` while the found record's borrow may still be returned.
+    fn find_unexpired(&mut self, key: &[u8], now_ms: u64) -> Result<Option<&Record>, KeyExpired> {
         match self
             .entries
             .find_entry(scan_table::hash_bytes(key), |r| r.key() == key)
         {
-            Err(_) => Lookup::Absent,
+            Err(_) => Ok(None),
             Ok(occupied) if occupied.get().is_expired(now_ms) => {
                 drop(occupied.remove());
                 self.volatile -= 1;
-                Lookup::Expired
+                Err(KeyExpired)
             }
-            Ok(occupied) => Lookup::Live(occupied.into_mut()),
+            Ok(occupied) => Ok(Some(occupied.into_mut())),
         }
     }
 
@@ -633,9 +627,8 @@ impl SlotGuard<'_> {
         now_ms: u64,
     ) -> Result<Option<EntryRef<'_>>, KeyExpired> {
         match self.table.find_unexpired(key, now_ms) {
-            Lookup::Absent => Ok(None),
-            Lookup::Live(record) => Ok(Some(record.view())),
-            Lookup::Expired => {
+            Ok(record) => Ok(record.map(Record::view)),
+            Err(KeyExpired) => {
                 self.counters.keys.fetch_sub(1, Ordering::Relaxed);
                 self.counters.volatile.fetch_sub(1, Ordering::Relaxed);
                 self.counters.expired.fetch_add(1, Ordering::Relaxed);

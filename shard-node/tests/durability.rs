@@ -426,8 +426,9 @@ async fn bgrewriteaof_and_automatic_rewrites_compact_a_running_node() -> anyhow:
         .map(|i| command(&["INCR", &format!("c:{}", i % 10)]))
         .collect();
     pipeline(&mut client, &incrs).await?;
-    let logged: usize = (0..2000)
-        .map(|i| aof_record(&["INCR", &format!("c:{}", i % 10)]).len())
+    let logged: usize = incrs
+        .iter()
+        .map(|words| encode(&words.iter().map(Vec::as_slice).collect::<Vec<_>>()).len())
         .sum();
     let before = file_reaches(&dir.aof(), logged as u64).await?;
     assert_eq!(
