@@ -93,14 +93,7 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session of a connection that `stop` ends (the server's shutdown): its CLIENT KILL token
-    /// is a child of `stop`, so one future tells the connection to end for either reason.
-    pub fn new(
-        shared: &Shared,
-        peer: SocketAddr,
-        local: SocketAddr,
-        stop: &tokio_util::sync::CancellationToken,
-    ) -> Session {
+    pub fn new(shared: &Shared, peer: SocketAddr, local: SocketAddr) -> Session {
         let id = shared.new_client_id();
         let now = Instant::now();
         let handle = Arc::new(ClientHandle {
@@ -122,7 +115,7 @@ impl Session {
                 qbuf: 0,
                 qbuf_free: 0,
             }),
-            kill: stop.child_token(),
+            stop: Default::default(),
         });
         let mut session = Session {
             id,

@@ -20,9 +20,9 @@ use tessera_proto::resp::request::{self, RequestLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use crate::client::{Reply, Session};
+use crate::clients::Stop;
 use crate::pubsub::{Budget, Event, Subscriber};
 use crate::shared::Shared;
 
@@ -38,7 +38,7 @@ const HELD_INPUT: usize = 1024 * 1024;
 /// Write buffers grown beyond this are released after a flush.
 const KEEP_BUFFER: usize = 1024 * 1024;
 
-pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: CancellationToken) {
+pub async fn serve(shared: Arc<Shared>, socket: TcpStream) {
     let (Ok(peer), Ok(local)) = (socket.peer_addr(), socket.local_addr()) else {
         return;
     };
@@ -47,7 +47,7 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
         .stats
         .connections_received
         .fetch_add(1, Ordering::Relaxed);
-    let mut session = Session::new(&shared, peer, local, &shutdown);
+    let mut session = Session::new(&shared, peer, local);
     // sec: maxclients, as Redis refuses at accept: the error, then the connection closes.
     if !shared
         .clients
@@ -63,13 +63,6 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
         .stats
         .connected_clients
         .fetch_add(1, Ordering::Relaxed);
-    // CLIENT KILL or shutdown (the kill token is a child of `shutdown`): one future, armed once.
-    // The loop polls its branches at every wake-up, and each poll of a cancellation future takes
-    // its Notify's lock; a fresh future per turn also registers and drops a waiter (callgrind:
-    // about 700 instructions per request for two of them).
-    let kill = session.handle.kill.clone();
-    let stop_signal = kill.cancelled();
-    tokio::pin!(stop_signal);
     let limits = shared.limits;
     // sec: the idle timeout (Redis's `timeout`), re-armed on every read and write.
     let idle_sleep = tokio::time::sleep(limits.idle_timeout.unwrap_or(Duration::MAX / 4));
@@ -223,12 +216,10 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream, shutdown: Cancellatio
             // sec: CLIENT KILL from another client ends the connection at once. Shutdown: read
             // no more, but finish writing the replies already owed (the server bounds this with
             // its grace period).
-            _ = &mut stop_signal, if !closing => {
-                if !shutdown.is_cancelled() {
-                    break;
-                }
-                closing = true;
-            }
+            stop = poll_fn(|cx| session.handle.stop.poll(cx)), if !closing => match stop {
+                Stop::Kill => break,
+                Stop::Shutdown => closing = true,
+            },
         }
     }
     shared.clients.unregister(session.id);

@@ -117,7 +117,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => {
-                    tasks.spawn(connection::serve(shared.clone(), socket, shutdown.clone()));
+                    tasks.spawn(connection::serve(shared.clone(), socket));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
@@ -128,6 +128,7 @@ pub async fn run(
         }
     }
     drop(listener);
+    shared.clients.shut_down();
     tasks.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
         .await

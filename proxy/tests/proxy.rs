@@ -289,6 +289,33 @@ async fn bad_input_and_disconnects_affect_nobody_else() -> Result<()> {
     Ok(())
 }
 
+/// A shutdown closes idle clients at once, and a client owed a reply gets it first (a BLPOP
+/// waiting out its timeout), then is closed; new connections are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_writes_the_replies_owed_then_closes() -> Result<()> {
+    let h = Harness::start().await?;
+    let mut idle = h.client().await?;
+    let mut owed = h.client().await?;
+    owed.send_raw(&encode(&["BLPOP", "shutdown-list", "1"]))
+        .await?;
+    support::wait_for(Duration::from_secs(5), || {
+        let port = h.proxy_port;
+        async move {
+            let Ok(mut c) = Client::connect(port).await else {
+                return false;
+            };
+            matches!(c.text(&["CLIENT", "LIST"]).await, Ok(list) if list.contains("flags=b"))
+        }
+    })
+    .await?;
+    h.shut_down();
+    assert!(idle.closed().await, "an idle client stays connected");
+    assert_eq!(&owed.read_raw().await?[..], b"*-1\r\n");
+    assert!(owed.closed().await, "the client stays connected");
+    assert!(Client::connect(h.proxy_port).await.is_err());
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_benchmark_runs_clean() -> Result<()> {
     let h = Harness::start().await?;

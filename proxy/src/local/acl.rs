@@ -11,6 +11,7 @@ use tessera_proto::resp::Frame;
 use super::{frame, ok};
 use crate::acl::CATEGORIES;
 use crate::client::{Reply, Session};
+use crate::clients::Stop;
 use crate::shared::Shared;
 
 fn bulk(text: impl Into<Bytes>) -> Frame {
@@ -79,7 +80,7 @@ pub fn handle(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Op
                         session.quit = true;
                     }
                 } else if args[2..].contains(&client.snapshot().user) {
-                    client.kill.cancel();
+                    client.stop.ask(Stop::Kill);
                 }
             }
             frame(session, Frame::Integer(removed as i64))

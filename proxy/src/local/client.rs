@@ -8,7 +8,7 @@ use tessera_proto::resp::Frame;
 
 use super::{frame, ok, verbatim};
 use crate::client::{Reply, Session};
-use crate::clients::{ClientHandle, ClientState};
+use crate::clients::{ClientHandle, ClientState, Stop};
 use crate::router::parse_i64;
 use crate::shared::Shared;
 
@@ -225,6 +225,6 @@ fn kill_one(session: &mut Session, client: &ClientHandle) {
         // Redis's CLIENT_CLOSE_AFTER_REPLY.
         session.quit = true;
     } else {
-        client.kill.cancel();
+        client.stop.ask(Stop::Kill);
     }
 }

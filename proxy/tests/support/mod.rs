@@ -365,6 +365,11 @@ impl Harness {
         Client::connect(self.proxy_port).await
     }
 
+    /// Shuts the proxies (and the fake control plane) down, as SIGTERM does.
+    pub fn shut_down(&self) {
+        self.shutdown.cancel();
+    }
+
     /// Publishes `topology` to the proxy through the watch stream.
     pub fn publish(&self, topology: pb::Topology) {
         self.control.send_replace(topology);
