@@ -158,14 +158,14 @@ pub async fn serve(shared: Arc<Shared>, socket: TcpStream) {
                 }
             }
             // Subscribed: confirmations and messages from the subscription connections.
-            event = next_event(&mut session.sub), if session.sub.is_some() => {
+            event = next_event(&mut session.sub, &shared), if session.sub.is_some() => {
                 let Some(sub) = session.sub.as_mut() else { break };
                 let (counted, ended) = match event {
                     Event::Frame(frame) => {
-                        sub.observe(&frame);
-                        output.extend_from_slice(&frame);
-                        let (more, ended) = sub.drain_ready(&mut output);
-                        (frame.len() + more, ended)
+                        let len = frame.len();
+                        sub.take(frame, &mut output, &shared);
+                        let (more, ended) = sub.drain_ready(&mut output, &shared);
+                        (len + more, ended)
                     }
                     // A subscription connection closed (its node went away), or the client
                     // went past its output buffer limit: drop the client, as Redis would.
@@ -256,9 +256,9 @@ fn take_ready(
 }
 
 /// The next event of a subscribed client (never resolves for a client that is not).
-async fn next_event(sub: &mut Option<Box<Subscriber>>) -> Event {
+async fn next_event(sub: &mut Option<Box<Subscriber>>, shared: &Shared) -> Event {
     match sub {
-        Some(sub) => sub.next().await,
+        Some(sub) => sub.next(shared).await,
         None => std::future::pending().await,
     }
 }

@@ -14,8 +14,16 @@
 //!
 //! Output limit: bytes received for the client and not yet written to it are counted; past
 //! Redis's pubsub client-output-buffer-limit (32 MB, or 8 MB for 60 s) the client is dropped.
+//!
+//! Shard channels follow their slot: a node whose slot moves away drops the slot's shard
+//! channels and tells each subscriber with a `sunsubscribe` it did not ask for. The proxy keeps
+//! that notice from the client, waits for the topology to name the slot's new owner (asking for
+//! a refresh at once), SSUBSCRIBEs there and keeps that confirmation from the client too: the
+//! client stays subscribed and receives what is published at the new owner. If no new owner
+//! shows within the backend timeout, the client gets the node's notice, as a Redis Cluster
+//! client would.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -101,6 +109,21 @@ enum Outgoing {
     Local { marker: Bytes, reply: Bytes },
 }
 
+/// How long a moved shard channel waits between looks at the topology for its new owner.
+const MOVE_RETRY: Duration = Duration::from_millis(20);
+
+/// A shard channel its node dropped (its slot moved away), waiting for the topology to name the
+/// slot's new owner.
+#[derive(Debug)]
+struct Moving {
+    channel: Bytes,
+    /// The node that dropped it.
+    from: String,
+    since: Instant,
+    /// The node's `sunsubscribe` notice, passed on to the client if no new owner shows.
+    notice: Bytes,
+}
+
 /// One backend connection of a subscriber.
 #[derive(Debug)]
 struct SubConn {
@@ -120,6 +143,13 @@ pub struct Subscriber {
     patterns: HashSet<Bytes>,
     /// Shard channels and the index of the connection that holds each.
     shard: Vec<(Bytes, usize)>,
+    /// Confirmations of the client's own SUNSUBSCRIBEs still to come, by shard channel: any
+    /// other `sunsubscribe` for a subscribed channel is its node dropping it.
+    unsubscribing: HashMap<Bytes, usize>,
+    /// Shard channels dropped by their node, not yet subscribed at the new owner.
+    moving: Vec<Moving>,
+    /// Confirmations of the proxy's own re-subscriptions still to come (not the client's).
+    resubscribed: HashMap<Bytes, usize>,
     /// The connection that holds SUBSCRIBE / PSUBSCRIBE state, once made.
     main: Option<usize>,
     /// Set by the command that empties the sets: confirmations still to come, and who waits.
@@ -141,6 +171,9 @@ impl Subscriber {
             channels: HashSet::new(),
             patterns: HashSet::new(),
             shard: Vec::new(),
+            unsubscribing: HashMap::new(),
+            moving: Vec::new(),
+            resubscribed: HashMap::new(),
             main: None,
             ending: None,
             ended: false,
@@ -157,34 +190,107 @@ impl Subscriber {
         &self.budget
     }
 
-    /// The next frame (or end) for the client.
-    pub async fn next(&mut self) -> Event {
-        tokio::select! {
-            event = self.events.recv() => event.unwrap_or(Event::Closed),
-            _ = self.budget.overflow.cancelled() => Event::Overflow,
+    /// The next frame (or end) for the client. While a moved shard channel waits for its new
+    /// owner, the topology is looked at every `MOVE_RETRY`.
+    pub async fn next(&mut self, shared: &Shared) -> Event {
+        loop {
+            let waiting = !self.moving.is_empty();
+            tokio::select! {
+                event = self.events.recv() => return event.unwrap_or(Event::Closed),
+                _ = self.budget.overflow.cancelled() => return Event::Overflow,
+                _ = tokio::time::sleep(MOVE_RETRY), if waiting => self.follow_moves(shared),
+            }
         }
     }
 
+    /// Appends `frame` to `out` unless it is the proxy's own business (a node dropping a shard
+    /// channel whose slot moved, the confirmation of a re-subscription).
+    pub fn take(&mut self, frame: Bytes, out: &mut BytesMut, shared: &Shared) {
+        match shard_notice(&frame) {
+            Some((ShardNotice::Unsubscribed, channel)) => {
+                if let Some(owed) = self.unsubscribing.get_mut(&channel) {
+                    *owed -= 1;
+                    if *owed == 0 {
+                        self.unsubscribing.remove(&channel);
+                    }
+                } else if let Some(&(_, index)) = self.shard.iter().find(|(c, _)| *c == channel) {
+                    let from = self.conns.get(index).map(|c| c.addr.clone());
+                    self.moving.push(Moving {
+                        channel,
+                        from: from.unwrap_or_default(),
+                        since: Instant::now(),
+                        notice: frame,
+                    });
+                    shared.view.request_refresh();
+                    self.follow_moves(shared);
+                    return;
+                }
+            }
+            Some((ShardNotice::Subscribed, channel)) => {
+                if let Some(owed) = self.resubscribed.get_mut(&channel) {
+                    *owed -= 1;
+                    if *owed == 0 {
+                        self.resubscribed.remove(&channel);
+                    }
+                    return;
+                }
+            }
+            None => {}
+        }
+        self.observe(&frame);
+        out.extend_from_slice(&frame);
+    }
+
     /// Appends every frame already received (after the one just taken) to `out`: the bytes
-    /// added, and whether a connection closed or the budget overflowed meanwhile.
-    pub fn drain_ready(&mut self, out: &mut BytesMut) -> (usize, bool) {
-        let mut added = 0;
+    /// received, and whether a connection closed or the budget overflowed meanwhile.
+    pub fn drain_ready(&mut self, out: &mut BytesMut, shared: &Shared) -> (usize, bool) {
+        let mut received = 0;
         while let Ok(event) = self.events.try_recv() {
             match event {
                 Event::Frame(frame) => {
-                    self.observe(&frame);
-                    added += frame.len();
-                    out.extend_from_slice(&frame);
+                    received += frame.len();
+                    self.take(frame, out, shared);
                 }
-                Event::Closed | Event::Overflow => return (added, true),
+                Event::Closed | Event::Overflow => return (received, true),
             }
         }
-        (added, self.budget.overflow.is_cancelled())
+        (received, self.budget.overflow.is_cancelled())
+    }
+
+    /// Subscribes each moved shard channel at its slot's owner once the topology names one other
+    /// than the node that dropped it; past the backend timeout, passes the node's notice on.
+    fn follow_moves(&mut self, shared: &Shared) {
+        let snapshot = shared.view.load();
+        let limit = connect_timeout(shared);
+        for moved in std::mem::take(&mut self.moving) {
+            match node_addr(&snapshot, Some(key_hash_slot(&moved.channel))) {
+                Ok(addr) if addr != moved.from => {
+                    let index = self.conn(&addr, shared);
+                    if let Some(entry) = self.shard.iter_mut().find(|(c, _)| *c == moved.channel) {
+                        entry.1 = index;
+                    }
+                    *self.resubscribed.entry(moved.channel.clone()).or_default() += 1;
+                    self.send(index, command2(b"SSUBSCRIBE", &moved.channel));
+                }
+                _ if moved.since.elapsed() >= limit => {
+                    // Through the event stream, so it is counted and observed like any frame.
+                    self.shard.retain(|(c, _)| *c != moved.channel);
+                    if self.budget.add(moved.notice.len()) {
+                        let _ = self.events_tx.send(Event::Frame(moved.notice));
+                    }
+                    // Its last subscription gone, the client is a normal client again.
+                    if self.is_empty() && self.ending.is_none() {
+                        self.ended = true;
+                    }
+                }
+                _ => self.moving.push(moved),
+            }
+        }
     }
 
     /// Sees a frame on its way to the client: counts the confirmations an ending command waits
     /// for.
-    pub fn observe(&mut self, raw: &[u8]) {
+    fn observe(&mut self, raw: &[u8]) {
         let Some((pending, _)) = &mut self.ending else {
             return;
         };
@@ -209,6 +315,17 @@ impl Subscriber {
                 self.ended = true;
             }
         }
+    }
+
+    /// The client unsubscribes from `channel`: if subscribed, its node's confirmation is owed to
+    /// the client. Returns the node that dropped it if it was waiting for its new owner.
+    fn expect_unsubscribed(&mut self, channel: &Bytes) -> Option<String> {
+        if !self.shard.iter().any(|(c, _)| c == channel) {
+            return None;
+        }
+        *self.unsubscribing.entry(channel.clone()).or_default() += 1;
+        let at = self.moving.iter().position(|m| m.channel == *channel)?;
+        Some(self.moving.swap_remove(at).from)
     }
 
     /// Subscribed mode is over (every set emptied and confirmed): drop the subscriber.
@@ -274,6 +391,13 @@ impl Subscriber {
             }
         }
     }
+}
+
+/// `name channel` as a RESP request.
+fn command2(name: &[u8], channel: &[u8]) -> Bytes {
+    let mut request = BytesMut::new();
+    crate::forward::encode(2, [name, channel].into_iter(), &mut request);
+    request.freeze()
 }
 
 fn connect_timeout(shared: &Shared) -> Duration {
@@ -481,20 +605,35 @@ pub fn command(
                         }
                     }
                 } else {
+                    // Sent to the slot's owner, which confirms every channel it names.
+                    for n in names {
+                        sub.expect_unsubscribed(n);
+                    }
                     sub.shard.retain(|(c, _)| !names.contains(c));
                 }
                 targets.push(index);
             }
             None => {
-                // SUNSUBSCRIBE from every shard channel: each connection that holds some.
+                // SUNSUBSCRIBE from every shard channel: each connection that holds some. A
+                // channel its node dropped (moving) is named to that node, which confirms it.
                 confirmations = sub.shard.len().max(1);
-                let mut holders: Vec<usize> = sub.shard.iter().map(|(_, i)| *i).collect();
+                let mut holders = Vec::new();
+                let subscribed = sub.shard.clone();
+                for (channel, index) in &subscribed {
+                    match sub.expect_unsubscribed(channel) {
+                        Some(from) => {
+                            let at = sub.conns.iter().position(|c| c.addr == from);
+                            sub.send(at.unwrap_or(*index), command2(b"SUNSUBSCRIBE", channel));
+                        }
+                        None => holders.push(*index),
+                    }
+                }
                 holders.sort_unstable();
                 holders.dedup();
-                sub.shard.clear();
-                if holders.is_empty() {
+                if subscribed.is_empty() {
                     holders.push(sub.subscribed_conn());
                 }
+                sub.shard.clear();
                 targets = holders;
             }
         },
@@ -635,6 +774,31 @@ async fn run_conn(
     }
 }
 
+/// The two shard-channel frames the proxy looks into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShardNotice {
+    Subscribed,
+    Unsubscribed,
+}
+
+/// Whether `frame` is an `ssubscribe` or `sunsubscribe` confirmation (RESP2 array or RESP3
+/// push), and its channel. Every other frame (messages above all) is told apart by its first
+/// bytes, without parsing.
+fn shard_notice(frame: &[u8]) -> Option<(ShardNotice, Bytes)> {
+    let kind = match frame.get(4..)? {
+        rest if rest.starts_with(b"$10\r\nssubscribe\r\n") => ShardNotice::Subscribed,
+        rest if rest.starts_with(b"$12\r\nsunsubscribe\r\n") => ShardNotice::Unsubscribed,
+        _ => return None,
+    };
+    match frame::parse(frame, &FrameLimits::default()) {
+        Ok(Some((Frame::Array(items) | Frame::Push(items), _))) => match items.get(1) {
+            Some(Frame::Bulk(channel)) => Some((kind, channel.clone())),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Whether `frame` is the reply to `PING marker`: `*2 pong marker` from a subscribed RESP2
 /// connection, the bulk marker otherwise.
 fn is_marker_reply(frame: &[u8], marker: &[u8]) -> bool {
@@ -676,6 +840,29 @@ mod tests {
             .lock()
             .map(|s| s.is_none())
             .unwrap_or(false));
+    }
+
+    #[test]
+    fn shard_notices_are_told_from_messages() {
+        let channel = Bytes::from_static(b"foo");
+        assert_eq!(
+            shard_notice(b"*3\r\n$12\r\nsunsubscribe\r\n$3\r\nfoo\r\n:0\r\n"),
+            Some((ShardNotice::Unsubscribed, channel.clone()))
+        );
+        assert_eq!(
+            shard_notice(b">3\r\n$10\r\nssubscribe\r\n$3\r\nfoo\r\n:1\r\n"),
+            Some((ShardNotice::Subscribed, channel))
+        );
+        // No channel (SUNSUBSCRIBE with nothing subscribed), a message, a truncated frame.
+        assert_eq!(
+            shard_notice(b"*3\r\n$12\r\nsunsubscribe\r\n$-1\r\n:0\r\n"),
+            None
+        );
+        assert_eq!(
+            shard_notice(b"*3\r\n$8\r\nsmessage\r\n$3\r\nfoo\r\n$1\r\nm\r\n"),
+            None
+        );
+        assert_eq!(shard_notice(b"*3\r\n$10\r\nssubscribe\r\n$3\r\nfo"), None);
     }
 
     #[test]

@@ -199,6 +199,118 @@ async fn shard_channels_and_resp3_pushes() -> Result<()> {
     Ok(())
 }
 
+/// A shard subscription follows its slot: when the slot moves to another master, its old node
+/// drops the channel (telling the proxy with a `sunsubscribe`), the proxy subscribes at the new
+/// owner once the topology names it, and the client, told nothing, receives what is published
+/// there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_subscription_follows_its_slot() -> Result<()> {
+    let h = Harness::start().await?;
+    let mut sub = h.client().await?;
+    let mut publisher = h.client().await?;
+    // `foo` hashes to 12182, node 2's; the slot moves to node 0.
+    let (slot, source, target) = (12182u32, &h.cluster.nodes[2], &h.cluster.nodes[0]);
+    sub.send_raw(&encode(&["SSUBSCRIBE", "foo"])).await?;
+    assert_eq!(sub.read().await?, confirm("ssubscribe", "foo", 1));
+
+    // Moved as `redis-cli --cluster reshard` moves an empty slot: the target takes it first,
+    // then the source gives it up (and drops its shard channels).
+    let ok = Frame::Simple(Bytes::from_static(b"OK"));
+    let slot_arg = slot.to_string();
+    for (node, args) in [
+        (
+            target,
+            ["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &source.id],
+        ),
+        (
+            source,
+            ["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &target.id],
+        ),
+        (
+            target,
+            ["CLUSTER", "SETSLOT", &slot_arg, "NODE", &target.id],
+        ),
+        (
+            source,
+            ["CLUSTER", "SETSLOT", &slot_arg, "NODE", &target.id],
+        ),
+    ] {
+        let mut c = Client::connect(node.port).await?;
+        assert_eq!(c.cmd(&args).await?, ok, "{args:?}");
+    }
+    // The control plane learns of the move a little later.
+    let mut topology = h.cluster.topology(2);
+    let mut slots = Vec::new();
+    for range in topology.slots {
+        if range.start <= slot && slot <= range.end {
+            for (start, end) in [(range.start, slot - 1), (slot + 1, range.end)] {
+                slots.push(tessera_proto::pb::SlotRange {
+                    start,
+                    end,
+                    node_id: range.node_id.clone(),
+                });
+            }
+        } else {
+            slots.push(range);
+        }
+    }
+    slots.push(tessera_proto::pb::SlotRange {
+        start: slot,
+        end: slot,
+        node_id: target.id.clone(),
+    });
+    topology.slots = slots;
+    h.publish(topology);
+
+    // Ready once the new owner holds the proxy's subscription.
+    wait_for(Duration::from_secs(5), || {
+        let port = target.port;
+        async move {
+            let Ok(mut c) = Client::connect(port).await else {
+                return false;
+            };
+            c.cmd(&["PUBSUB", "SHARDNUMSUB", "foo"]).await.ok()
+                == Some(Frame::Array(vec![bulk("foo"), Frame::Integer(1)]))
+        }
+    })
+    .await?;
+    assert_eq!(
+        publisher.cmd(&["SPUBLISH", "foo", "after"]).await?,
+        Frame::Integer(1)
+    );
+    // The first thing the client hears: no notice of the move, no second confirmation.
+    assert_eq!(sub.read().await?, message("smessage", &["foo", "after"]));
+    let list = publisher.text(&["CLIENT", "LIST"]).await?;
+    assert!(list.contains("ssub=1"), "{list}");
+    sub.send_raw(&encode(&["SUNSUBSCRIBE", "foo"])).await?;
+    assert_eq!(sub.read().await?, confirm("sunsubscribe", "foo", 0));
+    assert_eq!(sub.cmd(&["GET", "foo"]).await?, Frame::Null);
+    Ok(())
+}
+
+/// When the topology never names a moved shard channel's new owner (within the backend
+/// timeout), the client gets its old node's `sunsubscribe`, as a Redis Cluster client would, and
+/// with nothing left subscribed is a normal client again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_subscription_dropped_with_no_new_owner_is_told() -> Result<()> {
+    let h = Harness::start_with_timeout(Duration::from_secs(1)).await?;
+    let mut sub = h.client().await?;
+    let (slot, source, target) = ("12182", &h.cluster.nodes[2], &h.cluster.nodes[0]);
+    sub.send_raw(&encode(&["SSUBSCRIBE", "foo"])).await?;
+    assert_eq!(sub.read().await?, confirm("ssubscribe", "foo", 1));
+    let ok = Frame::Simple(Bytes::from_static(b"OK"));
+    for (node, args) in [
+        (target, ["CLUSTER", "SETSLOT", slot, "NODE", &target.id]),
+        (source, ["CLUSTER", "SETSLOT", slot, "NODE", &target.id]),
+    ] {
+        let mut c = Client::connect(node.port).await?;
+        assert_eq!(c.cmd(&args).await?, ok, "{args:?}");
+    }
+    assert_eq!(sub.read().await?, confirm("sunsubscribe", "foo", 0));
+    assert_eq!(sub.cmd(&["GET", "foo"]).await?, Frame::Null);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_subscriber_is_dropped_at_the_output_limit() -> Result<()> {
     let h = Harness::start().await?;
