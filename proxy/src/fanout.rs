@@ -1,12 +1,14 @@
 //! Whole-keyspace commands sent to every master that serves slots, replies combined: DBSIZE
 //! (sum), FLUSHALL / FLUSHDB (OK when all OK), KEYS (concatenation), RANDOMKEY (one of the masters'
-//! keys, at random), SCAN (one cursor walking the masters in turn).
+//! keys, at random), SCAN (one cursor walking the slots in order).
 //!
-//! SCAN cursor: `(backend_cursor << 10) | master_index`, masters ordered by node id. Cursor 0
-//! starts at master 0; when a master's own cursor returns to 0 the next cursor is that of the next
-//! master (`index + 1`), and 0 after the last. The low 10 bits allow 1024 masters. The cursor does
-//! not survive resharding (keys may be missed or repeated while slots move); issue 5 replaces it
-//! with a slot-walking cursor.
+//! SCAN cursor: the next slot to visit, the cursor a shard node's own SCAN hands out (a node
+//! returns whole slots, in slot order). The proxy asks the owner of the cursor's slot, keeps the
+//! keys of that owner's run of slots, and goes on from where the node stopped, or from the first
+//! slot past the run. The cursor names a slot, not a node, so it stays valid when slots move
+//! between nodes: a slot already visited is not visited again, and one not yet visited is asked
+//! of whoever owns it when the walk gets there. (It relies on the nodes' slot cursors: a
+//! redis-server's SCAN cursor is not a slot.)
 
 use std::sync::Arc;
 
@@ -15,7 +17,8 @@ use futures::future::join_all;
 use rand::seq::IndexedRandom;
 use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::Frame;
-use tessera_proto::topology::{ClusterDown, Node, Topology};
+use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
+use tessera_proto::topology::{Access, ClusterDown, Node, Topology};
 
 use crate::backend::Backend;
 use crate::forward::{self, BoxReply, Lane};
@@ -23,10 +26,6 @@ use crate::router::FanOut;
 use crate::shared::Shared;
 use crate::split::{array, sum_integers, unexpected};
 use crate::topology::Snapshot;
-
-/// Bits of the SCAN cursor that hold the master index.
-const INDEX_BITS: u32 = 10;
-const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 
 /// A master that serves slots, as fan-out sees it.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +80,7 @@ pub fn run(
         )));
     }
     if kind == FanOut::Scan {
-        return scan(shared, &masters, args, lane, scratch);
+        return scan(shared, snapshot, args, lane, scratch);
     }
     forward::encode(args.len(), args.iter().map(|a| &a[..]), scratch);
     let request = scratch.split().freeze();
@@ -197,7 +196,7 @@ fn pubsub(sub: &[u8], replies: &[Bytes], protocol: tessera_proto::resp::Protocol
 
 fn scan(
     shared: &Arc<Shared>,
-    masters: &[Master<'_>],
+    snapshot: &Snapshot,
     args: &[Bytes],
     lane: Lane,
     scratch: &mut BytesMut,
@@ -210,27 +209,39 @@ fn scan(
         ])
         .to_bytes(protocol)
     };
+    let ready = |bytes: Bytes| -> BoxReply { Box::pin(std::future::ready(bytes)) };
     let Some(cursor) = std::str::from_utf8(&args[1])
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
     else {
-        return Box::pin(std::future::ready(forward::error_bytes(
-            "ERR invalid cursor",
-        )));
+        return ready(forward::error_bytes("ERR invalid cursor"));
     };
-    let index = (cursor & INDEX_MASK) as usize;
-    let own_cursor = cursor >> INDEX_BITS;
-    let Some(master) = masters.get(index) else {
-        return Box::pin(std::future::ready(reply(0, Vec::new())));
+    // The run of slots one node serves that holds the cursor's slot, or the next one (slots
+    // nobody serves hold no keys). Past the last slot, or past the last run: done.
+    let topology = &snapshot.topology;
+    let run = topology
+        .runs()
+        .find(|&(_, end, owner)| u64::from(end) >= cursor && owner.is_some());
+    let Some((start, end, _)) = run.filter(|_| cursor < u64::from(SLOT_COUNT)) else {
+        return ready(reply(0, Vec::new()));
     };
-    let own = own_cursor.to_string();
-    let sub = [&b"SCAN"[..], own.as_bytes()]
+    let first = start.max(cursor as u16);
+    let node = match topology.route_with(&snapshot.health, first, Access::Read) {
+        Ok(node) => node,
+        Err(down) => return ready(forward::error_bytes(down.message())),
+    };
+    let Some(backend) = snapshot.backend_of(node) else {
+        return ready(forward::error_bytes(
+            "ERR no backend for a node of the topology",
+        ));
+    };
+    let from = first.to_string();
+    let sub = [&b"SCAN"[..], from.as_bytes()]
         .into_iter()
         .chain(args[2..].iter().map(|a| &a[..]));
     forward::encode(args.len(), sub, scratch);
     let request = scratch.split().freeze();
-    let part = forward::send(shared, master.backend, lane, request, Some(master.slot));
-    let count = masters.len();
+    let part = forward::send(shared, backend, lane, request, Some(first));
     Box::pin(async move {
         let raw = part.await;
         if raw.first() == Some(&b'-') {
@@ -242,7 +253,7 @@ fn scan(
         if items.len() != 2 {
             return unexpected();
         }
-        let keys = match items.pop() {
+        let mut keys = match items.pop() {
             Some(Frame::Array(keys)) | Some(Frame::Set(keys)) => keys,
             _ => return unexpected(),
         };
@@ -255,17 +266,47 @@ fn scan(
         let Some(next) = next else {
             return unexpected();
         };
-        let next = if next == 0 {
-            if index + 1 < count {
-                (index + 1) as u64
-            } else {
-                0
-            }
-        } else if next >> (64 - INDEX_BITS) != 0 {
-            return forward::error_bytes("ERR backend cursor too large for the proxy's SCAN");
-        } else {
-            (next << INDEX_BITS) | index as u64
-        };
-        reply(next, keys)
+        // The node walks on past its run; keys it holds further on are returned when the walk
+        // gets to their slots (under their owner then).
+        keys.retain(|key| match key {
+            Frame::Bulk(key) => (first..=end).contains(&key_hash_slot(key)),
+            _ => true,
+        });
+        reply(next_cursor(next, first, end), keys)
     })
+}
+
+/// The proxy's next cursor after a node, asked from slot `first` of its run `..=end`, answered
+/// with its own next cursor `next`: where the node stopped while still inside the run, else the
+/// first slot past the run (0 past the last slot). A node's cursor only grows until it returns 0;
+/// anything else moves past the run too, so the walk always advances.
+fn next_cursor(next: u64, first: u16, end: u16) -> u64 {
+    if next > u64::from(first) && next <= u64::from(end) {
+        next
+    } else if end + 1 < SLOT_COUNT {
+        u64::from(end) + 1
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_cursor;
+
+    #[test]
+    fn the_scan_cursor_always_advances_through_the_runs() {
+        // Inside the run: where the node stopped.
+        assert_eq!(next_cursor(100, 0, 5460), 100);
+        assert_eq!(next_cursor(5460, 0, 5460), 5460);
+        // The node walked past the run, finished, or answered nonsense: the next run.
+        assert_eq!(next_cursor(5461, 0, 5460), 5461);
+        assert_eq!(next_cursor(9000, 0, 5460), 5461);
+        assert_eq!(next_cursor(0, 0, 5460), 5461);
+        assert_eq!(next_cursor(7, 7, 5460), 5461);
+        assert_eq!(next_cursor(3, 7, 5460), 5461);
+        // Past the last slot: done.
+        assert_eq!(next_cursor(0, 10923, 16383), 0);
+        assert_eq!(next_cursor(16383, 16000, 16383), 16383);
+    }
 }

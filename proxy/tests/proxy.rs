@@ -82,34 +82,12 @@ async fn split_merge_and_fan_out() -> Result<()> {
     assert_eq!(sum, keys.len() as i64);
     assert_eq!(c.cmd(&["DBSIZE"]).await?, Frame::Integer(sum));
 
-    // KEYS concatenates; SCAN walks every master with one cursor.
+    // KEYS concatenates. (SCAN walks the Tessera nodes' slot cursors, which a redis-server's
+    // cursor is not: e2e/tests/inspect.rs and faults.rs test it on a Tessera cluster.)
     match c.cmd(&["KEYS", "*"]).await? {
         Frame::Array(found) => assert_eq!(found.len(), keys.len()),
         other => panic!("KEYS gave {other:?}"),
     }
-    let mut cursor = "0".to_string();
-    let mut seen = Vec::new();
-    for _ in 0..1000 {
-        match c.cmd(&["SCAN", &cursor, "COUNT", "2"]).await? {
-            Frame::Array(mut parts) if parts.len() == 2 => {
-                if let Frame::Array(found) = parts.pop().unwrap_or(Frame::Null) {
-                    seen.extend(found);
-                }
-                cursor = match parts.pop() {
-                    Some(Frame::Bulk(c)) => String::from_utf8(c.to_vec())?,
-                    other => panic!("cursor {other:?}"),
-                };
-            }
-            other => panic!("SCAN gave {other:?}"),
-        }
-        if cursor == "0" {
-            break;
-        }
-    }
-    assert_eq!(cursor, "0");
-    seen.sort_by_key(|f| format!("{f:?}"));
-    seen.dedup();
-    assert_eq!(seen.len(), keys.len());
     assert!(matches!(c.cmd(&["RANDOMKEY"]).await?, Frame::Bulk(_)));
 
     assert_eq!(
