@@ -146,8 +146,10 @@ pub struct Subscriber {
     /// Confirmations of the client's own SUNSUBSCRIBEs still to come, by shard channel: any
     /// other `sunsubscribe` for a subscribed channel is its node dropping it.
     unsubscribing: HashMap<Bytes, usize>,
-    /// Shard channels dropped by their node, not yet subscribed at the new owner.
+    /// Shard channels dropped by their node, not yet subscribed at the new owner, and when to
+    /// look at the topology for them next (kept here: `next` is polled afresh at every event).
     moving: Vec<Moving>,
+    look_again: tokio::time::Instant,
     /// Confirmations of the proxy's own re-subscriptions still to come (not the client's).
     resubscribed: HashMap<Bytes, usize>,
     /// The connection that holds SUBSCRIBE / PSUBSCRIBE state, once made.
@@ -173,6 +175,7 @@ impl Subscriber {
             shard: Vec::new(),
             unsubscribing: HashMap::new(),
             moving: Vec::new(),
+            look_again: tokio::time::Instant::now(),
             resubscribed: HashMap::new(),
             main: None,
             ending: None,
@@ -198,7 +201,9 @@ impl Subscriber {
             tokio::select! {
                 event = self.events.recv() => return event.unwrap_or(Event::Closed),
                 _ = self.budget.overflow.cancelled() => return Event::Overflow,
-                _ = tokio::time::sleep(MOVE_RETRY), if waiting => self.follow_moves(shared),
+                _ = tokio::time::sleep_until(self.look_again), if waiting => {
+                    self.follow_moves(shared);
+                }
             }
         }
     }
@@ -262,6 +267,7 @@ impl Subscriber {
     fn follow_moves(&mut self, shared: &Shared) {
         let snapshot = shared.view.load();
         let limit = connect_timeout(shared);
+        self.look_again = tokio::time::Instant::now() + MOVE_RETRY;
         for moved in std::mem::take(&mut self.moving) {
             match node_addr(&snapshot, Some(key_hash_slot(&moved.channel))) {
                 Ok(addr) if addr != moved.from => {

@@ -199,6 +199,16 @@ async fn shard_channels_and_resp3_pushes() -> Result<()> {
     Ok(())
 }
 
+/// The next frame that is not a `message` (of a plain channel).
+async fn read_past_messages(client: &mut Client) -> Result<Frame> {
+    loop {
+        match client.read().await? {
+            Frame::Array(items) if items.first() == Some(&bulk("message")) => continue,
+            other => return Ok(other),
+        }
+    }
+}
+
 /// A shard subscription follows its slot: when the slot moves to another master, its old node
 /// drops the channel (telling the proxy with a `sunsubscribe`), the proxy subscribes at the new
 /// owner once the topology names it, and the client, told nothing, receives what is published
@@ -212,6 +222,25 @@ async fn shard_subscription_follows_its_slot() -> Result<()> {
     let (slot, source, target) = (12182u32, &h.cluster.nodes[2], &h.cluster.nodes[0]);
     sub.send_raw(&encode(&["SSUBSCRIBE", "foo"])).await?;
     assert_eq!(sub.read().await?, confirm("ssubscribe", "foo", 1));
+    sub.send_raw(&encode(&["SUBSCRIBE", "news"])).await?;
+    assert_eq!(sub.read().await?, confirm("subscribe", "news", 1));
+    // A busy subscriber: messages on another channel every few milliseconds all along (the
+    // wait for the new owner must not restart with each of them).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut news = h.client().await?;
+    let chatter = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            for i in 0..5000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                news.cmd(&["PUBLISH", "news", &i.to_string()]).await?;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            anyhow::Ok(())
+        }
+    });
 
     // Moved as `redis-cli --cluster reshard` moves an empty slot: the target takes it first,
     // then the source gives it up (and drops its shard channels).
@@ -274,16 +303,30 @@ async fn shard_subscription_follows_its_slot() -> Result<()> {
         }
     })
     .await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    chatter.await??;
     assert_eq!(
         publisher.cmd(&["SPUBLISH", "foo", "after"]).await?,
         Frame::Integer(1)
     );
-    // The first thing the client hears: no notice of the move, no second confirmation.
-    assert_eq!(sub.read().await?, message("smessage", &["foo", "after"]));
+    // All the client hears before it: the other channel's messages; no notice of the move, no
+    // second confirmation.
+    assert_eq!(
+        read_past_messages(&mut sub).await?,
+        message("smessage", &["foo", "after"])
+    );
     let list = publisher.text(&["CLIENT", "LIST"]).await?;
     assert!(list.contains("ssub=1"), "{list}");
     sub.send_raw(&encode(&["SUNSUBSCRIBE", "foo"])).await?;
-    assert_eq!(sub.read().await?, confirm("sunsubscribe", "foo", 0));
+    assert_eq!(
+        read_past_messages(&mut sub).await?,
+        confirm("sunsubscribe", "foo", 0)
+    );
+    sub.send_raw(&encode(&["UNSUBSCRIBE"])).await?;
+    assert_eq!(
+        read_past_messages(&mut sub).await?,
+        confirm("unsubscribe", "news", 0)
+    );
     assert_eq!(sub.cmd(&["GET", "foo"]).await?, Frame::Null);
     Ok(())
 }
