@@ -239,6 +239,15 @@ fn story(kill: bool) {
             );
         }
     }
+    // SCAN is keyless: as a Redis node answers it while the cluster is down, the proxy's walk
+    // goes through the live masters' slots and stops at node1's (FAIL).
+    let mut c = RespClient::connect(proxy).expect("connect");
+    assert_eq!(
+        c.call_str(&["SCAN", "0"]),
+        "-CLUSTERDOWN Hash slot not served\r\n"
+    );
+    let live = c.call_str(&["SCAN", "5461", "COUNT", "1000000"]);
+    assert!(live.starts_with("*2\r\n$5\r\n10923\r\n*"), "{live}");
 
     // Without full coverage, only node1's slots are down.
     let set = cluster.clusterctl(&["set", "require-full-coverage", "no"]);

@@ -18,7 +18,7 @@ use rand::seq::IndexedRandom;
 use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
-use tessera_proto::topology::{Access, ClusterDown, Node, Topology};
+use tessera_proto::topology::{ClusterDown, Node, Topology};
 
 use crate::backend::Backend;
 use crate::forward::{self, BoxReply, Lane};
@@ -226,9 +226,11 @@ fn scan(
         return ready(reply(0, Vec::new()));
     };
     let first = start.max(cursor as u16);
-    let node = match topology.route_with(&snapshot.health, first, Access::Read) {
-        Ok(node) => node,
-        Err(down) => return ready(forward::error_bytes(down.message())),
+    // A keyless command: as a Redis node answers SCAN while the cluster is down, the walk goes
+    // on through the slots of live masters and stops only at a slot whose master is FAIL.
+    let node = match topology.owner(first) {
+        Some(node) if !node.fail => node,
+        _ => return ready(forward::error_bytes(ClusterDown::Unbound.message())),
     };
     let Some(backend) = snapshot.backend_of(node) else {
         return ready(forward::error_bytes(
