@@ -212,13 +212,11 @@ impl Subscriber {
     /// channel whose slot moved, the confirmation of a re-subscription).
     pub fn take(&mut self, frame: Bytes, out: &mut BytesMut, shared: &Shared) {
         match shard_notice(&frame) {
+            // The client's own SUNSUBSCRIBE: its confirmation goes to the client.
+            Some((ShardNotice::Unsubscribed, channel))
+                if settle(&mut self.unsubscribing, &channel) => {}
             Some((ShardNotice::Unsubscribed, channel)) => {
-                if let Some(owed) = self.unsubscribing.get_mut(&channel) {
-                    *owed -= 1;
-                    if *owed == 0 {
-                        self.unsubscribing.remove(&channel);
-                    }
-                } else if let Some(&(_, index)) = self.shard.iter().find(|(c, _)| *c == channel) {
+                if let Some(&(_, index)) = self.shard.iter().find(|(c, _)| *c == channel) {
                     let from = self.conns.get(index).map(|c| c.addr.clone());
                     self.moving.push(Moving {
                         channel,
@@ -231,16 +229,12 @@ impl Subscriber {
                     return;
                 }
             }
-            Some((ShardNotice::Subscribed, channel)) => {
-                if let Some(owed) = self.resubscribed.get_mut(&channel) {
-                    *owed -= 1;
-                    if *owed == 0 {
-                        self.resubscribed.remove(&channel);
-                    }
-                    return;
-                }
+            Some((ShardNotice::Subscribed, channel))
+                if settle(&mut self.resubscribed, &channel) =>
+            {
+                return;
             }
-            None => {}
+            _ => {}
         }
         self.observe(&frame);
         out.extend_from_slice(&frame);
@@ -324,14 +318,18 @@ impl Subscriber {
     }
 
     /// The client unsubscribes from `channel`: if subscribed, its node's confirmation is owed to
-    /// the client. Returns the node that dropped it if it was waiting for its new owner.
-    fn expect_unsubscribed(&mut self, channel: &Bytes) -> Option<String> {
+    /// the client. True if it was waiting for its new owner (its connection is still the one to
+    /// the node that dropped it).
+    fn expect_unsubscribed(&mut self, channel: &Bytes) -> bool {
         if !self.shard.iter().any(|(c, _)| c == channel) {
-            return None;
+            return false;
         }
         *self.unsubscribing.entry(channel.clone()).or_default() += 1;
-        let at = self.moving.iter().position(|m| m.channel == *channel)?;
-        Some(self.moving.swap_remove(at).from)
+        let Some(at) = self.moving.iter().position(|m| m.channel == *channel) else {
+            return false;
+        };
+        self.moving.swap_remove(at);
+        true
     }
 
     /// Subscribed mode is over (every set emptied and confirmed): drop the subscriber.
@@ -399,11 +397,23 @@ impl Subscriber {
     }
 }
 
-/// `name channel` as a RESP request.
-fn command2(name: &[u8], channel: &[u8]) -> Bytes {
+/// `name argument` as a RESP request.
+fn command2(name: &[u8], argument: &[u8]) -> Bytes {
     let mut request = BytesMut::new();
-    crate::forward::encode(2, [name, channel].into_iter(), &mut request);
+    crate::forward::encode(2, [name, argument].into_iter(), &mut request);
     request.freeze()
+}
+
+/// Counts one owed confirmation for `channel` as arrived; false if none was owed.
+fn settle(owed: &mut HashMap<Bytes, usize>, channel: &Bytes) -> bool {
+    let Some(count) = owed.get_mut(channel) else {
+        return false;
+    };
+    *count -= 1;
+    if *count == 0 {
+        owed.remove(channel);
+    }
+    true
 }
 
 fn connect_timeout(shared: &Shared) -> Duration {
@@ -626,12 +636,10 @@ pub fn command(
                 let mut holders = Vec::new();
                 let subscribed = sub.shard.clone();
                 for (channel, index) in &subscribed {
-                    match sub.expect_unsubscribed(channel) {
-                        Some(from) => {
-                            let at = sub.conns.iter().position(|c| c.addr == from);
-                            sub.send(at.unwrap_or(*index), command2(b"SUNSUBSCRIBE", channel));
-                        }
-                        None => holders.push(*index),
+                    if sub.expect_unsubscribed(channel) {
+                        sub.send(*index, command2(b"SUNSUBSCRIBE", channel));
+                    } else {
+                        holders.push(*index);
                     }
                 }
                 holders.sort_unstable();
@@ -751,14 +759,9 @@ async fn run_conn(
                     let request = match out {
                         Outgoing::Request(request) => request,
                         Outgoing::Local { marker, reply } => {
-                            locals.push_back((marker.clone(), reply));
-                            let mut request = BytesMut::new();
-                            crate::forward::encode(
-                                2,
-                                [&b"PING"[..], &marker[..]].into_iter(),
-                                &mut request,
-                            );
-                            request.freeze()
+                            let request = command2(b"PING", &marker);
+                            locals.push_back((marker, reply));
+                            request
                         }
                     };
                     if writer.write_all(&request).await.is_err() {
