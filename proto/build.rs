@@ -2,7 +2,7 @@
 //! and keeps the encoded descriptor set for gRPC reflection.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/tessera/cluster/v1/cluster.proto"];
+    let files = ["proto/tessera/cluster/v2/cluster.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -5,7 +5,6 @@
 pub mod create;
 pub mod report;
 
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
@@ -143,7 +142,7 @@ pub async fn execute(
         }
         Command::Check => check(&mut client, out).await,
         Command::Info => {
-            let (topology, _) = fetch(&mut client).await?;
+            let topology = fetch(&mut client).await?;
             write!(
                 out,
                 "{}",
@@ -152,7 +151,7 @@ pub async fn execute(
             Ok(())
         }
         Command::Nodes => {
-            let (topology, _) = fetch(&mut client).await?;
+            let topology = fetch(&mut client).await?;
             let now = crate::controller::now_ms();
             write!(out, "{}", render::cluster_nodes(&topology, None, now))?;
             Ok(())
@@ -165,8 +164,7 @@ pub async fn execute(
             Ok(())
         }
         Command::Get => {
-            let (topology, _) = fetch(&mut client).await?;
-            let s = topology.settings;
+            let s = fetch(&mut client).await?.settings();
             let yes_no = |on: bool| if on { "yes" } else { "no" };
             writeln!(
                 out,
@@ -184,26 +182,13 @@ pub async fn execute(
     }
 }
 
-/// The topology from GetTopology, and each node's reported topology version by id.
-pub async fn fetch(
-    client: &mut ControlPlaneClient<Channel>,
-) -> Result<(Topology, HashMap<String, u64>), CtlError> {
+/// The topology from GetTopology.
+pub async fn fetch(client: &mut ControlPlaneClient<Channel>) -> Result<Topology, CtlError> {
     let wire = client
         .get_topology(pb::GetTopologyRequest {})
         .await?
         .into_inner();
-    from_wire(wire)
-}
-
-/// Splits a wire topology into the domain topology and the per-node reported versions (a field
-/// only the operator needs, so the domain type does not carry it).
-pub fn from_wire(wire: pb::Topology) -> Result<(Topology, HashMap<String, u64>), CtlError> {
-    let reported = wire
-        .nodes
-        .iter()
-        .map(|n| (n.id.clone(), n.topology_version))
-        .collect();
-    Ok((Topology::try_from(wire)?, reported))
+    Ok(Topology::try_from(wire)?)
 }
 
 /// `check`: the summary, then the cluster check once the nodes agree (or the wait ran out).
@@ -211,9 +196,9 @@ async fn check(
     client: &mut ControlPlaneClient<Channel>,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let (topology, reported) = wait_for_agreement(client, AGREEMENT_WAIT).await?;
+    let topology = wait_for_agreement(client, AGREEMENT_WAIT).await?;
     write!(out, "{}", report::summary(&topology))?;
-    let result = report::cluster_check(&topology, &reported);
+    let result = report::cluster_check(&topology);
     write!(out, "{}", result.text)?;
     if result.ok {
         Ok(())
@@ -227,12 +212,12 @@ async fn check(
 async fn wait_for_agreement(
     client: &mut ControlPlaneClient<Channel>,
     limit: Duration,
-) -> Result<(Topology, HashMap<String, u64>), CtlError> {
+) -> Result<Topology, CtlError> {
     let started = Instant::now();
     loop {
-        let (topology, reported) = fetch(client).await?;
-        if report::lagging(&topology, &reported).is_empty() || started.elapsed() >= limit {
-            return Ok((topology, reported));
+        let topology = fetch(client).await?;
+        if report::lagging(&topology).is_empty() || started.elapsed() >= limit {
+            return Ok(topology);
         }
         tokio::time::sleep(POLL).await;
     }

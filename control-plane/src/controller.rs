@@ -2,11 +2,10 @@
 //! on a copy, saves the copy before it becomes the truth (an RPC answers only after its change is
 //! durable), and publishes every new version on a `watch` channel for WatchTopology.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tessera_proto::topology::{Settings, Topology};
+use tessera_proto::topology::{Settings, Stamp, Topology};
 use tokio::sync::{watch, Mutex};
 
 use crate::error::Error;
@@ -46,8 +45,13 @@ impl Controller {
                 state
             }
             None => {
-                tracing::info!("no persisted state: starting an empty cluster");
-                ClusterState::new(defaults)
+                let identity = ClusterState::fresh_identity(now);
+                tracing::info!(
+                    cluster_id = %identity.cluster_id,
+                    generation = identity.generation,
+                    "no persisted state: starting an empty cluster"
+                );
+                ClusterState::new(defaults, identity)
             }
         };
         let (published, _) = watch::channel(Arc::new(state.snapshot(now)));
@@ -92,11 +96,11 @@ impl Controller {
         .await
     }
 
-    /// Heartbeat: returns the topology version the control plane holds.
-    pub async fn heartbeat(&self, beat: Beat) -> Result<u64, Error> {
+    /// Heartbeat: returns the stamp of the topology the control plane holds.
+    pub async fn heartbeat(&self, beat: Beat) -> Result<Stamp, Error> {
         self.apply(|state, now| {
             let changed = state.heartbeat(beat, now)?;
-            Ok((state.version(), changed))
+            Ok((state.stamp(), changed))
         })
         .await
     }
@@ -149,11 +153,9 @@ impl Controller {
         Ok(settings)
     }
 
-    /// GetTopology: the current topology with fresh heartbeat fields, and the topology version each
-    /// node last reported holding (by node id).
-    pub async fn topology(&self) -> (Topology, HashMap<String, u64>) {
-        let state = self.state.lock().await;
-        (state.snapshot(now_ms()), state.reported_versions())
+    /// GetTopology: the current topology with fresh heartbeat fields.
+    pub async fn topology(&self) -> Topology {
+        self.state.lock().await.snapshot(now_ms())
     }
 
     /// One failure-detector round; run every ~100 ms.

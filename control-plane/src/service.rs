@@ -1,4 +1,4 @@
-//! The gRPC handlers of `tessera.cluster.v1.ControlPlane`: convert `pb` requests into domain
+//! The gRPC handlers of `tessera.cluster.v2.ControlPlane`: convert `pb` requests into domain
 //! values, call the `Controller`, convert the answers back. The one place that turns `Error` into
 //! `tonic::Status`.
 
@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tessera_proto::pb;
-use tessera_proto::topology::{NodeId, Topology, TopologyError};
+use tessera_proto::topology::{NodeId, Stamp, Topology, TopologyError};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
@@ -63,38 +63,34 @@ fn node_id(text: &str) -> Result<NodeId, Error> {
     Ok(NodeId::parse(text)?)
 }
 
-/// The wire form of a topology, with each node's reported topology version filled in.
-fn to_pb(
-    topology: &Topology,
-    reported: Option<&std::collections::HashMap<String, u64>>,
-) -> pb::Topology {
-    let mut wire = pb::Topology::from(topology);
-    if let Some(reported) = reported {
-        for node in &mut wire.nodes {
-            if let Some(&version) = reported.get(&node.id) {
-                node.topology_version = version;
-            }
-        }
-    }
-    wire
+/// The stamp a request carries; none is the stamp of no topology at all.
+fn stamp(wire: Option<pb::TopologyStamp>) -> Result<Stamp, Error> {
+    Ok(wire.map(Stamp::try_from).transpose()?.unwrap_or_default())
 }
 
-/// Feeds one WatchTopology stream: the current topology if newer than `after_version` (always,
-/// when `after_version` is 0), then every newer version. Ends when the client goes away or the
-/// server shuts down.
+/// Feeds one WatchTopology stream: the current topology if it supersedes `after` (always, when
+/// the client holds none), then every newer one. Ends when the client goes away or the server
+/// shuts down.
 async fn forward_topologies(
     mut topologies: watch::Receiver<Arc<Topology>>,
-    after_version: u64,
+    after: Option<Stamp>,
     tx: mpsc::Sender<Result<pb::Topology, Status>>,
     shutdown: CancellationToken,
 ) {
-    let mut last_sent = (after_version > 0).then_some(after_version);
+    let mut last_sent = after;
     loop {
         let current = topologies.borrow_and_update().clone();
-        // Versions only grow; a value may be seen twice, so only strictly newer ones go out.
-        if last_sent.is_none_or(|last| current.version > last) {
-            last_sent = Some(current.version);
-            if tx.send(Ok(to_pb(&current, None))).await.is_err() {
+        // Stamps only grow; a value may be seen twice, so only superseding ones go out.
+        if last_sent
+            .as_ref()
+            .is_none_or(|last| current.stamp().supersedes(last))
+        {
+            last_sent = Some(current.stamp());
+            if tx
+                .send(Ok(pb::Topology::from(current.as_ref())))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -134,10 +130,11 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
             host: req.announce_host,
             port,
             bus_port,
+            holds: stamp(req.holds)?,
         };
         let topology = self.controller.register(registration).await?;
         Ok(Response::new(pb::RegisterNodeResponse {
-            topology: Some(to_pb(&topology, None)),
+            topology: Some(pb::Topology::from(topology.as_ref())),
         }))
     }
 
@@ -155,10 +152,13 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
             id: node_id(&req.node_id)?,
             peers,
             key_count: req.key_count,
-            topology_version: req.topology_version,
+            holds: stamp(req.holds)?,
+            replication_offset: req.replication_offset,
         };
-        let topology_version = self.controller.heartbeat(beat).await?;
-        Ok(Response::new(pb::HeartbeatResponse { topology_version }))
+        let current = self.controller.heartbeat(beat).await?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            current: Some(pb::TopologyStamp::from(&current)),
+        }))
     }
 
     async fn create_cluster(
@@ -171,7 +171,7 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
             .create(req.addresses, req.replicas, req.dry_run)
             .await?;
         Ok(Response::new(pb::CreateClusterResponse {
-            topology: Some(to_pb(&plan, None)),
+            topology: Some(pb::Topology::from(&plan)),
         }))
     }
 
@@ -179,8 +179,8 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
         &self,
         _request: Request<pb::GetTopologyRequest>,
     ) -> Result<Response<pb::Topology>, Status> {
-        let (topology, reported) = self.controller.topology().await;
-        Ok(Response::new(to_pb(&topology, Some(&reported))))
+        let topology = self.controller.topology().await;
+        Ok(Response::new(pb::Topology::from(&topology)))
     }
 
     type WatchTopologyStream = TopologyStream;
@@ -189,11 +189,16 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
         &self,
         request: Request<pb::WatchTopologyRequest>,
     ) -> Result<Response<Self::WatchTopologyStream>, Status> {
-        let after_version = request.into_inner().after_version;
+        let after = request
+            .into_inner()
+            .after
+            .map(Stamp::try_from)
+            .transpose()
+            .map_err(Error::from)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(forward_topologies(
             self.controller.subscribe(),
-            after_version,
+            after,
             tx,
             self.shutdown.clone(),
         ));

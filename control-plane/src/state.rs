@@ -1,40 +1,33 @@
-//! The control plane's domain state: the node registry (with each node's latest heartbeat and peer
-//! report), the slot -> master map, epochs, settings and the topology version. Every method is a
-//! plain, synchronous state transition with the clock passed in; locking, persistence and
-//! publication live in `controller`.
-
-use std::collections::HashMap;
+//! The control plane's domain state, kept as the topology is: what the cluster should be
+//! (`Intent`: nodes, roles, slot owners, slot moves, epochs, settings) apart from what was observed
+//! of each node (`NodeObservation`: heartbeat times, flags, key counts, offsets, peer reports),
+//! plus the identity of this state's history and its version. Every method is a plain, synchronous
+//! state transition with the clock passed in; locking, persistence and publication live in
+//! `controller`.
 
 use tessera_proto::slot::SLOT_COUNT;
-use tessera_proto::topology::{Node, NodeId, Role, Settings, Topology};
+use tessera_proto::topology::{
+    ClusterId, Identity, Intent, NodeId, NodeSpec, NodeStatus, Observation, Role, Settings,
+    SlotMigration, Stamp, Topology,
+};
 
 use crate::error::{Error, StoreError};
 use crate::failure::{self, NodeView, PeerReport};
 use crate::placement;
 use crate::settings::SettingChange;
-use crate::store::{PersistedNode, PersistedRange, PersistedSettings, PersistedState, FORMAT};
+use crate::store::{
+    PersistedMigration, PersistedNode, PersistedRange, PersistedSettings, PersistedState, FORMAT,
+};
 
 /// Whether a transition changed anything watchers see (then the version was bumped, and the state
 /// must be saved and published).
 pub type Changed = bool;
 
-/// A registered node: what is persisted plus what its heartbeats last said.
-#[derive(Debug, Clone)]
-pub struct NodeRecord {
-    pub id: NodeId,
-    pub host: String,
-    pub port: u16,
-    pub bus_port: u16,
-    pub role: Role,
-    pub master_id: Option<NodeId>,
-    pub config_epoch: u64,
-    pub pfail: bool,
-    pub fail: bool,
-    /// Unix ms of the last heartbeat or registration (reset to "now" at load).
-    pub last_heartbeat_ms: u64,
-    pub key_count: u64,
-    /// The topology version the node last reported holding.
-    pub topology_version: u64,
+/// What the control plane observed of one node; `status` is what watchers see of it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeObservation {
+    pub status: NodeStatus,
+    /// The node's latest report about its peers, for the failure detector only.
     pub report: Option<PeerReport>,
 }
 
@@ -45,6 +38,8 @@ pub struct Registration {
     pub host: String,
     pub port: u16,
     pub bus_port: u16,
+    /// The topology the node holds.
+    pub holds: Stamp,
 }
 
 /// What a node says in a heartbeat.
@@ -54,31 +49,42 @@ pub struct Beat {
     /// Each peer and whether the sender can reach it.
     pub peers: Vec<(NodeId, bool)>,
     pub key_count: u64,
-    pub topology_version: u64,
+    /// The topology the node holds.
+    pub holds: Stamp,
+    pub replication_offset: u64,
 }
 
 /// The whole cluster as the control plane holds it.
 #[derive(Debug, Clone)]
 pub struct ClusterState {
+    identity: Identity,
     version: u64,
-    current_epoch: u64,
-    created: bool,
-    settings: Settings,
-    nodes: Vec<NodeRecord>,
-    /// For each slot, the index in `nodes` of its master.
-    slots: Box<[Option<u16>]>,
+    intent: Intent,
+    /// `observed[i]` is of `intent.nodes[i]`.
+    observed: Vec<NodeObservation>,
 }
 
 impl ClusterState {
-    /// An empty cluster: no nodes, no slots, version 0.
-    pub fn new(settings: Settings) -> ClusterState {
+    /// An empty cluster of a new history: no nodes, no slots, version 0.
+    pub fn new(settings: Settings, identity: Identity) -> ClusterState {
         ClusterState {
+            identity,
             version: 0,
-            current_epoch: 0,
-            created: false,
-            settings,
-            nodes: Vec::new(),
-            slots: vec![None; usize::from(SLOT_COUNT)].into_boxed_slice(),
+            intent: Intent {
+                settings,
+                ..Intent::default()
+            },
+            observed: Vec::new(),
+        }
+    }
+
+    /// A new history's identity: a random cluster id, and the time as the generation, so that a
+    /// control plane that lost its state starts above what it had (and `register` raises it past
+    /// anything a node reports).
+    pub fn fresh_identity(now_ms: u64) -> Identity {
+        Identity {
+            cluster_id: ClusterId::from_random_bytes(rand::random()),
+            generation: now_ms.max(1),
         }
     }
 
@@ -86,16 +92,35 @@ impl ClusterState {
         self.version
     }
 
-    pub fn settings(&self) -> Settings {
-        self.settings
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
-    pub fn nodes(&self) -> &[NodeRecord] {
-        &self.nodes
+    /// Where the current topology stands in the order receivers keep.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            identity: self.identity.clone(),
+            version: self.version,
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.intent.settings
+    }
+
+    pub fn nodes(&self) -> &[NodeSpec] {
+        &self.intent.nodes
+    }
+
+    /// What was observed of the node at `index`.
+    pub fn observed(&self, index: usize) -> &NodeStatus {
+        self.observed
+            .get(index)
+            .map_or(&NodeStatus::UNKNOWN, |o| &o.status)
     }
 
     pub fn is_created(&self) -> bool {
-        self.created
+        self.intent.created
     }
 
     fn bump(&mut self) -> Changed {
@@ -104,48 +129,64 @@ impl ClusterState {
     }
 
     fn index_of(&self, id: &NodeId) -> Option<usize> {
-        self.nodes.iter().position(|n| &n.id == id)
+        self.intent.nodes.iter().position(|n| &n.id == id)
     }
 
     /// A node announces itself: a new id joins as a master without slots; a known id keeps its
     /// slots and takes the (possibly new) address.
+    ///
+    /// A node that holds a topology of a generation not below this state's has followed another
+    /// history of the control plane (this one lost its state, or never had it): this state then
+    /// moves to a generation above the node's, so the node takes its topologies instead of
+    /// ignoring their lower versions forever.
     ///
     /// Registration keeps a PFAIL/FAIL flag: only the node's first heartbeat clears it. The node
     /// learns its slots from this call's answer and heartbeats only after taking it, so clients
     /// routed to it by the healed topology never reach a node that does not know it serves them
     /// yet (it would answer `CLUSTERDOWN Hash slot not served`).
     pub fn register(&mut self, reg: Registration, now_ms: u64) -> Changed {
+        let mut changed = false;
+        if reg.holds.identity.generation >= self.identity.generation
+            && reg.holds.identity.cluster_id != self.identity.cluster_id
+        {
+            tracing::warn!(
+                node = %reg.id,
+                node_cluster = %reg.holds.identity.cluster_id,
+                node_generation = reg.holds.identity.generation,
+                cluster = %self.identity.cluster_id,
+                "a node follows a newer control-plane history than this state's; moving past it"
+            );
+            self.identity.generation = reg.holds.identity.generation + 1;
+            changed = true;
+        }
         match self.index_of(&reg.id) {
             Some(i) => {
-                let node = &mut self.nodes[i];
-                let changed =
+                let node = &mut self.intent.nodes[i];
+                let moved =
                     node.host != reg.host || node.port != reg.port || node.bus_port != reg.bus_port;
                 node.host = reg.host;
                 node.port = reg.port;
                 node.bus_port = reg.bus_port;
-                node.last_heartbeat_ms = now_ms;
-                changed && self.bump()
+                self.observed[i].status.last_heartbeat_ms = now_ms;
+                changed |= moved;
             }
             None => {
                 self.forget_slotless_at(&reg.host, reg.port);
-                self.nodes.push(NodeRecord {
-                    id: reg.id,
-                    host: reg.host,
-                    port: reg.port,
+                self.intent.nodes.push(NodeSpec {
                     bus_port: reg.bus_port,
-                    role: Role::Master,
-                    master_id: None,
-                    config_epoch: 0,
-                    pfail: false,
-                    fail: false,
-                    last_heartbeat_ms: now_ms,
-                    key_count: 0,
-                    topology_version: 0,
+                    ..NodeSpec::master(reg.id, &reg.host, reg.port)
+                });
+                self.observed.push(NodeObservation {
+                    status: NodeStatus {
+                        last_heartbeat_ms: now_ms,
+                        ..NodeStatus::UNKNOWN
+                    },
                     report: None,
                 });
-                self.bump()
+                changed = true;
             }
         }
+        changed && self.bump()
     }
 
     /// Forgets nodes announced at `host:port` that own no slots: a new id there means the old
@@ -155,19 +196,26 @@ impl ClusterState {
     fn forget_slotless_at(&mut self, host: &str, port: u16) {
         let owners = self.slot_owners();
         while let Some(stale) = self
+            .intent
             .nodes
             .iter()
             .enumerate()
             .position(|(i, n)| n.host == host && n.port == port && !owners.contains(&i))
         {
-            let gone = self.nodes.remove(stale);
+            let gone = self.intent.nodes.remove(stale);
+            self.observed.remove(stale);
             tracing::info!(node = %gone.id, address = %format_args!("{host}:{port}"), "forgot a slotless node replaced by a new id");
-            for owner in self.slots.iter_mut().flatten() {
-                if usize::from(*owner) > stale {
-                    *owner -= 1;
+            let shift = |index: &mut u16| {
+                if usize::from(*index) > stale {
+                    *index -= 1;
                 }
+            };
+            self.intent.slots.iter_mut().flatten().for_each(shift);
+            for migration in &mut self.intent.migrations {
+                shift(&mut migration.source);
+                shift(&mut migration.target);
             }
-            for node in &mut self.nodes {
+            for node in &mut self.intent.nodes {
                 if node.master_id.as_ref() == Some(&gone.id) {
                     node.master_id = None;
                 }
@@ -176,19 +224,28 @@ impl ClusterState {
     }
 
     /// Records a heartbeat. Clearing a PFAIL/FAIL flag is a change watchers see; the timestamp,
-    /// key count and peer report are not (they reach the snapshot at the next version bump).
+    /// key count, offset and peer report are not (they reach the snapshot at the next version
+    /// bump).
     pub fn heartbeat(&mut self, beat: Beat, now_ms: u64) -> Result<Changed, Error> {
         let i = self
             .index_of(&beat.id)
             .ok_or_else(|| Error::UnknownNode(beat.id.to_string()))?;
-        let node = &mut self.nodes[i];
-        let was_flagged = node.pfail || node.fail;
-        node.pfail = false;
-        node.fail = false;
-        node.last_heartbeat_ms = now_ms;
-        node.key_count = beat.key_count;
-        node.topology_version = beat.topology_version;
-        node.report = Some(PeerReport {
+        // A version is comparable only within this state's history.
+        let held_version = if beat.holds.identity == self.identity {
+            beat.holds.version
+        } else {
+            0
+        };
+        let observation = &mut self.observed[i];
+        let status = &mut observation.status;
+        let was_flagged = status.failing();
+        status.pfail = false;
+        status.fail = false;
+        status.last_heartbeat_ms = now_ms;
+        status.key_count = beat.key_count;
+        status.topology_version = held_version;
+        status.replication_offset = beat.replication_offset;
+        observation.report = Some(PeerReport {
             received_ms: now_ms,
             unreachable: beat
                 .peers
@@ -203,30 +260,40 @@ impl ClusterState {
     /// Runs the failure detector at `now_ms` and applies its verdict.
     pub fn detect_failures(&mut self, now_ms: u64) -> Changed {
         let owning = self.slot_owners();
+        let created = self.intent.created;
         let views: Vec<NodeView> = self
+            .intent
             .nodes
             .iter()
+            .zip(&self.observed)
             .enumerate()
-            .map(|(i, n)| NodeView {
+            .map(|(i, (n, o))| NodeView {
                 id: n.id.clone(),
-                voter: n.role == Role::Master && (!self.created || owning.contains(&i)),
-                last_heartbeat_ms: n.last_heartbeat_ms,
-                pfail: n.pfail,
-                fail: n.fail,
-                report: n.report.clone(),
+                voter: n.role == Role::Master && (!created || owning.contains(&i)),
+                last_heartbeat_ms: o.status.last_heartbeat_ms,
+                pfail: o.status.pfail,
+                fail: o.status.fail,
+                report: o.report.clone(),
             })
             .collect();
-        let verdict = failure::evaluate(&views, now_ms, self.settings.node_timeout_ms);
+        let verdict = failure::evaluate(&views, now_ms, self.intent.settings.node_timeout_ms);
         let mut changed = false;
-        for (node, flags) in self.nodes.iter_mut().zip(verdict) {
-            if node.pfail != flags.pfail || node.fail != flags.fail {
-                if flags.fail && !node.fail {
-                    tracing::warn!(node = %node.id, address = %format_args!("{}:{}", node.host, node.port), "node marked FAIL");
-                } else if flags.pfail && !node.pfail {
+        for ((node, observation), flags) in self
+            .intent
+            .nodes
+            .iter()
+            .zip(&mut self.observed)
+            .zip(verdict)
+        {
+            let status = &mut observation.status;
+            if status.pfail != flags.pfail || status.fail != flags.fail {
+                if flags.fail && !status.fail {
+                    tracing::warn!(node = %node.id, address = %node.address(), "node marked FAIL");
+                } else if flags.pfail && !status.pfail {
                     tracing::info!(node = %node.id, "node marked PFAIL");
                 }
-                node.pfail = flags.pfail;
-                node.fail = flags.fail;
+                status.pfail = flags.pfail;
+                status.fail = flags.fail;
                 changed = true;
             }
         }
@@ -235,7 +302,8 @@ impl ClusterState {
 
     /// Indexes of nodes that own at least one slot.
     fn slot_owners(&self) -> std::collections::HashSet<usize> {
-        self.slots
+        self.intent
+            .slots
             .iter()
             .flatten()
             .map(|&i| usize::from(i))
@@ -244,7 +312,7 @@ impl ClusterState {
 
     /// Checks what `CreateCluster` checks before looking at addresses, in redis-cli's order.
     pub fn check_create(&self, addresses: usize, replicas: u32) -> Result<(), Error> {
-        if self.created {
+        if self.intent.created {
             return Err(Error::AlreadyCreated);
         }
         let masters = addresses / (replicas as usize + 1);
@@ -276,10 +344,7 @@ impl ClusterState {
                 .index_of(id)
                 .ok_or_else(|| Error::UnknownNode(id.to_string()))?;
             if indexes.contains(&i) {
-                return Err(Error::DuplicateAddress(format!(
-                    "{}:{}",
-                    self.nodes[i].host, self.nodes[i].port
-                )));
+                return Err(Error::DuplicateAddress(self.intent.nodes[i].address()));
             }
             indexes.push(i);
         }
@@ -288,14 +353,13 @@ impl ClusterState {
             (1u64..).zip(indexes.iter().zip(placement::split_slots(indexes.len())))
         {
             let index = u16::try_from(i).map_err(|_| Error::UnknownNode(masters[0].to_string()))?;
-            for slot in first..=last {
-                next.slots[usize::from(slot)] = Some(index);
-            }
-            next.nodes[i].config_epoch = epoch;
-            next.nodes[i].role = Role::Master;
-            next.current_epoch = next.current_epoch.max(epoch);
+            next.intent.slots[usize::from(first)..=usize::from(last)].fill(Some(index));
+            let node = &mut next.intent.nodes[i];
+            node.config_epoch = epoch;
+            node.role = Role::Master;
+            next.intent.current_epoch = next.intent.current_epoch.max(epoch);
         }
-        next.created = true;
+        next.intent.created = true;
         next.bump();
         let topology = next.snapshot(now_ms);
         if !dry_run {
@@ -306,93 +370,68 @@ impl ClusterState {
 
     /// Applies a validated settings change.
     pub fn set_setting(&mut self, change: SettingChange) -> Changed {
-        let next = change.apply(self.settings);
-        if next == self.settings {
+        let next = change.apply(self.intent.settings);
+        if next == self.intent.settings {
             return false;
         }
-        self.settings = next;
+        self.intent.settings = next;
         self.bump()
     }
 
     /// The topology as services see it, with heartbeat-derived fields as of now.
     pub fn snapshot(&self, _now_ms: u64) -> Topology {
-        let nodes = self
-            .nodes
+        let statuses = self
+            .observed
             .iter()
-            .map(|n| Node {
-                id: n.id.clone(),
-                host: n.host.clone(),
-                port: n.port,
-                bus_port: n.bus_port,
-                role: n.role,
-                master_id: n.master_id.clone(),
-                config_epoch: n.config_epoch,
-                pfail: n.pfail,
-                fail: n.fail,
-                last_heartbeat_ms: n.last_heartbeat_ms,
+            .map(|o| NodeStatus {
                 // A ping is "outstanding" only for a node we are waiting on.
-                ping_sent_ms: if n.pfail || n.fail {
-                    n.last_heartbeat_ms
+                ping_sent_ms: if o.status.failing() {
+                    o.status.last_heartbeat_ms
                 } else {
                     0
                 },
-                key_count: n.key_count,
+                ..o.status
             })
             .collect();
         Topology {
+            identity: self.identity.clone(),
             version: self.version,
-            current_epoch: self.current_epoch,
-            nodes,
-            slots: self.slots.clone(),
-            settings: self.settings,
-            created: self.created,
+            intent: self.intent.clone(),
+            observed: Observation { nodes: statuses },
         }
     }
 
-    /// The topology version each node last reported holding, by node id.
-    pub fn reported_versions(&self) -> HashMap<String, u64> {
-        self.nodes
-            .iter()
-            .map(|n| (n.id.to_string(), n.topology_version))
-            .collect()
-    }
-
-    /// The persisted form.
+    /// The persisted form: the identity, the version and the intent, with the failure verdicts
+    /// (a node FAIL before a restart stays FAIL until it speaks). Other observations are
+    /// refreshed by the nodes within a heartbeat.
     pub fn to_persisted(&self) -> PersistedState {
-        let mut slots = Vec::new();
-        let mut slot = 0usize;
-        while slot < self.slots.len() {
-            let Some(owner) = self.slots[slot] else {
-                slot += 1;
-                continue;
-            };
-            let start = slot;
-            while slot + 1 < self.slots.len() && self.slots[slot + 1] == Some(owner) {
-                slot += 1;
-            }
-            if let Some(node) = self.nodes.get(usize::from(owner)) {
-                slots.push(PersistedRange {
-                    start: start as u16,
-                    end: slot as u16,
-                    node_id: node.id.to_string(),
-                });
-            }
-            slot += 1;
-        }
+        let topology = self.snapshot(0);
+        let id_of = |index: u16| self.intent.nodes[usize::from(index)].id.to_string();
+        let slots = topology
+            .runs()
+            .filter_map(|(start, end, owner)| {
+                Some(PersistedRange {
+                    start,
+                    end,
+                    node_id: id_of(owner?),
+                })
+            })
+            .collect();
         PersistedState {
             format: FORMAT,
+            cluster_id: self.identity.cluster_id.to_string(),
+            generation: self.identity.generation,
             version: self.version,
-            current_epoch: self.current_epoch,
-            created: self.created,
+            current_epoch: self.intent.current_epoch,
+            created: self.intent.created,
             settings: PersistedSettings {
-                require_full_coverage: self.settings.require_full_coverage,
-                allow_reads_when_down: self.settings.allow_reads_when_down,
-                node_timeout_ms: self.settings.node_timeout_ms,
+                require_full_coverage: self.intent.settings.require_full_coverage,
+                allow_reads_when_down: self.intent.settings.allow_reads_when_down,
+                node_timeout_ms: self.intent.settings.node_timeout_ms,
             },
-            nodes: self
-                .nodes
-                .iter()
-                .map(|n| PersistedNode {
+            nodes: topology
+                .members()
+                .map(|(n, status)| PersistedNode {
                     id: n.id.to_string(),
                     host: n.host.clone(),
                     port: n.port,
@@ -403,30 +442,51 @@ impl ClusterState {
                     },
                     master_id: n.master_id.as_ref().map(|id| id.to_string()),
                     config_epoch: n.config_epoch,
-                    pfail: n.pfail,
-                    fail: n.fail,
+                    pfail: status.pfail,
+                    fail: status.fail,
                 })
                 .collect(),
             slots,
+            migrations: self
+                .intent
+                .migrations
+                .iter()
+                .map(|m| PersistedMigration {
+                    slot: m.slot,
+                    source_id: id_of(m.source),
+                    target_id: id_of(m.target),
+                })
+                .collect(),
         }
     }
 
     /// Rebuilds the state from its persisted form. Every node's last heartbeat is set to `now_ms`,
     /// so a control-plane restart does not fail every node at once; flags are kept until the node
-    /// speaks.
+    /// speaks. A state saved before identities existed (format 1) gets a fresh one.
     pub fn from_persisted(p: PersistedState, now_ms: u64) -> Result<ClusterState, StoreError> {
         let bad = |what: String| StoreError::Inconsistent(what);
-        if p.format != FORMAT {
+        if p.format != FORMAT && p.format != 1 {
             return Err(bad(format!("unknown format {}", p.format)));
         }
-        let mut state = ClusterState::new(Settings {
-            require_full_coverage: p.settings.require_full_coverage,
-            allow_reads_when_down: p.settings.allow_reads_when_down,
-            node_timeout_ms: p.settings.node_timeout_ms,
-        });
+        let identity = if p.format == 1 {
+            ClusterState::fresh_identity(now_ms)
+        } else {
+            Identity {
+                cluster_id: ClusterId::parse(&p.cluster_id).map_err(|e| bad(e.to_string()))?,
+                generation: p.generation,
+            }
+        };
+        let mut state = ClusterState::new(
+            Settings {
+                require_full_coverage: p.settings.require_full_coverage,
+                allow_reads_when_down: p.settings.allow_reads_when_down,
+                node_timeout_ms: p.settings.node_timeout_ms,
+            },
+            identity,
+        );
         state.version = p.version;
-        state.current_epoch = p.current_epoch;
-        state.created = p.created;
+        state.intent.current_epoch = p.current_epoch;
+        state.intent.created = p.created;
         for n in p.nodes {
             let id = NodeId::parse(&n.id).map_err(|e| bad(e.to_string()))?;
             let master_id = n
@@ -443,7 +503,7 @@ impl ClusterState {
             if state.index_of(&id).is_some() {
                 return Err(bad(format!("node {id} listed twice")));
             }
-            state.nodes.push(NodeRecord {
+            state.intent.nodes.push(NodeSpec {
                 id,
                 host: n.host,
                 port: n.port,
@@ -451,27 +511,47 @@ impl ClusterState {
                 role,
                 master_id,
                 config_epoch: n.config_epoch,
-                pfail: n.pfail,
-                fail: n.fail,
-                last_heartbeat_ms: now_ms,
-                key_count: 0,
-                topology_version: 0,
+            });
+            state.observed.push(NodeObservation {
+                status: NodeStatus {
+                    pfail: n.pfail,
+                    fail: n.fail,
+                    last_heartbeat_ms: now_ms,
+                    ..NodeStatus::UNKNOWN
+                },
                 report: None,
             });
         }
+        let index_of = |state: &ClusterState, id: &str| {
+            NodeId::parse(id)
+                .ok()
+                .and_then(|id| state.index_of(&id))
+                .and_then(|i| u16::try_from(i).ok())
+                .ok_or_else(|| bad(format!("names unknown node {id}")))
+        };
         for range in p.slots {
             if range.start > range.end || range.end >= SLOT_COUNT {
                 return Err(bad(format!("slot range {}-{}", range.start, range.end)));
             }
-            let owner = NodeId::parse(&range.node_id)
-                .ok()
-                .and_then(|id| state.index_of(&id))
-                .and_then(|i| u16::try_from(i).ok())
-                .ok_or_else(|| bad(format!("slot range names unknown node {}", range.node_id)))?;
-            for slot in range.start..=range.end {
-                state.slots[usize::from(slot)] = Some(owner);
-            }
+            let owner = index_of(&state, &range.node_id)?;
+            state.intent.slots[usize::from(range.start)..=usize::from(range.end)].fill(Some(owner));
         }
+        for m in p.migrations {
+            let source = index_of(&state, &m.source_id)?;
+            let target = index_of(&state, &m.target_id)?;
+            if m.slot >= SLOT_COUNT || state.intent.slots[usize::from(m.slot)] != Some(source) {
+                return Err(bad(format!(
+                    "slot {} moves from a node not owning it",
+                    m.slot
+                )));
+            }
+            state.intent.migrations.push(SlotMigration {
+                slot: m.slot,
+                source,
+                target,
+            });
+        }
+        state.intent.migrations.sort_by_key(|m| m.slot);
         Ok(state)
     }
 }
@@ -490,14 +570,25 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
             bus_port: port + 10000,
+            holds: Stamp::default(),
+        }
+    }
+
+    fn identity() -> Identity {
+        Identity {
+            cluster_id: ClusterId::from_random_bytes([0xcc; 20]),
+            generation: 1_000,
         }
     }
 
     fn three() -> ClusterState {
-        let mut state = ClusterState::new(Settings {
-            node_timeout_ms: 1_000,
-            ..Settings::default()
-        });
+        let mut state = ClusterState::new(
+            Settings {
+                node_timeout_ms: 1_000,
+                ..Settings::default()
+            },
+            identity(),
+        );
         for n in 1..=3 {
             assert!(state.register(reg(n, 7000 + u16::from(n) - 1), 0));
         }
@@ -534,7 +625,7 @@ mod tests {
 
     #[test]
     fn forgetting_reindexes_the_slot_map() {
-        let mut state = ClusterState::new(Settings::default());
+        let mut state = ClusterState::new(Settings::default(), identity());
         assert!(state.register(reg(9, 6999), 0));
         for n in 1..=3 {
             assert!(state.register(reg(n, 7000 + u16::from(n) - 1), 0));
@@ -550,7 +641,7 @@ mod tests {
         assert_eq!(snapshot.owner(0).map(|n| n.id.clone()), Some(id(1)));
         assert_eq!(snapshot.owner(5461).map(|n| n.id.clone()), Some(id(2)));
         assert_eq!(snapshot.owner(16383).map(|n| n.id.clone()), Some(id(3)));
-        assert_eq!(snapshot.nodes.last().map(|n| n.id.clone()), Some(id(8)));
+        assert_eq!(snapshot.nodes().last().map(|n| n.id.clone()), Some(id(8)));
     }
 
     #[test]
@@ -563,7 +654,7 @@ mod tests {
         assert_eq!(plan.owner(5460).map(|n| n.id.clone()), Some(id(1)));
         let (applied, changed) = state.create(&ids, false, 0).expect("create");
         assert!(changed);
-        assert_eq!(applied.current_epoch, 3);
+        assert_eq!(applied.intent.current_epoch, 3);
         assert_eq!(applied.owner(0).map(|n| n.config_epoch), Some(1));
         assert_eq!(applied.owner(5461).map(|n| n.id.clone()), Some(id(2)));
         assert_eq!(applied.owner(16383).map(|n| n.id.clone()), Some(id(3)));
@@ -599,7 +690,8 @@ mod tests {
             id: id(n),
             peers: vec![],
             key_count: 5,
-            topology_version: 1,
+            holds: Stamp::default(),
+            replication_offset: 0,
         };
         assert!(matches!(
             state.heartbeat(beat(9), 0),
@@ -607,16 +699,16 @@ mod tests {
         ));
         assert!(!state.heartbeat(beat(1), 10).expect("beat"));
         assert!(state.detect_failures(5_000), "everybody silent");
-        assert!(state.nodes().iter().all(|n| n.pfail));
+        assert!((0..3).all(|i| state.observed(i).pfail));
         let before = state.version();
         assert!(
             !state.register(reg(1, 7000), 5_001),
             "a registration keeps the flags"
         );
-        assert!(state.nodes()[0].pfail);
+        assert!(state.observed(0).pfail);
         assert_eq!(state.version(), before);
         assert!(state.heartbeat(beat(1), 5_002).expect("beat"));
-        assert!(!state.nodes()[0].pfail && !state.nodes()[0].fail);
+        assert!(!state.observed(0).failing());
         assert_eq!(state.version(), before + 1);
     }
 
@@ -631,7 +723,91 @@ mod tests {
         assert_eq!(persisted.slots.len(), 3);
         let loaded = ClusterState::from_persisted(persisted.clone(), 99).expect("load");
         assert_eq!(loaded.to_persisted(), persisted);
-        assert!(loaded.nodes().iter().all(|n| n.last_heartbeat_ms == 99));
-        assert_eq!(loaded.snapshot(99).slots, state.snapshot(0).slots);
+        assert!((0..3).all(|i| loaded.observed(i).last_heartbeat_ms == 99));
+        assert_eq!(loaded.snapshot(99).intent, state.snapshot(0).intent);
+        assert_eq!(loaded.identity(), state.identity());
+    }
+
+    #[test]
+    fn a_node_of_a_newer_history_moves_the_generation_past_it() {
+        let mut state = three();
+        let before = state.version();
+        let mut from_elsewhere = reg(1, 7000);
+        from_elsewhere.holds = Stamp {
+            identity: Identity {
+                cluster_id: ClusterId::from_random_bytes([0xdd; 20]),
+                generation: 5_000,
+            },
+            version: 400,
+        };
+        assert!(state.register(from_elsewhere.clone(), 10));
+        assert_eq!(state.identity().generation, 5_001);
+        assert_eq!(state.identity().cluster_id, identity().cluster_id);
+        assert_eq!(state.version(), before + 1);
+        let snapshot = state.snapshot(10);
+        assert!(snapshot.stamp().supersedes(&from_elsewhere.holds));
+        // A node of this history, or of an older one, changes nothing.
+        let mut own = reg(2, 7001);
+        own.holds = state.stamp();
+        assert!(!state.register(own, 11));
+        let mut older = reg(3, 7002);
+        older.holds.identity.generation = 3;
+        assert!(!state.register(older, 12));
+        assert_eq!(state.identity().generation, 5_001);
+    }
+
+    #[test]
+    fn reported_versions_count_only_within_this_history() {
+        let mut state = three();
+        let mut beat = Beat {
+            id: id(1),
+            peers: vec![],
+            key_count: 0,
+            holds: state.stamp(),
+            replication_offset: 77,
+        };
+        state.heartbeat(beat.clone(), 1).expect("beat");
+        assert_eq!(state.observed(0).topology_version, 3);
+        assert_eq!(state.observed(0).replication_offset, 77);
+        beat.holds.identity.generation += 1;
+        state.heartbeat(beat, 2).expect("beat");
+        assert_eq!(state.observed(0).topology_version, 0);
+    }
+
+    #[test]
+    fn migrations_persist_and_follow_reindexing() {
+        let mut state = ClusterState::new(Settings::default(), identity());
+        assert!(state.register(reg(9, 6999), 0));
+        for n in 1..=3 {
+            assert!(state.register(reg(n, 7000 + u16::from(n) - 1), 0));
+        }
+        state
+            .create(&[id(1), id(2), id(3)], false, 0)
+            .expect("create");
+        state.intent.migrations.push(SlotMigration {
+            slot: 100,
+            source: 1,
+            target: 2,
+        });
+        let persisted = state.to_persisted();
+        let loaded = ClusterState::from_persisted(persisted.clone(), 5).expect("load");
+        assert_eq!(loaded.to_persisted(), persisted);
+        // Node 9 (index 0) is forgotten: the move's indexes shift with the nodes.
+        assert!(state.register(reg(8, 6999), 0));
+        let topology = state.snapshot(0);
+        let migration = topology.migration(100).expect("still moving");
+        assert_eq!(topology.nodes()[usize::from(migration.source)].id, id(1));
+        assert_eq!(topology.nodes()[usize::from(migration.target)].id, id(2));
+    }
+
+    #[test]
+    fn format_one_loads_with_a_fresh_identity() {
+        let mut persisted = three().to_persisted();
+        persisted.format = 1;
+        persisted.cluster_id = String::new();
+        persisted.generation = 0;
+        let loaded = ClusterState::from_persisted(persisted, 1_234).expect("load");
+        assert_eq!(loaded.identity().generation, 1_234);
+        assert_ne!(loaded.identity().cluster_id, ClusterId::none());
     }
 }

@@ -11,13 +11,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 
-/// The persisted form of the cluster state: what must survive a restart. Observations
-/// (heartbeat times, key counts, peer reports) are deliberately absent: they are refreshed by the
-/// nodes within a heartbeat.
+/// The persisted form of the cluster state: what must survive a restart: the history's identity,
+/// the intent, and the failure verdicts. Other observations (heartbeat times, key counts, peer
+/// reports) are deliberately absent: they are refreshed by the nodes within a heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PersistedState {
     /// Format of this document, for future migrations.
     pub format: u32,
+    /// The history's identity (absent in format 1).
+    #[serde(default)]
+    pub cluster_id: String,
+    #[serde(default)]
+    pub generation: u64,
     pub version: u64,
     pub current_epoch: u64,
     pub created: bool,
@@ -25,6 +30,9 @@ pub struct PersistedState {
     pub nodes: Vec<PersistedNode>,
     /// Inclusive slot ranges and their master, ascending.
     pub slots: Vec<PersistedRange>,
+    /// Slots moving between two masters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<PersistedMigration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +64,15 @@ pub struct PersistedRange {
     pub node_id: String,
 }
 
-/// The current format of `PersistedState`.
-pub const FORMAT: u32 = 1;
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedMigration {
+    pub slot: u16,
+    pub source_id: String,
+    pub target_id: String,
+}
+
+/// The current format of `PersistedState`; format 1 (no identity) still loads.
+pub const FORMAT: u32 = 2;
 
 /// A boxed future, so the trait stays object-safe for stores that are async inside (etcd).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -158,6 +173,8 @@ mod tests {
     fn sample() -> PersistedState {
         PersistedState {
             format: FORMAT,
+            cluster_id: "c".repeat(40),
+            generation: 42,
             version: 7,
             current_epoch: 3,
             created: true,
@@ -181,6 +198,11 @@ mod tests {
                 start: 0,
                 end: 16383,
                 node_id: "a".repeat(40),
+            }],
+            migrations: vec![PersistedMigration {
+                slot: 9,
+                source_id: "a".repeat(40),
+                target_id: "b".repeat(40),
             }],
         }
     }

@@ -7,20 +7,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{addresses, node, node_id, register, wait_for, Beaters, Server};
+use common::{addresses, get, node, node_id, register, status, wait_for, Beaters, Domain, Server};
 use tessera_proto::pb;
+use tessera_proto::topology::{Role, Topology};
 use tonic::Code;
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn ranges(topology: &pb::Topology) -> Vec<(u32, u32, String)> {
-    let mut ranges: Vec<_> = topology
-        .slots
-        .iter()
-        .map(|r| (r.start, r.end, r.node_id.clone()))
-        .collect();
-    ranges.sort();
-    ranges
+fn ranges(topology: &Topology) -> Vec<(u32, u32, String)> {
+    topology
+        .runs()
+        .filter_map(|(start, end, owner)| {
+            let node = &topology.nodes()[usize::from(owner?)];
+            Some((u32::from(start), u32::from(end), node.id.to_string()))
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +31,7 @@ async fn register_create_watch_settings_and_restart() {
     let mut client = server.client().await;
 
     let mut watch = client
-        .watch_topology(pb::WatchTopologyRequest { after_version: 0 })
+        .watch_topology(pb::WatchTopologyRequest { after: None })
         .await
         .expect("watch")
         .into_inner();
@@ -38,23 +39,17 @@ async fn register_create_watch_settings_and_restart() {
         .await
         .expect("first message in time")
         .expect("stream ok")
-        .expect("a topology");
-    assert!(!first.created);
+        .expect("a topology")
+        .domain();
+    assert!(!first.intent.created);
 
     for n in 1..=3 {
         register(&mut client, n).await;
     }
-    let before = client
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .expect("topology")
-        .into_inner();
-    assert_eq!(before.nodes.len(), 3);
-    assert!(before
-        .nodes
-        .iter()
-        .all(|n| n.role == pb::NodeRole::Master as i32));
-    assert!(before.slots.is_empty());
+    let before = get(&mut client).await;
+    assert_eq!(before.nodes().len(), 3);
+    assert!(before.nodes().iter().all(|n| n.role == Role::Master));
+    assert!(before.first_assigned_slot().is_none());
 
     // Refusals, each with its code and words.
     let create = |addresses: Vec<String>, replicas, dry_run| pb::CreateClusterRequest {
@@ -100,14 +95,11 @@ async fn register_create_watch_settings_and_restart() {
         .expect("dry run")
         .into_inner()
         .topology
-        .expect("plan");
-    assert!(plan.created);
-    let unchanged = client
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .expect("topology")
-        .into_inner();
-    assert!(!unchanged.created);
+        .expect("plan")
+        .domain();
+    assert!(plan.intent.created);
+    let unchanged = get(&mut client).await;
+    assert!(!unchanged.intent.created);
     assert_eq!(unchanged.version, before.version);
 
     // Create, by the name "localhost" for one node (resolved to 127.0.0.1).
@@ -119,10 +111,11 @@ async fn register_create_watch_settings_and_restart() {
         .expect("create")
         .into_inner()
         .topology
-        .expect("topology");
-    assert!(created.created);
+        .expect("topology")
+        .domain();
+    assert!(created.intent.created);
     assert!(created.version > before.version);
-    assert_eq!(created.current_epoch, 3);
+    assert_eq!(created.intent.current_epoch, 3);
     let want = vec![
         (0, 5460, node_id(1).to_string()),
         (5461, 10922, node_id(2).to_string()),
@@ -141,10 +134,11 @@ async fn register_create_watch_settings_and_restart() {
             .await
             .expect("watch message in time")
             .expect("stream ok")
-            .expect("a topology");
+            .expect("a topology")
+            .domain();
         assert!(seen.version > first.version);
         if seen.version == created.version {
-            assert!(seen.created);
+            assert!(seen.intent.created);
             assert_eq!(ranges(&seen), want);
             break;
         }
@@ -164,7 +158,7 @@ async fn register_create_watch_settings_and_restart() {
     // A watcher that already holds the current version gets nothing until the next change.
     let mut late = client
         .watch_topology(pb::WatchTopologyRequest {
-            after_version: created.version,
+            after: Some(pb::TopologyStamp::from(&created.stamp())),
         })
         .await
         .expect("watch")
@@ -213,9 +207,10 @@ async fn register_create_watch_settings_and_restart() {
         .await
         .expect("setting change in time")
         .expect("stream ok")
-        .expect("a topology");
+        .expect("a topology")
+        .domain();
     assert!(changed.version > created.version);
-    assert!(!changed.settings.expect("settings").require_full_coverage);
+    assert!(!changed.intent.settings.require_full_coverage);
 
     // Unknown node, bad id.
     let err = client
@@ -232,17 +227,14 @@ async fn register_create_watch_settings_and_restart() {
             announce_host: "127.0.0.1".into(),
             announce_port: 7000,
             announce_bus_port: 17000,
+            holds: None,
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
     // Restart on the same data dir: everything that matters is back. Open watches end.
-    let before_restart = client
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .expect("topology")
-        .into_inner();
+    let before_restart = get(&mut client).await;
     server.stop().await;
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         // Bounded: the stream must end (None or an error) after shutdown.
@@ -259,24 +251,19 @@ async fn register_create_watch_settings_and_restart() {
 
     let server = Server::start(dir.path(), Duration::from_secs(1)).await;
     let mut client = server.client().await;
-    let after = client
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .expect("topology")
-        .into_inner();
+    let after = get(&mut client).await;
     assert_eq!(after.version, before_restart.version);
-    assert_eq!(after.current_epoch, 3);
-    assert!(after.created);
+    assert_eq!(after.intent.current_epoch, 3);
+    assert!(after.intent.created);
     assert_eq!(ranges(&after), want);
     assert_eq!(
-        after.settings, before_restart.settings,
+        after.intent.settings, before_restart.intent.settings,
         "persisted settings win over flags"
     );
-    assert_eq!(after.nodes.len(), 3);
+    assert_eq!(after.nodes().len(), 3);
     for n in 1..=3 {
-        let node = node(&after, n);
-        assert!(!node.pfail && !node.fail);
-        assert_eq!(node.port, common::port(n));
+        assert!(!status(&after, n).failing());
+        assert_eq!(u32::from(node(&after, n).port), common::port(n));
     }
 
     // A restarted node keeps its slots; a new address is taken.
@@ -286,14 +273,11 @@ async fn register_create_watch_settings_and_restart() {
             announce_host: "127.0.0.2".into(),
             announce_port: 7101,
             announce_bus_port: 17101,
+            holds: None,
         })
         .await
         .expect("re-register");
-    let moved = client
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .expect("topology")
-        .into_inner();
+    let moved = get(&mut client).await;
     assert!(moved.version > after.version);
     assert_eq!(node(&moved, 2).host, "127.0.0.2");
     assert_eq!(ranges(&moved), want);
@@ -321,48 +305,37 @@ async fn silent_node_becomes_pfail_then_fail_and_a_heartbeat_clears_it() {
     let unreachable = Arc::new(AtomicBool::new(false));
     let all = Beaters::start(client.clone(), vec![1, 2, 3], vec![], unreachable.clone());
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let healthy = client
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .expect("topology")
-        .into_inner();
-    assert!(
-        healthy.nodes.iter().all(|n| !n.pfail && !n.fail),
-        "{healthy:?}"
-    );
-    assert!(healthy.nodes.iter().all(|n| n.key_count > 0));
+    let healthy = get(&mut client).await;
+    assert!(healthy.members().all(|(_, s)| !s.failing()), "{healthy:?}");
+    assert!(healthy.members().all(|(_, s)| s.key_count > 0));
     all.stop().await;
 
     // Node 3 goes silent; 1 and 2 still reach it (they say so): PFAIL only.
     let survivors = Beaters::start(client.clone(), vec![1, 2], vec![3], unreachable.clone());
     let pfail = wait_for(&mut client, Duration::from_secs(5), "node 3 pfail", |t| {
-        node(t, 3).pfail
+        status(t, 3).pfail
     })
     .await;
-    assert!(!node(&pfail, 3).fail);
-    assert!(!node(&pfail, 1).pfail && !node(&pfail, 2).pfail);
+    assert!(!status(&pfail, 3).fail);
+    assert!(!status(&pfail, 1).pfail && !status(&pfail, 2).pfail);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let still = client
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .expect("topology")
-        .into_inner();
+    let still = get(&mut client).await;
     assert!(
-        node(&still, 3).pfail && !node(&still, 3).fail,
+        status(&still, 3).pfail && !status(&still, 3).fail,
         "no majority yet"
     );
 
     // The survivors now report it unreachable: control plane + 1 master = majority of 3: FAIL.
     let mut watch = client
         .watch_topology(pb::WatchTopologyRequest {
-            after_version: still.version,
+            after: Some(pb::TopologyStamp::from(&still.stamp())),
         })
         .await
         .expect("watch")
         .into_inner();
     unreachable.store(true, Ordering::SeqCst);
     let failed = wait_for(&mut client, Duration::from_secs(5), "node 3 fail", |t| {
-        node(t, 3).fail
+        status(t, 3).fail
     })
     .await;
     assert!(failed.version > still.version);
@@ -370,8 +343,9 @@ async fn silent_node_becomes_pfail_then_fail_and_a_heartbeat_clears_it() {
         .await
         .expect("in time")
         .expect("ok")
-        .expect("topology");
-    assert!(node(&seen, 3).fail);
+        .expect("topology")
+        .domain();
+    assert!(status(&seen, 3).fail);
 
     // Node 3 speaks again: both flags clear at once.
     let reply = client
@@ -379,18 +353,15 @@ async fn silent_node_becomes_pfail_then_fail_and_a_heartbeat_clears_it() {
             node_id: node_id(3).to_string(),
             peers: vec![],
             key_count: 0,
-            topology_version: failed.version,
+            holds: Some(pb::TopologyStamp::from(&failed.stamp())),
+            replication_offset: 0,
         })
         .await
         .expect("heartbeat")
         .into_inner();
-    assert!(reply.topology_version > failed.version);
-    let back = client
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .expect("topology")
-        .into_inner();
-    assert!(!node(&back, 3).pfail && !node(&back, 3).fail);
+    assert!(reply.current.is_some_and(|c| c.version > failed.version));
+    let back = get(&mut client).await;
+    assert!(!status(&back, 3).pfail && !status(&back, 3).fail);
     survivors.stop().await;
     server.stop().await;
 }
@@ -408,7 +379,7 @@ async fn health_reports_serving_and_reflection_lists_the_service() {
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let reply = health
         .check(tonic_health::pb::HealthCheckRequest {
-            service: "tessera.cluster.v1.ControlPlane".into(),
+            service: "tessera.cluster.v2.ControlPlane".into(),
         })
         .await
         .expect("health")
@@ -449,7 +420,7 @@ async fn health_reports_serving_and_reflection_lists_the_service() {
     assert!(
         list.service
             .iter()
-            .any(|s| s.name == "tessera.cluster.v1.ControlPlane"),
+            .any(|s| s.name == "tessera.cluster.v2.ControlPlane"),
         "{list:?}"
     );
     server.stop().await;

@@ -1,8 +1,9 @@
 //! What every Tessera service shares about the wire: the gRPC API (`pb`), the RESP codec (`resp`),
-//! key -> slot hashing (`slot`), the command table (`command`) and the cluster topology with its
+//! the control plane client (`control_plane`), key -> slot hashing (`slot`), the command table (`command`) and the cluster topology with its
 //! Redis renderings (`topology`).
 
 pub mod command;
+pub mod control_plane;
 pub mod glob;
 pub mod pb;
 pub mod resp;

@@ -1,9 +1,9 @@
-//! Code generated from `proto/tessera/cluster/v1/cluster.proto`. Handlers convert these to the
+//! Code generated from `proto/tessera/cluster/v2/cluster.proto`. Handlers convert these to the
 //! domain types of `topology` at the boundary and never pass them inward.
 
 #![allow(clippy::all, missing_docs)]
 
-tonic::include_proto!("tessera.cluster.v1");
+tonic::include_proto!("tessera.cluster.v2");
 
 /// Encoded descriptor set of the API, served by gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -1,127 +1,44 @@
-//! The cluster as every service sees it: nodes, the slot -> master map, epochs, settings, and the one
-//! cluster-state rule (`Topology::route`) that nodes and the proxy both apply. `render` turns a
-//! topology into Redis's CLUSTER INFO / NODES / SLOTS / SHARDS replies.
+//! The cluster as every service sees it, in two parts kept apart: what the cluster should be
+//! (`Intent`: nodes, roles, the master of each replica, slot owners, slots moving between two
+//! masters, epochs, settings), decided by the control plane alone, and what was observed of it
+//! (`Observation`: heartbeats, pfail/fail, key counts, replication offsets). A topology also names
+//! the control-plane history it comes from (`Identity`), so that a node recognises a control
+//! plane that lost its state instead of ignoring its lower versions forever.
 //!
-//! These are the domain types; `pb` types cross into them with `TryFrom` at the gRPC boundary.
+//! `Topology::route` is the one cluster-state rule that nodes and the proxy both apply; `render`
+//! turns a topology into Redis's CLUSTER INFO / NODES / SLOTS / SHARDS replies. `pb` types cross
+//! into these with `TryFrom` at the gRPC boundary (`wire`).
 
+mod node;
 pub mod render;
+mod wire;
 
-use std::fmt;
-use std::sync::Arc;
-
-use crate::pb;
 use crate::slot::SLOT_COUNT;
 
-/// A node's id: 40 lowercase hex characters, made once and kept in the node's data directory.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId(Arc<str>);
+pub use node::{ClusterId, NodeId, NodeSpec, NodeStatus, Role};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TopologyError {
     #[error("invalid node id {0:?}: want 40 lowercase hex characters")]
     InvalidNodeId(String),
+    #[error("invalid cluster id {0:?}: want 40 lowercase hex characters")]
+    InvalidClusterId(String),
     #[error("invalid slot range {start}-{end}")]
     InvalidSlotRange { start: u32, end: u32 },
+    #[error("invalid slot {0}")]
+    InvalidSlot(u32),
+    #[error("slot {0} is moving twice")]
+    DuplicateMigration(u16),
+    #[error("slot {slot} moves from {source_id}, which does not own it")]
+    MigrationNotFromOwner { slot: u16, source_id: String },
     #[error("slot range names unknown node {0}")]
     UnknownNode(String),
+    #[error("node {0} appears twice")]
+    DuplicateNode(String),
     #[error("invalid port {0}")]
     InvalidPort(u32),
     #[error("too many nodes: {0}")]
     TooManyNodes(usize),
-}
-
-impl NodeId {
-    pub fn parse(text: &str) -> Result<NodeId, TopologyError> {
-        if text.len() == 40
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            Ok(NodeId(text.into()))
-        } else {
-            Err(TopologyError::InvalidNodeId(text.to_string()))
-        }
-    }
-
-    /// A fresh random id, from 20 random bytes.
-    pub fn from_random_bytes(bytes: [u8; 20]) -> NodeId {
-        use std::fmt::Write;
-        let mut text = String::with_capacity(40);
-        for b in bytes {
-            let _ = write!(text, "{b:02x}");
-        }
-        NodeId(text.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Another id made from this one and `salt`: each byte of this id XOR a FNV-1a stream of
-    /// `salt`. Deterministic (no randomness, no std hasher whose output may change between Rust
-    /// releases), and distinct ids give distinct results for one salt.
-    pub fn derive(&self, salt: &str) -> NodeId {
-        let mut stream = [0u8; 24];
-        for (block, chunk) in stream.chunks_mut(8).enumerate() {
-            let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-            for byte in salt.bytes().chain([block as u8]) {
-                hash ^= u64::from(byte);
-                hash = hash.wrapping_mul(0x0100_0000_01b3);
-            }
-            chunk.copy_from_slice(&hash.to_be_bytes());
-        }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => c - b'0',
-            _ => c.wrapping_sub(b'a').wrapping_add(10) & 0x0f,
-        };
-        let mut bytes = [0u8; 20];
-        for (i, pair) in self.0.as_bytes().chunks(2).take(20).enumerate() {
-            let high = pair.first().copied().map_or(0, nibble);
-            let low = pair.get(1).copied().map_or(0, nibble);
-            bytes[i] = ((high << 4) | low) ^ stream[i];
-        }
-        NodeId::from_random_bytes(bytes)
-    }
-}
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Master,
-    Replica,
-}
-
-/// One member of the cluster, as the control plane last saw it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Node {
-    pub id: NodeId,
-    /// Announced address: what clients and peers connect to (not the bind address).
-    pub host: String,
-    pub port: u16,
-    pub bus_port: u16,
-    pub role: Role,
-    pub master_id: Option<NodeId>,
-    pub config_epoch: u64,
-    /// Silent for longer than node-timeout (`fail?`).
-    pub pfail: bool,
-    /// A majority of masters agreed on pfail (`fail`).
-    pub fail: bool,
-    /// Unix ms of the last heartbeat the control plane got; 0 if never.
-    pub last_heartbeat_ms: u64,
-    pub ping_sent_ms: u64,
-    pub key_count: u64,
-}
-
-impl Node {
-    /// `host:port`.
-    pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
 }
 
 /// Cluster settings changeable at runtime (`clusterctl set`).
@@ -140,6 +57,74 @@ impl Default for Settings {
             node_timeout_ms: 15_000,
         }
     }
+}
+
+/// One history of the control plane's state. A control plane that starts with no state begins a
+/// new history: a fresh cluster id, and a generation above any a registering node reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Identity {
+    pub cluster_id: ClusterId,
+    pub generation: u64,
+}
+
+/// Where a topology stands in the order receivers keep: by generation, then by version.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stamp {
+    pub identity: Identity,
+    pub version: u64,
+}
+
+impl Stamp {
+    /// Whether a topology stamped `self` replaces one stamped `held`: a newer generation always
+    /// does (the control plane started a new history), within one generation a higher version.
+    pub fn supersedes(&self, held: &Stamp) -> bool {
+        (self.identity.generation, self.version) > (held.identity.generation, held.version)
+    }
+}
+
+/// A slot moving from its owner (`source`, Redis's MIGRATING) to `target` (IMPORTING); indexes
+/// into `Intent::nodes`. The owner stays `source` until the move ends with one change of
+/// ownership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotMigration {
+    pub slot: u16,
+    pub source: u16,
+    pub target: u16,
+}
+
+/// What the cluster should be: decided by the control plane, persisted, changed only by its
+/// operations (create, failover, slot moves, settings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intent {
+    /// Redis's cluster_current_epoch: the highest config epoch handed out.
+    pub current_epoch: u64,
+    /// False until the cluster has been created.
+    pub created: bool,
+    pub settings: Settings,
+    pub nodes: Vec<NodeSpec>,
+    /// For each of the 16384 slots, the index in `nodes` of its master.
+    pub slots: Box<[Option<u16>]>,
+    /// Slots moving between two masters, ascending by slot, at most one entry per slot.
+    pub migrations: Vec<SlotMigration>,
+}
+
+impl Default for Intent {
+    fn default() -> Self {
+        Intent {
+            current_epoch: 0,
+            created: false,
+            settings: Settings::default(),
+            nodes: Vec::new(),
+            slots: vec![None; usize::from(SLOT_COUNT)].into_boxed_slice(),
+            migrations: Vec::new(),
+        }
+    }
+}
+
+/// What was observed of the cluster: `nodes[i]` is the status of `Intent::nodes[i]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observation {
+    pub nodes: Vec<NodeStatus>,
 }
 
 /// Whether a command only reads or may write; `allow-reads-when-down` lets reads through.
@@ -187,43 +172,138 @@ pub struct Health {
 }
 
 /// A versioned snapshot of the whole cluster. Services hold it as `Arc<Topology>` and replace it
-/// only with a higher `version`.
-#[derive(Debug, Clone, PartialEq)]
+/// only with one whose stamp supersedes theirs.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Topology {
-    /// Raised by every change; receivers take only newer versions.
+    pub identity: Identity,
+    /// Raised by every change within one identity.
     pub version: u64,
-    /// Redis's cluster_current_epoch.
-    pub current_epoch: u64,
-    pub nodes: Vec<Node>,
-    /// For each of the 16384 slots, the index in `nodes` of its master.
-    pub slots: Box<[Option<u16>]>,
-    pub settings: Settings,
-    /// False until the cluster has been created.
-    pub created: bool,
-}
-
-impl Default for Topology {
-    fn default() -> Self {
-        Topology {
-            version: 0,
-            current_epoch: 0,
-            nodes: Vec::new(),
-            slots: vec![None; SLOT_COUNT as usize].into_boxed_slice(),
-            settings: Settings::default(),
-            created: false,
-        }
-    }
+    pub intent: Intent,
+    pub observed: Observation,
 }
 
 impl Topology {
-    pub fn node(&self, id: &NodeId) -> Option<&Node> {
-        self.nodes.iter().find(|n| &n.id == id)
+    /// Where this topology stands in the order receivers keep.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            identity: self.identity.clone(),
+            version: self.version,
+        }
+    }
+
+    /// Whether this topology replaces `held` (see `Stamp::supersedes`).
+    pub fn supersedes(&self, held: &Topology) -> bool {
+        (self.identity.generation, self.version) > (held.identity.generation, held.version)
+    }
+
+    /// A created cluster of `nodes` whose slots are owned as `slots` says (indexes into `nodes`),
+    /// at version 1 with `current_epoch` the number of nodes: the shape tests and tools start from.
+    pub fn created(nodes: Vec<NodeSpec>, slots: Box<[Option<u16>]>) -> Topology {
+        let mut topology = Topology {
+            version: 1,
+            intent: Intent {
+                current_epoch: nodes.len() as u64,
+                created: true,
+                slots,
+                ..Intent::default()
+            },
+            ..Topology::default()
+        };
+        for node in nodes {
+            topology.push_node(node);
+        }
+        topology
+    }
+
+    /// Adds a node with an unknown status and returns its index: the one way to add a node, so
+    /// that the intent and the observation stay aligned.
+    pub fn push_node(&mut self, spec: NodeSpec) -> usize {
+        self.intent.nodes.push(spec);
+        self.observed
+            .nodes
+            .resize(self.intent.nodes.len(), NodeStatus::UNKNOWN);
+        self.intent.nodes.len() - 1
+    }
+
+    /// The nodes as the cluster should have them.
+    pub fn nodes(&self) -> &[NodeSpec] {
+        &self.intent.nodes
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.intent.settings
+    }
+
+    pub fn index_of(&self, id: &NodeId) -> Option<usize> {
+        self.intent.nodes.iter().position(|n| &n.id == id)
+    }
+
+    pub fn node(&self, id: &NodeId) -> Option<&NodeSpec> {
+        self.intent.nodes.iter().find(|n| &n.id == id)
+    }
+
+    /// What was observed of the node at `index` (unknown when nothing was).
+    pub fn status_at(&self, index: usize) -> &NodeStatus {
+        self.observed
+            .nodes
+            .get(index)
+            .unwrap_or(&NodeStatus::UNKNOWN)
+    }
+
+    /// What was observed of the node `id`.
+    pub fn status(&self, id: &NodeId) -> &NodeStatus {
+        self.index_of(id)
+            .map_or(&NodeStatus::UNKNOWN, |index| self.status_at(index))
+    }
+
+    /// Each node with what was observed of it.
+    pub fn members(&self) -> impl Iterator<Item = (&NodeSpec, &NodeStatus)> + '_ {
+        self.intent
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| (node, self.status_at(index)))
+    }
+
+    /// The index in `nodes()` of the master assigned `slot`, if any.
+    pub fn owner_index(&self, slot: u16) -> Option<usize> {
+        let index = (*self.intent.slots.get(usize::from(slot))?)?;
+        Some(usize::from(index)).filter(|&i| i < self.intent.nodes.len())
     }
 
     /// The master assigned `slot`, if any.
-    pub fn owner(&self, slot: u16) -> Option<&Node> {
-        let index = (*self.slots.get(slot as usize)?)?;
-        self.nodes.get(index as usize)
+    pub fn owner(&self, slot: u16) -> Option<&NodeSpec> {
+        self.intent.nodes.get(self.owner_index(slot)?)
+    }
+
+    /// The lowest slot that has an owner, if any: where keyless commands that must reach some
+    /// shard go.
+    pub fn first_assigned_slot(&self) -> Option<u16> {
+        self.intent
+            .slots
+            .iter()
+            .position(Option::is_some)
+            .map(|slot| slot as u16)
+    }
+
+    /// The move `slot` is in, if any.
+    pub fn migration(&self, slot: u16) -> Option<&SlotMigration> {
+        let migrations = &self.intent.migrations;
+        migrations
+            .binary_search_by_key(&slot, |m| m.slot)
+            .ok()
+            .map(|i| &migrations[i])
+    }
+
+    /// The replicas of the node at `index`, as indexes.
+    pub fn replicas_of(&self, index: usize) -> impl Iterator<Item = usize> + '_ {
+        let master = self.intent.nodes.get(index).map(|n| &n.id);
+        self.intent
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(move |(_, n)| n.role == Role::Replica && n.master_id.as_ref() == master)
+            .map(|(i, _)| i)
     }
 
     /// The inclusive slot ranges served by the node at `index`, ascending.
@@ -236,11 +316,12 @@ impl Topology {
 
     /// Maximal runs of consecutive slots with the same owner: `(first, last, owner index)`.
     pub fn runs(&self) -> impl Iterator<Item = (u16, u16, Option<u16>)> + '_ {
+        let slots = &self.intent.slots;
         let mut slot = 0usize;
         std::iter::from_fn(move || {
             let start = slot;
-            let owner = *self.slots.get(start)?;
-            while self.slots.get(slot) == Some(&owner) {
+            let owner = *slots.get(start)?;
+            while slots.get(slot) == Some(&owner) {
                 slot += 1;
             }
             Some((start as u16, (slot - 1) as u16, owner))
@@ -253,34 +334,36 @@ impl Topology {
     /// With require-full-coverage off the state stays ok (as in Redis); the lost slots then fail
     /// one by one in `route`. A topology not yet created is never ok.
     pub fn health(&self) -> Health {
+        let nodes = &self.intent.nodes;
         let mut health = Health {
-            known_nodes: self.nodes.len() as u32,
+            known_nodes: nodes.len() as u32,
             ..Health::default()
         };
-        let mut serving = vec![false; self.nodes.len()];
-        for owner in self.slots.iter().flatten() {
+        let mut serving = vec![false; nodes.len()];
+        for owner in self.intent.slots.iter().flatten() {
             health.slots_assigned += 1;
-            let Some(node) = self.nodes.get(usize::from(*owner)) else {
+            let index = usize::from(*owner);
+            if index >= nodes.len() {
                 health.slots_fail += 1;
                 continue;
-            };
-            serving[usize::from(*owner)] = true;
-            if node.fail {
+            }
+            serving[index] = true;
+            let status = self.status_at(index);
+            if status.fail {
                 health.slots_fail += 1;
-            } else if node.pfail {
+            } else if status.pfail {
                 health.slots_pfail += 1;
             } else {
                 health.slots_ok += 1;
             }
         }
-        health.size = self
-            .nodes
+        health.size = nodes
             .iter()
             .zip(&serving)
             .filter(|(node, &serves)| serves && node.role == Role::Master)
             .count() as u32;
         let covered = health.slots_assigned == u32::from(SLOT_COUNT) && health.slots_fail == 0;
-        health.ok = self.created && (covered || !self.settings.require_full_coverage);
+        health.ok = self.intent.created && (covered || !self.intent.settings.require_full_coverage);
         health
     }
 
@@ -295,7 +378,7 @@ impl Topology {
     ///
     /// Costs one vectorizable pass over the slot map (`is_ok`); a caller that keeps `health()` per
     /// snapshot can call `route_with` and skip it.
-    pub fn route(&self, slot: u16, access: Access) -> Result<&Node, ClusterDown> {
+    pub fn route(&self, slot: u16, access: Access) -> Result<&NodeSpec, ClusterDown> {
         self.route_in_state(self.is_ok(), slot, access)
     }
 
@@ -305,37 +388,43 @@ impl Topology {
         health: &Health,
         slot: u16,
         access: Access,
-    ) -> Result<&Node, ClusterDown> {
+    ) -> Result<&NodeSpec, ClusterDown> {
         self.route_in_state(health.ok, slot, access)
     }
 
-    fn route_in_state(&self, ok: bool, slot: u16, access: Access) -> Result<&Node, ClusterDown> {
-        let owner = self.owner(slot).ok_or(ClusterDown::Unbound)?;
+    fn route_in_state(
+        &self,
+        ok: bool,
+        slot: u16,
+        access: Access,
+    ) -> Result<&NodeSpec, ClusterDown> {
+        let index = self.owner_index(slot).ok_or(ClusterDown::Unbound)?;
         if !ok {
-            if !self.settings.allow_reads_when_down {
+            if !self.intent.settings.allow_reads_when_down {
                 return Err(ClusterDown::Down);
             }
             if access == Access::Write {
                 return Err(ClusterDown::DownReadOnly);
             }
         }
-        if owner.fail {
+        if self.status_at(index).fail {
             return Err(ClusterDown::Unbound);
         }
-        Ok(owner)
+        Ok(&self.intent.nodes[index])
     }
 
     /// `health().ok`, computed without counting: what `route` needs on every command.
     pub fn is_ok(&self) -> bool {
-        if !self.created {
+        if !self.intent.created {
             return false;
         }
-        if !self.settings.require_full_coverage {
+        if !self.intent.settings.require_full_coverage {
             return true;
         }
-        let known = self.nodes.len();
+        let known = self.intent.nodes.len();
         // Branch-free count so the compiler vectorizes it: unassigned or dangling owners.
         let lost = self
+            .intent
             .slots
             .iter()
             .filter(|owner| owner.is_none_or(|i| usize::from(i) >= known))
@@ -343,14 +432,16 @@ impl Topology {
         if lost > 0 {
             return false;
         }
-        if !self.nodes.iter().any(|n| n.fail) {
+        let failed = |i: usize| self.status_at(i).fail;
+        if !(0..known).any(failed) {
             return true;
         }
         !self
+            .intent
             .slots
             .iter()
             .flatten()
-            .any(|&i| self.nodes[usize::from(i)].fail)
+            .any(|&i| failed(usize::from(i)))
     }
 
     /// The cluster as the proxy presents it to cluster-aware clients: one virtual master per
@@ -361,207 +452,55 @@ impl Topology {
     /// Each virtual master's id is derived from its master's id and the proxy's address
     /// (`NodeId::derive`): stable across proxy restarts, distinct per proxy address, and never the
     /// real node's id (which names another address). Virtual masters come in the order of their
-    /// lowest slot; replicas are not shown (the proxy sends everything to masters). A cluster with
-    /// no served slot shows the proxy alone (`proxy_id`), serving nothing. Bus ports are `port +
-    /// 10000` (0 if that overflows), as Redis derives them.
+    /// lowest slot; replicas and slot moves are not shown (the proxy follows them itself). A
+    /// cluster with no served slot shows the proxy alone (`proxy_id`), serving nothing. Bus ports
+    /// are `port + 10000` (0 if that overflows), as Redis derives them.
     pub fn as_virtual_masters(&self, proxy_id: NodeId, host: &str, port: u16) -> Topology {
         let salt = format!("{host}:{port}");
-        let bus_port = port.checked_add(10_000).unwrap_or(0);
         // Masters in the order of their lowest slot, and each one's index in the view.
         let mut order: Vec<u16> = Vec::new();
-        let mut view_index: Vec<Option<u16>> = vec![None; self.nodes.len()];
-        for &owner in self.slots.iter().flatten() {
+        let mut view_index: Vec<Option<u16>> = vec![None; self.intent.nodes.len()];
+        for &owner in self.intent.slots.iter().flatten() {
             if let Some(entry @ None) = view_index.get_mut(usize::from(owner)) {
                 *entry = Some(order.len() as u16);
                 order.push(owner);
             }
         }
-        let mut nodes: Vec<Node> = order
-            .iter()
-            .map(|&index| {
-                let master = &self.nodes[usize::from(index)];
-                Node {
-                    id: master.id.derive(&salt),
-                    host: host.to_string(),
-                    port,
-                    bus_port,
-                    role: Role::Master,
-                    master_id: None,
-                    ..master.clone()
-                }
-            })
-            .collect();
-        let slots = self
-            .slots
-            .iter()
-            .map(|owner| owner.and_then(|o| view_index.get(usize::from(o)).copied().flatten()))
-            .collect();
-        if nodes.is_empty() {
-            nodes.push(Node {
-                id: proxy_id,
-                host: host.to_string(),
-                port,
-                bus_port,
-                role: Role::Master,
-                master_id: None,
-                config_epoch: self.current_epoch,
-                pfail: false,
-                fail: false,
-                last_heartbeat_ms: 0,
-                ping_sent_ms: 0,
-                key_count: 0,
+        let mut view = Topology {
+            identity: self.identity.clone(),
+            version: self.version,
+            intent: Intent {
+                current_epoch: self.intent.current_epoch,
+                created: self.intent.created,
+                settings: self.intent.settings,
+                nodes: Vec::new(),
+                slots: self
+                    .intent
+                    .slots
+                    .iter()
+                    .map(|owner| {
+                        owner.and_then(|o| view_index.get(usize::from(o)).copied().flatten())
+                    })
+                    .collect(),
+                migrations: Vec::new(),
+            },
+            observed: Observation::default(),
+        };
+        for &index in &order {
+            let master = &self.intent.nodes[usize::from(index)];
+            let added = view.push_node(NodeSpec {
+                config_epoch: master.config_epoch,
+                ..NodeSpec::master(master.id.derive(&salt), host, port)
+            });
+            view.observed.nodes[added] = *self.status_at(usize::from(index));
+        }
+        if view.intent.nodes.is_empty() {
+            view.push_node(NodeSpec {
+                config_epoch: self.intent.current_epoch,
+                ..NodeSpec::master(proxy_id, host, port)
             });
         }
-        Topology {
-            version: self.version,
-            current_epoch: self.current_epoch,
-            nodes,
-            slots,
-            settings: self.settings,
-            created: self.created,
-        }
-    }
-}
-
-impl TryFrom<pb::Topology> for Topology {
-    type Error = TopologyError;
-
-    fn try_from(value: pb::Topology) -> Result<Self, Self::Error> {
-        let nodes = value
-            .nodes
-            .into_iter()
-            .map(Node::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        if nodes.len() > usize::from(u16::MAX) {
-            return Err(TopologyError::TooManyNodes(nodes.len()));
-        }
-        let mut slots = vec![None; SLOT_COUNT as usize].into_boxed_slice();
-        for range in value.slots {
-            if range.start > range.end || range.end >= u32::from(SLOT_COUNT) {
-                return Err(TopologyError::InvalidSlotRange {
-                    start: range.start,
-                    end: range.end,
-                });
-            }
-            let index = nodes
-                .iter()
-                .position(|n| n.id.as_str() == range.node_id)
-                .ok_or_else(|| TopologyError::UnknownNode(range.node_id.clone()))?;
-            for slot in &mut slots[range.start as usize..=range.end as usize] {
-                *slot = Some(index as u16);
-            }
-        }
-        Ok(Topology {
-            version: value.version,
-            current_epoch: value.current_epoch,
-            nodes,
-            slots,
-            settings: value.settings.map(Settings::from).unwrap_or_default(),
-            created: value.created,
-        })
-    }
-}
-
-impl TryFrom<pb::Node> for Node {
-    type Error = TopologyError;
-
-    fn try_from(value: pb::Node) -> Result<Self, Self::Error> {
-        let port = |p: u32| u16::try_from(p).map_err(|_| TopologyError::InvalidPort(p));
-        let role = if value.role == pb::NodeRole::Replica as i32 {
-            Role::Replica
-        } else {
-            Role::Master
-        };
-        let master_id = match value.master_id.as_str() {
-            "" => None,
-            id => Some(NodeId::parse(id)?),
-        };
-        Ok(Node {
-            id: NodeId::parse(&value.id)?,
-            host: value.host,
-            port: port(value.port)?,
-            bus_port: port(value.bus_port)?,
-            role,
-            master_id,
-            config_epoch: value.config_epoch,
-            pfail: value.pfail,
-            fail: value.fail,
-            last_heartbeat_ms: value.last_heartbeat_ms,
-            ping_sent_ms: value.ping_sent_ms,
-            key_count: value.key_count,
-        })
-    }
-}
-
-impl From<&Node> for pb::Node {
-    /// `topology_version` is left 0: only the control plane knows what each node reported.
-    fn from(node: &Node) -> Self {
-        pb::Node {
-            id: node.id.to_string(),
-            host: node.host.clone(),
-            port: u32::from(node.port),
-            bus_port: u32::from(node.bus_port),
-            role: match node.role {
-                Role::Master => pb::NodeRole::Master as i32,
-                Role::Replica => pb::NodeRole::Replica as i32,
-            },
-            master_id: node
-                .master_id
-                .as_ref()
-                .map(NodeId::to_string)
-                .unwrap_or_default(),
-            config_epoch: node.config_epoch,
-            pfail: node.pfail,
-            fail: node.fail,
-            last_heartbeat_ms: node.last_heartbeat_ms,
-            ping_sent_ms: node.ping_sent_ms,
-            key_count: node.key_count,
-            topology_version: 0,
-        }
-    }
-}
-
-impl From<&Topology> for pb::Topology {
-    fn from(value: &Topology) -> Self {
-        let slots = value
-            .runs()
-            .filter_map(|(start, end, owner)| {
-                let node = value.nodes.get(usize::from(owner?))?;
-                Some(pb::SlotRange {
-                    start: u32::from(start),
-                    end: u32::from(end),
-                    node_id: node.id.to_string(),
-                })
-            })
-            .collect();
-        pb::Topology {
-            version: value.version,
-            current_epoch: value.current_epoch,
-            nodes: value.nodes.iter().map(pb::Node::from).collect(),
-            slots,
-            settings: Some(value.settings.into()),
-            created: value.created,
-        }
-    }
-}
-
-impl From<pb::Settings> for Settings {
-    fn from(value: pb::Settings) -> Self {
-        Settings {
-            require_full_coverage: value.require_full_coverage,
-            allow_reads_when_down: value.allow_reads_when_down,
-            node_timeout_ms: value.node_timeout_ms,
-        }
-    }
-}
-
-impl From<Settings> for pb::Settings {
-    fn from(value: Settings) -> Self {
-        pb::Settings {
-            require_full_coverage: value.require_full_coverage,
-            allow_reads_when_down: value.allow_reads_when_down,
-            node_timeout_ms: value.node_timeout_ms,
-        }
+        view
     }
 }
 
@@ -569,20 +508,14 @@ impl From<Settings> for pb::Settings {
 mod tests {
     use super::*;
 
-    fn node(n: u8) -> Node {
-        Node {
-            id: NodeId::from_random_bytes([n; 20]),
-            host: "127.0.0.1".into(),
-            port: 7000 + u16::from(n),
-            bus_port: 17000 + u16::from(n),
-            role: Role::Master,
-            master_id: None,
+    fn node(n: u8) -> NodeSpec {
+        NodeSpec {
             config_epoch: u64::from(n) + 1,
-            pfail: false,
-            fail: false,
-            last_heartbeat_ms: 0,
-            ping_sent_ms: 0,
-            key_count: 0,
+            ..NodeSpec::master(
+                NodeId::from_random_bytes([n; 20]),
+                "127.0.0.1",
+                7000 + u16::from(n),
+            )
         }
     }
 
@@ -590,12 +523,14 @@ mod tests {
     pub(crate) fn three_masters() -> Topology {
         let mut t = Topology {
             version: 1,
-            current_epoch: 3,
-            nodes: (0..3).map(node).collect(),
-            created: true,
             ..Topology::default()
         };
-        for (slot, owner) in t.slots.iter_mut().enumerate() {
+        t.intent.current_epoch = 3;
+        t.intent.created = true;
+        for n in 0..3 {
+            t.push_node(node(n));
+        }
+        for (slot, owner) in t.intent.slots.iter_mut().enumerate() {
             *owner = Some(match slot {
                 0..=5460 => 0,
                 5461..=10922 => 1,
@@ -610,8 +545,8 @@ mod tests {
         let mut t = three_masters();
         assert_eq!(t.ranges_of(0), vec![(0, 5460)]);
         assert_eq!(t.ranges_of(2), vec![(10923, 16383)]);
-        t.slots[100] = None;
-        t.slots[16383] = Some(0);
+        t.intent.slots[100] = None;
+        t.intent.slots[16383] = Some(0);
         assert_eq!(t.ranges_of(0), vec![(0, 99), (101, 5460), (16383, 16383)]);
         assert_eq!(t.runs().count(), 6);
         assert!(t.ranges_of(7).is_empty());
@@ -633,30 +568,30 @@ mod tests {
                 size: 3,
             }
         );
-        t.nodes[0].pfail = true;
+        t.observed.nodes[0].pfail = true;
         let h = t.health();
         assert!(h.ok);
         assert_eq!(
             (h.slots_ok, h.slots_pfail, h.slots_fail),
             (16384 - 5461, 5461, 0)
         );
-        t.nodes[0].fail = true;
+        t.observed.nodes[0].fail = true;
         let h = t.health();
         assert!(!h.ok);
         assert_eq!(
             (h.slots_ok, h.slots_pfail, h.slots_fail),
             (16384 - 5461, 0, 5461)
         );
-        t.settings.require_full_coverage = false;
+        t.intent.settings.require_full_coverage = false;
         assert!(t.health().ok);
 
         let mut t = three_masters();
-        t.slots[5] = None;
+        t.intent.slots[5] = None;
         let h = t.health();
         assert!(!h.ok);
         assert_eq!(h.slots_assigned, 16383);
-        t.created = false;
-        t.settings.require_full_coverage = false;
+        t.intent.created = false;
+        t.intent.settings.require_full_coverage = false;
         assert!(!t.health().ok);
 
         let empty = Topology::default();
@@ -696,14 +631,14 @@ mod tests {
         ];
         for (i, &(full, reads, state, slot, access, want)) in cases.iter().enumerate() {
             let mut t = three_masters();
-            t.settings.require_full_coverage = full;
-            t.settings.allow_reads_when_down = reads;
+            t.intent.settings.require_full_coverage = full;
+            t.intent.settings.allow_reads_when_down = reads;
             match state {
                 State::Ok => {}
-                State::Pfail => t.nodes[0].pfail = true,
+                State::Pfail => t.observed.nodes[0].pfail = true,
                 State::Fail => {
-                    t.nodes[0].pfail = true;
-                    t.nodes[0].fail = true;
+                    t.observed.nodes[0].pfail = true;
+                    t.observed.nodes[0].fail = true;
                 }
             }
             let got = t.route(slot, access).map(|n| n.port - 7000);
@@ -720,14 +655,14 @@ mod tests {
     fn is_ok_agrees_with_health() {
         let variants: [fn(&mut Topology); 7] = [
             |_| {},
-            |t| t.slots[9] = None,
-            |t| t.slots[9] = Some(99),
-            |t| t.nodes[1].fail = true,
-            |t| t.nodes[1].pfail = true,
-            |t| t.created = false,
+            |t| t.intent.slots[9] = None,
+            |t| t.intent.slots[9] = Some(99),
+            |t| t.observed.nodes[1].fail = true,
+            |t| t.observed.nodes[1].pfail = true,
+            |t| t.intent.created = false,
             |t| {
-                t.nodes[2].fail = true;
-                t.settings.require_full_coverage = false;
+                t.observed.nodes[2].fail = true;
+                t.intent.settings.require_full_coverage = false;
             },
         ];
         for (i, change) in variants.iter().enumerate() {
@@ -737,8 +672,8 @@ mod tests {
         }
         // A FAIL node that owns nothing does not fail the cluster.
         let mut t = three_masters();
-        t.nodes.push(node(3));
-        t.nodes[3].fail = true;
+        t.push_node(node(3));
+        t.observed.nodes[3].fail = true;
         assert!(t.is_ok() && t.health().ok);
     }
 
@@ -746,7 +681,7 @@ mod tests {
     fn unassigned_slot_is_unbound_even_when_down() {
         // Redis 7.0 checks for an unassigned slot before the cluster state.
         let mut t = three_masters();
-        t.slots[42] = None;
+        t.intent.slots[42] = None;
         assert_eq!(
             t.route(42, Access::Read).map(|n| n.port),
             Err(ClusterDown::Unbound)
@@ -781,43 +716,47 @@ mod tests {
     #[test]
     fn virtual_masters_view() {
         let mut t = three_masters();
-        t.nodes[1].key_count = 5;
-        t.nodes[2].fail = true;
+        t.observed.nodes[1].key_count = 5;
+        t.observed.nodes[2].fail = true;
         // node 2 also serves slot 0: the view orders masters by their lowest slot.
-        t.slots[0] = Some(2);
-        t.nodes.push(node(9)); // serves nothing: not shown
+        t.intent.slots[0] = Some(2);
+        t.push_node(node(9)); // serves nothing: not shown
         let proxy = NodeId::from_random_bytes([9; 20]);
         let view = t.as_virtual_masters(proxy.clone(), "10.0.0.1", 6379);
-        assert_eq!(view.nodes.len(), 3);
-        assert!(view.nodes.iter().all(|n| n.host == "10.0.0.1"
+        assert_eq!(view.intent.nodes.len(), 3);
+        assert!(view.intent.nodes.iter().all(|n| n.host == "10.0.0.1"
             && n.port == 6379
             && n.bus_port == 16379
             && n.role == Role::Master
             && n.id != proxy));
-        assert_eq!(view.nodes[0].id, t.nodes[2].id.derive("10.0.0.1:6379"));
-        assert!(view.nodes[0].fail, "health mirrored");
-        assert_eq!(view.nodes[0].config_epoch, 3);
-        assert_eq!(view.nodes[2].key_count, 5);
+        assert_eq!(
+            view.intent.nodes[0].id,
+            t.intent.nodes[2].id.derive("10.0.0.1:6379")
+        );
+        assert!(view.observed.nodes[0].fail, "health mirrored");
+        assert_eq!(view.intent.nodes[0].config_epoch, 3);
+        assert_eq!(view.observed.nodes[2].key_count, 5);
         assert_eq!(view.ranges_of(0), vec![(0, 0), (10923, 16383)]);
         assert_eq!(view.ranges_of(1), vec![(1, 5460)]);
         assert_eq!(view.ranges_of(2), vec![(5461, 10922)]);
         assert_eq!(view.health().slots_fail, t.health().slots_fail);
-        assert_eq!(view.current_epoch, 3);
+        assert_eq!(view.intent.current_epoch, 3);
         // Stable for one address, different for another.
         let again = t.as_virtual_masters(NodeId::from_random_bytes([1; 20]), "10.0.0.1", 6379);
-        assert_eq!(again.nodes, view.nodes);
+        assert_eq!(again.intent.nodes, view.intent.nodes);
         let other = t.as_virtual_masters(proxy.clone(), "10.0.0.1", 6380);
         assert!(other
+            .intent
             .nodes
             .iter()
-            .zip(&view.nodes)
+            .zip(&view.intent.nodes)
             .all(|(a, b)| a.id != b.id));
 
         // Nothing served: the proxy alone, serving nothing.
         let empty = Topology::default().as_virtual_masters(proxy.clone(), "h", 65000);
-        assert_eq!(empty.nodes.len(), 1);
-        assert_eq!(empty.nodes[0].id, proxy);
-        assert_eq!(empty.nodes[0].bus_port, 0);
+        assert_eq!(empty.intent.nodes.len(), 1);
+        assert_eq!(empty.intent.nodes[0].id, proxy);
+        assert_eq!(empty.intent.nodes[0].bus_port, 0);
         assert!(empty.ranges_of(0).is_empty());
     }
 
@@ -838,50 +777,73 @@ mod tests {
     }
 
     #[test]
-    fn pb_round_trip() {
-        let mut t = three_masters();
-        t.nodes[1].role = Role::Replica;
-        t.nodes[1].master_id = Some(t.nodes[0].id.clone());
-        t.nodes[2].pfail = true;
-        t.slots[7] = None;
-        t.settings.allow_reads_when_down = true;
-        let wire = pb::Topology::from(&t);
-        assert_eq!(wire.slots.len(), 4);
-        assert_eq!(Topology::try_from(wire).unwrap(), t);
+    fn a_new_generation_supersedes_any_version() {
+        let stamp = |generation: u64, version: u64| Stamp {
+            identity: Identity {
+                cluster_id: ClusterId::from_random_bytes([generation as u8; 20]),
+                generation,
+            },
+            version,
+        };
+        assert!(stamp(1, 5).supersedes(&stamp(1, 4)));
+        assert!(!stamp(1, 4).supersedes(&stamp(1, 4)));
+        assert!(!stamp(1, 3).supersedes(&stamp(1, 4)));
+        // A control plane that lost its state starts over at a low version, in a newer generation.
+        assert!(stamp(2, 1).supersedes(&stamp(1, 900)));
+        assert!(!stamp(1, 900).supersedes(&stamp(2, 1)));
+        // Anything supersedes the default (no control plane heard yet).
+        assert!(stamp(1, 1).supersedes(&Stamp::default()));
+        let t = three_masters();
+        assert_eq!(t.stamp().version, 1);
+        assert!(t.supersedes(&Topology::default()));
     }
 
     #[test]
-    fn pb_errors() {
-        let good = pb::Topology::from(&three_masters());
-        let mut bad = good.clone();
-        bad.slots[0].end = 16384;
-        assert!(matches!(
-            Topology::try_from(bad),
-            Err(TopologyError::InvalidSlotRange { .. })
-        ));
-        let mut bad = good.clone();
-        bad.slots[0].node_id = "f".repeat(40);
-        assert!(matches!(
-            Topology::try_from(bad),
-            Err(TopologyError::UnknownNode(_))
-        ));
-        let mut bad = good.clone();
-        bad.nodes[0].port = 70000;
+    fn status_stays_aligned_with_nodes() {
+        let mut t = three_masters();
+        assert_eq!(t.observed.nodes.len(), 3);
+        let added = t.push_node(node(7));
+        assert_eq!(added, 3);
+        assert_eq!(t.status_at(3), &NodeStatus::UNKNOWN);
+        t.observed.nodes.truncate(1);
+        // A shorter observation reads as unknown, never panics.
+        assert!(!t.status_at(2).fail);
+        assert_eq!(t.members().count(), 4);
+        assert!(t.health().ok);
+    }
+
+    #[test]
+    fn migrations_and_replicas() {
+        let mut t = three_masters();
+        t.intent.migrations = vec![
+            SlotMigration {
+                slot: 5,
+                source: 0,
+                target: 1,
+            },
+            SlotMigration {
+                slot: 6000,
+                source: 1,
+                target: 2,
+            },
+        ];
+        assert_eq!(t.migration(5).map(|m| m.target), Some(1));
+        assert_eq!(t.migration(6000).map(|m| m.source), Some(1));
+        assert!(t.migration(6).is_none());
+        // The owner stays the source while the slot moves.
+        assert_eq!(t.owner_index(5), Some(0));
+
+        let replica = t.push_node(NodeSpec {
+            role: Role::Replica,
+            master_id: Some(t.intent.nodes[1].id.clone()),
+            ..node(4)
+        });
+        assert_eq!(t.replicas_of(1).collect::<Vec<_>>(), vec![replica]);
+        assert_eq!(t.replicas_of(0).count(), 0);
         assert_eq!(
-            Topology::try_from(bad),
-            Err(TopologyError::InvalidPort(70000))
-        );
-        let mut bad = good.clone();
-        bad.nodes[0].id = "XYZ".into();
-        assert!(matches!(
-            Topology::try_from(bad),
-            Err(TopologyError::InvalidNodeId(_))
-        ));
-        let mut missing = good;
-        missing.settings = None;
-        assert_eq!(
-            Topology::try_from(missing).unwrap().settings,
-            Settings::default()
+            t.health().size,
+            3,
+            "a replica is not counted in cluster_size"
         );
     }
 }

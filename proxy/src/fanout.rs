@@ -18,7 +18,7 @@ use rand::seq::IndexedRandom;
 use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
-use tessera_proto::topology::{ClusterDown, Node, Topology};
+use tessera_proto::topology::{ClusterDown, NodeSpec, Topology};
 
 use crate::backend::Backend;
 use crate::forward::{self, BoxReply, Lane};
@@ -30,7 +30,7 @@ use crate::topology::Snapshot;
 /// A master that serves slots, as fan-out sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Master<'s> {
-    pub node: &'s Node,
+    pub node: &'s NodeSpec,
     pub backend: &'s Arc<Backend>,
     /// Its lowest slot: when it fails, `forward::failure` answers by this slot's state
     /// (CLUSTERDOWN when the topology says it is not served).
@@ -40,14 +40,14 @@ pub struct Master<'s> {
 /// The masters that serve at least one slot, ordered by node id.
 pub fn masters(snapshot: &Snapshot) -> Vec<Master<'_>> {
     let topology: &Topology = &snapshot.topology;
-    let mut first: Vec<Option<u16>> = vec![None; topology.nodes.len()];
-    for (slot, owner) in topology.slots.iter().enumerate() {
+    let mut first: Vec<Option<u16>> = vec![None; topology.nodes().len()];
+    for (slot, owner) in topology.intent.slots.iter().enumerate() {
         if let Some(f) = owner.and_then(|i| first.get_mut(usize::from(i))) {
             f.get_or_insert(slot as u16);
         }
     }
     let mut out: Vec<Master<'_>> = topology
-        .nodes
+        .nodes()
         .iter()
         .zip(&snapshot.backends)
         .zip(first)
@@ -228,8 +228,8 @@ fn scan(
     let first = start.max(cursor as u16);
     // A keyless command: as a Redis node answers SCAN while the cluster is down, the walk goes
     // on through the slots of live masters and stops only at a slot whose master is FAIL.
-    let node = match topology.owner(first) {
-        Some(node) if !node.fail => node,
+    let node = match topology.owner_index(first) {
+        Some(index) if !topology.status_at(index).fail => &topology.nodes()[index],
         _ => return ready(forward::error_bytes(ClusterDown::Unbound.message())),
     };
     let Some(backend) = snapshot.backend_of(node) else {

@@ -423,14 +423,7 @@ fn connect_timeout(shared: &Shared) -> Duration {
 /// The address of the master that holds SUBSCRIBE / PSUBSCRIBE (any master hears every PUBLISH:
 /// the owner of the lowest served slot), or of the owner of `slot`.
 fn node_addr(snapshot: &Snapshot, slot: Option<u16>) -> Result<String, &'static str> {
-    let slot = slot.unwrap_or_else(|| {
-        snapshot
-            .topology
-            .slots
-            .iter()
-            .position(|o| o.is_some())
-            .unwrap_or(0) as u16
-    });
+    let slot = slot.unwrap_or_else(|| snapshot.topology.first_assigned_slot().unwrap_or(0));
     snapshot
         .topology
         .route_with(&snapshot.health, slot, Access::Read)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tessera_proto::command::{self, CommandSpec, CrossSlot, Routing};
 use tessera_proto::slot::key_hash_slot;
-use tessera_proto::topology::{Access, Health, Node, Topology};
+use tessera_proto::topology::{Access, Health, NodeSpec, Topology};
 
 /// The verdict for one command.
 #[derive(Debug)]
@@ -16,11 +16,11 @@ pub enum Route<'t> {
     /// Answer this error (text without the leading `-`).
     Error(Cow<'static, str>),
     /// Send the command unchanged to `node`, which serves `slot`.
-    Forward { node: &'t Node, slot: u16 },
+    Forward { node: &'t NodeSpec, slot: u16 },
     /// A blocking command (BLPOP, ...) for `node`: it goes on a dedicated connection, and the
     /// backend timeout is extended by `timeout` (`None`: the command waits forever).
     Blocking {
-        node: &'t Node,
+        node: &'t NodeSpec,
         slot: u16,
         timeout: Option<Duration>,
     },
@@ -46,7 +46,7 @@ pub enum Merge {
 /// One same-slot part of a split command.
 #[derive(Debug)]
 pub struct Part<'t> {
-    pub node: &'t Node,
+    pub node: &'t NodeSpec,
     pub slot: u16,
     /// Indexes into the original arguments of the keys of this part (each followed by its value
     /// for MSET), in the order they were given.
@@ -244,12 +244,7 @@ fn forward(view: View<'_>, slot: u16, access: Access) -> Route<'_> {
 
 /// A keyless command that must still reach a shard: the master of the lowest served slot.
 fn any_master(view: View<'_>, access: Access) -> Route<'_> {
-    let slot = view
-        .topology
-        .slots
-        .iter()
-        .position(|owner| owner.is_some())
-        .unwrap_or(0) as u16;
+    let slot = view.topology.first_assigned_slot().unwrap_or(0);
     forward(view, slot, access)
 }
 
@@ -317,43 +312,27 @@ pub fn parse_i64(arg: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_proto::topology::{NodeId, Role, Settings};
+    use tessera_proto::topology::NodeId;
 
-    fn node(n: u8, port: u16) -> Node {
-        Node {
-            id: NodeId::from_random_bytes([n; 20]),
-            host: "127.0.0.1".into(),
-            port,
-            bus_port: port + 10000,
-            role: Role::Master,
-            master_id: None,
+    fn node(n: u8, port: u16) -> NodeSpec {
+        NodeSpec {
             config_epoch: u64::from(n),
-            pfail: false,
-            fail: false,
-            last_heartbeat_ms: 0,
-            ping_sent_ms: 0,
-            key_count: 0,
+            ..NodeSpec::master(NodeId::from_random_bytes([n; 20]), "127.0.0.1", port)
         }
     }
 
     /// Three masters split as `redis-cli --cluster create` does.
     fn three_masters() -> Topology {
-        let mut t = Topology {
-            version: 1,
-            current_epoch: 3,
-            nodes: vec![node(1, 7000), node(2, 7001), node(3, 7002)],
-            settings: Settings::default(),
-            created: true,
-            ..Topology::default()
-        };
-        for slot in 0..16384usize {
-            t.slots[slot] = Some(match slot {
-                0..=5460 => 0,
-                5461..=10922 => 1,
-                _ => 2,
-            });
-        }
-        t
+        let slots = (0..16384usize)
+            .map(|slot| {
+                Some(match slot {
+                    0..=5460 => 0,
+                    5461..=10922 => 1,
+                    _ => 2,
+                })
+            })
+            .collect();
+        Topology::created(vec![node(1, 7000), node(2, 7001), node(3, 7002)], slots)
     }
 
     fn args(words: &[&str]) -> Vec<Bytes> {
@@ -471,13 +450,13 @@ mod tests {
     #[test]
     fn cluster_down_follows_the_shared_rule() {
         let mut t = three_masters();
-        t.nodes[0].fail = true;
+        t.observed.nodes[0].fail = true;
         let a = args(&["GET", "foo"]);
         assert_eq!(
             describe(&route(&a, &t, &t.health())),
             "-CLUSTERDOWN The cluster is down"
         );
-        t.settings.require_full_coverage = false;
+        t.intent.settings.require_full_coverage = false;
         assert_eq!(describe(&route(&a, &t, &t.health())), "7002@12182");
         let a = args(&["GET", "bar"]);
         assert_eq!(
@@ -485,7 +464,7 @@ mod tests {
             "-CLUSTERDOWN Hash slot not served"
         );
         // CROSSSLOT is decided before the cluster state.
-        t.settings.require_full_coverage = true;
+        t.intent.settings.require_full_coverage = true;
         let a = args(&["RENAME", "foo", "bar"]);
         assert_eq!(
             describe(&route(&a, &t, &t.health())),

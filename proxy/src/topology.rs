@@ -1,5 +1,5 @@
-//! The proxy's view of the cluster: a task follows the control plane's WatchTopology stream
-//! (GetTopology first on every connect, reconnecting with capped backoff) and publishes each newer
+//! The proxy's view of the cluster: a task follows the control plane's WatchTopology stream (the
+//! follower shared with the shard nodes, `tessera_proto::control_plane`) and publishes each newer
 //! topology, together with the backend of each node, into an `ArcSwap`. The per-command path only
 //! loads that snapshot: it never locks and never waits for the control plane.
 
@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tessera_proto::pb;
-use tessera_proto::pb::control_plane_client::ControlPlaneClient;
-use tessera_proto::topology::{Health, Node, Topology};
+use tessera_proto::control_plane::{self, Client, TopologyHolder};
+use tessera_proto::topology::{Health, NodeSpec, Stamp, Topology};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::backend::{Backend, Registry};
 use crate::error::ProxyError;
@@ -30,10 +28,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The backend of `node`, which must be a node of this snapshot's topology.
-    pub fn backend_of(&self, node: &Node) -> Option<&Arc<Backend>> {
+    pub fn backend_of(&self, node: &NodeSpec) -> Option<&Arc<Backend>> {
         let index = self
             .topology
-            .nodes
+            .nodes()
             .iter()
             .position(|n| std::ptr::eq(n, node))?;
         self.backends.get(index)
@@ -44,7 +42,7 @@ impl Snapshot {
 pub struct TopologyView {
     current: ArcSwap<Snapshot>,
     registry: Arc<Registry>,
-    client: ControlPlaneClient<Channel>,
+    client: Client,
     /// Set while a background refresh runs, so a burst of MOVED replies asks once.
     refreshing: AtomicBool,
 }
@@ -60,13 +58,10 @@ impl std::fmt::Debug for TopologyView {
 impl TopologyView {
     /// A view with an empty topology; connects to `url` lazily.
     pub fn new(url: &str, registry: Arc<Registry>) -> Result<TopologyView, ProxyError> {
-        let endpoint = Endpoint::from_shared(url.to_string())
-            .map_err(|e| ProxyError::ControlPlaneUrl {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true);
+        let client = control_plane::connect_lazy(url).map_err(|e| ProxyError::ControlPlaneUrl {
+            url: url.to_string(),
+            reason: e.source.to_string(),
+        })?;
         Ok(TopologyView {
             current: ArcSwap::from_pointee(Snapshot {
                 health: Topology::default().health(),
@@ -75,7 +70,7 @@ impl TopologyView {
                 initial: true,
             }),
             registry,
-            client: ControlPlaneClient::new(endpoint.connect_lazy()),
+            client,
             refreshing: AtomicBool::new(false),
         })
     }
@@ -92,7 +87,7 @@ impl TopologyView {
     /// Takes `topology` if it is newer than the one held; returns whether it did.
     pub fn publish(&self, topology: Topology) -> bool {
         let backends: Vec<Arc<Backend>> = topology
-            .nodes
+            .nodes()
             .iter()
             .map(|n| self.registry.get(&n.address()))
             .collect();
@@ -104,7 +99,7 @@ impl TopologyView {
         });
         let mut taken = false;
         self.current.rcu(|old| {
-            taken = old.initial || fresh.topology.version > old.topology.version;
+            taken = old.initial || fresh.topology.supersedes(&old.topology);
             if taken {
                 fresh.clone()
             } else {
@@ -119,12 +114,9 @@ impl TopologyView {
 
     /// Asks the control plane for its topology now (after a MOVED) and takes it if newer.
     pub async fn refresh(&self) -> Result<bool, tonic::Status> {
-        let reply = self
-            .client
-            .clone()
-            .get_topology(pb::GetTopologyRequest {})
-            .await?;
-        Ok(self.take(reply.into_inner()))
+        let topology =
+            control_plane::fetch_topology(&mut self.client.clone(), REFRESH_TIMEOUT).await?;
+        Ok(self.publish(topology))
     }
 
     /// Starts a refresh in the background unless one is running (after a MOVED: the retry goes
@@ -135,62 +127,33 @@ impl TopologyView {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(Duration::from_secs(2), this.refresh()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(status)) => tracing::warn!(%status, "topology refresh failed"),
-                Err(_) => tracing::warn!("topology refresh timed out"),
+            if let Err(status) = this.refresh().await {
+                tracing::warn!(%status, "topology refresh failed");
             }
             this.refreshing.store(false, Ordering::Release);
         });
     }
 
-    fn take(&self, topology: pb::Topology) -> bool {
-        match Topology::try_from(topology) {
-            Ok(topology) => self.publish(topology),
-            Err(error) => {
-                tracing::warn!(%error, "control plane sent an invalid topology");
-                false
-            }
+    /// Follows the control plane's topology watch until `shutdown`.
+    pub async fn follow(self: Arc<Self>, shutdown: CancellationToken) {
+        control_plane::follow_topology(self.client.clone(), self.as_ref(), shutdown).await;
+    }
+}
+
+impl TopologyHolder for TopologyView {
+    fn held(&self) -> Stamp {
+        let snapshot = self.load();
+        if snapshot.initial {
+            Stamp::default()
+        } else {
+            snapshot.topology.stamp()
         }
     }
 
-    /// Follows the control plane until `shutdown`: GetTopology, then WatchTopology, reconnecting
-    /// with a backoff from 100 ms doubling up to 5 s.
-    pub async fn follow(self: Arc<Self>, shutdown: CancellationToken) {
-        const MIN_BACKOFF: Duration = Duration::from_millis(100);
-        const MAX_BACKOFF: Duration = Duration::from_secs(5);
-        let mut backoff = MIN_BACKOFF;
-        while !shutdown.is_cancelled() {
-            let session = async {
-                self.refresh().await?;
-                let after_version = self.load().topology.version;
-                let mut stream = self
-                    .client
-                    .clone()
-                    .watch_topology(pb::WatchTopologyRequest { after_version })
-                    .await?
-                    .into_inner();
-                while let Some(topology) = stream.message().await? {
-                    self.take(topology);
-                }
-                Ok::<(), tonic::Status>(())
-            };
-            let started = tokio::time::Instant::now();
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                result = session => match result {
-                    Ok(()) => tracing::warn!("topology watch ended; reconnecting"),
-                    Err(status) => tracing::warn!(%status, "control plane unreachable; retrying"),
-                },
-            }
-            if started.elapsed() > MAX_BACKOFF {
-                backoff = MIN_BACKOFF;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+    fn offer(&self, topology: Topology) {
+        self.publish(topology);
     }
 }
+
+/// Bound on one GetTopology after a MOVED.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);

@@ -215,14 +215,7 @@ fn target(
     snapshot: &Snapshot,
     slot: Option<u16>,
 ) -> Result<&Arc<crate::backend::Backend>, &'static str> {
-    let slot = slot.unwrap_or_else(|| {
-        snapshot
-            .topology
-            .slots
-            .iter()
-            .position(|owner| owner.is_some())
-            .unwrap_or(0) as u16
-    });
+    let slot = slot.unwrap_or_else(|| snapshot.topology.first_assigned_slot().unwrap_or(0));
     let node = snapshot
         .topology
         .route_with(&snapshot.health, slot, Access::Write)

@@ -167,9 +167,7 @@ async fn follows_moved_when_the_topology_is_wrong() -> Result<()> {
     );
     // A newer topology that wrongly gives every slot to node 0.
     let mut wrong = h.cluster.topology(2);
-    for range in &mut wrong.slots {
-        range.node_id = h.cluster.nodes[0].id.clone();
-    }
+    wrong.intent.slots.fill(Some(0));
     h.publish(wrong);
     support::wait_for(Duration::from_secs(5), || async {
         let Ok(mut c) = h.client().await else { return false };
@@ -191,7 +189,7 @@ async fn clusterdown_when_a_master_fails() -> Result<()> {
     let h = Harness::start().await?;
     let mut c = h.client().await?;
     let mut failed = h.cluster.topology(2);
-    failed.nodes[0].fail = true;
+    failed.observed.nodes[0].fail = true;
     h.publish(failed.clone());
     support::wait_for(Duration::from_secs(5), || async {
         let Ok(mut c) = h.client().await else {
@@ -209,9 +207,7 @@ async fn clusterdown_when_a_master_fails() -> Result<()> {
     assert!(info.contains("cluster_slots_fail:5461"), "{info}");
     // Without full coverage only node 0's slots are down.
     failed.version = 3;
-    if let Some(s) = failed.settings.as_mut() {
-        s.require_full_coverage = false;
-    }
+    failed.intent.settings.require_full_coverage = false;
     h.publish(failed);
     support::wait_for(Duration::from_secs(5), || async {
         let Ok(mut c) = h.client().await else {

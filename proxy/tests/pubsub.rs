@@ -7,10 +7,11 @@ mod support;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use support::{bulk, encode, error, wait_for, Client, Harness};
 use tessera_proto::resp::Frame;
+use tessera_proto::topology::NodeId;
 
 fn message(kind: &str, parts: &[&str]) -> Frame {
     let mut items = vec![bulk(kind)];
@@ -269,26 +270,10 @@ async fn shard_subscription_follows_its_slot() -> Result<()> {
     }
     // The control plane learns of the move a little later.
     let mut topology = h.cluster.topology(2);
-    let mut slots = Vec::new();
-    for range in topology.slots {
-        if range.start <= slot && slot <= range.end {
-            for (start, end) in [(range.start, slot - 1), (slot + 1, range.end)] {
-                slots.push(tessera_proto::pb::SlotRange {
-                    start,
-                    end,
-                    node_id: range.node_id.clone(),
-                });
-            }
-        } else {
-            slots.push(range);
-        }
-    }
-    slots.push(tessera_proto::pb::SlotRange {
-        start: slot,
-        end: slot,
-        node_id: target.id.clone(),
-    });
-    topology.slots = slots;
+    let target_index = topology
+        .index_of(&NodeId::parse(&target.id)?)
+        .context("target in the topology")?;
+    topology.intent.slots[slot as usize] = Some(target_index as u16);
     h.publish(topology);
 
     // Ready once the new owner holds the proxy's subscription.

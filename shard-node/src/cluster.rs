@@ -3,7 +3,6 @@
 //! the background tasks that keep them current (`start`): registration and heartbeats
 //! (`control`), the topology watch (`control`), and peer probes (`probe`).
 
-mod backoff;
 mod control;
 mod lease;
 pub mod probe;
@@ -14,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use tessera_proto::control_plane::TopologyHolder;
 use tessera_proto::topology::render::MessageStats;
-use tessera_proto::topology::{Health, NodeId, Topology};
+use tessera_proto::topology::{Health, NodeId, Stamp, Topology};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -49,7 +49,10 @@ impl Snapshot {
     /// flag only at this node's first heartbeat; until then the topology it registered with still
     /// carries it, and the node must serve its slots already when clients are routed to it.
     fn new(mut topology: Topology, myself: &NodeId) -> Snapshot {
-        if let Some(me) = topology.nodes.iter_mut().find(|n| &n.id == myself) {
+        if let Some(me) = topology
+            .index_of(myself)
+            .and_then(|i| topology.observed.nodes.get_mut(i))
+        {
             me.pfail = false;
             me.fail = false;
         }
@@ -98,19 +101,29 @@ impl ClusterView {
         }
     }
 
-    /// Replaces the topology if `topology.version` is newer than the one held.
+    /// Replaces the topology if `topology` supersedes the one held (a higher version, or a newer
+    /// control-plane history: see `Stamp::supersedes`).
     pub fn offer_topology(&self, topology: Topology) -> bool {
         let _guard = self.offer_lock.lock();
         let held = self.topology.load();
-        if topology.version <= held.topology.version {
+        if !topology.supersedes(&held.topology) {
             return false;
+        }
+        if topology.identity != held.topology.identity && held.topology.identity.generation > 0 {
+            tracing::warn!(
+                cluster_id = %topology.identity.cluster_id,
+                generation = topology.identity.generation,
+                previous_cluster_id = %held.topology.identity.cluster_id,
+                previous_generation = held.topology.identity.generation,
+                "the control plane started a new history (it lost its state?): following it"
+            );
         }
         tracing::info!(
             version = topology.version,
             previous = held.topology.version,
-            current_epoch = topology.current_epoch,
-            nodes = topology.nodes.len(),
-            created = topology.created,
+            current_epoch = topology.intent.current_epoch,
+            nodes = topology.nodes().len(),
+            created = topology.intent.created,
             "new topology"
         );
         self.topology
@@ -126,6 +139,11 @@ impl ClusterView {
     /// The newest topology received; cheap (an `Arc` clone, no lock).
     pub fn topology(&self) -> Arc<Topology> {
         Arc::clone(&self.topology.load().topology)
+    }
+
+    /// Where the topology held stands: what registration and heartbeats report.
+    pub fn stamp(&self) -> Stamp {
+        self.topology.load().topology.stamp()
     }
 
     /// The newest topology with its health: what the per-command cluster rule reads.
@@ -191,6 +209,17 @@ impl ClusterView {
     }
 }
 
+impl TopologyHolder for ClusterView {
+    fn held(&self) -> Stamp {
+        self.stamp()
+    }
+
+    fn offer(&self, topology: Topology) {
+        self.counters.ping_received.fetch_add(1, Ordering::Relaxed);
+        self.offer_topology(topology);
+    }
+}
+
 /// What the cluster tasks need from the node: its view, and its key count for heartbeats.
 /// A trait so the tasks can be tested without a keyspace.
 pub trait Member: Send + Sync + 'static {
@@ -240,7 +269,7 @@ pub fn start(
     member: Arc<dyn Member>,
     registration: Registration,
 ) -> Result<ClusterTasks, ClusterError> {
-    let client = control::client(&registration.control_plane)?;
+    let client = tessera_proto::control_plane::connect_lazy(&registration.control_plane)?;
     let tracker = TaskTracker::new();
     let stop = CancellationToken::new();
     tracker.spawn(control::membership(
@@ -256,7 +285,7 @@ pub fn start(
 
 /// The topology's node-timeout; an unset (0) one is read as the default, not as "expire at once".
 fn node_timeout(topology: &Topology) -> Duration {
-    match topology.settings.node_timeout_ms {
+    match topology.settings().node_timeout_ms {
         0 => Duration::from_millis(tessera_proto::topology::Settings::default().node_timeout_ms),
         ms => Duration::from_millis(ms),
     }
@@ -302,33 +331,24 @@ mod tests {
 
     #[test]
     fn a_node_never_sees_itself_failed() {
-        use tessera_proto::topology::{Access, Node, Role};
-        let node = |n: u8, fail: bool| Node {
-            id: id(n),
-            host: "127.0.0.1".into(),
-            port: 7000 + u16::from(n),
-            bus_port: 17000 + u16::from(n),
-            role: Role::Master,
-            master_id: None,
+        use tessera_proto::topology::{Access, NodeSpec};
+        let node = |n: u8| NodeSpec {
             config_epoch: u64::from(n),
-            pfail: fail,
-            fail,
-            last_heartbeat_ms: 0,
-            ping_sent_ms: 0,
-            key_count: 0,
+            ..NodeSpec::master(id(n), "127.0.0.1", 7000 + u16::from(n))
         };
-        let mut topology = version(1);
-        topology.created = true;
-        topology.nodes = vec![node(1, true), node(2, true)];
-        for (slot, owner) in topology.slots.iter_mut().enumerate() {
-            *owner = Some(u16::from(slot >= 8192));
+        let slots = (0..16384)
+            .map(|slot| Some(u16::from(slot >= 8192)))
+            .collect();
+        let mut topology = Topology::created(vec![node(1), node(2)], slots);
+        for status in &mut topology.observed.nodes {
+            status.pfail = true;
+            status.fail = true;
         }
         let view = ClusterView::new(id(1));
         assert!(view.offer_topology(topology));
         let snapshot = view.snapshot();
-        let me = snapshot.topology.node(&id(1)).expect("myself");
-        assert!(!me.pfail && !me.fail);
-        assert!(snapshot.topology.node(&id(2)).expect("peer").fail);
+        assert!(!snapshot.topology.status(&id(1)).failing());
+        assert!(snapshot.topology.status(&id(2)).fail);
         assert!(
             !snapshot.health.ok,
             "the failed peer still downs the cluster"
@@ -336,8 +356,8 @@ mod tests {
 
         let mut healed = snapshot.topology.as_ref().clone();
         healed.version = 2;
-        healed.nodes[1].fail = false;
-        healed.nodes[1].pfail = false;
+        healed.observed.nodes[1].fail = false;
+        healed.observed.nodes[1].pfail = false;
         assert!(view.offer_topology(healed));
         let snapshot = view.snapshot();
         assert!(snapshot.health.ok);
@@ -345,6 +365,28 @@ mod tests {
             .topology
             .route_with(&snapshot.health, 0, Access::Write);
         assert_eq!(owner.map(|n| n.id.clone()), Ok(id(1)));
+    }
+
+    #[test]
+    fn a_control_plane_that_lost_its_state_is_followed() {
+        use tessera_proto::topology::{ClusterId, Identity};
+        let history = |generation: u64, version: u64| Topology {
+            identity: Identity {
+                cluster_id: ClusterId::from_random_bytes([generation as u8; 20]),
+                generation,
+            },
+            version,
+            ..Topology::default()
+        };
+        let view = ClusterView::new(id(1));
+        assert!(view.offer_topology(history(10, 50)));
+        // Its lower versions in the same history are ignored...
+        assert!(!view.offer_topology(history(10, 3)));
+        // ...but a new history starts over at a low version and is taken.
+        assert!(view.offer_topology(history(11, 1)));
+        assert_eq!(view.stamp().identity.generation, 11);
+        assert_eq!(view.stamp().version, 1);
+        assert!(!view.offer_topology(history(10, 99)), "an older history");
     }
 
     #[test]
@@ -356,7 +398,7 @@ mod tests {
         assert!(view.writes_allowed_at(t0 + Duration::from_secs(14)));
         assert!(!view.writes_allowed_at(t0 + Duration::from_millis(15_001)));
         let mut short = version(1);
-        short.settings.node_timeout_ms = 500;
+        short.intent.settings.node_timeout_ms = 500;
         view.offer_topology(short);
         assert!(view.writes_allowed_at(t0 + Duration::from_millis(500)));
         assert!(!view.writes_allowed_at(t0 + Duration::from_millis(501)));
@@ -378,7 +420,7 @@ mod tests {
             intervals(&topology),
             (Duration::from_millis(1500), Duration::from_secs(3))
         );
-        topology.settings.node_timeout_ms = 500;
+        topology.intent.settings.node_timeout_ms = 500;
         assert_eq!(
             intervals(&topology),
             (Duration::from_millis(100), Duration::from_millis(125))

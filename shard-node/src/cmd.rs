@@ -836,7 +836,7 @@ pub fn subcommand_arity(name: &str, sub: &[u8]) -> Frame {
 pub(crate) mod testing {
     use bytes::Bytes;
     use tessera_proto::resp::{Frame, Protocol};
-    use tessera_proto::topology::{Node, NodeId, Role, Settings, Topology};
+    use tessera_proto::topology::{NodeId, NodeSpec, Topology};
 
     use super::{execute, Session};
     use crate::cluster::ClusterView;
@@ -849,28 +849,11 @@ pub(crate) mod testing {
     /// A node owning every slot, without persistence.
     pub fn state() -> NodeState {
         let id = NodeId::parse(MYSELF).expect("valid id");
-        let node = Node {
-            id: id.clone(),
-            host: "127.0.0.1".into(),
-            port: 7000,
-            bus_port: 17000,
-            role: Role::Master,
-            master_id: None,
+        let node = NodeSpec {
             config_epoch: 1,
-            pfail: false,
-            fail: false,
-            last_heartbeat_ms: 0,
-            ping_sent_ms: 0,
-            key_count: 0,
+            ..NodeSpec::master(id.clone(), "127.0.0.1", 7000)
         };
-        let topology = Topology {
-            version: 1,
-            current_epoch: 1,
-            nodes: vec![node],
-            slots: vec![Some(0); 16384].into_boxed_slice(),
-            settings: Settings::default(),
-            created: true,
-        };
+        let topology = Topology::created(vec![node], vec![Some(0); 16384].into());
         NodeState {
             keyspace: Keyspace::new(),
             cluster: ClusterView::standalone(id, topology),

@@ -101,10 +101,6 @@ pub enum ProbeError {
 /// The cluster tasks could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("invalid control plane endpoint {url:?}: {source}")]
-    Endpoint {
-        url: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error(transparent)]
+    Endpoint(#[from] tessera_proto::control_plane::InvalidUrl),
 }

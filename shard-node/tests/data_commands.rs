@@ -319,8 +319,8 @@ async fn hello_info_client_and_config() -> anyhow::Result<()> {
 async fn a_failed_master_makes_the_cluster_down_by_the_shared_rule() -> anyhow::Result<()> {
     let failed = |port| {
         let mut topology = split_topology(port);
-        topology.nodes[1].pfail = true;
-        topology.nodes[1].fail = true;
+        topology.observed.nodes[1].pfail = true;
+        topology.observed.nodes[1].fail = true;
         topology
     };
     let node = TestNode::start_with(failed).await?;
@@ -339,7 +339,7 @@ async fn a_failed_master_makes_the_cluster_down_by_the_shared_rule() -> anyhow::
 
     let partial = |port| {
         let mut topology = failed(port);
-        topology.settings.require_full_coverage = false;
+        topology.intent.settings.require_full_coverage = false;
         topology
     };
     let node = TestNode::start_with(partial).await?;

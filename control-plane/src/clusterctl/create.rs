@@ -8,7 +8,9 @@ use tessera_proto::pb;
 use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tonic::transport::Channel;
 
-use super::{fetch, from_wire, report, CtlError, POLL};
+use tessera_proto::topology::Topology;
+
+use super::{fetch, report, CtlError, POLL};
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -29,7 +31,7 @@ pub async fn run(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    if options.if_not_created && fetch(client).await?.0.created {
+    if options.if_not_created && fetch(client).await?.intent.created {
         writeln!(out, "[OK] The cluster already exists: nothing to do.")?;
         return Ok(());
     }
@@ -39,12 +41,11 @@ pub async fn run(
         dry_run,
     };
     let plan = client.create_cluster(request(true)).await?.into_inner();
-    let (plan, _) = from_wire(plan.topology.ok_or(CtlError::MissingTopology)?)?;
+    let plan = Topology::try_from(plan.topology.ok_or(CtlError::MissingTopology)?)?;
     // The masters in the operator's order: each address's node is the owner of the next range.
     let mut masters: Vec<usize> = Vec::new();
     for slot in 0..tessera_proto::slot::SLOT_COUNT {
-        let owner = plan.slots.get(usize::from(slot)).copied().flatten();
-        if let Some(index) = owner.map(usize::from) {
+        if let Some(index) = plan.owner_index(slot) {
             if !masters.contains(&index) {
                 masters.push(index);
             }
@@ -76,16 +77,16 @@ pub async fn run(
 
     let started = Instant::now();
     let mut dots = 0u64;
-    let (topology, reported) = loop {
-        let (topology, reported) = fetch(client).await?;
+    let topology = loop {
+        let topology = fetch(client).await?;
         let behind: Vec<String> = masters
             .iter()
-            .filter_map(|&i| topology.nodes.get(i))
-            .filter(|n| reported.get(n.id.as_str()).copied().unwrap_or(0) < version)
+            .filter(|&&i| topology.status_at(i).topology_version < version)
+            .filter_map(|&i| topology.nodes().get(i))
             .map(|n| n.address())
             .collect();
         if behind.is_empty() {
-            break (topology, reported);
+            break topology;
         }
         let waited = started.elapsed();
         if waited >= options.wait {
@@ -104,7 +105,7 @@ pub async fn run(
         tokio::time::sleep(POLL).await;
     };
     writeln!(out)?;
-    let check = report::cluster_check(&topology, &reported);
+    let check = report::cluster_check(&topology);
     write!(out, "{}", check.text)?;
     if check.ok {
         Ok(())

@@ -1,11 +1,11 @@
 //! The text `clusterctl` prints, in `redis-cli --cluster` shapes, as pure functions of a topology
-//! (and each node's reported topology version), so the exact lines are unit-tested.
+//! (whose observation carries each node's reported topology version), so the exact lines are
+//! unit-tested.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 
 use tessera_proto::slot::SLOT_COUNT;
-use tessera_proto::topology::{Node, Role, Topology};
+use tessera_proto::topology::{NodeSpec, Role, Topology};
 
 /// redis-cli's slot list: `[0-5460]`, `[7]`, ranges joined with `,`.
 pub fn slots_string(ranges: &[(u16, u16)]) -> String {
@@ -30,9 +30,9 @@ fn slot_count(ranges: &[(u16, u16)]) -> u32 {
 }
 
 /// Indexes of nodes that are masters, in topology order.
-fn masters(topology: &Topology) -> impl Iterator<Item = (usize, &Node)> {
+fn masters(topology: &Topology) -> impl Iterator<Item = (usize, &NodeSpec)> {
     topology
-        .nodes
+        .nodes()
         .iter()
         .enumerate()
         .filter(|(_, n)| n.role == Role::Master)
@@ -41,17 +41,18 @@ fn masters(topology: &Topology) -> impl Iterator<Item = (usize, &Node)> {
 /// The two lines redis-cli prints per master: `M: <id> host:port` and its slots; the flags say
 /// `master`, plus `fail` or `fail?` when the control plane flagged it.
 pub fn node_info(topology: &Topology, index: usize) -> String {
-    let Some(node) = topology.nodes.get(index) else {
+    let Some(node) = topology.nodes().get(index) else {
         return String::new();
     };
+    let status = topology.status_at(index);
     let ranges = topology.ranges_of(index);
     let mut flags = String::from(match node.role {
         Role::Master => "master",
         Role::Replica => "slave",
     });
-    if node.fail {
+    if status.fail {
         flags.push_str(",fail");
-    } else if node.pfail {
+    } else if status.pfail {
         flags.push_str(",fail?");
     }
     let letter = if node.role == Role::Master { 'M' } else { 'S' };
@@ -85,7 +86,7 @@ pub fn allocation(plan: &Topology, masters: &[usize]) -> String {
 /// The node a check is "using": the first healthy master owning slots (else the first master).
 fn seed(topology: &Topology) -> Option<usize> {
     masters(topology)
-        .find(|(i, n)| !n.fail && !n.pfail && !topology.ranges_of(*i).is_empty())
+        .find(|&(i, _)| !topology.status_at(i).failing() && !topology.ranges_of(i).is_empty())
         .or_else(|| masters(topology).next())
         .map(|(i, _)| i)
 }
@@ -96,21 +97,18 @@ pub fn summary(topology: &Topology) -> String {
     let mut out = String::new();
     let mut keys = 0u64;
     let mut count = 0u32;
-    for (i, node) in masters(topology).filter(|(_, n)| !n.fail) {
-        let replicas = topology
-            .nodes
-            .iter()
-            .filter(|r| r.master_id.as_ref() == Some(&node.id))
-            .count();
+    for (i, node) in masters(topology).filter(|&(i, _)| !topology.status_at(i).fail) {
+        let replicas = topology.replicas_of(i).count();
+        let key_count = topology.status_at(i).key_count;
         let short: String = node.id.as_str().chars().take(8).collect();
         let _ = writeln!(
             out,
             "{} ({short}...) -> {} keys | {} slots | {replicas} slaves.",
             node.address(),
-            node.key_count,
+            key_count,
             slot_count(&topology.ranges_of(i)),
         );
-        keys += node.key_count;
+        keys += key_count;
         count += 1;
     }
     let _ = writeln!(out, "[OK] {keys} keys in {count} masters.");
@@ -130,19 +128,19 @@ pub struct Check {
     pub ok: bool,
 }
 
-/// Live masters whose reported topology version is behind the topology's.
-pub fn lagging<'a>(topology: &'a Topology, reported: &HashMap<String, u64>) -> Vec<&'a Node> {
-    topology
-        .nodes
-        .iter()
-        .filter(|n| !n.fail && !n.pfail)
-        .filter(|n| reported.get(n.id.as_str()).copied().unwrap_or(0) < topology.version)
+/// Indexes of live nodes whose reported topology version is behind the topology's.
+pub fn lagging(topology: &Topology) -> Vec<usize> {
+    (0..topology.nodes().len())
+        .filter(|&i| {
+            let status = topology.status_at(i);
+            !status.failing() && status.topology_version < topology.version
+        })
         .collect()
 }
 
 /// `redis-cli --cluster check`'s second part: the nodes, agreement, open slots, coverage. A slot
 /// counts as covered when its master is not FAIL (PFAIL masters still serve).
-pub fn cluster_check(topology: &Topology, reported: &HashMap<String, u64>) -> Check {
+pub fn cluster_check(topology: &Topology) -> Check {
     let mut out = String::new();
     let mut ok = true;
     let Some(seed) = seed(topology) else {
@@ -155,29 +153,29 @@ pub fn cluster_check(topology: &Topology, reported: &HashMap<String, u64>) -> Ch
     let _ = writeln!(
         out,
         ">>> Performing Cluster Check (using node {})",
-        topology.nodes[seed].address()
+        topology.nodes()[seed].address()
     );
     out.push_str(&node_info(topology, seed));
-    for i in (0..topology.nodes.len()).filter(|&i| i != seed) {
+    for i in (0..topology.nodes().len()).filter(|&i| i != seed) {
         out.push_str(&node_info(topology, i));
     }
-    let behind = lagging(topology, reported);
+    let behind = lagging(topology);
     if behind.is_empty() {
         out.push_str("[OK] All nodes agree about slots configuration.\n");
     } else {
         ok = false;
         out.push_str("[ERR] Nodes don't agree about configuration!\n");
-        for node in behind {
+        for i in behind {
             let _ = writeln!(
                 out,
                 "[WARNING] Node {} holds topology version {}, the control plane {}.",
-                node.address(),
-                reported.get(node.id.as_str()).copied().unwrap_or(0),
+                topology.nodes()[i].address(),
+                topology.status_at(i).topology_version,
                 topology.version
             );
         }
     }
-    for node in topology.nodes.iter().filter(|n| n.fail) {
+    for (node, _) in topology.members().filter(|(_, status)| status.fail) {
         let _ = writeln!(
             out,
             "[WARNING] Node {} ({}) is in FAIL state.",
@@ -188,7 +186,11 @@ pub fn cluster_check(topology: &Topology, reported: &HashMap<String, u64>) -> Ch
     out.push_str(">>> Check for open slots...\n");
     out.push_str(">>> Check slots coverage...\n");
     let covered = (0..SLOT_COUNT)
-        .filter(|&slot| topology.owner(slot).is_some_and(|n| !n.fail))
+        .filter(|&slot| {
+            topology
+                .owner_index(slot)
+                .is_some_and(|i| !topology.status_at(i).fail)
+        })
         .count();
     if covered == usize::from(SLOT_COUNT) {
         out.push_str("[OK] All 16384 slots covered.\n");
@@ -201,24 +203,14 @@ pub fn cluster_check(topology: &Topology, reported: &HashMap<String, u64>) -> Ch
 
 #[cfg(test)]
 mod tests {
-    use tessera_proto::topology::{NodeId, Settings};
+    use tessera_proto::topology::{NodeId, NodeSpec};
 
     use super::*;
 
-    fn node(n: u8, port: u16, keys: u64) -> Node {
-        Node {
-            id: NodeId::from_random_bytes([n * 17; 20]),
-            host: "127.0.0.1".into(),
-            port,
-            bus_port: port + 10000,
-            role: Role::Master,
-            master_id: None,
+    fn node(n: u8, port: u16) -> NodeSpec {
+        NodeSpec {
             config_epoch: u64::from(n),
-            pfail: false,
-            fail: false,
-            last_heartbeat_ms: 0,
-            ping_sent_ms: 0,
-            key_count: keys,
+            ..NodeSpec::master(NodeId::from_random_bytes([n * 17; 20]), "127.0.0.1", port)
         }
     }
 
@@ -231,22 +223,17 @@ mod tests {
                 slots[usize::from(slot)] = Some(i as u16);
             }
         }
-        Topology {
-            version: 9,
-            current_epoch: 3,
-            nodes: vec![node(1, 7000, 1), node(2, 7001, 0), node(3, 7002, 2)],
-            slots: slots.into_boxed_slice(),
-            settings: Settings::default(),
-            created: true,
+        let mut t = Topology::created(
+            vec![node(1, 7000), node(2, 7001), node(3, 7002)],
+            slots.into(),
+        );
+        t.version = 9;
+        // Every node reports the current version and some keys.
+        for (status, keys) in t.observed.nodes.iter_mut().zip([1, 0, 2]) {
+            status.key_count = keys;
+            status.topology_version = 9;
         }
-    }
-
-    fn all_current(topology: &Topology) -> HashMap<String, u64> {
-        topology
-            .nodes
-            .iter()
-            .map(|n| (n.id.to_string(), topology.version))
-            .collect()
+        t
     }
 
     #[test]
@@ -260,7 +247,7 @@ mod tests {
     fn allocation_like_redis_cli() {
         let t = three();
         let text = allocation(&t, &[0, 1, 2]);
-        let id0 = t.nodes[0].id.to_string();
+        let id0 = t.nodes()[0].id.to_string();
         assert!(text.starts_with(&format!(
             ">>> Performing hash slots allocation on 3 nodes...\n\
              Master[0] -> Slots 0 - 5460\n\
@@ -274,7 +261,7 @@ mod tests {
     #[test]
     fn summary_like_redis_cli() {
         let t = three();
-        let short: String = t.nodes[0].id.as_str().chars().take(8).collect();
+        let short: String = t.nodes()[0].id.as_str().chars().take(8).collect();
         let text = summary(&t);
         assert!(text.starts_with(&format!(
             "127.0.0.1:7000 ({short}...) -> 1 keys | 5461 slots | 0 slaves.\n"
@@ -285,7 +272,7 @@ mod tests {
     #[test]
     fn healthy_check() {
         let t = three();
-        let check = cluster_check(&t, &all_current(&t));
+        let check = cluster_check(&t);
         assert!(check.ok);
         assert!(check
             .text
@@ -301,9 +288,9 @@ mod tests {
     #[test]
     fn failed_master_uncovers_its_slots() {
         let mut t = three();
-        t.nodes[0].pfail = true;
-        t.nodes[0].fail = true;
-        let check = cluster_check(&t, &all_current(&t));
+        t.observed.nodes[0].pfail = true;
+        t.observed.nodes[0].fail = true;
+        let check = cluster_check(&t);
         assert!(!check.ok);
         assert!(check.text.contains("(using node 127.0.0.1:7001)"));
         assert!(check.text.contains("(5461 slots) master,fail\n"));
@@ -316,10 +303,9 @@ mod tests {
 
     #[test]
     fn lagging_node_disagrees() {
-        let t = three();
-        let mut reported = all_current(&t);
-        reported.insert(t.nodes[2].id.to_string(), 3);
-        let check = cluster_check(&t, &reported);
+        let mut t = three();
+        t.observed.nodes[2].topology_version = 3;
+        let check = cluster_check(&t);
         assert!(!check.ok);
         assert!(check
             .text

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tessera_control_plane::{run, Config};
 use tessera_proto::pb;
 use tessera_proto::pb::control_plane_client::ControlPlaneClient;
-use tessera_proto::topology::NodeId;
+use tessera_proto::topology::{NodeId, NodeSpec, NodeStatus, Topology};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -83,19 +83,42 @@ pub fn port(n: u8) -> u32 {
     7000 + u32::from(n) - 1
 }
 
-pub async fn register(client: &mut ControlPlaneClient<Channel>, n: u8) -> pb::Topology {
+pub async fn register(client: &mut ControlPlaneClient<Channel>, n: u8) -> Topology {
     client
         .register_node(pb::RegisterNodeRequest {
             node_id: node_id(n).to_string(),
             announce_host: "127.0.0.1".into(),
             announce_port: port(n),
             announce_bus_port: port(n) + 10000,
+            holds: None,
         })
         .await
         .expect("register")
         .into_inner()
         .topology
         .expect("topology")
+        .domain()
+}
+
+/// The wire topologies the tests receive, checked into the domain type.
+pub trait Domain {
+    fn domain(self) -> Topology;
+}
+
+impl Domain for pb::Topology {
+    fn domain(self) -> Topology {
+        Topology::try_from(self).expect("a valid topology")
+    }
+}
+
+/// GetTopology, checked.
+pub async fn get(client: &mut ControlPlaneClient<Channel>) -> Topology {
+    client
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .expect("topology")
+        .into_inner()
+        .domain()
 }
 
 pub fn addresses(nodes: &[u8]) -> Vec<String> {
@@ -123,7 +146,7 @@ impl Beaters {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let task = tokio::spawn(async move {
-            let mut held = vec![0u64; nodes.len()];
+            let mut held = vec![None; nodes.len()];
             // Bounded: at most 10 minutes of beats.
             for _ in 0..12_000 {
                 if stopping.load(Ordering::SeqCst) {
@@ -143,11 +166,12 @@ impl Beaters {
                             node_id: node_id(n).to_string(),
                             peers: observations,
                             key_count: u64::from(n),
-                            topology_version: held[i],
+                            holds: held[i].clone(),
+                            replication_offset: 0,
                         })
                         .await;
                     if let Ok(reply) = reply {
-                        held[i] = reply.into_inner().topology_version;
+                        held[i] = reply.into_inner().current;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -167,15 +191,11 @@ pub async fn wait_for(
     client: &mut ControlPlaneClient<Channel>,
     limit: Duration,
     what: &str,
-    done: impl Fn(&pb::Topology) -> bool,
-) -> pb::Topology {
+    done: impl Fn(&Topology) -> bool,
+) -> Topology {
     let deadline = Instant::now() + limit;
     loop {
-        let topology = client
-            .get_topology(pb::GetTopologyRequest {})
-            .await
-            .expect("get topology")
-            .into_inner();
+        let topology = get(client).await;
         if done(&topology) {
             return topology;
         }
@@ -187,11 +207,10 @@ pub async fn wait_for(
     }
 }
 
-pub fn node(topology: &pb::Topology, n: u8) -> &pb::Node {
-    let id = node_id(n).to_string();
-    topology
-        .nodes
-        .iter()
-        .find(|node| node.id == id)
-        .expect("node in topology")
+pub fn node(topology: &Topology, n: u8) -> &NodeSpec {
+    topology.node(&node_id(n)).expect("node in topology")
+}
+
+pub fn status(topology: &Topology, n: u8) -> &NodeStatus {
+    topology.status(&node_id(n))
 }

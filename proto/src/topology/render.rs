@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::resp::Frame;
 
-use super::{Node, NodeId, Role, Topology};
+use super::{NodeId, NodeSpec, NodeStatus, Role, Topology};
 
 /// Message counters CLUSTER INFO reports; the caller counts them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,7 +45,7 @@ pub fn cluster_info(topology: &Topology, myself: Option<&NodeId>, stats: &Messag
     field("cluster_slots_fail", &health.slots_fail);
     field("cluster_known_nodes", &health.known_nodes);
     field("cluster_size", &health.size);
-    field("cluster_current_epoch", &topology.current_epoch);
+    field("cluster_current_epoch", &topology.intent.current_epoch);
     field("cluster_my_epoch", &my_epoch);
     for (name, value) in [
         ("cluster_stats_messages_ping_sent", stats.ping_sent),
@@ -83,8 +83,8 @@ pub fn cluster_info(topology: &Topology, myself: Option<&NodeId>, stats: &Messag
 /// `now_ms`; a `fail?`/`fail` node shows its last ping and last heartbeat and is `disconnected`;
 /// `myself` shows 0 0 and is always `connected`.
 pub fn cluster_nodes(topology: &Topology, myself: Option<&NodeId>, now_ms: u64) -> String {
-    let mut out = String::with_capacity(topology.nodes.len() * 128);
-    for (index, node) in topology.nodes.iter().enumerate() {
+    let mut out = String::with_capacity(topology.nodes().len() * 128);
+    for (index, (node, status)) in topology.members().enumerate() {
         let is_me = myself == Some(&node.id);
         let mut flags = Vec::with_capacity(3);
         if is_me {
@@ -94,17 +94,17 @@ pub fn cluster_nodes(topology: &Topology, myself: Option<&NodeId>, now_ms: u64) 
             Role::Master => "master",
             Role::Replica => "slave",
         });
-        if node.pfail && !node.fail {
+        if status.pfail && !status.fail {
             flags.push("fail?");
         }
-        if node.fail {
+        if status.fail {
             flags.push("fail");
         }
-        let failing = node.pfail || node.fail;
+        let failing = status.failing();
         let (ping, pong) = if is_me {
             (0, 0)
         } else if failing {
-            (node.ping_sent_ms, node.last_heartbeat_ms)
+            (status.ping_sent_ms, status.last_heartbeat_ms)
         } else {
             (0, now_ms)
         };
@@ -138,9 +138,29 @@ pub fn cluster_nodes(topology: &Topology, myself: Option<&NodeId>, now_ms: u64) 
                 let _ = write!(out, " {start}-{end}");
             }
         }
+        if is_me {
+            write_moving_slots(&mut out, topology, index);
+        }
         out.push('\n');
     }
     out
+}
+
+/// Redis shows the slots moving in or out of a node on its own (`myself`) line only:
+/// `[slot->-target]` for a slot it is migrating, `[slot-<-source]` for one it is importing.
+fn write_moving_slots(out: &mut String, topology: &Topology, index: usize) {
+    let id_of = |i: u16| topology.nodes().get(usize::from(i)).map(|n| &n.id);
+    for migration in &topology.intent.migrations {
+        if usize::from(migration.source) == index {
+            if let Some(target) = id_of(migration.target) {
+                let _ = write!(out, " [{}->-{}]", migration.slot, target);
+            }
+        } else if usize::from(migration.target) == index {
+            if let Some(source) = id_of(migration.source) {
+                let _ = write!(out, " [{}-<-{}]", migration.slot, source);
+            }
+        }
+    }
 }
 
 /// CLUSTER SLOTS reply: per run of slots with one owner, `[start, end, master, replicas...]`,
@@ -150,16 +170,18 @@ pub fn cluster_slots(topology: &Topology) -> Frame {
     let entries = topology
         .runs()
         .filter_map(|(start, end, owner)| {
-            let master = topology.nodes.get(usize::from(owner?))?;
+            let owner = usize::from(owner?);
+            let master = topology.nodes().get(owner)?;
             let mut entry = vec![
                 Frame::Integer(i64::from(start)),
                 Frame::Integer(i64::from(end)),
                 slot_node(master),
             ];
             entry.extend(
-                replicas_of(topology, master)
-                    .filter(|r| !r.fail)
-                    .map(slot_node),
+                topology
+                    .replicas_of(owner)
+                    .filter(|&r| !topology.status_at(r).fail)
+                    .map(|r| slot_node(&topology.nodes()[r])),
             );
             Some(Frame::Array(entry))
         })
@@ -167,7 +189,7 @@ pub fn cluster_slots(topology: &Topology) -> Frame {
     Frame::Array(entries)
 }
 
-fn slot_node(node: &Node) -> Frame {
+fn slot_node(node: &NodeSpec) -> Frame {
     Frame::Array(vec![
         Frame::Bulk(Bytes::from(node.host.clone())),
         Frame::Integer(i64::from(node.port)),
@@ -176,26 +198,16 @@ fn slot_node(node: &Node) -> Frame {
     ])
 }
 
-fn replicas_of<'a>(
-    topology: &'a Topology,
-    master: &'a Node,
-) -> impl Iterator<Item = &'a Node> + 'a {
-    topology
-        .nodes
-        .iter()
-        .filter(move |n| n.role == Role::Replica && n.master_id.as_ref() == Some(&master.id))
-}
-
 /// CLUSTER SHARDS reply (Redis 7.0 format): one map per master, `slots` as a flat list of
 /// start/end pairs and `nodes` with the master first, then its replicas; each node's `health` is
 /// `fail` when FAIL (Redis 7.0.15's word), else `online`.
 pub fn cluster_shards(topology: &Topology) -> Frame {
     let shards = topology
-        .nodes
+        .nodes()
         .iter()
         .enumerate()
         .filter(|(_, node)| node.role == Role::Master)
-        .map(|(index, master)| {
+        .map(|(index, _)| {
             let slots = topology
                 .ranges_of(index)
                 .into_iter()
@@ -206,9 +218,9 @@ pub fn cluster_shards(topology: &Topology) -> Frame {
                     ]
                 })
                 .collect();
-            let nodes = std::iter::once(master)
-                .chain(replicas_of(topology, master))
-                .map(shard_node)
+            let nodes = std::iter::once(index)
+                .chain(topology.replicas_of(index))
+                .map(|i| shard_node(&topology.nodes()[i], topology.status_at(i)))
                 .collect();
             Frame::Map(vec![
                 (bulk("slots"), Frame::Array(slots)),
@@ -219,8 +231,9 @@ pub fn cluster_shards(topology: &Topology) -> Frame {
     Frame::Array(shards)
 }
 
-fn shard_node(node: &Node) -> Frame {
+fn shard_node(node: &NodeSpec, status: &NodeStatus) -> Frame {
     let host = Frame::Bulk(Bytes::from(node.host.clone()));
+    let offset = i64::try_from(status.replication_offset).unwrap_or(i64::MAX);
     Frame::Map(vec![
         (bulk("id"), Frame::Bulk(Bytes::from(node.id.to_string()))),
         (bulk("port"), Frame::Integer(i64::from(node.port))),
@@ -234,10 +247,10 @@ fn shard_node(node: &Node) -> Frame {
                 "replica"
             }),
         ),
-        (bulk("replication-offset"), Frame::Integer(0)),
+        (bulk("replication-offset"), Frame::Integer(offset)),
         (
             bulk("health"),
-            bulk(if node.fail { "fail" } else { "online" }),
+            bulk(if status.fail { "fail" } else { "online" }),
         ),
     ])
 }
@@ -258,20 +271,14 @@ mod tests {
         "9dfacdf53f9ff0e6347c83a4702c2b8c7d221a55",
     ];
 
-    fn node(i: usize) -> Node {
-        Node {
-            id: NodeId::parse(IDS[i]).unwrap(),
-            host: "127.0.0.1".into(),
-            port: 31101 + i as u16,
-            bus_port: 41101 + i as u16,
-            role: Role::Master,
-            master_id: None,
+    fn node(i: usize) -> NodeSpec {
+        NodeSpec {
             config_epoch: i as u64 + 1,
-            pfail: false,
-            fail: false,
-            last_heartbeat_ms: 0,
-            ping_sent_ms: 0,
-            key_count: 0,
+            ..NodeSpec::master(
+                NodeId::parse(IDS[i]).unwrap(),
+                "127.0.0.1",
+                31101 + i as u16,
+            )
         }
     }
 
@@ -279,13 +286,15 @@ mod tests {
     fn cluster() -> Topology {
         let mut t = Topology {
             version: 1,
-            current_epoch: 3,
-            nodes: (0..3).map(node).collect(),
-            settings: Settings::default(),
-            created: true,
             ..Topology::default()
         };
-        for (slot, owner) in t.slots.iter_mut().enumerate() {
+        t.intent.current_epoch = 3;
+        t.intent.settings = Settings::default();
+        t.intent.created = true;
+        for i in 0..3 {
+            t.push_node(node(i));
+        }
+        for (slot, owner) in t.intent.slots.iter_mut().enumerate() {
             *owner = Some(match slot {
                 0..=5460 => 0,
                 5461..=10922 => 1,
@@ -319,8 +328,8 @@ mod tests {
     #[test]
     fn info_of_a_failed_cluster() {
         let mut t = cluster();
-        t.nodes[0].pfail = true;
-        t.nodes[0].fail = true;
+        t.observed.nodes[0].pfail = true;
+        t.observed.nodes[0].fail = true;
         let text = cluster_info(&t, None, &MessageStats::default());
         assert!(text.starts_with(
             "cluster_state:fail\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:10923\r\n\
@@ -333,9 +342,9 @@ mod tests {
     #[test]
     fn nodes_as_redis_prints_them() {
         let mut t = cluster();
-        t.nodes[2].pfail = true;
-        t.nodes[2].ping_sent_ms = 1795647968470;
-        t.nodes[2].last_heartbeat_ms = 1795647966462;
+        t.observed.nodes[2].pfail = true;
+        t.observed.nodes[2].ping_sent_ms = 1795647968470;
+        t.observed.nodes[2].last_heartbeat_ms = 1795647966462;
         let me = NodeId::parse(IDS[0]).unwrap();
         assert_eq!(
             cluster_nodes(&t, Some(&me), 1795647970478),
@@ -346,11 +355,11 @@ mod tests {
                 IDS[0], IDS[1], IDS[2]
             )
         );
-        t.nodes[2].fail = true;
-        t.nodes[1].role = Role::Replica;
-        t.nodes[1].master_id = Some(me.clone());
-        t.slots[5461..=10922].fill(None);
-        t.slots[16383] = Some(0);
+        t.observed.nodes[2].fail = true;
+        t.intent.nodes[1].role = Role::Replica;
+        t.intent.nodes[1].master_id = Some(me.clone());
+        t.intent.slots[5461..=10922].fill(None);
+        t.intent.slots[16383] = Some(0);
         assert_eq!(
             cluster_nodes(&t, None, 5),
             format!(
@@ -382,9 +391,9 @@ mod tests {
     #[test]
     fn slots_with_replicas_and_holes() {
         let mut t = cluster();
-        t.nodes[1].role = Role::Replica;
-        t.nodes[1].master_id = Some(t.nodes[0].id.clone());
-        t.slots[5461..=10922].fill(None);
+        t.intent.nodes[1].role = Role::Replica;
+        t.intent.nodes[1].master_id = Some(t.intent.nodes[0].id.clone());
+        t.intent.slots[5461..=10922].fill(None);
         let Frame::Array(entries) = cluster_slots(&t) else {
             panic!("not an array");
         };
@@ -393,7 +402,7 @@ mod tests {
             panic!("not an array");
         };
         assert_eq!(first.len(), 4, "start, end, master, replica");
-        t.nodes[1].fail = true;
+        t.observed.nodes[1].fail = true;
         let Frame::Array(entries) = cluster_slots(&t) else {
             panic!("not an array");
         };
@@ -441,9 +450,9 @@ mod tests {
     #[test]
     fn shards_health_and_replicas() {
         let mut t = cluster();
-        t.nodes[2].fail = true;
-        t.nodes[1].role = Role::Replica;
-        t.nodes[1].master_id = Some(t.nodes[0].id.clone());
+        t.observed.nodes[2].fail = true;
+        t.intent.nodes[1].role = Role::Replica;
+        t.intent.nodes[1].master_id = Some(t.intent.nodes[0].id.clone());
         let text =
             String::from_utf8_lossy(&cluster_shards(&t).to_bytes(Protocol::Resp3)).into_owned();
         assert!(text.starts_with("*2\r\n"), "one shard per master");
@@ -466,7 +475,7 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            cluster_nodes(&view, Some(&view.nodes[1].id), 9),
+            cluster_nodes(&view, Some(&view.intent.nodes[1].id), 9),
             format!(
                 "{} 127.0.0.1:6379@16379 master - 0 9 1 connected 0-5460\n\
                  {} 127.0.0.1:6379@16379 myself,master - 0 0 2 connected 5461-10922\n\
@@ -478,5 +487,31 @@ mod tests {
         let text = String::from_utf8_lossy(&slots);
         assert!(text.starts_with("*3\r\n*3\r\n:0\r\n:5460\r\n*4\r\n$9\r\n127.0.0.1\r\n:6379\r\n"));
         assert_eq!(text.matches(":6379\r\n").count(), 3);
+    }
+
+    #[test]
+    fn moving_slots_on_myself_line_only() {
+        use crate::topology::SlotMigration;
+        let mut t = cluster();
+        t.intent.migrations = vec![
+            SlotMigration {
+                slot: 7,
+                source: 0,
+                target: 1,
+            },
+            SlotMigration {
+                slot: 6000,
+                source: 1,
+                target: 0,
+            },
+        ];
+        let me = t.intent.nodes[0].id.clone();
+        let text = cluster_nodes(&t, Some(&me), 9);
+        let mine = text.lines().next().unwrap();
+        assert!(
+            mine.ends_with(&format!(" 0-5460 [7->-{}] [6000-<-{}]", IDS[1], IDS[1])),
+            "{mine}"
+        );
+        assert!(!text.lines().skip(1).any(|l| l.contains('[')));
     }
 }

@@ -79,8 +79,8 @@ pub fn handle(
     let myself = |view: &Topology| {
         let turn = shared.myself.turn(session.id);
         // `as_virtual_masters` always has at least one node.
-        let index = (turn % view.nodes.len().max(1) as u64) as usize;
-        view.nodes.get(index).map(|n| n.id.clone())
+        let index = (turn % view.nodes().len().max(1) as u64) as usize;
+        view.nodes().get(index).map(|n| n.id.clone())
     };
     Some(match args[1].to_ascii_lowercase().as_slice() {
         b"info" => {

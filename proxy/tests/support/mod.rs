@@ -14,6 +14,7 @@ use tessera_proto::pb;
 use tessera_proto::pb::control_plane_server::{ControlPlane, ControlPlaneServer};
 use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::Frame;
+use tessera_proto::topology::{NodeId, NodeSpec, Stamp, Topology};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -174,51 +175,32 @@ impl RedisCluster {
         Ok(cluster)
     }
 
-    /// The control plane's view of this cluster at `version`.
-    pub fn topology(&self, version: u64) -> pb::Topology {
+    /// The control plane's view of this cluster at `version`: the three masters with redis-cli's
+    /// split of the slots.
+    pub fn topology(&self, version: u64) -> Topology {
         let nodes = self
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| pb::Node {
-                id: n.id.clone(),
-                host: "127.0.0.1".into(),
-                port: u32::from(n.port),
-                bus_port: u32::from(n.port) + 10000,
-                role: pb::NodeRole::Master as i32,
+            .map(|(i, n)| NodeSpec {
                 config_epoch: i as u64 + 1,
-                ..Default::default()
+                ..NodeSpec::master(NodeId::parse(&n.id).expect("node id"), "127.0.0.1", n.port)
             })
             .collect();
-        let slots = self
-            .nodes
-            .iter()
-            .zip(RANGES)
-            .map(|(n, (start, end))| pb::SlotRange {
-                start,
-                end,
-                node_id: n.id.clone(),
-            })
-            .collect();
-        pb::Topology {
-            version,
-            current_epoch: 3,
-            nodes,
-            slots,
-            settings: Some(pb::Settings {
-                require_full_coverage: true,
-                allow_reads_when_down: false,
-                node_timeout_ms: 15000,
-            }),
-            created: true,
+        let mut slots = vec![None; 16384];
+        for (index, (start, end)) in RANGES.into_iter().enumerate() {
+            slots[start as usize..=end as usize].fill(Some(index as u16));
         }
+        let mut topology = Topology::created(nodes, slots.into());
+        topology.version = version;
+        topology
     }
 }
 
 /// A control plane double: GetTopology and WatchTopology over a topology the test sets.
 #[derive(Clone)]
 pub struct FakeControlPlane {
-    topology: watch::Sender<pb::Topology>,
+    topology: watch::Sender<Topology>,
 }
 
 #[tonic::async_trait]
@@ -245,7 +227,7 @@ impl ControlPlane for FakeControlPlane {
         &self,
         _: Request<pb::GetTopologyRequest>,
     ) -> Result<Response<pb::Topology>, Status> {
-        Ok(Response::new(self.topology.borrow().clone()))
+        Ok(Response::new(pb::Topology::from(&*self.topology.borrow())))
     }
 
     type WatchTopologyStream = Pin<Box<dyn Stream<Item = Result<pb::Topology, Status>> + Send>>;
@@ -254,10 +236,16 @@ impl ControlPlane for FakeControlPlane {
         &self,
         request: Request<pb::WatchTopologyRequest>,
     ) -> Result<Response<Self::WatchTopologyStream>, Status> {
-        let after = request.into_inner().after_version;
+        let after = request
+            .into_inner()
+            .after
+            .map(Stamp::try_from)
+            .transpose()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+            .unwrap_or_default();
         let stream = WatchStream::new(self.topology.subscribe())
-            .filter(move |t| t.version > after)
-            .map(Ok);
+            .filter(move |t| t.stamp().supersedes(&after))
+            .map(|t| Ok(pb::Topology::from(&t)));
         Ok(Response::new(Box::pin(stream)))
     }
     async fn set_setting(
@@ -271,7 +259,7 @@ impl ControlPlane for FakeControlPlane {
 /// Everything one test needs: the cluster, the fake control plane, and a proxy in-process.
 pub struct Harness {
     pub cluster: RedisCluster,
-    pub control: watch::Sender<pb::Topology>,
+    pub control: watch::Sender<Topology>,
     pub proxy_port: u16,
     grpc_addr: std::net::SocketAddr,
     backend_timeout: Duration,
@@ -371,7 +359,7 @@ impl Harness {
     }
 
     /// Publishes `topology` to the proxy through the watch stream.
-    pub fn publish(&self, topology: pb::Topology) {
+    pub fn publish(&self, topology: Topology) {
         self.control.send_replace(topology);
     }
 }

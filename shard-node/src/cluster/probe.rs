@@ -66,7 +66,7 @@ impl PeerTable {
     ) -> Vec<(NodeId, bool)> {
         let peers = self.peers.lock();
         topology
-            .nodes
+            .nodes()
             .iter()
             .filter(|n| &n.id != myself)
             .map(|n| {
@@ -165,7 +165,7 @@ pub(super) async fn run(member: Arc<dyn Member>, shutdown: CancellationToken) {
         let myself = view_ref.myself().clone();
         peers.retain(|id, _| topology.node(id).is_some_and(|_| id != &myself));
         view_ref.peers.retain(|id| topology.node(id).is_some());
-        for node in topology.nodes.iter().filter(|n| n.id != myself) {
+        for node in topology.nodes().iter().filter(|n| n.id != myself) {
             let peer = peers.entry(node.id.clone()).or_insert_with(|| Peer {
                 host: node.host.clone(),
                 port: node.port,
@@ -225,19 +225,13 @@ mod tests {
     fn topology_of(ids: &[NodeId]) -> Topology {
         let mut topology = Topology::default();
         for (i, id) in ids.iter().enumerate() {
-            topology.nodes.push(tessera_proto::topology::Node {
-                id: id.clone(),
-                host: "127.0.0.1".to_string(),
-                port: 7000 + i as u16,
-                bus_port: 17000 + i as u16,
-                role: tessera_proto::topology::Role::Master,
-                master_id: None,
+            topology.push_node(tessera_proto::topology::NodeSpec {
                 config_epoch: i as u64 + 1,
-                pfail: false,
-                fail: false,
-                last_heartbeat_ms: 0,
-                ping_sent_ms: 0,
-                key_count: 0,
+                ..tessera_proto::topology::NodeSpec::master(
+                    id.clone(),
+                    "127.0.0.1",
+                    7000 + i as u16,
+                )
             });
         }
         topology

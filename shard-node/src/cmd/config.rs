@@ -87,17 +87,17 @@ const PARAMS: &[Param] = &[
     },
     Param {
         name: "cluster-node-timeout",
-        get: |s| s.cluster.topology().settings.node_timeout_ms.to_string(),
+        get: |s| s.cluster.topology().settings().node_timeout_ms.to_string(),
         set: None,
     },
     Param {
         name: "cluster-require-full-coverage",
-        get: |s| yes_no(s.cluster.topology().settings.require_full_coverage),
+        get: |s| yes_no(s.cluster.topology().settings().require_full_coverage),
         set: None,
     },
     Param {
         name: "cluster-allow-reads-when-down",
-        get: |s| yes_no(s.cluster.topology().settings.allow_reads_when_down),
+        get: |s| yes_no(s.cluster.topology().settings().allow_reads_when_down),
         set: None,
     },
     Param {

@@ -57,15 +57,15 @@ impl Forwarder {
         message: &Bytes,
     ) {
         let topology = cluster.topology();
-        if topology.nodes.len() <= 1 {
+        if topology.nodes().len() <= 1 {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let mut links = self.links.lock();
-        links.retain(|id, _| topology.nodes.iter().any(|node| &node.id == id));
-        for node in &topology.nodes {
+        links.retain(|id, _| topology.nodes().iter().any(|node| &node.id == id));
+        for node in topology.nodes() {
             if &node.id == cluster.myself() {
                 continue;
             }

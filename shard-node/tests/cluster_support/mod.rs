@@ -68,13 +68,15 @@ impl ControlPlane for Fake {
         self.check_up()?;
         let request = request.into_inner();
         self.known.lock().insert(request.node_id.clone());
-        if self.assign_all_on_register.load(Ordering::SeqCst) && self.current().nodes.is_empty() {
+        if self.assign_all_on_register.load(Ordering::SeqCst)
+            && self.current().intent.is_none_or(|i| i.nodes.is_empty())
+        {
             let id = NodeId::parse(&request.node_id)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             let mut node = pb_node(&id, request.announce_port as u16);
             node.host = request.announce_host.clone();
             let mut next = topology(self.current().version + 1, vec![node]);
-            next.slots = vec![pb::SlotRange {
+            next.intent.as_mut().expect("intent").slots = vec![pb::SlotRange {
                 start: 0,
                 end: 16383,
                 node_id: request.node_id.clone(),
@@ -98,7 +100,10 @@ impl ControlPlane for Fake {
         }
         self.heartbeats.lock().push(request);
         Ok(Response::new(pb::HeartbeatResponse {
-            topology_version: self.current().version,
+            current: Some(pb::TopologyStamp {
+                identity: None,
+                version: self.current().version,
+            }),
         }))
     }
 
@@ -124,7 +129,7 @@ impl ControlPlane for Fake {
         request: Request<pb::WatchTopologyRequest>,
     ) -> Result<Response<TopologyStream>, Status> {
         self.check_up()?;
-        let after = request.into_inner().after_version;
+        let after = request.into_inner().after.map_or(0, |stamp| stamp.version);
         let receiver = self
             .topology
             .lock()
@@ -145,8 +150,8 @@ impl ControlPlane for Fake {
     }
 }
 
-pub fn pb_node(id: &NodeId, port: u16) -> pb::Node {
-    pb::Node {
+pub fn pb_node(id: &NodeId, port: u16) -> pb::NodeSpec {
+    pb::NodeSpec {
         id: id.to_string(),
         host: "127.0.0.1".to_string(),
         port: u32::from(port),
@@ -157,18 +162,25 @@ pub fn pb_node(id: &NodeId, port: u16) -> pb::Node {
     }
 }
 
-pub fn topology(version: u64, nodes: Vec<pb::Node>) -> pb::Topology {
+/// A created topology of `nodes` (no slots assigned) in generation 0, as a fake control plane
+/// that never lost its state serves it.
+pub fn topology(version: u64, nodes: Vec<pb::NodeSpec>) -> pb::Topology {
     pb::Topology {
+        identity: None,
         version,
-        current_epoch: 3,
-        nodes,
-        slots: Vec::new(),
-        settings: Some(pb::Settings {
-            require_full_coverage: true,
-            allow_reads_when_down: false,
-            node_timeout_ms: NODE_TIMEOUT_MS,
+        intent: Some(pb::ClusterIntent {
+            current_epoch: 3,
+            nodes,
+            slots: Vec::new(),
+            migrations: Vec::new(),
+            settings: Some(pb::Settings {
+                require_full_coverage: true,
+                allow_reads_when_down: false,
+                node_timeout_ms: NODE_TIMEOUT_MS,
+            }),
+            created: true,
         }),
-        created: true,
+        observed: None,
     }
 }
 

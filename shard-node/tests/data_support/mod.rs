@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use tessera_proto::resp::frame::{self, FrameLimits};
-use tessera_proto::topology::{Node, NodeId, Role, Settings, Topology};
+use tessera_proto::topology::{NodeId, NodeSpec, Topology};
 use tessera_shard_node::cluster::ClusterView;
 use tessera_shard_node::keyspace::Keyspace;
 use tessera_shard_node::server::{self, ServerStats};
@@ -29,33 +29,17 @@ pub const THIRD: &str = "3333333333333333333333333333333333333333";
 /// How long any single reply may take before a test fails instead of hanging.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn node(id: &str, port: u16) -> Node {
-    Node {
-        id: NodeId::parse(id).expect("valid id"),
-        host: "127.0.0.1".into(),
-        port,
-        bus_port: port.wrapping_add(10000),
-        role: Role::Master,
-        master_id: None,
+pub fn node(id: &str, port: u16) -> NodeSpec {
+    NodeSpec {
         config_epoch: 1,
-        pfail: false,
-        fail: false,
-        last_heartbeat_ms: 0,
-        ping_sent_ms: 0,
-        key_count: 0,
+        bus_port: port.wrapping_add(10000),
+        ..NodeSpec::master(NodeId::parse(id).expect("valid id"), "127.0.0.1", port)
     }
 }
 
 /// One master (us) owning every slot.
 pub fn single_node_topology(port: u16) -> Topology {
-    Topology {
-        version: 1,
-        current_epoch: 1,
-        nodes: vec![node(MYSELF, port)],
-        slots: vec![Some(0); 16384].into_boxed_slice(),
-        settings: Settings::default(),
-        created: true,
-    }
+    Topology::created(vec![node(MYSELF, port)], vec![Some(0); 16384].into())
 }
 
 /// Us owning slots 0-8191, another master at 127.0.0.1:7999 owning 8192-16383.
@@ -64,14 +48,7 @@ pub fn split_topology(port: u16) -> Topology {
     for slot in slots.iter_mut().skip(8192) {
         *slot = Some(1);
     }
-    Topology {
-        version: 1,
-        current_epoch: 2,
-        nodes: vec![node(MYSELF, port), node(OTHER, 7999)],
-        slots: slots.into_boxed_slice(),
-        settings: Settings::default(),
-        created: true,
-    }
+    Topology::created(vec![node(MYSELF, port), node(OTHER, 7999)], slots.into())
 }
 
 /// A node serving in-process; stops (and waits for its connections) on `stop`.
@@ -114,14 +91,7 @@ impl TestNode {
         for (listener, id) in listeners.iter().zip(ids) {
             nodes.push(node(id, listener.local_addr()?.port()));
         }
-        let topology = Topology {
-            version: 1,
-            current_epoch: 3,
-            nodes,
-            slots: slots.into_boxed_slice(),
-            settings: Settings::default(),
-            created: true,
-        };
+        let topology = Topology::created(nodes, slots.into());
         listeners
             .into_iter()
             .zip(ids)

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+#[derive(Debug)]
 pub struct Backoff {
     min: Duration,
     max: Duration,
