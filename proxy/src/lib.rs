@@ -77,9 +77,11 @@ pub async fn run(
             view.request_refresh();
         }
     });
+    let follow = Arc::new(backend::follow::Follower::new(registry, on_moved));
     let shared = Arc::new(Shared {
         view: view.clone(),
-        cluster: backend::cluster_stack(registry, on_moved),
+        cluster: backend::cluster_stack(follow.clone()),
+        follow,
         id: NodeId::from_random_bytes(rand::random()),
         announce_host: config.announced_host(),
         announce_port: config.announced_port(port),
