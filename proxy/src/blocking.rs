@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tessera_proto::resp::Protocol;
 
 use crate::backend::Backend;
-use crate::client::Reply;
+use crate::session::Reply;
 use crate::shared::Shared;
 
 /// The reply future of one blocking command; it starts when the client's earlier replies are out

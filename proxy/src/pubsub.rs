@@ -37,8 +37,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Reply, Session};
 use crate::router::CROSSSLOT;
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 use crate::topology::Snapshot;
 

@@ -10,7 +10,7 @@ use tessera_proto::topology::NodeId;
 use crate::acl::Acl;
 use crate::backend::follow::Follower;
 use crate::backend::ClusterService;
-use crate::clients::Clients;
+use crate::client_list::ClientList;
 use crate::topology::TopologyView;
 
 /// Counters INFO reports.
@@ -52,7 +52,7 @@ pub struct Shared {
     /// This proxy's users (requirepass, aclfile, ACL SETUSER).
     pub acl: Acl,
     /// Connected clients (CLIENT LIST / KILL, maxclients).
-    pub clients: Clients,
+    pub clients: ClientList,
     pub limits: Limits,
 }
 

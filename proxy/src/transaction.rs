@@ -23,10 +23,10 @@ use tessera_proto::topology::Access;
 use crate::backend::dedicated::Dedicated;
 use crate::backend::follow::{self, Outcome, Redirection};
 use crate::backend::Backend;
-use crate::client::{Reply, Session};
 use crate::error::BackendError;
 use crate::forward::error_bytes;
 use crate::router::{self, Route, CROSSSLOT};
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 use crate::topology::Snapshot;
 

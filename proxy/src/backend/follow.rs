@@ -283,7 +283,9 @@ mod tests {
             Hops::default().next(ask(), Instant::now()),
             Some(hop("b:1", true))
         );
-        let table: &[(&str, Vec<(Redirection, u64)>, usize)] = &[
+        /// A redirect seen, and when (ms after the first).
+        type Seen = Vec<(Redirection, u64)>;
+        let table: &[(&str, Seen, usize)] = &[
             (
                 "moved hops are bounded",
                 vec![(moved(), 0); 8],
@@ -291,11 +293,7 @@ mod tests {
             ),
             (
                 "ask and moved share the bound",
-                [ask(), moved()]
-                    .repeat(4)
-                    .into_iter()
-                    .map(|r| (r, 0))
-                    .collect(),
+                vec![vec![(ask(), 0), (moved(), 0)]; 4].concat(),
                 MAX_REDIRECTS,
             ),
             (
@@ -314,12 +312,15 @@ mod tests {
             ),
             (
                 "a start over resets the hops, not the time",
-                [
-                    vec![(moved(), 0); MAX_REDIRECTS],
-                    vec![(Redirection::TryAgain, 0)],
+                vec![
+                    [
+                        vec![(moved(), 0); MAX_REDIRECTS],
+                        vec![(Redirection::TryAgain, 0)]
+                    ]
+                    .concat();
+                    2
                 ]
-                .concat()
-                .repeat(2),
+                .concat(),
                 2 * MAX_REDIRECTS + 2,
             ),
         ];
