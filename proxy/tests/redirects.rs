@@ -1,8 +1,9 @@
 //! Redirects through the proxy against a real three-master Redis Cluster whose slot is being
 //! migrated (CLUSTER SETSLOT MIGRATING / IMPORTING, MIGRATE) while the proxy's topology still
 //! names the source: ASK is followed on every path (plain, blocking, MULTI / EXEC, WATCH, a
-//! split MGET), TRYAGAIN is retried until the migration ends or the bound, and ASKING never
-//! reaches another client's command on a shared backend connection.
+//! split MGET), TRYAGAIN is retried until the migration ends or the bound, ASKING never
+//! reaches another client's command on a shared backend connection, and a shard channel
+//! subscribed at a stale owner follows its MOVED.
 
 mod support;
 
@@ -292,5 +293,48 @@ async fn asking_stays_with_its_command_on_a_shared_connection() -> Result<()> {
     }
     let moved_at_target = info_count(m.target, "errorstats", "errorstat_MOVED", "count").await?;
     assert_eq!(moved_at_target, 0, "an ASKING was taken by another command");
+    Ok(())
+}
+
+/// A shard channel subscribed while the proxy's topology is behind (its slot moved without the
+/// control plane knowing): the old owner answers MOVED, the proxy subscribes at the new owner,
+/// and the client gets the confirmation, the messages published there, and its unsubscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_channels_follow_moved() -> Result<()> {
+    let h = Harness::start().await?;
+    let m = Migration::start_of(&h, "chan").await?;
+    m.finish().await?;
+    let mut source = Client::connect(m.source.port).await?;
+    let moved = format!("MOVED {} 127.0.0.1:{}", m.slot, m.target.port);
+    assert_eq!(
+        source.cmd(&["SSUBSCRIBE", "chan"]).await?,
+        support::error(&moved)
+    );
+    let notice = |kind: &str, count: i64| {
+        Frame::Array(vec![bulk(kind), bulk("chan"), Frame::Integer(count)])
+    };
+    let mut sub = h.client().await?;
+    assert_eq!(
+        sub.cmd(&["SSUBSCRIBE", "chan"]).await?,
+        notice("ssubscribe", 1)
+    );
+    let mut target = Client::connect(m.target.port).await?;
+    assert_eq!(
+        target.cmd(&["SPUBLISH", "chan", "hello"]).await?,
+        Frame::Integer(1)
+    );
+    assert_eq!(
+        sub.read().await?,
+        Frame::Array(vec![bulk("smessage"), bulk("chan"), bulk("hello")])
+    );
+    assert_eq!(
+        sub.cmd(&["SUNSUBSCRIBE", "chan"]).await?,
+        notice("sunsubscribe", 0)
+    );
+    // A normal client again.
+    assert_eq!(
+        sub.cmd(&["PING"]).await?,
+        Frame::Simple(Bytes::from_static(b"PONG"))
+    );
     Ok(())
 }

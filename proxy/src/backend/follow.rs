@@ -189,29 +189,28 @@ impl Follower {
         let mut result = first;
         loop {
             let outcome = result?;
-            let Some(step) = outcome
-                .redirection()
-                .and_then(|r| hops.next(r, Instant::now()))
-            else {
+            let Some(step) = outcome.redirection().and_then(|r| self.next(&mut hops, r)) else {
                 return Ok(outcome);
             };
             result = match step {
-                Step::Hop {
-                    addr,
-                    asking,
-                    moved,
-                } => {
-                    if moved {
-                        (self.on_moved)();
-                    }
-                    send(self.registry.get(&addr), asking).await
-                }
+                Step::Hop { addr, asking, .. } => send(self.registry.get(&addr), asking).await,
                 Step::StartOver => {
                     tokio::time::sleep(TRYAGAIN_PAUSE).await;
                     send(origin.clone(), false).await
                 }
             };
         }
+    }
+
+    /// The step after `redirection` within `hops`' bounds (`None`: the redirect is the reply);
+    /// a MOVED hop tells the topology view. For callers that send on their own connections (the
+    /// pub/sub stream); `follow` decides with it too.
+    pub fn next(&self, hops: &mut Hops, redirection: Redirection) -> Option<Step> {
+        let step = hops.next(redirection, Instant::now())?;
+        if let Step::Hop { moved: true, .. } = step {
+            (self.on_moved)();
+        }
+        Some(step)
     }
 }
 
