@@ -338,3 +338,36 @@ async fn shard_channels_follow_moved() -> Result<()> {
     );
     Ok(())
 }
+
+/// A second WATCH asked away from the connection that holds the first (its key migrated
+/// meanwhile): the first watch cannot move with it, so EXEC answers as a failed watch, as the
+/// source does for a watched key that MIGRATE took away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_asked_away_from_earlier_watches_fails_exec() -> Result<()> {
+    let h = Harness::start().await?;
+    let mut c = h.client().await?;
+    // `{w}c` stays on the source.
+    for key in ["{w}a", "{w}b", "{w}c"] {
+        assert_eq!(c.cmd(&["SET", key, "v"]).await?, ok());
+    }
+    // The oracle: a client of the source watching a key that MIGRATE takes away.
+    let mut oracle = Client::connect(Migration::of(&h, "{w}")?.source.port).await?;
+    assert_eq!(oracle.cmd(&["WATCH", "{w}a"]).await?, ok());
+    assert_eq!(c.cmd(&["WATCH", "{w}a"]).await?, ok());
+    let m = Migration::start_of(&h, "{w}").await?;
+    m.migrate(&["{w}a", "{w}b"]).await?;
+    assert_eq!(c.cmd(&["WATCH", "{w}b"]).await?, ok());
+    assert_eq!(oracle.cmd(&["MULTI"]).await?, ok());
+    assert_eq!(c.cmd(&["MULTI"]).await?, ok());
+    for client in [&mut oracle, &mut c] {
+        client.send_raw(&encode(&["GET", "{w}c"])).await?;
+        assert_eq!(
+            client.read().await?,
+            Frame::Simple(Bytes::from_static(b"QUEUED"))
+        );
+    }
+    let expected = raw(&mut oracle, &["EXEC"]).await?;
+    assert_eq!(&expected[..], b"*-1\r\n");
+    assert_eq!(raw(&mut c, &["EXEC"]).await?, expected);
+    Ok(())
+}
