@@ -228,8 +228,10 @@ async fn tryagain_is_retried_until_the_migration_ends() -> Result<()> {
 /// Many clients share the proxy's one pipelined connection to each node (the tests' proxy has one
 /// per backend) while half of them are asked to the target: each ASKING stays with its own
 /// command, so nobody gets another's reply, no redirect reaches a client, and the target never
-/// sees an unasked command for the importing slot (it would answer MOVED).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// sees an unasked command for the importing slot (it would answer MOVED). More runtime threads
+/// than cores, so that sends from many threads meet on the connection's queue (a thread
+/// preempted between two sends lets the others in): without the fix this fails every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
 async fn asking_stays_with_its_command_on_a_shared_connection() -> Result<()> {
     let h = Harness::start().await?;
     let m = Migration::of(&h, "{k}")?;
@@ -246,8 +248,8 @@ async fn asking_stays_with_its_command_on_a_shared_connection() -> Result<()> {
         .map(|i| format!("local{i}"))
         .find(owned)
         .unwrap_or_default();
-    const CLIENTS: usize = 32;
-    const ROUNDS: usize = 60;
+    const CLIENTS: usize = 64;
+    const ROUNDS: usize = 50;
     const PIPELINE: usize = 20;
     let mut setup = h.client().await?;
     let mut moved = Vec::new();
