@@ -3,11 +3,13 @@
 //! - per backend (`stack`): metrics over the pool, whose connections carry the reply timeout
 //!   (one watchdog per connection, not a timer per request: a hung backend never sticks a
 //!   client);
-//! - over all backends (`cluster_stack`): redirects (`redirect`: MOVED / ASK) over `Dispatch`,
-//!   which hands each request to its target backend's stack.
+//! - over all backends (`cluster_stack`): redirects (`redirect`, the pooled path's use of the
+//!   one follower, `follow`: MOVED / ASK / TRYAGAIN) over `Dispatch`, which hands each request to
+//!   its target backend's stack.
 
 pub mod connection;
 pub mod dedicated;
+pub mod follow;
 pub mod metrics;
 pub mod pool;
 pub mod redirect;
@@ -30,6 +32,8 @@ use pool::{Pool, ReplyFuture};
 #[derive(Debug, Clone)]
 pub struct BackendRequest {
     pub bytes: Bytes,
+    /// Preceded by `ASKING`, as one unit on the connection (an ASK redirect's retry).
+    pub asking: bool,
     pub lane: usize,
 }
 
@@ -50,7 +54,7 @@ impl Service<BackendRequest> for PoolService {
     }
 
     fn call(&mut self, request: BackendRequest) -> ReplyFuture {
-        self.pool.call(request.bytes, request.lane)
+        self.pool.call(request.bytes, request.asking, request.lane)
     }
 }
 
@@ -78,6 +82,8 @@ pub struct ClusterRequest {
     pub target: Arc<Backend>,
     pub protocol: Protocol,
     pub bytes: Bytes,
+    /// Preceded by `ASKING` (set by the redirect follower only).
+    pub asking: bool,
     pub lane: usize,
 }
 
@@ -102,6 +108,7 @@ impl Service<ClusterRequest> for Dispatch {
         };
         service.call(BackendRequest {
             bytes: request.bytes,
+            asking: request.asking,
             lane: request.lane,
         })
     }
@@ -112,13 +119,9 @@ pub type ClusterService = redirect::Redirect<Dispatch>;
 /// A reply on its way through the assembled request path.
 pub type ClusterFuture = redirect::RedirectFuture<Dispatch>;
 
-/// Assembles the request path: redirects over dispatch. `on_moved` is told of every MOVED (the
-/// topology refresh).
-pub fn cluster_stack(
-    registry: Arc<Registry>,
-    on_moved: Arc<dyn Fn() + Send + Sync>,
-) -> ClusterService {
-    redirect::RedirectLayer::new(registry, on_moved).layer(Dispatch)
+/// Assembles the request path: redirects (followed by `follow`) over dispatch.
+pub fn cluster_stack(follow: Arc<follow::Follower>) -> ClusterService {
+    redirect::RedirectLayer::new(follow).layer(Dispatch)
 }
 
 /// One shard node as the proxy reaches it.

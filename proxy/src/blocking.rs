@@ -1,8 +1,9 @@
 //! Blocking commands (BLPOP, BRPOP, BLMOVE, BLMPOP, BRPOPLPUSH, BZPOPMIN, BZPOPMAX, BZMPOP): each
 //! call runs on a dedicated connection from the owner's idle pool, never on a shared pipelined
 //! one (where it would hold up other clients' replies), and may take the backend timeout plus the
-//! command's own timeout (without limit for timeout 0). MOVED and ASK are followed (bounded) on
-//! dedicated connections too. A connection whose reply did not come in time is closed.
+//! command's own timeout (without limit for timeout 0). Redirects are followed by the one
+//! follower (`backend::follow`), each attempt on a dedicated connection of the node it names. A
+//! connection whose reply did not come in time is closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tessera_proto::resp::Protocol;
 
-use crate::backend::redirect::{self, Redirection, MAX_REDIRECTS};
 use crate::backend::Backend;
-use crate::client::Reply;
+use crate::session::Reply;
 use crate::shared::Shared;
-
-const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
 /// The reply future of one blocking command; it starts when the client's earlier replies are out
 /// (`Reply::Exclusive`), so the command runs in the client's order.
@@ -28,32 +26,24 @@ pub fn run(
     timeout: Option<Duration>,
 ) -> Reply {
     let shared = shared.clone();
-    let mut backend = backend.clone();
+    let backend = backend.clone();
     Reply::Exclusive(Box::pin(async move {
         let limit = timeout.map(|t| backend.timeout().saturating_add(t));
-        let mut asking = false;
-        for _ in 0..=MAX_REDIRECTS {
-            let conn = backend.dedicated(protocol);
-            let ask = asking.then(|| conn.send(Bytes::from_static(ASKING)));
-            let reply = conn.send(request.clone());
-            if let Some(ask) = ask {
-                let _ = conn.wait(ask, Some(backend.timeout())).await;
+        let attempt = |target: Arc<Backend>, asking: bool| {
+            let request = request.clone();
+            async move {
+                let conn = target.dedicated(protocol);
+                let reply = if asking {
+                    conn.send_asking(request)
+                } else {
+                    conn.send(request)
+                };
+                conn.wait(reply, limit).await
             }
-            let reply = match conn.wait(reply, limit).await {
-                Ok(reply) => reply,
-                Err(error) => return crate::forward::failure(&shared, Some(slot), &error),
-            };
-            let (addr, ask) = match redirect::parse(&reply) {
-                None => return reply,
-                Some(Redirection::Moved { addr, .. }) => {
-                    shared.view.request_refresh();
-                    (addr, false)
-                }
-                Some(Redirection::Ask { addr, .. }) => (addr, true),
-            };
-            backend = shared.view.registry().get(&addr);
-            asking = ask;
+        };
+        match shared.follow.run(backend, attempt).await {
+            Ok(reply) => reply,
+            Err(error) => crate::forward::failure(&shared, Some(slot), &error),
         }
-        crate::forward::error_bytes("ERR too many redirects for a blocking command")
     }))
 }

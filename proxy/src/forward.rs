@@ -76,6 +76,7 @@ pub fn send(
         target: backend.clone(),
         protocol: lane.protocol,
         bytes: request,
+        asking: false,
         lane: lane.lane,
     });
     ForwardReply {

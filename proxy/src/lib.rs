@@ -1,20 +1,21 @@
 //! Tessera's proxy: a RESP server that routes each command by hash slot to the master serving
 //! it, over pooled, pipelined backend connections, following the topology the control plane
-//! streams. Clients of the proxy never see MOVED.
+//! streams. Clients of the proxy never see MOVED or ASK.
 //!
-//! The way of a command: `connection` (read, parse, write in order) -> `client` (dispatch) ->
-//! `router` (pure: slot, CROSSSLOT, cluster-state rule) -> `forward` (backend `Service`, redirects)
-//! or `split` / `fanout` (several backends, merged) or `local` (answered here). `transaction`
-//! (MULTI / EXEC / WATCH), `blocking` (BLPOP & co.) and `pubsub` (SUBSCRIBE & co.) hold a backend
-//! connection for one client. `topology` keeps the lock-free snapshot; `backend` holds the pools.
+//! The way of a command: `client_connection` (read, parse, write in order) -> `session`
+//! (dispatch) -> `router` (pure: slot, CROSSSLOT, cluster-state rule) -> `forward` (backend
+//! `Service`) or `split` / `fanout` (several backends, merged) or `local` (answered here).
+//! `transaction` (MULTI / EXEC / WATCH), `blocking` (BLPOP & co.) and `pubsub` (SUBSCRIBE & co.)
+//! hold a backend connection for one client. Redirects on every path are followed by one
+//! follower, `backend::follow`. `topology` keeps the lock-free snapshot; `backend` holds the
+//! pools; `client_list` the connected clients (CLIENT LIST / KILL).
 
 pub mod acl;
 pub mod backend;
 pub mod blocking;
-pub mod client;
-pub mod clients;
+pub mod client_connection;
+pub mod client_list;
 pub mod config;
-pub mod connection;
 pub mod error;
 pub mod fanout;
 pub mod forward;
@@ -22,6 +23,7 @@ pub mod healthcheck;
 pub mod local;
 pub mod pubsub;
 pub mod router;
+pub mod session;
 pub mod shared;
 pub mod split;
 pub mod topology;
@@ -77,9 +79,11 @@ pub async fn run(
             view.request_refresh();
         }
     });
+    let follow = Arc::new(backend::follow::Follower::new(registry, on_moved));
     let shared = Arc::new(Shared {
         view: view.clone(),
-        cluster: backend::cluster_stack(registry, on_moved),
+        cluster: backend::cluster_stack(follow.clone()),
+        follow,
         id: NodeId::from_random_bytes(rand::random()),
         announce_host: config.announced_host(),
         announce_port: config.announced_port(port),
@@ -90,7 +94,7 @@ pub async fn run(
         lanes: config.backend_connections.max(1),
         myself: Default::default(),
         acl,
-        clients: clients::Clients::default(),
+        clients: client_list::ClientList::default(),
         limits: shared::Limits {
             maxclients: config.maxclients,
             idle_timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
@@ -117,7 +121,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => {
-                    tasks.spawn(connection::serve(shared.clone(), socket));
+                    tasks.spawn(client_connection::serve(shared.clone(), socket));
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: wait a little rather than spin.

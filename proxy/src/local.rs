@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tessera_proto::command::CommandSpec;
 use tessera_proto::resp::{Frame, Protocol};
 
-use crate::client::{Reply, Session};
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 use crate::topology::Snapshot;
 

@@ -22,6 +22,13 @@
 //! client stays subscribed and receives what is published at the new owner. If no new owner
 //! shows within the backend timeout, the client gets the node's notice, as a Redis Cluster
 //! client would.
+//!
+//! Redirects: a shard channel command sent to a node that no longer owns its slot (the proxy's
+//! topology is behind) is answered MOVED. The proxy keeps each SSUBSCRIBE / SUNSUBSCRIBE until
+//! its channels are confirmed, and on a MOVED for its slot asks the one redirect follower
+//! (`backend::follow`) where to go: the command is sent again there and the MOVED kept from the
+//! client. (Shard channels are served by the source until their slot flips, so a node never
+//! answers them ASK or TRYAGAIN.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,8 +44,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Reply, Session};
+use crate::backend::follow::{self, Hops, Redirection, Step};
 use crate::router::CROSSSLOT;
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 use crate::topology::Snapshot;
 
@@ -124,6 +132,19 @@ struct Moving {
     notice: Bytes,
 }
 
+/// A shard channel command sent and not yet confirmed: sent again where the follower says if its
+/// node answers MOVED.
+#[derive(Debug)]
+struct Unconfirmed {
+    slot: u16,
+    /// The confirmations it is answered with.
+    kind: ShardNotice,
+    request: Bytes,
+    /// Its channels whose confirmation has not come yet.
+    channels: Vec<Bytes>,
+    hops: Hops,
+}
+
 /// One backend connection of a subscriber.
 #[derive(Debug)]
 struct SubConn {
@@ -152,6 +173,8 @@ pub struct Subscriber {
     look_again: tokio::time::Instant,
     /// Confirmations of the proxy's own re-subscriptions still to come (not the client's).
     resubscribed: HashMap<Bytes, usize>,
+    /// Shard channel commands whose confirmations have not all come (see `Unconfirmed`).
+    unconfirmed: Vec<Unconfirmed>,
     /// The connection that holds SUBSCRIBE / PSUBSCRIBE state, once made.
     main: Option<usize>,
     /// Set by the command that empties the sets: confirmations still to come, and who waits.
@@ -177,6 +200,7 @@ impl Subscriber {
             moving: Vec::new(),
             look_again: tokio::time::Instant::now(),
             resubscribed: HashMap::new(),
+            unconfirmed: Vec::new(),
             main: None,
             ending: None,
             ended: false,
@@ -211,7 +235,16 @@ impl Subscriber {
     /// Appends `frame` to `out` unless it is the proxy's own business (a node dropping a shard
     /// channel whose slot moved, the confirmation of a re-subscription).
     pub fn take(&mut self, frame: Bytes, out: &mut BytesMut, shared: &Shared) {
-        match shard_notice(&frame) {
+        if let Some(redirection) = follow::parse(&frame) {
+            if self.redirect(redirection, shared) {
+                return;
+            }
+        }
+        let notice = shard_notice(&frame);
+        if let Some((kind, channel)) = &notice {
+            self.confirmed(*kind, channel);
+        }
+        match notice {
             // The client's own SUNSUBSCRIBE: its confirmation goes to the client.
             Some((ShardNotice::Unsubscribed, channel))
                 if settle(&mut self.unsubscribing, &channel) => {}
@@ -270,7 +303,13 @@ impl Subscriber {
                         entry.1 = index;
                     }
                     *self.resubscribed.entry(moved.channel.clone()).or_default() += 1;
-                    self.send(index, command2(b"SSUBSCRIBE", &moved.channel));
+                    let request = command2(b"SSUBSCRIBE", &moved.channel);
+                    self.expect_confirmation(
+                        ShardNotice::Subscribed,
+                        &request,
+                        std::slice::from_ref(&moved.channel),
+                    );
+                    self.send(index, request);
                 }
                 _ if moved.since.elapsed() >= limit => {
                     // Through the event stream, so it is counted and observed like any frame.
@@ -284,6 +323,78 @@ impl Subscriber {
                     }
                 }
                 _ => self.moving.push(moved),
+            }
+        }
+    }
+
+    /// Keeps a shard channel command (`channels`, of one slot) until they are confirmed.
+    fn expect_confirmation(&mut self, kind: ShardNotice, request: &Bytes, channels: &[Bytes]) {
+        let Some(first) = channels.first() else {
+            return;
+        };
+        self.unconfirmed.push(Unconfirmed {
+            slot: key_hash_slot(first),
+            kind,
+            request: request.clone(),
+            channels: channels.to_vec(),
+            hops: Hops::default(),
+        });
+    }
+
+    /// A `kind` confirmation for `channel` came: the oldest command waiting for it no longer
+    /// does.
+    fn confirmed(&mut self, kind: ShardNotice, channel: &Bytes) {
+        let Some(at) = self
+            .unconfirmed
+            .iter()
+            .position(|u| u.kind == kind && u.channels.contains(channel))
+        else {
+            return;
+        };
+        let waiting = &mut self.unconfirmed[at];
+        waiting.channels.retain(|c| c != channel);
+        if waiting.channels.is_empty() {
+            self.unconfirmed.remove(at);
+        }
+    }
+
+    /// A redirect on a subscription connection: the answer to the oldest unconfirmed shard
+    /// channel command of its slot, sent again where the follower says. False when none waits,
+    /// or past the follower's bounds: then the client gets the redirect, and the channels it
+    /// subscribed are not subscribed.
+    fn redirect(&mut self, redirection: Redirection, shared: &Shared) -> bool {
+        let slot = match &redirection {
+            Redirection::Moved { slot, .. } | Redirection::Ask { slot, .. } => *slot,
+            Redirection::TryAgain => return false,
+        };
+        let Some(at) = self.unconfirmed.iter().position(|u| u.slot == slot) else {
+            return false;
+        };
+        match shared
+            .follow
+            .next(&mut self.unconfirmed[at].hops, redirection)
+        {
+            // Only MOVED is followed: a subscribed RESP2 connection refuses ASKING.
+            Some(Step::Hop {
+                addr,
+                asking: false,
+                ..
+            }) => {
+                let index = self.conn(&addr, shared);
+                let waiting = &self.unconfirmed[at];
+                for entry in &mut self.shard {
+                    if waiting.channels.contains(&entry.0) {
+                        entry.1 = index;
+                    }
+                }
+                let request = waiting.request.clone();
+                self.send(index, request);
+                true
+            }
+            _ => {
+                let waiting = self.unconfirmed.remove(at);
+                self.shard.retain(|(c, _)| !waiting.channels.contains(c));
+                false
             }
         }
     }
@@ -607,6 +718,12 @@ pub fn command(
                     Err(text) => return refuse(session, text),
                 };
                 let index = sub.conn(&addr, shared);
+                let kind = if subscribing {
+                    ShardNotice::Subscribed
+                } else {
+                    ShardNotice::Unsubscribed
+                };
+                sub.expect_confirmation(kind, &request, names);
                 if subscribing {
                     for n in names {
                         if !sub.shard.iter().any(|(c, _)| c == n) {

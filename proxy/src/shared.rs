@@ -8,8 +8,9 @@ use std::time::Instant;
 use tessera_proto::topology::NodeId;
 
 use crate::acl::Acl;
+use crate::backend::follow::Follower;
 use crate::backend::ClusterService;
-use crate::clients::Clients;
+use crate::client_list::ClientList;
 use crate::topology::TopologyView;
 
 /// Counters INFO reports.
@@ -32,6 +33,9 @@ pub struct Shared {
     pub view: Arc<TopologyView>,
     /// The assembled request path to the backends (redirects over dispatch).
     pub cluster: ClusterService,
+    /// The one redirect follower, for the paths that hold their own backend connections
+    /// (blocking commands, transactions, pub/sub); `cluster` follows with it too.
+    pub follow: Arc<Follower>,
     /// The proxy's own node id: random, made at start.
     pub id: NodeId,
     pub announce_host: String,
@@ -48,7 +52,7 @@ pub struct Shared {
     /// This proxy's users (requirepass, aclfile, ACL SETUSER).
     pub acl: Acl,
     /// Connected clients (CLIENT LIST / KILL, maxclients).
-    pub clients: Clients,
+    pub clients: ClientList,
     pub limits: Limits,
 }
 

@@ -5,8 +5,13 @@
 //! (or the WATCH before MULTI) decides the slot. EXEC sends MULTI, the queued commands and EXEC
 //! in one batch on a dedicated connection taken from the owner's idle pool, answers the backend's
 //! EXEC reply, and hands the connection back. WATCH takes that connection at once and keeps it
-//! until EXEC, DISCARD or UNWATCH. Nothing is retried: a transaction whose slot moved comes back
-//! as Redis's EXECABORT (and the topology is refreshed).
+//! until EXEC, DISCARD or UNWATCH. Redirects (MOVED, ASK, TRYAGAIN; a queued command's or EXEC's)
+//! are followed by the one follower (`backend::follow`): the whole transaction runs again where
+//! it says, behind ASKING for an ASK (Redis keeps ASKING's flag for the whole MULTI). WATCH is
+//! followed the same way and pins the connection that answered; a watched transaction is not
+//! run again elsewhere (its watches live on its connection): it comes back as Redis's EXECABORT.
+//! A WATCH redirected away from a connection that holds earlier watches makes EXEC answer as a
+//! failed watch, as a node does when a watched key is migrated away.
 
 use std::sync::{Arc, Mutex};
 
@@ -16,9 +21,12 @@ use tessera_proto::slot::key_hash_slot;
 use tessera_proto::topology::Access;
 
 use crate::backend::dedicated::Dedicated;
-use crate::client::{Reply, Session};
+use crate::backend::follow::{self, Outcome, Redirection};
+use crate::backend::Backend;
+use crate::error::BackendError;
 use crate::forward::error_bytes;
 use crate::router::{self, Route, CROSSSLOT};
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 use crate::topology::Snapshot;
 
@@ -42,7 +50,18 @@ pub struct Transaction {
     /// Encoded commands, in order.
     queued: Vec<Bytes>,
     /// The connection WATCH took; shared with the reply future that uses it.
-    pinned: Option<Arc<Mutex<Option<Dedicated>>>>,
+    pinned: Option<Arc<Mutex<Pinned>>>,
+}
+
+/// The connection WATCH took, and how its watches were made.
+#[derive(Debug, Default)]
+struct Pinned {
+    conn: Option<Dedicated>,
+    /// The watches were made behind ASKING (an ASK redirect): so must MULTI be.
+    asking: bool,
+    /// Earlier watches were left on a connection to a node the slot moved away from: EXEC
+    /// answers as a failed watch.
+    lost: bool,
 }
 
 impl Transaction {
@@ -126,12 +145,13 @@ pub fn queue(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Rep
 }
 
 /// Ends the transaction state (EXEC, DISCARD, RESET): what was queued and the pinned connection.
-fn take(session: &mut Session) -> (Transaction, Option<Dedicated>) {
+fn take(session: &mut Session) -> (Transaction, Option<Pinned>) {
     let txn = std::mem::take(&mut session.txn);
     let pinned = txn
         .pinned
         .as_ref()
-        .and_then(|p| p.lock().unwrap_or_else(|e| e.into_inner()).take());
+        .map(|p| std::mem::take(&mut *p.lock().unwrap_or_else(|e| e.into_inner())))
+        .filter(|p| p.conn.is_some());
     (txn, pinned)
 }
 
@@ -151,70 +171,110 @@ pub fn exec(shared: &Arc<Shared>, session: &mut Session) -> Reply {
         return Reply::error("ERR EXEC without MULTI");
     }
     let (txn, pinned) = take(session);
+    let pinned = pinned.and_then(|p| Some((p.conn?, p.asking, p.lost)));
     if txn.flagged {
         return match pinned {
-            Some(conn) => Reply::Exclusive(Box::pin(async move {
+            Some((conn, ..)) => Reply::Exclusive(Box::pin(async move {
                 release(conn).await;
                 error_bytes(EXECABORT)
             })),
             None => Reply::error(EXECABORT),
         };
     }
-    let conn = match pinned {
-        Some(conn) => conn,
-        None if txn.queued.is_empty() => return Reply::ready(Bytes::from_static(b"*0\r\n")),
-        None => {
-            let snapshot = shared.view.load();
-            match target(&snapshot, txn.slot) {
-                Ok(backend) => backend.dedicated(session.protocol),
-                Err(text) => return Reply::error(text),
-            }
-        }
-    };
+    let protocol = session.protocol;
     let shared = shared.clone();
-    Reply::Exclusive(Box::pin(async move {
-        let limit = Some(conn.timeout());
-        // MULTI alone first: were it refused (a backend without transactions), the queued
-        // commands must not run one by one.
-        match conn.call(Bytes::from_static(MULTI), limit).await {
-            Ok(reply) if &reply[..] == b"+OK\r\n" => {}
-            Ok(reply) => return reply,
-            Err(error) => return crate::forward::failure(&shared, txn.slot, &error),
-        }
-        let mut replies = Vec::with_capacity(txn.queued.len() + 1);
-        for request in txn.queued {
-            replies.push(conn.send(request));
-        }
-        let exec = conn.send(Bytes::from_static(EXEC));
-        let mut moved = false;
-        for reply in replies {
-            match conn.wait(reply, limit).await {
-                Ok(bytes) => {
-                    moved |= bytes.starts_with(b"-MOVED ") || bytes.starts_with(b"-ASK ");
+    match pinned {
+        Some((conn, _, true)) => Reply::Exclusive(Box::pin(async move {
+            release(conn).await;
+            tessera_proto::resp::Frame::NullArray.to_bytes(protocol)
+        })),
+        Some((conn, asking, false)) => Reply::Exclusive(Box::pin(async move {
+            // Not run again elsewhere: the watches live on this connection.
+            let result = run(&conn, asking, &txn.queued).await;
+            if let Ok(Executed {
+                redirect: Some(Redirection::Moved { .. }),
+                ..
+            }) = &result
+            {
+                shared.view.request_refresh();
+            }
+            match result {
+                Ok(executed) => executed.reply,
+                Err(error) => crate::forward::failure(&shared, txn.slot, &error),
+            }
+        })),
+        None if txn.queued.is_empty() => Reply::ready(Bytes::from_static(b"*0\r\n")),
+        None => {
+            let backend = match target(&shared.view.load(), txn.slot) {
+                Ok(backend) => backend.clone(),
+                Err(text) => return Reply::error(text),
+            };
+            Reply::Exclusive(Box::pin(async move {
+                let queued = &txn.queued;
+                let attempt = |target: Arc<Backend>, asking: bool| async move {
+                    run(&target.dedicated(protocol), asking, queued).await
+                };
+                match shared.follow.run(backend, attempt).await {
+                    Ok(executed) => executed.reply,
+                    Err(error) => crate::forward::failure(&shared, txn.slot, &error),
                 }
-                Err(error) => return crate::forward::failure(&shared, txn.slot, &error),
-            }
+            }))
         }
-        if moved {
-            shared.view.request_refresh();
+    }
+}
+
+/// What one run of a transaction came back with: the reply for the client (EXEC's, or MULTI's
+/// refusal), and the first redirect a queued command or EXEC answered.
+struct Executed {
+    reply: Bytes,
+    redirect: Option<Redirection>,
+}
+
+impl Outcome for Executed {
+    fn redirection(&self) -> Option<Redirection> {
+        self.redirect.clone()
+    }
+}
+
+/// Runs MULTI (behind ASKING when `asking`), the queued commands and EXEC on `conn`.
+async fn run(conn: &Dedicated, asking: bool, queued: &[Bytes]) -> Result<Executed, BackendError> {
+    let limit = Some(conn.timeout());
+    let multi = Bytes::from_static(MULTI);
+    let multi = if asking {
+        conn.send_asking(multi)
+    } else {
+        conn.send(multi)
+    };
+    // MULTI alone first: were it refused (a backend without transactions), the queued commands
+    // must not run one by one.
+    let reply = conn.wait(multi, limit).await?;
+    if &reply[..] != b"+OK\r\n" {
+        return Ok(Executed {
+            reply,
+            redirect: None,
+        });
+    }
+    let replies: Vec<_> = queued.iter().map(|r| conn.send(r.clone())).collect();
+    let exec = conn.send(Bytes::from_static(EXEC));
+    let mut redirect = None;
+    for reply in replies {
+        let reply = conn.wait(reply, limit).await?;
+        if redirect.is_none() {
+            redirect = follow::parse(&reply);
         }
-        match conn.wait(exec, limit).await {
-            Ok(bytes) => {
-                // EXEC (even an aborted one) unwatches every key: the connection is clean.
-                conn.set_dirty(false);
-                bytes
-            }
-            Err(error) => crate::forward::failure(&shared, txn.slot, &error),
-        }
-    }))
+    }
+    let reply = conn.wait(exec, limit).await?;
+    // EXEC (even an aborted one) unwatches every key: the connection is clean.
+    conn.set_dirty(false);
+    Ok(Executed {
+        redirect: redirect.or_else(|| follow::parse(&reply)),
+        reply,
+    })
 }
 
 /// The backend that serves `slot` now (any master for a keyless transaction), or the
 /// CLUSTERDOWN text.
-fn target(
-    snapshot: &Snapshot,
-    slot: Option<u16>,
-) -> Result<&Arc<crate::backend::Backend>, &'static str> {
+fn target(snapshot: &Snapshot, slot: Option<u16>) -> Result<&Arc<Backend>, &'static str> {
     let slot = slot.unwrap_or_else(|| snapshot.topology.first_assigned_slot().unwrap_or(0));
     let node = snapshot
         .topology
@@ -230,7 +290,7 @@ pub fn discard(session: &mut Session) -> Reply {
     if !session.txn.multi {
         return Reply::error("ERR DISCARD without MULTI");
     }
-    match take(session).1 {
+    match take(session).1.and_then(|p| p.conn) {
         Some(conn) => Reply::Exclusive(Box::pin(async move {
             release(conn).await;
             Bytes::from_static(b"+OK\r\n")
@@ -245,7 +305,7 @@ pub fn abort_exec(session: &mut Session, text: &str) -> Reply {
     let reply = error_bytes(&format!(
         "EXECABORT Transaction discarded because of: {text}"
     ));
-    match take(session).1 {
+    match take(session).1.and_then(|p| p.conn) {
         Some(conn) => Reply::Exclusive(Box::pin(async move {
             release(conn).await;
             reply
@@ -258,7 +318,7 @@ pub fn abort_exec(session: &mut Session, text: &str) -> Reply {
 pub fn unwatch(session: &mut Session) -> Reply {
     let pinned = session.txn.pinned.take();
     session.txn.slot = None;
-    match pinned.and_then(|p| p.lock().unwrap_or_else(|e| e.into_inner()).take()) {
+    match pinned.and_then(|p| p.lock().unwrap_or_else(|e| e.into_inner()).conn.take()) {
         Some(conn) => Reply::Exclusive(Box::pin(async move {
             release(conn).await;
             Bytes::from_static(b"+OK\r\n")
@@ -268,8 +328,9 @@ pub fn unwatch(session: &mut Session) -> Reply {
 }
 
 /// WATCH outside MULTI: pins a dedicated connection to the keys' owner (CROSSSLOT when they, or
-/// an earlier WATCH, name another slot) and sends WATCH there. A MOVED reply (a stale topology)
-/// is followed once to the named node, on a fresh dedicated connection.
+/// an earlier WATCH, name another slot) and sends WATCH there, on the pinned connection if an
+/// earlier WATCH took one. A redirect is followed (`backend::follow`) on fresh dedicated
+/// connections, and the one that answered is pinned.
 pub fn watch(
     shared: &Arc<Shared>,
     session: &mut Session,
@@ -297,53 +358,84 @@ pub fn watch(
     if session.txn.slot.is_some_and(|s| s != slot) {
         return Reply::error(CROSSSLOT);
     }
-    let pinned = match &session.txn.pinned {
-        Some(pinned) => pinned.clone(),
-        None => {
-            let Some(backend) = snapshot.backend_of(node) else {
-                return Reply::error("ERR no backend for a node of the topology");
-            };
-            let conn = backend.dedicated(session.protocol);
-            // Until UNWATCH, EXEC or DISCARD the connection carries watched keys.
-            conn.set_dirty(true);
-            let pinned = Arc::new(Mutex::new(Some(conn)));
-            session.txn.pinned = Some(pinned.clone());
-            pinned
-        }
+    let Some(owner) = snapshot.backend_of(node) else {
+        return Reply::error("ERR no backend for a node of the topology");
     };
+    let owner = owner.clone();
+    let pinned = session
+        .txn
+        .pinned
+        .get_or_insert_with(Default::default)
+        .clone();
     session.txn.slot = Some(slot);
     let request = session.encode_args(args);
     let shared = shared.clone();
     let protocol = session.protocol;
     Reply::Exclusive(Box::pin(async move {
-        let Some(conn) = pinned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(Dedicated::share)
-        else {
-            return error_bytes("ERR connection to backend lost");
+        let (earlier, asking) = {
+            let pinned = pinned.lock().unwrap_or_else(|e| e.into_inner());
+            (pinned.conn.as_ref().map(Dedicated::share), pinned.asking)
         };
-        let limit = Some(conn.timeout());
-        let reply = match conn.call(request.clone(), limit).await {
-            Ok(reply) => reply,
+        let held = earlier.is_some();
+        let first = match earlier {
+            Some(conn) => watch_on(conn, asking, request.clone()).await,
+            None => watch_on(owner.dedicated(protocol), false, request.clone()).await,
+        };
+        let attempt = |target: Arc<Backend>, asking: bool| {
+            let sent = watch_on(target.dedicated(protocol), asking, request.clone());
+            async move {
+                let mut watched = sent.await?;
+                watched.redirected = true;
+                Ok(watched)
+            }
+        };
+        let watched = match shared.follow.follow(owner, first, attempt).await {
+            Ok(watched) => watched,
             Err(error) => return crate::forward::failure(&shared, Some(slot), &error),
         };
-        let Some(crate::backend::redirect::Redirection::Moved { addr, .. }) =
-            crate::backend::redirect::parse(&reply)
-        else {
-            return reply;
-        };
-        shared.view.request_refresh();
-        let fresh = shared.view.registry().get(&addr).dedicated(protocol);
-        fresh.set_dirty(true);
-        let reply = match fresh.call(request, limit).await {
-            Ok(reply) => reply,
-            Err(error) => return crate::forward::failure(&shared, Some(slot), &error),
-        };
-        *pinned.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
-        reply
+        if watched.redirected {
+            let mut pinned = pinned.lock().unwrap_or_else(|e| e.into_inner());
+            pinned.lost |= held;
+            pinned.asking = watched.asking;
+            pinned.conn = Some(watched.conn);
+        } else if !held {
+            pinned.lock().unwrap_or_else(|e| e.into_inner()).conn = Some(watched.conn);
+        }
+        watched.reply
     }))
+}
+
+/// One WATCH sent: its reply and the connection that holds the watches.
+struct Watched {
+    reply: Bytes,
+    conn: Dedicated,
+    asking: bool,
+    /// Sent after a redirect (not on the first connection asked).
+    redirected: bool,
+}
+
+impl Outcome for Watched {
+    fn redirection(&self) -> Option<Redirection> {
+        follow::parse(&self.reply)
+    }
+}
+
+/// Sends WATCH on `conn` (behind ASKING when `asking`); until UNWATCH, EXEC or DISCARD the
+/// connection carries watched keys.
+async fn watch_on(conn: Dedicated, asking: bool, request: Bytes) -> Result<Watched, BackendError> {
+    conn.set_dirty(true);
+    let reply = if asking {
+        conn.send_asking(request)
+    } else {
+        conn.send(request)
+    };
+    let reply = conn.wait(reply, Some(conn.timeout())).await?;
+    Ok(Watched {
+        reply,
+        conn,
+        asking,
+        redirected: false,
+    })
 }
 
 /// RESET: the transaction and the watched keys are gone; the pinned connection, its state

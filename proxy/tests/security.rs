@@ -590,7 +590,7 @@ async fn backend_connections_authenticate_with_the_node_secret() -> Result<()> {
         Some(Arc::from("s3cret")),
     );
     assert_eq!(
-        pool.call(ping.clone(), 0).await?,
+        pool.call(ping.clone(), false, 0).await?,
         Bytes::from_static(b"+PONG\r\n")
     );
     // A wrong secret fails the connection with the node's refusal, not a silent NOAUTH later.

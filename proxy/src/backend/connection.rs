@@ -34,8 +34,15 @@ pub type JobResult = Result<Bytes, BackendError>;
 #[derive(Debug)]
 pub struct Job {
     pub request: Bytes,
+    /// Send `ASKING` right before the command, in the same write, and keep its `+OK` from the
+    /// caller: the two are one unit on the connection, so no other client's command (pipelined
+    /// on the same connection) can come between them and take the flag ASKING sets.
+    pub asking: bool,
     pub reply: oneshot::Sender<JobResult>,
 }
+
+/// `ASKING`, encoded: written only by the connection, as the first half of an asking job.
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
 /// Most jobs written in one batch.
 const BATCH: usize = 256;
@@ -179,13 +186,21 @@ fn frame_len(buf: &[u8]) -> Result<Option<usize>, frame::FrameError> {
     frame::check(buf, &FrameLimits::default())
 }
 
-/// In-flight requests in the order they were written: each reply sender, with when its batch
-/// was written. Shared by the two halves of one task (never contended).
-type Inflight = Mutex<VecDeque<(oneshot::Sender<JobResult>, Instant)>>;
+/// A request written and not yet answered.
+#[derive(Debug)]
+struct Owed {
+    reply: oneshot::Sender<JobResult>,
+    /// When its batch was written.
+    written_at: Instant,
+    /// An `ASKING` reply comes first, and is not the caller's.
+    asking: bool,
+}
 
-fn lock(
-    inflight: &Inflight,
-) -> std::sync::MutexGuard<'_, VecDeque<(oneshot::Sender<JobResult>, Instant)>> {
+/// In-flight requests in the order they were written. Shared by the two halves of one task
+/// (never contended).
+type Inflight = Mutex<VecDeque<Owed>>;
+
+fn lock(inflight: &Inflight) -> std::sync::MutexGuard<'_, VecDeque<Owed>> {
     inflight.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -239,8 +254,15 @@ async fn serve(
             {
                 let mut inflight = lock(&inflight);
                 for job in batch.drain(..) {
+                    if job.asking {
+                        out.extend_from_slice(ASKING);
+                    }
                     out.extend_from_slice(&job.request);
-                    inflight.push_back((job.reply, written_at));
+                    inflight.push_back(Owed {
+                        reply: job.reply,
+                        written_at,
+                        asking: job.asking,
+                    });
                 }
             }
             if writer.write_all(&out).await.is_err() {
@@ -260,9 +282,15 @@ async fn serve(
                             // A RESP3 push (no request of ours asked for it): not a reply.
                             continue;
                         }
-                        match lock(&inflight).pop_front() {
-                            Some((sender, _)) => {
-                                let _ = sender.send(Ok(reply));
+                        let mut owed = lock(&inflight);
+                        match owed.front_mut() {
+                            // ASKING's reply: its command's comes next. (Were it refused, the
+                            // command's own reply says where to go.)
+                            Some(front) if front.asking => front.asking = false,
+                            Some(_) => {
+                                if let Some(front) = owed.pop_front() {
+                                    let _ = front.reply.send(Ok(reply));
+                                }
                             }
                             // A reply nobody asked for: the stream is out of step.
                             None => {
@@ -302,9 +330,9 @@ async fn serve(
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let now = ticks.tick().await;
-            let overdue = lock(&inflight).front().is_some_and(|(_, written_at)| {
-                now.saturating_duration_since(*written_at) >= deadline
-            });
+            let overdue = lock(&inflight)
+                .front()
+                .is_some_and(|owed| now.saturating_duration_since(owed.written_at) >= deadline);
             if overdue {
                 return BackendError::Timeout {
                     addr: addr.to_string(),
@@ -319,8 +347,8 @@ async fn serve(
         e = watchdog => e,
     };
     // Requests written and not answered get the error.
-    for (sender, _) in lock(&inflight).drain(..) {
-        let _ = sender.send(Err(error.clone()));
+    for owed in lock(&inflight).drain(..) {
+        let _ = owed.reply.send(Err(error.clone()));
     }
     error
 }

@@ -137,6 +137,16 @@ impl Dedicated {
 
     /// Queues `request` now; requests queued on one `Dedicated` are answered in order.
     pub fn send(&self, request: Bytes) -> oneshot::Receiver<JobResult> {
+        self.queue(request, false)
+    }
+
+    /// Queues `ASKING` and `request` as one unit (see `Job::asking`): the reply is the
+    /// command's.
+    pub fn send_asking(&self, request: Bytes) -> oneshot::Receiver<JobResult> {
+        self.queue(request, true)
+    }
+
+    fn queue(&self, request: Bytes, asking: bool) -> oneshot::Receiver<JobResult> {
         let (tx, rx) = oneshot::channel();
         self.inner.inflight.fetch_add(1, Ordering::Relaxed);
         let lost = || BackendError::ConnectionLost {
@@ -144,7 +154,11 @@ impl Dedicated {
         };
         match &self.inner.conn {
             Some(conn) => {
-                if let Err(job) = conn.send(Job { request, reply: tx }) {
+                if let Err(job) = conn.send(Job {
+                    request,
+                    asking,
+                    reply: tx,
+                }) {
                     let _ = job.reply.send(Err(lost()));
                 }
             }

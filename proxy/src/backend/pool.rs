@@ -50,11 +50,16 @@ impl Pool {
         &self.addr
     }
 
-    /// Queues `request` on the connection of `lane`, (re)connecting it if needed. Never blocks:
-    /// the returned future resolves with the raw reply bytes.
-    pub fn call(&self, request: Bytes, lane: usize) -> ReplyFuture {
+    /// Queues `request` (behind `ASKING`, as one unit, when `asking`) on the connection of
+    /// `lane`, (re)connecting it if needed. Never blocks: the returned future resolves with the
+    /// raw reply bytes.
+    pub fn call(&self, request: Bytes, asking: bool, lane: usize) -> ReplyFuture {
         let (tx, rx) = oneshot::channel();
-        let mut job = Job { request, reply: tx };
+        let mut job = Job {
+            request,
+            asking,
+            reply: tx,
+        };
         let slot = &self.lanes[lane % self.lanes.len()];
         // Two tries: a connection found dead is replaced once.
         for _ in 0..2 {
@@ -181,14 +186,14 @@ mod tests {
             Duration::from_secs(1),
             None,
         );
-        let first = pool.call(Bytes::from_static(PING), 0);
-        let second = pool.call(Bytes::from_static(PING), 0);
+        let first = pool.call(Bytes::from_static(PING), false, 0);
+        let second = pool.call(Bytes::from_static(PING), false, 0);
         assert_eq!(&first.await.expect("reply")[..], b"+PONG\r\n");
         assert_eq!(&second.await.expect("reply")[..], b"+PONG\r\n");
         // The backend closed after two replies: the next calls reconnect (bounded attempts).
         let mut ok = false;
         for _ in 0..20 {
-            if pool.call(Bytes::from_static(PING), 0).await.is_ok() {
+            if pool.call(Bytes::from_static(PING), false, 0).await.is_ok() {
                 ok = true;
                 break;
             }
@@ -236,7 +241,7 @@ mod tests {
                     let (pool, start) = (pool.clone(), start.clone());
                     tokio::spawn(async move {
                         start.wait().await;
-                        pool.call(Bytes::from_static(PING), 0).await
+                        pool.call(Bytes::from_static(PING), false, 0).await
                     })
                 })
                 .collect();
@@ -262,8 +267,8 @@ mod tests {
         let deadline = Duration::from_millis(300);
         let pool = Pool::new(addr.into(), Protocol::Resp2, 1, deadline, None);
         let started = std::time::Instant::now();
-        let first = pool.call(Bytes::from_static(PING), 0);
-        let second = pool.call(Bytes::from_static(PING), 0);
+        let first = pool.call(Bytes::from_static(PING), false, 0);
+        let second = pool.call(Bytes::from_static(PING), false, 0);
         // Bounded: without the watchdog these would never resolve.
         let bound = Duration::from_secs(5);
         let first = tokio::time::timeout(bound, first)
@@ -297,7 +302,7 @@ mod tests {
             Duration::from_secs(1),
             None,
         );
-        let result = pool.call(Bytes::from_static(PING), 0).await;
+        let result = pool.call(Bytes::from_static(PING), false, 0).await;
         assert!(
             matches!(result, Err(BackendError::Connect { .. })),
             "{result:?}"

@@ -10,8 +10,8 @@ use tessera_proto::resp::Frame;
 
 use super::{frame, ok};
 use crate::acl::CATEGORIES;
-use crate::client::{Reply, Session};
-use crate::clients::Stop;
+use crate::client_list::Stop;
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 
 fn bulk(text: impl Into<Bytes>) -> Frame {

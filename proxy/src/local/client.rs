@@ -1,5 +1,5 @@
 //! CLIENT ID / GETNAME / SETNAME / INFO / LIST / KILL / NO-EVICT / TRACKING / SETINFO, as Redis
-//! 7.0 answers them, over the proxy's own clients (`crate::clients`).
+//! 7.0 answers them, over the proxy's own clients (`crate::client_list`).
 
 use std::sync::Arc;
 
@@ -7,9 +7,9 @@ use bytes::Bytes;
 use tessera_proto::resp::Frame;
 
 use super::{frame, ok, verbatim};
-use crate::client::{Reply, Session};
-use crate::clients::{ClientHandle, ClientState, Stop};
+use crate::client_list::{ClientHandle, ClientState, Stop};
 use crate::router::parse_i64;
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 
 pub const BAD_NAME: &str =

@@ -21,7 +21,7 @@ use tessera_proto::topology::render::{self, MessageStats};
 use tessera_proto::topology::Topology;
 
 use super::{frame, verbatim};
-use crate::client::{Reply, Session};
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 use crate::topology::Snapshot;
 

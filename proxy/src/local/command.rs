@@ -6,7 +6,7 @@ use tessera_proto::command::{self, reply, CommandSpec};
 use tessera_proto::resp::Frame;
 
 use super::frame;
-use crate::client::{Reply, Session};
+use crate::session::{Reply, Session};
 
 pub fn handle(session: &Session, args: &[Bytes]) -> Option<Reply> {
     let Some(sub) = args.get(1) else {

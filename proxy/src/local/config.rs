@@ -7,7 +7,7 @@ use tessera_proto::resp::Frame;
 use tessera_proto::glob;
 
 use super::{frame, ok};
-use crate::client::{Reply, Session};
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 
 /// What the proxy reports; it has no persistence of its own.

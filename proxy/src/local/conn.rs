@@ -6,8 +6,8 @@ use tessera_proto::resp::{Frame, Protocol};
 
 use super::{frame, ok};
 use crate::acl::WRONGPASS;
-use crate::client::{Reply, Session};
 use crate::router::parse_i64;
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 
 pub fn ping(session: &Session, args: &[Bytes]) -> Reply {

@@ -10,9 +10,9 @@ use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::{Frame, Protocol};
 
 use super::verbatim;
-use crate::client::{Reply, Session};
 use crate::fanout::masters;
 use crate::forward;
+use crate::session::{Reply, Session};
 use crate::shared::{Shared, Stats};
 use crate::topology::Snapshot;
 

@@ -148,7 +148,7 @@ impl ClientHandle {
 
 /// Every connected client, by id (so CLIENT LIST is in id order, as Redis lists them).
 #[derive(Debug, Default)]
-pub struct Clients {
+pub struct ClientList {
     registered: Mutex<Registered>,
 }
 
@@ -159,7 +159,7 @@ struct Registered {
     shutting_down: bool,
 }
 
-impl Clients {
+impl ClientList {
     fn lock(&self) -> std::sync::MutexGuard<'_, Registered> {
         self.registered.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use tessera_proto::resp::Protocol;
 
 use crate::acl::{self, Gate, User};
-use crate::clients::{ClientHandle, ClientState};
+use crate::client_list::{ClientHandle, ClientState};
 use crate::forward::{self, BoxReply, Lane};
 use crate::pubsub::{self, Subscriber};
 use crate::router::{self, Route};

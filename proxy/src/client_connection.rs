@@ -21,9 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
-use crate::client::{Reply, Session};
-use crate::clients::Stop;
+use crate::client_list::Stop;
 use crate::pubsub::{Budget, Event, Subscriber};
+use crate::session::{Reply, Session};
 use crate::shared::Shared;
 
 /// Most replies a client may have outstanding; past it the proxy stops reading from it until
