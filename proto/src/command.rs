@@ -7,11 +7,13 @@ mod errors;
 mod keys;
 pub mod reply;
 mod table;
+mod timeout;
 
 pub use errors::{
     arity_error, unknown_command_error, unknown_command_error_bytes, unknown_subcommand_error,
 };
 pub use keys::{Begin, Find, KeySpec};
+pub use timeout::{parse_timeout, timeout_argument, TimeoutError};
 
 use std::cmp::Ordering;
 

@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod glob;
+pub mod long_double;
 pub mod pb;
 pub mod resp;
 pub mod slot;

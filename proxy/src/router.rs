@@ -205,24 +205,12 @@ fn route_keyed<'t>(
 }
 
 /// For the blocking commands the proxy serves on a dedicated connection: how long the command
-/// may block (`Some(None)`: forever, timeout 0). A timeout that does not parse counts as zero:
-/// the backend refuses it at once with Redis's own error. `None`: not such a command (XREAD
-/// BLOCK is refused before this).
+/// may block (`Some(None)`: forever, timeout 0), read by the rule the shard nodes apply
+/// (`command::parse_timeout`). `None`: not such a command (XREAD BLOCK is refused before this),
+/// or a timeout the node refuses at once: it then goes as a plain command, so the node answers
+/// Redis's error in Redis's order (BZMPOP checks its other arguments first).
 fn blocking_timeout(name: &str, args: &[Bytes]) -> Option<Option<Duration>> {
-    let arg = match name {
-        "blpop" | "brpop" | "brpoplpush" | "blmove" | "bzpopmin" | "bzpopmax" => args.last(),
-        "blmpop" | "bzmpop" => args.get(1),
-        _ => return None,
-    };
-    let seconds = arg
-        .and_then(|a| std::str::from_utf8(a).ok())
-        .and_then(|t| t.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0);
-    Some(match seconds {
-        Some(0.0) => None,
-        Some(s) => Some(Duration::from_secs_f64(s.min(1e9))),
-        None => Some(Duration::ZERO),
-    })
+    command::parse_timeout(command::timeout_argument(name, args)?).ok()
 }
 
 /// `-CROSSSLOT` as Redis words it.
@@ -457,10 +445,17 @@ mod tests {
                 &["BZMPOP", "2", "1", "foo", "MIN"],
                 "block 7002@12182 Some(2s)",
             ),
+            // A timeout the node refuses goes as a plain command: the node words the error.
             (
                 &["BLMOVE", "{a}x", "{a}y", "LEFT", "RIGHT", "x"],
-                "block 7002@15495 Some(0ns)",
+                "7002@15495",
             ),
+            (&["BLPOP", "bar", "-1"], "7000@5061"),
+            (&["BLPOP", "bar", "inf"], "7000@5061"),
+            // Redis's long-double syntax, read as the node reads it.
+            (&["BLPOP", "bar", "0x1p3"], "block 7000@5061 Some(8s)"),
+            (&["BLPOP", "bar", "1e1"], "block 7000@5061 Some(10s)"),
+            (&["BRPOP", "bar", "0.0001"], "block 7000@5061 Some(1ms)"),
         ];
         for (words, want) in cases {
             let a = args(words);

@@ -10,7 +10,6 @@ pub mod bits;
 pub mod cluster;
 pub mod config;
 pub mod connection;
-pub mod float;
 pub mod hash;
 pub mod keys;
 pub mod list;
@@ -625,6 +624,7 @@ fn dispatch(ctx: &Ctx<'_>, session: &mut Session, spec: &CommandSpec, args: &[By
         "ping" => connection::ping(session, args),
         "echo" => connection::echo(args),
         "quit" => connection::quit(session),
+        "reset" => connection::reset(ctx, session),
         "hello" => connection::hello(ctx, session, args),
         "auth" => connection::auth(ctx, session, args),
         "select" => connection::select(args),

@@ -1,4 +1,4 @@
-//! Connection commands: PING ECHO QUIT HELLO AUTH SELECT CLIENT.
+//! Connection commands: PING ECHO QUIT RESET HELLO AUTH SELECT CLIENT.
 
 use bytes::Bytes;
 use tessera_proto::resp::{Frame, Protocol};
@@ -27,6 +27,23 @@ pub fn echo(args: &[Bytes]) -> Frame {
 pub fn quit(session: &mut Session) -> Frame {
     session.quit = true;
     Frame::ok()
+}
+
+/// RESET, as Redis 7.0's clearClientConnectionState: the transaction is discarded and every key
+/// unwatched, every subscription dropped, the protocol back to RESP2, the name cleared, and the
+/// client is the default user again (so with a node secret it must AUTH anew).
+pub fn reset(ctx: &Ctx<'_>, session: &mut Session) -> Frame {
+    session.multi = None;
+    session.watched.unwatch_all(&ctx.state.keyspace);
+    ctx.state.pubsub.remove_client(&mut session.pubsub);
+    session.protocol = Protocol::Resp2;
+    session.authenticated = false;
+    {
+        let mut info = session.info.lock();
+        info.resp = 2;
+        info.name = Bytes::new();
+    }
+    Frame::Simple(Bytes::from_static(b"RESET"))
 }
 
 /// The only user is `default`. Without a node secret it has no password (as a fresh Redis): any
