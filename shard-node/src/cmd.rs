@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tessera_proto::command::{self, CommandSpec};
+use tessera_proto::command::{self, CommandSpec, Server};
 use tessera_proto::resp::{Frame, Protocol};
 use tessera_proto::slot::key_hash_slot;
 use tessera_proto::topology::Access;
@@ -377,7 +377,7 @@ pub fn execute(state: &NodeState, session: &mut Session, args: &[Bytes]) -> Fram
         }
     }
     // The table resolves container subcommands and checks arity with Redis's exact errors.
-    let spec = match command::resolve(args) {
+    let spec = match command::resolve_served(Server::ShardNode, args) {
         Ok(spec) => spec,
         Err(text) => {
             state.stats.commands.reject_unresolved(args);
@@ -537,7 +537,7 @@ pub(crate) fn execute_queued(
 /// Applies one command read back from the append-only file: no cluster checks, not logged again.
 /// Errs with Redis's error text when the command is not a valid write.
 pub fn replay(state: &NodeState, args: Vec<Bytes>) -> Result<(), String> {
-    let spec = command::resolve(&args)?;
+    let spec = command::resolve_served(Server::ShardNode, &args)?;
     if !spec.is_write() {
         return Err(format!("ERR '{}' is not a write command", spec.name));
     }
@@ -552,7 +552,7 @@ pub fn replay(state: &NodeState, args: Vec<Bytes>) -> Result<(), String> {
 /// clusterRedirectBlockedClientIfNeeded: a slot that moved away or went down while it waited
 /// answers MOVED / CLUSTERDOWN instead of waiting on.
 pub fn cluster_recheck(state: &NodeState, args: &[Bytes]) -> Option<Frame> {
-    let spec = command::resolve(args).ok()?;
+    let spec = command::resolve_served(Server::ShardNode, args).ok()?;
     cluster_check(state, spec, args, Instant::now()).err()
 }
 

@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use data_support::oracle::start_redis;
+use data_support::diff::{Differ, Order};
+use data_support::oracle::{start_redis, start_redis_with};
 use data_support::{words, RawClient, TestNode};
+use tessera_proto::command::{self, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -506,7 +508,6 @@ BLPOP {b}l <sp>1
 BLPOP {b}l 1<sp>
 BLPOP {b}l <empty>
 BLPOP {b}l 99999999999999999999
-BLPOP {b}l 9223372036854775.807
 BLPOP {b}l 1e400
 BLPOP {b}l 0x1p99999
 BLMOVE {b}l {b}d LEFT RIGHT 0x1p3
@@ -572,5 +573,57 @@ async fn reset_and_blocking_timeouts_match_redis() -> anyhow::Result<()> {
         mismatches.len(),
         mismatches.join("\n")
     );
+    node.stop().await
+}
+
+/// A command no node implements is not advertised and is unknown, exactly as on a redis-server
+/// whose config renames those very commands away (`rename-command NAME ""` removes a command
+/// from Redis's table): COMMAND COUNT, LIST, INFO, DOCS, GETKEYS and the commands themselves.
+#[tokio::test]
+async fn unimplemented_commands_are_unknown_as_in_redis_without_them() -> anyhow::Result<()> {
+    let unimplemented: Vec<&str> = command::all()
+        .iter()
+        .filter(|spec| !spec.served_by(Server::ShardNode))
+        .map(|spec| spec.name)
+        .collect();
+    assert!(unimplemented.contains(&"xadd") && unimplemented.contains(&"eval"));
+    let renames: Vec<&str> = unimplemented
+        .iter()
+        .flat_map(|name| ["--rename-command", name, ""])
+        .collect();
+    let redis = start_redis_with(&renames).await?;
+    let node = TestNode::start().await?;
+    let mut theirs = RawClient::connect(redis.addr).await?;
+    let mut ours = node.client().await?;
+    let mut differ = Differ::new(&mut theirs, &mut ours);
+    let lines = [
+        (Order::Exact, "COMMAND COUNT"),
+        (Order::Unordered, "COMMAND LIST"),
+        (Order::Exact, "COMMAND INFO get xadd eval sort"),
+        (Order::Exact, "COMMAND INFO xadd"),
+        (Order::Exact, "COMMAND DOCS xadd pfadd"),
+        (Order::Exact, "COMMAND GETKEYS xadd s * f v"),
+        (Order::Exact, "COMMAND GETKEYS get k"),
+        (Order::Exact, "XADD {x}s * f v"),
+        (Order::Exact, "XADD"),
+        (Order::Exact, "EVAL return<sp>1 0"),
+        (Order::Exact, "SORT {x}k"),
+        (Order::Exact, "PFADD {x}h a"),
+        (Order::Exact, "GEOADD {x}g 1 1 m"),
+        (Order::Exact, "ACL WHOAMI"),
+        (Order::Exact, "TIME"),
+        (Order::Exact, "MONITOR"),
+        (Order::Exact, "MULTI"),
+        (Order::Exact, "XLEN {x}s"),
+        (Order::Exact, "SET {x}k v"),
+        (Order::Exact, "EXEC"),
+        (Order::Exact, "GET {x}k"),
+    ];
+    for (order, line) in lines {
+        let (_, args) = parse_line(line);
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        differ.check(&refs, order, "unimplemented").await?;
+    }
+    differ.assert_none();
     node.stop().await
 }
