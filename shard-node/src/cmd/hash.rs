@@ -10,6 +10,7 @@ use rand::Rng;
 use tessera_proto::long_double;
 use tessera_proto::resp::{Frame, Protocol};
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_NOT_FLOAT, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
 use super::{Ctx, Txn};
 use crate::keyspace::{glob, Entry, EntryRef, HashValue, Value, ValueMut, ValueRef};
@@ -498,6 +499,28 @@ pub fn hscan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         .collect();
     scan_reply(cursor, items)
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("hset", |ctx, _, args| hset(ctx, args, false)),
+    ("hmset", |ctx, _, args| hset(ctx, args, true)),
+    ("hsetnx", |ctx, _, args| hsetnx(ctx, args)),
+    ("hget", |ctx, _, args| hget(ctx, args)),
+    ("hmget", |ctx, _, args| hmget(ctx, args)),
+    ("hgetall", |ctx, _, args| hgetall(ctx, args, Parts::Both)),
+    ("hkeys", |ctx, _, args| hgetall(ctx, args, Parts::Fields)),
+    ("hvals", |ctx, _, args| hgetall(ctx, args, Parts::Values)),
+    ("hdel", |ctx, _, args| hdel(ctx, args)),
+    ("hexists", |ctx, _, args| hexists(ctx, args)),
+    ("hlen", |ctx, _, args| hlen(ctx, args)),
+    ("hstrlen", |ctx, _, args| hstrlen(ctx, args)),
+    ("hincrby", |ctx, _, args| hincrby(ctx, args)),
+    ("hincrbyfloat", |ctx, _, args| hincrbyfloat(ctx, args)),
+    ("hrandfield", |ctx, session, args| {
+        hrandfield(ctx, args, session.protocol)
+    }),
+    ("hscan", |ctx, _, args| hscan(ctx, args)),
+];
 
 #[cfg(test)]
 mod tests {

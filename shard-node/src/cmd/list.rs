@@ -17,8 +17,9 @@ use tessera_proto::command;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
-use super::{Ctx, Session, Txn};
+use super::{ClientSession, Ctx, Txn};
 use crate::keyspace::{blocking, Entry, EntryRef, Value, ValueMut, ValueRef};
 
 const ERR_POSITIVE: &str = "ERR value is out of range, must be positive";
@@ -669,7 +670,7 @@ pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Frame> {
 /// (BZPOPMIN, ...) block through it too, and add their serving to `cmd::serve_blocked`.
 pub fn block(
     txn: &Txn<'_>,
-    session: &mut Session,
+    session: &mut ClientSession,
     keys: &[Bytes],
     args: &[Bytes],
     timeout: Option<Duration>,
@@ -691,7 +692,7 @@ pub fn block(
 }
 
 /// BLPOP / BRPOP key... timeout.
-pub fn blpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], end: End) -> Frame {
+pub fn blpop(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes], end: End) -> Frame {
     let timeout = match parse_timeout(&args[args.len() - 1]) {
         Ok(t) => t,
         Err(e) => return e,
@@ -716,7 +717,7 @@ pub fn blpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], end: End) -> 
 }
 
 /// BLMPOP timeout numkeys key... LEFT|RIGHT [COUNT count].
-pub fn blmpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
+pub fn blmpop(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
     let spec = match parse_multi_pop(args, 2) {
         Ok(spec) => spec,
         Err(e) => return e,
@@ -740,7 +741,7 @@ pub fn blmpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
 /// BLMOVE src dst LEFT|RIGHT LEFT|RIGHT timeout, and BRPOPLPUSH src dst timeout (`ends` given).
 pub fn blmove(
     ctx: &Ctx<'_>,
-    session: &mut Session,
+    session: &mut ClientSession,
     args: &[Bytes],
     ends: Option<(End, End)>,
 ) -> Frame {
@@ -820,6 +821,40 @@ pub fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<F
         None
     }
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("lpush", |ctx, _, args| push(ctx, args, End::Left, false)),
+    ("rpush", |ctx, _, args| push(ctx, args, End::Right, false)),
+    ("lpushx", |ctx, _, args| push(ctx, args, End::Left, true)),
+    ("rpushx", |ctx, _, args| push(ctx, args, End::Right, true)),
+    ("lpop", |ctx, _, args| pop(ctx, args, End::Left)),
+    ("rpop", |ctx, _, args| pop(ctx, args, End::Right)),
+    ("llen", |ctx, _, args| llen(ctx, args)),
+    ("lindex", |ctx, _, args| lindex(ctx, args)),
+    ("lrange", |ctx, _, args| lrange(ctx, args)),
+    ("lpos", |ctx, _, args| lpos(ctx, args)),
+    ("lset", |ctx, _, args| lset(ctx, args)),
+    ("linsert", |ctx, _, args| linsert(ctx, args)),
+    ("lrem", |ctx, _, args| lrem(ctx, args)),
+    ("ltrim", |ctx, _, args| ltrim(ctx, args)),
+    ("lmove", |ctx, _, args| lmove(ctx, args, None)),
+    ("rpoplpush", |ctx, _, args| lmove(ctx, args, RPOPLPUSH)),
+    ("lmpop", |ctx, _, args| lmpop(ctx, args)),
+    ("blpop", |ctx, session, args| {
+        blpop(ctx, session, args, End::Left)
+    }),
+    ("brpop", |ctx, session, args| {
+        blpop(ctx, session, args, End::Right)
+    }),
+    ("blmpop", blmpop),
+    ("blmove", |ctx, session, args| {
+        blmove(ctx, session, args, None)
+    }),
+    ("brpoplpush", |ctx, session, args| {
+        blmove(ctx, session, args, RPOPLPUSH)
+    }),
+];
 
 #[cfg(test)]
 mod tests {

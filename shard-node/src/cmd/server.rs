@@ -1,4 +1,4 @@
-//! Server commands: COMMAND INFO DBSIZE FLUSHALL FLUSHDB (CONFIG is in `config`), and what INFO reports that is
+//! Server commands: COMMAND INFO DBSIZE FLUSHALL FLUSHDB BGREWRITEAOF (CONFIG is in `config`), and what INFO reports that is
 //! kept here: per-command counters (commandstats), the moving ops/sec rate and the memory peak.
 
 use std::fmt::Write;
@@ -12,6 +12,7 @@ use tessera_proto::command::{self, CommandSpec, Server};
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::SLOT_COUNT;
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_SYNTAX};
 use super::{subcommand_arity, unknown_subcommand, Ctx};
 use crate::server::REDIS_VERSION;
@@ -89,6 +90,20 @@ pub fn command(args: &[Bytes]) -> Frame {
         }
         "count" | "list" | "getkeys" => subcommand_arity("command", sub),
         _ => unknown_subcommand("command", sub),
+    }
+}
+
+/// BGREWRITEAOF: hands the request to the AOF's rewrite task (`aof::rewrite`).
+pub fn bgrewriteaof(ctx: &Ctx<'_>) -> Frame {
+    let Some(aof) = &ctx.state.aof else {
+        tracing::warn!("BGREWRITEAOF refused: appendonly is off, there is no file to rewrite");
+        return Frame::error(crate::aof::rewrite::Refused::Closed.to_string());
+    };
+    match aof.request_rewrite() {
+        Ok(()) => Frame::Simple(Bytes::from_static(
+            b"Background append only file rewriting started",
+        )),
+        Err(refused) => Frame::error(refused.to_string()),
     }
 }
 
@@ -703,6 +718,16 @@ fn index_of(spec: &'static CommandSpec) -> Option<usize> {
         }
     }
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("command", |_, _, args| command(args)),
+    ("info", |ctx, _, args| info(ctx, args)),
+    ("dbsize", |ctx, _, _| dbsize(ctx)),
+    ("flushall", |ctx, _, args| flush(ctx, args)),
+    ("flushdb", |ctx, _, args| flush(ctx, args)),
+    ("bgrewriteaof", |ctx, _, _| bgrewriteaof(ctx)),
+];
 
 #[cfg(test)]
 mod tests {
