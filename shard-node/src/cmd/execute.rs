@@ -16,7 +16,7 @@ use super::{multi_exec, parse, pubsub, ClientSession, Ctx};
 use crate::state::NodeState;
 
 /// Runs one client command and returns its reply. Between MULTI and EXEC a command is checked
-/// and queued instead (see `transaction`).
+/// and queued instead (see `multi_exec`).
 pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -> Frame {
     // A peer's forwarded PUBLISH; only from a connection that has the node secret, if any.
     if !session.must_authenticate(state) {
