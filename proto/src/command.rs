@@ -213,6 +213,31 @@ impl CommandSpec {
         }
     }
 
+    /// Whether it runs at once inside MULTI instead of being queued, as Redis's processCommand
+    /// decides (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET).
+    pub fn runs_inside_multi(&self) -> bool {
+        matches!(
+            self.name,
+            "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+        )
+    }
+
+    /// Whether a RESP2 client in subscribed mode may run it, as Redis's processCommand decides.
+    pub fn allowed_when_subscribed(&self) -> bool {
+        matches!(
+            self.name,
+            "ping"
+                | "subscribe"
+                | "ssubscribe"
+                | "unsubscribe"
+                | "sunsubscribe"
+                | "psubscribe"
+                | "punsubscribe"
+                | "quit"
+                | "reset"
+        )
+    }
+
     pub fn is_write(&self) -> bool {
         self.flags.contains(&"write")
     }
@@ -560,6 +585,28 @@ mod tests {
         assert_eq!(route("client|pause"), Routing::Refused);
         for name in ["get", "set", "zunionstore", "eval", "blpop", "publish"] {
             assert_eq!(route(name), Routing::Keyed, "{name}");
+        }
+    }
+
+    #[test]
+    fn multi_and_subscribed_mode_rules_are_redis_rules() {
+        let spec = |name: &str| lookup(name.as_bytes()).unwrap();
+        for name in ["exec", "discard", "multi", "watch", "quit", "reset"] {
+            assert!(spec(name).runs_inside_multi(), "{name}");
+        }
+        for name in [
+            "ping",
+            "subscribe",
+            "sunsubscribe",
+            "punsubscribe",
+            "quit",
+            "reset",
+        ] {
+            assert!(spec(name).allowed_when_subscribed(), "{name}");
+        }
+        for name in ["get", "unwatch", "publish", "echo"] {
+            assert!(!spec(name).runs_inside_multi(), "{name}");
+            assert!(!spec(name).allowed_when_subscribed(), "{name}");
         }
     }
 

@@ -103,7 +103,7 @@ enum Gate<'a> {
 
 /// The error a RESP2 client in subscribed mode gets for a command it may not run there.
 fn pubsub_refusal(session: &ClientSession, spec: &CommandSpec) -> Option<Frame> {
-    if !session.pubsub.restricts(session.protocol) || pubsub_context_allows(spec.name) {
+    if !session.pubsub.restricts(session.protocol) || spec.allowed_when_subscribed() {
         return None;
     }
     Some(Frame::error(format!(
@@ -151,22 +151,6 @@ fn touches_keys(spec: &CommandSpec) -> bool {
     !matches!(
         name,
         "type" | "exists" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "object" | "memory"
-    )
-}
-
-/// Whether a RESP2 client in subscribed mode may run `name`, as Redis's processCommand.
-fn pubsub_context_allows(name: &str) -> bool {
-    matches!(
-        name,
-        "ping"
-            | "subscribe"
-            | "ssubscribe"
-            | "unsubscribe"
-            | "sunsubscribe"
-            | "psubscribe"
-            | "punsubscribe"
-            | "quit"
-            | "reset"
     )
 }
 

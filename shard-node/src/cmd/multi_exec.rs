@@ -17,14 +17,6 @@ use crate::transaction::{Multi, Queued, Unit};
 
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 
-/// Commands that run at once even inside MULTI (Redis's processCommand list).
-fn runs_inside_multi(name: &str) -> bool {
-    matches!(
-        name,
-        "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
-    )
-}
-
 /// Marks the open transaction, if any, as refused (Redis's flagTransaction): a command was
 /// rejected while queueing, so EXEC will answer EXECABORT.
 pub fn refuse_queueing(session: &mut ClientSession) {
@@ -63,7 +55,7 @@ pub fn queue(
     args: &[Bytes],
 ) -> Option<Frame> {
     let multi = session.multi.as_mut()?;
-    if runs_inside_multi(spec.name) {
+    if spec.runs_inside_multi() {
         return None;
     }
     if spec.flags.contains(&"no_multi") {
