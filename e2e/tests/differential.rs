@@ -158,6 +158,27 @@ fn cases() -> Vec<(Compare, Vec<&'static str>)> {
         c(&["ZADD", "{z}z", "nan", "x"]),
         c(&["LPUSH", "{z}z", "x"]),
         c(&["TYPE", "{z}z"]),
+        // RESET, and blocking timeouts in Redis's long-double syntax, read alike by the proxy and
+        // the nodes (the list holds data: a timeout that parses is answered at once).
+        c(&["RESET"]),
+        c(&["RESET", "x"]),
+        c(&[
+            "RPUSH", "{bl}l", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j",
+        ]),
+        c(&["BLPOP", "{bl}l", "0x1p3"]),
+        c(&["BLPOP", "{bl}l", "1e1"]),
+        c(&["BRPOP", "{bl}l", "1.5"]),
+        c(&["BLPOP", "{bl}l", "-1"]),
+        c(&["BLPOP", "{bl}l", "inf"]),
+        c(&["BLPOP", "{bl}l", "nan"]),
+        c(&["BLPOP", "{bl}l", " 1"]),
+        c(&["BLPOP", "{bl}l", "99999999999999999999"]),
+        c(&["BLPOP", "{bl}l", "1e400"]),
+        c(&["BLMOVE", "{bl}l", "{bl}d", "LEFT", "RIGHT", "0x1p3"]),
+        c(&["BLMOVE", "{bl}l", "{bl}d", "LEFT", "RIGHT", "abc"]),
+        c(&["ZADD", "{bl}z", "1", "a", "2", "b", "3", "c"]),
+        c(&["BZPOPMIN", "{bl}z", "0x1p3"]),
+        c(&["BZPOPMAX", "{bl}z", "-1"]),
     ]
 }
 
@@ -173,6 +194,14 @@ fn proxy_cases() -> Vec<(Compare, Vec<&'static str>)> {
         c(&["UNLINK", "c", "d", "d"]),
         c(&["MGET", "a", "b", "c", "d"]),
         c(&["DBSIZE"]),
+        // The timeout comes first here, so only the proxy (which finds the key) runs them.
+        c(&["RPUSH", "{bm}l", "a", "b", "c"]),
+        c(&["BLMPOP", "0x1p3", "1", "{bm}l", "LEFT"]),
+        c(&["BLMPOP", "nan", "1", "{bm}l", "LEFT"]),
+        c(&["BLMPOP", "-1", "1", "{bm}l", "LEFT"]),
+        c(&["ZADD", "{bm}z", "1", "a", "2", "b"]),
+        c(&["BZMPOP", "1e1", "1", "{bm}z", "MIN"]),
+        c(&["BZMPOP", "nan", "1", "{bm}z", "BAD"]),
     ]
 }
 

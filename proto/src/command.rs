@@ -7,11 +7,13 @@ mod errors;
 mod keys;
 pub mod reply;
 mod table;
+mod timeout;
 
 pub use errors::{
     arity_error, unknown_command_error, unknown_command_error_bytes, unknown_subcommand_error,
 };
 pub use keys::{Begin, Find, KeySpec};
+pub use timeout::{parse_timeout, timeout_argument, TimeoutError};
 
 use std::cmp::Ordering;
 
@@ -36,12 +38,49 @@ pub struct CrossSlot;
 pub enum Routing {
     /// Sent to the owner of its key's slot (all keys must share one slot, else CROSSSLOT).
     Keyed,
-    /// Keys may span slots: split per slot and merge (MGET, MSET, DEL, UNLINK, EXISTS, TOUCH).
-    Split,
-    /// Sent to every master and the replies combined (DBSIZE, KEYS, FLUSHALL, ...).
-    FanOut,
+    /// Keys may span slots: split per slot and the parts' replies merged (MGET, MSET, DEL,
+    /// UNLINK, EXISTS, TOUCH).
+    Split(Merge),
+    /// Sent to every master and the replies combined (DBSIZE, KEYS, FLUSHALL, PUBSUB NUMSUB, ...).
+    FanOut(FanOut),
     /// Answered by the proxy itself (PING, ECHO, HELLO, CLUSTER, CLIENT, COMMAND, INFO, ...).
     Local,
+    /// Refused by the proxy with an honest error: it cannot serve it correctly yet (CLIENT PAUSE,
+    /// ...).
+    Refused,
+}
+
+/// How the parts of a split command are merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// MGET: the parts' arrays, put back in key order.
+    Values,
+    /// MSET: OK when every part says OK.
+    AllOk,
+    /// DEL, UNLINK, EXISTS, TOUCH: the sum of the parts' integers.
+    Sum,
+}
+
+/// Whole-keyspace commands and how the masters' replies are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FanOut {
+    DbSize,
+    /// FLUSHALL / FLUSHDB: OK when every master says OK.
+    Flush,
+    Keys,
+    RandomKey,
+    Scan,
+    /// PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB: every master's view,
+    /// combined (union of channels, sums of counts).
+    PubSub,
+}
+
+/// Which of Tessera's RESP servers answers: what a client may run and COMMAND advertises
+/// differs between them (a node has no ACL; the proxy answers ACL itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    ShardNode,
+    Proxy,
 }
 
 /// One command's entry, as Redis describes it in COMMAND INFO. Container commands (CLUSTER,
@@ -70,12 +109,24 @@ pub struct CommandSpec {
     pub group: &'static str,
     pub since: &'static str,
     pub complexity: &'static str,
+    /// Whether a shard node implements it (a container's subcommands follow the container).
+    pub on_node: bool,
     pub routing: Routing,
     /// Sorted by name; empty unless this is a container command.
     pub subcommands: &'static [CommandSpec],
 }
 
 impl CommandSpec {
+    /// Whether `server` serves this command: a node the commands it implements, the proxy those
+    /// and the ones it answers itself. Only these are advertised by COMMAND and run; any other
+    /// answers Redis's "unknown command", as a Redis without the command would.
+    pub fn served_by(&self, server: Server) -> bool {
+        match server {
+            Server::ShardNode => self.on_node,
+            Server::Proxy => self.on_node || self.routing == Routing::Local,
+        }
+    }
+
     /// Whether `argc` arguments (name included) satisfy the arity.
     pub fn arity_ok(&self, argc: usize) -> bool {
         if self.arity >= 0 {
@@ -162,6 +213,31 @@ impl CommandSpec {
         }
     }
 
+    /// Whether it runs at once inside MULTI instead of being queued, as Redis's processCommand
+    /// decides (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET).
+    pub fn runs_inside_multi(&self) -> bool {
+        matches!(
+            self.name,
+            "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+        )
+    }
+
+    /// Whether a RESP2 client in subscribed mode may run it, as Redis's processCommand decides.
+    pub fn allowed_when_subscribed(&self) -> bool {
+        matches!(
+            self.name,
+            "ping"
+                | "subscribe"
+                | "ssubscribe"
+                | "unsubscribe"
+                | "sunsubscribe"
+                | "psubscribe"
+                | "punsubscribe"
+                | "quit"
+                | "reset"
+        )
+    }
+
     pub fn is_write(&self) -> bool {
         self.flags.contains(&"write")
     }
@@ -197,9 +273,25 @@ pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
         .map(|i| &commands[i])
 }
 
-/// Every top-level entry, sorted by name, for COMMAND and COMMAND COUNT.
+/// Every top-level entry Redis knows, sorted by name, served by Tessera or not.
 pub fn all() -> &'static [CommandSpec] {
     table::COMMANDS
+}
+
+/// The top-level entries `server` serves, sorted by name, for COMMAND and COMMAND COUNT.
+pub fn served(server: Server) -> impl Iterator<Item = &'static CommandSpec> {
+    all().iter().filter(move |spec| spec.served_by(server))
+}
+
+/// `lookup` among the commands `server` serves (COMMAND INFO, DOCS, GETKEYS).
+pub fn lookup_served(server: Server, name: &[u8]) -> Option<&'static CommandSpec> {
+    lookup(name).filter(|spec| spec.served_by(server))
+}
+
+/// `resolve` for a client of `server`: a command it does not serve is unknown, checked before
+/// the arity as Redis checks a command it lacks.
+pub fn resolve_served(server: Server, args: &[Bytes]) -> Result<&'static CommandSpec, String> {
+    resolve_among(args, Some(server))
 }
 
 /// Finds the entry a client's command runs, as Redis's `processCommand` does: the command, or for
@@ -207,12 +299,20 @@ pub fn all() -> &'static [CommandSpec] {
 /// text (prefix included): unknown command, unknown subcommand, or wrong number of arguments
 /// (named `container|sub` for subcommands).
 pub fn resolve(args: &[Bytes]) -> Result<&'static CommandSpec, String> {
+    resolve_among(args, None)
+}
+
+/// `resolve` among the commands `server` serves (`None`: every command Redis knows).
+fn resolve_among(args: &[Bytes], server: Option<Server>) -> Result<&'static CommandSpec, String> {
     let Some(name) = args.first() else {
         return Err(unknown_command_error(args));
     };
     let Some(command) = lookup_top(name) else {
         return Err(unknown_command_error(args));
     };
+    if server.is_some_and(|server| !command.served_by(server)) {
+        return Err(unknown_command_error(args));
+    }
     let spec = match args.get(1) {
         Some(sub) if !command.subcommands.is_empty() => command
             .subcommand(sub)
@@ -455,12 +555,19 @@ mod tests {
     #[test]
     fn routing() {
         let route = |name: &str| lookup(name.as_bytes()).unwrap().routing;
-        for name in ["mget", "mset", "del", "unlink", "exists", "touch"] {
-            assert_eq!(route(name), Routing::Split, "{name}");
+        assert_eq!(route("mget"), Routing::Split(Merge::Values));
+        assert_eq!(route("mset"), Routing::Split(Merge::AllOk));
+        for name in ["del", "unlink", "exists", "touch"] {
+            assert_eq!(route(name), Routing::Split(Merge::Sum), "{name}");
         }
-        for name in ["dbsize", "keys", "scan", "randomkey", "flushall", "flushdb"] {
-            assert_eq!(route(name), Routing::FanOut, "{name}");
-        }
+        assert_eq!(route("dbsize"), Routing::FanOut(FanOut::DbSize));
+        assert_eq!(route("keys"), Routing::FanOut(FanOut::Keys));
+        assert_eq!(route("scan"), Routing::FanOut(FanOut::Scan));
+        assert_eq!(route("randomkey"), Routing::FanOut(FanOut::RandomKey));
+        assert_eq!(route("flushall"), Routing::FanOut(FanOut::Flush));
+        assert_eq!(route("flushdb"), Routing::FanOut(FanOut::Flush));
+        assert_eq!(route("pubsub|numsub"), Routing::FanOut(FanOut::PubSub));
+        assert_eq!(route("pubsub|help"), Routing::Keyed);
         for name in [
             "ping",
             "echo",
@@ -470,12 +577,96 @@ mod tests {
             "client",
             "multi",
             "subscribe",
+            "acl",
+            "time",
         ] {
             assert_eq!(route(name), Routing::Local, "{name}");
         }
+        assert_eq!(route("client|pause"), Routing::Refused);
         for name in ["get", "set", "zunionstore", "eval", "blpop", "publish"] {
             assert_eq!(route(name), Routing::Keyed, "{name}");
         }
+    }
+
+    #[test]
+    fn multi_and_subscribed_mode_rules_are_redis_rules() {
+        let spec = |name: &str| lookup(name.as_bytes()).unwrap();
+        for name in ["exec", "discard", "multi", "watch", "quit", "reset"] {
+            assert!(spec(name).runs_inside_multi(), "{name}");
+        }
+        for name in [
+            "ping",
+            "subscribe",
+            "sunsubscribe",
+            "punsubscribe",
+            "quit",
+            "reset",
+        ] {
+            assert!(spec(name).allowed_when_subscribed(), "{name}");
+        }
+        for name in ["get", "unwatch", "publish", "echo"] {
+            assert!(!spec(name).runs_inside_multi(), "{name}");
+            assert!(!spec(name).allowed_when_subscribed(), "{name}");
+        }
+    }
+
+    #[test]
+    fn served_by_each_server() {
+        let served = |server, name: &str| lookup(name.as_bytes()).unwrap().served_by(server);
+        for name in [
+            "get",
+            "blpop",
+            "cluster|info",
+            "reset",
+            "exec",
+            "client|setname",
+        ] {
+            assert!(served(Server::ShardNode, name), "{name}");
+            assert!(served(Server::Proxy, name), "{name}");
+        }
+        for name in ["acl", "time"] {
+            assert!(!served(Server::ShardNode, name), "{name}");
+            assert!(served(Server::Proxy, name), "{name}");
+        }
+        for name in [
+            "xadd", "eval", "sort", "pfadd", "geoadd", "monitor", "lolwut",
+        ] {
+            assert!(!served(Server::ShardNode, name), "{name}");
+            assert!(!served(Server::Proxy, name), "{name}");
+        }
+        assert!(served(Server::Proxy, "client|pause"), "refused, yet known");
+        let r = |server, line: &str| resolve_served(server, &split(line)).map(|s| s.name);
+        // Unknown before the arity check, as a Redis without the command answers.
+        assert_eq!(
+            r(Server::ShardNode, "XADD"),
+            Err("ERR unknown command 'XADD', with args beginning with: ".into())
+        );
+        assert_eq!(
+            r(Server::Proxy, "eval s 0"),
+            Err("ERR unknown command 'eval', with args beginning with: 's' '0' ".into())
+        );
+        assert_eq!(
+            r(Server::ShardNode, "ACL WHOAMI"),
+            Err("ERR unknown command 'ACL', with args beginning with: 'WHOAMI' ".into())
+        );
+        assert_eq!(r(Server::Proxy, "ACL WHOAMI"), Ok("acl|whoami"));
+        assert_eq!(r(Server::ShardNode, "get k"), Ok("get"));
+        assert_eq!(
+            r(Server::ShardNode, "get"),
+            Err("ERR wrong number of arguments for 'get' command".into())
+        );
+        assert_eq!(
+            lookup_served(Server::ShardNode, b"xadd").map(|s| s.name),
+            None
+        );
+        assert_eq!(
+            lookup_served(Server::ShardNode, b"GET").map(|s| s.name),
+            Some("get")
+        );
+        assert!(served(Server::ShardNode, "get"));
+        let node = super::served(Server::ShardNode).count();
+        let proxy = super::served(Server::Proxy).count();
+        assert_eq!((node, proxy), (175, 177), "ACL and TIME on the proxy only");
     }
 
     #[test]

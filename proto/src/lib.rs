@@ -5,6 +5,7 @@
 pub mod command;
 pub mod control_plane;
 pub mod glob;
+pub mod long_double;
 pub mod pb;
 pub mod resp;
 pub mod slot;

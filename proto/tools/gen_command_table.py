@@ -3,21 +3,64 @@
 
 Usage: start a redis-server 7.0 (e.g. `redis-server --port 23101 --save '' --appendonly no`), then
     python3 proto/tools/gen_command_table.py 23101 > proto/src/command/table.rs
-Redis gives arity, flags, key positions, key specs, ACL categories, tips and docs; Tessera adds only
-`routing`, from the lists below.
+Redis gives arity, flags, key positions, key specs, ACL categories, tips and docs; Tessera adds
+what a command is to Tessera, written here once: whether a shard node implements it (`on_node`) and
+how the proxy routes it (`routing`). The proxy and the nodes read these from the table instead of
+keeping lists of their own.
 """
 import socket
 import sys
 
-# How the proxy handles each command (Routing::Keyed for everything not listed).
-SPLIT = {"mget", "mset", "del", "unlink", "exists", "touch"}
-FAN_OUT = {"dbsize", "keys", "scan", "randomkey", "flushall", "flushdb"}
+# The commands a shard node implements (each has a handler in shard-node's `dispatch` tables; a
+# unit test there checks the two agree). A container's subcommands follow it. Anything else is not
+# advertised by COMMAND and answers "unknown command", on a node and through the proxy.
+ON_NODE = {
+    "append", "asking", "auth", "bgrewriteaof", "bitcount", "bitop", "bitpos", "blmove", "blmpop",
+    "blpop", "brpop", "brpoplpush", "bzmpop", "bzpopmax", "bzpopmin", "client", "cluster",
+    "command", "config", "copy", "dbsize", "decr", "decrby", "del", "discard", "dump", "echo",
+    "exec", "exists", "expire", "expireat", "expiretime", "flushall", "flushdb", "get", "getbit",
+    "getdel", "getex", "getrange", "getset", "hdel", "hello", "hexists", "hget", "hgetall",
+    "hincrby", "hincrbyfloat", "hkeys", "hlen", "hmget", "hmset", "hrandfield", "hscan", "hset",
+    "hsetnx", "hstrlen", "hvals", "incr", "incrby", "incrbyfloat", "info", "keys", "lcs", "lindex",
+    "linsert", "llen", "lmove", "lmpop", "lpop", "lpos", "lpush", "lpushx", "lrange", "lrem",
+    "lset", "ltrim", "memory", "mget", "mset", "msetnx", "multi", "object", "persist", "pexpire",
+    "pexpireat", "pexpiretime", "ping", "psetex", "psubscribe", "pttl", "publish", "pubsub",
+    "punsubscribe", "quit", "randomkey", "readonly", "readwrite", "rename", "renamenx", "reset",
+    "restore", "restore-asking", "rpop", "rpoplpush", "rpush", "rpushx", "sadd", "scan", "scard",
+    "sdiff", "sdiffstore", "select", "set", "setbit", "setex", "setnx", "setrange", "sinter",
+    "sintercard", "sinterstore", "sismember", "smembers", "smismember", "smove", "spop",
+    "spublish", "srandmember", "srem", "sscan", "ssubscribe", "strlen", "subscribe", "substr",
+    "sunion", "sunionstore", "sunsubscribe", "touch", "ttl", "type", "unlink", "unsubscribe",
+    "unwatch", "watch", "zadd", "zcard", "zcount", "zdiff", "zdiffstore", "zincrby", "zinter",
+    "zintercard", "zinterstore", "zlexcount", "zmpop", "zmscore", "zpopmax", "zpopmin",
+    "zrandmember", "zrange", "zrangebylex", "zrangebyscore", "zrangestore", "zrank", "zrem",
+    "zremrangebylex", "zremrangebyrank", "zremrangebyscore", "zrevrange", "zrevrangebylex",
+    "zrevrangebyscore", "zrevrank", "zscan", "zscore", "zunion", "zunionstore",
+}
+
+# How the proxy handles each command (Routing::Keyed for everything not listed). A full name
+# (`container|sub`) decides before its container's name.
+# Split per slot, with how the parts' replies merge.
+SPLIT = {
+    "mget": "Values", "mset": "AllOk", "del": "Sum", "unlink": "Sum", "exists": "Sum",
+    "touch": "Sum",
+}
+# Sent to every master, with how the replies combine.
+FAN_OUT = {
+    "dbsize": "DbSize", "keys": "Keys", "scan": "Scan", "randomkey": "RandomKey",
+    "flushall": "Flush", "flushdb": "Flush", "pubsub|channels": "PubSub",
+    "pubsub|numpat": "PubSub", "pubsub|numsub": "PubSub", "pubsub|shardchannels": "PubSub",
+    "pubsub|shardnumsub": "PubSub",
+}
+# Answered by the proxy itself (and advertised by its COMMAND even where no node implements it).
 LOCAL = {
     "ping", "echo", "quit", "hello", "auth", "select", "client", "command", "config", "info",
     "cluster", "readonly", "readwrite", "asking", "reset", "multi", "exec", "discard", "watch",
     "unwatch", "subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ssubscribe",
-    "sunsubscribe", "acl", "lolwut", "time",
+    "sunsubscribe", "acl", "time",
 }
+# Refused by the proxy with an honest "not supported" error: it cannot serve them correctly yet.
+REFUSED = {"client|pause", "client|unpause", "client|caching", "client|reply", "client|unblock"}
 
 # Subcommands of later Redis versions that clients send on connect and the issues require, in
 # COMMAND INFO's shape, with their docs. redis-py sends CLIENT SETINFO (Redis 7.2).
@@ -99,10 +142,12 @@ def entry(info, docs, indent):
     name, arity, flags, first, last, step, acl, tips, specs, subs = info
     doc = pairs(docs.get(name, []))
     top = name.split("|")[0]
-    if top in SPLIT:
-        routing = "Split"
-    elif top in FAN_OUT:
-        routing = "FanOut"
+    if name in REFUSED:
+        routing = "Refused"
+    elif top in SPLIT:
+        routing = "Split(Merge::%s)" % SPLIT[top]
+    elif name in FAN_OUT or top in FAN_OUT:
+        routing = "FanOut(FanOut::%s)" % FAN_OUT.get(name, FAN_OUT.get(top))
     elif top in LOCAL:
         routing = "Local"
     else:
@@ -110,8 +155,9 @@ def entry(info, docs, indent):
     pad = " " * indent
     lines = [
         pad + "CommandSpec {",
-        pad + "    name: %s, arity: %d, first_key: %d, last_key: %d, step: %d, routing: Routing::%s,"
-        % (rust_str(name), arity, first, last, step, routing),
+        pad + "    name: %s, arity: %d, first_key: %d, last_key: %d, step: %d,"
+        % (rust_str(name), arity, first, last, step),
+        pad + "    on_node: %s, routing: Routing::%s," % ("true" if top in ON_NODE else "false", routing),
         pad + "    flags: %s," % str_list(flags),
         pad + "    acl_categories: %s," % str_list(a.lstrip("@") for a in acl),
         pad + "    tips: %s," % str_list(tips),
@@ -159,7 +205,7 @@ def main():
         "//! COMMAND and COMMAND DOCS (do not edit by hand: change the script and regenerate). Sorted by",
         "//! name, so `lookup` can binary-search it.",
         "",
-        "use super::{Begin, CommandSpec, Find, KeySpec, Routing};",
+        "use super::{Begin, CommandSpec, FanOut, Find, KeySpec, Merge, Routing};",
         "",
         "#[rustfmt::skip]",
         "pub(super) static COMMANDS: &[CommandSpec] = &[",

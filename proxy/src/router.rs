@@ -6,7 +6,9 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tessera_proto::command::{self, CommandSpec, CrossSlot, Routing};
+use tessera_proto::command::{self, CommandSpec, CrossSlot, Routing, Server};
+/// How split parts merge and fan-out replies combine: attributes of the shared command table.
+pub use tessera_proto::command::{FanOut, Merge};
 use tessera_proto::slot::key_hash_slot;
 use tessera_proto::topology::{Access, Health, NodeSpec, Topology};
 
@@ -32,17 +34,6 @@ pub enum Route<'t> {
     Local(&'static CommandSpec),
 }
 
-/// How the parts of a split command are merged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Merge {
-    /// MGET: the parts' arrays, put back in key order.
-    Values,
-    /// MSET: OK when every part says OK.
-    AllOk,
-    /// DEL, UNLINK, EXISTS, TOUCH: the sum of the parts' integers.
-    Sum,
-}
-
 /// One same-slot part of a split command.
 #[derive(Debug)]
 pub struct Part<'t> {
@@ -61,48 +52,6 @@ pub struct SplitPlan<'t> {
     pub parts: Vec<Part<'t>>,
 }
 
-/// Whole-keyspace commands and how they are combined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FanOut {
-    DbSize,
-    /// FLUSHALL / FLUSHDB: OK when every master says OK.
-    Flush,
-    Keys,
-    RandomKey,
-    Scan,
-    /// PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB: every master's view,
-    /// combined (union of channels, sums of counts).
-    PubSub,
-}
-
-/// Commands the proxy cannot serve correctly yet; they get an honest error rather than a wrong
-/// result. (A `match`: every command passes here, and it compiles to a switch on the length.)
-fn unsupported(name: &str) -> bool {
-    matches!(
-        name,
-        "monitor"
-            | "sync"
-            | "psync"
-            | "wait"
-            | "shutdown"
-            | "replicaof"
-            | "slaveof"
-            | "failover"
-            | "debug"
-            | "client|pause"
-            | "client|unpause"
-            | "client|caching"
-            | "client|reply"
-            | "client|unblock"
-    )
-}
-
-/// XREAD / XREADGROUP with BLOCK would hold a shared backend connection: refused for now.
-fn blocks(spec: &CommandSpec, args: &[Bytes]) -> bool {
-    matches!(spec.name, "xread" | "xreadgroup")
-        && args.iter().any(|a| a.eq_ignore_ascii_case(b"block"))
-}
-
 /// The error for a command the proxy refuses.
 pub fn unsupported_error(name: &str) -> String {
     format!("ERR command '{name}' is not supported by the Tessera proxy yet")
@@ -112,14 +61,12 @@ pub fn unsupported_error(name: &str) -> String {
 /// per snapshot (the cluster state must not be recounted over 16384 slots per command).
 pub fn route<'t>(args: &[Bytes], topology: &'t Topology, health: &'t Health) -> Route<'t> {
     let view = View { topology, health };
-    // Unknown command or subcommand, wrong arity: Redis's texts, from the shared table.
-    let spec = match command::resolve(args) {
+    // Unknown command (or one Tessera does not serve), unknown subcommand, wrong arity: Redis's
+    // texts, from the shared table.
+    let spec = match command::resolve_served(Server::Proxy, args) {
         Ok(spec) => spec,
         Err(text) => return Route::Error(text.into()),
     };
-    if unsupported(spec.name) || blocks(spec, args) {
-        return Route::Error(unsupported_error(spec.name).into());
-    }
     let access = if spec.is_write() {
         Access::Write
     } else {
@@ -128,23 +75,10 @@ pub fn route<'t>(args: &[Bytes], topology: &'t Topology, health: &'t Health) -> 
     match spec.routing {
         Routing::Local => route_local(spec, args, view),
         Routing::Keyed => route_keyed(spec, args, view, access),
-        Routing::Split => route_split(spec, args, view, access),
-        Routing::FanOut => match fan_out_kind(spec.name) {
-            Some(kind) => Route::FanOut(kind),
-            None => Route::Error(unsupported_error(spec.name).into()),
-        },
+        Routing::Split(merge) => route_split(spec, merge, args, view, access),
+        Routing::FanOut(kind) => Route::FanOut(kind),
+        Routing::Refused => Route::Error(unsupported_error(spec.name).into()),
     }
-}
-
-fn fan_out_kind(name: &str) -> Option<FanOut> {
-    Some(match name {
-        "dbsize" => FanOut::DbSize,
-        "flushall" | "flushdb" => FanOut::Flush,
-        "keys" => FanOut::Keys,
-        "randomkey" => FanOut::RandomKey,
-        "scan" => FanOut::Scan,
-        _ => return None,
-    })
 }
 
 /// CLUSTER COUNTKEYSINSLOT / GETKEYSINSLOT go to the slot's owner; everything else local. Arity
@@ -180,10 +114,6 @@ fn route_keyed<'t>(
     };
     let route = match slot {
         Some(slot) => forward(view, slot, access),
-        // Subscribers sit on every master (Redis Cluster broadcasts PUBLISH): ask them all.
-        None if spec.name.starts_with("pubsub|") && spec.name != "pubsub|help" => {
-            return Route::FanOut(FanOut::PubSub)
-        }
         None => any_master(view, access),
     };
     match route {
@@ -205,24 +135,11 @@ fn route_keyed<'t>(
 }
 
 /// For the blocking commands the proxy serves on a dedicated connection: how long the command
-/// may block (`Some(None)`: forever, timeout 0). A timeout that does not parse counts as zero:
-/// the backend refuses it at once with Redis's own error. `None`: not such a command (XREAD
-/// BLOCK is refused before this).
+/// may block (`Some(None)`: forever, timeout 0), read by the rule the shard nodes apply
+/// (`command::parse_timeout`). `None`: not such a command, or a timeout the node refuses at once: it then goes as a plain command, so the node answers
+/// Redis's error in Redis's order (BZMPOP checks its other arguments first).
 fn blocking_timeout(name: &str, args: &[Bytes]) -> Option<Option<Duration>> {
-    let arg = match name {
-        "blpop" | "brpop" | "brpoplpush" | "blmove" | "bzpopmin" | "bzpopmax" => args.last(),
-        "blmpop" | "bzmpop" => args.get(1),
-        _ => return None,
-    };
-    let seconds = arg
-        .and_then(|a| std::str::from_utf8(a).ok())
-        .and_then(|t| t.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0);
-    Some(match seconds {
-        Some(0.0) => None,
-        Some(s) => Some(Duration::from_secs_f64(s.min(1e9))),
-        None => Some(Duration::ZERO),
-    })
+    command::parse_timeout(command::timeout_argument(name, args)?).ok()
 }
 
 /// `-CROSSSLOT` as Redis words it.
@@ -250,16 +167,13 @@ fn any_master(view: View<'_>, access: Access) -> Route<'_> {
 
 fn route_split<'t>(
     spec: &'static CommandSpec,
+    merge: Merge,
     args: &[Bytes],
     view: View<'t>,
     access: Access,
 ) -> Route<'t> {
-    let (merge, values_per_key) = match spec.name {
-        "mget" => (Merge::Values, 0),
-        "mset" => (Merge::AllOk, 1),
-        "del" | "unlink" | "exists" | "touch" => (Merge::Sum, 0),
-        _ => return route_keyed(spec, args, view, access),
-    };
+    // MSET takes a value with each key.
+    let values_per_key = usize::from(merge == Merge::AllOk);
     if values_per_key == 1 && args.len() & 1 == 0 {
         // MSET with a key lacking its value: Redis refuses it whole (no part may run).
         return Route::Error(command::arity_error(spec.name).into());
@@ -404,10 +318,21 @@ mod tests {
                 &["CLUSTER", "NOSUCH"],
                 "-ERR unknown subcommand 'NOSUCH'. Try CLUSTER HELP.",
             ),
+            // Not implemented by the nodes: unknown, as in a Redis without the command.
             (
                 &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
-                "-ERR command 'xread' is not supported by the Tessera proxy yet",
+                "-ERR unknown command 'XREAD', with args beginning with: 'BLOCK' '0' 'STREAMS' 's' '$' ",
             ),
+            (&["EVAL"], "-ERR unknown command 'EVAL', with args beginning with: "),
+            (
+                &["MONITOR"],
+                "-ERR unknown command 'MONITOR', with args beginning with: ",
+            ),
+            (
+                &["CLIENT", "PAUSE", "10"],
+                "-ERR command 'client|pause' is not supported by the Tessera proxy yet",
+            ),
+            (&["ACL", "WHOAMI"], "local acl|whoami"),
             (&["CLUSTER", "COUNTKEYSINSLOT", "5461"], "7001@5461"),
             (&["CLUSTER", "GETKEYSINSLOT", "16383", "10"], "7002@16383"),
             (
@@ -436,10 +361,17 @@ mod tests {
                 &["BZMPOP", "2", "1", "foo", "MIN"],
                 "block 7002@12182 Some(2s)",
             ),
+            // A timeout the node refuses goes as a plain command: the node words the error.
             (
                 &["BLMOVE", "{a}x", "{a}y", "LEFT", "RIGHT", "x"],
-                "block 7002@15495 Some(0ns)",
+                "7002@15495",
             ),
+            (&["BLPOP", "bar", "-1"], "7000@5061"),
+            (&["BLPOP", "bar", "inf"], "7000@5061"),
+            // Redis's long-double syntax, read as the node reads it.
+            (&["BLPOP", "bar", "0x1p3"], "block 7000@5061 Some(8s)"),
+            (&["BLPOP", "bar", "1e1"], "block 7000@5061 Some(10s)"),
+            (&["BRPOP", "bar", "0.0001"], "block 7000@5061 Some(1ms)"),
         ];
         for (words, want) in cases {
             let a = args(words);

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::aof::FsyncPolicy;
-use crate::cmd::{self, Session};
+use crate::cmd::{self, ClientSession};
 use crate::keyspace::blocking::Blocked;
 use crate::server::ClientInfo;
 use crate::state::NodeState;
@@ -45,7 +45,7 @@ pub async fn handle(stream: TcpStream, state: Arc<NodeState>, shutdown: Cancella
     stats.connections_received.fetch_add(1, Ordering::Relaxed);
     stats.connected_clients.fetch_add(1, Ordering::Relaxed);
 
-    let mut session = Session::new(info);
+    let mut session = ClientSession::new(info);
     if let Err(error) = run(stream, &state, &mut session, &shutdown).await {
         tracing::debug!(client = id, %error, "connection ended with an I/O error");
     }
@@ -63,7 +63,7 @@ pub async fn handle(stream: TcpStream, state: Arc<NodeState>, shutdown: Cancella
 async fn run(
     mut stream: TcpStream,
     state: &NodeState,
-    session: &mut Session,
+    session: &mut ClientSession,
     shutdown: &CancellationToken,
 ) -> std::io::Result<()> {
     let limits = RequestLimits::default();
@@ -144,7 +144,7 @@ async fn over_limit(overflow: Option<&CancellationToken>) {
 }
 
 /// Logs the close of a client dropped for its output limit, as Redis does; the connection ends.
-fn over_limit_closed(session: &Session) -> std::io::Result<()> {
+fn over_limit_closed(session: &ClientSession) -> std::io::Result<()> {
     tracing::warn!(
         client = session.id,
         "closing client that reached the pubsub output buffer limit (32mb 8mb 60)"
@@ -214,7 +214,7 @@ async fn write_replies(
 /// connection must close after the replies are written (QUIT, or a protocol error).
 fn run_buffered(
     state: &NodeState,
-    session: &mut Session,
+    session: &mut ClientSession,
     input: &mut BytesMut,
     output: &mut BytesMut,
     limits: &RequestLimits,

@@ -5,12 +5,16 @@
 
 mod data_support;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use data_support::oracle::start_redis;
-use data_support::{RawClient, TestNode};
+use data_support::diff::{Differ, Order};
+use data_support::oracle::{start_redis, start_redis_with};
+use data_support::{words, RawClient, TestNode};
+use tessera_proto::command::{self, Server};
+use tessera_proto::resp::frame::{self, Frame, FrameLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -263,7 +267,6 @@ HELLO 3 AUTH nobody pass
 HELLO 2 SETNAME a<sp>b
 COMMAND INFO get mget incr
 COMMAND INFO nosuch
-COMMAND COUNT
 COMMAND GETKEYS set k v
 COMMAND GETKEYS mset a 1 b 2
 COMMAND GETKEYS ping
@@ -463,5 +466,181 @@ async fn protocol_errors_match_redis() -> anyhow::Result<()> {
         mismatches.len(),
         mismatches.join("\n")
     );
+    node.stop().await
+}
+
+/// RESET (run inside MULTI, after WATCH, in subscribed mode, after CLIENT SETNAME) and the
+/// blocking commands' timeouts in Redis's long-double syntax: lists and sorted sets hold data,
+/// so a timeout that parses is answered at once and one that does not gets Redis's error.
+const RESET_AND_TIMEOUTS: &str = "
+FLUSHALL
+RESET extra
+CLIENT SETNAME before
+MULTI
+SET {r}k v
+RESET
+CLIENT GETNAME
+EXEC
+GET {r}k
+WATCH {r}k
+RESET
+SET {r}k mine
+MULTI
+GET {r}k
+EXEC
+SUBSCRIBE ch
+RESET
+PING
+PSUBSCRIBE p*
+SSUBSCRIBE ch
+RESET
+PING
+RPUSH {b}l a b c d e f g h i j k l m n o p
+BLPOP {b}l 0x1p3
+BLPOP {b}l 1e1
+BRPOP {b}l 0X.8
+BLPOP {b}l 1.5
+BLPOP {b}l -1
+BLPOP {b}l -0.0001
+BLPOP {b}l inf
+BLPOP {b}l -inf
+BLPOP {b}l nan
+BLPOP {b}l <sp>1
+BLPOP {b}l 1<sp>
+BLPOP {b}l <empty>
+BLPOP {b}l 99999999999999999999
+BLPOP {b}l 1e400
+BLPOP {b}l 0x1p99999
+BLMOVE {b}l {b}d LEFT RIGHT 0x1p3
+BLMOVE {b}l {b}d LEFT RIGHT abc
+BRPOPLPUSH {b}l {b}d 2.5
+BLMPOP 0x1p3 1 {b}l LEFT COUNT 2
+BLMPOP nan 1 {b}l LEFT
+BLMPOP -1 1 {b}l LEFT
+ZADD {b}z 1 a 2 b 3 c 4 d
+BZPOPMIN {b}z 0x1p3
+BZPOPMAX {b}z 1e1
+BZPOPMIN {b}z -1
+BZMPOP 1.5 1 {b}z MIN
+BZMPOP -1 1 {b}z MIN
+BZMPOP nan 1 {b}z BAD
+";
+
+#[tokio::test]
+async fn reset_and_blocking_timeouts_match_redis() -> anyhow::Result<()> {
+    let redis = start_redis().await?;
+    let node = TestNode::start().await?;
+    let mut theirs = RawClient::connect(redis.addr).await?;
+    let mut ours = node.client().await?;
+    let mut mismatches = Vec::new();
+    let mut compare = |line: &str, want: &[u8], got: &[u8]| {
+        if want != got {
+            mismatches.push(format!(
+                "{line}\n   redis: {:?}\n    node: {:?}",
+                String::from_utf8_lossy(want),
+                String::from_utf8_lossy(got)
+            ));
+        }
+    };
+    for line in RESET_AND_TIMEOUTS
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        let (_, args) = parse_line(line);
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let want = theirs
+            .cmd(&refs)
+            .await
+            .with_context(|| format!("redis: {line}"))?;
+        let got = ours
+            .cmd(&refs)
+            .await
+            .with_context(|| format!("node: {line}"))?;
+        compare(line, &want, &got);
+    }
+    // RESET leaves RESP3 (HELLO's reply holds the connection id, so it is not compared).
+    theirs.line("HELLO 3").await?;
+    ours.line("HELLO 3").await?;
+    for line in ["GET {r}missing", "RESET", "GET {r}missing"] {
+        let args = words(line);
+        let want = theirs.cmd(&args).await?;
+        let got = ours.cmd(&args).await?;
+        compare(line, &want, &got);
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} replies differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    node.stop().await
+}
+
+/// A command no node implements is not advertised and is unknown, exactly as on a redis-server
+/// whose config renames those very commands away (`rename-command NAME ""` removes a command
+/// from Redis's table): COMMAND COUNT, LIST, INFO, DOCS, GETKEYS and the commands themselves.
+#[tokio::test]
+async fn unimplemented_commands_are_unknown_as_in_redis_without_them() -> anyhow::Result<()> {
+    let unimplemented: Vec<&str> = command::all()
+        .iter()
+        .filter(|spec| !spec.served_by(Server::ShardNode))
+        .map(|spec| spec.name)
+        .collect();
+    assert!(unimplemented.contains(&"xadd") && unimplemented.contains(&"eval"));
+    let renames: Vec<&str> = unimplemented
+        .iter()
+        .flat_map(|name| ["--rename-command", name, ""])
+        .collect();
+    let redis = start_redis_with(&renames).await?;
+    let node = TestNode::start().await?;
+    let mut theirs = RawClient::connect(redis.addr).await?;
+    let mut ours = node.client().await?;
+    let mut differ = Differ::new(&mut theirs, &mut ours);
+    let lines = [
+        (Order::Exact, "COMMAND COUNT"),
+        (Order::Exact, "COMMAND INFO get xadd eval sort"),
+        (Order::Exact, "COMMAND INFO xadd"),
+        (Order::Exact, "COMMAND DOCS xadd pfadd"),
+        (Order::Exact, "COMMAND GETKEYS xadd s * f v"),
+        (Order::Exact, "COMMAND GETKEYS get k"),
+        (Order::Exact, "XADD {x}s * f v"),
+        (Order::Exact, "XADD"),
+        (Order::Exact, "EVAL return<sp>1 0"),
+        (Order::Exact, "SORT {x}k"),
+        (Order::Exact, "PFADD {x}h a"),
+        (Order::Exact, "GEOADD {x}g 1 1 m"),
+        (Order::Exact, "ACL WHOAMI"),
+        (Order::Exact, "TIME"),
+        (Order::Exact, "MONITOR"),
+        (Order::Exact, "MULTI"),
+        (Order::Exact, "XLEN {x}s"),
+        (Order::Exact, "SET {x}k v"),
+        (Order::Exact, "EXEC"),
+        (Order::Exact, "GET {x}k"),
+    ];
+    for (order, line) in lines {
+        let (_, args) = parse_line(line);
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        differ.check(&refs, order, "unimplemented").await?;
+    }
+    differ.assert_none();
+    // COMMAND LIST: the same names, and CLIENT SETINFO (of Redis 7.2, which clients send on
+    // connect) on the node only.
+    let list = |reply: &[u8]| -> anyhow::Result<BTreeSet<Vec<u8>>> {
+        match frame::parse(reply, &FrameLimits::default()) {
+            Ok(Some((Frame::Array(items), _))) => Ok(items
+                .into_iter()
+                .filter_map(|item| match item {
+                    Frame::Bulk(name) => Some(name.to_vec()),
+                    _ => None,
+                })
+                .collect()),
+            other => anyhow::bail!("COMMAND LIST answered {other:?}"),
+        }
+    };
+    let mut want = list(&theirs.cmd(&[b"COMMAND", b"LIST"]).await?)?;
+    want.insert(b"client|setinfo".to_vec());
+    assert_eq!(list(&ours.cmd(&[b"COMMAND", b"LIST"]).await?)?, want);
     node.stop().await
 }

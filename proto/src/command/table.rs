@@ -2,12 +2,13 @@
 //! COMMAND and COMMAND DOCS (do not edit by hand: change the script and regenerate). Sorted by
 //! name, so `lookup` can binary-search it.
 
-use super::{Begin, CommandSpec, Find, KeySpec, Routing};
+use super::{Begin, CommandSpec, FanOut, Find, KeySpec, Merge, Routing};
 
 #[rustfmt::skip]
 pub(super) static COMMANDS: &[CommandSpec] = &[
     CommandSpec {
-        name: "acl", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "acl", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Local,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -16,7 +17,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "server", since: "6.0.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "acl|cat", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|cat", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -26,7 +28,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|deluser", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|deluser", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -36,7 +39,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|dryrun", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|dryrun", arity: -4, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -46,7 +50,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|genpass", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|genpass", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -56,7 +61,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|getuser", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|getuser", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -66,7 +72,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -76,7 +83,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|list", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|list", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -86,7 +94,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|load", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|load", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -96,7 +105,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|log", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|log", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -106,7 +116,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|save", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|save", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -116,7 +127,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|setuser", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|setuser", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -126,7 +138,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|users", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|users", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -136,7 +149,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "acl|whoami", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "acl|whoami", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -148,7 +162,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "append", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "append", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "string", "fast"],
         tips: &[],
@@ -160,7 +175,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "asking", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "asking", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["fast"],
         acl_categories: &["fast", "connection"],
         tips: &[],
@@ -170,7 +186,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "auth", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "auth", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
         acl_categories: &["fast", "connection"],
         tips: &[],
@@ -180,7 +197,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "bgrewriteaof", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "bgrewriteaof", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["admin", "noscript", "no_async_loading"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -190,7 +208,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "bgsave", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "bgsave", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "no_async_loading"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -200,7 +219,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "bitcount", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "bitcount", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "bitmap", "slow"],
         tips: &[],
@@ -212,7 +232,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "bitfield", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "bitfield", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "bitmap", "slow"],
         tips: &[],
@@ -224,7 +245,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "bitfield_ro", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "bitfield_ro", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "bitmap", "fast"],
         tips: &[],
@@ -236,7 +258,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "bitop", arity: -4, first_key: 2, last_key: -1, step: 1, routing: Routing::Keyed,
+        name: "bitop", arity: -4, first_key: 2, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "bitmap", "slow"],
         tips: &[],
@@ -249,7 +272,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "bitpos", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "bitpos", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "bitmap", "slow"],
         tips: &[],
@@ -261,7 +285,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "blmove", arity: 6, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "blmove", arity: 6, first_key: 1, last_key: 2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "noscript", "blocking"],
         acl_categories: &["write", "list", "slow", "blocking"],
         tips: &[],
@@ -274,7 +299,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "blmpop", arity: -5, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "blmpop", arity: -5, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "blocking", "movablekeys"],
         acl_categories: &["write", "list", "slow", "blocking"],
         tips: &[],
@@ -286,7 +312,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "blpop", arity: -3, first_key: 1, last_key: -2, step: 1, routing: Routing::Keyed,
+        name: "blpop", arity: -3, first_key: 1, last_key: -2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "noscript", "blocking"],
         acl_categories: &["write", "list", "slow", "blocking"],
         tips: &[],
@@ -298,7 +325,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "brpop", arity: -3, first_key: 1, last_key: -2, step: 1, routing: Routing::Keyed,
+        name: "brpop", arity: -3, first_key: 1, last_key: -2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "noscript", "blocking"],
         acl_categories: &["write", "list", "slow", "blocking"],
         tips: &[],
@@ -310,7 +338,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "brpoplpush", arity: 4, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "brpoplpush", arity: 4, first_key: 1, last_key: 2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "noscript", "blocking"],
         acl_categories: &["write", "list", "slow", "blocking"],
         tips: &[],
@@ -323,7 +352,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "bzmpop", arity: -5, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "bzmpop", arity: -5, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "blocking", "movablekeys"],
         acl_categories: &["write", "sortedset", "slow", "blocking"],
         tips: &[],
@@ -335,7 +365,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "bzpopmax", arity: -3, first_key: 1, last_key: -2, step: 1, routing: Routing::Keyed,
+        name: "bzpopmax", arity: -3, first_key: 1, last_key: -2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "noscript", "blocking", "fast"],
         acl_categories: &["write", "sortedset", "fast", "blocking"],
         tips: &[],
@@ -347,7 +378,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "bzpopmin", arity: -3, first_key: 1, last_key: -2, step: 1, routing: Routing::Keyed,
+        name: "bzpopmin", arity: -3, first_key: 1, last_key: -2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "noscript", "blocking", "fast"],
         acl_categories: &["write", "sortedset", "fast", "blocking"],
         tips: &[],
@@ -359,7 +391,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "client", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "client", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -368,7 +401,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "connection", since: "2.4.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "client|caching", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|caching", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Refused,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -378,7 +412,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|getname", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|getname", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -388,7 +423,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|getredir", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|getredir", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -398,7 +434,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -408,7 +445,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|id", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|id", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -418,7 +456,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|info", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|info", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &["nondeterministic_output"],
@@ -428,7 +467,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|kill", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|kill", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous", "connection"],
                 tips: &[],
@@ -438,7 +478,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|list", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|list", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous", "connection"],
                 tips: &["nondeterministic_output"],
@@ -448,7 +489,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|no-evict", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|no-evict", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous", "connection"],
                 tips: &[],
@@ -458,7 +500,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|pause", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|pause", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Refused,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous", "connection"],
                 tips: &[],
@@ -468,7 +511,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|reply", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|reply", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Refused,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -478,7 +522,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|setinfo", arity: 4, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|setinfo", arity: 4, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -488,7 +533,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|setname", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|setname", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -498,7 +544,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|tracking", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|tracking", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -508,7 +555,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|trackinginfo", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|trackinginfo", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["noscript", "loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -518,7 +566,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|unblock", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|unblock", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Refused,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous", "connection"],
                 tips: &[],
@@ -528,7 +577,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "client|unpause", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "client|unpause", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Refused,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous", "connection"],
                 tips: &[],
@@ -540,7 +590,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "cluster", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "cluster", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -549,7 +600,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "cluster", since: "3.0.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "cluster|addslots", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|addslots", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -559,7 +611,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|addslotsrange", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|addslotsrange", arity: -4, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -569,7 +622,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|bumpepoch", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|bumpepoch", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["nondeterministic_output"],
@@ -579,7 +633,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|count-failure-reports", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|count-failure-reports", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["nondeterministic_output"],
@@ -589,7 +644,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|countkeysinslot", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|countkeysinslot", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -599,7 +655,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|delslots", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|delslots", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -609,7 +666,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|delslotsrange", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|delslotsrange", arity: -4, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -619,7 +677,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|failover", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|failover", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -629,7 +688,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|flushslots", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|flushslots", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -639,7 +699,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|forget", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|forget", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -649,7 +710,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|getkeysinslot", arity: 4, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|getkeysinslot", arity: 4, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["stale"],
                 acl_categories: &["slow"],
                 tips: &["nondeterministic_output"],
@@ -659,7 +721,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -669,7 +732,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|info", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|info", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["stale"],
                 acl_categories: &["slow"],
                 tips: &["nondeterministic_output"],
@@ -679,7 +743,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|keyslot", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|keyslot", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -689,7 +754,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|links", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|links", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["stale"],
                 acl_categories: &["slow"],
                 tips: &["nondeterministic_output"],
@@ -699,7 +765,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|meet", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|meet", arity: -4, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -709,7 +776,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|myid", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|myid", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -719,7 +787,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|nodes", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|nodes", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["stale"],
                 acl_categories: &["slow"],
                 tips: &["nondeterministic_output"],
@@ -729,7 +798,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|replicas", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|replicas", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["nondeterministic_output"],
@@ -739,7 +809,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|replicate", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|replicate", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -749,7 +820,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|reset", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|reset", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "noscript", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -759,7 +831,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|saveconfig", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|saveconfig", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -769,7 +842,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|set-config-epoch", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|set-config-epoch", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -779,7 +853,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|setslot", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|setslot", arity: -4, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -789,7 +864,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|shards", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|shards", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["stale"],
                 acl_categories: &["slow"],
                 tips: &["nondeterministic_output"],
@@ -799,7 +875,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|slaves", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|slaves", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["nondeterministic_output"],
@@ -809,7 +886,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "cluster|slots", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "cluster|slots", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["stale"],
                 acl_categories: &["slow"],
                 tips: &["nondeterministic_output"],
@@ -821,7 +899,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "command", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "command", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["loading", "stale"],
         acl_categories: &["slow", "connection"],
         tips: &["nondeterministic_output_order"],
@@ -830,7 +909,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "server", since: "2.8.13", complexity: "O(N) where N is the total number of Redis commands",
         subcommands: &[
             CommandSpec {
-                name: "command|count", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "command|count", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -840,7 +920,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "command|docs", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "command|docs", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &["nondeterministic_output_order"],
@@ -850,7 +931,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "command|getkeys", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "command|getkeys", arity: -4, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -860,7 +942,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "command|getkeysandflags", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "command|getkeysandflags", arity: -4, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -870,7 +953,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "command|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "command|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &[],
@@ -880,7 +964,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "command|info", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "command|info", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &["nondeterministic_output_order"],
@@ -890,7 +975,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "command|list", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "command|list", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow", "connection"],
                 tips: &["nondeterministic_output_order"],
@@ -902,7 +988,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "config", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "config", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -911,7 +998,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "server", since: "2.0.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "config|get", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "config|get", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -921,7 +1009,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "config|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "config|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -931,7 +1020,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "config|resetstat", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "config|resetstat", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -941,7 +1031,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "config|rewrite", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "config|rewrite", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -951,7 +1042,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "config|set", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+                name: "config|set", arity: -4, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Local,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
@@ -963,7 +1055,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "copy", arity: -3, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "copy", arity: -3, first_key: 1, last_key: 2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["keyspace", "write", "slow"],
         tips: &[],
@@ -976,7 +1069,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "dbsize", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::FanOut,
+        name: "dbsize", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::FanOut(FanOut::DbSize),
         flags: &["readonly", "fast"],
         acl_categories: &["keyspace", "read", "fast"],
         tips: &["request_policy:all_shards", "response_policy:agg_sum"],
@@ -986,7 +1080,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "debug", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "debug", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "loading", "stale"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -996,7 +1091,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "decr", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "decr", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "string", "fast"],
         tips: &[],
@@ -1008,7 +1104,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "decrby", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "decrby", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "string", "fast"],
         tips: &[],
@@ -1020,7 +1117,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "del", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Split,
+        name: "del", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Split(Merge::Sum),
         flags: &["write"],
         acl_categories: &["keyspace", "write", "slow"],
         tips: &["request_policy:multi_shard", "response_policy:agg_sum"],
@@ -1032,7 +1130,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "discard", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "discard", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
         acl_categories: &["fast", "transaction"],
         tips: &[],
@@ -1042,7 +1141,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "dump", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "dump", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["keyspace", "read", "slow"],
         tips: &["nondeterministic_output"],
@@ -1054,7 +1154,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "echo", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "echo", arity: 2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["loading", "stale", "fast"],
         acl_categories: &["fast", "connection"],
         tips: &[],
@@ -1064,7 +1165,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "eval", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "eval", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"],
         acl_categories: &["slow", "scripting"],
         tips: &[],
@@ -1076,7 +1178,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "eval_ro", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "eval_ro", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly", "noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"],
         acl_categories: &["slow", "scripting"],
         tips: &[],
@@ -1088,7 +1191,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "evalsha", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "evalsha", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"],
         acl_categories: &["slow", "scripting"],
         tips: &[],
@@ -1100,7 +1204,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "evalsha_ro", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "evalsha_ro", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly", "noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"],
         acl_categories: &["slow", "scripting"],
         tips: &[],
@@ -1112,7 +1217,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "exec", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "exec", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["noscript", "loading", "stale", "skip_slowlog"],
         acl_categories: &["slow", "transaction"],
         tips: &[],
@@ -1122,7 +1228,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "exists", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Split,
+        name: "exists", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Split(Merge::Sum),
         flags: &["readonly", "fast"],
         acl_categories: &["keyspace", "read", "fast"],
         tips: &["request_policy:multi_shard", "response_policy:agg_sum"],
@@ -1134,7 +1241,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "expire", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "expire", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["keyspace", "write", "fast"],
         tips: &[],
@@ -1146,7 +1254,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "expireat", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "expireat", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["keyspace", "write", "fast"],
         tips: &[],
@@ -1158,7 +1267,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "expiretime", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "expiretime", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["keyspace", "read", "fast"],
         tips: &[],
@@ -1170,7 +1280,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "failover", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "failover", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "stale"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -1180,7 +1291,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "fcall", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "fcall", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"],
         acl_categories: &["slow", "scripting"],
         tips: &[],
@@ -1192,7 +1304,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "fcall_ro", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "fcall_ro", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly", "noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"],
         acl_categories: &["slow", "scripting"],
         tips: &[],
@@ -1204,7 +1317,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "flushall", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::FanOut,
+        name: "flushall", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::FanOut(FanOut::Flush),
         flags: &["write"],
         acl_categories: &["keyspace", "write", "slow", "dangerous"],
         tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
@@ -1214,7 +1328,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "flushdb", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::FanOut,
+        name: "flushdb", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::FanOut(FanOut::Flush),
         flags: &["write"],
         acl_categories: &["keyspace", "write", "slow", "dangerous"],
         tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
@@ -1224,7 +1339,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "function", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "function", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -1233,7 +1349,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "scripting", since: "7.0.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "function|delete", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "function|delete", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["write", "noscript"],
                 acl_categories: &["write", "slow", "scripting"],
                 tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
@@ -1243,7 +1360,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "function|dump", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "function|dump", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["noscript"],
                 acl_categories: &["slow", "scripting"],
                 tips: &[],
@@ -1253,7 +1371,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "function|flush", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "function|flush", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["write", "noscript"],
                 acl_categories: &["write", "slow", "scripting"],
                 tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
@@ -1263,7 +1382,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "function|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "function|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow", "scripting"],
                 tips: &[],
@@ -1273,7 +1393,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "function|kill", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "function|kill", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["noscript", "allow_busy"],
                 acl_categories: &["slow", "scripting"],
                 tips: &["request_policy:all_shards", "response_policy:one_succeeded"],
@@ -1283,7 +1404,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "function|list", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "function|list", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["noscript"],
                 acl_categories: &["slow", "scripting"],
                 tips: &["nondeterministic_output_order"],
@@ -1293,7 +1415,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "function|load", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "function|load", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["write", "denyoom", "noscript"],
                 acl_categories: &["write", "slow", "scripting"],
                 tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
@@ -1303,7 +1426,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "function|restore", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "function|restore", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["write", "denyoom", "noscript"],
                 acl_categories: &["write", "slow", "scripting"],
                 tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
@@ -1313,7 +1437,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "function|stats", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "function|stats", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["noscript", "allow_busy"],
                 acl_categories: &["slow", "scripting"],
                 tips: &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
@@ -1325,7 +1450,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "geoadd", arity: -5, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "geoadd", arity: -5, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "geo", "slow"],
         tips: &[],
@@ -1337,7 +1463,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "geodist", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "geodist", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1349,7 +1476,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "geohash", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "geohash", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1361,7 +1489,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "geopos", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "geopos", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1373,7 +1502,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "georadius", arity: -6, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "georadius", arity: -6, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom", "movablekeys"],
         acl_categories: &["write", "geo", "slow"],
         tips: &[],
@@ -1387,7 +1517,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "georadius_ro", arity: -6, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "georadius_ro", arity: -6, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1399,7 +1530,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "georadiusbymember", arity: -5, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "georadiusbymember", arity: -5, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom", "movablekeys"],
         acl_categories: &["write", "geo", "slow"],
         tips: &[],
@@ -1413,7 +1545,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "georadiusbymember_ro", arity: -5, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "georadiusbymember_ro", arity: -5, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1425,7 +1558,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "geosearch", arity: -7, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "geosearch", arity: -7, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1437,7 +1571,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "geosearchstore", arity: -8, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "geosearchstore", arity: -8, first_key: 1, last_key: 2, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "geo", "slow"],
         tips: &[],
@@ -1450,7 +1585,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "get", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "get", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "string", "fast"],
         tips: &[],
@@ -1462,7 +1598,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "getbit", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "getbit", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "bitmap", "fast"],
         tips: &[],
@@ -1474,7 +1611,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "getdel", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "getdel", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "string", "fast"],
         tips: &[],
@@ -1486,7 +1624,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "getex", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "getex", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "string", "fast"],
         tips: &[],
@@ -1498,7 +1637,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "getrange", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "getrange", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "string", "slow"],
         tips: &[],
@@ -1510,7 +1650,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "getset", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "getset", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "string", "fast"],
         tips: &[],
@@ -1522,7 +1663,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hdel", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hdel", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "hash", "fast"],
         tips: &[],
@@ -1534,7 +1676,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hello", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "hello", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
         acl_categories: &["fast", "connection"],
         tips: &[],
@@ -1544,7 +1687,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hexists", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hexists", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "hash", "fast"],
         tips: &[],
@@ -1556,7 +1700,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hget", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hget", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "hash", "fast"],
         tips: &[],
@@ -1568,7 +1713,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hgetall", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hgetall", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "hash", "slow"],
         tips: &["nondeterministic_output_order"],
@@ -1580,7 +1726,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hincrby", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hincrby", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "hash", "fast"],
         tips: &[],
@@ -1592,7 +1739,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hincrbyfloat", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hincrbyfloat", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "hash", "fast"],
         tips: &[],
@@ -1604,7 +1752,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hkeys", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hkeys", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "hash", "slow"],
         tips: &["nondeterministic_output_order"],
@@ -1616,7 +1765,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hlen", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hlen", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "hash", "fast"],
         tips: &[],
@@ -1628,7 +1778,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hmget", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hmget", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "hash", "fast"],
         tips: &[],
@@ -1640,7 +1791,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hmset", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hmset", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "hash", "fast"],
         tips: &[],
@@ -1652,7 +1804,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hrandfield", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hrandfield", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "hash", "slow"],
         tips: &["nondeterministic_output"],
@@ -1664,7 +1817,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hscan", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hscan", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "hash", "slow"],
         tips: &["nondeterministic_output"],
@@ -1676,7 +1830,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hset", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hset", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "hash", "fast"],
         tips: &[],
@@ -1688,7 +1843,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hsetnx", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hsetnx", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "hash", "fast"],
         tips: &[],
@@ -1700,7 +1856,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hstrlen", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hstrlen", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "hash", "fast"],
         tips: &[],
@@ -1712,7 +1869,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "hvals", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "hvals", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "hash", "slow"],
         tips: &["nondeterministic_output_order"],
@@ -1724,7 +1882,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "incr", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "incr", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "string", "fast"],
         tips: &[],
@@ -1736,7 +1895,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "incrby", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "incrby", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "string", "fast"],
         tips: &[],
@@ -1748,7 +1908,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "incrbyfloat", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "incrbyfloat", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "string", "fast"],
         tips: &[],
@@ -1760,7 +1921,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "info", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "info", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["loading", "stale"],
         acl_categories: &["slow", "dangerous"],
         tips: &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
@@ -1770,7 +1932,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "keys", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::FanOut,
+        name: "keys", arity: 2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::FanOut(FanOut::Keys),
         flags: &["readonly"],
         acl_categories: &["keyspace", "read", "slow", "dangerous"],
         tips: &["request_policy:all_shards", "nondeterministic_output_order"],
@@ -1780,7 +1943,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lastsave", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "lastsave", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["loading", "stale", "fast"],
         acl_categories: &["admin", "fast", "dangerous"],
         tips: &["nondeterministic_output"],
@@ -1790,7 +1954,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "latency", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "latency", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -1799,7 +1964,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "server", since: "2.8.13", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "latency|doctor", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "latency|doctor", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["nondeterministic_output", "request_policy:all_nodes", "response_policy:special"],
@@ -1809,7 +1975,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "latency|graph", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "latency|graph", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["nondeterministic_output", "request_policy:all_nodes", "response_policy:special"],
@@ -1819,7 +1986,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "latency|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "latency|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -1829,7 +1997,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "latency|histogram", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "latency|histogram", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["nondeterministic_output", "request_policy:all_nodes", "response_policy:special"],
@@ -1839,7 +2008,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "latency|history", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "latency|history", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["nondeterministic_output", "request_policy:all_nodes", "response_policy:special"],
@@ -1849,7 +2019,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "latency|latest", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "latency|latest", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["nondeterministic_output", "request_policy:all_nodes", "response_policy:special"],
@@ -1859,7 +2030,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "latency|reset", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "latency|reset", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "noscript", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
@@ -1871,7 +2043,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "lcs", arity: -3, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "lcs", arity: -3, first_key: 1, last_key: 2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "string", "slow"],
         tips: &[],
@@ -1883,7 +2056,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lindex", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "lindex", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "list", "slow"],
         tips: &[],
@@ -1895,7 +2069,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "linsert", arity: 5, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "linsert", arity: 5, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "list", "slow"],
         tips: &[],
@@ -1907,7 +2082,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "llen", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "llen", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "list", "fast"],
         tips: &[],
@@ -1919,7 +2095,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lmove", arity: 5, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "lmove", arity: 5, first_key: 1, last_key: 2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "list", "slow"],
         tips: &[],
@@ -1932,7 +2109,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lmpop", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "lmpop", arity: -4, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "movablekeys"],
         acl_categories: &["write", "list", "slow"],
         tips: &[],
@@ -1944,7 +2122,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lolwut", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "lolwut", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "fast"],
         tips: &[],
@@ -1954,7 +2133,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lpop", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "lpop", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "list", "fast"],
         tips: &[],
@@ -1966,7 +2146,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lpos", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "lpos", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "list", "slow"],
         tips: &[],
@@ -1978,7 +2159,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lpush", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "lpush", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "list", "fast"],
         tips: &[],
@@ -1990,7 +2172,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lpushx", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "lpushx", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "list", "fast"],
         tips: &[],
@@ -2002,7 +2185,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lrange", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "lrange", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "list", "slow"],
         tips: &[],
@@ -2014,7 +2198,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lrem", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "lrem", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write"],
         acl_categories: &["write", "list", "slow"],
         tips: &[],
@@ -2026,7 +2211,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "lset", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "lset", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "list", "slow"],
         tips: &[],
@@ -2038,7 +2224,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "ltrim", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "ltrim", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write"],
         acl_categories: &["write", "list", "slow"],
         tips: &[],
@@ -2050,7 +2237,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "memory", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "memory", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -2059,7 +2247,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "server", since: "4.0.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "memory|doctor", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "memory|doctor", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Keyed,
                 flags: &[],
                 acl_categories: &["slow"],
                 tips: &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
@@ -2069,7 +2258,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "memory|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "memory|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -2079,7 +2269,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "memory|malloc-stats", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "memory|malloc-stats", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Keyed,
                 flags: &[],
                 acl_categories: &["slow"],
                 tips: &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
@@ -2089,7 +2280,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "memory|purge", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "memory|purge", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Keyed,
                 flags: &[],
                 acl_categories: &["slow"],
                 tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
@@ -2099,7 +2291,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "memory|stats", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "memory|stats", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Keyed,
                 flags: &[],
                 acl_categories: &["slow"],
                 tips: &["nondeterministic_output", "request_policy:all_shards", "response_policy:special"],
@@ -2109,7 +2302,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "memory|usage", arity: -3, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "memory|usage", arity: -3, first_key: 2, last_key: 2, step: 1,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["read", "slow"],
                 tips: &[],
@@ -2123,7 +2317,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "mget", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Split,
+        name: "mget", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Split(Merge::Values),
         flags: &["readonly", "fast"],
         acl_categories: &["read", "string", "fast"],
         tips: &["request_policy:multi_shard"],
@@ -2135,7 +2330,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "migrate", arity: -6, first_key: 3, last_key: 3, step: 1, routing: Routing::Keyed,
+        name: "migrate", arity: -6, first_key: 3, last_key: 3, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "movablekeys"],
         acl_categories: &["keyspace", "write", "slow", "dangerous"],
         tips: &["nondeterministic_output"],
@@ -2148,7 +2344,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "module", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "module", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -2157,7 +2354,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "server", since: "4.0.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "module|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "module|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -2167,7 +2365,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "module|list", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "module|list", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "noscript"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["nondeterministic_output_order"],
@@ -2177,7 +2376,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "module|load", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "module|load", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "noscript", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -2187,7 +2387,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "module|loadex", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "module|loadex", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "noscript", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -2197,7 +2398,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "module|unload", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "module|unload", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "noscript", "no_async_loading"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &[],
@@ -2209,7 +2411,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "monitor", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "monitor", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "loading", "stale"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -2219,7 +2422,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "move", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "move", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["keyspace", "write", "fast"],
         tips: &[],
@@ -2231,7 +2435,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "mset", arity: -3, first_key: 1, last_key: -1, step: 2, routing: Routing::Split,
+        name: "mset", arity: -3, first_key: 1, last_key: -1, step: 2,
+        on_node: true, routing: Routing::Split(Merge::AllOk),
         flags: &["write", "denyoom"],
         acl_categories: &["write", "string", "slow"],
         tips: &["request_policy:multi_shard", "response_policy:all_succeeded"],
@@ -2243,7 +2448,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "msetnx", arity: -3, first_key: 1, last_key: -1, step: 2, routing: Routing::Keyed,
+        name: "msetnx", arity: -3, first_key: 1, last_key: -1, step: 2,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "string", "slow"],
         tips: &["request_policy:multi_shard", "response_policy:agg_min"],
@@ -2255,7 +2461,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "multi", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "multi", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
         acl_categories: &["fast", "transaction"],
         tips: &[],
@@ -2265,7 +2472,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "object", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "object", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -2274,7 +2482,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "generic", since: "2.2.3", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "object|encoding", arity: 3, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "object|encoding", arity: 3, first_key: 2, last_key: 2, step: 1,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["keyspace", "read", "slow"],
                 tips: &["nondeterministic_output"],
@@ -2286,7 +2495,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "object|freq", arity: 3, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "object|freq", arity: 3, first_key: 2, last_key: 2, step: 1,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["keyspace", "read", "slow"],
                 tips: &["nondeterministic_output"],
@@ -2298,7 +2508,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "object|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "object|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["keyspace", "slow"],
                 tips: &[],
@@ -2308,7 +2519,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "object|idletime", arity: 3, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "object|idletime", arity: 3, first_key: 2, last_key: 2, step: 1,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["keyspace", "read", "slow"],
                 tips: &["nondeterministic_output"],
@@ -2320,7 +2532,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "object|refcount", arity: 3, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "object|refcount", arity: 3, first_key: 2, last_key: 2, step: 1,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["keyspace", "read", "slow"],
                 tips: &["nondeterministic_output"],
@@ -2334,7 +2547,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "persist", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "persist", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["keyspace", "write", "fast"],
         tips: &[],
@@ -2346,7 +2560,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "pexpire", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "pexpire", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["keyspace", "write", "fast"],
         tips: &[],
@@ -2358,7 +2573,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "pexpireat", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "pexpireat", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["keyspace", "write", "fast"],
         tips: &[],
@@ -2370,7 +2586,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "pexpiretime", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "pexpiretime", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["keyspace", "read", "fast"],
         tips: &[],
@@ -2382,7 +2599,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "pfadd", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "pfadd", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "hyperloglog", "fast"],
         tips: &[],
@@ -2394,7 +2612,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "pfcount", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Keyed,
+        name: "pfcount", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "hyperloglog", "slow"],
         tips: &[],
@@ -2406,7 +2625,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "pfdebug", arity: 3, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "pfdebug", arity: 3, first_key: 2, last_key: 2, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom", "admin"],
         acl_categories: &["write", "hyperloglog", "admin", "slow", "dangerous"],
         tips: &[],
@@ -2418,7 +2638,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "pfmerge", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Keyed,
+        name: "pfmerge", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "hyperloglog", "slow"],
         tips: &[],
@@ -2431,7 +2652,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "pfselftest", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "pfselftest", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin"],
         acl_categories: &["hyperloglog", "admin", "slow", "dangerous"],
         tips: &[],
@@ -2441,7 +2663,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "ping", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "ping", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["fast"],
         acl_categories: &["fast", "connection"],
         tips: &["request_policy:all_shards", "response_policy:all_succeeded"],
@@ -2451,7 +2674,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "psetex", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "psetex", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "string", "slow"],
         tips: &[],
@@ -2463,7 +2687,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "psubscribe", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "psubscribe", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["pubsub", "noscript", "loading", "stale"],
         acl_categories: &["pubsub", "slow"],
         tips: &[],
@@ -2473,7 +2698,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "psync", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "psync", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "no_async_loading", "no_multi"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -2483,7 +2709,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "pttl", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "pttl", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["keyspace", "read", "fast"],
         tips: &["nondeterministic_output"],
@@ -2495,7 +2722,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "publish", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "publish", arity: 3, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["pubsub", "loading", "stale", "fast"],
         acl_categories: &["pubsub", "fast"],
         tips: &[],
@@ -2505,7 +2733,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "pubsub", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "pubsub", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -2514,7 +2743,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "pubsub", since: "2.8.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "pubsub|channels", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "pubsub|channels", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::FanOut(FanOut::PubSub),
                 flags: &["pubsub", "loading", "stale"],
                 acl_categories: &["pubsub", "slow"],
                 tips: &[],
@@ -2524,7 +2754,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "pubsub|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "pubsub|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -2534,7 +2765,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "pubsub|numpat", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "pubsub|numpat", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::FanOut(FanOut::PubSub),
                 flags: &["pubsub", "loading", "stale"],
                 acl_categories: &["pubsub", "slow"],
                 tips: &[],
@@ -2544,7 +2776,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "pubsub|numsub", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "pubsub|numsub", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::FanOut(FanOut::PubSub),
                 flags: &["pubsub", "loading", "stale"],
                 acl_categories: &["pubsub", "slow"],
                 tips: &[],
@@ -2554,7 +2787,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "pubsub|shardchannels", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "pubsub|shardchannels", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::FanOut(FanOut::PubSub),
                 flags: &["pubsub", "loading", "stale"],
                 acl_categories: &["pubsub", "slow"],
                 tips: &[],
@@ -2564,7 +2798,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "pubsub|shardnumsub", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "pubsub|shardnumsub", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: true, routing: Routing::FanOut(FanOut::PubSub),
                 flags: &["pubsub", "loading", "stale"],
                 acl_categories: &["pubsub", "slow"],
                 tips: &[],
@@ -2576,7 +2811,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "punsubscribe", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "punsubscribe", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["pubsub", "noscript", "loading", "stale"],
         acl_categories: &["pubsub", "slow"],
         tips: &[],
@@ -2586,7 +2822,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "quit", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "quit", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
         acl_categories: &["fast", "connection"],
         tips: &[],
@@ -2596,7 +2833,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "randomkey", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::FanOut,
+        name: "randomkey", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::FanOut(FanOut::RandomKey),
         flags: &["readonly"],
         acl_categories: &["keyspace", "read", "slow"],
         tips: &["request_policy:all_shards", "nondeterministic_output"],
@@ -2606,7 +2844,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "readonly", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "readonly", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["loading", "stale", "fast"],
         acl_categories: &["fast", "connection"],
         tips: &[],
@@ -2616,7 +2855,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "readwrite", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "readwrite", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["loading", "stale", "fast"],
         acl_categories: &["fast", "connection"],
         tips: &[],
@@ -2626,7 +2866,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "rename", arity: 3, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "rename", arity: 3, first_key: 1, last_key: 2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write"],
         acl_categories: &["keyspace", "write", "slow"],
         tips: &[],
@@ -2639,7 +2880,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "renamenx", arity: 3, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "renamenx", arity: 3, first_key: 1, last_key: 2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["keyspace", "write", "fast"],
         tips: &[],
@@ -2652,7 +2894,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "replconf", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "replconf", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "loading", "stale", "allow_busy"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -2662,7 +2905,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "replicaof", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "replicaof", arity: 3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "stale", "no_async_loading"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -2672,7 +2916,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "reset", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "reset", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
         acl_categories: &["fast", "connection"],
         tips: &[],
@@ -2682,7 +2927,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "restore", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "restore", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["keyspace", "write", "slow", "dangerous"],
         tips: &[],
@@ -2694,7 +2940,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "restore-asking", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "restore-asking", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "asking"],
         acl_categories: &["keyspace", "write", "slow", "dangerous"],
         tips: &[],
@@ -2706,7 +2953,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "role", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "role", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["noscript", "loading", "stale", "fast"],
         acl_categories: &["admin", "fast", "dangerous"],
         tips: &[],
@@ -2716,7 +2964,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "rpop", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "rpop", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "list", "fast"],
         tips: &[],
@@ -2728,7 +2977,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "rpoplpush", arity: 3, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "rpoplpush", arity: 3, first_key: 1, last_key: 2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "list", "slow"],
         tips: &[],
@@ -2741,7 +2991,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "rpush", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "rpush", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "list", "fast"],
         tips: &[],
@@ -2753,7 +3004,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "rpushx", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "rpushx", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "list", "fast"],
         tips: &[],
@@ -2765,7 +3017,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sadd", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "sadd", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "set", "fast"],
         tips: &[],
@@ -2777,7 +3030,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "save", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "save", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "no_async_loading", "no_multi"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -2787,7 +3041,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "scan", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::FanOut,
+        name: "scan", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::FanOut(FanOut::Scan),
         flags: &["readonly"],
         acl_categories: &["keyspace", "read", "slow"],
         tips: &["nondeterministic_output", "request_policy:special"],
@@ -2797,7 +3052,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "scard", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "scard", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "set", "fast"],
         tips: &[],
@@ -2809,7 +3065,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "script", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "script", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -2818,7 +3075,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "scripting", since: "2.6.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "script|debug", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "script|debug", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["noscript"],
                 acl_categories: &["slow", "scripting"],
                 tips: &[],
@@ -2828,7 +3086,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "script|exists", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "script|exists", arity: -3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["noscript"],
                 acl_categories: &["slow", "scripting"],
                 tips: &["request_policy:all_shards", "response_policy:agg_logical_and"],
@@ -2838,7 +3097,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "script|flush", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "script|flush", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["noscript"],
                 acl_categories: &["slow", "scripting"],
                 tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
@@ -2848,7 +3108,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "script|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "script|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow", "scripting"],
                 tips: &[],
@@ -2858,7 +3119,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "script|kill", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "script|kill", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["noscript", "allow_busy"],
                 acl_categories: &["slow", "scripting"],
                 tips: &["request_policy:all_shards", "response_policy:one_succeeded"],
@@ -2868,7 +3130,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "script|load", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "script|load", arity: 3, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["noscript", "stale"],
                 acl_categories: &["slow", "scripting"],
                 tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
@@ -2880,7 +3143,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "sdiff", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Keyed,
+        name: "sdiff", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "set", "slow"],
         tips: &["nondeterministic_output_order"],
@@ -2892,7 +3156,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sdiffstore", arity: -3, first_key: 1, last_key: -1, step: 1, routing: Routing::Keyed,
+        name: "sdiffstore", arity: -3, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "set", "slow"],
         tips: &[],
@@ -2905,7 +3170,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "select", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "select", arity: 2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["loading", "stale", "fast"],
         acl_categories: &["fast", "connection"],
         tips: &[],
@@ -2915,7 +3181,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "set", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "set", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "string", "slow"],
         tips: &[],
@@ -2927,7 +3194,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "setbit", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "setbit", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "bitmap", "slow"],
         tips: &[],
@@ -2939,7 +3207,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "setex", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "setex", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "string", "slow"],
         tips: &[],
@@ -2951,7 +3220,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "setnx", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "setnx", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "string", "fast"],
         tips: &[],
@@ -2963,7 +3233,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "setrange", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "setrange", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "string", "slow"],
         tips: &[],
@@ -2975,7 +3246,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "shutdown", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "shutdown", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "loading", "stale", "no_multi", "allow_busy"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -2985,7 +3257,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sinter", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Keyed,
+        name: "sinter", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "set", "slow"],
         tips: &["nondeterministic_output_order"],
@@ -2997,7 +3270,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sintercard", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "sintercard", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "movablekeys"],
         acl_categories: &["read", "set", "slow"],
         tips: &[],
@@ -3009,7 +3283,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sinterstore", arity: -3, first_key: 1, last_key: -1, step: 1, routing: Routing::Keyed,
+        name: "sinterstore", arity: -3, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "set", "slow"],
         tips: &[],
@@ -3022,7 +3297,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sismember", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "sismember", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "set", "fast"],
         tips: &[],
@@ -3034,7 +3310,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "slaveof", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "slaveof", arity: 3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "stale", "no_async_loading"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -3044,7 +3321,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "slowlog", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "slowlog", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -3053,7 +3331,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "server", since: "2.2.12", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "slowlog|get", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "slowlog|get", arity: -2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["request_policy:all_nodes", "nondeterministic_output"],
@@ -3063,7 +3342,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "slowlog|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "slowlog|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["slow"],
                 tips: &[],
@@ -3073,7 +3353,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "slowlog|len", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "slowlog|len", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["request_policy:all_nodes", "response_policy:agg_sum", "nondeterministic_output"],
@@ -3083,7 +3364,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "slowlog|reset", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "slowlog|reset", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["admin", "loading", "stale"],
                 acl_categories: &["admin", "slow", "dangerous"],
                 tips: &["request_policy:all_nodes", "response_policy:all_succeeded"],
@@ -3095,7 +3377,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "smembers", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "smembers", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "set", "slow"],
         tips: &["nondeterministic_output_order"],
@@ -3107,7 +3390,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "smismember", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "smismember", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "set", "fast"],
         tips: &[],
@@ -3119,7 +3403,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "smove", arity: 4, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "smove", arity: 4, first_key: 1, last_key: 2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "set", "fast"],
         tips: &[],
@@ -3132,7 +3417,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sort", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "sort", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom", "movablekeys"],
         acl_categories: &["write", "set", "sortedset", "list", "slow", "dangerous"],
         tips: &[],
@@ -3146,7 +3432,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sort_ro", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "sort_ro", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly", "movablekeys"],
         acl_categories: &["read", "set", "sortedset", "list", "slow", "dangerous"],
         tips: &[],
@@ -3159,7 +3446,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "spop", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "spop", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "set", "fast"],
         tips: &["nondeterministic_output"],
@@ -3171,7 +3459,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "spublish", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "spublish", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["pubsub", "loading", "stale", "fast"],
         acl_categories: &["pubsub", "fast"],
         tips: &[],
@@ -3183,7 +3472,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "srandmember", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "srandmember", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "set", "slow"],
         tips: &["nondeterministic_output"],
@@ -3195,7 +3485,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "srem", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "srem", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "set", "fast"],
         tips: &[],
@@ -3207,7 +3498,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sscan", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "sscan", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "set", "slow"],
         tips: &["nondeterministic_output"],
@@ -3219,7 +3511,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "ssubscribe", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Local,
+        name: "ssubscribe", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Local,
         flags: &["pubsub", "noscript", "loading", "stale"],
         acl_categories: &["pubsub", "slow"],
         tips: &[],
@@ -3231,7 +3524,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "strlen", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "strlen", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "string", "fast"],
         tips: &[],
@@ -3243,7 +3537,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "subscribe", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "subscribe", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["pubsub", "noscript", "loading", "stale"],
         acl_categories: &["pubsub", "slow"],
         tips: &[],
@@ -3253,7 +3548,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "substr", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "substr", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "string", "slow"],
         tips: &[],
@@ -3265,7 +3561,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sunion", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Keyed,
+        name: "sunion", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "set", "slow"],
         tips: &["nondeterministic_output_order"],
@@ -3277,7 +3574,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sunionstore", arity: -3, first_key: 1, last_key: -1, step: 1, routing: Routing::Keyed,
+        name: "sunionstore", arity: -3, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "set", "slow"],
         tips: &[],
@@ -3290,7 +3588,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sunsubscribe", arity: -1, first_key: 1, last_key: -1, step: 1, routing: Routing::Local,
+        name: "sunsubscribe", arity: -1, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Local,
         flags: &["pubsub", "noscript", "loading", "stale"],
         acl_categories: &["pubsub", "slow"],
         tips: &[],
@@ -3302,7 +3601,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "swapdb", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "swapdb", arity: 3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["keyspace", "write", "fast", "dangerous"],
         tips: &[],
@@ -3312,7 +3612,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "sync", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "sync", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["admin", "noscript", "no_async_loading", "no_multi"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -3322,7 +3623,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "time", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "time", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Local,
         flags: &["loading", "stale", "fast"],
         acl_categories: &["fast"],
         tips: &["nondeterministic_output"],
@@ -3332,7 +3634,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "touch", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Split,
+        name: "touch", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Split(Merge::Sum),
         flags: &["readonly", "fast"],
         acl_categories: &["keyspace", "read", "fast"],
         tips: &["request_policy:multi_shard", "response_policy:agg_sum"],
@@ -3344,7 +3647,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "ttl", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "ttl", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["keyspace", "read", "fast"],
         tips: &["nondeterministic_output"],
@@ -3356,7 +3660,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "type", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "type", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["keyspace", "read", "fast"],
         tips: &[],
@@ -3368,7 +3673,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "unlink", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Split,
+        name: "unlink", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Split(Merge::Sum),
         flags: &["write", "fast"],
         acl_categories: &["keyspace", "write", "fast"],
         tips: &["request_policy:multi_shard", "response_policy:agg_sum"],
@@ -3380,7 +3686,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "unsubscribe", arity: -1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "unsubscribe", arity: -1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["pubsub", "noscript", "loading", "stale"],
         acl_categories: &["pubsub", "slow"],
         tips: &[],
@@ -3390,7 +3697,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "unwatch", arity: 1, first_key: 0, last_key: 0, step: 0, routing: Routing::Local,
+        name: "unwatch", arity: 1, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Local,
         flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
         acl_categories: &["fast", "transaction"],
         tips: &[],
@@ -3400,7 +3708,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "wait", arity: 3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "wait", arity: 3, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["noscript"],
         acl_categories: &["slow", "connection"],
         tips: &["request_policy:all_shards", "response_policy:agg_min"],
@@ -3410,7 +3719,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "watch", arity: -2, first_key: 1, last_key: -1, step: 1, routing: Routing::Local,
+        name: "watch", arity: -2, first_key: 1, last_key: -1, step: 1,
+        on_node: true, routing: Routing::Local,
         flags: &["noscript", "loading", "stale", "fast", "allow_busy"],
         acl_categories: &["fast", "transaction"],
         tips: &[],
@@ -3422,7 +3732,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xack", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xack", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &[],
@@ -3434,7 +3745,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xadd", arity: -5, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xadd", arity: -5, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &["nondeterministic_output"],
@@ -3446,7 +3758,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xautoclaim", arity: -6, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xautoclaim", arity: -6, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &["nondeterministic_output"],
@@ -3458,7 +3771,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xclaim", arity: -6, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xclaim", arity: -6, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &["nondeterministic_output"],
@@ -3470,7 +3784,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xdel", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xdel", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &[],
@@ -3482,7 +3797,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xgroup", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "xgroup", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -3491,7 +3807,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "stream", since: "5.0.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "xgroup|create", arity: -5, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "xgroup|create", arity: -5, first_key: 2, last_key: 2, step: 1,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["write", "denyoom"],
                 acl_categories: &["write", "stream", "slow"],
                 tips: &[],
@@ -3503,7 +3820,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "xgroup|createconsumer", arity: 5, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "xgroup|createconsumer", arity: 5, first_key: 2, last_key: 2, step: 1,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["write", "denyoom"],
                 acl_categories: &["write", "stream", "slow"],
                 tips: &[],
@@ -3515,7 +3833,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "xgroup|delconsumer", arity: 5, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "xgroup|delconsumer", arity: 5, first_key: 2, last_key: 2, step: 1,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["write"],
                 acl_categories: &["write", "stream", "slow"],
                 tips: &[],
@@ -3527,7 +3846,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "xgroup|destroy", arity: 4, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "xgroup|destroy", arity: 4, first_key: 2, last_key: 2, step: 1,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["write"],
                 acl_categories: &["write", "stream", "slow"],
                 tips: &[],
@@ -3539,7 +3859,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "xgroup|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "xgroup|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["stream", "slow"],
                 tips: &[],
@@ -3549,7 +3870,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "xgroup|setid", arity: -5, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "xgroup|setid", arity: -5, first_key: 2, last_key: 2, step: 1,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["write"],
                 acl_categories: &["write", "stream", "slow"],
                 tips: &[],
@@ -3563,7 +3885,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "xinfo", arity: -2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "xinfo", arity: -2, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -3572,7 +3895,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         group: "stream", since: "5.0.0", complexity: "Depends on subcommand.",
         subcommands: &[
             CommandSpec {
-                name: "xinfo|consumers", arity: 4, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "xinfo|consumers", arity: 4, first_key: 2, last_key: 2, step: 1,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["read", "stream", "slow"],
                 tips: &["nondeterministic_output"],
@@ -3584,7 +3908,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "xinfo|groups", arity: 3, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "xinfo|groups", arity: 3, first_key: 2, last_key: 2, step: 1,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["read", "stream", "slow"],
                 tips: &[],
@@ -3596,7 +3921,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "xinfo|help", arity: 2, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+                name: "xinfo|help", arity: 2, first_key: 0, last_key: 0, step: 0,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["stream", "slow"],
                 tips: &[],
@@ -3606,7 +3932,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
                 subcommands: &[],
             },
             CommandSpec {
-                name: "xinfo|stream", arity: -3, first_key: 2, last_key: 2, step: 1, routing: Routing::Keyed,
+                name: "xinfo|stream", arity: -3, first_key: 2, last_key: 2, step: 1,
+                on_node: false, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["read", "stream", "slow"],
                 tips: &[],
@@ -3620,7 +3947,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         ],
     },
     CommandSpec {
-        name: "xlen", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xlen", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "stream", "fast"],
         tips: &[],
@@ -3632,7 +3960,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xpending", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xpending", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "stream", "slow"],
         tips: &["nondeterministic_output"],
@@ -3644,7 +3973,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xrange", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xrange", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "stream", "slow"],
         tips: &[],
@@ -3656,7 +3986,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xread", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "xread", arity: -4, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly", "blocking", "movablekeys"],
         acl_categories: &["read", "stream", "slow", "blocking"],
         tips: &[],
@@ -3668,7 +3999,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xreadgroup", arity: -7, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "xreadgroup", arity: -7, first_key: 0, last_key: 0, step: 0,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "blocking", "movablekeys"],
         acl_categories: &["write", "stream", "slow", "blocking"],
         tips: &[],
@@ -3680,7 +4012,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xrevrange", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xrevrange", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "stream", "slow"],
         tips: &[],
@@ -3692,7 +4025,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xsetid", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xsetid", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &[],
@@ -3704,7 +4038,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "xtrim", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "xtrim", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: false, routing: Routing::Keyed,
         flags: &["write"],
         acl_categories: &["write", "stream", "slow"],
         tips: &["nondeterministic_output"],
@@ -3716,7 +4051,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zadd", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zadd", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "sortedset", "fast"],
         tips: &[],
@@ -3728,7 +4064,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zcard", arity: 2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zcard", arity: 2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "sortedset", "fast"],
         tips: &[],
@@ -3740,7 +4077,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zcount", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zcount", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "sortedset", "fast"],
         tips: &[],
@@ -3752,7 +4090,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zdiff", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "zdiff", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "movablekeys"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &[],
@@ -3764,7 +4103,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zdiffstore", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zdiffstore", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "movablekeys"],
         acl_categories: &["write", "sortedset", "slow"],
         tips: &[],
@@ -3777,7 +4117,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zincrby", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zincrby", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "sortedset", "fast"],
         tips: &[],
@@ -3789,7 +4130,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zinter", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "zinter", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "movablekeys"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &[],
@@ -3801,7 +4143,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zintercard", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "zintercard", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "movablekeys"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &[],
@@ -3813,7 +4156,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zinterstore", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zinterstore", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "movablekeys"],
         acl_categories: &["write", "sortedset", "slow"],
         tips: &[],
@@ -3826,7 +4170,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zlexcount", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zlexcount", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "sortedset", "fast"],
         tips: &[],
@@ -3838,7 +4183,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zmpop", arity: -4, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "zmpop", arity: -4, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "movablekeys"],
         acl_categories: &["write", "sortedset", "slow"],
         tips: &[],
@@ -3850,7 +4196,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zmscore", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zmscore", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "sortedset", "fast"],
         tips: &[],
@@ -3862,7 +4209,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zpopmax", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zpopmax", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "sortedset", "fast"],
         tips: &[],
@@ -3874,7 +4222,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zpopmin", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zpopmin", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "sortedset", "fast"],
         tips: &[],
@@ -3886,7 +4235,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrandmember", arity: -2, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zrandmember", arity: -2, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &["nondeterministic_output"],
@@ -3898,7 +4248,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrange", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zrange", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &[],
@@ -3910,7 +4261,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrangebylex", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zrangebylex", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &[],
@@ -3922,7 +4274,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrangebyscore", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zrangebyscore", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &[],
@@ -3934,7 +4287,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrangestore", arity: -5, first_key: 1, last_key: 2, step: 1, routing: Routing::Keyed,
+        name: "zrangestore", arity: -5, first_key: 1, last_key: 2, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "sortedset", "slow"],
         tips: &[],
@@ -3947,7 +4301,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrank", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zrank", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "sortedset", "fast"],
         tips: &[],
@@ -3959,7 +4314,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrem", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zrem", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "sortedset", "fast"],
         tips: &[],
@@ -3971,7 +4327,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zremrangebylex", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zremrangebylex", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write"],
         acl_categories: &["write", "sortedset", "slow"],
         tips: &[],
@@ -3983,7 +4340,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zremrangebyrank", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zremrangebyrank", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write"],
         acl_categories: &["write", "sortedset", "slow"],
         tips: &[],
@@ -3995,7 +4353,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zremrangebyscore", arity: 4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zremrangebyscore", arity: 4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write"],
         acl_categories: &["write", "sortedset", "slow"],
         tips: &[],
@@ -4007,7 +4366,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrevrange", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zrevrange", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &[],
@@ -4019,7 +4379,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrevrangebylex", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zrevrangebylex", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &[],
@@ -4031,7 +4392,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrevrangebyscore", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zrevrangebyscore", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &[],
@@ -4043,7 +4405,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zrevrank", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zrevrank", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "sortedset", "fast"],
         tips: &[],
@@ -4055,7 +4418,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zscan", arity: -3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zscan", arity: -3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &["nondeterministic_output"],
@@ -4067,7 +4431,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zscore", arity: 3, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zscore", arity: 3, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "sortedset", "fast"],
         tips: &[],
@@ -4079,7 +4444,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zunion", arity: -3, first_key: 0, last_key: 0, step: 0, routing: Routing::Keyed,
+        name: "zunion", arity: -3, first_key: 0, last_key: 0, step: 0,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "movablekeys"],
         acl_categories: &["read", "sortedset", "slow"],
         tips: &[],
@@ -4091,7 +4457,8 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[],
     },
     CommandSpec {
-        name: "zunionstore", arity: -4, first_key: 1, last_key: 1, step: 1, routing: Routing::Keyed,
+        name: "zunionstore", arity: -4, first_key: 1, last_key: 1, step: 1,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "movablekeys"],
         acl_categories: &["write", "sortedset", "slow"],
         tips: &[],

@@ -1,8 +1,9 @@
 //! COMMAND, COMMAND COUNT / INFO / DOCS / LIST / GETKEYS, rendered from the shared command table
-//! by `command::reply`, so the proxy and the shard nodes answer alike.
+//! by `command::reply`, so the proxy and the shard nodes answer alike; only the commands the
+//! proxy serves are shown.
 
 use bytes::Bytes;
-use tessera_proto::command::{self, reply, CommandSpec};
+use tessera_proto::command::{self, reply, CommandSpec, Server};
 use tessera_proto::resp::Frame;
 
 use super::frame;
@@ -10,26 +11,28 @@ use crate::session::{Reply, Session};
 
 pub fn handle(session: &Session, args: &[Bytes]) -> Option<Reply> {
     let Some(sub) = args.get(1) else {
-        let all = command::all().iter().map(reply::info).collect();
+        let all = command::served(Server::Proxy).map(reply::info).collect();
         return Some(frame(session, Frame::Array(all)));
     };
     Some(match sub.to_ascii_lowercase().as_slice() {
-        b"count" => frame(session, Frame::Integer(command::all().len() as i64)),
+        b"count" => frame(
+            session,
+            Frame::Integer(command::served(Server::Proxy).count() as i64),
+        ),
         b"list" => {
-            let names = command::all()
-                .iter()
+            let names = command::served(Server::Proxy)
                 .map(|c| Frame::Bulk(Bytes::from_static(c.name.as_bytes())))
                 .collect();
             frame(session, Frame::Array(names))
         }
         b"info" => {
             let entries = if args.len() == 2 {
-                command::all().iter().map(reply::info).collect()
+                command::served(Server::Proxy).map(reply::info).collect()
             } else {
                 args[2..]
                     .iter()
                     .map(|name| {
-                        command::lookup(name)
+                        command::lookup_served(Server::Proxy, name)
                             .map(reply::info)
                             .unwrap_or(Frame::Null)
                     })
@@ -45,11 +48,11 @@ pub fn handle(session: &Session, args: &[Bytes]) -> Option<Reply> {
                 )
             };
             let pairs = if args.len() == 2 {
-                command::all().iter().map(entry).collect()
+                command::served(Server::Proxy).map(entry).collect()
             } else {
                 args[2..]
                     .iter()
-                    .filter_map(|name| command::lookup(name))
+                    .filter_map(|name| command::lookup_served(Server::Proxy, name))
                     .map(entry)
                     .collect()
             };
@@ -61,7 +64,7 @@ pub fn handle(session: &Session, args: &[Bytes]) -> Option<Reply> {
 }
 
 fn getkeys(session: &Session, command_args: &[Bytes]) -> Reply {
-    let Some(spec) = command::lookup(&command_args[0]) else {
+    let Some(spec) = command::lookup_served(Server::Proxy, &command_args[0]) else {
         return Reply::error("ERR Invalid command specified");
     };
     if !spec.arity_ok(command_args.len()) {

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
 use super::string_range::{clamp_range, edit_string, read_string, write_len, MAX_STRING_LEN};
 use super::{Ctx, Txn};
@@ -341,6 +342,15 @@ fn store_result(txn: &mut Txn<'_>, dest: &Bytes, result: Vec<u8>, args: &[Bytes]
     }
     Frame::Integer(len as i64)
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("setbit", |ctx, _, args| setbit(ctx, args)),
+    ("getbit", |ctx, _, args| getbit(ctx, args)),
+    ("bitcount", |ctx, _, args| bitcount(ctx, args)),
+    ("bitpos", |ctx, _, args| bitpos(ctx, args)),
+    ("bitop", |ctx, _, args| bitop(ctx, args)),
+];
 
 #[cfg(test)]
 mod tests {

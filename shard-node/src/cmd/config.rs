@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use tessera_proto::resp::Frame;
 
+use super::dispatch::DispatchEntry;
 use super::parse::{err, ERR_SYNTAX};
 use super::{subcommand_arity, unknown_subcommand, Ctx};
 use crate::aof::FsyncPolicy;
@@ -395,6 +396,9 @@ fn my_port(state: &NodeState) -> u16 {
     let topology = state.cluster.topology();
     topology.node(state.cluster.myself()).map_or(0, |n| n.port)
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[("config", |ctx, _, args| config(ctx, args))];
 
 #[cfg(test)]
 mod tests {

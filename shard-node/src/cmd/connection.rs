@@ -1,10 +1,11 @@
-//! Connection commands: PING ECHO QUIT HELLO AUTH SELECT CLIENT.
+//! Connection commands: PING ECHO QUIT RESET HELLO AUTH SELECT CLIENT.
 
 use bytes::Bytes;
 use tessera_proto::resp::{Frame, Protocol};
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
-use super::{subcommand_arity, unknown_subcommand, Ctx, Session};
+use super::{subcommand_arity, unknown_subcommand, ClientSession, Ctx};
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
 
@@ -12,7 +13,7 @@ fn s(text: &'static str) -> Frame {
     Frame::Bulk(Bytes::from_static(text.as_bytes()))
 }
 
-pub fn ping(_session: &Session, args: &[Bytes]) -> Frame {
+pub fn ping(_session: &ClientSession, args: &[Bytes]) -> Frame {
     match args.len() {
         1 => Frame::Simple(Bytes::from_static(b"PONG")),
         2 => Frame::Bulk(args[1].clone()),
@@ -24,9 +25,26 @@ pub fn echo(args: &[Bytes]) -> Frame {
     Frame::Bulk(args[1].clone())
 }
 
-pub fn quit(session: &mut Session) -> Frame {
+pub fn quit(session: &mut ClientSession) -> Frame {
     session.quit = true;
     Frame::ok()
+}
+
+/// RESET, as Redis 7.0's clearClientConnectionState: the transaction is discarded and every key
+/// unwatched, every subscription dropped, the protocol back to RESP2, the name cleared, and the
+/// client is the default user again (so with a node secret it must AUTH anew).
+pub fn reset(ctx: &Ctx<'_>, session: &mut ClientSession) -> Frame {
+    session.multi = None;
+    session.watched.unwatch_all(&ctx.state.keyspace);
+    ctx.state.pubsub.remove_client(&mut session.pubsub);
+    session.protocol = Protocol::Resp2;
+    session.authenticated = false;
+    {
+        let mut info = session.info.lock();
+        info.resp = 2;
+        info.name = Bytes::new();
+    }
+    Frame::Simple(Bytes::from_static(b"RESET"))
 }
 
 /// The only user is `default`. Without a node secret it has no password (as a fresh Redis): any
@@ -50,7 +68,7 @@ fn authenticate(ctx: &Ctx<'_>, user: &[u8], password: &[u8]) -> bool {
 }
 
 /// AUTH [user] password, as Redis 7.0's authCommand with requirepass set to the node secret.
-pub fn auth(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
+pub fn auth(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
     let (user, password) =
         match args.len() {
             2 if ctx.state.stats.node_secret.is_none() => return err(
@@ -85,7 +103,7 @@ fn valid_name(name: &[u8]) -> bool {
     name.iter().all(|&b| (b'!'..=b'~').contains(&b))
 }
 
-fn set_name(session: &Session, name: &Bytes) -> Result<(), Frame> {
+fn set_name(session: &ClientSession, name: &Bytes) -> Result<(), Frame> {
     if !valid_name(name) {
         return Err(err(
             "ERR Client names cannot contain spaces, newlines or special characters.",
@@ -95,7 +113,7 @@ fn set_name(session: &Session, name: &Bytes) -> Result<(), Frame> {
     Ok(())
 }
 
-pub fn hello(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
+pub fn hello(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
     let mut version = None;
     let mut j = 1;
     if args.len() >= 2 {
@@ -169,7 +187,7 @@ pub fn hello(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
     ])
 }
 
-pub fn client(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
+pub fn client(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
     let sub = &args[1];
     let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
     let arity_ok = match lower.as_str() {
@@ -225,7 +243,7 @@ pub fn client(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
     }
 }
 
-fn set_info(session: &Session, attr: &Bytes, value: &Bytes) -> Frame {
+fn set_info(session: &ClientSession, attr: &Bytes, value: &Bytes) -> Frame {
     let lib_name = parse::eq(attr, "lib-name");
     if !lib_name && !parse::eq(attr, "lib-ver") {
         return Frame::error(format!(
@@ -299,6 +317,27 @@ fn client_list(ctx: &Ctx<'_>, options: &[Bytes]) -> Frame {
     Frame::Verbatim(Bytes::from(text))
 }
 
+/// PING answers `["pong", arg]` to a RESP2 client in subscribed mode, as Redis.
+fn ping_or_subscribed_ping(_ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
+    if session.pubsub.restricts(session.protocol) {
+        super::pubsub::subscribed_ping(args)
+    } else {
+        ping(session, args)
+    }
+}
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("ping", ping_or_subscribed_ping),
+    ("echo", |_, _, args| echo(args)),
+    ("quit", |_, session, _| quit(session)),
+    ("reset", |ctx, session, _| reset(ctx, session)),
+    ("hello", hello),
+    ("auth", auth),
+    ("select", |_, _, args| select(args)),
+    ("client", client),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,7 +350,7 @@ mod tests {
     fn auth_and_select_errors() {
         let state = crate::cmd::testing::state();
         let ctx = Ctx::new(&state, false);
-        let mut session = Session::detached();
+        let mut session = ClientSession::detached();
         assert!(
             matches!(auth(&ctx, &mut session, &args(&["auth", "x"])), Frame::Error(e) if e.starts_with(b"ERR AUTH <password>"))
         );
@@ -343,13 +382,13 @@ mod tests {
         assert_eq!(run(&state, "AUTH wrong"), format!("-{WRONGPASS}\r\n"));
         assert!(run(&state, "HELLO 3").starts_with("-NOAUTH HELLO must be called"));
         let ctx = Ctx::new(&state, false);
-        let mut session = Session::detached();
+        let mut session = ClientSession::detached();
         assert_eq!(
             auth(&ctx, &mut session, &args(&["auth", "s3cret"])),
             Frame::ok()
         );
         assert!(session.authenticated);
-        let mut other = Session::detached();
+        let mut other = ClientSession::detached();
         assert!(matches!(
             hello(
                 &ctx,
@@ -367,7 +406,7 @@ mod tests {
 
     #[test]
     fn ping_and_names() {
-        let session = Session::detached();
+        let session = ClientSession::detached();
         assert_eq!(
             ping(&session, &args(&["ping"])),
             Frame::Simple(Bytes::from_static(b"PONG"))

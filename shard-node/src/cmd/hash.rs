@@ -7,10 +7,12 @@
 use bytes::Bytes;
 use rand::seq::IndexedRandom;
 use rand::Rng;
+use tessera_proto::long_double;
 use tessera_proto::resp::{Frame, Protocol};
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_NOT_FLOAT, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
-use super::{float, Ctx, Txn};
+use super::{Ctx, Txn};
 use crate::keyspace::{glob, Entry, EntryRef, HashValue, Value, ValueMut, ValueRef};
 
 type Hash = HashValue;
@@ -248,11 +250,11 @@ pub fn hincrby(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
 }
 
 pub fn hincrbyfloat(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
-    let Some(increment) = float::LongDouble::parse(&args[3]) else {
+    let Some(increment) = long_double::LongDouble::parse(&args[3]) else {
         return err(ERR_NOT_FLOAT);
     };
     // Parsing accepts "inf"; adding it to zero is how its infinity shows.
-    if float::LongDouble::ZERO.add(&increment).is_none() {
+    if long_double::LongDouble::ZERO.add(&increment).is_none() {
         return err("ERR value is NaN or Infinity");
     }
     let key = &args[1];
@@ -262,8 +264,8 @@ pub fn hincrbyfloat(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         Err(e) => return e,
     };
     let current = match hash.get(&args[2]) {
-        None => float::LongDouble::ZERO,
-        Some(text) => match float::LongDouble::parse(text) {
+        None => long_double::LongDouble::ZERO,
+        Some(text) => match long_double::LongDouble::parse(text) {
             Some(v) => v,
             None => return err("ERR hash value is not a float"),
         },
@@ -497,6 +499,28 @@ pub fn hscan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         .collect();
     scan_reply(cursor, items)
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("hset", |ctx, _, args| hset(ctx, args, false)),
+    ("hmset", |ctx, _, args| hset(ctx, args, true)),
+    ("hsetnx", |ctx, _, args| hsetnx(ctx, args)),
+    ("hget", |ctx, _, args| hget(ctx, args)),
+    ("hmget", |ctx, _, args| hmget(ctx, args)),
+    ("hgetall", |ctx, _, args| hgetall(ctx, args, Parts::Both)),
+    ("hkeys", |ctx, _, args| hgetall(ctx, args, Parts::Fields)),
+    ("hvals", |ctx, _, args| hgetall(ctx, args, Parts::Values)),
+    ("hdel", |ctx, _, args| hdel(ctx, args)),
+    ("hexists", |ctx, _, args| hexists(ctx, args)),
+    ("hlen", |ctx, _, args| hlen(ctx, args)),
+    ("hstrlen", |ctx, _, args| hstrlen(ctx, args)),
+    ("hincrby", |ctx, _, args| hincrby(ctx, args)),
+    ("hincrbyfloat", |ctx, _, args| hincrbyfloat(ctx, args)),
+    ("hrandfield", |ctx, session, args| {
+        hrandfield(ctx, args, session.protocol)
+    }),
+    ("hscan", |ctx, _, args| hscan(ctx, args)),
+];
 
 #[cfg(test)]
 mod tests {

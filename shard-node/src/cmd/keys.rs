@@ -11,6 +11,7 @@ use rand::Rng;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
 use super::Ctx;
 use crate::keyspace::glob;
@@ -364,6 +365,46 @@ fn random_live_key(ctx: &Ctx<'_>, slot: u16, rng: &mut impl Rng) -> Option<Bytes
     }
     None
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("del", |ctx, _, args| del(ctx, args)),
+    ("unlink", |ctx, _, args| del(ctx, args)),
+    ("exists", |ctx, _, args| exists(ctx, args)),
+    ("touch", |ctx, _, args| touch(ctx, args)),
+    ("expire", |ctx, _, args| {
+        expire(ctx, args, ExpireUnit::Seconds, false)
+    }),
+    ("pexpire", |ctx, _, args| {
+        expire(ctx, args, ExpireUnit::Millis, false)
+    }),
+    ("expireat", |ctx, _, args| {
+        expire(ctx, args, ExpireUnit::Seconds, true)
+    }),
+    ("pexpireat", |ctx, _, args| {
+        expire(ctx, args, ExpireUnit::Millis, true)
+    }),
+    ("ttl", |ctx, _, args| ttl(ctx, args, ExpireUnit::Seconds)),
+    ("pttl", |ctx, _, args| ttl(ctx, args, ExpireUnit::Millis)),
+    ("persist", |ctx, _, args| persist(ctx, args)),
+    ("type", |ctx, _, args| type_of(ctx, args)),
+    ("keys", |ctx, _, args| keys(ctx, args)),
+    ("scan", |ctx, _, args| scan(ctx, args)),
+    ("randomkey", |ctx, _, _| randomkey(ctx)),
+    ("rename", |ctx, _, args| rename::rename(ctx, args, false)),
+    ("renamenx", |ctx, _, args| rename::rename(ctx, args, true)),
+    ("copy", |ctx, _, args| rename::copy(ctx, args)),
+    ("expiretime", |ctx, _, args| {
+        expiretime(ctx, args, ExpireUnit::Seconds)
+    }),
+    ("pexpiretime", |ctx, _, args| {
+        expiretime(ctx, args, ExpireUnit::Millis)
+    }),
+    ("object", |ctx, _, args| object::object(ctx, args)),
+    ("dump", |ctx, _, args| dump::dump(ctx, args)),
+    ("restore", |ctx, _, args| dump::restore(ctx, args)),
+    ("restore-asking", |ctx, _, args| dump::restore(ctx, args)),
+];
 
 #[cfg(test)]
 mod tests {

@@ -17,14 +17,12 @@ use tessera_proto::command;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
-use super::float::LongDouble;
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
-use super::{Ctx, Session, Txn};
+use super::{ClientSession, Ctx, Txn};
 use crate::keyspace::{blocking, Entry, EntryRef, Value, ValueMut, ValueRef};
 
 const ERR_POSITIVE: &str = "ERR value is out of range, must be positive";
-const ERR_TIMEOUT_FLOAT: &str = "ERR timeout is not a float or out of range";
-const ERR_TIMEOUT_NEGATIVE: &str = "ERR timeout is negative";
 const ERR_CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 
 fn b(text: &'static str) -> Bytes {
@@ -659,103 +657,10 @@ pub fn lmpop(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
 // ---------------------------------------------------------------------------------------------
 // Blocking forms
 
-/// A blocking command's timeout in seconds as Redis 7.0 reads it: a long double (no leading
-/// space, no trailing bytes, not NaN), times 1000, rounded up to whole milliseconds, where
-/// anything a C `long long` cannot hold becomes LLONG_MIN (so `inf` is "negative"). `None`: wait
-/// forever (0, or a fraction that rounds to 0 such as -0.0001).
+/// A blocking command's timeout (`None`: wait forever), read by the shared rule
+/// (`command::parse_timeout`) the proxy applies too.
 pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Frame> {
-    let (seconds, nonzero) = if let Some(hex) = parse_hex_float(arg) {
-        if hex.0.is_nan() {
-            return Err(err(ERR_TIMEOUT_FLOAT));
-        }
-        hex
-    } else {
-        if LongDouble::parse(arg).is_none() {
-            return Err(err(ERR_TIMEOUT_FLOAT));
-        }
-        let seconds: f64 = std::str::from_utf8(arg)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| err(ERR_TIMEOUT_FLOAT))?;
-        let mut mantissa = arg.iter().take_while(|c| !matches!(c, b'e' | b'E'));
-        (seconds, mantissa.any(|c| (b'1'..=b'9').contains(c)))
-    };
-    let mut ms = (seconds * 1000.0).ceil();
-    // Below f64's range but not long double's (1e-400): still a positive time, 1 ms in Redis.
-    if ms == 0.0 && nonzero && !arg.starts_with(b"-") {
-        ms = 1.0;
-    }
-    if ms.is_nan() || ms >= (1u64 << 63) as f64 || ms < 0.0 {
-        return Err(err(ERR_TIMEOUT_NEGATIVE));
-    }
-    if ms == 0.0 {
-        return Ok(None);
-    }
-    Ok(Some(Duration::from_millis(ms as u64)))
-}
-
-/// `strtold`'s hexadecimal form (`0x1.8p3`, `-0X10`), which Redis accepts for timeouts: the value
-/// and whether any mantissa digit is nonzero; `None` when `arg` is not one.
-fn parse_hex_float(arg: &[u8]) -> Option<(f64, bool)> {
-    let (negative, rest) = match arg.first()? {
-        b'-' => (true, &arg[1..]),
-        b'+' => (false, &arg[1..]),
-        _ => (false, arg),
-    };
-    let rest = rest
-        .strip_prefix(b"0x")
-        .or_else(|| rest.strip_prefix(b"0X"))?;
-    let mut value = 0f64;
-    let mut scale = 0i64;
-    let mut digits = 0usize;
-    let mut nonzero = false;
-    let mut seen_point = false;
-    let mut i = 0;
-    while i < rest.len() {
-        let c = rest[i];
-        if c == b'.' && !seen_point {
-            seen_point = true;
-        } else if let Some(d) = (c as char).to_digit(16) {
-            value = value * 16.0 + f64::from(d);
-            nonzero |= d != 0;
-            digits += 1;
-            if seen_point {
-                scale -= 4;
-            }
-        } else {
-            break;
-        }
-        i += 1;
-    }
-    if digits == 0 {
-        return None;
-    }
-    if let Some(exp) = rest[i..]
-        .strip_prefix(b"p")
-        .or_else(|| rest[i..].strip_prefix(b"P"))
-    {
-        let text = std::str::from_utf8(exp).ok()?;
-        let body = text.strip_prefix(['+', '-']).unwrap_or(text);
-        if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        scale += text.parse::<i64>().unwrap_or(if text.starts_with('-') {
-            i64::MIN / 2
-        } else {
-            i64::MAX / 2
-        });
-    } else if i != rest.len() {
-        return None;
-    }
-    if nonzero {
-        // Outside a long double's range, strtold fails with ERANGE and Redis refuses it.
-        let exponent = value.log2().floor() as i64 + scale;
-        if !(-16445..16384).contains(&exponent) {
-            return Some((f64::NAN, true));
-        }
-    }
-    let magnitude = value * 2f64.powi(scale.clamp(-100_000, 100_000) as i32);
-    Some((if negative { -magnitude } else { magnitude }, nonzero))
+    command::parse_timeout(arg).map_err(|refused| Frame::error(refused.to_string()))
 }
 
 /// Blocks the client on `keys` (their slot's lock held by `txn`, every key found without data)
@@ -765,7 +670,7 @@ fn parse_hex_float(arg: &[u8]) -> Option<(f64, bool)> {
 /// (BZPOPMIN, ...) block through it too, and add their serving to `cmd::serve_blocked`.
 pub fn block(
     txn: &Txn<'_>,
-    session: &mut Session,
+    session: &mut ClientSession,
     keys: &[Bytes],
     args: &[Bytes],
     timeout: Option<Duration>,
@@ -787,7 +692,7 @@ pub fn block(
 }
 
 /// BLPOP / BRPOP key... timeout.
-pub fn blpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], end: End) -> Frame {
+pub fn blpop(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes], end: End) -> Frame {
     let timeout = match parse_timeout(&args[args.len() - 1]) {
         Ok(t) => t,
         Err(e) => return e,
@@ -812,7 +717,7 @@ pub fn blpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], end: End) -> 
 }
 
 /// BLMPOP timeout numkeys key... LEFT|RIGHT [COUNT count].
-pub fn blmpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
+pub fn blmpop(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
     let spec = match parse_multi_pop(args, 2) {
         Ok(spec) => spec,
         Err(e) => return e,
@@ -836,7 +741,7 @@ pub fn blmpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
 /// BLMOVE src dst LEFT|RIGHT LEFT|RIGHT timeout, and BRPOPLPUSH src dst timeout (`ends` given).
 pub fn blmove(
     ctx: &Ctx<'_>,
-    session: &mut Session,
+    session: &mut ClientSession,
     args: &[Bytes],
     ends: Option<(End, End)>,
 ) -> Frame {
@@ -917,6 +822,40 @@ pub fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<F
     }
 }
 
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("lpush", |ctx, _, args| push(ctx, args, End::Left, false)),
+    ("rpush", |ctx, _, args| push(ctx, args, End::Right, false)),
+    ("lpushx", |ctx, _, args| push(ctx, args, End::Left, true)),
+    ("rpushx", |ctx, _, args| push(ctx, args, End::Right, true)),
+    ("lpop", |ctx, _, args| pop(ctx, args, End::Left)),
+    ("rpop", |ctx, _, args| pop(ctx, args, End::Right)),
+    ("llen", |ctx, _, args| llen(ctx, args)),
+    ("lindex", |ctx, _, args| lindex(ctx, args)),
+    ("lrange", |ctx, _, args| lrange(ctx, args)),
+    ("lpos", |ctx, _, args| lpos(ctx, args)),
+    ("lset", |ctx, _, args| lset(ctx, args)),
+    ("linsert", |ctx, _, args| linsert(ctx, args)),
+    ("lrem", |ctx, _, args| lrem(ctx, args)),
+    ("ltrim", |ctx, _, args| ltrim(ctx, args)),
+    ("lmove", |ctx, _, args| lmove(ctx, args, None)),
+    ("rpoplpush", |ctx, _, args| lmove(ctx, args, RPOPLPUSH)),
+    ("lmpop", |ctx, _, args| lmpop(ctx, args)),
+    ("blpop", |ctx, session, args| {
+        blpop(ctx, session, args, End::Left)
+    }),
+    ("brpop", |ctx, session, args| {
+        blpop(ctx, session, args, End::Right)
+    }),
+    ("blmpop", blmpop),
+    ("blmove", |ctx, session, args| {
+        blmove(ctx, session, args, None)
+    }),
+    ("brpoplpush", |ctx, session, args| {
+        blmove(ctx, session, args, RPOPLPUSH)
+    }),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -932,39 +871,6 @@ mod tests {
         assert_eq!(index_in(-1, 3), Some(2));
         assert_eq!(index_in(-4, 3), None);
         assert_eq!(index_in(3, 3), None);
-    }
-
-    #[test]
-    fn timeouts_as_redis_7_0() {
-        assert_eq!(parse_timeout(b"0"), Ok(None));
-        assert_eq!(parse_timeout(b"-0.0001"), Ok(None));
-        assert_eq!(parse_timeout(b"1e-400"), Ok(Some(Duration::from_millis(1))));
-        assert_eq!(parse_timeout(b"0.5"), Ok(Some(Duration::from_millis(500))));
-        assert_eq!(parse_timeout(b"0x10"), Ok(Some(Duration::from_secs(16))));
-        assert_eq!(parse_timeout(b"0x.8"), Ok(Some(Duration::from_millis(500))));
-        assert_eq!(
-            parse_timeout(b"0x1p-1"),
-            Ok(Some(Duration::from_millis(500)))
-        );
-        assert_eq!(parse_timeout(b"-0x1"), Err(err(ERR_TIMEOUT_NEGATIVE)));
-        assert_eq!(parse_timeout(b"0x1p9999"), Err(err(ERR_TIMEOUT_NEGATIVE)));
-        assert_eq!(parse_timeout(b"0x1p99999"), Err(err(ERR_TIMEOUT_FLOAT)));
-        assert_eq!(parse_timeout(b"-1"), Err(err(ERR_TIMEOUT_NEGATIVE)));
-        assert_eq!(parse_timeout(b"inf"), Err(err(ERR_TIMEOUT_NEGATIVE)));
-        assert_eq!(parse_timeout(b"1e400"), Err(err(ERR_TIMEOUT_NEGATIVE)));
-        for bad in [
-            &b"abc"[..],
-            b"",
-            b" 1",
-            b"1 ",
-            b"nan",
-            b"1e3x",
-            b"0x",
-            b"0x1p",
-            b"0x1g",
-        ] {
-            assert_eq!(parse_timeout(bad), Err(err(ERR_TIMEOUT_FLOAT)), "{bad:?}");
-        }
     }
 
     #[test]

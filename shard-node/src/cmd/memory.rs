@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use tessera_proto::resp::Frame;
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
 use super::server::{memory_figures, MemoryFigures};
 use super::{unknown_subcommand, Ctx};
@@ -100,6 +101,9 @@ fn stats(ctx: &Ctx<'_>) -> Frame {
             .collect(),
     )
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[("memory", |ctx, _, args| memory(ctx, args))];
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,8 @@
 use bytes::Bytes;
 use tessera_proto::resp::Frame;
 
-use super::{Ctx, Session};
+use super::dispatch::DispatchEntry;
+use super::{ClientSession, Ctx};
 use crate::pubsub::Kind;
 
 /// The confirmation of one (un)subscription: `[kind, channel or null, count]`.
@@ -20,7 +21,7 @@ fn confirmation(name: &'static [u8], channel: Option<Bytes>, count: usize) -> Fr
 }
 
 /// Answers a list of confirmations: every one but the last precedes the reply.
-fn answer(session: &mut Session, mut confirmations: Vec<Frame>) -> Frame {
+fn answer(session: &mut ClientSession, mut confirmations: Vec<Frame>) -> Frame {
     let last = confirmations.pop().unwrap_or(Frame::NullArray);
     for frame in confirmations {
         session.pubsub.precede(frame);
@@ -29,7 +30,7 @@ fn answer(session: &mut Session, mut confirmations: Vec<Frame>) -> Frame {
 }
 
 /// SUBSCRIBE / PSUBSCRIBE / SSUBSCRIBE channel [channel ...].
-pub fn subscribe(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], kind: Kind) -> Frame {
+pub fn subscribe(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes], kind: Kind) -> Frame {
     let mut confirmations = Vec::with_capacity(args.len() - 1);
     for channel in &args[1..] {
         ctx.state
@@ -46,7 +47,12 @@ pub fn subscribe(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], kind: Kin
 
 /// UNSUBSCRIBE / PUNSUBSCRIBE / SUNSUBSCRIBE [channel ...]: none named means all of them; with
 /// none held, one confirmation with a null channel.
-pub fn unsubscribe(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], kind: Kind) -> Frame {
+pub fn unsubscribe(
+    ctx: &Ctx<'_>,
+    session: &mut ClientSession,
+    args: &[Bytes],
+    kind: Kind,
+) -> Frame {
     let channels = if args.len() > 1 {
         args[1..].to_vec()
     } else {
@@ -143,3 +149,28 @@ fn numsub(registry: &crate::pubsub::PubSub, kind: Kind, channels: &[Bytes]) -> F
     }
     Frame::Array(reply)
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("subscribe", |ctx, session, args| {
+        subscribe(ctx, session, args, crate::pubsub::Kind::Channel)
+    }),
+    ("psubscribe", |ctx, session, args| {
+        subscribe(ctx, session, args, crate::pubsub::Kind::Pattern)
+    }),
+    ("ssubscribe", |ctx, session, args| {
+        subscribe(ctx, session, args, crate::pubsub::Kind::Shard)
+    }),
+    ("unsubscribe", |ctx, session, args| {
+        unsubscribe(ctx, session, args, crate::pubsub::Kind::Channel)
+    }),
+    ("punsubscribe", |ctx, session, args| {
+        unsubscribe(ctx, session, args, crate::pubsub::Kind::Pattern)
+    }),
+    ("sunsubscribe", |ctx, session, args| {
+        unsubscribe(ctx, session, args, crate::pubsub::Kind::Shard)
+    }),
+    ("publish", |ctx, _, args| publish(ctx, args)),
+    ("spublish", |ctx, _, args| spublish(ctx, args)),
+    ("pubsub", |ctx, _, args| pubsub(ctx, args)),
+];

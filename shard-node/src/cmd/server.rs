@@ -1,4 +1,4 @@
-//! Server commands: COMMAND INFO DBSIZE FLUSHALL FLUSHDB (CONFIG is in `config`), and what INFO reports that is
+//! Server commands: COMMAND INFO DBSIZE FLUSHALL FLUSHDB BGREWRITEAOF (CONFIG is in `config`), and what INFO reports that is
 //! kept here: per-command counters (commandstats), the moving ops/sec rate and the memory peak.
 
 use std::fmt::Write;
@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tessera_proto::command::{self, CommandSpec};
+use tessera_proto::command::{self, CommandSpec, Server};
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::SLOT_COUNT;
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_SYNTAX};
 use super::{subcommand_arity, unknown_subcommand, Ctx};
 use crate::server::REDIS_VERSION;
@@ -21,32 +22,38 @@ fn bulk(text: &str) -> Frame {
     Frame::Bulk(Bytes::copy_from_slice(text.as_bytes()))
 }
 
+/// What this server's COMMAND shows and its clients may run: the commands a node implements.
+const NODE: Server = Server::ShardNode;
+
+/// COMMAND and its subcommands, over the commands a node serves only.
 pub fn command(args: &[Bytes]) -> Frame {
     if args.len() == 1 {
-        return Frame::Array(command::all().iter().map(command::reply::info).collect());
+        return Frame::Array(command::served(NODE).map(command::reply::info).collect());
     }
     let sub = &args[1];
     let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
     match lower.as_str() {
-        "count" if args.len() == 2 => Frame::Integer(command::all().len() as i64),
+        "count" if args.len() == 2 => Frame::Integer(command::served(NODE).count() as i64),
         "info" => {
             if args.len() == 2 {
-                return Frame::Array(command::all().iter().map(command::reply::info).collect());
+                return Frame::Array(command::served(NODE).map(command::reply::info).collect());
             }
             Frame::Array(
                 args[2..]
                     .iter()
-                    .map(|name| command::lookup(name).map_or(Frame::Null, command::reply::info))
+                    .map(|name| {
+                        command::lookup_served(NODE, name).map_or(Frame::Null, command::reply::info)
+                    })
                     .collect(),
             )
         }
         "docs" => {
             let specs: Vec<&CommandSpec> = if args.len() == 2 {
-                command::all().iter().collect()
+                command::served(NODE).collect()
             } else {
                 args[2..]
                     .iter()
-                    .filter_map(|name| command::lookup(name))
+                    .filter_map(|name| command::lookup_served(NODE, name))
                     .collect()
             };
             Frame::Map(
@@ -57,14 +64,13 @@ pub fn command(args: &[Bytes]) -> Frame {
             )
         }
         "list" if args.len() == 2 => {
-            let names = command::all()
-                .iter()
+            let names = command::served(NODE)
                 .flat_map(|s| std::iter::once(s).chain(s.subcommands.iter()))
                 .map(|s| bulk(s.name));
             Frame::Array(names.collect())
         }
         "getkeys" if args.len() >= 3 => {
-            let Some(spec) = command::lookup(&args[2]) else {
+            let Some(spec) = command::lookup_served(NODE, &args[2]) else {
                 return err("ERR Invalid command specified");
             };
             let target = &args[2..];
@@ -84,6 +90,20 @@ pub fn command(args: &[Bytes]) -> Frame {
         }
         "count" | "list" | "getkeys" => subcommand_arity("command", sub),
         _ => unknown_subcommand("command", sub),
+    }
+}
+
+/// BGREWRITEAOF: hands the request to the AOF's rewrite task (`aof::rewrite`).
+pub fn bgrewriteaof(ctx: &Ctx<'_>) -> Frame {
+    let Some(aof) = &ctx.state.aof else {
+        tracing::warn!("BGREWRITEAOF refused: appendonly is off, there is no file to rewrite");
+        return Frame::error(crate::aof::rewrite::Refused::Closed.to_string());
+    };
+    match aof.request_rewrite() {
+        Ok(()) => Frame::Simple(Bytes::from_static(
+            b"Background append only file rewriting started",
+        )),
+        Err(refused) => Frame::error(refused.to_string()),
     }
 }
 
@@ -560,7 +580,10 @@ impl CommandStats {
     /// A command the table refused (wrong arity): counted as rejected on the command or
     /// subcommand it named, as Redis counts it; an unknown name or subcommand counts nowhere.
     pub fn reject_unresolved(&self, args: &[Bytes]) {
-        let Some(spec) = args.first().and_then(|name| command::lookup(name)) else {
+        let Some(spec) = args
+            .first()
+            .and_then(|name| command::lookup_served(NODE, name))
+        else {
             return;
         };
         let target = match args.get(1) {
@@ -695,6 +718,16 @@ fn index_of(spec: &'static CommandSpec) -> Option<usize> {
         }
     }
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("command", |_, _, args| command(args)),
+    ("info", |ctx, _, args| info(ctx, args)),
+    ("dbsize", |ctx, _, _| dbsize(ctx)),
+    ("flushall", |ctx, _, args| flush(ctx, args)),
+    ("flushdb", |ctx, _, args| flush(ctx, args)),
+    ("bgrewriteaof", |ctx, _, _| bgrewriteaof(ctx)),
+];
 
 #[cfg(test)]
 mod tests {

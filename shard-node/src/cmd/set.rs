@@ -12,6 +12,7 @@ use rand::Rng;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
+use super::dispatch::DispatchEntry;
 use super::hash::{
     parse_cursor, parse_random_count, parse_scan_options, pick_random, scan_buckets, scan_reply,
 };
@@ -492,6 +493,39 @@ fn note_conversion(set: &mut SetValue, member: &[u8]) {
         set.mark_converted();
     }
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("sadd", |ctx, _, args| sadd(ctx, args)),
+    ("srem", |ctx, _, args| srem(ctx, args)),
+    ("smembers", |ctx, _, args| smembers(ctx, args)),
+    ("sismember", |ctx, _, args| sismember(ctx, args)),
+    ("smismember", |ctx, _, args| smismember(ctx, args)),
+    ("scard", |ctx, _, args| scard(ctx, args)),
+    ("spop", |ctx, _, args| spop(ctx, args)),
+    ("srandmember", |ctx, _, args| srandmember(ctx, args)),
+    ("smove", |ctx, _, args| smove(ctx, args)),
+    ("sinter", |ctx, _, args| {
+        combine_reply(ctx, args, SetOp::Inter)
+    }),
+    ("sunion", |ctx, _, args| {
+        combine_reply(ctx, args, SetOp::Union)
+    }),
+    ("sdiff", |ctx, _, args| {
+        combine_reply(ctx, args, SetOp::Diff)
+    }),
+    ("sinterstore", |ctx, _, args| {
+        combine_store(ctx, args, SetOp::Inter)
+    }),
+    ("sunionstore", |ctx, _, args| {
+        combine_store(ctx, args, SetOp::Union)
+    }),
+    ("sdiffstore", |ctx, _, args| {
+        combine_store(ctx, args, SetOp::Diff)
+    }),
+    ("sintercard", |ctx, _, args| sintercard(ctx, args)),
+    ("sscan", |ctx, _, args| sscan(ctx, args)),
+];
 
 #[cfg(test)]
 mod tests {

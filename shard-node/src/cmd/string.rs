@@ -2,11 +2,13 @@
 //! INCRBYFLOAT APPEND STRLEN, with Redis's option rules, errors and propagation forms.
 
 use bytes::{Bytes, BytesMut};
+use tessera_proto::long_double;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, Args, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
-use super::{float, Ctx, Txn};
+use super::{Ctx, Txn};
 use crate::keyspace::{Entry, StringEncoding, Value, ValueRef};
 
 /// Redis's proto-max-bulk-len: the longest string APPEND may build.
@@ -390,14 +392,14 @@ pub fn incr_by_float(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let key = &args[1];
     let mut txn = ctx.lock(key);
     let current = match write_lookup(&mut txn, key) {
-        Ok(None) => float::LongDouble::ZERO,
-        Ok(Some((text, _))) => match float::LongDouble::parse(&text) {
+        Ok(None) => long_double::LongDouble::ZERO,
+        Ok(Some((text, _))) => match long_double::LongDouble::parse(&text) {
             Some(v) => v,
             None => return err(parse::ERR_NOT_FLOAT),
         },
         Err(e) => return e,
     };
-    let Some(increment) = float::LongDouble::parse(&args[2]) else {
+    let Some(increment) = long_double::LongDouble::parse(&args[2]) else {
         return err(parse::ERR_NOT_FLOAT);
     };
     let Some(sum) = current.add(&increment) else {
@@ -444,6 +446,26 @@ pub fn strlen(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         Err(e) => e,
     }
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("get", |ctx, _, args| get(ctx, args)),
+    ("set", |ctx, _, args| set(ctx, args)),
+    ("setnx", |ctx, _, args| setnx(ctx, args)),
+    ("setex", |ctx, _, args| setex(ctx, args, 1000)),
+    ("psetex", |ctx, _, args| setex(ctx, args, 1)),
+    ("getset", |ctx, _, args| getset(ctx, args)),
+    ("getdel", |ctx, _, args| getdel(ctx, args)),
+    ("mget", |ctx, _, args| mget(ctx, args)),
+    ("mset", |ctx, _, args| mset(ctx, args)),
+    ("incr", |ctx, _, args| incr_by(ctx, args, Some(1))),
+    ("decr", |ctx, _, args| incr_by(ctx, args, Some(-1))),
+    ("incrby", |ctx, _, args| incr_by(ctx, args, None)),
+    ("decrby", |ctx, _, args| decr_by(ctx, args)),
+    ("incrbyfloat", |ctx, _, args| incr_by_float(ctx, args)),
+    ("append", |ctx, _, args| append(ctx, args)),
+    ("strlen", |ctx, _, args| strlen(ctx, args)),
+];
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, Args, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
 use super::{Ctx, Txn};
 use crate::keyspace::{Entry, EntryRef, Value, ValueRef};
@@ -446,6 +447,16 @@ impl LcsTable {
 fn int(n: usize) -> Frame {
     Frame::Integer(n as i64)
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("getrange", |ctx, _, args| getrange(ctx, args)),
+    ("substr", |ctx, _, args| getrange(ctx, args)),
+    ("setrange", |ctx, _, args| setrange(ctx, args)),
+    ("getex", |ctx, _, args| getex(ctx, args)),
+    ("msetnx", |ctx, _, args| msetnx(ctx, args)),
+    ("lcs", |ctx, _, args| lcs(ctx, args)),
+];
 
 #[cfg(test)]
 mod tests {

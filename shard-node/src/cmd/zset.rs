@@ -10,6 +10,7 @@ pub mod range;
 use bytes::Bytes;
 use tessera_proto::resp::{Frame, Protocol};
 
+use super::dispatch::DispatchEntry;
 use super::parse::{err, ERR_WRONGTYPE};
 use super::Txn;
 use crate::keyspace::zset::{LexBound, LexRange, ScoreRange};
@@ -214,6 +215,89 @@ pub fn members_reply(protocol: Protocol, items: Vec<(Bytes, f64)>, withscores: b
     }
     Frame::Array(out)
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("zadd", |ctx, _, args| basic::zadd(ctx, args)),
+    ("zincrby", |ctx, _, args| basic::zincrby(ctx, args)),
+    ("zrem", |ctx, _, args| basic::zrem(ctx, args)),
+    ("zscore", |ctx, _, args| basic::zscore(ctx, args)),
+    ("zmscore", |ctx, _, args| basic::zmscore(ctx, args)),
+    ("zcard", |ctx, _, args| basic::zcard(ctx, args)),
+    ("zcount", |ctx, _, args| basic::zcount(ctx, args)),
+    ("zlexcount", |ctx, _, args| basic::zlexcount(ctx, args)),
+    ("zrank", |ctx, _, args| basic::zrank(ctx, args, false)),
+    ("zrevrank", |ctx, _, args| basic::zrank(ctx, args, true)),
+    ("zscan", |ctx, _, args| basic::zscan(ctx, args)),
+    ("zrange", |ctx, session, args| {
+        range::zrange_named(ctx, session, args, "zrange")
+    }),
+    ("zrangestore", |ctx, session, args| {
+        range::zrange_named(ctx, session, args, "zrangestore")
+    }),
+    ("zrangebyscore", |ctx, session, args| {
+        range::zrange_named(ctx, session, args, "zrangebyscore")
+    }),
+    ("zrevrangebyscore", |ctx, session, args| {
+        range::zrange_named(ctx, session, args, "zrevrangebyscore")
+    }),
+    ("zrangebylex", |ctx, session, args| {
+        range::zrange_named(ctx, session, args, "zrangebylex")
+    }),
+    ("zrevrangebylex", |ctx, session, args| {
+        range::zrange_named(ctx, session, args, "zrevrangebylex")
+    }),
+    ("zrevrange", |ctx, session, args| {
+        range::zrange_named(ctx, session, args, "zrevrange")
+    }),
+    ("zremrangebyrank", |ctx, _, args| {
+        range::zremrange(ctx, args, range::RangeKind::Rank)
+    }),
+    ("zremrangebyscore", |ctx, _, args| {
+        range::zremrange(ctx, args, range::RangeKind::Score)
+    }),
+    ("zremrangebylex", |ctx, _, args| {
+        range::zremrange(ctx, args, range::RangeKind::Lex)
+    }),
+    ("zpopmin", |ctx, session, args| {
+        pop::zpop(ctx, session, args, false)
+    }),
+    ("zpopmax", |ctx, session, args| {
+        pop::zpop(ctx, session, args, true)
+    }),
+    ("zmpop", |ctx, _, args| pop::zmpop(ctx, args)),
+    ("bzpopmin", |ctx, session, args| {
+        pop::bzpop(ctx, session, args, false)
+    }),
+    ("bzpopmax", |ctx, session, args| {
+        pop::bzpop(ctx, session, args, true)
+    }),
+    ("bzmpop", pop::bzmpop),
+    ("zrandmember", |ctx, session, args| {
+        pop::zrandmember(ctx, session, args)
+    }),
+    ("zunion", |ctx, session, args| {
+        algebra::zunion(ctx, session, args)
+    }),
+    ("zinter", |ctx, session, args| {
+        algebra::zinter(ctx, session, args)
+    }),
+    ("zdiff", |ctx, session, args| {
+        algebra::zdiff(ctx, session, args)
+    }),
+    ("zintercard", |ctx, session, args| {
+        algebra::zintercard(ctx, session, args)
+    }),
+    ("zunionstore", |ctx, session, args| {
+        algebra::zunionstore(ctx, session, args)
+    }),
+    ("zinterstore", |ctx, session, args| {
+        algebra::zinterstore(ctx, session, args)
+    }),
+    ("zdiffstore", |ctx, session, args| {
+        algebra::zdiffstore(ctx, session, args)
+    }),
+];
 
 #[cfg(test)]
 mod tests {

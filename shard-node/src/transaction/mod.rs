@@ -1,4 +1,4 @@
-//! What MULTI / EXEC need below the commands (the commands themselves are `cmd::transaction`):
+//! What MULTI / EXEC need below the commands (the commands themselves are `cmd::multi_exec`):
 //!
 //! - `gate`: a per-slot exclusion every keyed command passes through, which EXEC takes for the
 //!   whole transaction, so no other client's command on that slot runs between its commands while

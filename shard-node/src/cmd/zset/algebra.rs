@@ -8,7 +8,7 @@ use tessera_proto::resp::Frame;
 
 use super::{members_reply, parse_score, store};
 use crate::cmd::parse::{err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
-use crate::cmd::{Ctx, Session};
+use crate::cmd::{ClientSession, Ctx};
 use crate::keyspace::{SortedSet, ValueRef};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -57,31 +57,31 @@ fn weighted(score: f64, weight: f64) -> f64 {
     }
 }
 
-pub fn zunion(ctx: &Ctx<'_>, session: &Session, args: &[Bytes]) -> Frame {
+pub fn zunion(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes]) -> Frame {
     combine(ctx, session, args, Op::Union, false, false)
 }
 
-pub fn zinter(ctx: &Ctx<'_>, session: &Session, args: &[Bytes]) -> Frame {
+pub fn zinter(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes]) -> Frame {
     combine(ctx, session, args, Op::Inter, false, false)
 }
 
-pub fn zdiff(ctx: &Ctx<'_>, session: &Session, args: &[Bytes]) -> Frame {
+pub fn zdiff(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes]) -> Frame {
     combine(ctx, session, args, Op::Diff, false, false)
 }
 
-pub fn zintercard(ctx: &Ctx<'_>, session: &Session, args: &[Bytes]) -> Frame {
+pub fn zintercard(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes]) -> Frame {
     combine(ctx, session, args, Op::Inter, false, true)
 }
 
-pub fn zunionstore(ctx: &Ctx<'_>, session: &Session, args: &[Bytes]) -> Frame {
+pub fn zunionstore(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes]) -> Frame {
     combine(ctx, session, args, Op::Union, true, false)
 }
 
-pub fn zinterstore(ctx: &Ctx<'_>, session: &Session, args: &[Bytes]) -> Frame {
+pub fn zinterstore(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes]) -> Frame {
     combine(ctx, session, args, Op::Inter, true, false)
 }
 
-pub fn zdiffstore(ctx: &Ctx<'_>, session: &Session, args: &[Bytes]) -> Frame {
+pub fn zdiffstore(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes]) -> Frame {
     combine(ctx, session, args, Op::Diff, true, false)
 }
 
@@ -94,7 +94,7 @@ struct Source {
 /// ZUNION/ZINTER/ZDIFF (`dst` false), their STORE forms (`dst` true) and ZINTERCARD (`card`).
 pub fn combine(
     ctx: &Ctx<'_>,
-    session: &Session,
+    session: &ClientSession,
     args: &[Bytes],
     op: Op,
     dst: bool,

@@ -10,7 +10,7 @@ use super::{drop_if_empty, members_reply, read_zset, score_frame, write_zset, zs
 use crate::cmd::hash::MAX_RANDOM_REPEATS as MAX_REPEATED;
 use crate::cmd::list;
 use crate::cmd::parse::{err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX};
-use crate::cmd::{Ctx, Session, Txn};
+use crate::cmd::{ClientSession, Ctx, Txn};
 
 /// The key popped from and its members with their scores, in pop order.
 type Popped = (Bytes, Vec<(Bytes, f64)>);
@@ -75,7 +75,7 @@ fn pair(member: Bytes, score: f64) -> Frame {
 }
 
 /// ZPOPMIN / ZPOPMAX key [count].
-pub fn zpop(ctx: &Ctx<'_>, session: &Session, args: &[Bytes], max: bool) -> Frame {
+pub fn zpop(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes], max: bool) -> Frame {
     if args.len() > 3 {
         return err(ERR_SYNTAX);
     }
@@ -192,7 +192,7 @@ const ERR_CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same sl
 
 /// BZPOPMIN / BZPOPMAX key... timeout: pops one member of the first non-empty key, or blocks until
 /// a write gives one of the keys data (served by `serve_blocked`) or the timeout passes.
-pub fn bzpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], max: bool) -> Frame {
+pub fn bzpop(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes], max: bool) -> Frame {
     let timeout = match list::parse_timeout(&args[args.len() - 1]) {
         Ok(t) => t,
         Err(e) => return e,
@@ -210,7 +210,7 @@ pub fn bzpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes], max: bool) ->
 }
 
 /// BZMPOP timeout numkeys key... MIN|MAX [COUNT count]; Redis parses the rest before the timeout.
-pub fn bzmpop(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
+pub fn bzmpop(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
     let spec = match parse_mpop(args, 2) {
         Ok(spec) => spec,
         Err(e) => return e,
@@ -252,7 +252,7 @@ pub fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<F
 }
 
 /// ZRANDMEMBER key [count [WITHSCORES]].
-pub fn zrandmember(ctx: &Ctx<'_>, session: &Session, args: &[Bytes]) -> Frame {
+pub fn zrandmember(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes]) -> Frame {
     let key = &args[1];
     let Some(count_arg) = args.get(2) else {
         let mut txn = ctx.lock(key);

@@ -10,7 +10,7 @@ use super::{
     zset_mut,
 };
 use crate::cmd::parse::{err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX};
-use crate::cmd::{Ctx, Session};
+use crate::cmd::{ClientSession, Ctx};
 use crate::keyspace::SortedSet;
 
 /// How a range is given; `Auto` until an option or the command name fixes it.
@@ -98,7 +98,7 @@ fn collect(
 }
 
 /// ZRANGE and every spelling of it; `args` start at the command name.
-pub fn zrange(ctx: &Ctx<'_>, session: &Session, args: &[Bytes], spelling: Spelling) -> Frame {
+pub fn zrange(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes], spelling: Spelling) -> Frame {
     // Arguments: [dst] src min max options...
     let first = if spelling.store { 2 } else { 1 };
     let (src, mut min_idx, mut max_idx) = (&args[first], first + 1, first + 2);
@@ -220,7 +220,7 @@ pub fn zremrange(ctx: &Ctx<'_>, args: &[Bytes], kind: RangeKind) -> Frame {
 }
 
 /// ZRANGE under any of its spellings, `name` being the lowercase command name.
-pub fn zrange_named(ctx: &Ctx<'_>, session: &Session, args: &[Bytes], name: &str) -> Frame {
+pub fn zrange_named(ctx: &Ctx<'_>, session: &ClientSession, args: &[Bytes], name: &str) -> Frame {
     zrange(ctx, session, args, spelling(name))
 }
 

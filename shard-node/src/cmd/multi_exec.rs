@@ -8,25 +8,18 @@ use bytes::Bytes;
 use tessera_proto::command::CommandSpec;
 use tessera_proto::resp::Frame;
 
+use super::dispatch::DispatchEntry;
 use super::parse::err;
-use super::{execute_queued, key_slot, route, Ctx, Session};
+use super::{execute_queued, key_slot, route, ClientSession, Ctx};
 use crate::keyspace::now_ms;
 use crate::state::NodeState;
 use crate::transaction::{Multi, Queued, Unit};
 
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 
-/// Commands that run at once even inside MULTI (Redis's processCommand list).
-fn runs_inside_multi(name: &str) -> bool {
-    matches!(
-        name,
-        "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
-    )
-}
-
 /// Marks the open transaction, if any, as refused (Redis's flagTransaction): a command was
 /// rejected while queueing, so EXEC will answer EXECABORT.
-pub fn refuse_queueing(session: &mut Session) {
+pub fn refuse_queueing(session: &mut ClientSession) {
     if let Some(multi) = session.multi.as_mut() {
         multi.refused = true;
     }
@@ -34,7 +27,12 @@ pub fn refuse_queueing(session: &mut Session) {
 
 /// The reply to a command the table refused (unknown, wrong arity), as Redis's rejectCommand:
 /// an open transaction is flagged, and a refused EXEC itself discards it (execCommandAbort).
-pub fn refuse(state: &NodeState, session: &mut Session, args: &[Bytes], error: String) -> Frame {
+pub fn refuse(
+    state: &NodeState,
+    session: &mut ClientSession,
+    args: &[Bytes],
+    error: String,
+) -> Frame {
     if args
         .first()
         .is_some_and(|name| name.eq_ignore_ascii_case(b"exec"))
@@ -51,9 +49,13 @@ pub fn refuse(state: &NodeState, session: &mut Session, args: &[Bytes], error: S
 }
 
 /// Queues a checked command when a transaction is open; `None` when the command runs now.
-pub fn queue(session: &mut Session, spec: &'static CommandSpec, args: &[Bytes]) -> Option<Frame> {
+pub fn queue(
+    session: &mut ClientSession,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+) -> Option<Frame> {
     let multi = session.multi.as_mut()?;
-    if runs_inside_multi(spec.name) {
+    if spec.runs_inside_multi() {
         return None;
     }
     if spec.flags.contains(&"no_multi") {
@@ -67,7 +69,7 @@ pub fn queue(session: &mut Session, spec: &'static CommandSpec, args: &[Bytes]) 
     Some(Frame::Simple(Bytes::from_static(b"QUEUED")))
 }
 
-pub fn multi(session: &mut Session) -> Frame {
+pub fn multi(session: &mut ClientSession) -> Frame {
     if session.multi.is_some() {
         return err("ERR MULTI calls can not be nested");
     }
@@ -75,7 +77,7 @@ pub fn multi(session: &mut Session) -> Frame {
     Frame::ok()
 }
 
-pub fn discard(ctx: &Ctx<'_>, session: &mut Session) -> Frame {
+pub fn discard(ctx: &Ctx<'_>, session: &mut ClientSession) -> Frame {
     if session.multi.take().is_none() {
         return err("ERR DISCARD without MULTI");
     }
@@ -83,7 +85,7 @@ pub fn discard(ctx: &Ctx<'_>, session: &mut Session) -> Frame {
     Frame::ok()
 }
 
-pub fn watch(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
+pub fn watch(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
     if session.multi.is_some() {
         return err("ERR WATCH inside MULTI is not allowed");
     }
@@ -93,7 +95,7 @@ pub fn watch(ctx: &Ctx<'_>, session: &mut Session, args: &[Bytes]) -> Frame {
     Frame::ok()
 }
 
-pub fn unwatch(ctx: &Ctx<'_>, session: &mut Session) -> Frame {
+pub fn unwatch(ctx: &Ctx<'_>, session: &mut ClientSession) -> Frame {
     session.watched.unwatch_all(&ctx.state.keyspace);
     Frame::ok()
 }
@@ -101,7 +103,7 @@ pub fn unwatch(ctx: &Ctx<'_>, session: &mut Session) -> Frame {
 /// EXEC: the cluster rule over the whole queue (as Redis's getNodeByQuery for EXEC: its errors
 /// discard the transaction), EXECABORT when a command was refused, a null array when a watched
 /// key changed, else the array of the queued commands' replies.
-pub fn exec(state: &NodeState, session: &mut Session) -> Frame {
+pub fn exec(state: &NodeState, session: &mut ClientSession) -> Frame {
     let Some(multi) = session.multi.take() else {
         return err("ERR EXEC without MULTI");
     };
@@ -167,3 +169,11 @@ fn transaction_slot(state: &NodeState, queued: &[Queued]) -> Result<Option<u16>,
     route(state, slot, write)?;
     Ok(slot)
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("multi", |_, session, _| multi(session)),
+    ("discard", |ctx, session, _| discard(ctx, session)),
+    ("watch", watch),
+    ("unwatch", |ctx, session, _| unwatch(ctx, session)),
+];

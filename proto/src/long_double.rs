@@ -1,5 +1,6 @@
-//! INCRBYFLOAT's arithmetic, byte-exact with Redis: Redis computes in C `long double` (x87 80-bit:
-//! a 64-bit mantissa) and prints with `%.17Lf` then trims zeros, so `10.5 + 0.1` reads `10.6`
+//! Redis's `long double` numbers, byte-exact (INCRBYFLOAT's arithmetic, blocking timeouts' syntax),
+//! shared so the shard node and the proxy read them alike. Redis computes in C `long double` (x87
+//! 80-bit: a 64-bit mantissa) and prints with `%.17Lf` then trims zeros, so `10.5 + 0.1` reads `10.6`
 //! while `1000.1` reads `1000.09999999999999998`. Rust has no such type, so this is a small
 //! software version of it: exact decimal -> binary rounding (as `strtold`), exact addition with
 //! one rounding (round half to even), and exact binary -> decimal printing (as glibc's printf).

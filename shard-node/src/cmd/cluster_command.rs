@@ -6,6 +6,7 @@ use tessera_proto::resp::Frame;
 use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
 use tessera_proto::topology::render;
 
+use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_NOT_INTEGER};
 use super::{subcommand_arity, unknown_subcommand, Ctx};
 use crate::keyspace::now_ms;
@@ -108,6 +109,14 @@ fn help() -> Frame {
         .collect(),
     )
 }
+
+/// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
+pub(super) const COMMANDS: &[DispatchEntry] = &[
+    ("cluster", |ctx, _, args| cluster(ctx, args)),
+    ("readonly", |_, _, _| Frame::ok()),
+    ("readwrite", |_, _, _| Frame::ok()),
+    ("asking", |_, _, _| Frame::ok()),
+];
 
 #[cfg(test)]
 mod tests {

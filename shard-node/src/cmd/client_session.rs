@@ -1,0 +1,91 @@
+//! What a client connection carries between its commands: protocol, authentication, its
+//! subscriptions, the transaction it has open, the keys it watches and a blocking wait.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tessera_proto::resp::Protocol;
+
+use crate::server::{ClientInfo, ClientStatus};
+use crate::state::NodeState;
+
+/// What a connection carries between its commands.
+pub struct ClientSession {
+    /// Shared with the server's client registry, for CLIENT LIST.
+    pub info: Arc<Mutex<ClientInfo>>,
+    pub id: u64,
+    /// The protocol replies are encoded in; HELLO changes it.
+    pub protocol: Protocol,
+    /// Set by QUIT: the connection writes the reply, then closes.
+    pub quit: bool,
+    /// Left by a blocking command (BLPOP, ...) that found no data: the connection awaits it
+    /// before it runs the client's next command (see `keyspace::blocking`).
+    pub blocked: Option<crate::keyspace::blocking::Blocked>,
+    /// Redis's CLIENT_DENY_BLOCKING: a blocking command answers as if it timed out at once (AOF
+    /// replay and other detached sessions, and later MULTI).
+    pub deny_blocking: bool,
+    /// Sent the node secret (AUTH); only checked when the node has one.
+    pub authenticated: bool,
+    /// Channels, patterns and shard channels subscribed, and the mailbox messages arrive in.
+    pub pubsub: crate::pubsub::ClientSubscriptions,
+    /// The transaction opened by MULTI, until EXEC or DISCARD.
+    pub multi: Option<crate::transaction::Multi>,
+    /// The keys this client WATCHes.
+    pub watched: crate::transaction::Watched,
+    /// What `info.status` was last set to (see `publish_status`).
+    published: ClientStatus,
+}
+
+impl ClientSession {
+    pub fn new(info: Arc<Mutex<ClientInfo>>) -> ClientSession {
+        let id = info.lock().id;
+        ClientSession {
+            info,
+            id,
+            protocol: Protocol::Resp2,
+            quit: false,
+            blocked: None,
+            deny_blocking: false,
+            authenticated: false,
+            pubsub: crate::pubsub::ClientSubscriptions::new(id),
+            multi: None,
+            watched: crate::transaction::Watched::default(),
+            published: ClientStatus::default(),
+        }
+    }
+
+    /// Shows this client's subscriptions, open transaction and blocking wait to CLIENT LIST.
+    /// Called after every command: a comparison, and the shared lock only when one changed.
+    pub fn publish_status(&mut self) {
+        let (sub, psub, ssub) = self.pubsub.counts();
+        let status = ClientStatus {
+            sub,
+            psub,
+            ssub,
+            multi: self.multi.as_ref().map(|multi| multi.queued.len()),
+            blocked: self.blocked.is_some(),
+        };
+        if status != self.published {
+            self.published = status;
+            self.info.lock().status = status;
+        }
+    }
+
+    /// Whether this client must still send the node secret (as Redis's `authRequired`): it has
+    /// not, and the node has one. Such a client gets NOAUTH and may send small commands only.
+    pub fn must_authenticate(&self, state: &NodeState) -> bool {
+        !self.authenticated && state.stats.node_secret.is_some()
+    }
+
+    /// A session belonging to no connection (AOF replay, unit tests).
+    pub fn detached() -> ClientSession {
+        let mut session = ClientSession::new(Arc::new(Mutex::new(ClientInfo::new(
+            0,
+            String::new(),
+            String::new(),
+        ))));
+        // Nobody would await a blocked command.
+        session.deny_blocking = true;
+        session
+    }
+}

@@ -1,0 +1,181 @@
+//! The one path every client command takes: look it up in the shared command table (unknown
+//! command, arity), the node secret, the cluster rule (`cluster_rule`), eviction, the subscribed-
+//! mode and MULTI rules, then its family's handler (`dispatch`), counted for INFO. `replay`
+//! applies commands read back from the append-only file.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tessera_proto::command::{self, CommandSpec, Server};
+use tessera_proto::resp::Frame;
+
+use super::cluster_rule::cluster_check;
+use super::dispatch::dispatch;
+use super::{multi_exec, parse, pubsub, ClientSession, Ctx};
+use crate::state::NodeState;
+
+/// Runs one client command and returns its reply. Between MULTI and EXEC a command is checked
+/// and queued instead (see `multi_exec`).
+pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -> Frame {
+    // A peer's forwarded PUBLISH; only from a connection that has the node secret, if any.
+    if !session.must_authenticate(state) {
+        if let Some(reply) = pubsub::deliver_forwarded(state, args) {
+            return reply;
+        }
+    }
+    // The table resolves container subcommands and checks arity with Redis's exact errors.
+    let spec = match command::resolve_served(Server::ShardNode, args) {
+        Ok(spec) => spec,
+        Err(text) => {
+            state.stats.commands.reject_unresolved(args);
+            return multi_exec::refuse(state, session, args, text);
+        }
+    };
+    // The node secret, as Redis's requirepass: after unknown command and arity, before the
+    // cluster rule; AUTH, HELLO, QUIT and RESET (flagged no_auth) pass.
+    if session.must_authenticate(state) && !spec.flags.contains(&"no_auth") {
+        state.stats.commands.reject(spec);
+        multi_exec::refuse_queueing(session);
+        return parse::err("NOAUTH Authentication required.");
+    }
+    // One clock reading serves CLIENT LIST's idle time and the lease the cluster rule checks.
+    let now = Instant::now();
+    session.info.lock().touch(spec.name, now);
+    if spec.name == "exec" {
+        if let Some(reply) = pubsub_refusal(session, spec) {
+            state.stats.commands.reject(spec);
+            return reply;
+        }
+        return run_counted(state, spec, now, || multi_exec::exec(state, session));
+    }
+    let known_slot = match cluster_check(state, spec, args, now) {
+        Ok(known) => known,
+        Err(reply) => {
+            state.stats.commands.reject(spec);
+            multi_exec::refuse_queueing(session);
+            return reply;
+        }
+    };
+    // evict: Redis's processCommand: with maxmemory set, evict before any command runs, and
+    // refuse the commands that may add data (denyoom) when nothing more can be evicted.
+    // The command's time (INFO commandstats) starts at its clock reading, or after eviction when
+    // that ran: Redis does not count eviction in the command's time.
+    let mut started = now;
+    if state.config.maxmemory() > 0 {
+        let outcome = state.evictor.perform(state);
+        started = Instant::now();
+        if outcome == crate::evict::Outcome::Fail && spec.flags.contains(&"denyoom") {
+            state.stats.commands.reject(spec);
+            multi_exec::refuse_queueing(session);
+            return parse::err("OOM command not allowed when used memory > 'maxmemory'.");
+        }
+    }
+    if let Some(reply) = pubsub_refusal(session, spec) {
+        state.stats.commands.reject(spec);
+        return reply;
+    }
+    if let Some(reply) = multi_exec::queue(session, spec, args) {
+        return reply;
+    }
+    // No transaction runs on the slot while the command does (see `multi_exec::gate`).
+    let gates = state.keyspace.gates();
+    let _gate = match known_slot {
+        Some(known) => Gate::Slot(gates.enter(known.slot())),
+        None if spec.is_write() => Gate::All(gates.enter_all()),
+        None => Gate::None,
+    };
+    run_counted(state, spec, started, || {
+        let mut ctx = Ctx::new(state, true);
+        ctx.touch = touches_keys(spec);
+        ctx.known_slot = known_slot;
+        dispatch(&ctx, session, spec, args)
+    })
+}
+
+/// The transaction gates a command holds while it runs: its slot's alone for a keyed command
+/// (no allocation on the common path), every slot's for a keyless write.
+enum Gate<'a> {
+    Slot(#[allow(dead_code)] parking_lot::RwLockReadGuard<'a, ()>),
+    All(#[allow(dead_code)] Vec<parking_lot::RwLockReadGuard<'a, ()>>),
+    None,
+}
+
+/// The error a RESP2 client in subscribed mode gets for a command it may not run there.
+fn pubsub_refusal(session: &ClientSession, spec: &CommandSpec) -> Option<Frame> {
+    if !session.pubsub.restricts(session.protocol) || spec.allowed_when_subscribed() {
+        return None;
+    }
+    Some(Frame::error(format!(
+        "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are \
+         allowed in this context",
+        spec.name
+    )))
+}
+
+/// Runs `run` as the command `spec`, counting it for INFO; its time is measured from `started`
+/// (the command's own clock reading: one fewer per command).
+fn run_counted(
+    state: &NodeState,
+    spec: &'static CommandSpec,
+    started: Instant,
+    run: impl FnOnce() -> Frame,
+) -> Frame {
+    state
+        .stats
+        .commands_processed
+        .fetch_add(1, Ordering::Relaxed);
+    let reply = run();
+    let failed = matches!(reply, Frame::Error(_));
+    state.stats.commands.record(spec, started.elapsed(), failed);
+    reply
+}
+
+/// The container of a subcommand entry (`config` for `config|get`), else the entry's own name.
+/// A byte search: `str::split` with a char pattern costs ~100 instructions more, and this runs
+/// for every command.
+pub(crate) fn container_name(spec: &CommandSpec) -> &'static str {
+    let name = spec.name;
+    match name.bytes().position(|b| b == b'|') {
+        Some(bar) => name.get(..bar).unwrap_or(name),
+        None => name,
+    }
+}
+
+/// evict: whether `spec` updates the access metadata of the keys it looks up. Redis 7.0 looks
+/// keys up with LOOKUP_NOTOUCH in TYPE, EXISTS, the TTL and EXPIRETIME families, OBJECT and
+/// MEMORY USAGE (checked against redis-server: OBJECT FREQ stays at 5 after each of them, and
+/// goes to 6 after EXPIRE, PERSIST, TOUCH or a read).
+fn touches_keys(spec: &CommandSpec) -> bool {
+    let name = container_name(spec);
+    !matches!(
+        name,
+        "type" | "exists" | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "object" | "memory"
+    )
+}
+
+/// Runs a command EXEC took from its queue: checked when queued, under the transaction's gate.
+pub(crate) fn execute_queued(
+    ctx: &Ctx<'_>,
+    session: &mut ClientSession,
+    spec: &'static CommandSpec,
+    args: &[Bytes],
+) -> Frame {
+    run_counted(ctx.state, spec, Instant::now(), || {
+        dispatch(ctx, session, spec, args)
+    })
+}
+
+/// Applies one command read back from the append-only file: no cluster checks, not logged again.
+/// Errs with Redis's error text when the command is not a valid write.
+pub fn replay(state: &NodeState, args: Vec<Bytes>) -> Result<(), String> {
+    let spec = command::resolve_served(Server::ShardNode, &args)?;
+    if !spec.is_write() {
+        return Err(format!("ERR '{}' is not a write command", spec.name));
+    }
+    let ctx = Ctx::new(state, false);
+    match dispatch(&ctx, &mut ClientSession::detached(), spec, &args) {
+        Frame::Error(text) => Err(String::from_utf8_lossy(&text).into_owned()),
+        _ => Ok(()),
+    }
+}
