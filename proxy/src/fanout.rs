@@ -25,7 +25,7 @@ use crate::forward::{self, BoxReply, Lane};
 use crate::router::FanOut;
 use crate::shared::Shared;
 use crate::split::{array, sum_integers, unexpected};
-use crate::topology::Snapshot;
+use crate::topology::Routes;
 
 /// A master that serves slots, as fan-out sees it.
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,7 @@ pub struct Master<'s> {
 }
 
 /// The masters that serve at least one slot, ordered by node id.
-pub fn masters(snapshot: &Snapshot) -> Vec<Master<'_>> {
+pub fn masters(snapshot: &Routes) -> Vec<Master<'_>> {
     let topology: &Topology = &snapshot.topology;
     let mut first: Vec<Option<u16>> = vec![None; topology.nodes().len()];
     for (slot, owner) in topology.intent.slots.iter().enumerate() {
@@ -66,7 +66,7 @@ pub fn masters(snapshot: &Snapshot) -> Vec<Master<'_>> {
 /// Queues the command on every master now; the returned future combines the replies.
 pub fn run(
     shared: &Arc<Shared>,
-    snapshot: &Snapshot,
+    snapshot: &Routes,
     kind: FanOut,
     args: &[Bytes],
     lane: Lane,
@@ -196,7 +196,7 @@ fn pubsub(sub: &[u8], replies: &[Bytes], protocol: tessera_proto::resp::Protocol
 
 fn scan(
     shared: &Arc<Shared>,
-    snapshot: &Snapshot,
+    snapshot: &Routes,
     args: &[Bytes],
     lane: Lane,
     scratch: &mut BytesMut,

@@ -21,14 +21,14 @@ use tessera_proto::resp::{Frame, Protocol};
 
 use crate::session::{Reply, Session};
 use crate::shared::Shared;
-use crate::topology::Snapshot;
+use crate::topology::Routes;
 
 /// Answers a command the router marked local. `spec` is what `command::resolve` found (the
 /// subcommand's entry for containers), so arity and subcommand names are already checked.
 pub fn handle(
     shared: &Arc<Shared>,
     session: &mut Session,
-    snapshot: &Snapshot,
+    snapshot: &Routes,
     spec: &'static CommandSpec,
     args: &[Bytes],
 ) -> Reply {

@@ -48,7 +48,7 @@ use crate::backend::follow::{self, Hops, Redirection, Step};
 use crate::router::CROSSSLOT;
 use crate::session::{Reply, Session};
 use crate::shared::Shared;
-use crate::topology::Snapshot;
+use crate::topology::Routes;
 
 /// Redis's default `client-output-buffer-limit pubsub 32mb 8mb 60`.
 pub const HARD_LIMIT: usize = 32 * 1024 * 1024;
@@ -533,7 +533,7 @@ fn connect_timeout(shared: &Shared) -> Duration {
 
 /// The address of the master that holds SUBSCRIBE / PSUBSCRIBE (any master hears every PUBLISH:
 /// the owner of the lowest served slot), or of the owner of `slot`.
-fn node_addr(snapshot: &Snapshot, slot: Option<u16>) -> Result<String, &'static str> {
+fn node_addr(snapshot: &Routes, slot: Option<u16>) -> Result<String, &'static str> {
     let slot = slot.unwrap_or_else(|| snapshot.topology.first_assigned_slot().unwrap_or(0));
     snapshot
         .topology
@@ -630,7 +630,7 @@ pub fn handle(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Re
 pub fn command(
     shared: &Arc<Shared>,
     session: &mut Session,
-    snapshot: &Snapshot,
+    snapshot: &Routes,
     args: &[Bytes],
 ) -> Reply {
     let name = args[0].to_ascii_lowercase();

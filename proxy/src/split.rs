@@ -12,12 +12,12 @@ use tessera_proto::resp::{Frame, Protocol};
 use crate::forward::{self, BoxReply, Lane};
 use crate::router::{Merge, SplitPlan};
 use crate::shared::Shared;
-use crate::topology::Snapshot;
+use crate::topology::Routes;
 
 /// Queues every part of `plan` now; the returned future merges their replies.
 pub fn run(
     shared: &Arc<Shared>,
-    snapshot: &Snapshot,
+    snapshot: &Routes,
     plan: &SplitPlan<'_>,
     args: &[Bytes],
     lane: Lane,

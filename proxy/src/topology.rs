@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, Registry};
 use crate::error::ProxyError;
 
-/// A topology and, for each of its nodes (same index), the backend that reaches it.
+/// What routing reads on every command: a topology, its health, and for each of its nodes (same
+/// index) the backend that reaches it. Replaced whole when a newer topology arrives.
 #[derive(Debug)]
-pub struct Snapshot {
+pub struct Routes {
     pub topology: Arc<Topology>,
     /// `topology.health()`, counted once here rather than per command.
     pub health: Health,
@@ -26,7 +27,7 @@ pub struct Snapshot {
     pub initial: bool,
 }
 
-impl Snapshot {
+impl Routes {
     /// The backend of `node`, which must be a node of this snapshot's topology.
     pub fn backend_of(&self, node: &NodeSpec) -> Option<&Arc<Backend>> {
         let index = self
@@ -40,7 +41,7 @@ impl Snapshot {
 
 /// The shared, lock-free view of the topology plus the means to refresh it.
 pub struct TopologyView {
-    current: ArcSwap<Snapshot>,
+    current: ArcSwap<Routes>,
     registry: Arc<Registry>,
     client: Client,
     /// Set while a background refresh runs, so a burst of MOVED replies asks once.
@@ -63,7 +64,7 @@ impl TopologyView {
             reason: e.source.to_string(),
         })?;
         Ok(TopologyView {
-            current: ArcSwap::from_pointee(Snapshot {
+            current: ArcSwap::from_pointee(Routes {
                 health: Topology::default().health(),
                 topology: Arc::new(Topology::default()),
                 backends: Vec::new(),
@@ -76,7 +77,7 @@ impl TopologyView {
     }
 
     /// The current snapshot (lock-free).
-    pub fn load(&self) -> Arc<Snapshot> {
+    pub fn load(&self) -> Arc<Routes> {
         self.current.load_full()
     }
 
@@ -91,7 +92,7 @@ impl TopologyView {
             .iter()
             .map(|n| self.registry.get(&n.address()))
             .collect();
-        let fresh = Arc::new(Snapshot {
+        let fresh = Arc::new(Routes {
             health: topology.health(),
             topology: Arc::new(topology),
             backends,

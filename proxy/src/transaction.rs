@@ -28,7 +28,7 @@ use crate::forward::error_bytes;
 use crate::router::{self, Route, CROSSSLOT};
 use crate::session::{Reply, Session};
 use crate::shared::Shared;
-use crate::topology::Snapshot;
+use crate::topology::Routes;
 
 const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
 const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
@@ -103,7 +103,7 @@ pub fn multi(session: &mut Session) -> Reply {
 
 /// Any command of a client inside MULTI.
 pub fn queue(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Reply {
-    let spec = match command::resolve(args) {
+    let spec = match command::resolve_served(command::Server::Proxy, args) {
         Ok(spec) => spec,
         Err(text) => return flag(session, &text),
     };
@@ -274,7 +274,7 @@ async fn run(conn: &Dedicated, asking: bool, queued: &[Bytes]) -> Result<Execute
 
 /// The backend that serves `slot` now (any master for a keyless transaction), or the
 /// CLUSTERDOWN text.
-fn target(snapshot: &Snapshot, slot: Option<u16>) -> Result<&Arc<Backend>, &'static str> {
+fn target(snapshot: &Routes, slot: Option<u16>) -> Result<&Arc<Backend>, &'static str> {
     let slot = slot.unwrap_or_else(|| snapshot.topology.first_assigned_slot().unwrap_or(0));
     let node = snapshot
         .topology
@@ -334,7 +334,7 @@ pub fn unwatch(session: &mut Session) -> Reply {
 pub fn watch(
     shared: &Arc<Shared>,
     session: &mut Session,
-    snapshot: &Snapshot,
+    snapshot: &Routes,
     args: &[Bytes],
 ) -> Reply {
     // WATCH is local in the command table (it must not take a pipelined connection): its keys

@@ -302,5 +302,18 @@ async fn blocking_commands_wait_without_stalling_others() -> Result<()> {
             "ERR unknown command 'XREAD', with args beginning with: 'BLOCK' '0' 'STREAMS' 's' '$' "
         )
     );
+    // Inside MULTI too: an unserved command is not queued, and EXEC aborts.
+    assert_eq!(
+        other.cmd(&["MULTI"]).await?,
+        Frame::Simple(Bytes::from_static(b"OK"))
+    );
+    assert_eq!(
+        other.cmd(&["XADD", "s", "*", "f", "v"]).await?,
+        error("ERR unknown command 'XADD', with args beginning with: 's' '*' 'f' 'v' ")
+    );
+    assert_eq!(
+        other.cmd(&["EXEC"]).await?,
+        error("EXECABORT Transaction discarded because of previous errors.")
+    );
     Ok(())
 }

@@ -35,8 +35,10 @@ pub struct Config {
     #[arg(long, env = "TESSERA_ANNOUNCE_PORT")]
     pub announce_port: Option<u16>,
 
-    /// Cluster bus port shown in CLUSTER NODES after '@' (Tessera has no bus; Redis tools expect
-    /// one). Default: the announced port + 10000.
+    /// Port of the cluster bus, the listener for node-to-node traffic (peer probes, forwarded
+    /// PUBLISH), bound on the same address and shown in CLUSTER NODES after '@'. Default: the
+    /// client port + 10000, as Redis; 0, or a default that is taken or does not fit, binds any
+    /// free port (the port bound is the one announced).
     #[arg(long, env = "TESSERA_BUS_PORT")]
     pub bus_port: Option<u16>,
 
@@ -215,9 +217,9 @@ impl Config {
     }
 
     /// The bus port shown in CLUSTER NODES: Redis's port + 10000, or 0 when that would not fit.
-    pub fn bus_port(&self, announce_port: u16) -> u16 {
+    pub fn bus_port(&self, client_port: u16) -> u16 {
         self.bus_port
-            .unwrap_or_else(|| announce_port.checked_add(10_000).unwrap_or(0))
+            .unwrap_or_else(|| client_port.checked_add(10_000).unwrap_or(0))
     }
 
     /// The data directory, defaulting to `./data/node-<port>`.

@@ -9,6 +9,7 @@
 
 pub mod allocator;
 pub mod aof;
+pub mod bus;
 pub mod cluster;
 pub mod cmd;
 pub mod config;

@@ -15,7 +15,7 @@ use crate::error::{AofError, NodeError};
 use crate::keyspace::Keyspace;
 use crate::node_id;
 use crate::state::NodeState;
-use crate::{cmd, server};
+use crate::{bus, cmd, server};
 
 /// Runs a node on `listener` until `shutdown` is cancelled, then stops in order and returns.
 /// Errs only when the node cannot start (bad config, unreadable data directory, damaged AOF) or
@@ -34,11 +34,15 @@ pub async fn run(
     })?;
     let myself = node_id::load_or_create(&data_dir)?;
     let announce_port = config.announce_port(bound.port());
+    let bus_listener = bind_bus(&config, bound).await?;
     let registration = Registration {
         control_plane: config.control_plane.clone(),
         announce_host: config.announce_host(),
         announce_port,
-        announce_bus_port: config.bus_port(announce_port),
+        announce_bus_port: bus_listener
+            .local_addr()
+            .map_err(NodeError::Listener)?
+            .port(),
     };
     tracing::info!(
         node_id = %myself,
@@ -71,6 +75,13 @@ pub async fn run(
     let state = Arc::new(state);
 
     let tasks = cluster::start(Arc::clone(&state) as Arc<dyn Member>, registration)?;
+    // The bus keeps serving peers while clients drain; it stops with the cluster tasks.
+    let bus_stop = CancellationToken::new();
+    let bus = tokio::spawn(bus::serve(
+        bus_listener,
+        Arc::clone(&state),
+        bus_stop.clone(),
+    ));
     let rewriter = tokio::spawn(aof::rewrite::run(
         Arc::clone(&state),
         config.auto_rewrite(),
@@ -87,6 +98,8 @@ pub async fn run(
         None => Ok(()),
     };
     let _ = rewriter.await;
+    bus_stop.cancel();
+    let _ = bus.await;
     tasks.stop().await;
     match flushed {
         Ok(()) => {
@@ -97,6 +110,24 @@ pub async fn run(
             tracing::error!(error = %e, "the append-only file could not be flushed at shutdown");
             Err(e.into())
         }
+    }
+}
+
+/// Binds the cluster bus next to the client listener (`bound`): on the configured bus port, else
+/// the client port + 10000. A default port that is taken or does not fit falls back to any free
+/// port (peers learn the bus address from the topology, so any port works); an explicit port that
+/// cannot be bound is an error.
+async fn bind_bus(config: &Config, bound: std::net::SocketAddr) -> Result<TcpListener, NodeError> {
+    let port = config.bus_port(bound.port());
+    match TcpListener::bind((bound.ip(), port)).await {
+        Ok(listener) => Ok(listener),
+        Err(error) if config.bus_port.is_none() => {
+            tracing::warn!(port, %error, "cluster bus port unavailable; binding any free port");
+            TcpListener::bind((bound.ip(), 0))
+                .await
+                .map_err(NodeError::Listener)
+        }
+        Err(error) => Err(NodeError::Listener(error)),
     }
 }
 

@@ -23,7 +23,7 @@ use tessera_proto::topology::Topology;
 use super::{frame, verbatim};
 use crate::session::{Reply, Session};
 use crate::shared::Shared;
-use crate::topology::Snapshot;
+use crate::topology::Routes;
 
 /// How many connections remember their turn; older ones get a new turn if they ask again.
 const REMEMBERED_CONNECTIONS: usize = 256;
@@ -66,7 +66,7 @@ impl MyselfPicker {
 pub fn handle(
     shared: &Arc<Shared>,
     session: &mut Session,
-    snapshot: &Snapshot,
+    snapshot: &Routes,
     args: &[Bytes],
 ) -> Option<Reply> {
     let view = || {

@@ -14,14 +14,14 @@ use crate::fanout::masters;
 use crate::forward;
 use crate::session::{Reply, Session};
 use crate::shared::{Shared, Stats};
-use crate::topology::Snapshot;
+use crate::topology::Routes;
 
 const SECTIONS: &[&str] = &["server", "clients", "stats", "cluster", "keyspace"];
 
 pub fn handle(
     shared: &Arc<Shared>,
     session: &mut Session,
-    snapshot: &Snapshot,
+    snapshot: &Routes,
     args: &[Bytes],
 ) -> Reply {
     let wanted: Vec<&str> = if args.len() == 1 {

@@ -1,5 +1,5 @@
 //! Peer probes: every peer in the topology gets a RESP `PING` each round over a kept TCP
-//! connection; a peer with no `PONG` for longer than node-timeout is reported unreachable in the
+//! connection to its cluster bus (`crate::bus`); a peer with no `PONG` for longer than node-timeout is reported unreachable in the
 //! next heartbeat. The control plane combines these reports into PFAIL / FAIL.
 //!
 //! `ping` is also the `healthcheck` subcommand's probe (the Docker images have no shell).
@@ -168,13 +168,13 @@ pub(super) async fn run(member: Arc<dyn Member>, shutdown: CancellationToken) {
         for node in topology.nodes().iter().filter(|n| n.id != myself) {
             let peer = peers.entry(node.id.clone()).or_insert_with(|| Peer {
                 host: node.host.clone(),
-                port: node.port,
+                port: node.bus_port,
                 stream: None,
                 failing: false,
             });
-            if peer.host != node.host || peer.port != node.port {
+            if peer.host != node.host || peer.port != node.bus_port {
                 peer.host = node.host.clone();
-                peer.port = node.port;
+                peer.port = node.bus_port;
                 peer.stream = None;
             }
         }

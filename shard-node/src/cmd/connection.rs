@@ -56,15 +56,19 @@ fn authenticate(ctx: &Ctx<'_>, user: &[u8], password: &[u8]) -> bool {
     }
     match &ctx.state.stats.node_secret {
         None => true,
-        Some(secret) => {
-            secret.len() == password.len()
-                && secret
-                    .iter()
-                    .zip(password)
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        }
+        Some(secret) => secret_matches(secret, password),
     }
+}
+
+/// Whether `password` is the node secret, compared in constant time (for equal lengths), so the
+/// time of a refusal tells nothing of how much was right.
+pub fn secret_matches(secret: &[u8], password: &[u8]) -> bool {
+    secret.len() == password.len()
+        && secret
+            .iter()
+            .zip(password)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// AUTH [user] password, as Redis 7.0's authCommand with requirepass set to the node secret.

@@ -12,18 +12,12 @@ use tessera_proto::resp::Frame;
 
 use super::cluster_rule::cluster_check;
 use super::dispatch::dispatch;
-use super::{multi_exec, parse, pubsub, ClientSession, Ctx};
+use super::{multi_exec, parse, ClientSession, Ctx};
 use crate::state::NodeState;
 
 /// Runs one client command and returns its reply. Between MULTI and EXEC a command is checked
 /// and queued instead (see `multi_exec`).
 pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -> Frame {
-    // A peer's forwarded PUBLISH; only from a connection that has the node secret, if any.
-    if !session.must_authenticate(state) {
-        if let Some(reply) = pubsub::deliver_forwarded(state, args) {
-            return reply;
-        }
-    }
     // The table resolves container subcommands and checks arity with Redis's exact errors.
     let spec = match command::resolve_served(Server::ShardNode, args) {
         Ok(spec) => spec,

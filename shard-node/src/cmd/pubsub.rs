@@ -108,14 +108,6 @@ pub fn subscribed_ping(args: &[Bytes]) -> Frame {
     ])
 }
 
-/// The internal command a peer forwards a PUBLISH with (`pubsub::forward`): local delivery only.
-pub fn deliver_forwarded(ctx: &crate::state::NodeState, args: &[Bytes]) -> Option<Frame> {
-    if args.len() != 3 || !args[0].eq_ignore_ascii_case(crate::pubsub::forward::DELIVER_COMMAND) {
-        return None;
-    }
-    Some(Frame::Integer(ctx.pubsub.publish(&args[1], &args[2])))
-}
-
 /// PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB, counting this node only.
 pub fn pubsub(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let registry = &ctx.state.pubsub;

@@ -2,7 +2,7 @@
 //! node is forwarded to every other node of the topology, which delivers it to its own
 //! subscribers and forwards it no further.
 //!
-//! One link per peer: a task holding a RESP connection to the peer's client port and a bounded
+//! One link per peer: a task holding a RESP connection to the peer's cluster bus (`bus`) and a bounded
 //! queue. PUBLISH only ever `try_send`s into the queues, so a dead or slow peer never stalls it:
 //! its queue fills and further messages for it are dropped (as Redis drops bus messages to a peer
 //! whose link is down). On the peer the message arrives as `DELIVER_COMMAND`, which delivers
@@ -69,7 +69,7 @@ impl Forwarder {
             if &node.id == cluster.myself() {
                 continue;
             }
-            let addr = format!("{}:{}", node.host, node.port);
+            let addr = node.bus_address();
             let stale = links
                 .get(&node.id)
                 .is_none_or(|link| link.addr != addr || link.queue.is_closed());
