@@ -1,10 +1,11 @@
 //! What every Tessera service shares about the wire: the gRPC API (`pb`), the RESP codec (`resp`),
 //! key -> slot hashing (`slot`), the command table (`command`) and the cluster topology with its
-//! Redis renderings (`topology`).
+//! Redis renderings (`topology`); and how every binary starts (`process`: logs and runtime).
 
 pub mod command;
 pub mod glob;
 pub mod pb;
+pub mod process;
 pub mod resp;
 pub mod slot;
 pub mod topology;

@@ -37,16 +37,14 @@ async fn follows_the_control_plane() {
     let alive_port = pong_server().await;
     let dead_port = dead_port().await;
 
-    let fake = Arc::new(Fake::default());
-    let (sender, _) = tokio::sync::watch::channel(topology(
+    let fake = Arc::new(Fake::new(topology(
         1,
         vec![
             pb_node(&me, 7000),
             pb_node(&alive, alive_port),
             pb_node(&dead, dead_port),
         ],
-    ));
-    *fake.topology.lock() = Some(sender);
+    )));
 
     // The control plane's port accepts TCP but does not answer yet: registration must time out
     // and retry rather than hang.

@@ -5,18 +5,11 @@
 
 mod data_support;
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use data_support::TestNode;
+use tessera_testkit::{Differ, RedisServer};
 
-use anyhow::Context;
-use data_support::oracle::start_redis;
-use data_support::{RawClient, TestNode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// Commands, one per line, arguments split on spaces; `<sp>` stands for a space inside an
-/// argument and `<empty>` for an empty argument. A line starting with `sorted ` compares the
-/// reply's elements as a set (KEYS, SCAN: order is the store's own).
+/// Commands, one per line, in `tessera_testkit::diff`'s notation (`sorted` for KEYS, whose order
+/// is the store's own).
 const SCRIPT: &str = "
 FLUSHALL
 PING
@@ -298,136 +291,23 @@ DEL {k}a {k}f
 RANDOMKEY
 ";
 
-fn parse_line(line: &str) -> (bool, Vec<Vec<u8>>) {
-    let (sorted, rest) = match line.strip_prefix("sorted ") {
-        Some(rest) => (true, rest),
-        None => (false, line),
-    };
-    let args = rest
-        .split(' ')
-        .map(|word| {
-            if word == "<empty>" {
-                Vec::new()
-            } else {
-                word.replace("<sp>", " ").into_bytes()
-            }
-        })
-        .collect();
-    (sorted, args)
-}
-
-/// The reply with an array's elements sorted (for KEYS, or the key list of SCAN).
-fn normalize(reply: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(reply);
-    let mut parts: Vec<String> = text.split("\r\n").map(str::to_string).collect();
-    if text.starts_with("*2\r\n$") {
-        // SCAN: keep cursor and header, sort the key entries (pairs of `$len`, `key`).
-        let head: Vec<String> = parts.drain(..4.min(parts.len())).collect();
-        let mut pairs: Vec<String> = parts.chunks(2).map(|c| c.join("\r\n")).collect();
-        pairs.sort();
-        return head.into_iter().chain(pairs).collect();
-    }
-    let head = parts.remove(0);
-    let mut pairs: Vec<String> = parts.chunks(2).map(|c| c.join("\r\n")).collect();
-    pairs.sort();
-    std::iter::once(head).chain(pairs).collect()
-}
-
 #[tokio::test]
 async fn replies_match_redis_byte_for_byte() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mut mismatches = Vec::new();
-    for line in SCRIPT.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (sorted, args) = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        let same = if sorted {
-            normalize(&want) == normalize(&got)
-        } else {
-            want == got
-        };
-        if !same {
-            mismatches.push(format!(
-                "{line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
-
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    theirs.line("HELLO 3").await?;
-    ours.line("HELLO 3").await?;
-    theirs.line("FLUSHALL").await?;
-    ours.line("FLUSHALL").await?;
-    for line in RESP3_SCRIPT
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-    {
-        let (_, args) = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        if want != got {
-            mismatches.push(format!(
-                "(RESP3) {line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.script(SCRIPT, "RESP2").await?;
+    diff.reconnect().await?;
+    diff.resp3().await?;
+    diff.both("FLUSHALL").await?;
+    diff.script(RESP3_SCRIPT, "RESP3").await?;
+    diff.assert_none();
     node.stop().await
-}
-
-/// Sends `bytes` on a fresh connection and returns everything received until the server closes
-/// it (or two seconds of silence).
-async fn exchange_raw(addr: SocketAddr, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(bytes).await?;
-    let mut received = Vec::new();
-    for _ in 0..10_000 {
-        received.reserve(4096);
-        match tokio::time::timeout(Duration::from_secs(2), stream.read_buf(&mut received)).await {
-            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(_)) => {}
-        }
-    }
-    Ok(received)
 }
 
 #[tokio::test]
 async fn protocol_errors_match_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
     let long_inline = "a".repeat(70 * 1024);
     let cases: Vec<Vec<u8>> = vec![
@@ -444,24 +324,10 @@ async fn protocol_errors_match_redis() -> anyhow::Result<()> {
         b"*1\r\n$4\r\nPING\r\n*1\r\n$-1\r\n".to_vec(),
         long_inline.into_bytes(),
     ];
-    let mut mismatches = Vec::new();
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
     for case in &cases {
-        let want = exchange_raw(redis.addr, case).await?;
-        let got = exchange_raw(node.addr, case).await?;
-        if want != got {
-            mismatches.push(format!(
-                "{:?}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&case[..case.len().min(60)]),
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
+        diff.exchange(case, "").await?;
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} exchanges differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    diff.assert_none();
     node.stop().await
 }
