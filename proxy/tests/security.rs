@@ -8,31 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use support::{wait_for, Client, Harness};
+use support::{same, wait_for, Client, Harness};
 use tessera_proto::resp::Frame;
 use tessera_testkit::RedisServer;
 
-/// Sends `args` to both and asserts the raw replies are identical; returns the reply.
-async fn same(proxy: &mut Client, oracle: &mut Client, args: &[&str]) -> Result<Bytes> {
-    let ours = proxy.send_and_read_raw(args).await?;
-    let theirs = oracle.send_and_read_raw(args).await?;
-    assert_eq!(
-        String::from_utf8_lossy(&ours),
-        String::from_utf8_lossy(&theirs),
-        "reply to {args:?}"
-    );
-    Ok(ours)
-}
-
-trait RawExt {
-    async fn send_and_read_raw(&mut self, args: &[&str]) -> Result<Bytes>;
-}
-
-impl RawExt for Client {
-    async fn send_and_read_raw(&mut self, args: &[&str]) -> Result<Bytes> {
-        self.send_raw(&support::encode(args)).await?;
-        self.read_raw().await
-    }
+/// Sends `args` on one connection and returns the raw reply.
+async fn raw_reply(client: &mut Client, args: &[&str]) -> Result<Bytes> {
+    client.send_raw(&support::encode(args)).await?;
+    client.read_raw().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,18 +59,16 @@ async fn requirepass_and_auth_answer_as_redis() -> Result<()> {
     // HELLO 3 AUTH: authenticated and RESP3 in one go (the map itself names the server mode,
     // which differs: check the prefix only).
     let mut p2 = Client::connect(port).await?;
-    let reply = p2
-        .send_and_read_raw(&["HELLO", "3", "AUTH", "default", "pw"])
-        .await?;
+    let reply = raw_reply(&mut p2, &["HELLO", "3", "AUTH", "default", "pw"]).await?;
     assert!(reply.starts_with(b"%7\r\n"), "{reply:?}");
     assert_eq!(
-        p2.send_and_read_raw(&["PING"]).await?,
+        raw_reply(&mut p2, &["PING"]).await?,
         Bytes::from_static(b"+PONG\r\n")
     );
     // QUIT works unauthenticated.
     let mut p3 = Client::connect(port).await?;
     assert_eq!(
-        p3.send_and_read_raw(&["QUIT"]).await?,
+        raw_reply(&mut p3, &["QUIT"]).await?,
         Bytes::from_static(b"+OK\r\n")
     );
     assert!(p3.closed().await);
@@ -224,8 +205,8 @@ async fn acl_users_rules_and_errors_answer_as_redis() -> Result<()> {
     }
     // RESP3 GETUSER is a map.
     let (mut p3, mut o3) = (h.client().await?, Client::connect(oracle.port).await?);
-    p3.send_and_read_raw(&["HELLO", "3"]).await?;
-    o3.send_and_read_raw(&["HELLO", "3"]).await?;
+    raw_reply(&mut p3, &["HELLO", "3"]).await?;
+    raw_reply(&mut o3, &["HELLO", "3"]).await?;
     same(&mut p3, &mut o3, &["ACL", "GETUSER", "alice"]).await?;
 
     // Alice: string commands on k* keys only.

@@ -14,12 +14,7 @@ use tessera_shard_node::cmd;
 #[tokio::test]
 async fn the_log_replays_to_the_same_keyspace() -> anyhow::Result<()> {
     let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
-    let (path, log, live, addr) = (
-        node.path.clone(),
-        node.log.clone(),
-        node.live.clone(),
-        node.addr,
-    );
+    let (path, log, live, addr) = node.parts();
     let mut client = data_support::RawClient::connect(addr).await?;
 
     let script = [

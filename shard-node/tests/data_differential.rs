@@ -268,6 +268,7 @@ QUIT
 /// Replayed after `HELLO 3` (whose reply holds the connection id, so it is not compared): RESP3
 /// nulls, maps, doubles-as-bulk and verbatim strings.
 const RESP3_SCRIPT: &str = "
+FLUSHALL
 GET {k}missing
 SET {k}a v
 GET {k}a
@@ -296,11 +297,7 @@ async fn replies_match_redis_byte_for_byte() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
     let mut diff = Differ::connect(redis.addr(), node.addr).await?;
-    diff.script(SCRIPT, "RESP2").await?;
-    diff.reconnect().await?;
-    diff.resp3().await?;
-    diff.both("FLUSHALL").await?;
-    diff.script(RESP3_SCRIPT, "RESP3").await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
     diff.assert_none();
     node.stop().await
 }

@@ -703,12 +703,7 @@ async fn restored_keys_survive_a_restart() -> anyhow::Result<()> {
     use tessera_shard_node::cmd;
 
     let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
-    let (path, log, live, addr) = (
-        node.path.clone(),
-        node.log.clone(),
-        node.live.clone(),
-        node.addr,
-    );
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
 
     must(&mut client, &[b"RPUSH", b"src:list", b"a", b"1", b"b"]).await?;

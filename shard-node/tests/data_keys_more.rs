@@ -218,6 +218,7 @@ BZMPOP 0 1
 
 /// RESP3: the blocking pops' replies carry doubles, and a timeout is a null.
 const RESP3_SCRIPT: &str = "
+FLUSHALL
 ZADD {t}bz 1 a 2.5 b 3 c
 BZPOPMIN {t}bz 0
 BZPOPMAX {t}bz 0
@@ -233,11 +234,7 @@ async fn key_commands_match_redis() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
     let mut diff = Differ::connect(redis.addr(), node.addr).await?;
-    diff.script(SCRIPT, "RESP2").await?;
-    diff.reconnect().await?;
-    diff.resp3().await?;
-    diff.both("FLUSHALL").await?;
-    diff.script(RESP3_SCRIPT, "RESP3").await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
     diff.assert_none();
     node.stop().await
 }

@@ -259,6 +259,7 @@ TYPE {t}dst
 
 /// Replayed after `HELLO 3`: the RESP3 nulls of the list commands.
 const RESP3_SCRIPT: &str = "
+FLUSHALL
 LPOP missing
 LPOP missing 1
 RPUSH l a
@@ -283,11 +284,7 @@ async fn list_replies_match_redis_byte_for_byte() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
     let mut diff = Differ::connect(redis.addr(), node.addr).await?;
-    diff.script(SCRIPT, "").await?;
-    diff.reconnect().await?;
-    diff.resp3().await?;
-    diff.both("FLUSHALL").await?;
-    diff.script(RESP3_SCRIPT, "RESP3").await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
     diff.assert_none();
     node.stop().await
 }
@@ -525,12 +522,7 @@ async fn list_writes_replay_from_the_aof() -> anyhow::Result<()> {
     use tessera_shard_node::cmd;
 
     let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
-    let (path, log, live, addr) = (
-        node.path.clone(),
-        node.log.clone(),
-        node.live.clone(),
-        node.addr,
-    );
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
     let mut waiter = RawClient::connect(addr).await?;
     let mut mover = RawClient::connect(addr).await?;

@@ -337,10 +337,7 @@ async fn string_and_bit_replies_match_redis() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
     let mut diff = Differ::connect(redis.addr(), node.addr).await?;
-    diff.script(SCRIPT, "RESP2").await?;
-    diff.reconnect().await?;
-    diff.resp3().await?;
-    diff.script(RESP3_SCRIPT, "RESP3").await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
     diff.assert_none();
     node.stop().await
 }
@@ -421,12 +418,7 @@ async fn random_bit_and_range_commands_match_redis() -> anyhow::Result<()> {
 #[tokio::test]
 async fn string_and_bit_writes_replay_to_the_same_keyspace() -> anyhow::Result<()> {
     let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
-    let (path, log, live, addr) = (
-        node.path.clone(),
-        node.log.clone(),
-        node.live.clone(),
-        node.addr,
-    );
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
     let script = [
         "SET s hello",

@@ -414,12 +414,7 @@ fn redis_check_aof(path: &std::path::Path) -> anyhow::Result<(bool, String)> {
 #[tokio::test]
 async fn transactions_are_logged_as_units_and_replay_whole() -> anyhow::Result<()> {
     let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
-    let (path, log, live, addr) = (
-        node.path.clone(),
-        node.log.clone(),
-        node.live.clone(),
-        node.addr,
-    );
+    let (path, log, live, addr) = node.parts();
     let mut c = RawClient::connect(addr).await?;
     for line in [
         "SET before 1",

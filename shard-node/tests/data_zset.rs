@@ -359,6 +359,7 @@ ZSCORE {z}big a
 
 /// Replayed after HELLO 3: scores as doubles, pairs as arrays, nulls.
 const RESP3_SCRIPT: &str = "
+FLUSHALL
 ZADD {z}a 1 a 2.5 b inf c
 ZSCORE {z}a b
 ZSCORE {z}a c
@@ -392,11 +393,7 @@ async fn zset_replies_match_redis() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
     let mut diff = Differ::connect(redis.addr(), node.addr).await?;
-    diff.script(SCRIPT, "RESP2").await?;
-    diff.reconnect().await?;
-    diff.resp3().await?;
-    diff.both("FLUSHALL").await?;
-    diff.script(RESP3_SCRIPT, "RESP3").await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
     diff.assert_none();
     node.stop().await
 }
@@ -449,12 +446,7 @@ async fn zset_writes_replay_from_the_aof() -> anyhow::Result<()> {
     use tessera_shard_node::cmd;
 
     let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
-    let (path, log, live, addr) = (
-        node.path.clone(),
-        node.log.clone(),
-        node.live.clone(),
-        node.addr,
-    );
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
     let script = [
         "ZADD {z}a 1 a 2 b 3 c 4 d 5 e 6 f 7 g 0.1 h inf i -inf j",

@@ -398,12 +398,7 @@ async fn allkeys_lfu_keeps_keys_that_are_read_often() -> anyhow::Result<()> {
 async fn evictions_are_logged_and_replay_to_the_same_keyspace() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let mut node = LoggedNode::start(FsyncPolicy::Everysec).await?;
-    let (path, log, live, addr) = (
-        node.path.clone(),
-        node.log.clone(),
-        node.live.clone(),
-        node.addr,
-    );
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
     client.line("PING").await?;
     let limit = used_memory() + HEADROOM;

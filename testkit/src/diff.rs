@@ -130,15 +130,17 @@ impl Differ {
     /// Sends `args` to both, panics at once if the replies differ by a byte, and returns the
     /// reply: for tests that go on to use it.
     pub async fn same(&mut self, args: &[&[u8]]) -> anyhow::Result<Bytes> {
-        let want = self.theirs.cmd(args).await.context("redis-server")?;
-        let got = self.ours.cmd(args).await.context("tessera")?;
-        assert_eq!(
-            String::from_utf8_lossy(&got),
-            String::from_utf8_lossy(&want),
-            "reply to {} (left: tessera, right: redis-server)",
-            show(args)
-        );
-        Ok(got)
+        same_reply(&mut self.theirs, &mut self.ours, args).await
+    }
+
+    /// The usual pair: `resp2` on fresh RESP2 connections, then `resp3` on fresh connections
+    /// switched with `HELLO 3` (keys written by the first script are still there; start the
+    /// second with `FLUSHALL` for a clean slate). Mismatches are labelled RESP2 / RESP3.
+    pub async fn scripts(&mut self, resp2: &str, resp3: &str) -> anyhow::Result<()> {
+        self.script(resp2, "RESP2").await?;
+        self.reconnect().await?;
+        self.resp3().await?;
+        self.script(resp3, "RESP3").await
     }
 
     /// Sends raw `bytes` (malformed input, inline commands) on a fresh connection to each and
@@ -176,6 +178,25 @@ impl Differ {
             String::from_utf8_lossy(got)
         ));
     }
+}
+
+/// Sends `args` on both connections (redis-server's first), panics at once if the replies differ
+/// by a byte, and returns Tessera's: the one-step comparison for tests that drive their own
+/// connections (a proxy client next to a Redis node's) rather than a [`Differ`].
+pub async fn same_reply(
+    theirs: &mut RawClient,
+    ours: &mut RawClient,
+    args: &[&[u8]],
+) -> anyhow::Result<Bytes> {
+    let want = theirs.cmd(args).await.context("redis-server")?;
+    let got = ours.cmd(args).await.context("tessera")?;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want),
+        "reply to {} (left: tessera, right: redis)",
+        show(args)
+    );
+    Ok(got)
 }
 
 fn show(args: &[&[u8]]) -> String {

@@ -22,11 +22,9 @@
 //! ```ignore
 //! let redis = tessera_testkit::RedisServer::start()?;
 //! let mut diff = Differ::connect(redis.addr(), node_addr).await?;
-//! diff.script(SCRIPT, "RESP2").await?;
-//! diff.reconnect().await?;
-//! diff.both("HELLO 3").await?;
-//! diff.script(RESP3_SCRIPT, "RESP3").await?;
-//! diff.assert_none();
+//! diff.scripts(SCRIPT, RESP3_SCRIPT).await?; // RESP2, then fresh connections after HELLO 3
+//! diff.check(&[b"GET", b"k"], Order::Exact, "extra").await?;
+//! diff.assert_none(); // fails listing every reply that differed
 //! ```
 
 pub mod client;

@@ -332,6 +332,13 @@ impl Client {
     }
 }
 
+/// Sends `args` to the proxy and to a real Redis (a node of the backend cluster, or an oracle
+/// redis-server) and asserts the replies are the same bytes; returns the proxy's.
+pub async fn same(proxy: &mut Client, redis: &mut Client, args: &[&str]) -> Result<Bytes> {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    tessera_testkit::diff::same_reply(&mut redis.raw, &mut proxy.raw, &args).await
+}
+
 pub fn bulk(s: &str) -> Frame {
     Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
 }

@@ -229,6 +229,23 @@ impl LoggedNode {
         })
     }
 
+    /// The log's path, the log, the live state and the address: what a replay test uses.
+    pub fn parts(
+        &self,
+    ) -> (
+        std::path::PathBuf,
+        Arc<tessera_shard_node::aof::Aof>,
+        Arc<NodeState>,
+        SocketAddr,
+    ) {
+        (
+            self.path.clone(),
+            self.log.clone(),
+            self.live.clone(),
+            self.addr,
+        )
+    }
+
     /// Stops serving and waits for the server (the log stays open: the test flushes it).
     pub async fn stop(&mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
