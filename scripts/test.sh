@@ -18,5 +18,5 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 echo "== cargo build --release (binaries the end-to-end tests start)"
 cargo build --release --workspace --bins
 
-echo "== cargo test --release"
-cargo test --release --workspace -- "$@"
+echo "== cargo test --release (every test binary runs; all failures are listed at the end)"
+cargo test --release --workspace --no-fail-fast -- "$@"
