@@ -8,8 +8,8 @@ mod data_support;
 use data_support::TestNode;
 use tessera_testkit::{Differ, RedisServer};
 
-/// Commands, one per line, in `tessera_testkit::diff`'s notation (`sorted` for KEYS, whose order
-/// is the store's own).
+/// Commands, one per line, in `tessera_testkit::diff`'s notation (`sorted` for KEYS and `scan`
+/// for SCAN, whose order is the store's own).
 const SCRIPT: &str = "
 FLUSHALL
 PING
@@ -186,10 +186,10 @@ sorted KEYS ?
 sorted KEYS *[^0-9]
 sorted KEYS {t}*
 sorted KEYS \\{t\\}*
-sorted SCAN 0 COUNT 1000
-sorted SCAN 0 COUNT 1000 MATCH f*
-sorted SCAN 0 COUNT 1000 TYPE string
-sorted SCAN 0 COUNT 1000 TYPE list
+scan SCAN 0 COUNT 1000
+scan SCAN 0 COUNT 1000 MATCH f*
+scan SCAN 0 COUNT 1000 TYPE string
+scan SCAN 0 COUNT 1000 TYPE list
 SCAN abc
 SCAN -
 SCAN 0 COUNT 0
@@ -207,7 +207,7 @@ FLUSHDB a b
 DBSIZE
 RANDOMKEY
 sorted KEYS *
-sorted SCAN 0
+scan SCAN 0
 SET only v
 RANDOMKEY
 AUTH x
