@@ -6,6 +6,8 @@
 //!
 //! The API is synchronous, like the process cluster's, so a test can switch between them; async
 //! test code runs on a runtime of its own (`tokio::runtime::Runtime::new()?.block_on(...)`).
+//! One thing is not per service here: the shard node's allocator counts the whole test process,
+//! so INFO `used_memory` and maxmemory stories belong in `cluster` (or the node's own tests).
 
 use std::ops::Deref;
 use std::path::PathBuf;
