@@ -6,9 +6,10 @@
 
 mod data_support;
 
+use data_support::until_blocked;
+
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use bytes::Bytes;
 use data_support::{encode, words, TestNode};
 use tessera_testkit::{Differ, RedisServer};
@@ -237,21 +238,6 @@ async fn key_commands_match_redis() -> anyhow::Result<()> {
     diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
     diff.assert_none();
     node.stop().await
-}
-
-/// Waits (bounded) until exactly `n` clients are blocked on the node.
-async fn until_blocked(node: &TestNode, n: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = node.state.keyspace.blocking().blocked_clients();
-        if now == n {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("expected {n} blocked clients, have {now}");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 fn text(reply: Bytes) -> String {

@@ -6,11 +6,12 @@
 
 mod data_support;
 
+use data_support::{until_blocked, until_blocked_on};
+
 use data_support::LoggedNode;
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use data_support::{dump_keyspace as dump, node_state as state};
 use data_support::{encode, words, RawClient, TestNode};
 use tessera_proto::topology::Topology;
@@ -289,21 +290,6 @@ async fn list_replies_match_redis_byte_for_byte() -> anyhow::Result<()> {
     node.stop().await
 }
 
-/// Waits (bounded) until exactly `n` clients are blocked on the node.
-async fn until_blocked(node: &TestNode, n: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = node.state.keyspace.blocking().blocked_clients();
-        if now == n {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("expected {n} blocked clients, have {now}");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 /// Sends a command without reading its reply (it blocks).
 async fn send(client: &mut RawClient, line: &str) -> anyhow::Result<()> {
     client.send_raw(&encode(&words(line))).await
@@ -572,20 +558,6 @@ async fn list_writes_replay_from_the_aof() -> anyhow::Result<()> {
 }
 
 /// `until_blocked` for a node state served without a `TestNode`.
-async fn until_blocked_on(
-    state: &tessera_shard_node::state::NodeState,
-    n: usize,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while state.keyspace.blocking().blocked_clients() != n {
-        if Instant::now() > deadline {
-            bail!("expected {n} blocked clients");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    Ok(())
-}
-
 /// Many blocked poppers, plain poppers and pushers on one key: every element pushed is popped
 /// exactly once (a writer serving waiters under the slot lock never loses or duplicates one).
 #[tokio::test]

@@ -253,3 +253,25 @@ impl LoggedNode {
         Ok(())
     }
 }
+
+/// Waits (bounded: 5 s) until exactly `n` clients are blocked on `state`'s keyspace: how a test
+/// knows a BLPOP has parked before it pushes.
+pub async fn until_blocked_on(state: &NodeState, n: usize) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = state.keyspace.blocking().blocked_clients();
+        if now == n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "expected {n} blocked clients, have {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+/// `until_blocked_on` a test node.
+pub async fn until_blocked(node: &TestNode, n: usize) -> anyhow::Result<()> {
+    until_blocked_on(&node.state, n).await
+}
