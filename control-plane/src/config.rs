@@ -23,19 +23,12 @@ pub struct Config {
     #[arg(long, env = "TESSERA_NODE_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub node_timeout: Duration,
 
-    /// Log format; the level comes from RUST_LOG (default info).
+    /// Log line format (logs go to stderr); the level comes from RUST_LOG (default info).
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 
-/// How logs are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use tessera_proto::process::LogFormat;
 
 impl Config {
     /// A configuration for tests and embedding: data in `data_dir`, the given node-timeout.

@@ -1,24 +1,13 @@
 //! The control-plane binary: CLI -> config -> tracing -> `run` until Ctrl-C or SIGTERM.
 
-use std::io::IsTerminal;
-
 use anyhow::Context;
 use clap::Parser;
-use tessera_control_plane::{run, Config, LogFormat};
-use tracing_subscriber::EnvFilter;
+use tessera_control_plane::{run, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only on a terminal: log files stay plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
-    match config.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    tessera_proto::process::init_logging(config.log_format);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

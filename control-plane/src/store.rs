@@ -209,7 +209,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_file_loads_as_none_and_saved_state_loads_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tessera_testkit::temp_dir("control-plane");
         let store = FileStore::new(dir.path().join("nested"));
         assert_eq!(store.load().await.expect("load"), None);
         store.save(&sample()).await.expect("save");
@@ -219,7 +219,7 @@ mod tests {
 
     #[tokio::test]
     async fn garbage_is_a_decode_error() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = tessera_testkit::temp_dir("control-plane");
         std::fs::write(dir.path().join("state.json"), b"{not json").expect("write");
         let err = FileStore::new(dir.path()).load().await.unwrap_err();
         assert!(matches!(err, StoreError::Decode { .. }), "{err}");

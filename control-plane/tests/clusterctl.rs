@@ -48,7 +48,7 @@ async fn clusterctl(url: &str, args: &[&str], stdin: &str) -> Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_check_info_nodes_set() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tessera_testkit::temp_dir("control-plane");
     let server = Server::start(dir.path(), Duration::from_secs(60)).await;
     let url = server.url();
     let mut client = server.client().await;

@@ -26,7 +26,7 @@ fn ranges(topology: &Topology) -> Vec<(u32, u32, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_create_watch_settings_and_restart() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tessera_testkit::temp_dir("control-plane");
     let server = Server::start(dir.path(), LONG).await;
     let mut client = server.client().await;
 
@@ -286,7 +286,7 @@ async fn register_create_watch_settings_and_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_node_becomes_pfail_then_fail_and_a_heartbeat_clears_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tessera_testkit::temp_dir("control-plane");
     let server = Server::start(dir.path(), Duration::from_millis(500)).await;
     let mut client = server.client().await;
     for n in 1..=3 {
@@ -368,7 +368,7 @@ async fn silent_node_becomes_pfail_then_fail_and_a_heartbeat_clears_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_reports_serving_and_reflection_lists_the_service() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tessera_testkit::temp_dir("control-plane");
     let server = Server::start(dir.path(), LONG).await;
     let _ready = server.client().await;
     let channel = tonic::transport::Channel::from_shared(server.url())

@@ -3,24 +3,19 @@
 //! cluster on the default ports.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::redis::TempDir;
-use crate::resp::RespClient;
-use crate::{bin_dir, free_port, repo_root, wait};
+use crate::endpoints::{random_secret, Endpoints};
+use crate::{bin_dir, free_port, repo_root};
 
 /// Services of a local cluster: `control-plane`, `node1`..`node3`, `proxy`.
 pub struct LocalCluster {
-    pub proxy_port: u16,
-    pub node_ports: Vec<u16>,
-    pub cp_port: u16,
+    endpoints: Endpoints,
     /// node-timeout the cluster was created with.
     pub node_timeout: Duration,
-    /// The node secret the cluster runs with (random per cluster): the nodes refuse clients
-    /// that have not sent `AUTH <secret>`; `node_client` and `cli` send it.
-    pub node_secret: String,
-    dir: TempDir,
+    dir: tempfile::TempDir,
     /// Output of `local.sh up` (includes `clusterctl create`'s).
     pub up_output: String,
 }
@@ -30,12 +25,14 @@ impl LocalCluster {
     /// says the cluster is ok.
     pub fn up(node_timeout: Duration) -> LocalCluster {
         let mut cluster = LocalCluster {
-            proxy_port: free_port(),
-            node_ports: vec![free_port(), free_port(), free_port()],
-            cp_port: free_port(),
+            endpoints: Endpoints {
+                proxy_port: free_port(),
+                node_ports: vec![free_port(), free_port(), free_port()],
+                cp_port: free_port(),
+                node_secret: random_secret(),
+            },
             node_timeout,
-            node_secret: format!("{:032x}", rand_secret()),
-            dir: TempDir::new("local-cluster"),
+            dir: tessera_testkit::temp_dir("local-cluster"),
             up_output: String::new(),
         };
         let output = cluster.launcher(&["up"]);
@@ -50,7 +47,7 @@ impl LocalCluster {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "release".into());
         HashMap::from([
-            ("TESSERA_RUN_DIR", self.dir.path.display().to_string()),
+            ("TESSERA_RUN_DIR", self.dir.path().display().to_string()),
             ("TESSERA_PROXY_PORT", self.proxy_port.to_string()),
             ("TESSERA_NODE_PORTS", ports.join(" ")),
             ("TESSERA_CP_PORT", self.cp_port.to_string()),
@@ -98,7 +95,7 @@ impl LocalCluster {
     pub fn logs(&self) -> String {
         let mut text = String::new();
         for name in ["control-plane", "node1", "node2", "node3", "proxy"] {
-            let log = std::fs::read_to_string(self.dir.path.join(format!("{name}.log")))
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
                 .unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
             text.push_str(&format!("--- {name}.log (last lines)\n"));
@@ -109,63 +106,13 @@ impl LocalCluster {
         }
         text
     }
-
-    /// `redis-cli -p PORT ARGS...` output; with `-a <node secret>` when PORT is a node's.
-    pub fn cli(&self, port: u16, args: &[&str]) -> String {
-        let port_text = port.to_string();
-        let mut all = vec!["-p", port_text.as_str()];
-        if self.node_ports.contains(&port) {
-            all.extend_from_slice(&["-a", self.node_secret.as_str(), "--no-auth-warning"]);
-        }
-        all.extend_from_slice(args);
-        crate::redis::cli(&all)
-    }
-
-    /// A RESP client on a node, authenticated with the node secret.
-    pub fn node_client(&self, port: u16) -> RespClient {
-        let mut client = RespClient::connect(port).expect("connect to a node");
-        assert_eq!(
-            client.call_str(&["AUTH", &self.node_secret]),
-            "+OK\r\n",
-            "AUTH with the node secret on {port}"
-        );
-        client
-    }
-
-    /// One field of `CLUSTER INFO` on `port`.
-    pub fn info_field(&self, port: u16, field: &str) -> Option<String> {
-        let info = self.cli(port, &["cluster", "info"]);
-        info.lines().find_map(|line| {
-            line.trim_end()
-                .strip_prefix(&format!("{field}:"))
-                .map(String::from)
-        })
-    }
-
-    /// Polls until `CLUSTER INFO` on `port` shows `field:value`, for at most `limit`.
-    pub fn wait_info(&self, port: u16, field: &str, value: &str, limit: Duration) {
-        wait::until(&format!("{field}:{value} on port {port}"), limit, || {
-            (self.info_field(port, field).as_deref() == Some(value)).then_some(())
-        });
-    }
 }
 
-/// 128 random bits for a cluster's node secret, from the OS (no extra crate: std's randomly
-/// keyed hasher, fed the time, twice).
-fn rand_secret() -> u128 {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let half = || {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default(),
-        );
-        h.finish()
-    };
-    (u128::from(half()) << 64) | u128::from(half())
+impl Deref for LocalCluster {
+    type Target = Endpoints;
+    fn deref(&self) -> &Endpoints {
+        &self.endpoints
+    }
 }
 
 impl Drop for LocalCluster {

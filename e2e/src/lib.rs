@@ -1,12 +1,17 @@
-//! Helpers the end-to-end tests share: a whole Tessera cluster started as real processes through
-//! `deploy/local.sh` (`cluster`), a raw RESP client that returns reply bytes untouched (`resp`),
-//! the real Redis tools and a real redis-server as the compatibility oracle (`redis`), and bounded
-//! polling in place of sleeps (`wait`).
+//! Where whole clusters are started for tests: inside the test process from the services' own
+//! `run` functions (`inprocess`: most stories, no stale binaries), or as real processes through
+//! `deploy/local.sh` (`cluster`: signals, the launcher, tools against real processes); both expose
+//! the same `Endpoints`. Also a blocking RESP client that returns reply bytes untouched (`resp`)
+//! and the real Redis tools (`redis`). Ports, temp dirs, the redis-server oracle, the differential
+//! checker and bounded polling come from `tessera_testkit`.
 
 pub mod cluster;
+pub mod endpoints;
+pub mod inprocess;
 pub mod redis;
 pub mod resp;
-pub mod wait;
+
+pub use tessera_testkit::{free_port, wait};
 
 use std::path::PathBuf;
 
@@ -27,22 +32,4 @@ pub fn bin_dir() -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("test binary sits in target/<profile>/deps")
         .to_path_buf()
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago, and not handed out before in this test
-/// process: the kernel may give the same ephemeral port to two binds in a row once the first is
-/// released, and a cluster whose two nodes got one port fails to start.
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind an ephemeral port");
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
 }

@@ -77,13 +77,4 @@ impl RespClient {
     }
 }
 
-/// A command as RESP multibulk bytes.
-pub fn encode_command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
+pub use tessera_testkit::encode as encode_command;

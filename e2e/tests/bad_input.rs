@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use tessera_e2e::cluster::LocalCluster;
-use tessera_e2e::redis::RedisServer;
+use tessera_e2e::inprocess::InProcessCluster;
 use tessera_e2e::resp::{encode_command, RespClient};
+use tessera_testkit::RedisServer;
 
 /// Raw inputs, each on a fresh connection.
 fn inputs() -> Vec<(&'static str, Vec<u8>)> {
@@ -57,8 +57,8 @@ fn exchange(mut client: RespClient, input: &[u8]) -> (Vec<String>, bool) {
 
 #[test]
 fn bad_input_gets_redis_answers_and_hurts_nobody() {
-    let cluster = LocalCluster::up(Duration::from_secs(5));
-    let oracle = RedisServer::start();
+    let cluster = InProcessCluster::up(Duration::from_secs(5));
+    let oracle = RedisServer::start().expect("start redis-server");
     let node = cluster.node_ports[0];
     let proxy = cluster.proxy_port;
 

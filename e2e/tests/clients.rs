@@ -1,13 +1,15 @@
 //! Real Redis clients and tools pointed at the proxy of a real local cluster: `redis-cli --cluster
 //! check` and `redis-benchmark --cluster` (which want several masters: the proxy shows one virtual
 //! master per real master, all at its own address), redis-py's `Redis` and `RedisCluster`
-//! (e2e/python/redis_py_clients.py), and the Rust `redis` crate's plain and cluster clients.
+//! (e2e/python/redis_py_clients.py), all against processes; and the Rust `redis` crate's plain and
+//! cluster clients against an in-process cluster (the crate runs inside the test).
 
 use std::process::Command;
 use std::time::Duration;
 
 use redis::Commands;
 use tessera_e2e::cluster::LocalCluster;
+use tessera_e2e::inprocess::InProcessCluster;
 use tessera_e2e::{redis as tools, repo_root};
 
 const NODE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -166,7 +168,7 @@ fn redis_py_plain_and_cluster_clients() {
 
 #[test]
 fn rust_redis_crate_plain_and_cluster_clients() {
-    let cluster = LocalCluster::up(NODE_TIMEOUT);
+    let cluster = InProcessCluster::up(NODE_TIMEOUT);
     let url = format!("redis://127.0.0.1:{}/", cluster.proxy_port);
 
     // Plain client.
@@ -275,7 +277,7 @@ fn client_plain(url: &str) -> redis::Connection {
 /// MULTI/EXEC through the crate's atomic pipeline, on one slot.
 #[test]
 fn rust_redis_crate_transactions() {
-    let cluster = LocalCluster::up(NODE_TIMEOUT);
+    let cluster = InProcessCluster::up(NODE_TIMEOUT);
     let url = format!("redis://127.0.0.1:{}/", cluster.proxy_port);
     let mut con = client_plain(&url);
     let (x, y): (i64, i64) = redis::pipe()

@@ -1,311 +1,253 @@
 //! Differential tests: the same commands go to a real redis-server and to Tessera, through the
-//! proxy and directly to the shard node owning the key, and the replies must match byte for byte.
+//! proxy and directly to the shard node owning the key, and the replies must match byte for byte
+//! (`sorted` lines: as sets of elements). The cluster runs in-process.
 
-use tessera_e2e::cluster::LocalCluster;
-use tessera_e2e::redis::RedisServer;
-use tessera_e2e::resp::RespClient;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tessera_e2e::inprocess::InProcessCluster;
 use tessera_proto::slot::key_hash_slot;
-
-/// How two replies are compared.
-#[derive(Clone, Copy, PartialEq)]
-enum Compare {
-    /// Byte for byte.
-    Exact,
-    /// As a set of lines: multi-element replies whose order Redis does not define (KEYS).
-    Unordered,
-}
+use tessera_testkit::diff::parse_line;
+use tessera_testkit::{Differ, RedisServer};
 
 /// Commands of the local-cluster issue, with edge and error cases. Keys sharing a `{tag}` stay in
-/// one slot so the node path can run multi-key commands too.
-fn cases() -> Vec<(Compare, Vec<&'static str>)> {
-    use Compare::*;
-    let c = |args: &[&'static str]| (Exact, args.to_vec());
-    vec![
-        c(&["PING"]),
-        c(&["PING", "hello"]),
-        c(&["PING", "a", "b"]),
-        c(&["ECHO", "hi there"]),
-        c(&["ECHO"]),
-        c(&["GET", "{s}missing"]),
-        c(&["SET", "{s}k", "v"]),
-        c(&["GET", "{s}k"]),
-        c(&["SET", "{s}k", "v2", "NX"]),
-        c(&["SET", "{s}k", "v3", "XX", "GET"]),
-        c(&["SET", "{s}new", "v", "XX"]),
-        c(&["SET", "{s}k", "v", "NX", "XX"]),
-        c(&["SET", "{s}k", "v", "EX", "10", "PX", "100"]),
-        c(&["SET", "{s}k", "v", "EX", "0"]),
-        c(&["SET", "{s}k", "v", "EX", "-5"]),
-        c(&["SET", "{s}k", "v", "EX", "abc"]),
-        c(&["SET", "{s}k", "v", "KEEPTTL", "EX", "5"]),
-        c(&["SET", "{s}k", "v", "BOGUS"]),
-        c(&["SET", "{s}ttl", "v", "EX", "100"]),
-        c(&["TTL", "{s}ttl"]),
-        c(&["SET", "{s}ttl", "v2", "KEEPTTL"]),
-        c(&["TTL", "{s}ttl"]),
-        c(&["SET", "{s}ttl", "v3"]),
-        c(&["TTL", "{s}ttl"]),
-        c(&["SET", "{s}past", "v", "PXAT", "1000"]),
-        c(&["GET", "{s}past"]),
-        c(&["SET", "{s}k"]),
-        c(&["SETNX", "{s}k", "x"]),
-        c(&["SETNX", "{s}nx", "x"]),
-        c(&["SETEX", "{s}ex", "100", "v"]),
-        c(&["SETEX", "{s}ex", "0", "v"]),
-        c(&["SETEX", "{s}ex", "-1", "v"]),
-        c(&["PSETEX", "{s}px", "100000", "v"]),
-        c(&["PSETEX", "{s}px", "0", "v"]),
-        c(&["GETSET", "{s}k", "gs"]),
-        c(&["GETSET", "{s}gsnew", "gs"]),
-        c(&["GETDEL", "{s}k"]),
-        c(&["GETDEL", "{s}k"]),
-        c(&["MSET", "{m}a", "1", "{m}b", "2", "{m}c", "3"]),
-        c(&["MSET", "{m}a", "1", "{m}b"]),
-        c(&["MGET", "{m}a", "{m}b", "{m}nope", "{m}c"]),
-        c(&["EXISTS", "{m}a", "{m}b", "{m}nope", "{m}a"]),
-        c(&["DEL", "{m}a", "{m}nope"]),
-        c(&["UNLINK", "{m}b", "{m}c", "{m}c"]),
-        c(&["SET", "{n}i", "10"]),
-        c(&["INCR", "{n}i"]),
-        c(&["DECR", "{n}i"]),
-        c(&["INCRBY", "{n}i", "-20"]),
-        c(&["DECRBY", "{n}i", "5"]),
-        c(&["INCRBY", "{n}i", "abc"]),
-        c(&["INCR", "{n}fresh"]),
-        c(&["SET", "{n}max", "9223372036854775807"]),
-        c(&["INCR", "{n}max"]),
-        c(&["DECRBY", "{n}i", "-9223372036854775808"]),
-        c(&["SET", "{n}s", "hello"]),
-        c(&["INCR", "{n}s"]),
-        c(&["SET", "{n}f", "10.50"]),
-        c(&["INCRBYFLOAT", "{n}f", "0.1"]),
-        c(&["INCRBYFLOAT", "{n}f", "-5"]),
-        c(&["INCRBYFLOAT", "{n}f", "5.0e3"]),
-        c(&["INCRBYFLOAT", "{n}f", "abc"]),
-        c(&["INCRBYFLOAT", "{n}s", "1"]),
-        c(&["INCRBYFLOAT", "{n}newf", "3"]),
-        c(&["SET", "{n}sp", " 1"]),
-        c(&["INCR", "{n}sp"]),
-        c(&["APPEND", "{a}x", "hello"]),
-        c(&["APPEND", "{a}x", " world"]),
-        c(&["GET", "{a}x"]),
-        c(&["STRLEN", "{a}x"]),
-        c(&["STRLEN", "{a}none"]),
-        c(&["SET", "{e}k", "v"]),
-        c(&["EXPIRE", "{e}k", "100"]),
-        c(&["TTL", "{e}k"]),
-        c(&["PERSIST", "{e}k"]),
-        c(&["PERSIST", "{e}k"]),
-        c(&["TTL", "{e}k"]),
-        c(&["TTL", "{e}none"]),
-        c(&["PTTL", "{e}none"]),
-        c(&["PTTL", "{e}k"]),
-        c(&["EXPIRE", "{e}k", "abc"]),
-        c(&["EXPIRE", "{e}none", "10"]),
-        c(&["PEXPIRE", "{e}k", "100000"]),
-        c(&["TTL", "{e}k"]),
-        c(&["EXPIRE", "{e}k", "-1"]),
-        c(&["GET", "{e}k"]),
-        c(&["SET", "{t}k", "v"]),
-        c(&["TYPE", "{t}k"]),
-        c(&["TYPE", "{t}none"]),
-        c(&["GET"]),
-        c(&["SET", "onlykey"]),
-        c(&["MGET"]),
-        c(&["DEL"]),
-        c(&["EXISTS"]),
-        c(&["INCR"]),
-        c(&["TTL"]),
-        c(&["NOSUCHCOMMAND", "a", "b"]),
-        c(&["nosuchcommand"]),
-        c(&["SET", "{k}one", "1"]),
-        c(&["SET", "{k}two", "2"]),
-        (Unordered, vec!["KEYS", "{k}*"]),
-        (Unordered, vec!["KEYS", "{k}t?o"]),
-        c(&["SELECT", "0"]),
-        c(&["CONFIG", "GET", "save"]),
-        // The other data types, and WRONGTYPE across them.
-        c(&["HSET", "{h}h", "f1", "v1", "f2", "v2"]),
-        c(&["HGET", "{h}h", "f1"]),
-        c(&["HMGET", "{h}h", "f2", "nope", "f1"]),
-        c(&["HLEN", "{h}h"]),
-        c(&["HINCRBY", "{h}h", "n", "5"]),
-        c(&["HINCRBYFLOAT", "{h}h", "n", "0.25"]),
-        c(&["GET", "{h}h"]),
-        c(&["TYPE", "{h}h"]),
-        c(&["RPUSH", "{l}l", "a", "b", "c", "d"]),
-        c(&["LPUSH", "{l}l", "z"]),
-        c(&["LRANGE", "{l}l", "0", "-1"]),
-        c(&["LRANGE", "{l}l", "-2", "100"]),
-        c(&["LINDEX", "{l}l", "-1"]),
-        c(&["LPOP", "{l}l", "2"]),
-        c(&["LLEN", "{l}l"]),
-        c(&["HGET", "{l}l", "x"]),
-        c(&["TYPE", "{l}l"]),
-        c(&["SADD", "{t}s", "a", "b", "a"]),
-        c(&["SCARD", "{t}s"]),
-        c(&["SISMEMBER", "{t}s", "b"]),
-        c(&["SMISMEMBER", "{t}s", "a", "x"]),
-        c(&["SREM", "{t}s", "a", "x"]),
-        c(&["TYPE", "{t}s"]),
-        c(&["ZADD", "{z}z", "1", "one", "2.5", "two", "-3", "minus"]),
-        c(&["ZADD", "{z}z", "XX", "GT", "CH", "5", "one"]),
-        c(&["ZRANGE", "{z}z", "0", "-1", "WITHSCORES"]),
-        c(&["ZRANGE", "{z}z", "(1", "+inf", "BYSCORE", "LIMIT", "0", "1"]),
-        c(&["ZSCORE", "{z}z", "two"]),
-        c(&["ZINCRBY", "{z}z", "0.1", "two"]),
-        c(&["ZRANK", "{z}z", "one"]),
-        c(&["ZADD", "{z}z", "nan", "x"]),
-        c(&["LPUSH", "{z}z", "x"]),
-        c(&["TYPE", "{z}z"]),
-        // RESET, and blocking timeouts in Redis's long-double syntax, read alike by the proxy and
-        // the nodes (the list holds data: a timeout that parses is answered at once).
-        c(&["RESET"]),
-        c(&["RESET", "x"]),
-        c(&[
-            "RPUSH", "{bl}l", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j",
-        ]),
-        c(&["BLPOP", "{bl}l", "0x1p3"]),
-        c(&["BLPOP", "{bl}l", "1e1"]),
-        c(&["BRPOP", "{bl}l", "1.5"]),
-        c(&["BLPOP", "{bl}l", "-1"]),
-        c(&["BLPOP", "{bl}l", "inf"]),
-        c(&["BLPOP", "{bl}l", "nan"]),
-        c(&["BLPOP", "{bl}l", " 1"]),
-        c(&["BLPOP", "{bl}l", "99999999999999999999"]),
-        c(&["BLPOP", "{bl}l", "1e400"]),
-        c(&["BLMOVE", "{bl}l", "{bl}d", "LEFT", "RIGHT", "0x1p3"]),
-        c(&["BLMOVE", "{bl}l", "{bl}d", "LEFT", "RIGHT", "abc"]),
-        c(&["ZADD", "{bl}z", "1", "a", "2", "b", "3", "c"]),
-        c(&["BZPOPMIN", "{bl}z", "0x1p3"]),
-        c(&["BZPOPMAX", "{bl}z", "-1"]),
-    ]
-}
+/// one slot so the node path can run multi-key commands too. Notation: `tessera_testkit::diff`.
+const SCRIPT: &str = "
+PING
+PING hello
+PING a b
+ECHO hi<sp>there
+ECHO
+GET {s}missing
+SET {s}k v
+GET {s}k
+SET {s}k v2 NX
+SET {s}k v3 XX GET
+SET {s}new v XX
+SET {s}k v NX XX
+SET {s}k v EX 10 PX 100
+SET {s}k v EX 0
+SET {s}k v EX -5
+SET {s}k v EX abc
+SET {s}k v KEEPTTL EX 5
+SET {s}k v BOGUS
+SET {s}ttl v EX 100
+TTL {s}ttl
+SET {s}ttl v2 KEEPTTL
+TTL {s}ttl
+SET {s}ttl v3
+TTL {s}ttl
+SET {s}past v PXAT 1000
+GET {s}past
+SET {s}k
+SETNX {s}k x
+SETNX {s}nx x
+SETEX {s}ex 100 v
+SETEX {s}ex 0 v
+SETEX {s}ex -1 v
+PSETEX {s}px 100000 v
+PSETEX {s}px 0 v
+GETSET {s}k gs
+GETSET {s}gsnew gs
+GETDEL {s}k
+GETDEL {s}k
+MSET {m}a 1 {m}b 2 {m}c 3
+MSET {m}a 1 {m}b
+MGET {m}a {m}b {m}nope {m}c
+EXISTS {m}a {m}b {m}nope {m}a
+DEL {m}a {m}nope
+UNLINK {m}b {m}c {m}c
+SET {n}i 10
+INCR {n}i
+DECR {n}i
+INCRBY {n}i -20
+DECRBY {n}i 5
+INCRBY {n}i abc
+INCR {n}fresh
+SET {n}max 9223372036854775807
+INCR {n}max
+DECRBY {n}i -9223372036854775808
+SET {n}s hello
+INCR {n}s
+SET {n}f 10.50
+INCRBYFLOAT {n}f 0.1
+INCRBYFLOAT {n}f -5
+INCRBYFLOAT {n}f 5.0e3
+INCRBYFLOAT {n}f abc
+INCRBYFLOAT {n}s 1
+INCRBYFLOAT {n}newf 3
+SET {n}sp <sp>1
+INCR {n}sp
+APPEND {a}x hello
+APPEND {a}x <sp>world
+GET {a}x
+STRLEN {a}x
+STRLEN {a}none
+SET {e}k v
+EXPIRE {e}k 100
+TTL {e}k
+PERSIST {e}k
+PERSIST {e}k
+TTL {e}k
+TTL {e}none
+PTTL {e}none
+PTTL {e}k
+EXPIRE {e}k abc
+EXPIRE {e}none 10
+PEXPIRE {e}k 100000
+TTL {e}k
+EXPIRE {e}k -1
+GET {e}k
+SET {t}k v
+TYPE {t}k
+TYPE {t}none
+GET
+SET onlykey
+MGET
+DEL
+EXISTS
+INCR
+TTL
+NOSUCHCOMMAND a b
+nosuchcommand
+SET {k}one 1
+SET {k}two 2
+sorted KEYS {k}*
+sorted KEYS {k}t?o
+SELECT 0
+CONFIG GET save
+HSET {h}h f1 v1 f2 v2
+HGET {h}h f1
+HMGET {h}h f2 nope f1
+HLEN {h}h
+HINCRBY {h}h n 5
+HINCRBYFLOAT {h}h n 0.25
+GET {h}h
+TYPE {h}h
+RPUSH {l}l a b c d
+LPUSH {l}l z
+LRANGE {l}l 0 -1
+LRANGE {l}l -2 100
+LINDEX {l}l -1
+LPOP {l}l 2
+LLEN {l}l
+HGET {l}l x
+TYPE {l}l
+SADD {t}s a b a
+SCARD {t}s
+SISMEMBER {t}s b
+SMISMEMBER {t}s a x
+SREM {t}s a x
+TYPE {t}s
+ZADD {z}z 1 one 2.5 two -3 minus
+ZADD {z}z XX GT CH 5 one
+ZRANGE {z}z 0 -1 WITHSCORES
+ZRANGE {z}z (1 +inf BYSCORE LIMIT 0 1
+ZSCORE {z}z two
+ZINCRBY {z}z 0.1 two
+ZRANK {z}z one
+ZADD {z}z nan x
+LPUSH {z}z x
+TYPE {z}z
+RESET
+RESET x
+RPUSH {bl}l a b c d e f g h i j
+BLPOP {bl}l 0x1p3
+BLPOP {bl}l 1e1
+BRPOP {bl}l 1.5
+BLPOP {bl}l -1
+BLPOP {bl}l inf
+BLPOP {bl}l nan
+BLPOP {bl}l <sp>1
+BLPOP {bl}l 99999999999999999999
+BLPOP {bl}l 1e400
+BLMOVE {bl}l {bl}d LEFT RIGHT 0x1p3
+BLMOVE {bl}l {bl}d LEFT RIGHT abc
+ZADD {bl}z 1 a 2 b 3 c
+BZPOPMIN {bl}z 0x1p3
+BZPOPMAX {bl}z -1
+";
 
 /// Cross-slot forms only the proxy can run (it splits and merges them).
-fn proxy_cases() -> Vec<(Compare, Vec<&'static str>)> {
-    let c = |args: &[&'static str]| (Compare::Exact, args.to_vec());
-    vec![
-        c(&["MSET", "a", "1", "b", "2", "c", "3", "d", "4"]),
-        c(&["MGET", "a", "b", "nope", "c", "d", "a"]),
-        c(&["EXISTS", "a", "b", "nope", "c", "a"]),
-        c(&["TOUCH", "a", "b", "nope"]),
-        c(&["DEL", "a", "b", "nope"]),
-        c(&["UNLINK", "c", "d", "d"]),
-        c(&["MGET", "a", "b", "c", "d"]),
-        c(&["DBSIZE"]),
-        // The timeout comes first here, so only the proxy (which finds the key) runs them.
-        c(&["RPUSH", "{bm}l", "a", "b", "c"]),
-        c(&["BLMPOP", "0x1p3", "1", "{bm}l", "LEFT"]),
-        c(&["BLMPOP", "nan", "1", "{bm}l", "LEFT"]),
-        c(&["BLMPOP", "-1", "1", "{bm}l", "LEFT"]),
-        c(&["ZADD", "{bm}z", "1", "a", "2", "b"]),
-        c(&["BZMPOP", "1e1", "1", "{bm}z", "MIN"]),
-        c(&["BZMPOP", "nan", "1", "{bm}z", "BAD"]),
-    ]
-}
+const PROXY_SCRIPT: &str = "
+MSET a 1 b 2 c 3 d 4
+MGET a b nope c d a
+EXISTS a b nope c a
+TOUCH a b nope
+DEL a b nope
+UNLINK c d d
+MGET a b c d
+DBSIZE
+RPUSH {bm}l a b c
+BLMPOP 0x1p3 1 {bm}l LEFT
+BLMPOP nan 1 {bm}l LEFT
+BLMPOP -1 1 {bm}l LEFT
+ZADD {bm}z 1 a 2 b
+BZMPOP 1e1 1 {bm}z MIN
+BZMPOP nan 1 {bm}z BAD
+";
 
-fn normalize(compare: Compare, reply: &[u8]) -> Vec<u8> {
-    match compare {
-        Compare::Exact => reply.to_vec(),
-        Compare::Unordered => {
-            let text = String::from_utf8_lossy(reply);
-            let mut lines: Vec<&str> = text.split("\r\n").collect();
-            lines.sort_unstable();
-            lines.join("\r\n").into_bytes()
-        }
-    }
-}
+/// Commands with no key, or whose first argument is not one, that any node answers alike.
+const KEYLESS: [&str; 6] = [
+    "PING",
+    "ECHO",
+    "SELECT",
+    "CONFIG",
+    "NOSUCHCOMMAND",
+    "nosuchcommand",
+];
 
-/// Runs `cases` against redis-server and against `port_for(first key)`, comparing every reply.
-fn run(
-    redis: &mut RespClient,
-    cases: &[(Compare, Vec<&'static str>)],
-    mut tessera_for: impl FnMut(&[&str]) -> u16,
-    tessera: &mut dyn FnMut(u16) -> RespClient,
-    label: &str,
-) {
-    let mut failures = Vec::new();
-    for (compare, args) in cases {
-        let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        let expected = normalize(*compare, &redis.call(&bytes));
-        let mut client = tessera(tessera_for(args));
-        let actual = normalize(*compare, &client.call(&bytes));
-        if expected != actual {
-            failures.push(format!(
-                "{args:?}\n   redis:   {:?}\n   tessera: {:?}",
-                String::from_utf8_lossy(&expected),
-                String::from_utf8_lossy(&actual)
-            ));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{label}: {} replies differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 #[test]
-fn replies_match_redis_server_through_proxy_and_on_nodes() {
-    let cluster = LocalCluster::up(std::time::Duration::from_secs(5));
-    let oracle = RedisServer::start();
-    let mut redis = RespClient::connect(oracle.port).expect("connect to redis-server");
+fn replies_match_redis_server_through_proxy_and_on_nodes() -> anyhow::Result<()> {
+    let cluster = InProcessCluster::up(Duration::from_secs(5));
+    let oracle = RedisServer::start()?;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        // Through the proxy: one connection for every case.
+        let mut proxy = Differ::connect(oracle.addr(), addr(cluster.proxy_port)).await?;
+        proxy.script(SCRIPT, "proxy").await?;
+        proxy.script(PROXY_SCRIPT, "proxy").await?;
+        proxy.assert_none();
+        proxy
+            .check(&[b"FLUSHALL"], tessera_testkit::Order::Exact, "proxy")
+            .await?;
+        proxy
+            .check(&[b"DBSIZE"], tessera_testkit::Order::Exact, "proxy")
+            .await?;
+        proxy.assert_none();
 
-    // Through the proxy: one connection for every case.
-    let proxy = cluster.proxy_port;
-    let mut proxy_client = RespClient::connect(proxy).expect("connect to the proxy");
-    let mut cases_all = cases();
-    cases_all.extend(proxy_cases());
-    {
-        let mut via_proxy = |_: u16| RespClient::connect(proxy).expect("connect to the proxy");
-        run(&mut redis, &cases_all, |_| proxy, &mut via_proxy, "proxy");
-    }
-    assert_eq!(
-        redis.call(&[b"FLUSHALL"]),
-        proxy_client.call(&[b"FLUSHALL"])
-    );
-    assert_eq!(proxy_client.call(&[b"DBSIZE"]), b":0\r\n");
-
-    // Directly on the node that owns each command's first key (the creation order fixes which).
-    let ports = cluster.node_ports.clone();
-    let owner = move |args: &[&str]| -> u16 {
-        let Some(key) = args.get(1) else {
-            return ports[0];
+        // Directly on the node that owns each command's first key (the creation order fixes
+        // which); KEYS lists only one node's keys, so it goes where the `{k}` keys live.
+        let mut nodes = Vec::new();
+        for &port in &cluster.node_ports {
+            let mut diff = Differ::connect(oracle.addr(), addr(port)).await?;
+            diff.ours
+                .cmd(&[b"AUTH", cluster.node_secret.as_bytes()])
+                .await?;
+            nodes.push(diff);
+        }
+        let owner = |key: &[u8]| match key_hash_slot(key) {
+            0..=5460 => 0,
+            5461..=10922 => 1,
+            _ => 2,
         };
-        let known_keyless = [
-            "PING",
-            "ECHO",
-            "SELECT",
-            "CONFIG",
-            "NOSUCHCOMMAND",
-            "nosuchcommand",
-            "KEYS",
-        ];
-        if known_keyless.contains(&args[0]) {
-            return ports[0];
+        for line in SCRIPT.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let (order, args) = parse_line(line);
+            let name = String::from_utf8_lossy(&args[0]).into_owned();
+            let node = match args.get(1) {
+                _ if name == "KEYS" => owner(b"{k}"),
+                Some(key) if !KEYLESS.contains(&name.as_str()) => owner(key),
+                _ => 0,
+            };
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            nodes[node].check(&args, order, "node").await?;
         }
-        match key_hash_slot(key.as_bytes()) {
-            0..=5460 => ports[0],
-            5461..=10922 => ports[1],
-            _ => ports[2],
+        for diff in &nodes {
+            diff.assert_none();
         }
-    };
-    // KEYS on a node lists only that node's keys: send it where the `{k}` keys live.
-    let k_port = owner(&["GET", "{k}"]);
-    let mut direct = |port: u16| cluster.node_client(port);
-    run(
-        &mut redis,
-        &cases(),
-        |args| {
-            if args[0] == "KEYS" {
-                k_port
-            } else {
-                owner(args)
-            }
-        },
-        &mut direct,
-        "node",
-    );
+        Ok(())
+    })
 }

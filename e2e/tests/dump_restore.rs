@@ -1,16 +1,16 @@
-//! DUMP and RESTORE through the proxy of a real local cluster: each command routes by its key's
+//! DUMP and RESTORE through the proxy of a whole cluster (in-process): each command routes by its key's
 //! slot, so a value dumped on one shard restores on another, and payloads cross between the
 //! cluster and a real redis-server 7.0 both ways with the same contents read back.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use tessera_e2e::cluster::LocalCluster;
-use tessera_e2e::redis::RedisServer;
+use tessera_e2e::inprocess::InProcessCluster;
 use tessera_e2e::resp::RespClient;
 use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::{Frame, Protocol};
 use tessera_proto::slot::key_hash_slot;
+use tessera_testkit::RedisServer;
 
 const NODE_TIMEOUT: Duration = Duration::from_millis(2000);
 
@@ -119,9 +119,9 @@ fn create(client: &mut RespClient, kind: &str, key: &str) {
 
 #[test]
 fn dump_and_restore_through_the_proxy() {
-    let cluster = LocalCluster::up(NODE_TIMEOUT);
+    let cluster = InProcessCluster::up(NODE_TIMEOUT);
     let mut proxy = RespClient::connect(cluster.proxy_port).expect("connect to the proxy");
-    let oracle = RedisServer::start();
+    let oracle = RedisServer::start().expect("start redis-server");
     let mut redis = RespClient::connect(oracle.port).expect("connect to redis-server");
 
     let kinds = ["string", "list", "hash", "set", "zset"];

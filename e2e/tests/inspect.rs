@@ -1,4 +1,4 @@
-//! Key inspection through the proxy of a real local cluster: `redis-cli --scan` lists every key
+//! Key inspection through the proxy of a whole cluster (in-process): `redis-cli --scan` lists every key
 //! exactly once while the proxy's SCAN walks all three shards with one cursor, and `--bigkeys` and
 //! `--memkeys` (DBSIZE, SCAN, then pipelines of TYPE and of STRLEN / LLEN / HLEN / SCARD / ZCARD
 //! or MEMORY USAGE, each routed to the key's shard) name the biggest key of each type; INFO
@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use tessera_e2e::cluster::LocalCluster;
+use tessera_e2e::inprocess::InProcessCluster;
 use tessera_e2e::resp::RespClient;
 use tessera_proto::slot::key_hash_slot;
 
@@ -51,7 +51,7 @@ fn load(client: &mut RespClient) -> BTreeSet<String> {
 
 #[test]
 fn bigkeys_memkeys_and_scan_through_the_proxy() {
-    let cluster = LocalCluster::up(NODE_TIMEOUT);
+    let cluster = InProcessCluster::up(NODE_TIMEOUT);
     let proxy = cluster.proxy_port;
     let mut client = RespClient::connect(proxy).expect("connect to the proxy");
     let keys = load(&mut client);

@@ -1,56 +1,14 @@
-//! Pub/sub across a real local cluster: a subscriber on one proxy receives what is published
-//! through a second proxy process and what is published straight on another shard node (the nodes
+//! Pub/sub across a whole cluster (in-process): a subscriber on one proxy receives what is
+//! published through a second proxy and what is published straight on another shard node (the nodes
 //! forward PUBLISH to each other, as Redis Cluster's bus does); SSUBSCRIBE / SPUBLISH through the
 //! proxies reach the shard channel's owner; PUBSUB NUMSUB counts the subscriber.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tessera_e2e::cluster::LocalCluster;
+use tessera_e2e::inprocess::InProcessCluster;
 use tessera_e2e::resp::RespClient;
-use tessera_e2e::{bin_dir, free_port, wait};
 
 const NODE_TIMEOUT: Duration = Duration::from_secs(5);
-const READY_LIMIT: Duration = Duration::from_secs(20);
-
-/// A second proxy process of the cluster, stopped by its own handle when dropped.
-struct SecondProxy {
-    child: Child,
-    port: u16,
-}
-
-impl SecondProxy {
-    /// Starts `proxy` against the cluster's control plane and waits until it serves a keyed read.
-    fn start(cluster: &LocalCluster) -> SecondProxy {
-        let port = free_port();
-        let child = Command::new(bin_dir().join("proxy"))
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--control-plane",
-                &format!("http://127.0.0.1:{}", cluster.cp_port),
-            ])
-            // The cluster's nodes refuse backend connections without their secret.
-            .env("TESSERA_NODE_SECRET", &cluster.node_secret)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start a second proxy");
-        let proxy = SecondProxy { child, port };
-        wait::until("the second proxy to serve reads", READY_LIMIT, || {
-            let mut client = RespClient::connect(port).ok()?;
-            (client.call_str(&["GET", "pubsub:ready"]) == "$-1\r\n").then_some(())
-        });
-        proxy
-    }
-}
-
-impl Drop for SecondProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn bulk(text: &str) -> String {
     format!("${}\r\n{text}\r\n", text.len())
@@ -70,8 +28,8 @@ fn next_text(client: &mut RespClient) -> String {
 
 #[test]
 fn pubsub_across_proxies_and_nodes() {
-    let cluster = LocalCluster::up(NODE_TIMEOUT);
-    let second = SecondProxy::start(&cluster);
+    let cluster = InProcessCluster::up(NODE_TIMEOUT);
+    let second = cluster.extra_proxy().expect("start a second proxy");
 
     let mut subscriber = RespClient::connect(cluster.proxy_port).expect("connect to proxy 1");
     assert_eq!(
@@ -94,7 +52,7 @@ fn pubsub_across_proxies_and_nodes() {
     );
 
     // Published through the second proxy.
-    let mut publisher = RespClient::connect(second.port).expect("connect to proxy 2");
+    let mut publisher = RespClient::connect(second).expect("connect to proxy 2");
     assert_eq!(
         publisher.call_str(&["PUBSUB", "NUMSUB", "news", "none"]),
         format!("*4\r\n{}:1\r\n{}:0\r\n", bulk("news"), bulk("none"))
@@ -121,7 +79,7 @@ fn pubsub_across_proxies_and_nodes() {
 
     // Shard channels: subscribed through proxy 2 (on the channel's owner), published through
     // proxy 1 and straight on the owner; a non-owner answers MOVED.
-    let mut shard_subscriber = RespClient::connect(second.port).expect("connect to proxy 2");
+    let mut shard_subscriber = RespClient::connect(second).expect("connect to proxy 2");
     assert_eq!(
         shard_subscriber.call_str(&["SSUBSCRIBE", "orders"]),
         format!("*3\r\n$10\r\nssubscribe\r\n{}:1\r\n", bulk("orders"))

@@ -1,4 +1,4 @@
-//! MULTI / EXEC / WATCH through the proxy to real shard nodes (deploy/local.sh's processes): the
+//! MULTI / EXEC / WATCH through the proxy to real shard nodes (an in-process cluster): the
 //! proxy forwards a transaction to the node owning its slot, which runs it atomically and aborts
 //! it when a watched key changed; redis-cli's interactive mode drives one connection too.
 
@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tessera_e2e::cluster::LocalCluster;
+use tessera_e2e::inprocess::InProcessCluster;
 use tessera_e2e::resp::RespClient;
 
 const NODE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,7 +19,7 @@ fn connect(port: u16) -> RespClient {
 
 #[test]
 fn multi_exec_and_watch_through_the_proxy() {
-    let cluster = LocalCluster::up(NODE_TIMEOUT);
+    let cluster = InProcessCluster::up(NODE_TIMEOUT);
     let port = cluster.proxy_port;
     let mut a = connect(port);
     let mut b = connect(port);

@@ -1,12 +1,14 @@
 //! What every Tessera service shares about the wire: the gRPC API (`pb`), the RESP codec (`resp`),
-//! the control plane client (`control_plane`), key -> slot hashing (`slot`), the command table (`command`) and the cluster topology with its
-//! Redis renderings (`topology`).
+//! the control plane's client (`control_plane`), key -> slot hashing (`slot`), the command table
+//! (`command`) and the cluster topology with its Redis renderings (`topology`); and how every
+//! binary starts (`process`: logs and runtime).
 
 pub mod command;
 pub mod control_plane;
 pub mod glob;
 pub mod long_double;
 pub mod pb;
+pub mod process;
 pub mod resp;
 pub mod slot;
 pub mod topology;

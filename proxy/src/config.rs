@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 /// Tessera's proxy: one Redis endpoint in front of the whole cluster. It routes every command by
 /// hash slot to the master that serves it, following the topology the control plane streams.
@@ -16,6 +16,11 @@ pub struct Cli {
     pub command: Option<Command>,
     #[command(flatten)]
     pub config: Config,
+    /// Runtime worker threads: 1 runs everything on one thread (fastest on small hosts; see
+    /// docs/benchmarks.md), more runs a multi-thread runtime with that many workers.
+    #[arg(long, env = "TESSERA_WORKER_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: u16,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -32,14 +37,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use tessera_proto::process::LogFormat;
 
 /// Everything `run` needs to know; tests build it with `Config::for_tests`.
 #[derive(Debug, Clone, clap::Args)]
@@ -74,7 +72,7 @@ pub struct Config {
     /// 1.05).
     #[arg(long, env = "TESSERA_BACKEND_CONNECTIONS", default_value_t = 1)]
     pub backend_connections: usize,
-    /// Log format (level from RUST_LOG).
+    /// Log line format (logs go to stderr); the level comes from RUST_LOG (default info).
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Password of the default user, as Redis's requirepass: clients must AUTH before anything

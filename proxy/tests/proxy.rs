@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use bytes::Bytes;
-use support::{bulk, encode, error, Client, Harness};
+use support::{bulk, encode, error, same, Client, Harness};
 use tessera_proto::resp::Frame;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,10 +367,7 @@ async fn local_replies_match_redis() -> Result<()> {
         &["QUIT"],
     ];
     for case in cases {
-        proxy.send_raw(&encode(case)).await?;
-        redis.send_raw(&encode(case)).await?;
-        let (p, r) = (proxy.read_raw().await?, redis.read_raw().await?);
-        assert_eq!(p, r, "{case:?}");
+        same(&mut proxy, &mut redis, case).await?;
     }
     Ok(())
 }

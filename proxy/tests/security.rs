@@ -4,77 +4,18 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use support::{wait_for, Client, Harness};
+use support::{same, wait_for, Client, Harness};
 use tessera_proto::resp::Frame;
+use tessera_testkit::RedisServer;
 
-/// A standalone redis-server, the oracle, killed on drop.
-struct Oracle {
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Oracle {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Oracle {
-    async fn start(extra: &[&str]) -> Result<Oracle> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting redis-server")?;
-        let oracle = Oracle { port, child };
-        wait_for(Duration::from_secs(10), || async move {
-            match Client::connect(port).await {
-                Ok(mut c) => c.cmd(&["PING"]).await.is_ok(),
-                Err(_) => false,
-            }
-        })
-        .await?;
-        Ok(oracle)
-    }
-
-    async fn client(&self) -> Result<Client> {
-        Client::connect(self.port).await
-    }
-}
-
-/// Sends `args` to both and asserts the raw replies are identical; returns the reply.
-async fn same(proxy: &mut Client, oracle: &mut Client, args: &[&str]) -> Result<Bytes> {
-    let ours = proxy.send_and_read_raw(args).await?;
-    let theirs = oracle.send_and_read_raw(args).await?;
-    assert_eq!(
-        String::from_utf8_lossy(&ours),
-        String::from_utf8_lossy(&theirs),
-        "reply to {args:?}"
-    );
-    Ok(ours)
-}
-
-trait RawExt {
-    async fn send_and_read_raw(&mut self, args: &[&str]) -> Result<Bytes>;
-}
-
-impl RawExt for Client {
-    async fn send_and_read_raw(&mut self, args: &[&str]) -> Result<Bytes> {
-        self.send_raw(&support::encode(args)).await?;
-        self.read_raw().await
-    }
+/// Sends `args` on one connection and returns the raw reply.
+async fn raw_reply(client: &mut Client, args: &[&str]) -> Result<Bytes> {
+    client.send_raw(&support::encode(args)).await?;
+    client.read_raw().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,8 +24,11 @@ async fn requirepass_and_auth_answer_as_redis() -> Result<()> {
     let port = h
         .extra_proxy_with(|c| c.requirepass = Some("pw".to_string()))
         .await?;
-    let oracle = Oracle::start(&["--requirepass", "pw"]).await?;
-    let (mut p, mut o) = (Client::connect(port).await?, oracle.client().await?);
+    let oracle = RedisServer::start_with(&["--requirepass", "pw"])?;
+    let (mut p, mut o) = (
+        Client::connect(port).await?,
+        Client::connect(oracle.port).await?,
+    );
     for args in [
         &["PING"][..],
         &["GET", "k"],
@@ -115,18 +59,16 @@ async fn requirepass_and_auth_answer_as_redis() -> Result<()> {
     // HELLO 3 AUTH: authenticated and RESP3 in one go (the map itself names the server mode,
     // which differs: check the prefix only).
     let mut p2 = Client::connect(port).await?;
-    let reply = p2
-        .send_and_read_raw(&["HELLO", "3", "AUTH", "default", "pw"])
-        .await?;
+    let reply = raw_reply(&mut p2, &["HELLO", "3", "AUTH", "default", "pw"]).await?;
     assert!(reply.starts_with(b"%7\r\n"), "{reply:?}");
     assert_eq!(
-        p2.send_and_read_raw(&["PING"]).await?,
+        raw_reply(&mut p2, &["PING"]).await?,
         Bytes::from_static(b"+PONG\r\n")
     );
     // QUIT works unauthenticated.
     let mut p3 = Client::connect(port).await?;
     assert_eq!(
-        p3.send_and_read_raw(&["QUIT"]).await?,
+        raw_reply(&mut p3, &["QUIT"]).await?,
         Bytes::from_static(b"+OK\r\n")
     );
     assert!(p3.closed().await);
@@ -141,9 +83,12 @@ async fn unauthenticated_clients_may_send_small_commands_only() -> Result<()> {
     let port = h
         .extra_proxy_with(|c| c.requirepass = Some("pw".to_string()))
         .await?;
-    let oracle = Oracle::start(&["--requirepass", "pw"]).await?;
+    let oracle = RedisServer::start_with(&["--requirepass", "pw"])?;
     for raw in [&b"*11\r\n"[..], b"*2\r\n$16385\r\n"] {
-        let (mut p, mut o) = (Client::connect(port).await?, oracle.client().await?);
+        let (mut p, mut o) = (
+            Client::connect(port).await?,
+            Client::connect(oracle.port).await?,
+        );
         p.send_raw(raw).await?;
         o.send_raw(raw).await?;
         let (ours, theirs) = (p.read_raw().await?, o.read_raw().await?);
@@ -152,7 +97,10 @@ async fn unauthenticated_clients_may_send_small_commands_only() -> Result<()> {
         assert!(p.closed().await && o.closed().await, "{raw:?} closes");
     }
     // At the limits: an ordinary NOAUTH.
-    let (mut p, mut o) = (Client::connect(port).await?, oracle.client().await?);
+    let (mut p, mut o) = (
+        Client::connect(port).await?,
+        Client::connect(oracle.port).await?,
+    );
     let big = "x".repeat(16384);
     same(&mut p, &mut o, &["SET", "k", &big]).await?;
     same(
@@ -178,8 +126,8 @@ async fn unauthenticated_clients_may_send_small_commands_only() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_without_a_password_answers_as_redis() -> Result<()> {
     let h = Harness::start().await?;
-    let oracle = Oracle::start(&[]).await?;
-    let (mut p, mut o) = (h.client().await?, oracle.client().await?);
+    let oracle = RedisServer::start_with(&[])?;
+    let (mut p, mut o) = (h.client().await?, Client::connect(oracle.port).await?);
     for args in [
         &["AUTH", "x"][..],
         &["AUTH", "default", "anything"],
@@ -201,8 +149,8 @@ async fn auth_without_a_password_answers_as_redis() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_users_rules_and_errors_answer_as_redis() -> Result<()> {
     let h = Harness::start().await?;
-    let oracle = Oracle::start(&[]).await?;
-    let (mut p, mut o) = (h.client().await?, oracle.client().await?);
+    let oracle = RedisServer::start_with(&[])?;
+    let (mut p, mut o) = (h.client().await?, Client::connect(oracle.port).await?);
     let setup: &[&[&str]] = &[
         &[
             "ACL", "SETUSER", "alice", "on", ">p1", "~k*", "+get", "+@string", "-set",
@@ -256,13 +204,13 @@ async fn acl_users_rules_and_errors_answer_as_redis() -> Result<()> {
         same(&mut p, &mut o, args).await?;
     }
     // RESP3 GETUSER is a map.
-    let (mut p3, mut o3) = (h.client().await?, oracle.client().await?);
-    p3.send_and_read_raw(&["HELLO", "3"]).await?;
-    o3.send_and_read_raw(&["HELLO", "3"]).await?;
+    let (mut p3, mut o3) = (h.client().await?, Client::connect(oracle.port).await?);
+    raw_reply(&mut p3, &["HELLO", "3"]).await?;
+    raw_reply(&mut o3, &["HELLO", "3"]).await?;
     same(&mut p3, &mut o3, &["ACL", "GETUSER", "alice"]).await?;
 
     // Alice: string commands on k* keys only.
-    let (mut pa, mut oa) = (h.client().await?, oracle.client().await?);
+    let (mut pa, mut oa) = (h.client().await?, Client::connect(oracle.port).await?);
     for args in [
         &["AUTH", "alice", "wrong"][..],
         &["AUTH", "alice", "p1"],
@@ -283,7 +231,7 @@ async fn acl_users_rules_and_errors_answer_as_redis() -> Result<()> {
         same(&mut pa, &mut oa, args).await?;
     }
     // A disabled user cannot log in; a user with +@read cannot write.
-    let (mut pb, mut ob) = (h.client().await?, oracle.client().await?);
+    let (mut pb, mut ob) = (h.client().await?, Client::connect(oracle.port).await?);
     for args in [
         &["AUTH", "bob", "x"][..],
         &["AUTH", "ro", "x"],
@@ -294,7 +242,7 @@ async fn acl_users_rules_and_errors_answer_as_redis() -> Result<()> {
         same(&mut pb, &mut ob, args).await?;
     }
     // Channels: PUBLISH / SUBSCRIBE only on news.*.
-    let (mut pc, mut oc) = (h.client().await?, oracle.client().await?);
+    let (mut pc, mut oc) = (h.client().await?, Client::connect(oracle.port).await?);
     for args in [
         &["AUTH", "pub", "x"][..],
         &["PUBLISH", "other", "m"],
@@ -319,9 +267,8 @@ async fn acl_users_rules_and_errors_answer_as_redis() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aclfile_users_log_in() -> Result<()> {
     let h = Harness::start().await?;
-    let dir = std::env::temp_dir().join(format!("tessera-aclfile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let file = dir.join("users.acl");
+    let dir = tessera_testkit::temp_dir("aclfile");
+    let file = dir.path().join("users.acl");
     std::fs::write(
         &file,
         "user default on >topsecret ~* &* +@all\nuser app on >apppass ~app:* +@read +@write -flushall\n",
@@ -331,10 +278,12 @@ async fn aclfile_users_log_in() -> Result<()> {
         .extra_proxy_with(move |c| c.aclfile = Some(path))
         .await
         .context("proxy with an aclfile")?;
-    let oracle = Oracle::start(&["--aclfile", &file.display().to_string()])
-        .await
+    let oracle = RedisServer::start_with(&["--aclfile", &file.display().to_string()])
         .context("redis-server with an aclfile")?;
-    let (mut p, mut o) = (Client::connect(port).await?, oracle.client().await?);
+    let (mut p, mut o) = (
+        Client::connect(port).await?,
+        Client::connect(oracle.port).await?,
+    );
     for args in [
         &["GET", "app:1"][..],
         &["AUTH", "app", "apppass"],
@@ -348,7 +297,6 @@ async fn aclfile_users_log_in() -> Result<()> {
     ] {
         same(&mut p, &mut o, args).await?;
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -369,8 +317,8 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_list_info_and_kill() -> Result<()> {
     let h = Harness::start().await?;
-    let oracle = Oracle::start(&[]).await?;
-    let (mut p, mut o) = (h.client().await?, oracle.client().await?);
+    let oracle = RedisServer::start_with(&[])?;
+    let (mut p, mut o) = (h.client().await?, Client::connect(oracle.port).await?);
     // The line has Redis's fields in Redis's order.
     let ours = p.text(&["CLIENT", "INFO"]).await?;
     let theirs = o.text(&["CLIENT", "INFO"]).await?;
@@ -563,7 +511,7 @@ async fn backend_connections_authenticate_with_the_node_secret() -> Result<()> {
     use tessera_proto::resp::Protocol;
     use tessera_proxy::backend::{Backend, BackendSettings};
 
-    let oracle = Oracle::start(&["--requirepass", "s3cret"]).await?;
+    let oracle = RedisServer::start_with(&["--requirepass", "s3cret"])?;
     let addr = format!("127.0.0.1:{}", oracle.port);
     let settings = |secret: Option<&str>| BackendSettings {
         connections: 1,

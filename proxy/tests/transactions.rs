@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
-use support::{encode, error, Client, Harness};
+use support::{encode, error, same, Client, Harness};
 use tessera_proto::resp::Frame;
 
 fn ok() -> Frame {
@@ -23,14 +23,7 @@ fn queued() -> Frame {
 /// Sends `script` one command at a time to both, comparing the raw replies.
 async fn same_replies(proxy: &mut Client, node: &mut Client, script: &[&[&str]]) -> Result<()> {
     for args in script {
-        proxy.send_raw(&encode(args)).await?;
-        node.send_raw(&encode(args)).await?;
-        let (p, n) = (proxy.read_raw().await?, node.read_raw().await?);
-        assert_eq!(
-            String::from_utf8_lossy(&p),
-            String::from_utf8_lossy(&n),
-            "{args:?}"
-        );
+        same(proxy, node, args).await?;
     }
     Ok(())
 }

@@ -107,7 +107,7 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(0..=i32::MAX as i64))]
     pub lfu_decay_time: u32,
 
-    /// Log line format; the level comes from RUST_LOG (default info).
+    /// Log line format (logs go to stderr); the level comes from RUST_LOG (default info).
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
@@ -125,13 +125,7 @@ pub enum YesNo {
     No,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
+pub use tessera_proto::process::LogFormat;
 
 impl Config {
     /// The defaults, with the given data directory: what tests start from.

@@ -1,16 +1,14 @@
 //! The shard node binary: CLI -> config -> tracing -> bind -> `run`, stopped by SIGTERM or SIGINT.
 //! Also `shard-node healthcheck`, for container images that have no shell.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tessera_shard_node::config::{Config, LogFormat};
+use tessera_shard_node::config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 /// Tessera shard node: serves the keys of its hash slots over RESP (Redis Cluster compatible) and
 /// keeps them on disk.
@@ -19,6 +17,12 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(flatten)]
     config: Config,
+
+    /// Runtime worker threads: 1 runs everything on one thread (fastest on small hosts; see
+    /// docs/benchmarks.md), more runs a multi-thread runtime with that many workers.
+    #[arg(long, env = "TESSERA_WORKER_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: u16,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -40,36 +44,19 @@ enum Command {
     },
 }
 
-/// The runtime: one current-thread runtime by default, so a connection's tasks hand work over on
-/// one thread (a wake-up is a queue push, not a cross-thread unpark; see docs/benchmarks.md).
-/// `TESSERA_WORKER_THREADS=N` (N > 1) runs a multi-thread runtime with N workers instead.
+/// CLI -> runtime (`--worker-threads`) -> `run_main`.
 fn main() -> ExitCode {
-    let threads = std::env::var("TESSERA_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1);
-    let runtime = if threads > 1 {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    };
-    let runtime = match runtime {
-        Ok(runtime) => runtime,
+    let cli = Cli::parse();
+    match tessera_proto::process::runtime(usize::from(cli.worker_threads)) {
+        Ok(runtime) => runtime.block_on(run_main(cli)),
         Err(e) => {
             eprintln!("cannot start the tokio runtime: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    runtime.block_on(run_main())
+    }
 }
 
-async fn run_main() -> ExitCode {
-    let cli = Cli::parse();
+async fn run_main(cli: Cli) -> ExitCode {
     if let Some(Command::Healthcheck {
         port,
         host,
@@ -84,25 +71,13 @@ async fn run_main() -> ExitCode {
             }
         };
     }
-    init_tracing(cli.config.log_format);
+    tessera_proto::process::init_logging(cli.config.log_format);
     match serve(cli.config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only for a terminal: the launchers write logs to files.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal());
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -171,7 +146,10 @@ mod tests {
             .expect("parse");
         assert!(cli.command.is_none());
         assert_eq!(cli.config.port, 7002);
-        assert_eq!(cli.config.log_format, LogFormat::Json);
+        assert_eq!(
+            cli.config.log_format,
+            tessera_shard_node::config::LogFormat::Json
+        );
         assert!(Cli::try_parse_from(["shard-node", "--appendonly", "maybe"]).is_err());
     }
 }

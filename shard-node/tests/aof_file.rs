@@ -1,37 +1,13 @@
 //! The append-only file against a real disk: round trip, a torn tail cut off, a damaged middle
 //! refused, flush at shutdown, prompt background writes, and fsync waits.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
+use tessera_testkit::temp::temp_dir;
 
 use bytes::{Bytes, BytesMut};
 use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
 use tessera_shard_node::error::AofError;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "tessera-{name}-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn aof(&self) -> PathBuf {
-        self.0.join(aof::FILE_NAME)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn args(items: &[&[u8]]) -> Vec<Bytes> {
     items.iter().map(|a| Bytes::copy_from_slice(a)).collect()
@@ -70,8 +46,8 @@ fn encoded(records: &[Vec<Bytes>]) -> Vec<u8> {
 
 #[tokio::test]
 async fn round_trip_through_the_writer() {
-    let dir = TempDir::new("aof-round-trip");
-    let aof = Aof::open(&dir.aof(), FsyncPolicy::Everysec).expect("open");
+    let dir = temp_dir("aof-round-trip");
+    let aof = Aof::open(&dir.path().join(aof::FILE_NAME), FsyncPolicy::Everysec).expect("open");
     assert_eq!(aof.offset(), 0);
     for record in sample() {
         aof.append(&record);
@@ -79,47 +55,51 @@ async fn round_trip_through_the_writer() {
     let expected = encoded(&sample());
     assert_eq!(aof.offset(), expected.len() as u64);
     aof.flush_and_sync().await.expect("flush");
-    assert_eq!(std::fs::read(dir.aof()).expect("read"), expected);
+    assert_eq!(
+        std::fs::read(dir.path().join(aof::FILE_NAME)).expect("read"),
+        expected
+    );
 
-    let (records, summary) = load_all(&dir.aof()).expect("load");
+    let (records, summary) = load_all(&dir.path().join(aof::FILE_NAME)).expect("load");
     assert_eq!(records, sample());
     assert_eq!(summary.records, 5);
     assert_eq!(summary.end_offset, expected.len() as u64);
     assert_eq!(summary.truncated_bytes, 0);
 
     // Reopened, the log continues where it ended.
-    let aof = Aof::open(&dir.aof(), FsyncPolicy::Everysec).expect("reopen");
+    let aof = Aof::open(&dir.path().join(aof::FILE_NAME), FsyncPolicy::Everysec).expect("reopen");
     assert_eq!(aof.offset(), expected.len() as u64);
     let end = aof.append_with_offset(&args(&[b"SET", b"k9", b"v9"]));
     aof.flush_and_sync().await.expect("flush");
-    let (records, summary) = load_all(&dir.aof()).expect("load");
+    let (records, summary) = load_all(&dir.path().join(aof::FILE_NAME)).expect("load");
     assert_eq!(records.len(), 6);
     assert_eq!(summary.end_offset, end);
 }
 
 #[test]
 fn a_missing_file_is_an_empty_log() {
-    let dir = TempDir::new("aof-missing");
-    let (records, summary) = load_all(&dir.aof()).expect("load");
+    let dir = temp_dir("aof-missing");
+    let (records, summary) = load_all(&dir.path().join(aof::FILE_NAME)).expect("load");
     assert!(records.is_empty());
     assert_eq!(summary, aof::LoadSummary::default());
 }
 
 #[test]
 fn a_torn_last_record_is_cut_off_at_every_cut_point() {
-    let dir = TempDir::new("aof-torn");
+    let dir = temp_dir("aof-torn");
     let whole = encoded(&sample()[..2]);
     let last = encoded(&[args(&[b"SET", b"key", b"value"])]);
     for cut in 1..last.len() {
         let mut bytes = whole.clone();
         bytes.extend_from_slice(&last[..cut]);
-        std::fs::write(dir.aof(), &bytes).expect("write");
-        let (records, summary) = load_all(&dir.aof()).expect("a torn tail loads");
+        std::fs::write(dir.path().join(aof::FILE_NAME), &bytes).expect("write");
+        let (records, summary) =
+            load_all(&dir.path().join(aof::FILE_NAME)).expect("a torn tail loads");
         assert_eq!(records, sample()[..2].to_vec(), "cut at {cut}");
         assert_eq!(summary.end_offset, whole.len() as u64);
         assert_eq!(summary.truncated_bytes, cut as u64);
         assert_eq!(
-            std::fs::read(dir.aof()).expect("read"),
+            std::fs::read(dir.path().join(aof::FILE_NAME)).expect("read"),
             whole,
             "the file is truncated to the last whole record (cut at {cut})"
         );
@@ -128,18 +108,18 @@ fn a_torn_last_record_is_cut_off_at_every_cut_point() {
 
 #[test]
 fn a_torn_huge_argument_is_not_allocated() {
-    let dir = TempDir::new("aof-torn-huge");
+    let dir = temp_dir("aof-torn-huge");
     let mut bytes = encoded(&sample()[..1]);
     bytes.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$500000000\r\nabc");
-    std::fs::write(dir.aof(), &bytes).expect("write");
-    let (records, summary) = load_all(&dir.aof()).expect("load");
+    std::fs::write(dir.path().join(aof::FILE_NAME), &bytes).expect("write");
+    let (records, summary) = load_all(&dir.path().join(aof::FILE_NAME)).expect("load");
     assert_eq!(records.len(), 1);
     assert!(summary.truncated_bytes > 0);
 }
 
 #[test]
 fn a_damaged_record_before_the_end_stops_loading() {
-    let dir = TempDir::new("aof-corrupt");
+    let dir = temp_dir("aof-corrupt");
     let head = encoded(&sample()[..2]);
     let tail = encoded(&sample()[2..]);
     let damages: [&[u8]; 5] = [
@@ -153,15 +133,15 @@ fn a_damaged_record_before_the_end_stops_loading() {
         let mut bytes = head.clone();
         bytes.extend_from_slice(damage);
         bytes.extend_from_slice(&tail);
-        std::fs::write(dir.aof(), &bytes).expect("write");
-        match load_all(&dir.aof()) {
+        std::fs::write(dir.path().join(aof::FILE_NAME), &bytes).expect("write");
+        match load_all(&dir.path().join(aof::FILE_NAME)) {
             Err(AofError::Corrupt { offset, .. }) => {
                 assert_eq!(offset, head.len() as u64, "damage {damage:?}")
             }
             other => panic!("damage {damage:?}: want Corrupt, got {other:?}"),
         }
         assert_eq!(
-            std::fs::read(dir.aof()).expect("read"),
+            std::fs::read(dir.path().join(aof::FILE_NAME)).expect("read"),
             bytes,
             "a damaged file is left as it is"
         );
@@ -170,15 +150,17 @@ fn a_damaged_record_before_the_end_stops_loading() {
 
 #[test]
 fn the_error_names_the_file_and_the_offset() {
-    let dir = TempDir::new("aof-corrupt-message");
+    let dir = temp_dir("aof-corrupt-message");
     let mut bytes = encoded(&sample()[..1]);
     let offset = bytes.len();
     bytes.extend_from_slice(b"oops\r\n");
     bytes.extend_from_slice(&encoded(&sample()[..1]));
-    std::fs::write(dir.aof(), &bytes).expect("write");
-    let message = load_all(&dir.aof()).expect_err("corrupt").to_string();
+    std::fs::write(dir.path().join(aof::FILE_NAME), &bytes).expect("write");
+    let message = load_all(&dir.path().join(aof::FILE_NAME))
+        .expect_err("corrupt")
+        .to_string();
     assert!(
-        message.contains(&dir.aof().display().to_string()),
+        message.contains(&dir.path().join(aof::FILE_NAME).display().to_string()),
         "{message}"
     );
     assert!(message.contains(&format!("at byte {offset}")), "{message}");
@@ -186,21 +168,21 @@ fn the_error_names_the_file_and_the_offset() {
 
 #[test]
 fn annotations_between_records_are_skipped() {
-    let dir = TempDir::new("aof-annotations");
+    let dir = temp_dir("aof-annotations");
     let mut bytes = b"#TS:1700000000\r\n".to_vec();
     bytes.extend_from_slice(&encoded(&sample()[..2]));
-    std::fs::write(dir.aof(), &bytes).expect("write");
-    let (records, _) = load_all(&dir.aof()).expect("load");
+    std::fs::write(dir.path().join(aof::FILE_NAME), &bytes).expect("write");
+    let (records, _) = load_all(&dir.path().join(aof::FILE_NAME)).expect("load");
     assert_eq!(records, sample()[..2].to_vec());
 }
 
 #[test]
 fn a_replay_error_stops_loading_at_its_record() {
-    let dir = TempDir::new("aof-replay-error");
-    std::fs::write(dir.aof(), encoded(&sample())).expect("write");
+    let dir = temp_dir("aof-replay-error");
+    std::fs::write(dir.path().join(aof::FILE_NAME), encoded(&sample())).expect("write");
     let first = encoded(&sample()[..1]).len() as u64;
     let mut seen = 0;
-    let result = aof::load(&dir.aof(), |_| {
+    let result = aof::load(&dir.path().join(aof::FILE_NAME), |_| {
         seen += 1;
         if seen == 2 {
             Err("ERR unknown command 'SET'")
@@ -221,12 +203,14 @@ fn a_replay_error_stops_loading_at_its_record() {
 /// Appends reach the file without any flush call, within a bounded time.
 #[tokio::test]
 async fn the_writer_writes_promptly() {
-    let dir = TempDir::new("aof-prompt");
-    let aof = Aof::open(&dir.aof(), FsyncPolicy::No).expect("open");
+    let dir = temp_dir("aof-prompt");
+    let aof = Aof::open(&dir.path().join(aof::FILE_NAME), FsyncPolicy::No).expect("open");
     let end = aof.append_with_offset(&args(&[b"SET", b"a", b"1"]));
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let len = std::fs::metadata(dir.aof()).expect("stat").len();
+        let len = std::fs::metadata(dir.path().join(aof::FILE_NAME))
+            .expect("stat")
+            .len();
         if len == end {
             break;
         }
@@ -242,8 +226,8 @@ async fn the_writer_writes_promptly() {
 
 #[tokio::test]
 async fn flush_and_sync_writes_everything_at_shutdown() {
-    let dir = TempDir::new("aof-flush");
-    let aof = Aof::open(&dir.aof(), FsyncPolicy::No).expect("open");
+    let dir = temp_dir("aof-flush");
+    let aof = Aof::open(&dir.path().join(aof::FILE_NAME), FsyncPolicy::No).expect("open");
     let mut expected = Vec::new();
     for i in 0..20_000u32 {
         let record = args(&[b"SET", format!("key:{i}").as_bytes(), b"value"]);
@@ -255,7 +239,7 @@ async fn flush_and_sync_writes_everything_at_shutdown() {
     let progress = aof.progress();
     assert!(progress.closed);
     assert_eq!(progress.synced, end);
-    let (records, summary) = load_all(&dir.aof()).expect("load");
+    let (records, summary) = load_all(&dir.path().join(aof::FILE_NAME)).expect("load");
     assert_eq!(records, expected);
     assert_eq!(summary.end_offset, end);
     // A second call is harmless.
@@ -264,8 +248,8 @@ async fn flush_and_sync_writes_everything_at_shutdown() {
 
 #[tokio::test]
 async fn sync_now_and_wait_synced_report_durable_offsets() {
-    let dir = TempDir::new("aof-sync");
-    let aof = Aof::open(&dir.aof(), FsyncPolicy::No).expect("open");
+    let dir = temp_dir("aof-sync");
+    let aof = Aof::open(&dir.path().join(aof::FILE_NAME), FsyncPolicy::No).expect("open");
     let end = aof.append_with_offset(&args(&[b"SET", b"a", b"1"]));
     let synced = tokio::time::timeout(Duration::from_secs(5), aof.sync_now())
         .await
@@ -274,8 +258,8 @@ async fn sync_now_and_wait_synced_report_durable_offsets() {
     assert_eq!(synced, end);
     assert!(aof.progress().synced >= end);
 
-    let always = TempDir::new("aof-always");
-    let aof = Aof::open(&always.aof(), FsyncPolicy::Always).expect("open");
+    let always = temp_dir("aof-always");
+    let aof = Aof::open(&always.path().join(aof::FILE_NAME), FsyncPolicy::Always).expect("open");
     for i in 0..100u32 {
         let end = aof.append_with_offset(&args(&[b"INCR", format!("c{i}").as_bytes()]));
         tokio::time::timeout(Duration::from_secs(5), aof.wait_synced(end))
@@ -293,14 +277,14 @@ async fn redis_check_aof_accepts_our_file() {
     if !checker.exists() {
         return;
     }
-    let dir = TempDir::new("aof-redis-check");
-    let aof = Aof::open(&dir.aof(), FsyncPolicy::Everysec).expect("open");
+    let dir = temp_dir("aof-redis-check");
+    let aof = Aof::open(&dir.path().join(aof::FILE_NAME), FsyncPolicy::Everysec).expect("open");
     for record in sample() {
         aof.append(&record);
     }
     aof.flush_and_sync().await.expect("flush");
     let output = std::process::Command::new(checker)
-        .arg(dir.aof())
+        .arg(dir.path().join(aof::FILE_NAME))
         .output()
         .expect("run redis-check-aof");
     let text = String::from_utf8_lossy(&output.stdout);

@@ -5,10 +5,12 @@
 mod data_support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tessera_testkit::temp::{temp_dir, TempDir};
+use tessera_testkit::wait::eventually;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -23,31 +25,6 @@ use tessera_shard_node::server::{self, ServerStats};
 use tessera_shard_node::state::NodeState;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "tessera-{name}-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn aof(&self) -> PathBuf {
-        self.0.join(aof::FILE_NAME)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn state(aof: Option<Arc<Aof>>, port: u16) -> NodeState {
     NodeState {
@@ -266,22 +243,13 @@ async fn hammer(
     Ok(i)
 }
 
-/// Polls until `check` holds, for at most `limit`.
-async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Starts writers, rewrites while they run, stops them; returns the stopped node's state.
 async fn rewrite_under_load(
     dir: &TempDir,
     writers: u64,
     flush_every: Option<u64>,
 ) -> anyhow::Result<Arc<NodeState>> {
-    let node = Node::start(&dir.aof(), MANUAL).await?;
+    let node = Node::start(&dir.path().join(aof::FILE_NAME), MANUAL).await?;
     let mut client = RawClient::connect(node.addr).await?;
     preload(&mut client).await?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -335,7 +303,7 @@ async fn rewrite_under_load(
             "the file has content"
         );
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&dir.0)?
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("temp-"))
         .collect();
@@ -345,17 +313,17 @@ async fn rewrite_under_load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rewrite_during_load_loses_nothing() -> anyhow::Result<()> {
-    let dir = TempDir::new("rewrite-load");
+    let dir = temp_dir("rewrite-load");
     let state = rewrite_under_load(&dir, 4, None).await?;
     let now = now_ms();
     let live = dump(&state.keyspace, now);
     assert!(live.len() > 10_000, "the load wrote keys: {}", live.len());
-    let back = replayed(&dir.aof())?;
+    let back = replayed(&dir.path().join(aof::FILE_NAME))?;
     assert_same(&live, &dump(&back.keyspace, now));
     // The rewritten file starts with the snapshot, not with the history: the preload's first
     // record was `SET pre:0`, and a rewritten file of slot 0 starts elsewhere.
     let mut first = None;
-    aof::load(&dir.aof(), |args| {
+    aof::load(&dir.path().join(aof::FILE_NAME), |args| {
         if first.is_none() {
             first = Some(args);
         }
@@ -372,20 +340,20 @@ async fn rewrite_during_load_loses_nothing() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flushall_during_rewrite_keeps_its_place() -> anyhow::Result<()> {
-    let dir = TempDir::new("rewrite-flush");
+    let dir = temp_dir("rewrite-flush");
     let state = rewrite_under_load(&dir, 3, Some(7)).await?;
     let now = now_ms();
     let live = dump(&state.keyspace, now);
-    let back = replayed(&dir.aof())?;
+    let back = replayed(&dir.path().join(aof::FILE_NAME))?;
     assert_same(&live, &dump(&back.keyspace, now));
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn file_grown_past_the_threshold_is_rewritten() -> anyhow::Result<()> {
-    let dir = TempDir::new("rewrite-auto");
+    let dir = temp_dir("rewrite-auto");
     let node = Node::start(
-        &dir.aof(),
+        &dir.path().join(aof::FILE_NAME),
         AutoRewrite {
             percentage: 100,
             min_size: 200_000,
@@ -410,9 +378,9 @@ async fn file_grown_past_the_threshold_is_rewritten() -> anyhow::Result<()> {
     let now = now_ms();
     let live = dump(&state.keyspace, now);
     assert_eq!(live.len(), 50);
-    let back = replayed(&dir.aof())?;
+    let back = replayed(&dir.path().join(aof::FILE_NAME))?;
     assert_same(&live, &dump(&back.keyspace, now));
-    assert!(std::fs::metadata(dir.aof())?.len() < 200_000);
+    assert!(std::fs::metadata(dir.path().join(aof::FILE_NAME))?.len() < 200_000);
     Ok(())
 }
 
@@ -429,8 +397,8 @@ async fn bgrewriteaof_without_a_file_is_refused() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_file_cancels_or_completes_a_rewrite_cleanly() -> anyhow::Result<()> {
-    let dir = TempDir::new("rewrite-close");
-    let node = Node::start(&dir.aof(), MANUAL).await?;
+    let dir = temp_dir("rewrite-close");
+    let node = Node::start(&dir.path().join(aof::FILE_NAME), MANUAL).await?;
     let mut client = RawClient::connect(node.addr).await?;
     preload(&mut client).await?;
     drop(client);
@@ -440,7 +408,10 @@ async fn closing_the_file_cancels_or_completes_a_rewrite_cleanly() -> anyhow::Re
     assert!(aof.request_rewrite().is_err());
 
     // A second life of the same file: a rewrite raced by the close.
-    let aof = Arc::new(Aof::open(&dir.aof(), FsyncPolicy::Everysec)?);
+    let aof = Arc::new(Aof::open(
+        &dir.path().join(aof::FILE_NAME),
+        FsyncPolicy::Everysec,
+    )?);
     let job = {
         let (aof, state) = (aof.clone(), state.clone());
         tokio::task::spawn_blocking(move || rewrite::rewrite(&aof, &state.keyspace))
@@ -448,9 +419,9 @@ async fn closing_the_file_cancels_or_completes_a_rewrite_cleanly() -> anyhow::Re
     aof.flush_and_sync().await?;
     let outcome = job.await?;
     let now = now_ms();
-    let back = replayed(&dir.aof())?;
+    let back = replayed(&dir.path().join(aof::FILE_NAME))?;
     assert_same(&dump(&state.keyspace, now), &dump(&back.keyspace, now));
-    let leftovers = std::fs::read_dir(&dir.0)?
+    let leftovers = std::fs::read_dir(dir.path())?
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("temp-"))
         .count();

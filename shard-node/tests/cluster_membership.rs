@@ -9,11 +9,19 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_support::{dead_port, eventually, pb_node, pong_server, topology, Fake};
-use tessera_proto::topology::NodeId;
+use cluster_support::{dead_port, eventually, master, pong_server, topology, Fake};
+use tessera_proto::topology::{NodeId, NodeSpec};
 use tessera_shard_node::cluster::{self, ClusterView, Member, Registration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// A peer whose cluster bus is `port` (where the test's PONG server, or nothing, listens).
+fn peer(id: &NodeId, port: u16) -> NodeSpec {
+    NodeSpec {
+        bus_port: port,
+        ..master(id, port)
+    }
+}
 
 struct TestMember {
     view: ClusterView,
@@ -37,16 +45,14 @@ async fn follows_the_control_plane() {
     let alive_port = pong_server().await;
     let dead_port = dead_port().await;
 
-    let fake = Arc::new(Fake::default());
-    let (sender, _) = tokio::sync::watch::channel(topology(
+    let fake = Arc::new(Fake::new(topology(
         1,
         vec![
-            pb_node(&me, 7000),
-            pb_node(&alive, alive_port),
-            pb_node(&dead, dead_port),
+            master(&me, 7000),
+            peer(&alive, alive_port),
+            peer(&dead, dead_port),
         ],
-    ));
-    *fake.topology.lock() = Some(sender);
+    )));
 
     // The control plane's port accepts TCP but does not answer yet: registration must time out
     // and retry rather than hang.
@@ -129,7 +135,7 @@ async fn follows_the_control_plane() {
     // A newer topology arrives through the watch.
     fake.publish(topology(
         2,
-        vec![pb_node(&me, 7000), pb_node(&alive, alive_port)],
+        vec![master(&me, 7000), peer(&alive, alive_port)],
     ));
     eventually("topology 2", Duration::from_secs(5), || {
         member.view.topology().version == 2

@@ -6,16 +6,14 @@
 
 mod data_support;
 
-use std::sync::Arc;
+use data_support::LoggedNode;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use data_support::oracle::start_redis;
-use data_support::{node_state, RawClient, TestNode};
-use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
-use tessera_shard_node::server;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use data_support::{RawClient, TestNode};
+use tessera_shard_node::aof::FsyncPolicy;
+use tessera_testkit::{Differ, RedisServer};
 
 /// One command per line, split on spaces; `<empty>` is an empty argument. A line starting with
 /// `pairs ` compares a CONFIG GET reply as a set of name/value pairs; one starting with `ignore `
@@ -185,111 +183,26 @@ SET x y
 GET x
 ";
 
-/// How a line's replies are compared.
-#[derive(Clone, Copy, PartialEq)]
-enum Compare {
-    Bytes,
-    Pairs,
-    Not,
-}
-
-fn parse_line(line: &str) -> (Compare, Vec<Vec<u8>>) {
-    let (compare, rest) = if let Some(rest) = line.strip_prefix("pairs ") {
-        (Compare::Pairs, rest)
-    } else if let Some(rest) = line.strip_prefix("ignore ") {
-        (Compare::Not, rest)
-    } else {
-        (Compare::Bytes, line)
-    };
-    let args = rest
-        .split(' ')
-        .map(|w| {
-            if w == "<empty>" {
-                Vec::new()
-            } else {
-                w.as_bytes().to_vec()
-            }
-        })
-        .collect();
-    (compare, args)
-}
-
-/// The name/value pairs of a RESP2 CONFIG GET reply, sorted.
-fn sorted_pairs(reply: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(reply);
-    let lines: Vec<&str> = text.split("\r\n").collect();
-    let strings: Vec<String> = lines
-        .iter()
-        .skip(1)
-        .skip(1)
-        .step_by(2)
-        .map(|s| s.to_string())
-        .collect();
-    let mut pairs: Vec<(String, String)> = strings
-        .chunks(2)
-        .filter(|c| c.len() == 2)
-        .map(|c| (c[0].clone(), c[1].clone()))
-        .collect();
-    pairs.sort();
-    pairs
-}
-
-/// Runs `script` against both servers and returns every line whose replies differ.
-async fn compare(
-    script: &str,
-    theirs: &mut RawClient,
-    ours: &mut RawClient,
-) -> anyhow::Result<Vec<String>> {
-    let mut mismatches = Vec::new();
-    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (compare, args) = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("tessera: {line}"))?;
-        let same = match compare {
-            Compare::Bytes => want == got,
-            Compare::Pairs => sorted_pairs(&want) == sorted_pairs(&got),
-            Compare::Not => true,
-        };
-        if !same {
-            mismatches.push(format!(
-                "{line}\n  redis:   {:?}\n  tessera: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
-    Ok(mismatches)
-}
-
 #[tokio::test]
 async fn config_get_and_set_answer_as_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mismatches = compare(CONFIG_SCRIPT, &mut theirs, &mut ours).await?;
-    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.script(CONFIG_SCRIPT, "").await?;
+    diff.assert_none();
     node.stop().await
 }
 
 #[tokio::test]
 async fn object_freq_and_idletime_answer_as_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mismatches = compare(OBJECT_SCRIPT, &mut theirs, &mut ours).await?;
-    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.script(OBJECT_SCRIPT, "").await?;
+    diff.assert_none();
 
     // Idle time has one-second resolution on both sides: equal up to a tick boundary.
-    for client in [&mut theirs, &mut ours] {
+    for client in [&mut diff.theirs, &mut diff.ours] {
         client.line("SET idle v").await?;
         let reply = client.line("OBJECT IDLETIME idle").await?;
         assert!(
@@ -303,13 +216,12 @@ async fn object_freq_and_idletime_answer_as_redis() -> anyhow::Result<()> {
 #[tokio::test]
 async fn commands_that_add_data_are_refused_over_maxmemory_under_noeviction() -> anyhow::Result<()>
 {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mismatches = compare(OOM_SCRIPT, &mut theirs, &mut ours).await?;
-    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
-    let info = ours.line("INFO stats").await?;
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.script(OOM_SCRIPT, "").await?;
+    diff.assert_none();
+    let info = diff.ours.line("INFO stats").await?;
     assert!(info.contains("evicted_keys:0\r\n"), "{info}");
     node.stop().await
 }
@@ -329,9 +241,9 @@ fn info_names(info: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn info_persistence_and_memory_print_redis_fields() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
+    let mut theirs = RawClient::connect(redis.addr()).await?;
     let mut ours = node.client().await?;
     // Neither has an AOF open here: the same fields, in the same order.
     let want = info_names(&theirs.line("INFO persistence").await?);
@@ -402,18 +314,13 @@ async fn blocked_clients_counts_clients_waiting_in_blpop() -> anyhow::Result<()>
 /// INFO persistence of a node with an AOF also shows Redis's AOF-only fields.
 #[tokio::test]
 async fn appendfsync_changes_take_effect_on_the_running_writer() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-config-fsync-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let log = Arc::new(Aof::open(&dir.join(aof::FILE_NAME), FsyncPolicy::Everysec)?);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let state = Arc::new(node_state(Some(log.clone()), addr.port())?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, state.clone(), shutdown.clone()));
+    let mut node = LoggedNode::start(FsyncPolicy::Everysec).await?;
+    let (_path, log, _state, addr) = (
+        node.path.clone(),
+        node.log.clone(),
+        node.live.clone(),
+        node.addr,
+    );
     let mut client = RawClient::connect(addr).await?;
 
     assert_eq!(client.line("CONFIG SET appendfsync no").await?, "+OK\r\n");
@@ -476,9 +383,7 @@ async fn appendfsync_changes_take_effect_on_the_running_writer() -> anyhow::Resu
         Some("ok")
     );
 
-    shutdown.cancel();
-    server.await?;
+    node.stop().await?;
     log.flush_and_sync().await?;
-    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

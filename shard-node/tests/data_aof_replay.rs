@@ -3,32 +3,18 @@
 
 mod data_support;
 
-use std::sync::Arc;
+use data_support::LoggedNode;
+
 use std::time::{Duration, Instant};
 
 use data_support::{dump_keyspace as dump, node_state as state};
-use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
+use tessera_shard_node::aof::{self, FsyncPolicy};
 use tessera_shard_node::cmd;
-use tessera_shard_node::server;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn the_log_replays_to_the_same_keyspace() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-data-aof-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(aof::FILE_NAME);
-    let log = Arc::new(Aof::open(&path, FsyncPolicy::Always)?);
-
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let live = Arc::new(state(Some(log.clone()), addr.port())?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, live.clone(), shutdown.clone()));
+    let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
+    let (path, log, live, addr) = node.parts();
     let mut client = data_support::RawClient::connect(addr).await?;
 
     let script = [
@@ -82,8 +68,7 @@ async fn the_log_replays_to_the_same_keyspace() -> anyhow::Result<()> {
     assert_eq!(client.line("GET c").await?, "$-1\r\n");
     assert_eq!(client.line("GET old").await?, "$-1\r\n");
 
-    shutdown.cancel();
-    server.await?;
+    node.stop().await?;
     log.flush_and_sync().await?;
 
     let replayed = state(None, addr.port())?;
@@ -97,7 +82,6 @@ async fn the_log_replays_to_the_same_keyspace() -> anyhow::Result<()> {
         replayed.keyspace.volatile_len(),
         live.keyspace.volatile_len()
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -118,12 +102,6 @@ fn replay_refuses_what_is_not_a_write() -> anyhow::Result<()> {
     assert!(cmd::replay(&replayed, args("PEXPIREAT k 1")).is_ok());
     assert_eq!(replayed.keyspace.len(), 1);
     Ok(())
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
 }
 
 #[test]

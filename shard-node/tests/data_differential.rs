@@ -6,21 +6,14 @@
 mod data_support;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::time::Duration;
 
-use anyhow::Context;
-use data_support::diff::{Differ, Order};
-use data_support::oracle::{start_redis, start_redis_with};
-use data_support::{words, RawClient, TestNode};
+use data_support::TestNode;
 use tessera_proto::command::{self, Server};
 use tessera_proto::resp::frame::{self, Frame, FrameLimits};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tessera_testkit::{Differ, RedisServer};
 
-/// Commands, one per line, arguments split on spaces; `<sp>` stands for a space inside an
-/// argument and `<empty>` for an empty argument. A line starting with `sorted ` compares the
-/// reply's elements as a set (KEYS, SCAN: order is the store's own).
+/// Commands, one per line, in `tessera_testkit::diff`'s notation (`sorted` for KEYS and `scan`
+/// for SCAN, whose order is the store's own).
 const SCRIPT: &str = "
 FLUSHALL
 PING
@@ -197,10 +190,10 @@ sorted KEYS ?
 sorted KEYS *[^0-9]
 sorted KEYS {t}*
 sorted KEYS \\{t\\}*
-sorted SCAN 0 COUNT 1000
-sorted SCAN 0 COUNT 1000 MATCH f*
-sorted SCAN 0 COUNT 1000 TYPE string
-sorted SCAN 0 COUNT 1000 TYPE list
+scan SCAN 0 COUNT 1000
+scan SCAN 0 COUNT 1000 MATCH f*
+scan SCAN 0 COUNT 1000 TYPE string
+scan SCAN 0 COUNT 1000 TYPE list
 SCAN abc
 SCAN -
 SCAN 0 COUNT 0
@@ -218,7 +211,7 @@ FLUSHDB a b
 DBSIZE
 RANDOMKEY
 sorted KEYS *
-sorted SCAN 0
+scan SCAN 0
 SET only v
 RANDOMKEY
 AUTH x
@@ -278,6 +271,7 @@ QUIT
 /// Replayed after `HELLO 3` (whose reply holds the connection id, so it is not compared): RESP3
 /// nulls, maps, doubles-as-bulk and verbatim strings.
 const RESP3_SCRIPT: &str = "
+FLUSHALL
 GET {k}missing
 SET {k}a v
 GET {k}a
@@ -301,136 +295,19 @@ DEL {k}a {k}f
 RANDOMKEY
 ";
 
-fn parse_line(line: &str) -> (bool, Vec<Vec<u8>>) {
-    let (sorted, rest) = match line.strip_prefix("sorted ") {
-        Some(rest) => (true, rest),
-        None => (false, line),
-    };
-    let args = rest
-        .split(' ')
-        .map(|word| {
-            if word == "<empty>" {
-                Vec::new()
-            } else {
-                word.replace("<sp>", " ").into_bytes()
-            }
-        })
-        .collect();
-    (sorted, args)
-}
-
-/// The reply with an array's elements sorted (for KEYS, or the key list of SCAN).
-fn normalize(reply: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(reply);
-    let mut parts: Vec<String> = text.split("\r\n").map(str::to_string).collect();
-    if text.starts_with("*2\r\n$") {
-        // SCAN: keep cursor and header, sort the key entries (pairs of `$len`, `key`).
-        let head: Vec<String> = parts.drain(..4.min(parts.len())).collect();
-        let mut pairs: Vec<String> = parts.chunks(2).map(|c| c.join("\r\n")).collect();
-        pairs.sort();
-        return head.into_iter().chain(pairs).collect();
-    }
-    let head = parts.remove(0);
-    let mut pairs: Vec<String> = parts.chunks(2).map(|c| c.join("\r\n")).collect();
-    pairs.sort();
-    std::iter::once(head).chain(pairs).collect()
-}
-
 #[tokio::test]
 async fn replies_match_redis_byte_for_byte() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mut mismatches = Vec::new();
-    for line in SCRIPT.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (sorted, args) = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        let same = if sorted {
-            normalize(&want) == normalize(&got)
-        } else {
-            want == got
-        };
-        if !same {
-            mismatches.push(format!(
-                "{line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
-
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    theirs.line("HELLO 3").await?;
-    ours.line("HELLO 3").await?;
-    theirs.line("FLUSHALL").await?;
-    ours.line("FLUSHALL").await?;
-    for line in RESP3_SCRIPT
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-    {
-        let (_, args) = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        if want != got {
-            mismatches.push(format!(
-                "(RESP3) {line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
+    diff.assert_none();
     node.stop().await
-}
-
-/// Sends `bytes` on a fresh connection and returns everything received until the server closes
-/// it (or two seconds of silence).
-async fn exchange_raw(addr: SocketAddr, bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(bytes).await?;
-    let mut received = Vec::new();
-    for _ in 0..10_000 {
-        received.reserve(4096);
-        match tokio::time::timeout(Duration::from_secs(2), stream.read_buf(&mut received)).await {
-            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(_)) => {}
-        }
-    }
-    Ok(received)
 }
 
 #[tokio::test]
 async fn protocol_errors_match_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
     let long_inline = "a".repeat(70 * 1024);
     let cases: Vec<Vec<u8>> = vec![
@@ -447,25 +324,11 @@ async fn protocol_errors_match_redis() -> anyhow::Result<()> {
         b"*1\r\n$4\r\nPING\r\n*1\r\n$-1\r\n".to_vec(),
         long_inline.into_bytes(),
     ];
-    let mut mismatches = Vec::new();
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
     for case in &cases {
-        let want = exchange_raw(redis.addr, case).await?;
-        let got = exchange_raw(node.addr, case).await?;
-        if want != got {
-            mismatches.push(format!(
-                "{:?}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&case[..case.len().min(60)]),
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
+        diff.exchange(case, "").await?;
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} exchanges differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    diff.assert_none();
     node.stop().await
 }
 
@@ -528,52 +391,15 @@ BZMPOP nan 1 {b}z BAD
 
 #[tokio::test]
 async fn reset_and_blocking_timeouts_match_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mut mismatches = Vec::new();
-    let mut compare = |line: &str, want: &[u8], got: &[u8]| {
-        if want != got {
-            mismatches.push(format!(
-                "{line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(want),
-                String::from_utf8_lossy(got)
-            ));
-        }
-    };
-    for line in RESET_AND_TIMEOUTS
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-    {
-        let (_, args) = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        compare(line, &want, &got);
-    }
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.script(RESET_AND_TIMEOUTS, "RESP2").await?;
     // RESET leaves RESP3 (HELLO's reply holds the connection id, so it is not compared).
-    theirs.line("HELLO 3").await?;
-    ours.line("HELLO 3").await?;
-    for line in ["GET {r}missing", "RESET", "GET {r}missing"] {
-        let args = words(line);
-        let want = theirs.cmd(&args).await?;
-        let got = ours.cmd(&args).await?;
-        compare(line, &want, &got);
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    diff.resp3().await?;
+    diff.script("GET {r}missing\nRESET\nGET {r}missing", "RESP3")
+        .await?;
+    diff.assert_none();
     node.stop().await
 }
 
@@ -592,39 +418,36 @@ async fn unimplemented_commands_are_unknown_as_in_redis_without_them() -> anyhow
         .iter()
         .flat_map(|name| ["--rename-command", name, ""])
         .collect();
-    let redis = start_redis_with(&renames).await?;
+    let redis = RedisServer::start_with(&renames)?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mut differ = Differ::new(&mut theirs, &mut ours);
-    let lines = [
-        (Order::Exact, "COMMAND COUNT"),
-        (Order::Exact, "COMMAND INFO get xadd eval sort"),
-        (Order::Exact, "COMMAND INFO xadd"),
-        (Order::Exact, "COMMAND DOCS xadd pfadd"),
-        (Order::Exact, "COMMAND GETKEYS xadd s * f v"),
-        (Order::Exact, "COMMAND GETKEYS get k"),
-        (Order::Exact, "XADD {x}s * f v"),
-        (Order::Exact, "XADD"),
-        (Order::Exact, "EVAL return<sp>1 0"),
-        (Order::Exact, "SORT {x}k"),
-        (Order::Exact, "PFADD {x}h a"),
-        (Order::Exact, "GEOADD {x}g 1 1 m"),
-        (Order::Exact, "ACL WHOAMI"),
-        (Order::Exact, "TIME"),
-        (Order::Exact, "MONITOR"),
-        (Order::Exact, "MULTI"),
-        (Order::Exact, "XLEN {x}s"),
-        (Order::Exact, "SET {x}k v"),
-        (Order::Exact, "EXEC"),
-        (Order::Exact, "GET {x}k"),
-    ];
-    for (order, line) in lines {
-        let (_, args) = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        differ.check(&refs, order, "unimplemented").await?;
-    }
-    differ.assert_none();
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.script(
+        "
+COMMAND COUNT
+COMMAND INFO get xadd eval sort
+COMMAND INFO xadd
+COMMAND DOCS xadd pfadd
+COMMAND GETKEYS xadd s * f v
+COMMAND GETKEYS get k
+XADD {x}s * f v
+XADD
+EVAL return<sp>1 0
+SORT {x}k
+PFADD {x}h a
+GEOADD {x}g 1 1 m
+ACL WHOAMI
+TIME
+MONITOR
+MULTI
+XLEN {x}s
+SET {x}k v
+EXEC
+GET {x}k
+",
+        "unimplemented",
+    )
+    .await?;
+    diff.assert_none();
     // COMMAND LIST: the same names, and CLIENT SETINFO (of Redis 7.2, which clients send on
     // connect) on the node only.
     let list = |reply: &[u8]| -> anyhow::Result<BTreeSet<Vec<u8>>> {
@@ -639,8 +462,8 @@ async fn unimplemented_commands_are_unknown_as_in_redis_without_them() -> anyhow
             other => anyhow::bail!("COMMAND LIST answered {other:?}"),
         }
     };
-    let mut want = list(&theirs.cmd(&[b"COMMAND", b"LIST"]).await?)?;
+    let mut want = list(&diff.theirs.cmd(&[b"COMMAND", b"LIST"]).await?)?;
     want.insert(b"client|setinfo".to_vec());
-    assert_eq!(list(&ours.cmd(&[b"COMMAND", b"LIST"]).await?)?, want);
+    assert_eq!(list(&diff.ours.cmd(&[b"COMMAND", b"LIST"]).await?)?, want);
     node.stop().await
 }

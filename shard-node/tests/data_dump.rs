@@ -4,28 +4,29 @@
 //! identically; and the errors, TTLs and options answer byte for byte as Redis answers them.
 
 mod data_support;
+
+use data_support::LoggedNode;
 mod rdb_support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure};
 use bytes::Bytes;
-use data_support::oracle::{start_redis_with, Redis};
 use data_support::{RawClient, TestNode};
 use rdb_support::{legacy_payloads, payload, payload_with_version, rdb_string};
 use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::Frame;
+use tessera_testkit::RedisServer;
 
 /// A redis-server of this test's own, with DEBUG enabled (for QUICKLIST-PACKED-THRESHOLD, which
 /// makes Redis write plain quicklist nodes) and deep payload sanitization on. Killed on drop.
-async fn start_redis() -> anyhow::Result<Redis> {
-    start_redis_with(&[
+fn start_redis() -> anyhow::Result<RedisServer> {
+    RedisServer::start_with(&[
         "--enable-debug-command",
         "yes",
         "--sanitize-dump-payload",
         "yes",
     ])
-    .await
 }
 
 /// The reply as a frame.
@@ -434,8 +435,8 @@ fn quicklist_nodes(payload: &[u8]) -> Vec<(u8, bool)> {
 /// of those contents restores in Redis (deep-sanitized) to the same contents again.
 #[tokio::test]
 async fn payloads_cross_both_ways() -> anyhow::Result<()> {
-    let server = start_redis().await?;
-    let mut redis = RawClient::connect(server.addr).await?;
+    let server = start_redis()?;
+    let mut redis = RawClient::connect(server.addr()).await?;
     let node = TestNode::start().await?;
     let mut ours = node.client().await?;
     populate(&mut redis).await?;
@@ -504,8 +505,8 @@ async fn payloads_cross_both_ways() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn older_encodings_restore_as_in_redis() -> anyhow::Result<()> {
-    let server = start_redis().await?;
-    let mut redis = RawClient::connect(server.addr).await?;
+    let server = start_redis()?;
+    let mut redis = RawClient::connect(server.addr()).await?;
     let node = TestNode::start().await?;
     let mut ours = node.client().await?;
     for (key, body) in legacy_payloads() {
@@ -541,8 +542,8 @@ fn now_ms() -> u64 {
 /// The same RESTORE commands, including every error, answer the same bytes; TTLs agree.
 #[tokio::test]
 async fn replies_and_ttls_match_redis() -> anyhow::Result<()> {
-    let server = start_redis().await?;
-    let mut redis = RawClient::connect(server.addr).await?;
+    let server = start_redis()?;
+    let mut redis = RawClient::connect(server.addr()).await?;
     let node = TestNode::start().await?;
     let mut ours = node.client().await?;
 
@@ -698,23 +699,11 @@ async fn replies_and_ttls_match_redis() -> anyhow::Result<()> {
 /// absolute expiries: a restart keeps what was restored, and what a past ABSTTL deleted.
 #[tokio::test]
 async fn restored_keys_survive_a_restart() -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
-    use tessera_shard_node::{cmd, server};
+    use tessera_shard_node::aof::{self, FsyncPolicy};
+    use tessera_shard_node::cmd;
 
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-dump-aof-{}-{}",
-        std::process::id(),
-        now_ms()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(aof::FILE_NAME);
-    let log = Arc::new(Aof::open(&path, FsyncPolicy::Always)?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let live = Arc::new(data_support::node_state(Some(log.clone()), addr.port())?);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let serving = tokio::spawn(server::serve(listener, live.clone(), shutdown.clone()));
+    let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
 
     must(&mut client, &[b"RPUSH", b"src:list", b"a", b"1", b"b"]).await?;
@@ -748,8 +737,7 @@ async fn restored_keys_survive_a_restart() -> anyhow::Result<()> {
         must(&mut client, &args).await?;
     }
     assert_eq!(client.line("EXISTS gone").await?, ":0\r\n");
-    shutdown.cancel();
-    serving.await?;
+    node.stop().await?;
     log.flush_and_sync().await?;
 
     let replayed = data_support::node_state(None, addr.port())?;
@@ -782,6 +770,5 @@ async fn restored_keys_survive_a_restart() -> anyhow::Result<()> {
             .map(|e| e.expires_at_ms),
         Some(Some(1000))
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

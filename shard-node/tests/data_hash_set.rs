@@ -7,20 +7,18 @@
 
 mod data_support;
 
+use data_support::LoggedNode;
+
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use data_support::oracle::start_redis;
 use data_support::{dump_keyspace as dump, node_state as state};
 use data_support::{RawClient, TestNode};
-use tessera_proto::resp::frame::{self, FrameLimits};
-use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
+use tessera_shard_node::aof::{self, FsyncPolicy};
 use tessera_shard_node::cmd;
-use tessera_shard_node::server;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tessera_testkit::diff::split_aggregate;
+use tessera_testkit::{Differ, RedisServer};
 
 /// One command per line, arguments split on spaces (`<empty>`: an empty argument). A prefix says
 /// how to compare: `sorted` sorts the elements of the reply, `pairs` sorts its field/value pairs,
@@ -366,134 +364,13 @@ scan SSCAN s 0
 SSCAN nokey 0
 ";
 
-fn parse_line(line: &str) -> (&str, Vec<Vec<u8>>) {
-    let (mode, rest) = match line.split_once(' ') {
-        Some((m @ ("sorted" | "pairs" | "scan" | "scanpairs"), rest)) => (m, rest),
-        _ => ("exact", line),
-    };
-    let args = rest
-        .split(' ')
-        .map(|word| match word {
-            "<empty>" => Vec::new(),
-            _ => word.replace("<sp>", " ").into_bytes(),
-        })
-        .collect();
-    (mode, args)
-}
-
-/// An aggregate reply split into its header line and its elements' raw encodings.
-fn split_aggregate(reply: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
-    let header_end = reply.windows(2).position(|w| w == b"\r\n")? + 2;
-    let header = reply[..header_end].to_vec();
-    if !matches!(header.first(), Some(b'*' | b'~' | b'%')) {
-        return None;
-    }
-    let limits = FrameLimits::default();
-    let mut rest = &reply[header_end..];
-    let mut elements = Vec::new();
-    while !rest.is_empty() {
-        let len = frame::check(rest, &limits).ok()??;
-        elements.push(rest[..len].to_vec());
-        rest = &rest[len..];
-    }
-    Some((header, elements))
-}
-
-/// The reply in a form where the unspecified order no longer matters.
-fn normalize(mode: &str, reply: &[u8]) -> Vec<Vec<u8>> {
-    let sort = |elements: Vec<Vec<u8>>, pairs: bool| -> Vec<Vec<u8>> {
-        let mut groups: Vec<Vec<u8>> = if pairs {
-            elements.chunks(2).map(|c| c.concat()).collect()
-        } else {
-            elements
-        };
-        groups.sort();
-        groups
-    };
-    let Some((header, elements)) = split_aggregate(reply) else {
-        return vec![reply.to_vec()];
-    };
-    let mut out = vec![header];
-    match mode {
-        "sorted" | "pairs" => out.extend(sort(elements, mode == "pairs")),
-        "scan" | "scanpairs" if elements.len() == 2 => {
-            out.push(elements[0].clone());
-            match split_aggregate(&elements[1]) {
-                Some((inner_header, inner)) => {
-                    out.push(inner_header);
-                    out.extend(sort(inner, mode == "scanpairs"));
-                }
-                None => out.push(elements[1].clone()),
-            }
-        }
-        _ => return vec![reply.to_vec()],
-    }
-    out
-}
-
-async fn compare(
-    script: &str,
-    label: &str,
-    theirs: &mut RawClient,
-    ours: &mut RawClient,
-    mismatches: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (mode, args) = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        let same = match mode {
-            "exact" => want == got,
-            _ => normalize(mode, &want) == normalize(mode, &got),
-        };
-        if !same {
-            mismatches.push(format!(
-                "({label}) {line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[tokio::test]
 async fn hash_and_set_replies_match_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut mismatches = Vec::new();
-    {
-        let mut theirs = RawClient::connect(redis.addr).await?;
-        let mut ours = node.client().await?;
-        compare(SCRIPT, "RESP2", &mut theirs, &mut ours, &mut mismatches).await?;
-    }
-    {
-        let mut theirs = RawClient::connect(redis.addr).await?;
-        let mut ours = node.client().await?;
-        theirs.line("HELLO 3").await?;
-        ours.line("HELLO 3").await?;
-        compare(
-            RESP3_SCRIPT,
-            "RESP3",
-            &mut theirs,
-            &mut ours,
-            &mut mismatches,
-        )
-        .await?;
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
+    diff.assert_none();
     node.stop().await
 }
 
@@ -572,21 +449,8 @@ async fn random_replies_have_redis_shape_and_membership() -> anyhow::Result<()> 
 
 #[tokio::test]
 async fn hash_and_set_writes_replay_to_the_same_keyspace() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-hash-set-aof-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(aof::FILE_NAME);
-    let log = Arc::new(Aof::open(&path, FsyncPolicy::Always)?);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let live = Arc::new(state(Some(log.clone()), addr.port())?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, live.clone(), shutdown.clone()));
+    let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
     let script = [
         "HSET h a 1 b 2 c 3",
@@ -630,8 +494,7 @@ async fn hash_and_set_writes_replay_to_the_same_keyspace() -> anyhow::Result<()>
         assert!(Instant::now() < deadline, "tmp never expired");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    shutdown.cancel();
-    server.await?;
+    node.stop().await?;
     log.flush_and_sync().await?;
 
     let replayed = state(None, addr.port())?;
@@ -645,6 +508,5 @@ async fn hash_and_set_writes_replay_to_the_same_keyspace() -> anyhow::Result<()>
     for key in ["gone", "all", "{k}u", "tmp"] {
         assert!(!want.contains_key(key.as_bytes()), "{key} present");
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

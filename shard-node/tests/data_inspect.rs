@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 
 use anyhow::{bail, Context};
-use data_support::oracle::start_redis;
 use data_support::{encode, words, RawClient, TestNode};
+use tessera_testkit::RedisServer;
 
 fn redis_cli_available() -> bool {
     Command::new("redis-cli")
@@ -378,9 +378,9 @@ async fn client_list_scenario(addr: SocketAddr) -> anyhow::Result<Vec<Vec<Vec<St
 #[tokio::test]
 async fn client_list_shows_subscriptions_transactions_and_blocked_clients_as_redis(
 ) -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let theirs = client_list_scenario(redis.addr).await?;
+    let theirs = client_list_scenario(redis.addr()).await?;
     let ours = client_list_scenario(node.addr).await?;
     for (i, (ours, theirs)) in ours.iter().zip(&theirs).enumerate() {
         assert_eq!(

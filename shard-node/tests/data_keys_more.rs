@@ -6,78 +6,13 @@
 
 mod data_support;
 
+use data_support::until_blocked;
+
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use bytes::Bytes;
-use data_support::oracle::start_redis;
-use data_support::{encode, words, RawClient, TestNode};
-
-fn parse_line(line: &str) -> Vec<Vec<u8>> {
-    line.split(' ')
-        .map(|word| {
-            if word == "<empty>" {
-                Vec::new()
-            } else {
-                word.replace("<sp>", " ").into_bytes()
-            }
-        })
-        .collect()
-}
-
-/// The elements of a flat RESP2 array of bulks, sorted (SCAN's key order is the store's own).
-fn sorted_scan_keys(reply: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(reply);
-    let mut keys: Vec<String> = text
-        .split("\r\n")
-        .skip(4)
-        .filter(|part| !part.starts_with('$') && !part.starts_with('*') && !part.is_empty())
-        .map(str::to_string)
-        .collect();
-    keys.sort();
-    keys
-}
-
-/// Runs `script` (one command a line; `<sp>` is a space inside an argument, `<empty>` an empty
-/// argument; a line starting `sorted ` is a full SCAN compared as a set of keys) on both
-/// connections; returns the lines whose replies differ.
-async fn compare(
-    theirs: &mut RawClient,
-    ours: &mut RawClient,
-    script: &str,
-    label: &str,
-) -> anyhow::Result<Vec<String>> {
-    let mut mismatches = Vec::new();
-    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (sorted, line) = match line.strip_prefix("sorted ") {
-            Some(rest) => (true, rest),
-            None => (false, line),
-        };
-        let args = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        let same = if sorted {
-            sorted_scan_keys(&want) == sorted_scan_keys(&got)
-        } else {
-            want == got
-        };
-        if !same {
-            mismatches.push(format!(
-                "({label}) {line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
-    Ok(mismatches)
-}
+use data_support::{encode, words, TestNode};
+use tessera_testkit::{Differ, RedisServer};
 
 /// RESP2 script: every command, its options, errors and edge cases.
 const SCRIPT: &str = "
@@ -189,16 +124,16 @@ RPUSH list a
 HSET hash f v
 SADD set m
 ZADD zset 1 m
-sorted SCAN 0 COUNT 1000
-sorted SCAN 0 TYPE string COUNT 1000
-sorted SCAN 0 TYPE list COUNT 1000
-sorted SCAN 0 TYPE hash COUNT 1000
-sorted SCAN 0 TYPE set COUNT 1000
-sorted SCAN 0 TYPE zset COUNT 1000
-sorted SCAN 0 TYPE ZSET COUNT 1000
-sorted SCAN 0 TYPE stream COUNT 1000
-sorted SCAN 0 TYPE nosuchtype COUNT 1000
-sorted SCAN 0 TYPE string MATCH s* COUNT 1000
+scan SCAN 0 COUNT 1000
+scan SCAN 0 TYPE string COUNT 1000
+scan SCAN 0 TYPE list COUNT 1000
+scan SCAN 0 TYPE hash COUNT 1000
+scan SCAN 0 TYPE set COUNT 1000
+scan SCAN 0 TYPE zset COUNT 1000
+scan SCAN 0 TYPE ZSET COUNT 1000
+scan SCAN 0 TYPE stream COUNT 1000
+scan SCAN 0 TYPE nosuchtype COUNT 1000
+scan SCAN 0 TYPE string MATCH s* COUNT 1000
 SET int 12345
 SET neg -12
 SET big 9223372036854775807
@@ -284,6 +219,7 @@ BZMPOP 0 1
 
 /// RESP3: the blocking pops' replies carry doubles, and a timeout is a null.
 const RESP3_SCRIPT: &str = "
+FLUSHALL
 ZADD {t}bz 1 a 2.5 b 3 c
 BZPOPMIN {t}bz 0
 BZPOPMAX {t}bz 0
@@ -296,41 +232,12 @@ OBJECT ENCODING nokey
 
 #[tokio::test]
 async fn key_commands_match_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mut mismatches = compare(&mut theirs, &mut ours, SCRIPT, "RESP2").await?;
-
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    theirs.line("HELLO 3").await?;
-    ours.line("HELLO 3").await?;
-    theirs.line("FLUSHALL").await?;
-    ours.line("FLUSHALL").await?;
-    mismatches.extend(compare(&mut theirs, &mut ours, RESP3_SCRIPT, "RESP3").await?);
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
+    diff.assert_none();
     node.stop().await
-}
-
-/// Waits (bounded) until exactly `n` clients are blocked on the node.
-async fn until_blocked(node: &TestNode, n: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = node.state.keyspace.blocking().blocked_clients();
-        if now == n {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("expected {n} blocked clients, have {now}");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 fn text(reply: Bytes) -> String {

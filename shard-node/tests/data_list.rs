@@ -6,13 +6,16 @@
 
 mod data_support;
 
+use data_support::{until_blocked, until_blocked_on};
+
+use data_support::LoggedNode;
+
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use data_support::oracle::start_redis;
 use data_support::{dump_keyspace as dump, node_state as state};
 use data_support::{encode, words, RawClient, TestNode};
 use tessera_proto::topology::Topology;
+use tessera_testkit::{Differ, RedisServer};
 
 /// One command per line, arguments split on spaces; `<empty>` is an empty argument. Blocking
 /// commands here either find data, fail, or time out after 10 ms.
@@ -257,6 +260,7 @@ TYPE {t}dst
 
 /// Replayed after `HELLO 3`: the RESP3 nulls of the list commands.
 const RESP3_SCRIPT: &str = "
+FLUSHALL
 LPOP missing
 LPOP missing 1
 RPUSH l a
@@ -276,93 +280,14 @@ LRANGE l 0 -1
 BLPOP l 0
 ";
 
-fn parse_line(line: &str) -> Vec<Vec<u8>> {
-    line.split(' ')
-        .map(|word| {
-            if word == "<empty>" {
-                Vec::new()
-            } else {
-                word.as_bytes().to_vec()
-            }
-        })
-        .collect()
-}
-
-/// Runs `script` on both servers and collects every reply that differs.
-async fn compare(
-    theirs: &mut RawClient,
-    ours: &mut RawClient,
-    script: &str,
-    label: &str,
-    mismatches: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let args = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        if want != got {
-            mismatches.push(format!(
-                "{label}{line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
-    Ok(())
-}
-
 #[tokio::test]
 async fn list_replies_match_redis_byte_for_byte() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut mismatches = Vec::new();
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    compare(&mut theirs, &mut ours, SCRIPT, "", &mut mismatches).await?;
-
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    theirs.line("HELLO 3").await?;
-    ours.line("HELLO 3").await?;
-    theirs.line("FLUSHALL").await?;
-    ours.line("FLUSHALL").await?;
-    compare(
-        &mut theirs,
-        &mut ours,
-        RESP3_SCRIPT,
-        "(RESP3) ",
-        &mut mismatches,
-    )
-    .await?;
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
+    diff.assert_none();
     node.stop().await
-}
-
-/// Waits (bounded) until exactly `n` clients are blocked on the node.
-async fn until_blocked(node: &TestNode, n: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = node.state.keyspace.blocking().blocked_clients();
-        if now == n {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("expected {n} blocked clients, have {now}");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 /// Sends a command without reading its reply (it blocks).
@@ -579,25 +504,11 @@ async fn a_slot_that_moves_away_redirects_its_blocked_clients() -> anyhow::Resul
 /// keyspace (the served pop is logged as the LPOP / LMOVE it did, after the push that fed it).
 #[tokio::test]
 async fn list_writes_replay_from_the_aof() -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
+    use tessera_shard_node::aof::{self, FsyncPolicy};
     use tessera_shard_node::cmd;
-    use tessera_shard_node::server;
-    use tokio::net::TcpListener;
-    use tokio_util::sync::CancellationToken;
 
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("tessera-list-aof-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(aof::FILE_NAME);
-    let log = Arc::new(Aof::open(&path, FsyncPolicy::Always)?);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let live = Arc::new(state(Some(log.clone()), addr.port())?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, live.clone(), shutdown.clone()));
+    let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
     let mut waiter = RawClient::connect(addr).await?;
     let mut mover = RawClient::connect(addr).await?;
@@ -636,33 +547,17 @@ async fn list_writes_replay_from_the_aof() -> anyhow::Result<()> {
     );
     assert_eq!(text(mover.read_reply().await?), "$1\r\n2\r\n");
 
-    shutdown.cancel();
-    server.await?;
+    node.stop().await?;
     log.flush_and_sync().await?;
     let replayed = state(None, addr.port())?;
     aof::load(&path, |args| cmd::replay(&replayed, args))?;
     let want = dump(&live.keyspace);
     assert!(want.contains_key(b"{w}b".as_slice()) && want.contains_key(b"l".as_slice()));
     assert_eq!(dump(&replayed.keyspace), want);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
 /// `until_blocked` for a node state served without a `TestNode`.
-async fn until_blocked_on(
-    state: &tessera_shard_node::state::NodeState,
-    n: usize,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while state.keyspace.blocking().blocked_clients() != n {
-        if Instant::now() > deadline {
-            bail!("expected {n} blocked clients");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    Ok(())
-}
-
 /// Many blocked poppers, plain poppers and pushers on one key: every element pushed is popped
 /// exactly once (a writer serving waiters under the slot lock never loses or duplicates one).
 #[tokio::test]

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use bytes::Bytes;
-use data_support::oracle::start_redis;
 use data_support::{words, RawClient, TestNode};
 use tessera_proto::slot::key_hash_slot;
+use tessera_testkit::RedisServer;
 
 /// `(client, replies to read, command line)`: an empty line only reads (a message pushed to the
 /// client). Client 0 is a RESP2 subscriber, 1 a publisher, 2 switches to RESP3 (its HELLO reply
@@ -141,9 +141,9 @@ async fn run_script(addr: SocketAddr) -> anyhow::Result<Vec<(String, Bytes)>> {
 
 #[tokio::test]
 async fn pubsub_matches_redis_byte_for_byte() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let want = run_script(redis.addr).await?;
+    let want = run_script(redis.addr()).await?;
     let got = run_script(node.addr).await?;
     assert_eq!(want.len(), got.len());
     for ((step, want), (_, got)) in want.iter().zip(&got) {

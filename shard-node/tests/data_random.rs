@@ -10,9 +10,8 @@
 
 mod data_support;
 
-use data_support::diff::{Differ, Order, Rng};
-use data_support::oracle::start_redis;
-use data_support::{RawClient, TestNode};
+use data_support::TestNode;
+use tessera_testkit::{Differ, Order, RedisServer, Rng};
 
 /// Keys every family uses (one hash tag, so multi-key commands stay in one slot).
 const KEYS: [&str; 6] = ["{r}a", "{r}b", "{r}c", "{r}d", "{r}e", "{r}none"];
@@ -362,11 +361,9 @@ async fn random_commands_over_every_type_match_redis() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(8000);
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mut differ = Differ::new(&mut theirs, &mut ours);
+    let mut differ = Differ::connect(redis.addr(), node.addr).await?;
     let mut rng = Rng::new(seed);
     // The commands before the first mismatch, to show how the keys got where they differ.
     let mut recent = std::collections::VecDeque::new();

@@ -9,8 +9,8 @@ mod data_support;
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{bail, Context};
-use data_support::oracle::start_redis;
 use data_support::{RawClient, TestNode};
+use tessera_testkit::{Differ, RedisServer};
 
 /// Compared byte for byte with redis-server; `<empty>` is an empty argument.
 const SMALL_SCRIPT: &str = "
@@ -72,51 +72,13 @@ HDEL grows long
 OBJECT ENCODING grows
 ";
 
-fn words(line: &str) -> Vec<Vec<u8>> {
-    line.split(' ')
-        .map(|word| match word {
-            "<empty>" => Vec::new(),
-            _ => word.replace("<sp>", " ").into_bytes(),
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn small_scans_and_errors_match_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mut mismatches = Vec::new();
-    for line in SMALL_SCRIPT
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-    {
-        let args = words(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        if want != got {
-            mismatches.push(format!(
-                "{line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.script(SMALL_SCRIPT, "").await?;
+    diff.assert_none();
     node.stop().await
 }
 

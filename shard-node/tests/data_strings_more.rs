@@ -6,18 +6,15 @@
 
 mod data_support;
 
-use std::sync::Arc;
+use data_support::LoggedNode;
+
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use data_support::oracle::start_redis;
 use data_support::{dump_keyspace as dump, node_state as state};
 use data_support::{RawClient, TestNode};
-use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
+use tessera_shard_node::aof::{self, FsyncPolicy};
 use tessera_shard_node::cmd;
-use tessera_shard_node::server;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tessera_testkit::{Differ, Order, RedisServer, Rng};
 
 /// One command per line, arguments split on spaces; `<empty>` is an empty argument and `<sp>` a
 /// space inside one. Every reply is compared byte for byte.
@@ -335,113 +332,14 @@ GETEX missing
 GETRANGE missing 0 1
 ";
 
-fn parse_line(line: &str) -> Vec<Vec<u8>> {
-    line.split(' ')
-        .map(|word| match word {
-            "<empty>" => Vec::new(),
-            _ => word.replace("<sp>", " ").into_bytes(),
-        })
-        .collect()
-}
-
-/// Sends every line of `script` to both servers and records the replies that differ.
-async fn compare(
-    script: &str,
-    label: &str,
-    theirs: &mut RawClient,
-    ours: &mut RawClient,
-    mismatches: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let args = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        compare_one(&refs, line, label, theirs, ours, mismatches).await?;
-    }
-    Ok(())
-}
-
-async fn compare_one(
-    args: &[&[u8]],
-    line: &str,
-    label: &str,
-    theirs: &mut RawClient,
-    ours: &mut RawClient,
-    mismatches: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    let want = theirs
-        .cmd(args)
-        .await
-        .with_context(|| format!("redis: {line}"))?;
-    let got = ours
-        .cmd(args)
-        .await
-        .with_context(|| format!("node: {line}"))?;
-    if want != got {
-        mismatches.push(format!(
-            "({label}) {line}\n   redis: {:?}\n    node: {:?}",
-            String::from_utf8_lossy(&want),
-            String::from_utf8_lossy(&got)
-        ));
-    }
-    Ok(())
-}
-
-fn assert_none(mismatches: &[String]) {
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
-}
-
 #[tokio::test]
 async fn string_and_bit_replies_match_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut mismatches = Vec::new();
-    {
-        let mut theirs = RawClient::connect(redis.addr).await?;
-        let mut ours = node.client().await?;
-        compare(SCRIPT, "RESP2", &mut theirs, &mut ours, &mut mismatches).await?;
-    }
-    {
-        let mut theirs = RawClient::connect(redis.addr).await?;
-        let mut ours = node.client().await?;
-        theirs.line("HELLO 3").await?;
-        ours.line("HELLO 3").await?;
-        compare(
-            RESP3_SCRIPT,
-            "RESP3",
-            &mut theirs,
-            &mut ours,
-            &mut mismatches,
-        )
-        .await?;
-    }
-    assert_none(&mismatches);
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
+    diff.assert_none();
     node.stop().await
-}
-
-/// A small seeded generator (xorshift64*), so a failing run can be repeated exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A value in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo + 1) as u64) as i64
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
 }
 
 /// Thousands of random bit and range commands on a few short values, each reply compared: the
@@ -449,12 +347,10 @@ impl Rng {
 /// an implementation most easily drifts from Redis.
 #[tokio::test]
 async fn random_bit_and_range_commands_match_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mut mismatches = Vec::new();
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    let mut rng = Rng::new(0x5eed_1234_abcd_0001);
     let keys = ["{r}a", "{r}b", "{r}c", "{r}none"];
     let units = ["BIT", "BYTE", "bit"];
     let fills = ["\u{0}", "\u{7f}", "a", "zz", "\u{1}\u{2}", "~", "Q"];
@@ -484,31 +380,15 @@ async fn random_bit_and_range_commands_match_redis() -> anyhow::Result<()> {
             _ => format!("GETBIT {key} {}", rng.range(0, 100)),
         };
         let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-        compare_one(
-            &args,
-            &line,
-            "random",
-            &mut theirs,
-            &mut ours,
-            &mut mismatches,
-        )
-        .await?;
-        if mismatches.len() > 20 {
+        diff.check(&args, Order::Exact, "random").await?;
+        if diff.mismatches.len() > 20 {
             break;
         }
     }
     for key in keys {
         let line = format!("GET {key}");
         let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-        compare_one(
-            &args,
-            &line,
-            "final",
-            &mut theirs,
-            &mut ours,
-            &mut mismatches,
-        )
-        .await?;
+        diff.check(&args, Order::Exact, "final").await?;
     }
     // LCS over short strings of a small alphabet: many ties, so the walk back and the ranges it
     // emits must follow Redis's choices exactly.
@@ -525,33 +405,20 @@ async fn random_bit_and_range_commands_match_redis() -> anyhow::Result<()> {
             "LCS {l}y {l}x IDX MINMATCHLEN 2".to_string(),
         ] {
             let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
-            compare_one(&args, &line, "lcs", &mut theirs, &mut ours, &mut mismatches).await?;
+            diff.check(&args, Order::Exact, "lcs").await?;
         }
-        if mismatches.len() > 20 {
+        if diff.mismatches.len() > 20 {
             break;
         }
     }
-    assert_none(&mismatches);
+    diff.assert_none();
     node.stop().await
 }
 
 #[tokio::test]
 async fn string_and_bit_writes_replay_to_the_same_keyspace() -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-strings-more-aof-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(aof::FILE_NAME);
-    let log = Arc::new(Aof::open(&path, FsyncPolicy::Always)?);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let live = Arc::new(state(Some(log.clone()), addr.port())?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, live.clone(), shutdown.clone()));
+    let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
     let script = [
         "SET s hello",
@@ -612,8 +479,7 @@ async fn string_and_bit_writes_replay_to_the_same_keyspace() -> anyhow::Result<(
         assert!(Instant::now() < deadline, "tmp never expired");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    shutdown.cancel();
-    server.await?;
+    node.stop().await?;
     log.flush_and_sync().await?;
 
     let replayed = state(None, addr.port())?;
@@ -632,6 +498,5 @@ async fn string_and_bit_writes_replay_to_the_same_keyspace() -> anyhow::Result<(
     let ttl = |key: &str| want.get(key.as_bytes()).and_then(|e| e.expires_at_ms);
     assert!(ttl("ttl").is_some() && ttl("g1").is_some() && ttl("g2").is_some());
     assert!(ttl("g3").is_none());
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

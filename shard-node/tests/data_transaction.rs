@@ -6,16 +6,15 @@
 
 mod data_support;
 
-use std::sync::Arc;
+use data_support::LoggedNode;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use data_support::oracle::start_redis;
 use data_support::{dump_keyspace as dump, node_state as state, RawClient, TestNode};
-use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
-use tessera_shard_node::{cmd, server};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tessera_shard_node::aof::{self, FsyncPolicy};
+use tessera_shard_node::cmd;
+use tessera_testkit::RedisServer;
 
 /// `A:` / `B:` names the client sending the line; `SLEEP n` waits n ms (expiry); a line after
 /// `!` is sent but its reply not compared. Keys share the `{t}` tag: one slot.
@@ -202,10 +201,10 @@ async fn run_script(a: &mut RawClient, b: &mut RawClient) -> anyhow::Result<Vec<
 }
 
 async fn compare(protocol: u8) -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
     let mut got = Vec::new();
-    for addr in [node.addr, redis.addr] {
+    for addr in [node.addr, redis.addr()] {
         let mut a = RawClient::connect(addr).await?;
         let mut b = RawClient::connect(addr).await?;
         if protocol == 3 {
@@ -400,18 +399,6 @@ async fn watch_check_and_set_loses_no_update() -> anyhow::Result<()> {
     node.stop().await
 }
 
-fn temp_dir(name: &str) -> anyhow::Result<std::path::PathBuf> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-multi-{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 /// Runs `redis-check-aof` on `path`; its stdout.
 fn redis_check_aof(path: &std::path::Path) -> anyhow::Result<(bool, String)> {
     let output = std::process::Command::new("redis-check-aof")
@@ -426,14 +413,8 @@ fn redis_check_aof(path: &std::path::Path) -> anyhow::Result<(bool, String)> {
 
 #[tokio::test]
 async fn transactions_are_logged_as_units_and_replay_whole() -> anyhow::Result<()> {
-    let dir = temp_dir("log")?;
-    let path = dir.join(aof::FILE_NAME);
-    let log = Arc::new(Aof::open(&path, FsyncPolicy::Always)?);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let live = Arc::new(state(Some(log.clone()), addr.port())?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, live.clone(), shutdown.clone()));
+    let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
+    let (path, log, live, addr) = node.parts();
     let mut c = RawClient::connect(addr).await?;
     for line in [
         "SET before 1",
@@ -455,8 +436,7 @@ async fn transactions_are_logged_as_units_and_replay_whole() -> anyhow::Result<(
         let reply = c.line(line).await?;
         assert!(!reply.starts_with('-'), "{line}: {reply}");
     }
-    shutdown.cancel();
-    server.await?;
+    node.stop().await?;
     log.flush_and_sync().await?;
 
     let text = String::from_utf8_lossy(&std::fs::read(&path)?).into_owned();
@@ -484,7 +464,6 @@ async fn transactions_are_logged_as_units_and_replay_whole() -> anyhow::Result<(
     aof::load(&path, |args| cmd::replay(&replayed, args))?;
     assert_eq!(dump(&replayed.keyspace), dump(&live.keyspace));
     assert!(replayed.keyspace.len() == 5);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -509,8 +488,8 @@ fn a_log_cut_inside_a_transaction_drops_it_whole() -> anyhow::Result<()> {
     .concat();
     let torn = &record(&["SET", "{t}c", "3"])[..10];
     for (case, tail) in [("unfinished", String::new()), ("torn", torn.to_string())] {
-        let dir = temp_dir(case)?;
-        let path = dir.join(aof::FILE_NAME);
+        let dir = tessera_testkit::temp_dir(case);
+        let path = dir.path().join(aof::FILE_NAME);
         std::fs::write(&path, format!("{before}{unit}{tail}"))?;
         let (_, report) = redis_check_aof(&path)?;
         assert!(
@@ -527,22 +506,20 @@ fn a_log_cut_inside_a_transaction_drops_it_whole() -> anyhow::Result<()> {
             before.len() as u64,
             "{case}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
     // A MULTI inside a transaction and an EXEC without MULTI are damage, not a crash.
     for (case, body) in [
         ("nested", [record(&["MULTI"]), record(&["MULTI"])].concat()),
         ("stray", record(&["EXEC"])),
     ] {
-        let dir = temp_dir(case)?;
-        let path = dir.join(aof::FILE_NAME);
+        let dir = tessera_testkit::temp_dir(case);
+        let path = dir.path().join(aof::FILE_NAME);
         std::fs::write(&path, &body)?;
         let replayed = state(None, 7000)?;
         assert!(
             aof::load(&path, |args| cmd::replay(&replayed, args)).is_err(),
             "{case}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
 }

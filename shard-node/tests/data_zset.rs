@@ -4,55 +4,12 @@
 
 mod data_support;
 
-use anyhow::Context;
-use data_support::oracle::start_redis;
+use data_support::LoggedNode;
+
 use data_support::{dump_keyspace as dump, node_state as state};
 use data_support::{RawClient, TestNode};
+use tessera_testkit::{Differ, RedisServer};
 
-fn parse_line(line: &str) -> Vec<Vec<u8>> {
-    line.split(' ')
-        .map(|word| {
-            if word == "<empty>" {
-                Vec::new()
-            } else {
-                word.replace("<sp>", " ").into_bytes()
-            }
-        })
-        .collect()
-}
-
-/// Runs `script` (one command a line; `<sp>` is a space inside an argument, `<empty>` an empty
-/// argument) on both connections; returns the lines whose replies differ.
-async fn compare(
-    theirs: &mut RawClient,
-    ours: &mut RawClient,
-    script: &str,
-    label: &str,
-) -> anyhow::Result<Vec<String>> {
-    let mut mismatches = Vec::new();
-    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let args = parse_line(line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        if want != got {
-            mismatches.push(format!(
-                "({label}) {line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-    }
-    Ok(mismatches)
-}
-
-/// RESP2 script: every command, its options, errors and edge cases.
 const SCRIPT: &str = "
 FLUSHALL
 ZADD {z}a 1 one 2 two 3 three
@@ -402,6 +359,7 @@ ZSCORE {z}big a
 
 /// Replayed after HELLO 3: scores as doubles, pairs as arrays, nulls.
 const RESP3_SCRIPT: &str = "
+FLUSHALL
 ZADD {z}a 1 a 2.5 b inf c
 ZSCORE {z}a b
 ZSCORE {z}a c
@@ -432,25 +390,11 @@ ZRANK {z}a x
 
 #[tokio::test]
 async fn zset_replies_match_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    let mut mismatches = compare(&mut theirs, &mut ours, SCRIPT, "RESP2").await?;
-
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
-    theirs.line("HELLO 3").await?;
-    ours.line("HELLO 3").await?;
-    theirs.line("FLUSHALL").await?;
-    ours.line("FLUSHALL").await?;
-    mismatches.extend(compare(&mut theirs, &mut ours, RESP3_SCRIPT, "RESP3").await?);
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
+    diff.scripts(SCRIPT, RESP3_SCRIPT).await?;
+    diff.assert_none();
     node.stop().await
 }
 
@@ -498,25 +442,11 @@ async fn zrandmember_shapes() -> anyhow::Result<()> {
 /// ZADD INCR as absolute ZADDs, pops and range removals as the ZREMs of what they took.
 #[tokio::test]
 async fn zset_writes_replay_from_the_aof() -> anyhow::Result<()> {
-    use std::sync::Arc;
-    use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
+    use tessera_shard_node::aof::{self, FsyncPolicy};
     use tessera_shard_node::cmd;
-    use tessera_shard_node::server;
-    use tokio::net::TcpListener;
-    use tokio_util::sync::CancellationToken;
 
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("tessera-zset-aof-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(aof::FILE_NAME);
-    let log = Arc::new(Aof::open(&path, FsyncPolicy::Always)?);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let live = Arc::new(state(Some(log.clone()), addr.port())?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, live.clone(), shutdown.clone()));
+    let mut node = LoggedNode::start(FsyncPolicy::Always).await?;
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
     let script = [
         "ZADD {z}a 1 a 2 b 3 c 4 d 5 e 6 f 7 g 0.1 h inf i -inf j",
@@ -548,8 +478,7 @@ async fn zset_writes_replay_from_the_aof() -> anyhow::Result<()> {
         let reply = client.line(line).await?;
         assert!(!reply.starts_with('-'), "{line}: {reply}");
     }
-    shutdown.cancel();
-    server.await?;
+    node.stop().await?;
     log.flush_and_sync().await?;
 
     let replayed = state(None, addr.port())?;
@@ -558,7 +487,6 @@ async fn zset_writes_replay_from_the_aof() -> anyhow::Result<()> {
     let want = dump(&live.keyspace);
     assert!(want.contains_key(b"{z}u".as_slice()) && !want.contains_key(b"{z}gone".as_slice()));
     assert_eq!(dump(&replayed.keyspace), want);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -574,10 +502,9 @@ async fn random_commands_match_redis() -> anyhow::Result<()> {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
     let mut rng = StdRng::seed_from_u64(0x05ee_d2e7);
     let keys = ["{z}1", "{z}2", "{z}3"];
     let members = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "kk", "ll"];
@@ -588,7 +515,6 @@ async fn random_commands_match_redis() -> anyhow::Result<()> {
         "-inf", "+inf", "0", "(0", "1", "(2.5", "10", "(10", "-1", "x",
     ];
     let lex = ["-", "+", "[a", "(a", "[d", "(e", "[kk", "(zz", "x"];
-    let mut mismatches = Vec::new();
     for _ in 0..6000 {
         let k = keys[rng.random_range(0..keys.len())];
         let line = match rng.random_range(0..26) {
@@ -714,35 +640,12 @@ async fn random_commands_match_redis() -> anyhow::Result<()> {
                 pick(&mut rng, &lex)
             ),
         };
-        let args = parse_line(&line);
-        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let want = theirs
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("redis: {line}"))?;
-        let got = ours
-            .cmd(&refs)
-            .await
-            .with_context(|| format!("node: {line}"))?;
-        if want != got {
-            mismatches.push(format!(
-                "{line}\n   redis: {:?}\n    node: {:?}",
-                String::from_utf8_lossy(&want),
-                String::from_utf8_lossy(&got)
-            ));
+        diff.script(&line, "random").await?;
+        if diff.mismatches.len() > 20 {
+            break;
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    diff.assert_none();
     node.stop().await
 }
 
@@ -750,10 +653,9 @@ async fn random_commands_match_redis() -> anyhow::Result<()> {
 /// ranges with LIMIT, and removals agree with Redis on a few thousand members.
 #[tokio::test]
 async fn large_sets_match_redis() -> anyhow::Result<()> {
-    let redis = start_redis().await?;
+    let redis = RedisServer::start()?;
     let node = TestNode::start().await?;
-    let mut theirs = RawClient::connect(redis.addr).await?;
-    let mut ours = node.client().await?;
+    let mut diff = Differ::connect(redis.addr(), node.addr).await?;
     let mut script = String::new();
     for chunk in 0..30 {
         let mut line = String::from("ZADD {z}big");
@@ -785,12 +687,7 @@ ZRANGE {z}i 0 5 WITHSCORES
 ZCARD {z}i
 ",
     );
-    let mismatches = compare(&mut theirs, &mut ours, &script, "large").await?;
-    assert!(
-        mismatches.is_empty(),
-        "{} replies differ:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    diff.script(&script, "large").await?;
+    diff.assert_none();
     node.stop().await
 }

@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tessera_testkit::free_port;
+use tessera_testkit::temp::{temp_dir, TempDir};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -25,36 +27,12 @@ use tessera_shard_node::keyspace::{Keyspace, ValueRef};
 use tessera_shard_node::server::ServerStats;
 use tessera_shard_node::state::NodeState;
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "tessera-{name}-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    fn data(&self) -> PathBuf {
-        self.0.join("data")
-    }
-
-    fn aof(&self) -> PathBuf {
-        self.data().join(aof::FILE_NAME)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A `shard-node` process; killed if the test ends without stopping it.
+/// The node's data directory inside the test's temp dir.
+fn data_dir(dir: &TempDir) -> PathBuf {
+    dir.path().join("data")
+}
+
 struct Process {
     child: Child,
     addr: SocketAddr,
@@ -66,13 +44,6 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// Starts the binary on `dir`'s data directory and waits until it accepts writes.
@@ -94,12 +65,12 @@ async fn spawn_with(
     extra: &[&str],
 ) -> anyhow::Result<Process> {
     let port = free_port();
-    let log = dir.0.join(log_name);
+    let log = dir.path().join(log_name);
     let out = std::fs::File::create(&log)?;
     let child = Command::new(env!("CARGO_BIN_EXE_shard-node"))
         .args(["--port", &port.to_string()])
         .arg("--data-dir")
-        .arg(dir.data())
+        .arg(data_dir(dir))
         .args(["--control-plane", &format!("http://{control_plane}")])
         .args(["--appendfsync", fsync])
         .args(extra)
@@ -229,7 +200,7 @@ fn integer(reply: &[u8]) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_loses_nothing() -> anyhow::Result<()> {
-    let dir = TempDir::new("durability-term");
+    let dir = temp_dir("durability-term");
     let (_fake, control_plane, stop_cp) = cluster_support::start_assigning().await;
     let mut node = spawn(&dir, control_plane, "everysec", "node.log").await?;
     let mut client = RawClient::connect(node.addr).await?;
@@ -249,7 +220,7 @@ async fn sigterm_loses_nothing() -> anyhow::Result<()> {
     let log = node.log_text();
     assert!(!log.contains("ERROR"), "errors in the log:\n{log}");
 
-    let state = replayed(&dir.aof())?;
+    let state = replayed(&data_dir(&dir).join(aof::FILE_NAME))?;
     let ks = &state.keyspace;
     assert_eq!(string_at(ks, "k:2999").as_deref(), Some(&b"v2999"[..]));
     for i in 0..10 {
@@ -274,7 +245,7 @@ async fn sigterm_loses_nothing() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_everysec_loses_at_most_the_last_second() -> anyhow::Result<()> {
-    let dir = TempDir::new("durability-everysec");
+    let dir = temp_dir("durability-everysec");
     let (_fake, control_plane, stop_cp) = cluster_support::start_assigning().await;
     let mut node = spawn(&dir, control_plane, "everysec", "node.log").await?;
     let mut client = RawClient::connect(node.addr).await?;
@@ -288,7 +259,7 @@ async fn sigkill_under_everysec_loses_at_most_the_last_second() -> anyhow::Resul
     node.child.kill()?;
     node.exited().await?;
 
-    let state = replayed(&dir.aof())?;
+    let state = replayed(&data_dir(&dir).join(aof::FILE_NAME))?;
     let kept = counter_at(&state.keyspace, "counter");
     let last = acked.last().map(|a| a.1).unwrap_or(0);
     // Acknowledged over a second (plus scheduling slack) before the kill: on disk.
@@ -310,7 +281,7 @@ async fn sigkill_under_everysec_loses_at_most_the_last_second() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_always_loses_nothing_acknowledged() -> anyhow::Result<()> {
-    let dir = TempDir::new("durability-always");
+    let dir = temp_dir("durability-always");
     let (_fake, control_plane, stop_cp) = cluster_support::start_assigning().await;
     let mut node = spawn(&dir, control_plane, "always", "node.log").await?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -355,7 +326,7 @@ async fn sigkill_under_always_loses_nothing_acknowledged() -> anyhow::Result<()>
         acked.push(writer.await?);
     }
 
-    let state = replayed(&dir.aof())?;
+    let state = replayed(&data_dir(&dir).join(aof::FILE_NAME))?;
     for (id, last) in acked.iter().enumerate() {
         assert!(*last > 0, "writer {id} got acknowledgements");
         let kept = counter_at(&state.keyspace, &format!("always:{id}"));
@@ -370,7 +341,7 @@ async fn sigkill_under_always_loses_nothing_acknowledged() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_truncated_aof_loads_and_says_so() -> anyhow::Result<()> {
-    let dir = TempDir::new("durability-truncated");
+    let dir = temp_dir("durability-truncated");
     let (_fake, control_plane, stop_cp) = cluster_support::start_assigning().await;
     let mut node = spawn(&dir, control_plane, "everysec", "node.log").await?;
     let mut client = RawClient::connect(node.addr).await?;
@@ -382,11 +353,11 @@ async fn hand_truncated_aof_loads_and_says_so() -> anyhow::Result<()> {
     assert!(node.exited().await?);
 
     // Cut the last record (`SET t:99 value-99`) in the middle, as a crash mid-write leaves it.
-    let whole = std::fs::read(dir.aof())?;
+    let whole = std::fs::read(data_dir(&dir).join(aof::FILE_NAME))?;
     let last_record = aof_record(&["SET", "t:99", "value-99"]);
     assert!(whole.ends_with(&last_record));
     let keep = whole.len() - 7;
-    std::fs::write(dir.aof(), &whole[..keep])?;
+    std::fs::write(data_dir(&dir).join(aof::FILE_NAME), &whole[..keep])?;
 
     let node = spawn(&dir, control_plane, "everysec", "node2.log").await?;
     let mut client = RawClient::connect(node.addr).await?;
@@ -402,7 +373,7 @@ async fn hand_truncated_aof_loads_and_says_so() -> anyhow::Result<()> {
     let mut node = node;
     node.signal("TERM")?;
     assert!(node.exited().await?);
-    let now = std::fs::read(dir.aof())?;
+    let now = std::fs::read(data_dir(&dir).join(aof::FILE_NAME))?;
     assert!(now.starts_with(&whole[..whole.len() - last_record.len()]));
     assert!(now.ends_with(&aof_record(&["SET", "ready:probe", "1"])));
     drop(node);
@@ -412,7 +383,7 @@ async fn hand_truncated_aof_loads_and_says_so() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bgrewriteaof_and_automatic_rewrites_compact_a_running_node() -> anyhow::Result<()> {
-    let dir = TempDir::new("durability-rewrite");
+    let dir = temp_dir("durability-rewrite");
     let (_fake, control_plane, stop_cp) = cluster_support::start_assigning().await;
     let flags = [
         "--auto-aof-rewrite-percentage",
@@ -430,14 +401,14 @@ async fn bgrewriteaof_and_automatic_rewrites_compact_a_running_node() -> anyhow:
         .iter()
         .map(|words| encode(&words.iter().map(Vec::as_slice).collect::<Vec<_>>()).len())
         .sum();
-    let before = file_reaches(&dir.aof(), logged as u64).await?;
+    let before = file_reaches(&data_dir(&dir).join(aof::FILE_NAME), logged as u64).await?;
     assert_eq!(
         client.line("BGREWRITEAOF").await?,
         "+Background append only file rewriting started\r\n"
     );
     node.log_shows("Background AOF rewrite finished successfully")
         .await?;
-    let after = std::fs::metadata(dir.aof())?.len();
+    let after = std::fs::metadata(data_dir(&dir).join(aof::FILE_NAME))?.len();
     assert!(after < before / 10, "compacted: {before} -> {after} bytes");
 
     // Past 200kb and twice the rewritten size: the node rewrites by itself.
@@ -459,7 +430,7 @@ async fn bgrewriteaof_and_automatic_rewrites_compact_a_running_node() -> anyhow:
     pipeline(&mut client, &incrs).await?;
     node.signal("TERM")?;
     assert!(node.exited().await?);
-    let state = replayed(&dir.aof())?;
+    let state = replayed(&data_dir(&dir).join(aof::FILE_NAME))?;
     for i in 0..10 {
         assert_eq!(counter_at(&state.keyspace, &format!("c:{i}")), 12 * 200);
     }

@@ -5,17 +5,16 @@
 
 mod data_support;
 
+use data_support::LoggedNode;
+
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use data_support::{dump_keyspace, node_state, RawClient, TestNode};
-use tessera_shard_node::aof::{self, Aof, FsyncPolicy};
+use tessera_shard_node::aof::{self, FsyncPolicy};
+use tessera_shard_node::cmd;
 use tessera_shard_node::evict::used_memory;
-use tessera_shard_node::{cmd, server};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -398,19 +397,8 @@ async fn allkeys_lfu_keeps_keys_that_are_read_often() -> anyhow::Result<()> {
 #[tokio::test]
 async fn evictions_are_logged_and_replay_to_the_same_keyspace() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
-    let dir = std::env::temp_dir().join(format!(
-        "tessera-evict-aof-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(aof::FILE_NAME);
-    let log = Arc::new(Aof::open(&path, FsyncPolicy::Everysec)?);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let live = Arc::new(node_state(Some(log.clone()), addr.port())?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, live.clone(), shutdown.clone()));
+    let mut node = LoggedNode::start(FsyncPolicy::Everysec).await?;
+    let (path, log, live, addr) = node.parts();
     let mut client = RawClient::connect(addr).await?;
     client.line("PING").await?;
     let limit = used_memory() + HEADROOM;
@@ -424,8 +412,7 @@ async fn evictions_are_logged_and_replay_to_the_same_keyspace() -> anyhow::Resul
     for i in 0..total {
         assert_eq!(client.line(&format!("SET k:{i} {value}")).await?, "+OK\r\n");
     }
-    shutdown.cancel();
-    server.await?;
+    node.stop().await?;
     log.flush_and_sync().await?;
     let evicted = live.evictor.evicted_total();
     assert!(evicted > 0, "nothing was evicted");
@@ -442,7 +429,6 @@ async fn evictions_are_logged_and_replay_to_the_same_keyspace() -> anyhow::Resul
     let got_keys: HashSet<_> = got.keys().collect();
     assert_eq!(got_keys, want_keys);
     assert!(got == want, "replayed values differ");
-    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 

@@ -3,8 +3,8 @@
 
 mod cluster_support;
 
-use std::path::PathBuf;
 use std::time::Duration;
+use tessera_testkit::temp::temp_dir;
 
 use bytes::{Bytes, BytesMut};
 use tessera_proto::resp::frame::{self, Frame, FrameLimits};
@@ -17,25 +17,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use cluster_support::eventually;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "tessera-{name}-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A running node and what stops it.
 struct Running {
@@ -97,8 +78,8 @@ async fn command(stream: &mut TcpStream, args: &[&str]) -> Frame {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keeps_its_id_and_its_writes_across_a_clean_restart() {
     let (fake, control_plane, stop_fake) = cluster_support::start_assigning().await;
-    let dir = TempDir::new("node-lifecycle");
-    let mut config = Config::with_data_dir(&dir.0);
+    let dir = temp_dir("node-lifecycle");
+    let mut config = Config::with_data_dir(dir.path());
     config.control_plane = format!("http://{control_plane}");
 
     let node = start(config.clone()).await;
@@ -107,7 +88,7 @@ async fn keeps_its_id_and_its_writes_across_a_clean_restart() {
         !fake.registered.lock().is_empty()
     })
     .await;
-    let id = node_id::load_or_create(&dir.0).expect("the node id exists");
+    let id = node_id::load_or_create(dir.path()).expect("the node id exists");
     assert_eq!(fake.registered.lock()[0].node_id, id.to_string());
     assert_eq!(
         fake.registered.lock()[0].announce_port,
@@ -135,7 +116,7 @@ async fn keeps_its_id_and_its_writes_across_a_clean_restart() {
 
     // The AOF holds the writes after the clean stop.
     let mut records = Vec::new();
-    aof::load(&dir.0.join(aof::FILE_NAME), |r| {
+    aof::load(&dir.path().join(aof::FILE_NAME), |r| {
         records.push(r);
         Ok::<(), String>(())
     })
@@ -169,8 +150,8 @@ async fn keeps_its_id_and_its_writes_across_a_clean_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_without_a_control_plane_and_stops_cleanly() {
-    let dir = TempDir::new("node-no-control-plane");
-    let mut config = Config::with_data_dir(&dir.0);
+    let dir = temp_dir("node-no-control-plane");
+    let mut config = Config::with_data_dir(dir.path());
     let dead = cluster_support::dead_port().await;
     config.control_plane = format!("http://127.0.0.1:{dead}");
     let node = start(config).await;
@@ -203,19 +184,19 @@ async fn serves_without_a_control_plane_and_stops_cleanly() {
     );
     drop(client);
     node.stop().await;
-    assert!(dir.0.join(node_id::FILE_NAME).exists());
+    assert!(dir.path().join(node_id::FILE_NAME).exists());
 }
 
 #[tokio::test]
 async fn a_damaged_aof_stops_start_up() {
-    let dir = TempDir::new("node-damaged-aof");
-    std::fs::create_dir_all(&dir.0).expect("mkdir");
+    let dir = temp_dir("node-damaged-aof");
+    std::fs::create_dir_all(dir.path()).expect("mkdir");
     std::fs::write(
-        dir.0.join(aof::FILE_NAME),
+        dir.path().join(aof::FILE_NAME),
         b"not an aof\r\n*1\r\n$4\r\nPING\r\n",
     )
     .expect("write");
-    let mut config = Config::with_data_dir(&dir.0);
+    let mut config = Config::with_data_dir(dir.path());
     config.control_plane = "http://127.0.0.1:1".to_string();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let result = tokio::time::timeout(

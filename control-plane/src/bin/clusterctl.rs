@@ -9,6 +9,8 @@ use tessera_control_plane::clusterctl::{execute, Cli};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs (RUST_LOG) go to stderr, as every binary's do: stdout is the command's output.
+    tessera_proto::process::init_logging(tessera_proto::process::LogFormat::Text);
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut out = std::io::stdout();

@@ -1,65 +1,26 @@
-//! Test harness: three real redis-servers formed into a Redis Cluster, a fake control plane
-//! (gRPC, serving a topology the test sets), the proxy in-process, and a small RESP client.
+//! Test harness: three real redis-servers formed into a Redis Cluster (the backends, so the proxy
+//! is checked against Redis itself), `tessera_testkit`'s fake control plane serving a topology
+//! the test sets, the proxy in-process, and a RESP client that decodes replies into frames.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bytes::{Bytes, BytesMut};
-use tessera_proto::pb;
-use tessera_proto::pb::control_plane_server::{ControlPlane, ControlPlaneServer};
+use bytes::Bytes;
 use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::Frame;
-use tessera_proto::topology::{NodeId, NodeSpec, Stamp, Topology};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio_stream::wrappers::{TcpListenerStream, WatchStream};
-use tokio_stream::{Stream, StreamExt};
+use tessera_proto::topology::{NodeId, NodeSpec, Topology};
+use tessera_testkit::fake_control_plane::{self, Fake};
+use tessera_testkit::RawClient;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
 
-/// Polls `check` every 50 ms for at most `limit`.
-pub async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("condition not met within {limit:?}")
-}
-
-/// A free port whose cluster bus port (+10000) is free too, neither of them handed out before
-/// in this test process (the kernel may give one ephemeral port to two binds in a row).
-fn free_port() -> Result<u16> {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    for _ in 0..100 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = l.local_addr()?.port();
-        // Neither this port nor its bus port may be one given before, or a given one's bus port.
-        let taken = |p: u16| given.iter().any(|&g| g == p || g + 10000 == p);
-        if port < 55000
-            && !taken(port)
-            && !taken(port + 10000)
-            && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
-        {
-            given.push(port);
-            return Ok(port);
-        }
-    }
-    bail!("no free port pair found")
-}
+#[allow(unused_imports)] // each test binary uses some of them
+pub use tessera_testkit::wait::wait_for;
+use tessera_testkit::{free_port, temp_dir};
 
 /// A redis-server child process, killed on drop.
 pub struct RedisNode {
@@ -93,36 +54,25 @@ impl Drop for RedisNode {
 /// as `redis-cli --cluster create` splits them.
 pub struct RedisCluster {
     pub nodes: Vec<RedisNode>,
-    dir: PathBuf,
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        self.nodes.clear();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    /// Dropped after the nodes (field order), so they stop before their folder goes.
+    dir: tessera_testkit::temp::TempDir,
 }
 
 pub const RANGES: [(u32, u32); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
 
 impl RedisCluster {
     pub async fn start() -> Result<RedisCluster> {
-        let dir = std::env::temp_dir().join(format!(
-            "tessera-proxy-test-{}-{}",
-            std::process::id(),
-            free_port()?
-        ));
-        std::fs::create_dir_all(&dir)?;
+        let dir = temp_dir("proxy-test");
         let mut nodes = Vec::new();
         for _ in 0..3 {
-            let port = free_port()?;
+            let port = free_port();
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--cluster-enabled", "yes", "--cluster-config-file"])
-                .arg(dir.join(format!("nodes-{port}.conf")))
+                .arg(dir.path().join(format!("nodes-{port}.conf")))
                 .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
                 .arg("--dir")
-                .arg(&dir)
+                .arg(dir.path())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -197,69 +147,10 @@ impl RedisCluster {
     }
 }
 
-/// A control plane double: GetTopology and WatchTopology over a topology the test sets.
-#[derive(Clone)]
-pub struct FakeControlPlane {
-    topology: watch::Sender<Topology>,
-}
-
-#[tonic::async_trait]
-impl ControlPlane for FakeControlPlane {
-    async fn register_node(
-        &self,
-        _: Request<pb::RegisterNodeRequest>,
-    ) -> Result<Response<pb::RegisterNodeResponse>, Status> {
-        Err(Status::unimplemented("test double"))
-    }
-    async fn heartbeat(
-        &self,
-        _: Request<pb::HeartbeatRequest>,
-    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        Err(Status::unimplemented("test double"))
-    }
-    async fn create_cluster(
-        &self,
-        _: Request<pb::CreateClusterRequest>,
-    ) -> Result<Response<pb::CreateClusterResponse>, Status> {
-        Err(Status::unimplemented("test double"))
-    }
-    async fn get_topology(
-        &self,
-        _: Request<pb::GetTopologyRequest>,
-    ) -> Result<Response<pb::Topology>, Status> {
-        Ok(Response::new(pb::Topology::from(&*self.topology.borrow())))
-    }
-
-    type WatchTopologyStream = Pin<Box<dyn Stream<Item = Result<pb::Topology, Status>> + Send>>;
-
-    async fn watch_topology(
-        &self,
-        request: Request<pb::WatchTopologyRequest>,
-    ) -> Result<Response<Self::WatchTopologyStream>, Status> {
-        let after = request
-            .into_inner()
-            .after
-            .map(Stamp::try_from)
-            .transpose()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?
-            .unwrap_or_default();
-        let stream = WatchStream::new(self.topology.subscribe())
-            .filter(move |t| t.stamp().supersedes(&after))
-            .map(|t| Ok(pb::Topology::from(&t)));
-        Ok(Response::new(Box::pin(stream)))
-    }
-    async fn set_setting(
-        &self,
-        _: Request<pb::SetSettingRequest>,
-    ) -> Result<Response<pb::Settings>, Status> {
-        Err(Status::unimplemented("test double"))
-    }
-}
-
 /// Everything one test needs: the cluster, the fake control plane, and a proxy in-process.
 pub struct Harness {
     pub cluster: RedisCluster,
-    pub control: watch::Sender<Topology>,
+    pub control: Arc<Fake>,
     pub proxy_port: u16,
     grpc_addr: std::net::SocketAddr,
     backend_timeout: Duration,
@@ -281,19 +172,8 @@ impl Harness {
     pub async fn start_with_timeout(backend_timeout: Duration) -> Result<Harness> {
         let cluster = RedisCluster::start().await?;
         let shutdown = CancellationToken::new();
-        let (control, _) = watch::channel(cluster.topology(1));
-        let service = FakeControlPlane {
-            topology: control.clone(),
-        };
-        let grpc = TcpListener::bind("127.0.0.1:0").await?;
-        let grpc_addr = grpc.local_addr()?;
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(ControlPlaneServer::new(service))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stop.cancelled())
-                .await;
-        });
+        let control = Arc::new(Fake::new(cluster.topology(1)));
+        let grpc_addr = fake_control_plane::start(control.clone(), shutdown.clone()).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let proxy_port = listener.local_addr()?.port();
         let mut config = tessera_proxy::Config::for_tests(format!("http://{grpc_addr}"));
@@ -360,55 +240,35 @@ impl Harness {
 
     /// Publishes `topology` to the proxy through the watch stream.
     pub fn publish(&self, topology: Topology) {
-        self.control.send_replace(topology);
+        self.control.publish(topology);
     }
 }
 
-/// A minimal RESP client for tests.
+/// A RESP client for tests that decodes replies into frames (`tessera_testkit::RawClient`
+/// underneath, for the raw bytes).
 pub struct Client {
-    stream: TcpStream,
-    buf: BytesMut,
+    raw: RawClient,
 }
 
 pub fn encode(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    out
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    tessera_testkit::encode(&args)
 }
 
 impl Client {
     pub async fn connect(port: u16) -> Result<Client> {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
         Ok(Client {
-            stream,
-            buf: BytesMut::new(),
+            raw: RawClient::connect_port(port).await?,
         })
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
-        self.stream.write_all(bytes).await?;
-        Ok(())
+        self.raw.send_raw(bytes).await
     }
 
-    /// Reads one reply as raw bytes (within 5 s).
+    /// Reads one reply as raw bytes.
     pub async fn read_raw(&mut self) -> Result<Bytes> {
-        let read = async {
-            loop {
-                if !self.buf.is_empty() {
-                    if let Some(len) = frame::check(&self.buf, &FrameLimits::default())? {
-                        return Ok(self.buf.split_to(len).freeze());
-                    }
-                }
-                if self.stream.read_buf(&mut self.buf).await? == 0 {
-                    bail!("connection closed");
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(5), read)
-            .await
-            .context("reply timed out")?
+        self.raw.read_reply().await
     }
 
     pub async fn read(&mut self) -> Result<Frame> {
@@ -432,38 +292,32 @@ impl Client {
         }
     }
 
-    /// Every frame that arrives until the connection has been quiet for 300 ms, raw.
+    /// Every reply that arrives until the connection has been quiet for 300 ms, raw.
     pub async fn read_quiet(&mut self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        loop {
-            if !self.buf.is_empty() {
-                if let Some(len) = frame::check(&self.buf, &FrameLimits::default())? {
-                    out.extend_from_slice(&self.buf.split_to(len));
-                    continue;
-                }
-            }
-            match tokio::time::timeout(
-                Duration::from_millis(300),
-                self.stream.read_buf(&mut self.buf),
-            )
-            .await
-            {
-                Ok(Ok(0)) => bail!("connection closed"),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e.into()),
-                Err(_) => return Ok(out),
-            }
+        // Reading is cancel-safe: bytes of a reply cut short by the timeout stay buffered.
+        while let Ok(reply) =
+            tokio::time::timeout(Duration::from_millis(300), self.raw.read_reply()).await
+        {
+            out.extend_from_slice(&reply?);
         }
+        Ok(out)
     }
 
     /// Whether the server has closed the connection (within 2 s).
     pub async fn closed(&mut self) -> bool {
-        let mut byte = [0u8; 1];
         matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.stream.read(&mut byte)).await,
-            Ok(Ok(0)) | Ok(Err(_))
+            tokio::time::timeout(Duration::from_secs(2), self.raw.closed()).await,
+            Ok(Ok(true))
         )
     }
+}
+
+/// Sends `args` to the proxy and to a real Redis (a node of the backend cluster, or an oracle
+/// redis-server) and asserts the replies are the same bytes; returns the proxy's.
+pub async fn same(proxy: &mut Client, redis: &mut Client, args: &[&str]) -> Result<Bytes> {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    tessera_testkit::diff::same_reply(&mut redis.raw, &mut proxy.raw, &args).await
 }
 
 pub fn bulk(s: &str) -> Frame {

@@ -1,33 +1,27 @@
-//! Shared by the data-path tests: a node served in-process on port 0 with a fixed topology, and a
-//! raw RESP client that reads replies as bytes, so tests compare exactly what a client receives.
+//! Shared by the data-path tests: a node served in-process on port 0 with a fixed topology (no
+//! control plane), and its state for tests that look inside. The raw client, the oracle and the
+//! differential checker are `tessera_testkit`'s.
 
 #![allow(dead_code)]
 
-pub mod diff;
-pub mod oracle;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
-use bytes::Bytes;
-use tessera_proto::resp::frame::{self, FrameLimits};
+use anyhow::Context;
 use tessera_proto::topology::{NodeId, NodeSpec, Topology};
 use tessera_shard_node::cluster::ClusterView;
 use tessera_shard_node::keyspace::Keyspace;
 use tessera_shard_node::server::{self, ServerStats};
 use tessera_shard_node::state::NodeState;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub const MYSELF: &str = "1111111111111111111111111111111111111111";
 pub const OTHER: &str = "2222222222222222222222222222222222222222";
 pub const THIRD: &str = "3333333333333333333333333333333333333333";
-/// How long any single reply may take before a test fails instead of hanging.
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+#[allow(unused_imports)] // each test binary uses some of them
+pub use tessera_testkit::{client::REPLY_TIMEOUT, encode, words, RawClient};
 
 pub fn node(id: &str, port: u16) -> NodeSpec {
     NodeSpec {
@@ -141,98 +135,6 @@ impl Drop for TestNode {
     }
 }
 
-/// A RESP client that sends raw bytes and returns replies as the raw bytes received.
-pub struct RawClient {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-}
-
-/// A command as a RESP multibulk.
-pub fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
-/// Splits a command line on spaces (test commands contain no spaces inside arguments).
-pub fn words(line: &str) -> Vec<&[u8]> {
-    line.split(' ').map(str::as_bytes).collect()
-}
-
-impl RawClient {
-    pub async fn connect(addr: SocketAddr) -> anyhow::Result<RawClient> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(RawClient {
-            stream,
-            buffer: Vec::new(),
-        })
-    }
-
-    pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        self.stream.write_all(bytes).await?;
-        Ok(())
-    }
-
-    /// Reads one complete reply.
-    pub async fn read_reply(&mut self) -> anyhow::Result<Bytes> {
-        let limits = FrameLimits::default();
-        for _ in 0..100_000 {
-            if let Some(len) = frame::check(&self.buffer, &limits)? {
-                let reply: Vec<u8> = self.buffer.drain(..len).collect();
-                return Ok(Bytes::from(reply));
-            }
-            self.buffer.reserve(64 * 1024);
-            let n = tokio::time::timeout(REPLY_TIMEOUT, self.stream.read_buf(&mut self.buffer))
-                .await
-                .context("timed out waiting for a reply")??;
-            if n == 0 {
-                bail!(
-                    "connection closed; partial reply {:?}",
-                    String::from_utf8_lossy(&self.buffer)
-                );
-            }
-        }
-        bail!("reply never completed")
-    }
-
-    /// Sends one command and reads its reply.
-    pub async fn cmd(&mut self, args: &[&[u8]]) -> anyhow::Result<Bytes> {
-        self.send_raw(&encode(args)).await?;
-        self.read_reply().await
-    }
-
-    /// `cmd` over a space-separated line, reply as (lossy) text.
-    pub async fn line(&mut self, line: &str) -> anyhow::Result<String> {
-        let reply = self.cmd(&words(line)).await?;
-        Ok(String::from_utf8_lossy(&reply).into_owned())
-    }
-
-    /// True once the peer has closed the connection (reads what is left first), within the timeout.
-    pub async fn closed(&mut self) -> anyhow::Result<bool> {
-        for _ in 0..1000 {
-            self.buffer.reserve(4096);
-            match tokio::time::timeout(REPLY_TIMEOUT, self.stream.read_buf(&mut self.buffer)).await
-            {
-                Err(_) => return Ok(false),
-                Ok(Ok(0)) => return Ok(true),
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return Ok(true),
-            }
-        }
-        Ok(false)
-    }
-
-    /// Bytes received and not yet returned as a reply.
-    pub fn pending(&self) -> &[u8] {
-        &self.buffer
-    }
-}
-
 /// A node state owning every slot, with `aof` as its append-only file: what the AOF replay tests
 /// run live and replay into.
 pub fn node_state(
@@ -262,4 +164,84 @@ pub fn dump_keyspace(
         }
     }
     all
+}
+
+/// A node served in-process that logs every write to an append-only file in a temp dir: what the
+/// replay tests write through, then replay into a fresh state and compare with the live one.
+pub struct LoggedNode {
+    pub path: std::path::PathBuf,
+    pub log: Arc<tessera_shard_node::aof::Aof>,
+    pub live: Arc<NodeState>,
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+    _dir: tessera_testkit::temp::TempDir,
+}
+
+impl LoggedNode {
+    pub async fn start(fsync: tessera_shard_node::aof::FsyncPolicy) -> anyhow::Result<LoggedNode> {
+        let dir = tessera_testkit::temp_dir("logged-node");
+        let path = dir.path().join(tessera_shard_node::aof::FILE_NAME);
+        let log = Arc::new(tessera_shard_node::aof::Aof::open(&path, fsync)?);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let live = Arc::new(node_state(Some(log.clone()), addr.port())?);
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(server::serve(listener, live.clone(), shutdown.clone()));
+        Ok(LoggedNode {
+            path,
+            log,
+            live,
+            addr,
+            shutdown,
+            server,
+            _dir: dir,
+        })
+    }
+
+    /// The log's path, the log, the live state and the address: what a replay test uses.
+    pub fn parts(
+        &self,
+    ) -> (
+        std::path::PathBuf,
+        Arc<tessera_shard_node::aof::Aof>,
+        Arc<NodeState>,
+        SocketAddr,
+    ) {
+        (
+            self.path.clone(),
+            self.log.clone(),
+            self.live.clone(),
+            self.addr,
+        )
+    }
+
+    /// Stops serving and waits for the server (the log stays open: the test flushes it).
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        (&mut self.server).await?;
+        Ok(())
+    }
+}
+
+/// Waits (bounded: 5 s) until exactly `n` clients are blocked on `state`'s keyspace: how a test
+/// knows a BLPOP has parked before it pushes.
+pub async fn until_blocked_on(state: &NodeState, n: usize) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let now = state.keyspace.blocking().blocked_clients();
+        if now == n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "expected {n} blocked clients, have {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+/// `until_blocked_on` a test node.
+pub async fn until_blocked(node: &TestNode, n: usize) -> anyhow::Result<()> {
+    until_blocked_on(&node.state, n).await
 }
