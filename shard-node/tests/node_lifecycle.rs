@@ -208,3 +208,97 @@ async fn a_damaged_aof_stops_start_up() {
     let error = result.expect_err("a damaged AOF is an error");
     assert!(error.to_string().contains("bad file format"), "{error}");
 }
+
+/// Node-internal commands are reachable only on the cluster bus, and there only with the node
+/// secret: a client connection that sends the forwarded-PUBLISH command gets Redis's unknown
+/// command error, while a peer on the bus that logged in delivers it to the node's subscribers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_commands_only_on_the_cluster_bus() {
+    let (fake, control_plane, stop_fake) = cluster_support::start_assigning().await;
+    let dir = temp_dir("node-bus");
+    let mut config = Config::with_data_dir(dir.path());
+    config.control_plane = format!("http://{control_plane}");
+    config.node_secret = Some("s3cret".to_string());
+    let node = start(config).await;
+    eventually("registration", Duration::from_secs(10), || {
+        !fake.registered.lock().is_empty()
+    })
+    .await;
+    let bus_port = fake.registered.lock()[0].announce_bus_port as u16;
+    assert_ne!(bus_port, node.port);
+
+    let mut subscriber = TcpStream::connect(("127.0.0.1", node.port))
+        .await
+        .expect("connect");
+    assert_eq!(
+        command(&mut subscriber, &["AUTH", "s3cret"]).await,
+        Frame::ok()
+    );
+    command(&mut subscriber, &["SUBSCRIBE", "news"]).await;
+
+    let mut client = TcpStream::connect(("127.0.0.1", node.port))
+        .await
+        .expect("connect");
+    assert_eq!(command(&mut client, &["AUTH", "s3cret"]).await, Frame::ok());
+    assert_eq!(
+        command(&mut client, &["TESSERA.PUBLISHLOCAL", "news", "forged"]).await,
+        Frame::error(
+            "ERR unknown command 'TESSERA.PUBLISHLOCAL', with args beginning with: 'news' 'forged' "
+        )
+    );
+
+    let mut peer = TcpStream::connect(("127.0.0.1", bus_port))
+        .await
+        .expect("connect to the bus");
+    assert_eq!(
+        command(&mut peer, &["PING"]).await,
+        Frame::error("NOAUTH Authentication required.")
+    );
+    assert_eq!(
+        command(&mut peer, &["AUTH", "wrong"]).await,
+        Frame::error("WRONGPASS invalid username-password pair or user is disabled.")
+    );
+    assert_eq!(
+        command(&mut peer, &["TESSERA.PUBLISHLOCAL", "news", "forged"]).await,
+        Frame::error("NOAUTH Authentication required.")
+    );
+    assert_eq!(command(&mut peer, &["AUTH", "s3cret"]).await, Frame::ok());
+    assert_eq!(
+        command(&mut peer, &["PING"]).await,
+        Frame::Simple(Bytes::from_static(b"PONG"))
+    );
+    assert_eq!(
+        command(&mut peer, &["GET", "k"]).await,
+        Frame::error("ERR unknown command 'GET' on the cluster bus")
+    );
+    assert_eq!(
+        command(&mut peer, &["TESSERA.PUBLISHLOCAL", "news", "hello"]).await,
+        Frame::Integer(1)
+    );
+    // The subscriber got the bus's message, and never the client's forged one.
+    let mut buf = BytesMut::new();
+    let message = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some((frame, _)) =
+                frame::parse(&buf, &FrameLimits::default()).expect("reply parses")
+            {
+                return frame;
+            }
+            let n = subscriber.read_buf(&mut buf).await.expect("read");
+            assert!(n > 0, "connection closed");
+        }
+    })
+    .await
+    .expect("the message in time");
+    assert_eq!(
+        message,
+        Frame::Array(vec![
+            Frame::bulk("message"),
+            Frame::bulk("news"),
+            Frame::bulk("hello")
+        ])
+    );
+    drop((subscriber, client, peer));
+    node.stop().await;
+    stop_fake.cancel();
+}
