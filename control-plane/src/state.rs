@@ -623,8 +623,8 @@ mod tests {
         assert_eq!(snapshot.owner(16383).map(|n| n.id.clone()), Some(id(3)));
     }
 
-    #[test]
-    fn forgetting_reindexes_the_slot_map() {
+    /// A slotless node 9 at index 0 (127.0.0.1:6999), then nodes 1-3 created as the masters.
+    fn created_after_a_slotless_node() -> ClusterState {
         let mut state = ClusterState::new(Settings::default(), identity());
         assert!(state.register(reg(9, 6999), 0));
         for n in 1..=3 {
@@ -633,6 +633,12 @@ mod tests {
         state
             .create(&[id(1), id(2), id(3)], false, 0)
             .expect("create");
+        state
+    }
+
+    #[test]
+    fn forgetting_reindexes_the_slot_map() {
+        let mut state = created_after_a_slotless_node();
         assert!(
             state.register(reg(8, 6999), 0),
             "replaces node 9 at index 0"
@@ -776,14 +782,7 @@ mod tests {
 
     #[test]
     fn migrations_persist_and_follow_reindexing() {
-        let mut state = ClusterState::new(Settings::default(), identity());
-        assert!(state.register(reg(9, 6999), 0));
-        for n in 1..=3 {
-            assert!(state.register(reg(n, 7000 + u16::from(n) - 1), 0));
-        }
-        state
-            .create(&[id(1), id(2), id(3)], false, 0)
-            .expect("create");
+        let mut state = created_after_a_slotless_node();
         state.intent.migrations.push(SlotMigration {
             slot: 100,
             source: 1,

@@ -7,6 +7,7 @@ pub mod command;
 pub mod control_plane;
 pub mod glob;
 pub mod long_double;
+pub mod output_budget;
 pub mod pb;
 pub mod process;
 pub mod resp;

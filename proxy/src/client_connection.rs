@@ -22,9 +22,10 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 
 use crate::client_list::Stop;
-use crate::pubsub::{Budget, Event, Subscriber};
+use crate::pubsub::{Event, Subscriber};
 use crate::session::{Reply, Session};
 use crate::shared::Shared;
+use tessera_proto::output_budget::OutputBudget;
 
 /// Most replies a client may have outstanding; past it the proxy stops reading from it until
 /// replies drain (backpressure instead of unbounded memory).
@@ -265,7 +266,11 @@ async fn next_event(sub: &mut Option<Box<Subscriber>>, shared: &Shared) -> Event
 
 /// Writes `output`; for a subscribed client, gives up when it goes past its output buffer limit
 /// (a slow reader must not hold the proxy's memory). False when the client is to be dropped.
-async fn write_out(writer: &mut OwnedWriteHalf, output: &[u8], budget: Option<&Budget>) -> bool {
+async fn write_out(
+    writer: &mut OwnedWriteHalf,
+    output: &[u8],
+    budget: Option<&OutputBudget>,
+) -> bool {
     match budget {
         None => writer.write_all(output).await.is_ok(),
         Some(budget) => tokio::select! {

@@ -31,70 +31,23 @@
 //! answers them ASK or TRYAGAIN.)
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use tessera_proto::output_budget::OutputBudget;
 use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::{Frame, Protocol};
 use tessera_proto::slot::key_hash_slot;
 use tessera_proto::topology::Access;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 use crate::backend::follow::{self, Hops, Redirection, Step};
 use crate::router::CROSSSLOT;
 use crate::session::{Reply, Session};
 use crate::shared::Shared;
 use crate::topology::Routes;
-
-/// Redis's default `client-output-buffer-limit pubsub 32mb 8mb 60`.
-pub const HARD_LIMIT: usize = 32 * 1024 * 1024;
-pub const SOFT_LIMIT: usize = 8 * 1024 * 1024;
-pub const SOFT_SECONDS: Duration = Duration::from_secs(60);
-
-/// Bytes owed to one client, and the signal that it went past its limit.
-#[derive(Debug, Default)]
-pub struct Budget {
-    bytes: AtomicUsize,
-    over_soft: AtomicBool,
-    soft_since: Mutex<Option<Instant>>,
-    overflow: CancellationToken,
-}
-
-impl Budget {
-    /// Counts `n` more bytes owed; false (and the overflow signal) once past the limit.
-    fn add(&self, n: usize) -> bool {
-        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
-        if total > HARD_LIMIT {
-            self.overflow.cancel();
-            return false;
-        }
-        if total > SOFT_LIMIT {
-            self.over_soft.store(true, Ordering::Relaxed);
-            let mut since = self.soft_since.lock().unwrap_or_else(|p| p.into_inner());
-            let start = *since.get_or_insert_with(Instant::now);
-            if start.elapsed() >= SOFT_SECONDS {
-                self.overflow.cancel();
-                return false;
-            }
-        } else if self.over_soft.swap(false, Ordering::Relaxed) {
-            *self.soft_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-        true
-    }
-
-    /// `n` bytes were written to the client.
-    pub fn written(&self, n: usize) {
-        self.bytes.fetch_sub(n, Ordering::Relaxed);
-    }
-
-    pub fn overflow(&self) -> &CancellationToken {
-        &self.overflow
-    }
-}
 
 /// What a subscription connection hands the client connection.
 #[derive(Debug)]
@@ -159,7 +112,7 @@ pub struct Subscriber {
     conns: Vec<SubConn>,
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
-    budget: Arc<Budget>,
+    budget: Arc<OutputBudget>,
     channels: HashSet<Bytes>,
     patterns: HashSet<Bytes>,
     /// Shard channels and the index of the connection that holds each.
@@ -192,7 +145,7 @@ impl Subscriber {
             conns: Vec::new(),
             events_tx,
             events,
-            budget: Arc::new(Budget::default()),
+            budget: Arc::new(OutputBudget::default()),
             channels: HashSet::new(),
             patterns: HashSet::new(),
             shard: Vec::new(),
@@ -213,7 +166,7 @@ impl Subscriber {
         (self.channels.len(), self.patterns.len(), self.shard.len())
     }
 
-    pub fn budget(&self) -> &Arc<Budget> {
+    pub fn budget(&self) -> &Arc<OutputBudget> {
         &self.budget
     }
 
@@ -224,7 +177,7 @@ impl Subscriber {
             let waiting = !self.moving.is_empty();
             tokio::select! {
                 event = self.events.recv() => return event.unwrap_or(Event::Closed),
-                _ = self.budget.overflow.cancelled() => return Event::Overflow,
+                _ = self.budget.overflow().cancelled() => return Event::Overflow,
                 _ = tokio::time::sleep_until(self.look_again), if waiting => {
                     self.follow_moves(shared);
                 }
@@ -286,7 +239,7 @@ impl Subscriber {
                 Event::Closed | Event::Overflow => return (received, true),
             }
         }
-        (received, self.budget.overflow.is_cancelled())
+        (received, self.budget.overflow().is_cancelled())
     }
 
     /// Subscribes each moved shard channel at its slot's owner once the topology names one other
@@ -801,7 +754,7 @@ async fn run_conn(
     secret: Option<Arc<str>>,
     mut requests: mpsc::UnboundedReceiver<Outgoing>,
     events: mpsc::UnboundedSender<Event>,
-    budget: Arc<Budget>,
+    budget: Arc<OutputBudget>,
 ) {
     let (socket, mut buf) = match crate::backend::connection::connect(
         &addr,
@@ -931,35 +884,6 @@ fn is_marker_reply(frame: &[u8], marker: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn budget_trips_past_the_hard_limit() {
-        let budget = Budget::default();
-        assert!(budget.add(HARD_LIMIT / 2));
-        assert!(!budget.overflow().is_cancelled());
-        budget.written(HARD_LIMIT / 2);
-        assert!(budget.add(HARD_LIMIT));
-        assert!(!budget.add(1));
-        assert!(budget.overflow().is_cancelled());
-    }
-
-    #[test]
-    fn budget_resets_the_soft_clock_below_the_soft_limit() {
-        let budget = Budget::default();
-        assert!(budget.add(SOFT_LIMIT + 1));
-        assert!(budget
-            .soft_since
-            .lock()
-            .map(|s| s.is_some())
-            .unwrap_or(false));
-        budget.written(SOFT_LIMIT + 1);
-        assert!(budget.add(1));
-        assert!(budget
-            .soft_since
-            .lock()
-            .map(|s| s.is_none())
-            .unwrap_or(false));
-    }
 
     #[test]
     fn shard_notices_are_told_from_messages() {

@@ -1,6 +1,6 @@
 //! Publish/subscribe: the node-wide registry of who listens to what (`PubSub`), each client's own
 //! subscriptions and mailbox (`ClientSubscriptions`), and the output limit that keeps a slow
-//! subscriber from making the node hold unbounded memory (`Budget`).
+//! subscriber from making the node hold unbounded memory (`OutputBudget`).
 //!
 //! A subscriber's connection owns the receiving end of its mailbox; publishers (any connection,
 //! or a peer's forwarded PUBLISH) push messages into it without waiting. Messages are `Frame::Push`
@@ -10,22 +10,16 @@
 pub mod forward;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
+use tessera_proto::output_budget::OutputBudget;
 use tessera_proto::resp::{Frame, Protocol};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::keyspace::glob;
-
-/// Redis's default `client-output-buffer-limit pubsub 32mb 8mb 60`.
-pub const HARD_LIMIT: usize = 32 * 1024 * 1024;
-pub const SOFT_LIMIT: usize = 8 * 1024 * 1024;
-pub const SOFT_SECONDS: Duration = Duration::from_secs(60);
 
 /// The three namespaces a client can subscribe in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,47 +52,6 @@ impl Kind {
     }
 }
 
-/// Bytes queued for one client and not yet written to it, and the signal that it went past
-/// Redis's pubsub output limit (hard limit, or soft limit for longer than its seconds).
-#[derive(Debug, Default)]
-pub struct Budget {
-    bytes: AtomicUsize,
-    over_soft: AtomicBool,
-    soft_since: Mutex<Option<Instant>>,
-    overflow: CancellationToken,
-}
-
-impl Budget {
-    /// Counts `n` more bytes owed; false (and the overflow signal) once past the limit.
-    fn add(&self, n: usize) -> bool {
-        if self.overflow.is_cancelled() {
-            return false;
-        }
-        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
-        if total > HARD_LIMIT {
-            self.overflow.cancel();
-            return false;
-        }
-        if total > SOFT_LIMIT {
-            self.over_soft.store(true, Ordering::Relaxed);
-            let mut since = self.soft_since.lock();
-            let start = *since.get_or_insert_with(Instant::now);
-            if start.elapsed() >= SOFT_SECONDS {
-                self.overflow.cancel();
-                return false;
-            }
-        } else if self.over_soft.swap(false, Ordering::Relaxed) {
-            *self.soft_since.lock() = None;
-        }
-        true
-    }
-
-    /// `n` bytes were written to the client.
-    fn written(&self, n: usize) {
-        self.bytes.fetch_sub(n, Ordering::Relaxed);
-    }
-}
-
 /// A message on its way to one subscriber, with the bytes it counts against the budget.
 #[derive(Debug)]
 pub struct Delivery {
@@ -110,7 +63,7 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub struct Mailbox {
     tx: mpsc::UnboundedSender<Delivery>,
-    budget: Arc<Budget>,
+    budget: Arc<OutputBudget>,
 }
 
 impl Mailbox {
@@ -371,7 +324,7 @@ impl ClientSubscriptions {
                 (
                     Mailbox {
                         tx,
-                        budget: Arc::new(Budget::default()),
+                        budget: Arc::new(OutputBudget::default()),
                     },
                     rx,
                 )
@@ -425,24 +378,13 @@ impl ClientSubscriptions {
     pub fn overflow(&self) -> Option<CancellationToken> {
         self.mailbox
             .as_ref()
-            .map(|(mailbox, _)| mailbox.budget.overflow.clone())
+            .map(|(mailbox, _)| mailbox.budget.overflow().clone())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn budget_trips_at_the_hard_limit() {
-        let budget = Budget::default();
-        assert!(budget.add(HARD_LIMIT));
-        assert!(!budget.add(1));
-        assert!(budget.overflow.is_cancelled());
-        // Once tripped, nothing more is queued even after a write.
-        budget.written(HARD_LIMIT);
-        assert!(!budget.add(1));
-    }
 
     #[test]
     fn publish_reaches_channels_and_patterns() {
