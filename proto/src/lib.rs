@@ -3,6 +3,10 @@
 //! (`command`) and the cluster topology with its Redis renderings (`topology`); and how every
 //! binary starts (`process`: logs and runtime).
 
+/// The Redis version Tessera's servers answer as (INFO's redis_version, HELLO's version): the
+/// redis-server whose replies are the specification (Debian's 7.0 package).
+pub const REDIS_VERSION: &str = "7.0.15";
+
 pub mod command;
 pub mod control_plane;
 pub mod glob;

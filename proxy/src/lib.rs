@@ -19,7 +19,6 @@ pub mod config;
 pub mod error;
 pub mod fanout;
 pub mod forward;
-pub mod healthcheck;
 pub mod local;
 pub mod pubsub;
 pub mod router;

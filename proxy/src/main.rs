@@ -22,7 +22,9 @@ fn main() -> anyhow::Result<()> {
 
 async fn run_main(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Healthcheck { address, timeout }) = cli.command {
-        tessera_proxy::healthcheck::check(&address, timeout).await?;
+        tessera_proto::resp::ping::ping(&address, timeout)
+            .await
+            .with_context(|| format!("healthcheck {address}"))?;
         return Ok(());
     }
     let config = cli.config;

@@ -110,7 +110,7 @@ async fn split_merge_and_fan_out() -> Result<()> {
 async fn local_commands_present_one_node() -> Result<()> {
     let h = Harness::start().await?;
     let address = format!("127.0.0.1:{}", h.proxy_port);
-    tessera_proxy::healthcheck::check(&address, Duration::from_secs(2)).await?;
+    tessera_proto::resp::ping::ping(&address, Duration::from_secs(2)).await?;
     let mut c = h.client().await?;
     assert_eq!(
         c.cmd(&["PING"]).await?,

@@ -83,21 +83,6 @@ pub enum NodeError {
     Listener(#[source] io::Error),
 }
 
-/// A RESP `PING` to a node that got no `PONG`.
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    #[error("cannot connect: {0}")]
-    Connect(#[source] io::Error),
-    #[error("connection failed: {0}")]
-    Io(#[source] io::Error),
-    #[error("no reply in time")]
-    Timeout,
-    #[error("connection closed before a reply")]
-    Closed,
-    #[error("unexpected reply {0:?}")]
-    UnexpectedReply(String),
-}
-
 /// The cluster tasks could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

@@ -63,7 +63,7 @@ async fn run_main(cli: Cli) -> ExitCode {
         timeout,
     }) = cli.command
     {
-        return match tessera_shard_node::cluster::probe::ping(&host, port, timeout).await {
+        return match tessera_proto::resp::ping::ping(&format!("{host}:{port}"), timeout).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("healthcheck {host}:{port}: {e}");

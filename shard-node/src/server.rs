@@ -18,9 +18,6 @@ use crate::keyspace::expire::{CycleBudget, ExpiryCursor};
 use crate::keyspace::now_ms;
 use crate::state::NodeState;
 
-/// The Redis version we answer as (HELLO, INFO): the one our replies are checked against.
-pub const REDIS_VERSION: &str = "7.0.15";
-
 /// How often active expiry runs (Redis's default hz is 10).
 const EXPIRY_PERIOD: Duration = Duration::from_millis(100);
 

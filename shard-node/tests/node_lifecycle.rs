@@ -157,9 +157,12 @@ async fn serves_without_a_control_plane_and_stops_cleanly() {
     let node = start(config).await;
     let mut answered = false;
     for _ in 0..500 {
-        if tessera_shard_node::cluster::probe::ping("127.0.0.1", node.port, Duration::from_secs(1))
-            .await
-            .is_ok()
+        if tessera_proto::resp::ping::ping(
+            &format!("127.0.0.1:{}", node.port),
+            Duration::from_secs(1),
+        )
+        .await
+        .is_ok()
         {
             answered = true;
             break;

@@ -103,7 +103,7 @@ pub fn hello(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
     let text = |s: &'static str| Frame::Bulk(Bytes::from_static(s.as_bytes()));
     let map = Frame::Map(vec![
         (text("server"), text("redis")),
-        (text("version"), text("7.0.15")),
+        (text("version"), text(tessera_proto::REDIS_VERSION)),
         (text("proto"), Frame::Integer(proto)),
         (text("id"), Frame::Integer(session.id as i64)),
         (text("mode"), text("cluster")),

@@ -105,7 +105,8 @@ fn local_section(shared: &Shared, section: &str, out: &mut String) {
     let _ = match section {
         "server" => write!(
             out,
-            "# Server\r\nredis_version:7.0.15\r\nredis_mode:cluster\r\ntessera_role:proxy\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n",
+            "# Server\r\nredis_version:{}\r\nredis_mode:cluster\r\ntessera_role:proxy\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n",
+            tessera_proto::REDIS_VERSION,
             std::env::consts::OS,
             std::process::id(),
             shared.tcp_port,

@@ -1,8 +1,7 @@
 //! Peer probes: every peer in the topology gets a RESP `PING` each round over a kept TCP
-//! connection to its cluster bus (`crate::bus`); a peer with no `PONG` for longer than node-timeout is reported unreachable in the
-//! next heartbeat. The control plane combines these reports into PFAIL / FAIL.
-//!
-//! `ping` is also the `healthcheck` subcommand's probe (the Docker images have no shell).
+//! connection to its cluster bus (`crate::bus`); a peer with no `PONG` for longer than
+//! node-timeout is reported unreachable in the next heartbeat. The control plane combines these
+//! reports into PFAIL / FAIL.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -11,16 +10,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tessera_proto::topology::{NodeId, Topology};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{intervals, Member};
-use crate::error::ProbeError;
+use tessera_proto::resp::ping::{ping_on, PingError};
 
-const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
-/// Longest reply line read: `+PONG\r\n` or a short error.
-const MAX_REPLY: usize = 256;
+use super::{intervals, Member};
 
 /// What this node has seen of each peer. Guarded by a mutex: touched once per probe round and
 /// once per heartbeat, never on the client path.
@@ -80,46 +75,6 @@ impl PeerTable {
     }
 }
 
-/// Connects to `host:port`, sends `PING` and expects `+PONG` (or `-NOAUTH`: a node that wants
-/// its secret is up), all within `timeout`.
-pub async fn ping(host: &str, port: u16, timeout: Duration) -> Result<(), ProbeError> {
-    tokio::time::timeout(timeout, async {
-        let mut stream = TcpStream::connect((host, port))
-            .await
-            .map_err(ProbeError::Connect)?;
-        ping_on(&mut stream).await
-    })
-    .await
-    .map_err(|_| ProbeError::Timeout)?
-}
-
-/// One `PING` / `+PONG` exchange on an open connection.
-async fn ping_on(stream: &mut TcpStream) -> Result<(), ProbeError> {
-    stream.write_all(PING).await.map_err(ProbeError::Io)?;
-    let mut reply = Vec::with_capacity(16);
-    let mut chunk = [0u8; 64];
-    while !reply.ends_with(b"\r\n") {
-        if reply.len() >= MAX_REPLY {
-            return Err(ProbeError::UnexpectedReply(
-                String::from_utf8_lossy(&reply).into_owned(),
-            ));
-        }
-        let n = stream.read(&mut chunk).await.map_err(ProbeError::Io)?;
-        if n == 0 {
-            return Err(ProbeError::Closed);
-        }
-        reply.extend_from_slice(&chunk[..n]);
-    }
-    // A node with a node secret answers NOAUTH: it is up, which is all a probe asks.
-    if reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH ") {
-        Ok(())
-    } else {
-        Err(ProbeError::UnexpectedReply(
-            String::from_utf8_lossy(&reply).trim_end().to_string(),
-        ))
-    }
-}
-
 /// A peer's kept connection.
 struct Peer {
     host: String,
@@ -132,14 +87,14 @@ struct Peer {
 impl Peer {
     /// One probe: reuses the connection, or opens one; any failure drops it, so a late reply
     /// can never be mistaken for the next probe's.
-    async fn probe(&mut self, timeout: Duration) -> Result<(), ProbeError> {
+    async fn probe(&mut self, timeout: Duration) -> Result<(), PingError> {
         let result = tokio::time::timeout(timeout, async {
             let stream = match &mut self.stream {
                 Some(stream) => stream,
                 None => {
                     let stream = TcpStream::connect((self.host.as_str(), self.port))
                         .await
-                        .map_err(ProbeError::Connect)?;
+                        .map_err(PingError::Connect)?;
                     let _ = stream.set_nodelay(true);
                     self.stream.insert(stream)
                 }
@@ -147,7 +102,7 @@ impl Peer {
             ping_on(stream).await
         })
         .await
-        .unwrap_or(Err(ProbeError::Timeout));
+        .unwrap_or(Err(PingError::Timeout));
         if result.is_err() {
             self.stream = None;
         }
@@ -256,33 +211,5 @@ mod tests {
         // Within node-timeout of the first probe, silence is not yet failure.
         let seen = table.observations(&topology, &me, t0 + Duration::from_millis(1000), timeout);
         assert!(seen.iter().all(|(_, reachable)| *reachable));
-    }
-
-    #[tokio::test]
-    async fn ping_gets_pong_or_an_error() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let server = tokio::spawn(async move {
-            for reply in [&b"+PONG\r\n"[..], b"-LOADING busy\r\n"] {
-                let (mut socket, _) = listener.accept().await.expect("accept");
-                let mut buf = [0u8; 64];
-                let n = socket.read(&mut buf).await.expect("read");
-                assert_eq!(&buf[..n], PING);
-                socket.write_all(reply).await.expect("write");
-            }
-        });
-        ping("127.0.0.1", port, Duration::from_secs(5))
-            .await
-            .expect("pong");
-        let err = ping("127.0.0.1", port, Duration::from_secs(5))
-            .await
-            .expect_err("error reply");
-        assert!(
-            matches!(err, ProbeError::UnexpectedReply(ref r) if r == "-LOADING busy"),
-            "{err}"
-        );
-        server.await.expect("server");
     }
 }

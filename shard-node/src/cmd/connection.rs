@@ -182,7 +182,7 @@ pub fn hello(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Fram
     };
     Frame::Map(vec![
         (s("server"), s("redis")),
-        (s("version"), s(crate::server::REDIS_VERSION)),
+        (s("version"), s(tessera_proto::REDIS_VERSION)),
         (s("proto"), Frame::Integer(proto)),
         (s("id"), Frame::Integer(session.id as i64)),
         (s("mode"), s("cluster")),

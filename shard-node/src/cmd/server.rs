@@ -15,8 +15,8 @@ use tessera_proto::slot::SLOT_COUNT;
 use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_SYNTAX};
 use super::{subcommand_arity, unknown_subcommand, Ctx};
-use crate::server::REDIS_VERSION;
 use crate::state::NodeState;
+use tessera_proto::REDIS_VERSION;
 
 fn bulk(text: &str) -> Frame {
     Frame::Bulk(Bytes::copy_from_slice(text.as_bytes()))
