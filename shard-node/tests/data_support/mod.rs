@@ -61,15 +61,18 @@ impl TestNode {
     pub async fn start_with(topology: impl FnOnce(u16) -> Topology) -> anyhow::Result<TestNode> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
-        Self::serve(listener, MYSELF, topology(port))
+        Self::serve(listener, None, MYSELF, topology(port))
     }
 
-    /// Three masters splitting the slots as `redis-cli --cluster create` does, each in-process.
+    /// Three masters splitting the slots as `redis-cli --cluster create` does, each in-process
+    /// with its cluster bus (so a PUBLISH reaches the other nodes).
     pub async fn start_cluster() -> anyhow::Result<Vec<TestNode>> {
         let ids = [MYSELF, OTHER, THIRD];
         let mut listeners = Vec::new();
+        let mut buses = Vec::new();
         for _ in 0..3 {
             listeners.push(TcpListener::bind("127.0.0.1:0").await?);
+            buses.push(TcpListener::bind("127.0.0.1:0").await?);
         }
         let mut slots = vec![Some(0u16); 16384];
         for (slot, owner) in slots.iter_mut().enumerate() {
@@ -82,18 +85,27 @@ impl TestNode {
             });
         }
         let mut nodes = Vec::new();
-        for (listener, id) in listeners.iter().zip(ids) {
-            nodes.push(node(id, listener.local_addr()?.port()));
+        for ((listener, bus), id) in listeners.iter().zip(&buses).zip(ids) {
+            nodes.push(NodeSpec {
+                bus_port: bus.local_addr()?.port(),
+                ..node(id, listener.local_addr()?.port())
+            });
         }
         let topology = Topology::created(nodes, slots.into());
         listeners
             .into_iter()
+            .zip(buses)
             .zip(ids)
-            .map(|(listener, id)| Self::serve(listener, id, topology.clone()))
+            .map(|((listener, bus), id)| Self::serve(listener, Some(bus), id, topology.clone()))
             .collect()
     }
 
-    fn serve(listener: TcpListener, id: &str, topology: Topology) -> anyhow::Result<TestNode> {
+    fn serve(
+        listener: TcpListener,
+        bus: Option<TcpListener>,
+        id: &str,
+        topology: Topology,
+    ) -> anyhow::Result<TestNode> {
         let addr = listener.local_addr()?;
         let state = Arc::new(NodeState {
             keyspace: Keyspace::new(),
@@ -105,6 +117,13 @@ impl TestNode {
             pubsub: Default::default(),
         });
         let shutdown = CancellationToken::new();
+        if let Some(bus) = bus {
+            tokio::spawn(tessera_shard_node::bus::serve(
+                bus,
+                state.clone(),
+                shutdown.clone(),
+            ));
+        }
         let task = tokio::spawn(server::serve(listener, state.clone(), shutdown.clone()));
         Ok(TestNode {
             addr,
