@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use bytes::Bytes;
 use support::{bulk, encode, error, same, Client, Harness};
 use tessera_proto::resp::Frame;
@@ -117,6 +117,20 @@ async fn local_commands_present_one_node() -> Result<()> {
         Frame::Simple(Bytes::from_static(b"PONG"))
     );
     assert_eq!(c.cmd(&["ECHO", "hi"]).await?, bulk("hi"));
+    // COMMAND LIST names subcommands too, as Redis and the nodes do (one implementation).
+    let Frame::Array(names) = c.cmd(&["COMMAND", "LIST"]).await? else {
+        bail!("COMMAND LIST is not an array");
+    };
+    for name in [
+        "get",
+        "client",
+        "client|getname",
+        "config|get",
+        "cluster|info",
+    ] {
+        assert!(names.contains(&bulk(name)), "COMMAND LIST lacks {name}");
+    }
+    assert!(!names.contains(&bulk("xadd")), "no node serves XADD");
     assert_eq!(
         c.cmd(&["SELECT", "1"]).await?,
         error("ERR SELECT is not allowed in cluster mode")

@@ -1,10 +1,72 @@
-//! COMMAND INFO and COMMAND DOCS entries built from the table, shaped as redis-server 7.0 sends
-//! them, so shard nodes and the proxy answer `COMMAND ...` alike (redis-cli reads them for hints).
+//! COMMAND and its subcommands (COUNT, INFO, DOCS, LIST, GETKEYS) answered from the table, shaped
+//! as redis-server 7.0 sends them: one implementation, so shard nodes and the proxy answer
+//! `COMMAND ...` alike, each over the commands it serves (redis-cli reads them for hints).
 
 use bytes::Bytes;
 
-use super::{Begin, CommandSpec, Find, KeySpec};
+use super::errors::{arity_error, unknown_subcommand_error};
+use super::{lookup_served, served, Begin, CommandSpec, Find, KeySpec, Server};
 use crate::resp::Frame;
+
+/// `COMMAND [subcommand ...]` on `server`: only the commands it serves are shown, and LIST names
+/// their subcommands too, as Redis does.
+pub fn command(server: Server, args: &[Bytes]) -> Frame {
+    let Some(sub) = args.get(1) else {
+        return Frame::Array(served(server).map(info).collect());
+    };
+    let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    let arity = || Frame::error(arity_error(&format!("command|{lower}")));
+    match lower.as_str() {
+        "count" if args.len() == 2 => Frame::Integer(served(server).count() as i64),
+        "info" if args.len() == 2 => Frame::Array(served(server).map(info).collect()),
+        "info" => Frame::Array(
+            args[2..]
+                .iter()
+                .map(|name| lookup_served(server, name).map_or(Frame::Null, info))
+                .collect(),
+        ),
+        "docs" => {
+            let specs: Vec<&CommandSpec> = if args.len() == 2 {
+                served(server).collect()
+            } else {
+                args[2..]
+                    .iter()
+                    .filter_map(|name| lookup_served(server, name))
+                    .collect()
+            };
+            Frame::Map(specs.into_iter().map(|s| (bulk(s.name), docs(s))).collect())
+        }
+        "list" if args.len() == 2 => Frame::Array(
+            served(server)
+                .flat_map(|s| std::iter::once(s).chain(s.subcommands.iter()))
+                .map(|s| bulk(s.name))
+                .collect(),
+        ),
+        "getkeys" if args.len() >= 3 => getkeys(server, &args[2..]),
+        "count" | "list" | "getkeys" => arity(),
+        _ => Frame::error(unknown_subcommand_error(args)),
+    }
+}
+
+/// `COMMAND GETKEYS command args...`: the keys `command_args` names, by the table's key specs.
+fn getkeys(server: Server, command_args: &[Bytes]) -> Frame {
+    let Some(spec) = lookup_served(server, &command_args[0]) else {
+        return Frame::error("ERR Invalid command specified");
+    };
+    if !spec.arity_ok(command_args.len()) {
+        return Frame::error("ERR Invalid number of arguments specified for command");
+    }
+    let keys = spec.key_indexes(command_args);
+    if keys.is_empty() {
+        return Frame::error("ERR The command has no key arguments");
+    }
+    Frame::Array(
+        keys.into_iter()
+            .filter_map(|i| command_args.get(i).cloned())
+            .map(Frame::Bulk)
+            .collect(),
+    )
+}
 
 /// One COMMAND INFO entry: `[name, arity, flags, first, last, step, acl categories, tips,
 /// key specs, subcommands]`, with Redis's RESP3 types (sets for flags, categories, tips and key

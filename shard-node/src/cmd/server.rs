@@ -14,83 +14,13 @@ use tessera_proto::slot::SLOT_COUNT;
 
 use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_SYNTAX};
-use super::{subcommand_arity, unknown_subcommand, Ctx};
+use super::Ctx;
 use crate::state::NodeState;
 use tessera_proto::REDIS_VERSION;
 
-fn bulk(text: &str) -> Frame {
-    Frame::Bulk(Bytes::copy_from_slice(text.as_bytes()))
-}
-
-/// What this server's COMMAND shows and its clients may run: the commands a node implements.
-const NODE: Server = Server::ShardNode;
-
 /// COMMAND and its subcommands, over the commands a node serves only.
 pub fn command(args: &[Bytes]) -> Frame {
-    if args.len() == 1 {
-        return Frame::Array(command::served(NODE).map(command::reply::info).collect());
-    }
-    let sub = &args[1];
-    let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
-    match lower.as_str() {
-        "count" if args.len() == 2 => Frame::Integer(command::served(NODE).count() as i64),
-        "info" => {
-            if args.len() == 2 {
-                return Frame::Array(command::served(NODE).map(command::reply::info).collect());
-            }
-            Frame::Array(
-                args[2..]
-                    .iter()
-                    .map(|name| {
-                        command::lookup_served(NODE, name).map_or(Frame::Null, command::reply::info)
-                    })
-                    .collect(),
-            )
-        }
-        "docs" => {
-            let specs: Vec<&CommandSpec> = if args.len() == 2 {
-                command::served(NODE).collect()
-            } else {
-                args[2..]
-                    .iter()
-                    .filter_map(|name| command::lookup_served(NODE, name))
-                    .collect()
-            };
-            Frame::Map(
-                specs
-                    .into_iter()
-                    .map(|s| (bulk(s.name), command::reply::docs(s)))
-                    .collect(),
-            )
-        }
-        "list" if args.len() == 2 => {
-            let names = command::served(NODE)
-                .flat_map(|s| std::iter::once(s).chain(s.subcommands.iter()))
-                .map(|s| bulk(s.name));
-            Frame::Array(names.collect())
-        }
-        "getkeys" if args.len() >= 3 => {
-            let Some(spec) = command::lookup_served(NODE, &args[2]) else {
-                return err("ERR Invalid command specified");
-            };
-            let target = &args[2..];
-            if !spec.arity_ok(target.len()) {
-                return err("ERR Invalid number of arguments specified for command");
-            }
-            let keys = spec.key_indexes(target);
-            if keys.is_empty() {
-                return err("ERR The command has no key arguments");
-            }
-            Frame::Array(
-                keys.into_iter()
-                    .filter_map(|i| target.get(i).cloned())
-                    .map(Frame::Bulk)
-                    .collect(),
-            )
-        }
-        "count" | "list" | "getkeys" => subcommand_arity("command", sub),
-        _ => unknown_subcommand("command", sub),
-    }
+    command::reply::command(Server::ShardNode, args)
 }
 
 /// BGREWRITEAOF: hands the request to the AOF's rewrite task (`aof::rewrite`).
@@ -582,7 +512,7 @@ impl CommandStats {
     pub fn reject_unresolved(&self, args: &[Bytes]) {
         let Some(spec) = args
             .first()
-            .and_then(|name| command::lookup_served(NODE, name))
+            .and_then(|name| command::lookup_served(Server::ShardNode, name))
         else {
             return;
         };
