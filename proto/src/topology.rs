@@ -78,8 +78,13 @@ impl Stamp {
     /// Whether a topology stamped `self` replaces one stamped `held`: a newer generation always
     /// does (the control plane started a new history), within one generation a higher version.
     pub fn supersedes(&self, held: &Stamp) -> bool {
-        (self.identity.generation, self.version) > (held.identity.generation, held.version)
+        order(&self.identity, self.version) > order(&held.identity, held.version)
     }
+}
+
+/// The order receivers keep topologies in: generation first, then version.
+fn order(identity: &Identity, version: u64) -> (u64, u64) {
+    (identity.generation, version)
 }
 
 /// A slot moving from its owner (`source`, Redis's MIGRATING) to `target` (IMPORTING); indexes
@@ -193,7 +198,7 @@ impl Topology {
 
     /// Whether this topology replaces `held` (see `Stamp::supersedes`).
     pub fn supersedes(&self, held: &Topology) -> bool {
-        (self.identity.generation, self.version) > (held.identity.generation, held.version)
+        order(&self.identity, self.version) > order(&held.identity, held.version)
     }
 
     /// A created cluster of `nodes` whose slots are owned as `slots` says (indexes into `nodes`),
