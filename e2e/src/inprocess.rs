@@ -121,7 +121,7 @@ impl InProcessCluster {
 
     fn start_proxy(&self, port: u16) -> anyhow::Result<()> {
         let mut config = tessera_proxy::Config::for_tests(self.control_plane_url());
-        config.node_secret = Some(self.node_secret.clone());
+        config.service.node_secret = Some(self.node_secret.clone());
         let listener = self
             .runtime
             .block_on(TcpListener::bind(("127.0.0.1", port)))
@@ -144,8 +144,8 @@ impl InProcessCluster {
         let port = self.node_ports[index];
         let mut config = tessera_shard_node::Config::with_data_dir(&self.node_dirs[index]);
         config.port = port;
-        config.control_plane = self.control_plane_url();
-        config.node_secret = Some(self.node_secret.clone());
+        config.service.control_plane = self.control_plane_url();
+        config.service.node_secret = Some(self.node_secret.clone());
         let listener = self
             .runtime
             .block_on(TcpListener::bind(("127.0.0.1", port)))

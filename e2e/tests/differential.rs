@@ -151,6 +151,17 @@ LPUSH {z}z x
 TYPE {z}z
 RESET
 RESET x
+HELLO x
+HELLO 4
+HELLO 3 setname a<sp>b
+HELLO 2 auth u
+HELLO 2 bogus
+CLIENT SETNAME a<sp>b
+CLIENT LIST id x
+CLIENT LIST type boss
+CLIENT LIST foo bar
+CLIENT LIST id
+CLIENT LIST id -5 99999
 RPUSH {bl}l a b c d e f g h i j
 BLPOP {bl}l 0x1p3
 BLPOP {bl}l 1e1
@@ -188,8 +199,10 @@ BZMPOP nan 1 {bm}z BAD
 ";
 
 /// Commands with no key, or whose first argument is not one, that any node answers alike.
-const KEYLESS: [&str; 6] = [
+const KEYLESS: [&str; 8] = [
     "PING",
+    "HELLO",
+    "CLIENT",
     "ECHO",
     "SELECT",
     "CONFIG",

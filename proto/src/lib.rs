@@ -7,6 +7,7 @@
 /// redis-server whose replies are the specification (Debian's 7.0 package).
 pub const REDIS_VERSION: &str = "7.0.15";
 
+pub mod client;
 pub mod command;
 pub mod control_plane;
 pub mod glob;
@@ -15,5 +16,6 @@ pub mod output_budget;
 pub mod pb;
 pub mod process;
 pub mod resp;
+pub mod service_flags;
 pub mod slot;
 pub mod topology;

@@ -46,3 +46,30 @@ pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime
             .build()
     }
 }
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT, so the service stops cleanly (flushing
+/// what it must); a second signal exits at once. Spawn it beside the service.
+pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(int)) => (term, int),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+    }
+    shutdown.cancel();
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::warn!("second signal received; exiting without a clean shutdown");
+    std::process::exit(1);
+}

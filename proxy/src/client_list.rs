@@ -29,6 +29,9 @@ pub struct ClientState {
     pub blocked: bool,
     pub qbuf: usize,
     pub qbuf_free: usize,
+    /// CLIENT SETINFO's attributes.
+    pub lib_name: Bytes,
+    pub lib_ver: Bytes,
 }
 
 /// One registered connection.
@@ -101,48 +104,32 @@ impl ClientHandle {
         state.sub + state.psub + state.ssub > 0
     }
 
-    /// One CLIENT LIST line, in Redis 7.0's field order (`fd` is 0: the proxy does not expose
-    /// descriptors; memory fields count the query buffer only).
+    /// One CLIENT LIST / INFO line (`fd` is 0: the proxy does not expose descriptors; memory
+    /// fields count the query buffer only).
     pub fn describe(&self, state: &ClientState) -> String {
         let now = Instant::now();
-        let mut flags = String::new();
-        if ClientHandle::is_pubsub(state) {
-            flags.push('P');
+        tessera_proto::client::ClientLine {
+            id: self.id,
+            addr: self.peer.to_string(),
+            laddr: self.local.to_string(),
+            name: state.name.as_deref().unwrap_or_default(),
+            age_secs: now.duration_since(self.created).as_secs(),
+            idle_secs: now.duration_since(state.last_interaction).as_secs(),
+            pubsub: ClientHandle::is_pubsub(state),
+            multi: usize::try_from(state.multi).ok(),
+            blocked: state.blocked,
+            sub: state.sub,
+            psub: state.psub,
+            ssub: state.ssub,
+            qbuf: state.qbuf,
+            qbuf_free: state.qbuf_free,
+            cmd: state.last_command,
+            user: &state.user,
+            resp: state.resp,
+            lib_name: &state.lib_name,
+            lib_ver: &state.lib_ver,
         }
-        if state.multi >= 0 {
-            flags.push('x');
-        }
-        if state.blocked {
-            flags.push('b');
-        }
-        if flags.is_empty() {
-            flags.push('N');
-        }
-        format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={flags} db=0 sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp={} obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user={} redir=-1 resp={}\n",
-            self.id,
-            self.peer,
-            self.local,
-            state
-                .name
-                .as_ref()
-                .map(|n| String::from_utf8_lossy(n).into_owned())
-                .unwrap_or_default(),
-            now.duration_since(self.created).as_secs(),
-            now.duration_since(state.last_interaction).as_secs(),
-            state.sub,
-            state.psub,
-            state.ssub,
-            state.multi,
-            state.qbuf,
-            state.qbuf_free,
-            state.qbuf + state.qbuf_free,
-            state.qbuf,
-            state.qbuf + state.qbuf_free,
-            state.last_command,
-            String::from_utf8_lossy(&state.user),
-            state.resp,
-        )
+        .render()
     }
 }
 

@@ -1,7 +1,6 @@
 //! The proxy's configuration: command-line flags (each also read from a `TESSERA_*` environment
 //! variable), validated once into `Config`.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,6 +37,7 @@ pub enum Command {
 }
 
 pub use tessera_proto::process::LogFormat;
+pub use tessera_proto::service_flags::{parse_memory, ServiceFlags};
 
 /// Everything `run` needs to know; tests build it with `Config::for_tests`.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,23 +45,8 @@ pub struct Config {
     /// RESP port to listen on.
     #[arg(long, env = "TESSERA_PORT", default_value_t = 6379)]
     pub port: u16,
-    /// Address to bind.
-    #[arg(long, env = "TESSERA_BIND", default_value = "127.0.0.1")]
-    pub bind: IpAddr,
-    /// Host that cluster-aware clients are told to use (CLUSTER SLOTS / NODES / SHARDS); defaults
-    /// to the bind address, or 127.0.0.1 when binding 0.0.0.0.
-    #[arg(long, env = "TESSERA_ANNOUNCE_HOST")]
-    pub announce_host: Option<String>,
-    /// Port that cluster-aware clients are told to use; defaults to the listening port.
-    #[arg(long, env = "TESSERA_ANNOUNCE_PORT")]
-    pub announce_port: Option<u16>,
-    /// The control plane's gRPC URL.
-    #[arg(
-        long,
-        env = "TESSERA_CONTROL_PLANE",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub control_plane: String,
+    #[command(flatten)]
+    pub service: ServiceFlags,
     /// Longest wait for a backend's reply before the client gets an error (e.g. 5s, 500ms).
     #[arg(long, env = "TESSERA_BACKEND_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub backend_timeout: Duration,
@@ -72,9 +57,6 @@ pub struct Config {
     /// 1.05).
     #[arg(long, env = "TESSERA_BACKEND_CONNECTIONS", default_value_t = 1)]
     pub backend_connections: usize,
-    /// Log line format (logs go to stderr); the level comes from RUST_LOG (default info).
-    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
     /// Password of the default user, as Redis's requirepass: clients must AUTH before anything
     /// but AUTH, HELLO, QUIT and RESET. Users of this proxy only (never sent to the nodes).
     #[arg(long, env = "TESSERA_REQUIREPASS", hide_env_values = true)]
@@ -82,10 +64,6 @@ pub struct Config {
     /// ACL users to load at start, in Redis's aclfile format (`user <name> <rules...>` per line).
     #[arg(long, env = "TESSERA_ACLFILE")]
     pub aclfile: Option<PathBuf>,
-    /// The cluster's node secret: the proxy sends `AUTH <secret>` on every backend connection
-    /// (shard nodes started with the same --node-secret refuse clients that do not). Empty: none.
-    #[arg(long, env = "TESSERA_NODE_SECRET", hide_env_values = true)]
-    pub node_secret: Option<String>,
     /// Most clients connected at once; one more gets `-ERR max number of clients reached`.
     #[arg(long, env = "TESSERA_MAXCLIENTS", default_value_t = 10000)]
     pub maxclients: usize,
@@ -99,62 +77,23 @@ pub struct Config {
     pub client_query_buffer_limit: u64,
 }
 
-/// Redis's memory units: a plain byte count, or k / kb / m / mb / g / gb (any case).
-pub fn parse_memory(text: &str) -> Result<u64, String> {
-    let lower = text.trim().to_ascii_lowercase();
-    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &lower[digits.len()..];
-    let multiplier: u64 = match unit {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1024,
-        "m" => 1000 * 1000,
-        "mb" => 1024 * 1024,
-        "g" => 1000 * 1000 * 1000,
-        "gb" => 1024 * 1024 * 1024,
-        _ => return Err(format!("unknown unit in '{text}'")),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| format!("not a memory size: '{text}'"))
-}
-
 impl Config {
     /// A configuration for in-process tests: the given control plane, everything else default.
     pub fn for_tests(control_plane: String) -> Config {
         Config {
             port: 0,
-            bind: IpAddr::from([127, 0, 0, 1]),
-            announce_host: None,
-            announce_port: None,
-            control_plane,
+            service: ServiceFlags {
+                control_plane,
+                ..ServiceFlags::default()
+            },
             backend_timeout: Duration::from_secs(5),
             backend_connections: 1,
-            log_format: LogFormat::Text,
             requirepass: None,
             aclfile: None,
-            node_secret: None,
             maxclients: 10000,
             timeout: 0,
             client_query_buffer_limit: 1024 * 1024 * 1024,
         }
-    }
-
-    /// The host cluster-aware clients are told to use.
-    pub fn announced_host(&self) -> String {
-        match &self.announce_host {
-            Some(host) => host.clone(),
-            None if self.bind.is_unspecified() => "127.0.0.1".to_string(),
-            None => self.bind.to_string(),
-        }
-    }
-
-    /// The port cluster-aware clients are told to use; `listening` is the port actually bound
-    /// (differs from `port` when that is 0).
-    pub fn announced_port(&self, listening: u16) -> u16 {
-        self.announce_port.unwrap_or(listening)
     }
 }
 
@@ -168,35 +107,24 @@ mod tests {
         assert!(cli.command.is_none());
         let c = cli.config;
         assert_eq!(c.port, 6379);
-        assert_eq!(c.announced_host(), "127.0.0.1");
-        assert_eq!(c.announced_port(6379), 6379);
-        assert_eq!(c.control_plane, "http://127.0.0.1:50051");
+        assert_eq!(c.service, ServiceFlags::default());
         assert_eq!(c.backend_timeout, Duration::from_secs(5));
         assert_eq!(c.maxclients, 10000);
         assert_eq!(c.timeout, 0);
         assert_eq!(c.client_query_buffer_limit, 1 << 30);
-        assert!(c.requirepass.is_none() && c.node_secret.is_none());
-    }
-
-    #[test]
-    fn memory_units() {
-        assert_eq!(parse_memory("1gb"), Ok(1 << 30));
-        assert_eq!(parse_memory("64MB"), Ok(64 << 20));
-        assert_eq!(parse_memory("1k"), Ok(1000));
-        assert_eq!(parse_memory("100"), Ok(100));
-        assert!(parse_memory("1xb").is_err());
+        assert!(c.requirepass.is_none());
     }
 
     #[test]
     fn announce_defaults_to_loopback_when_binding_everything() {
         let c =
             Cli::parse_from(["proxy", "--bind", "0.0.0.0", "--backend-timeout", "250ms"]).config;
-        assert_eq!(c.announced_host(), "127.0.0.1");
+        assert_eq!(c.service.announced_host(), "127.0.0.1");
         assert_eq!(c.backend_timeout, Duration::from_millis(250));
         let c =
             Cli::parse_from(["proxy", "--announce-host", "proxy", "--announce-port", "1"]).config;
-        assert_eq!(c.announced_host(), "proxy");
-        assert_eq!(c.announced_port(6379), 1);
+        assert_eq!(c.service.announced_host(), "proxy");
+        assert_eq!(c.service.announced_port(6379), 1);
     }
 
     #[test]

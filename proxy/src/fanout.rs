@@ -82,7 +82,7 @@ pub fn run(
     if kind == FanOut::Scan {
         return scan(shared, snapshot, args, lane, scratch);
     }
-    forward::encode(args.len(), args.iter().map(|a| &a[..]), scratch);
+    tessera_proto::resp::encode::encode_command(args.len(), args.iter().map(|a| &a[..]), scratch);
     let request = scratch.split().freeze();
     let parts: Vec<_> = masters
         .iter()
@@ -241,7 +241,7 @@ fn scan(
     let sub = [&b"SCAN"[..], from.as_bytes()]
         .into_iter()
         .chain(args[2..].iter().map(|a| &a[..]));
-    forward::encode(args.len(), sub, scratch);
+    tessera_proto::resp::encode::encode_command(args.len(), sub, scratch);
     let request = scratch.split().freeze();
     let part = forward::send(shared, backend, lane, request, Some(first));
     Box::pin(async move {

@@ -27,33 +27,6 @@ pub struct Lane {
     pub lane: usize,
 }
 
-/// Appends `args` (`count` of them) as a RESP multibulk.
-pub fn encode<'a>(count: usize, args: impl Iterator<Item = &'a [u8]>, out: &mut BytesMut) {
-    header(out, b'*', count);
-    for arg in args {
-        header(out, b'$', arg.len());
-        out.put_slice(arg);
-        out.put_slice(b"\r\n");
-    }
-}
-
-fn header(out: &mut BytesMut, tag: u8, n: usize) {
-    out.put_u8(tag);
-    let mut digits = [0u8; 20];
-    let mut pos = digits.len();
-    let mut n = n;
-    loop {
-        pos -= 1;
-        digits[pos] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[pos..]);
-    out.put_slice(b"\r\n");
-}
-
 /// `-text\r\n`.
 pub fn error_bytes(text: &str) -> Bytes {
     let mut out = BytesMut::with_capacity(text.len() + 3);
@@ -126,11 +99,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encodes_multibulk() {
-        let mut out = BytesMut::new();
-        let args: [&[u8]; 2] = [b"GET", b"somekey"];
-        encode(2, args.iter().copied(), &mut out);
-        assert_eq!(&out[..], b"*2\r\n$3\r\nGET\r\n$7\r\nsomekey\r\n");
+    fn encodes_errors() {
         assert_eq!(&error_bytes("ERR x")[..], b"-ERR x\r\n");
     }
 }

@@ -64,14 +64,12 @@ pub async fn run(
     let registry = Arc::new(Registry::new(BackendSettings {
         connections: config.backend_connections.max(1),
         timeout: config.backend_timeout,
-        // An empty secret means none, as on the nodes (`deploy/local.sh` documents it so).
-        secret: config
-            .node_secret
-            .as_deref()
-            .filter(|secret| !secret.is_empty())
-            .map(Arc::from),
+        secret: config.service.node_secret().map(Arc::from),
     }));
-    let view = Arc::new(TopologyView::new(&config.control_plane, registry.clone())?);
+    let view = Arc::new(TopologyView::new(
+        &config.service.control_plane,
+        registry.clone(),
+    )?);
     let weak_view = Arc::downgrade(&view);
     let on_moved = Arc::new(move || {
         if let Some(view) = weak_view.upgrade() {
@@ -84,8 +82,8 @@ pub async fn run(
         cluster: backend::cluster_stack(follow.clone()),
         follow,
         id: NodeId::from_random_bytes(rand::random()),
-        announce_host: config.announced_host(),
-        announce_port: config.announced_port(port),
+        announce_host: config.service.announced_host(),
+        announce_port: config.service.announced_port(port),
         tcp_port: port,
         started: Instant::now(),
         stats: Stats::default(),
@@ -100,7 +98,7 @@ pub async fn run(
             query_buffer: usize::try_from(config.client_query_buffer_limit).unwrap_or(usize::MAX),
         },
     });
-    tracing::info!(port, id = %shared.id, control_plane = %config.control_plane, "proxy listening");
+    tracing::info!(port, id = %shared.id, control_plane = %config.service.control_plane, "proxy listening");
 
     let tasks = TaskTracker::new();
     tasks.spawn(view.clone().follow(shutdown.clone()));

@@ -28,29 +28,13 @@ async fn run_main(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = cli.config;
-    tessera_proto::process::init_logging(config.log_format);
-    let listener = TcpListener::bind((config.bind, config.port))
+    tessera_proto::process::init_logging(config.service.log_format);
+    config.service.validate()?;
+    let listener = TcpListener::bind((config.service.bind, config.port))
         .await
-        .with_context(|| format!("binding {}:{}", config.bind, config.port))?;
+        .with_context(|| format!("binding {}:{}", config.service.bind, config.port))?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(tessera_proto::process::stop_on_signal(shutdown.clone()));
     tessera_proxy::run(config, listener, shutdown).await?;
     Ok(())
-}
-
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutdown signal received");
-    shutdown.cancel();
 }

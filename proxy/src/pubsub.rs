@@ -464,7 +464,7 @@ impl Subscriber {
 /// `name argument` as a RESP request.
 fn command2(name: &[u8], argument: &[u8]) -> Bytes {
     let mut request = BytesMut::new();
-    crate::forward::encode(2, [name, argument].into_iter(), &mut request);
+    tessera_proto::resp::encode::encode_command(2, [name, argument].into_iter(), &mut request);
     request.freeze()
 }
 

@@ -114,6 +114,8 @@ impl Session {
                 blocked: false,
                 qbuf: 0,
                 qbuf_free: 0,
+                lib_name: Bytes::new(),
+                lib_ver: Bytes::new(),
             }),
             stop: Default::default(),
         });
@@ -302,13 +304,21 @@ impl Session {
 
     /// Encodes a command into a fresh request (for local commands that ask backends).
     pub fn encode(&mut self, args: &[&[u8]]) -> Bytes {
-        forward::encode(args.len(), args.iter().copied(), &mut self.scratch);
+        tessera_proto::resp::encode::encode_command(
+            args.len(),
+            args.iter().copied(),
+            &mut self.scratch,
+        );
         self.scratch.split().freeze()
     }
 
     /// Encodes a client's command as it came (for dedicated connections).
     pub fn encode_args(&mut self, args: &[Bytes]) -> Bytes {
-        forward::encode(args.len(), args.iter().map(|a| &a[..]), &mut self.scratch);
+        tessera_proto::resp::encode::encode_command(
+            args.len(),
+            args.iter().map(|a| &a[..]),
+            &mut self.scratch,
+        );
         self.scratch.split().freeze()
     }
 

@@ -38,7 +38,7 @@ pub fn run(
                 .flat_map(|&k| args[k..(k + span).min(args.len())].iter().map(|a| &a[..])),
         );
         let count = 1 + part.keys.len() * span;
-        forward::encode(count, sub, scratch);
+        tessera_proto::resp::encode::encode_command(count, sub, scratch);
         let request = scratch.split().freeze();
         parts.push(forward::send(
             shared,

@@ -2,7 +2,6 @@
 //! with the defaults that depend on other settings resolved by methods and checked once by
 //! `validate`.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -22,18 +21,8 @@ pub struct Config {
     #[arg(long, env = "TESSERA_PORT", default_value_t = 7000)]
     pub port: u16,
 
-    /// Address to bind the RESP listener to.
-    #[arg(long, env = "TESSERA_BIND", default_value = "127.0.0.1")]
-    pub bind: IpAddr,
-
-    /// Host that peers, proxies and clients use to reach this node (what MOVED and CLUSTER NODES
-    /// name). Default: the bind address, or 127.0.0.1 when binding an unspecified address.
-    #[arg(long, env = "TESSERA_ANNOUNCE_HOST")]
-    pub announce_host: Option<String>,
-
-    /// Port announced to the cluster. Default: the port actually bound.
-    #[arg(long, env = "TESSERA_ANNOUNCE_PORT")]
-    pub announce_port: Option<u16>,
+    #[command(flatten)]
+    pub service: ServiceFlags,
 
     /// Port of the cluster bus, the listener for node-to-node traffic (peer probes, forwarded
     /// PUBLISH), bound on the same address and shown in CLUSTER NODES after '@'. Default: the
@@ -41,14 +30,6 @@ pub struct Config {
     /// free port (the port bound is the one announced).
     #[arg(long, env = "TESSERA_BUS_PORT")]
     pub bus_port: Option<u16>,
-
-    /// URL of the control plane's gRPC API.
-    #[arg(
-        long,
-        env = "TESSERA_CONTROL_PLANE",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub control_plane: String,
 
     /// Directory holding the node id and the append-only file. Default: ./data/node-<port>.
     #[arg(long, env = "TESSERA_DATA_DIR")]
@@ -106,16 +87,6 @@ pub struct Config {
     #[arg(long, env = "TESSERA_LFU_DECAY_TIME", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(0..=i32::MAX as i64))]
     pub lfu_decay_time: u32,
-
-    /// Log line format (logs go to stderr); the level comes from RUST_LOG (default info).
-    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// The cluster's node secret: clients must send `AUTH <secret>` (or `AUTH default <secret>`,
-    /// or HELLO with AUTH) before any other command, as with Redis's requirepass. The proxy sends
-    /// it on every backend connection; the control plane does not need it.
-    #[arg(long, env = "TESSERA_NODE_SECRET", hide_env_values = true)]
-    pub node_secret: Option<String>,
 }
 
 /// Redis's boolean spelling for config values.
@@ -126,17 +97,15 @@ pub enum YesNo {
 }
 
 pub use tessera_proto::process::LogFormat;
+pub use tessera_proto::service_flags::{parse_memory, ServiceFlags};
 
 impl Config {
     /// The defaults, with the given data directory: what tests start from.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             port: 7000,
-            bind: IpAddr::from([127, 0, 0, 1]),
-            announce_host: None,
-            announce_port: None,
+            service: ServiceFlags::default(),
             bus_port: None,
-            control_plane: "http://127.0.0.1:50051".to_string(),
             data_dir: Some(data_dir.into()),
             appendonly: YesNo::Yes,
             appendfsync: FsyncPolicy::Everysec,
@@ -147,8 +116,6 @@ impl Config {
             maxmemory_samples: 5,
             lfu_log_factor: 10,
             lfu_decay_time: 1,
-            log_format: LogFormat::Text,
-            node_secret: None,
         }
     }
 
@@ -163,28 +130,7 @@ impl Config {
     /// Checks what clap's types cannot: called once by `node::run` (and by `main` before binding,
     /// to fail early).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url_error = |reason: String| ConfigError::ControlPlaneUrl {
-            url: self.control_plane.clone(),
-            reason,
-        };
-        let uri: tonic::transport::Uri = self
-            .control_plane
-            .parse()
-            .map_err(|e: tonic::codegen::http::uri::InvalidUri| url_error(e.to_string()))?;
-        match uri.scheme_str() {
-            Some("http") | Some("https") => {}
-            _ => return Err(url_error("the scheme must be http or https".to_string())),
-        }
-        if uri.host().is_none_or(str::is_empty) {
-            return Err(url_error("no host".to_string()));
-        }
-        if self
-            .announce_host
-            .as_deref()
-            .is_some_and(|h| h.trim().is_empty())
-        {
-            return Err(ConfigError::EmptyAnnounceHost);
-        }
+        self.service.validate()?;
         if self
             .data_dir
             .as_ref()
@@ -193,21 +139,6 @@ impl Config {
             return Err(ConfigError::EmptyDataDir);
         }
         Ok(())
-    }
-
-    /// The host announced to the cluster.
-    pub fn announce_host(&self) -> String {
-        match &self.announce_host {
-            Some(host) => host.clone(),
-            None if self.bind.is_unspecified() => "127.0.0.1".to_string(),
-            None => self.bind.to_string(),
-        }
-    }
-
-    /// The port announced to the cluster, given the port the listener actually bound (differs
-    /// from `port` when that is 0).
-    pub fn announce_port(&self, bound_port: u16) -> u16 {
-        self.announce_port.unwrap_or(bound_port)
     }
 
     /// The bus port shown in CLUSTER NODES: Redis's port + 10000, or 0 when that would not fit.
@@ -226,36 +157,6 @@ impl Config {
     pub fn appendonly(&self) -> bool {
         self.appendonly == YesNo::Yes
     }
-}
-
-/// A size as Redis's config reads it (memtoull): digits with an optional, case-insensitive unit,
-/// `k`/`m`/`g` in thousands, `kb`/`mb`/`gb` in 1024s.
-pub fn parse_memory(text: &str) -> Result<u64, String> {
-    let lower = text.trim().to_ascii_lowercase();
-    let split = lower
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
-    let (digits, unit) = lower.split_at(split);
-    let multiplier: u64 = match unit {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1024,
-        "m" => 1000 * 1000,
-        "mb" => 1024 * 1024,
-        "g" => 1000 * 1000 * 1000,
-        "gb" => 1024 * 1024 * 1024,
-        _ => {
-            return Err(format!(
-                "unknown unit in '{text}' (use b, k, kb, m, mb, g or gb)"
-            ))
-        }
-    };
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size"))?;
-    value
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("'{text}' is too large"))
 }
 
 #[cfg(test)]
@@ -280,13 +181,11 @@ mod tests {
     fn defaults_follow_the_design() {
         let config = parse(&[]);
         assert_eq!(config.port, 7000);
-        assert_eq!(config.announce_host(), "127.0.0.1");
-        assert_eq!(config.announce_port(7000), 7000);
         assert_eq!(config.bus_port(7000), 17000);
         assert_eq!(config.data_dir(), PathBuf::from("./data/node-7000"));
         assert!(config.appendonly());
         assert_eq!(config.appendfsync, FsyncPolicy::Everysec);
-        assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.service.log_format, LogFormat::Text);
         assert_eq!(config.auto_aof_rewrite_percentage, 100);
         assert_eq!(config.auto_aof_rewrite_min_size, 64 * 1024 * 1024);
         assert_eq!(config.maxmemory, 0);
@@ -308,20 +207,6 @@ mod tests {
         ]);
         assert_eq!(config.auto_aof_rewrite_percentage, 0);
         assert_eq!(config.auto_aof_rewrite_min_size, 1024 * 1024);
-        assert_eq!(parse_memory("100"), Ok(100));
-        assert_eq!(parse_memory("2k"), Ok(2000));
-        assert_eq!(parse_memory("1gb"), Ok(1 << 30));
-        assert!(parse_memory("12x").is_err());
-        assert!(parse_memory("mb").is_err());
-        assert!(parse_memory("99999999999gb").is_err());
-    }
-
-    #[test]
-    fn announce_host_defaults_to_loopback_when_binding_everything() {
-        assert_eq!(parse(&["--bind", "0.0.0.0"]).announce_host(), "127.0.0.1");
-        assert_eq!(parse(&["--bind", "127.0.0.2"]).announce_host(), "127.0.0.2");
-        let config = parse(&["--bind", "0.0.0.0", "--announce-host", "node1"]);
-        assert_eq!(config.announce_host(), "node1");
     }
 
     #[test]
@@ -342,17 +227,6 @@ mod tests {
         ]);
         assert!(!config.appendonly());
         assert_eq!(config.appendfsync, FsyncPolicy::Always);
-        assert_eq!(config.log_format, LogFormat::Json);
-    }
-
-    #[test]
-    fn bad_control_plane_urls_are_refused() {
-        for url in ["127.0.0.1:50051", "ftp://host:1", "http://", "not a url"] {
-            let config = parse(&["--control-plane", url]);
-            assert!(config.validate().is_err(), "{url} accepted");
-        }
-        assert!(parse(&["--control-plane", "http://cp:50051"])
-            .validate()
-            .is_ok());
+        assert_eq!(config.service.log_format, LogFormat::Json);
     }
 }

@@ -7,10 +7,8 @@ use std::path::PathBuf;
 /// A configuration that cannot work, found once at start-up before anything is bound or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("--control-plane {url:?} is not a usable http(s) URL: {reason}")]
-    ControlPlaneUrl { url: String, reason: String },
-    #[error("--announce-host must not be empty")]
-    EmptyAnnounceHost,
+    #[error(transparent)]
+    Service(#[from] tessera_proto::service_flags::ServiceFlagsError),
     #[error("--data-dir must not be empty")]
     EmptyDataDir,
 }

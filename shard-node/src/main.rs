@@ -71,7 +71,7 @@ async fn run_main(cli: Cli) -> ExitCode {
             }
         };
     }
-    tessera_proto::process::init_logging(cli.config.log_format);
+    tessera_proto::process::init_logging(cli.config.service.log_format);
     match serve(cli.config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -83,39 +83,13 @@ async fn run_main(cli: Cli) -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
-    let listener = TcpListener::bind((config.bind, config.port))
+    let listener = TcpListener::bind((config.service.bind, config.port))
         .await
-        .with_context(|| format!("cannot listen on {}:{}", config.bind, config.port))?;
+        .with_context(|| format!("cannot listen on {}:{}", config.service.bind, config.port))?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(tessera_proto::process::stop_on_signal(shutdown.clone()));
     tessera_shard_node::run(config, listener, shutdown).await?;
     Ok(())
-}
-
-/// Cancels `shutdown` on the first SIGTERM or SIGINT; a second one exits at once.
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(term), Ok(int)) => (term, int),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot install signal handlers; stop the node with SIGKILL");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
-    }
-    shutdown.cancel();
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::warn!("second signal received; exiting without a clean shutdown");
-    std::process::exit(1);
 }
 
 #[cfg(test)]
@@ -147,7 +121,7 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.config.port, 7002);
         assert_eq!(
-            cli.config.log_format,
+            cli.config.service.log_format,
             tessera_shard_node::config::LogFormat::Json
         );
         assert!(Cli::try_parse_from(["shard-node", "--appendonly", "maybe"]).is_err());

@@ -33,11 +33,11 @@ pub async fn run(
         source,
     })?;
     let myself = node_id::load_or_create(&data_dir)?;
-    let announce_port = config.announce_port(bound.port());
+    let announce_port = config.service.announced_port(bound.port());
     let bus_listener = bind_bus(&config, bound).await?;
     let registration = Registration {
-        control_plane: config.control_plane.clone(),
-        announce_host: config.announce_host(),
+        control_plane: config.service.control_plane.clone(),
+        announce_host: config.service.announced_host(),
         announce_port,
         announce_bus_port: bus_listener
             .local_addr()
@@ -63,9 +63,8 @@ pub async fn run(
         pubsub: Default::default(),
     };
     state.stats.node_secret = config
-        .node_secret
-        .as_deref()
-        .filter(|s| !s.is_empty())
+        .service
+        .node_secret()
         .map(|s| bytes::Bytes::copy_from_slice(s.as_bytes()));
     if config.appendonly() {
         let path = data_dir.join(aof::FILE_NAME);

@@ -111,25 +111,6 @@ impl ClientStatus {
     pub fn is_pubsub(&self) -> bool {
         self.sub + self.psub + self.ssub > 0
     }
-
-    /// CLIENT LIST's `flags`, in the order Redis's `getClientInfoString` writes them: P (pub/sub),
-    /// x (in MULTI), b (blocked), or N for none.
-    pub fn flags(&self) -> String {
-        let mut flags = String::new();
-        if self.is_pubsub() {
-            flags.push('P');
-        }
-        if self.multi.is_some() {
-            flags.push('x');
-        }
-        if self.blocked {
-            flags.push('b');
-        }
-        if flags.is_empty() {
-            flags.push('N');
-        }
-        flags
-    }
 }
 
 impl ClientInfo {
@@ -156,30 +137,30 @@ impl ClientInfo {
         self.last_active = now;
     }
 
-    /// One CLIENT LIST line, fields as Redis 7.2 prints them (buffer sizes we do not track are 0).
+    /// One CLIENT LIST / INFO line.
     pub fn line(&self) -> String {
         let status = &self.status;
-        let multi = status.multi.map_or(-1, |queued| queued as i64);
-        format!(
-            "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={} psub={} \
-             ssub={} multi={multi} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 \
-             oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} \
-             lib-ver={}\n",
-            self.id,
-            self.addr,
-            self.laddr,
-            String::from_utf8_lossy(&self.name),
-            self.created.elapsed().as_secs(),
-            self.last_active.elapsed().as_secs(),
-            status.flags(),
-            status.sub,
-            status.psub,
-            status.ssub,
-            self.last_cmd,
-            self.resp,
-            String::from_utf8_lossy(&self.lib_name),
-            String::from_utf8_lossy(&self.lib_ver),
-        )
+        tessera_proto::client::ClientLine {
+            id: self.id,
+            addr: self.addr.clone(),
+            laddr: self.laddr.clone(),
+            name: &self.name,
+            age_secs: self.created.elapsed().as_secs(),
+            idle_secs: self.last_active.elapsed().as_secs(),
+            pubsub: status.is_pubsub(),
+            multi: status.multi,
+            blocked: status.blocked,
+            sub: status.sub,
+            psub: status.psub,
+            ssub: status.ssub,
+            cmd: self.last_cmd,
+            user: b"default",
+            resp: self.resp,
+            lib_name: &self.lib_name,
+            lib_ver: &self.lib_ver,
+            ..Default::default()
+        }
+        .render()
     }
 }
 

@@ -80,7 +80,7 @@ async fn keeps_its_id_and_its_writes_across_a_clean_restart() {
     let (fake, control_plane, stop_fake) = cluster_support::start_assigning().await;
     let dir = temp_dir("node-lifecycle");
     let mut config = Config::with_data_dir(dir.path());
-    config.control_plane = format!("http://{control_plane}");
+    config.service.control_plane = format!("http://{control_plane}");
 
     let node = start(config.clone()).await;
     // Serving (PONG) with the slots assigned and the lease held: writes go through.
@@ -153,7 +153,7 @@ async fn serves_without_a_control_plane_and_stops_cleanly() {
     let dir = temp_dir("node-no-control-plane");
     let mut config = Config::with_data_dir(dir.path());
     let dead = cluster_support::dead_port().await;
-    config.control_plane = format!("http://127.0.0.1:{dead}");
+    config.service.control_plane = format!("http://127.0.0.1:{dead}");
     let node = start(config).await;
     let mut answered = false;
     for _ in 0..500 {
@@ -200,7 +200,7 @@ async fn a_damaged_aof_stops_start_up() {
     )
     .expect("write");
     let mut config = Config::with_data_dir(dir.path());
-    config.control_plane = "http://127.0.0.1:1".to_string();
+    config.service.control_plane = "http://127.0.0.1:1".to_string();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let result = tokio::time::timeout(
         Duration::from_secs(10),
@@ -220,8 +220,8 @@ async fn internal_commands_only_on_the_cluster_bus() {
     let (fake, control_plane, stop_fake) = cluster_support::start_assigning().await;
     let dir = temp_dir("node-bus");
     let mut config = Config::with_data_dir(dir.path());
-    config.control_plane = format!("http://{control_plane}");
-    config.node_secret = Some("s3cret".to_string());
+    config.service.control_plane = format!("http://{control_plane}");
+    config.service.node_secret = Some("s3cret".to_string());
     let node = start(config).await;
     eventually("registration", Duration::from_secs(10), || {
         !fake.registered.lock().is_empty()

@@ -15,13 +15,7 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A command as a RESP multibulk of bulk strings.
 pub fn encode(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        out.extend_from_slice(arg);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    tessera_proto::resp::encode::command_bytes(args).to_vec()
 }
 
 /// Splits a command line on spaces (for commands whose arguments hold no spaces; scripts with

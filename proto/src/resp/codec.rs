@@ -78,8 +78,7 @@ impl Encoder<&[bytes::Bytes]> for ClientCodec {
 
     /// Writes a command as a multibulk of bulk strings.
     fn encode(&mut self, args: &[bytes::Bytes], dst: &mut BytesMut) -> Result<(), CodecError> {
-        let frame = Frame::Array(args.iter().cloned().map(Frame::Bulk).collect());
-        frame.encode(Protocol::Resp2, dst);
+        super::encode::encode_command(args.len(), args.iter().map(|a| &a[..]), dst);
         Ok(())
     }
 }

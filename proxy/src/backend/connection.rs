@@ -17,9 +17,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use tessera_proto::resp::connect::Login;
 use tessera_proto::resp::frame::{self, FrameLimits};
-use tessera_proto::resp::Protocol;
+use tessera_proto::resp::{self, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -108,75 +109,24 @@ async fn run(
     }
 }
 
-/// Connects; with a node secret sends `AUTH <secret>` first (a refusal fails the connection);
-/// for RESP3 sends `HELLO 3`; consumes their replies and returns any bytes read past them.
+/// Connects and logs in (`AUTH` with the node secret, `HELLO 3` for RESP3) as every service
+/// does (`tessera_proto::resp::connect`); returns any bytes read past the handshake's replies.
 pub(crate) async fn connect(
     addr: &str,
     protocol: Protocol,
     connect_timeout: Duration,
     secret: Option<&str>,
 ) -> Result<(TcpStream, BytesMut), BackendError> {
-    let connect_error = |reason: String| BackendError::Connect {
-        addr: addr.to_string(),
-        reason,
+    let login = Login {
+        secret: secret.map(str::as_bytes),
+        protocol,
     };
-    let mut socket = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(socket)) => socket,
-        Ok(Err(e)) => return Err(connect_error(e.to_string())),
-        Err(_) => return Err(connect_error("timed out".to_string())),
-    };
-    let _ = socket.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    if let Some(secret) = secret {
-        let mut auth = BytesMut::new();
-        crate::forward::encode(2, [&b"AUTH"[..], secret.as_bytes()].into_iter(), &mut auth);
-        let handshake = async {
-            socket.write_all(&auth).await?;
-            loop {
-                if let Some(len) = frame_len(&buf).map_err(std::io::Error::other)? {
-                    if buf.first() == Some(&b'-') {
-                        let text = String::from_utf8_lossy(&buf[1..len]).trim_end().to_string();
-                        return Err(std::io::Error::other(format!("AUTH refused: {text}")));
-                    }
-                    buf.advance(len);
-                    return Ok(());
-                }
-                if socket.read_buf(&mut buf).await? == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-            }
-        };
-        match tokio::time::timeout(connect_timeout, handshake).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(connect_error(e.to_string())),
-            Err(_) => return Err(connect_error("AUTH timed out".to_string())),
-        }
-    }
-    if protocol == Protocol::Resp3 {
-        let hello = async {
-            socket
-                .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
-                .await?;
-            loop {
-                if let Some(len) = frame_len(&buf).map_err(std::io::Error::other)? {
-                    if buf.first() == Some(&b'-') {
-                        return Err(std::io::Error::other("HELLO 3 refused"));
-                    }
-                    buf.advance(len);
-                    return Ok(());
-                }
-                if socket.read_buf(&mut buf).await? == 0 {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                }
-            }
-        };
-        match tokio::time::timeout(connect_timeout, hello).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(connect_error(e.to_string())),
-            Err(_) => return Err(connect_error("HELLO 3 timed out".to_string())),
-        }
-    }
-    Ok((socket, buf))
+    resp::connect::connect(addr, login, connect_timeout)
+        .await
+        .map_err(|error| BackendError::Connect {
+            addr: addr.to_string(),
+            reason: error.to_string(),
+        })
 }
 
 fn frame_len(buf: &[u8]) -> Result<Option<usize>, frame::FrameError> {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tessera_proto::client::{self, valid_name, ClientType, LibAttribute, ListFilter, BAD_NAME};
 use tessera_proto::resp::Frame;
 
 use super::{frame, ok, verbatim};
@@ -11,14 +12,6 @@ use crate::client_list::{ClientHandle, ClientState, Stop};
 use crate::router::parse_i64;
 use crate::session::{Reply, Session};
 use crate::shared::Shared;
-
-pub const BAD_NAME: &str =
-    "ERR Client names cannot contain spaces, newlines or special characters.";
-
-/// Redis accepts names of printable ASCII without spaces.
-pub fn valid_name(name: &[u8]) -> bool {
-    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
-}
 
 pub fn handle(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Option<Reply> {
     let sub = args[1].to_ascii_lowercase();
@@ -48,12 +41,16 @@ pub fn handle(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Op
         }
         b"kill" => kill(shared, session, args),
         // Redis 7.2's CLIENT SETINFO (the table knows it; redis-py sends it on connect).
-        b"setinfo" => match args[2].to_ascii_lowercase().as_slice() {
-            b"lib-name" | b"lib-ver" => ok(),
-            _ => Reply::error(&format!(
-                "ERR Unrecognized option '{}'",
-                String::from_utf8_lossy(&args[2])
-            )),
+        b"setinfo" => match client::setinfo(&args[2], &args[3]) {
+            Ok(attribute) => {
+                let value = args[3].clone();
+                session.handle.update(|state| match attribute {
+                    LibAttribute::Name => state.lib_name = value,
+                    LibAttribute::Version => state.lib_ver = value,
+                });
+                ok()
+            }
+            Err(text) => Reply::error(&text),
         },
         b"no-evict" => match args[2].to_ascii_lowercase().as_slice() {
             b"on" | b"off" => ok(),
@@ -72,25 +69,6 @@ pub fn handle(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Op
     })
 }
 
-/// Redis's client types (`getClientTypeByName`); the proxy has no replicas or masters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClientType {
-    Normal,
-    Replica,
-    PubSub,
-    Master,
-}
-
-fn client_type(name: &[u8]) -> Option<ClientType> {
-    Some(match name.to_ascii_lowercase().as_slice() {
-        b"normal" => ClientType::Normal,
-        b"slave" | b"replica" => ClientType::Replica,
-        b"pubsub" => ClientType::PubSub,
-        b"master" => ClientType::Master,
-        _ => return None,
-    })
-}
-
 fn type_of(state: &ClientState) -> ClientType {
     if ClientHandle::is_pubsub(state) {
         ClientType::PubSub
@@ -99,40 +77,33 @@ fn type_of(state: &ClientState) -> ClientType {
     }
 }
 
-fn unknown_type(name: &[u8]) -> Reply {
-    Reply::error(&format!(
-        "ERR Unknown client type '{}'",
-        String::from_utf8_lossy(name)
-    ))
-}
-
 /// CLIENT LIST [TYPE type] [ID id ...].
 fn list(shared: &Shared, session: &Session, args: &[Bytes]) -> Reply {
+    let filter = match ListFilter::parse(&args[2..]) {
+        Ok(filter) => filter,
+        Err(text) => return Reply::error(&text),
+    };
     let mut out = String::new();
-    if args.len() == 4 && args[2].eq_ignore_ascii_case(b"type") {
-        let Some(wanted) = client_type(&args[3]) else {
-            return unknown_type(&args[3]);
-        };
-        for client in shared.clients.all() {
-            let state = client.snapshot();
-            if type_of(&state) == wanted {
-                out.push_str(&client.describe(&state));
-            }
-        }
-    } else if args.len() > 3 && args[2].eq_ignore_ascii_case(b"id") {
-        for arg in &args[3..] {
-            let Some(id) = parse_i64(arg) else {
-                return Reply::error("ERR Invalid client ID");
-            };
-            if let Some(client) = u64::try_from(id).ok().and_then(|id| shared.clients.get(id)) {
+    match filter {
+        ListFilter::All => {
+            for client in shared.clients.all() {
                 out.push_str(&client.describe(&client.snapshot()));
             }
         }
-    } else if args.len() != 2 {
-        return Reply::error("ERR syntax error");
-    } else {
-        for client in shared.clients.all() {
-            out.push_str(&client.describe(&client.snapshot()));
+        ListFilter::Type(wanted) => {
+            for client in shared.clients.all() {
+                let state = client.snapshot();
+                if type_of(&state) == wanted {
+                    out.push_str(&client.describe(&state));
+                }
+            }
+        }
+        ListFilter::Ids(ids) => {
+            for id in ids {
+                if let Some(client) = u64::try_from(id).ok().and_then(|id| shared.clients.get(id)) {
+                    out.push_str(&client.describe(&client.snapshot()));
+                }
+            }
         }
     }
     verbatim(session, out)
@@ -173,9 +144,9 @@ fn kill(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
                 Some(n) if n > 0 => id = Some(n as u64),
                 _ => return Reply::error("ERR client-id should be greater than 0"),
             },
-            b"type" => match client_type(value) {
-                Some(t) => kind = Some(t),
-                None => return unknown_type(value),
+            b"type" => match ClientType::parse(value) {
+                Ok(t) => kind = Some(t),
+                Err(text) => return Reply::error(&text),
             },
             b"addr" => addr = Some(String::from_utf8_lossy(value).into_owned()),
             b"laddr" => laddr = Some(String::from_utf8_lossy(value).into_owned()),

@@ -2,6 +2,7 @@
 //! check the proxy's own users (`crate::acl`).
 
 use bytes::Bytes;
+use tessera_proto::client::{hello_reply, Hello, HELLO_NOAUTH};
 use tessera_proto::resp::{Frame, Protocol};
 
 use super::{frame, ok};
@@ -53,64 +54,26 @@ pub fn select(args: &[Bytes]) -> Reply {
 /// `HELLO [protover [AUTH user pass] [SETNAME name]]`, in Redis 7.0's order: options parsed
 /// (a bad name refused) first, then AUTH, then the NOAUTH check, then the changes.
 pub fn hello(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
-    let mut protocol = session.protocol;
-    if let Some(version) = args.get(1) {
-        protocol = match parse_i64(version) {
-            None => return Reply::error("ERR Protocol version is not an integer or out of range"),
-            Some(2) => Protocol::Resp2,
-            Some(3) => Protocol::Resp3,
-            Some(_) => return Reply::error("NOPROTO unsupported protocol version"),
-        };
-    }
-    let mut name = None;
-    let mut credentials = None;
-    let mut i = 2;
-    while i < args.len() {
-        let option = args[i].to_ascii_lowercase();
-        let more = args.len() - i - 1;
-        if option == b"auth" && more >= 2 {
-            credentials = Some((&args[i + 1], &args[i + 2]));
-            i += 3;
-        } else if option == b"setname" && more >= 1 {
-            if !super::client::valid_name(&args[i + 1]) {
-                return Reply::error(super::client::BAD_NAME);
-            }
-            name = Some(args[i + 1].clone());
-            i += 2;
-        } else {
-            return Reply::error(&format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(&args[i])
-            ));
-        }
-    }
-    if let Some((user, password)) = credentials {
+    let hello = match Hello::parse(args) {
+        Ok(hello) => hello,
+        Err(text) => return Reply::error(&text),
+    };
+    if let Some((user, password)) = hello.credentials {
         match shared.acl.authenticate(user, password) {
             Some(user) => session.log_in(shared, &user),
             None => return Reply::error(WRONGPASS),
         }
     }
     if session.user.is_none() {
-        return Reply::error(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
-        );
+        return Reply::error(HELLO_NOAUTH);
     }
-    if let Some(name) = name {
-        session.name = (!name.is_empty()).then_some(name);
+    if let Some(name) = hello.name {
+        session.name = (!name.is_empty()).then(|| name.clone());
     }
-    session.protocol = protocol;
-    let proto = if protocol == Protocol::Resp3 { 3 } else { 2 };
-    let text = |s: &'static str| Frame::Bulk(Bytes::from_static(s.as_bytes()));
-    let map = Frame::Map(vec![
-        (text("server"), text("redis")),
-        (text("version"), text(tessera_proto::REDIS_VERSION)),
-        (text("proto"), Frame::Integer(proto)),
-        (text("id"), Frame::Integer(session.id as i64)),
-        (text("mode"), text("cluster")),
-        (text("role"), text("master")),
-        (text("modules"), Frame::Array(Vec::new())),
-    ]);
-    frame(session, map)
+    if let Some(protocol) = hello.protocol {
+        session.protocol = protocol;
+    }
+    frame(session, hello_reply(session.protocol, session.id, "master"))
 }
 
 /// RESET: back to a fresh connection's state (RESP2, no name, the default user and not

@@ -1,36 +1,15 @@
 //! One AOF record: a command as a RESP multibulk of bulk strings, exactly what Redis writes to its
 //! append-only file, so Redis's AOF tools read ours.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
+use tessera_proto::resp::encode::encode_command;
 
-/// Appends `*<argc>\r\n` then `$<len>\r\n<arg>\r\n` per argument.
+/// Appends `*<argc>\r\n` then `$<len>\r\n<arg>\r\n` per argument, reserving room first (a
+/// record is written whole).
 pub fn encode<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
     let size: usize = args.iter().map(|a| a.as_ref().len() + 16).sum::<usize>() + 16;
     out.reserve(size);
-    header(out, b'*', args.len());
-    for arg in args {
-        let arg = arg.as_ref();
-        header(out, b'$', arg.len());
-        out.put_slice(arg);
-        out.put_slice(b"\r\n");
-    }
-}
-
-fn header(out: &mut BytesMut, tag: u8, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut pos = digits.len();
-    let mut value = n;
-    loop {
-        pos -= 1;
-        digits[pos] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.put_u8(tag);
-    out.put_slice(&digits[pos..]);
-    out.put_slice(b"\r\n");
+    encode_command(args.len(), args.iter().map(AsRef::as_ref), out);
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Connection commands: PING ECHO QUIT RESET HELLO AUTH SELECT CLIENT.
 
 use bytes::Bytes;
+use tessera_proto::client::{
+    self, valid_name, ClientType, Hello, LibAttribute, ListFilter, BAD_NAME, HELLO_NOAUTH,
+};
 use tessera_proto::resp::{Frame, Protocol};
 
 use super::dispatch::DispatchEntry;
@@ -8,10 +11,6 @@ use super::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
 use super::{subcommand_arity, unknown_subcommand, ClientSession, Ctx};
 
 const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
-
-fn s(text: &'static str) -> Frame {
-    Frame::Bulk(Bytes::from_static(text.as_bytes()))
-}
 
 pub fn ping(_session: &ClientSession, args: &[Bytes]) -> Frame {
     match args.len() {
@@ -103,92 +102,39 @@ pub fn select(args: &[Bytes]) -> Frame {
 }
 
 /// Redis's clientSetNameOrReply check: printable ASCII without spaces.
-fn valid_name(name: &[u8]) -> bool {
-    name.iter().all(|&b| (b'!'..=b'~').contains(&b))
-}
-
 fn set_name(session: &ClientSession, name: &Bytes) -> Result<(), Frame> {
     if !valid_name(name) {
-        return Err(err(
-            "ERR Client names cannot contain spaces, newlines or special characters.",
-        ));
+        return Err(err(BAD_NAME));
     }
     session.info.lock().name = name.clone();
     Ok(())
 }
 
 pub fn hello(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
-    let mut version = None;
-    let mut j = 1;
-    if args.len() >= 2 {
-        let Some(v) = parse::parse_i64(&args[1]) else {
-            return err("ERR Protocol version is not an integer or out of range");
-        };
-        if !(2..=3).contains(&v) {
-            return err("NOPROTO unsupported protocol version");
-        }
-        version = Some(v);
-        j = 2;
-    }
-    let mut credentials = None;
-    let mut name = None;
-    while j < args.len() {
-        let more = args.len() - 1 - j;
-        if parse::eq(&args[j], "auth") && more >= 2 {
-            credentials = Some((&args[j + 1], &args[j + 2]));
-            j += 3;
-        } else if parse::eq(&args[j], "setname") && more >= 1 {
-            if !valid_name(&args[j + 1]) {
-                return err(
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                );
-            }
-            name = Some(&args[j + 1]);
-            j += 2;
-        } else {
-            return Frame::error(format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(&args[j])
-            ));
-        }
-    }
+    let hello = match Hello::parse(args) {
+        Ok(hello) => hello,
+        Err(text) => return Frame::error(text),
+    };
     // Redis's order: options parsed, then AUTH, then the NOAUTH check, then the changes.
-    if let Some((user, password)) = credentials {
+    if let Some((user, password)) = hello.credentials {
         if !authenticate(ctx, user, password) {
             return err(WRONGPASS);
         }
         session.authenticated = true;
     }
     if session.must_authenticate(ctx.state) {
-        return err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        return err(HELLO_NOAUTH);
     }
-    if let Some(name) = name {
+    if let Some(name) = hello.name {
         if let Err(e) = set_name(session, name) {
             return e;
         }
     }
-    if let Some(v) = version {
-        session.protocol = if v == 3 {
-            Protocol::Resp3
-        } else {
-            Protocol::Resp2
-        };
-        session.info.lock().resp = v as u8;
+    if let Some(protocol) = hello.protocol {
+        session.protocol = protocol;
+        session.info.lock().resp = if protocol == Protocol::Resp3 { 3 } else { 2 };
     }
-    let proto = if session.protocol == Protocol::Resp3 {
-        3
-    } else {
-        2
-    };
-    Frame::Map(vec![
-        (s("server"), s("redis")),
-        (s("version"), s(tessera_proto::REDIS_VERSION)),
-        (s("proto"), Frame::Integer(proto)),
-        (s("id"), Frame::Integer(session.id as i64)),
-        (s("mode"), s("cluster")),
-        (s("role"), s("master")),
-        (s("modules"), Frame::Array(Vec::new())),
-    ])
+    client::hello_reply(session.protocol, session.id, "master")
 }
 
 pub fn client(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
@@ -248,75 +194,54 @@ pub fn client(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Fra
 }
 
 fn set_info(session: &ClientSession, attr: &Bytes, value: &Bytes) -> Frame {
-    let lib_name = parse::eq(attr, "lib-name");
-    if !lib_name && !parse::eq(attr, "lib-ver") {
-        return Frame::error(format!(
-            "ERR Unrecognized option '{}'",
-            String::from_utf8_lossy(attr)
-        ));
-    }
-    if !valid_name(value) {
-        return Frame::error(format!(
-            "ERR {} cannot contain spaces, newlines or special characters.",
-            String::from_utf8_lossy(attr)
-        ));
-    }
+    let attribute = match client::setinfo(attr, value) {
+        Ok(attribute) => attribute,
+        Err(text) => return Frame::error(text),
+    };
     let mut info = session.info.lock();
-    if lib_name {
-        info.lib_name = value.clone();
-    } else {
-        info.lib_ver = value.clone();
+    match attribute {
+        LibAttribute::Name => info.lib_name = value.clone(),
+        LibAttribute::Version => info.lib_ver = value.clone(),
     }
     Frame::ok()
 }
 
-/// CLIENT LIST [TYPE normal|master|replica|pubsub] | [ID id ...], parsed as Redis's
-/// `clientCommand`: TYPE or ID, not both; IDs are listed in the order given. A client with a
-/// subscription is of type `pubsub`, every other one `normal` (a node has no replicas yet).
+/// CLIENT LIST [TYPE normal|master|replica|pubsub] | [ID id ...]: IDs in the order given. A
+/// client with a subscription is of type `pubsub`, every other one `normal` (replication links
+/// are not clients).
 fn client_list(ctx: &Ctx<'_>, options: &[Bytes]) -> Frame {
+    let filter = match ListFilter::parse(options) {
+        Ok(filter) => filter,
+        Err(text) => return Frame::error(text),
+    };
     let clients = ctx.stats().clients.lock();
     let mut text = String::new();
-    match options {
-        [] => {
+    match filter {
+        ListFilter::All => {
             for info in clients.values() {
                 text.push_str(&info.lock().line());
             }
         }
-        [option, t] if parse::eq(option, "type") => {
-            // Some(true): pubsub, Some(false): normal, None: master or replica (none here).
-            let pubsub = if parse::eq(t, "normal") {
-                Some(false)
-            } else if parse::eq(t, "pubsub") {
-                Some(true)
-            } else if ["master", "replica", "slave"]
-                .iter()
-                .any(|n| parse::eq(t, n))
-            {
-                None
-            } else {
-                return Frame::error(format!(
-                    "ERR Unknown client type '{}'",
-                    String::from_utf8_lossy(t)
-                ));
-            };
+        ListFilter::Type(wanted) => {
             for info in clients.values() {
                 let info = info.lock();
-                if pubsub == Some(info.status.is_pubsub()) {
+                let kind = if info.status.is_pubsub() {
+                    ClientType::PubSub
+                } else {
+                    ClientType::Normal
+                };
+                if kind == wanted {
                     text.push_str(&info.line());
                 }
             }
         }
-        [option, ids @ ..] if !ids.is_empty() && parse::eq(option, "id") => {
+        ListFilter::Ids(ids) => {
             for id in ids {
-                let Some(id) = parse::parse_i64(id) else {
-                    return err("ERR Invalid client ID");
-                };
                 if let Some(info) = u64::try_from(id).ok().and_then(|id| clients.get(&id)) {
                     text.push_str(&info.lock().line());
                 }
             }
         }
-        _ => return err(ERR_SYNTAX),
     }
     Frame::Verbatim(Bytes::from(text))
 }

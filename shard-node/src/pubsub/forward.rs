@@ -11,8 +11,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
+use tessera_proto::resp::connect::Login;
 use tessera_proto::topology::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -101,21 +102,17 @@ impl Forwarder {
     }
 }
 
-/// Opens a link's connection to a peer. Every setup the peer may require of a client (AUTH with a
-/// cluster secret) belongs here.
+/// Opens a link's connection to a peer's cluster bus, logged in with the cluster secret as every
+/// service connects (`tessera_proto::resp::connect`): a peer that refuses the secret fails the
+/// link, which is retried.
 pub async fn connect_peer(addr: &str, secret: Option<&Bytes>) -> std::io::Result<TcpStream> {
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+    let login = Login {
+        secret: secret.map(|s| &s[..]),
+        ..Login::default()
+    };
+    let (stream, _) = tessera_proto::resp::connect::connect(addr, login, CONNECT_TIMEOUT)
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    if let Some(secret) = secret {
-        // Pipelined ahead of the messages: replies are discarded, and a peer with another secret
-        // answers each message NOAUTH, which is what a misconfigured cluster deserves to lose.
-        let mut auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n", secret.len()).into_bytes();
-        auth.extend_from_slice(secret);
-        auth.extend_from_slice(b"\r\n");
-        stream.write_all(&auth).await?;
-    }
+        .map_err(std::io::Error::other)?;
     Ok(stream)
 }
 
@@ -206,10 +203,6 @@ async fn pump(
 }
 
 fn encode_deliver(out: &mut BytesMut, channel: &[u8], message: &[u8]) {
-    out.put_slice(b"*3\r\n");
-    for part in [DELIVER_COMMAND, channel, message] {
-        out.put_slice(format!("${}\r\n", part.len()).as_bytes());
-        out.put_slice(part);
-        out.put_slice(b"\r\n");
-    }
+    let parts = [DELIVER_COMMAND, channel, message];
+    tessera_proto::resp::encode::encode_command(parts.len(), parts.into_iter(), out);
 }
