@@ -162,6 +162,19 @@ CLIENT LIST type boss
 CLIENT LIST foo bar
 CLIENT LIST id
 CLIENT LIST id -5 99999
+SCAN x
+SCAN 0 COUNT 0
+SCAN 0 COUNT y
+SCAN 0 MATCH
+SCAN <sp>1
+SCAN 0 BOGUS 1
+SCAN 0 TYPE
+HSCAN {s}nohash x
+HSCAN {s}nohash 0 COUNT 0
+HSET {s}h f v
+HSCAN {s}h 0 COUNT 0
+HSCAN {s}h 0 TYPE hash
+HSCAN {s}h 0 MATCH f*
 RPUSH {bl}l a b c d e f g h i j
 BLPOP {bl}l 0x1p3
 BLPOP {bl}l 1e1
@@ -199,8 +212,9 @@ BZMPOP nan 1 {bm}z BAD
 ";
 
 /// Commands with no key, or whose first argument is not one, that any node answers alike.
-const KEYLESS: [&str; 8] = [
+const KEYLESS: [&str; 9] = [
     "PING",
+    "SCAN",
     "HELLO",
     "CLIENT",
     "ECHO",

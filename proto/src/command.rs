@@ -6,6 +6,7 @@
 mod errors;
 mod keys;
 pub mod reply;
+mod scan;
 mod table;
 mod timeout;
 
@@ -13,6 +14,7 @@ pub use errors::{
     arity_error, unknown_command_error, unknown_command_error_bytes, unknown_subcommand_error,
 };
 pub use keys::{Begin, Find, KeySpec};
+pub use scan::{parse_cursor, parse_scan, ScanArgs, ScanError, ScanOptions};
 pub use timeout::{parse_timeout, timeout_argument, TimeoutError};
 
 use std::cmp::Ordering;

@@ -210,11 +210,11 @@ fn scan(
         .to_bytes(protocol)
     };
     let ready = |bytes: Bytes| -> BoxReply { Box::pin(std::future::ready(bytes)) };
-    let Some(cursor) = std::str::from_utf8(&args[1])
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-    else {
-        return ready(forward::error_bytes("ERR invalid cursor"));
+    // Checked here, by the nodes' own parser, so a bad option is refused before the walk and
+    // the cursor reads as a node reads it.
+    let cursor = match tessera_proto::command::parse_scan(args, 1, true) {
+        Ok(scan) => scan.cursor,
+        Err(error) => return ready(forward::error_bytes(&error.to_string())),
     };
     // The run of slots one node serves that holds the cursor's slot, or the next one (slots
     // nobody serves hold no keys). Past the last slot, or past the last run: done.
@@ -260,9 +260,7 @@ fn scan(
             _ => return unexpected(),
         };
         let next = match items.pop() {
-            Some(Frame::Bulk(c)) => std::str::from_utf8(&c)
-                .ok()
-                .and_then(|c| c.parse::<u64>().ok()),
+            Some(Frame::Bulk(c)) => tessera_proto::command::parse_cursor(&c),
             _ => None,
         };
         let Some(next) = next else {

@@ -212,16 +212,7 @@ fn route_split<'t>(
 }
 
 /// A decimal integer argument, as Redis's `string2ll` accepts it.
-pub fn parse_i64(arg: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(arg).ok()?;
-    if text.is_empty() || text.starts_with('+') || (text.len() > 1 && text.starts_with('0')) {
-        return None;
-    }
-    if text.starts_with("-0") {
-        return None;
-    }
-    text.parse().ok()
-}
+pub use tessera_proto::resp::request::string_to_i64 as parse_i64;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use rand::seq::IndexedRandom;
 use rand::Rng;
+use tessera_proto::command::{parse_cursor, ScanOptions};
 use tessera_proto::long_double;
 use tessera_proto::resp::{Frame, Protocol};
 
@@ -380,62 +381,12 @@ pub(super) fn pick_random<T: Copy>(items: &[T], count: i64, rng: &mut impl Rng) 
     items.choose_multiple(rng, n).copied().collect()
 }
 
-/// HSCAN / SSCAN / ZSCAN's options after the cursor, as Redis's scanGenericCommand.
-pub(super) struct ScanOptions<'a> {
-    /// None for no MATCH (or `*`, which matches everything).
-    pub pattern: Option<&'a Bytes>,
-    /// COUNT: reply items (a pair counts two) to gather before returning; 10 by default.
-    pub count: usize,
-}
-
-/// Parses `[MATCH pattern] [COUNT n]` from `args[start..]`: COUNT must be >= 1.
-pub(super) fn parse_scan_options(args: &[Bytes], start: usize) -> Result<ScanOptions<'_>, Frame> {
-    let mut options = ScanOptions {
-        pattern: None,
-        count: 10,
-    };
-    let mut i = start;
-    while i < args.len() {
-        let left = args.len() - i;
-        if parse::eq(&args[i], "count") && left >= 2 {
-            match parse::parse_i64(&args[i + 1]) {
-                Some(n) if n >= 1 => options.count = usize::try_from(n).unwrap_or(usize::MAX),
-                Some(_) => return Err(err(ERR_SYNTAX)),
-                None => return Err(err(ERR_NOT_INTEGER)),
-            }
-        } else if parse::eq(&args[i], "match") && left >= 2 {
-            options.pattern = Some(&args[i + 1]).filter(|p| p.as_ref() != b"*");
-        } else {
-            return Err(err(ERR_SYNTAX));
-        }
-        i += 2;
-    }
-    Ok(options)
-}
-
-/// Redis's parseScanCursorOrReply: `strtoul` rules (an optional sign, digits; empty reads as 0;
-/// a negative number wraps).
-pub(super) fn parse_cursor(text: &[u8]) -> Option<u64> {
-    if text.is_empty() {
-        return Some(0);
-    }
-    let (negative, digits) = match text[0] {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut value: u64 = 0;
-    for &d in digits {
-        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    Some(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
+/// HSCAN / SSCAN / ZSCAN's options after the key and cursor (read only once the key is found
+/// to exist, as Redis does).
+pub(super) fn parse_scan_options(args: &[Bytes]) -> Result<ScanOptions<'_>, Frame> {
+    tessera_proto::command::parse_scan(args, 2, false)
+        .map(|scan| scan.options)
+        .map_err(|e| Frame::error(e.to_string()))
 }
 
 /// Redis's scan loop over a hash table: visits buckets from `cursor` until the scan ends, `count`
@@ -480,7 +431,7 @@ pub fn hscan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(None) => return scan_reply(0, Vec::new()),
         Err(e) => return e,
     };
-    let options = match parse_scan_options(args, 3) {
+    let options = match parse_scan_options(args) {
         Ok(o) => o,
         Err(e) => return e,
     };

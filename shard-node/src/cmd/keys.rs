@@ -8,11 +8,12 @@ pub mod rename;
 
 use bytes::Bytes;
 use rand::Rng;
+use tessera_proto::command::{parse_scan, ScanArgs};
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
 
 use super::dispatch::DispatchEntry;
-use super::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
+use super::parse::{self, err, ERR_NOT_INTEGER};
 use super::Ctx;
 use crate::keyspace::glob;
 
@@ -227,64 +228,22 @@ pub fn keys(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     Frame::Array(out)
 }
 
-/// Redis's parseScanCursorOrReply: `strtoul` rules (an optional sign, digits; empty reads as 0).
-fn parse_cursor(text: &[u8]) -> Option<u64> {
-    if text.is_empty() {
-        return Some(0);
-    }
-    let (negative, digits) = match text[0] {
-        b'-' => (true, &text[1..]),
-        b'+' => (false, &text[1..]),
-        _ => (false, text),
-    };
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut value: u64 = 0;
-    for &d in digits {
-        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    Some(if negative {
-        value.wrapping_neg()
-    } else {
-        value
-    })
-}
-
 /// SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]. The cursor is the next slot to visit: a slot
 /// is returned whole, so every key present for the whole scan is returned, as SCAN promises, even
 /// while other keys come and go.
 pub fn scan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
-    let Some(cursor) = parse_cursor(&args[1]) else {
-        return err("ERR invalid cursor");
+    let ScanArgs { cursor, options } = match parse_scan(args, 1, true) {
+        Ok(scan) => scan,
+        Err(e) => return Frame::error(e.to_string()),
     };
-    let mut count: i64 = 10;
-    let mut pattern: Option<&Bytes> = None;
-    let mut type_name: Option<&Bytes> = None;
-    let mut i = 2;
-    while i < args.len() {
-        let left = args.len() - i;
-        if parse::eq(&args[i], "count") && left >= 2 {
-            match parse::parse_i64(&args[i + 1]) {
-                Some(n) if n >= 1 => count = n,
-                Some(_) => return err(ERR_SYNTAX),
-                None => return err(ERR_NOT_INTEGER),
-            }
-        } else if parse::eq(&args[i], "match") && left >= 2 {
-            pattern = Some(&args[i + 1]).filter(|p| p.as_ref() != b"*");
-        } else if parse::eq(&args[i], "type") && left >= 2 {
-            type_name = Some(&args[i + 1]);
-        } else {
-            return err(ERR_SYNTAX);
-        }
-        i += 2;
-    }
+    let (pattern, type_name) = (options.pattern, options.type_name);
+    let count = options.count;
     let mut slot = (cursor % u64::from(SLOT_COUNT)) as u16;
     if cursor >= u64::from(SLOT_COUNT) {
         // Not a cursor we handed out: nothing more to return.
         return scan_reply(0, Vec::new());
     }
-    let mut examined: i64 = 0;
+    let mut examined: usize = 0;
     let mut found = Vec::new();
     loop {
         let guard = ctx.state.keyspace.lock(slot);
@@ -405,21 +364,6 @@ pub(super) const COMMANDS: &[DispatchEntry] = &[
     ("restore", |ctx, _, args| dump::restore(ctx, args)),
     ("restore-asking", |ctx, _, args| dump::restore(ctx, args)),
 ];
-
-#[cfg(test)]
-mod tests {
-    use super::parse_cursor;
-
-    #[test]
-    fn cursor_follows_strtoul() {
-        assert_eq!(parse_cursor(b""), Some(0));
-        assert_eq!(parse_cursor(b"+7"), Some(7));
-        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
-        assert_eq!(parse_cursor(b"x"), None);
-        assert_eq!(parse_cursor(b" 1"), None);
-        assert_eq!(parse_cursor(b"99999999999999999999999"), None);
-    }
-}
 
 #[cfg(test)]
 mod command_tests {

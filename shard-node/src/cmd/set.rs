@@ -13,13 +13,12 @@ use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
 use super::dispatch::DispatchEntry;
-use super::hash::{
-    parse_cursor, parse_random_count, parse_scan_options, pick_random, scan_buckets, scan_reply,
-};
+use super::hash::{parse_random_count, parse_scan_options, pick_random, scan_buckets, scan_reply};
 use super::keys::object::{intset_order, is_intset, string_to_i64, SET_MAX_INTSET_ENTRIES};
 use super::parse::{self, err, ERR_SYNTAX, ERR_WRONGTYPE};
 use super::{Ctx, Txn};
 use crate::keyspace::{glob, Entry, EntryRef, SetValue, Value, ValueMut, ValueRef};
+use tessera_proto::command::parse_cursor;
 
 type Set = SetValue;
 
@@ -465,7 +464,7 @@ pub fn sscan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(None) => return scan_reply(0, Vec::new()),
         Err(e) => return e,
     };
-    let options = match parse_scan_options(args, 3) {
+    let options = match parse_scan_options(args) {
         Ok(o) => o,
         Err(e) => return e,
     };

@@ -8,11 +8,12 @@ use super::{
     format_score, parse_lex_range, parse_score, parse_score_range, read_zset, score_frame,
     write_zset, zset_mut,
 };
-use crate::cmd::hash::{parse_cursor, parse_scan_options, scan_buckets, scan_reply};
+use crate::cmd::hash::{parse_scan_options, scan_buckets, scan_reply};
 use crate::cmd::keys::object::is_small_zset;
 use crate::cmd::parse::{err, ERR_NOT_FLOAT, ERR_SYNTAX};
 use crate::cmd::Ctx;
 use crate::keyspace::{glob, Entry, SortedSet, Value};
+use tessera_proto::command::parse_cursor;
 
 /// ZADD's flags as zaddGenericCommand reads them.
 #[derive(Default)]
@@ -268,7 +269,7 @@ pub fn zscan(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         Ok(None) => return scan_reply(0, Vec::new()),
         Err(e) => return e,
     };
-    let options = match parse_scan_options(args, 3) {
+    let options = match parse_scan_options(args) {
         Ok(o) => o,
         Err(e) => return e,
     };
