@@ -47,6 +47,14 @@ pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime
     }
 }
 
+/// A token that the first SIGTERM or SIGINT cancels (`stop_on_signal`, spawned here): what a
+/// serving binary hands its `run`.
+pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    shutdown
+}
+
 /// Cancels `shutdown` on the first SIGTERM or SIGINT, so the service stops cleanly (flushing
 /// what it must); a second signal exits at once. Spawn it beside the service.
 pub async fn stop_on_signal(shutdown: tokio_util::sync::CancellationToken) {

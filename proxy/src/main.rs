@@ -2,9 +2,9 @@
 
 use anyhow::Context;
 use clap::Parser;
+use tessera_proto::process::shutdown_on_signal;
 use tessera_proxy::config::{Cli, Command};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// mimalloc instead of glibc's malloc: the proxy allocates and frees a few small blocks per
 /// request (arguments, the reply channel), in bursts of a pipeline's depth that overflow glibc's
@@ -33,8 +33,6 @@ async fn run_main(cli: Cli) -> anyhow::Result<()> {
     let listener = TcpListener::bind((config.service.bind, config.port))
         .await
         .with_context(|| format!("binding {}:{}", config.service.bind, config.port))?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(tessera_proto::process::stop_on_signal(shutdown.clone()));
-    tessera_proxy::run(config, listener, shutdown).await?;
+    tessera_proxy::run(config, listener, shutdown_on_signal()).await?;
     Ok(())
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tessera_proto::process::shutdown_on_signal;
 use tessera_shard_node::config::Config;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// Tessera shard node: serves the keys of its hash slots over RESP (Redis Cluster compatible) and
 /// keeps them on disk.
@@ -86,9 +86,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind((config.service.bind, config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.service.bind, config.port))?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(tessera_proto::process::stop_on_signal(shutdown.clone()));
-    tessera_shard_node::run(config, listener, shutdown).await?;
+    tessera_shard_node::run(config, listener, shutdown_on_signal()).await?;
     Ok(())
 }
 

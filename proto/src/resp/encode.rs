@@ -3,13 +3,15 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::frame::integer;
+
 /// Appends `args` (`count` of them: the multibulk header is written before the iterator is
 /// consumed) as a RESP multibulk.
 #[inline]
 pub fn encode_command<'a>(count: usize, args: impl Iterator<Item = &'a [u8]>, out: &mut BytesMut) {
-    header(out, b'*', count);
+    integer(out, b'*', count as i64);
     for arg in args {
-        header(out, b'$', arg.len());
+        integer(out, b'$', arg.len() as i64);
         out.put_slice(arg);
         out.put_slice(b"\r\n");
     }
@@ -20,25 +22,6 @@ pub fn command_bytes(args: &[&[u8]]) -> BytesMut {
     let mut out = BytesMut::with_capacity(args.iter().map(|a| a.len() + 16).sum::<usize>() + 16);
     encode_command(args.len(), args.iter().copied(), &mut out);
     out
-}
-
-/// `tag`, `n` in decimal, CRLF: without formatting machinery, as it runs once per argument.
-#[inline]
-fn header(out: &mut BytesMut, tag: u8, n: usize) {
-    out.put_u8(tag);
-    let mut digits = [0u8; 20];
-    let mut pos = digits.len();
-    let mut n = n;
-    loop {
-        pos -= 1;
-        digits[pos] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[pos..]);
-    out.put_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -166,7 +166,9 @@ fn line(out: &mut BytesMut, tag: u8, text: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-fn integer(out: &mut BytesMut, tag: u8, n: i64) {
+/// `tag`, `n` in decimal, CRLF: every RESP header (lengths, integers), without allocating.
+#[inline]
+pub(crate) fn integer(out: &mut BytesMut, tag: u8, n: i64) {
     out.put_u8(tag);
     let buf = itoa_buf(n);
     out.put_slice(buf.as_bytes());
