@@ -191,8 +191,6 @@ pub struct ClientLine<'a> {
     pub cmd: &'a str,
     pub user: &'a [u8],
     pub resp: u8,
-    pub lib_name: &'a [u8],
-    pub lib_ver: &'a [u8],
 }
 
 impl ClientLine<'_> {
@@ -214,7 +212,8 @@ impl ClientLine<'_> {
         flags
     }
 
-    /// The line, fields in Redis 7.2's order, ending in a newline.
+    /// The line, fields in Redis 7.0's order (7.2's lib-name and lib-ver are not shown, as
+    /// redis-server 7.0 is the oracle), ending in a newline.
     pub fn render(&self) -> String {
         let mut line = String::with_capacity(320);
         let buffer = self.qbuf + self.qbuf_free;
@@ -222,8 +221,7 @@ impl ClientLine<'_> {
             line,
             "id={} addr={} laddr={} fd=0 name={} age={} idle={} flags={} db=0 sub={} psub={} \
              ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={buffer} rbp={} \
-             obl=0 oll=0 omem=0 tot-mem={buffer} events=r cmd={} user={} redir=-1 resp={} \
-             lib-name={} lib-ver={}",
+             obl=0 oll=0 omem=0 tot-mem={buffer} events=r cmd={} user={} redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -241,8 +239,6 @@ impl ClientLine<'_> {
             self.cmd,
             String::from_utf8_lossy(self.user),
             self.resp,
-            String::from_utf8_lossy(self.lib_name),
-            String::from_utf8_lossy(self.lib_ver),
         );
         line
     }
@@ -264,7 +260,6 @@ mod tests {
             cmd: "client|list",
             user: b"default",
             resp: 2,
-            lib_name: b"redis-py",
             ..ClientLine::default()
         }
         .render();
@@ -273,7 +268,7 @@ mod tests {
             "id=7 addr=127.0.0.1:5000 laddr=127.0.0.1:6379 fd=0 name=app age=0 idle=0 flags=xb \
              db=0 sub=0 psub=0 ssub=0 multi=2 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 \
              rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|list user=default redir=-1 \
-             resp=2 lib-name=redis-py lib-ver=\n"
+             resp=2\n"
         );
         assert_eq!(ClientLine::default().flags(), "N");
     }

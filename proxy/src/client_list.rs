@@ -29,9 +29,6 @@ pub struct ClientState {
     pub blocked: bool,
     pub qbuf: usize,
     pub qbuf_free: usize,
-    /// CLIENT SETINFO's attributes.
-    pub lib_name: Bytes,
-    pub lib_ver: Bytes,
 }
 
 /// One registered connection.
@@ -126,8 +123,6 @@ impl ClientHandle {
             cmd: state.last_command,
             user: &state.user,
             resp: state.resp,
-            lib_name: &state.lib_name,
-            lib_ver: &state.lib_ver,
         }
         .render()
     }

@@ -114,8 +114,6 @@ impl Session {
                 blocked: false,
                 qbuf: 0,
                 qbuf_free: 0,
-                lib_name: Bytes::new(),
-                lib_ver: Bytes::new(),
             }),
             stop: Default::default(),
         });

@@ -84,8 +84,6 @@ pub struct ClientInfo {
     pub addr: String,
     pub laddr: String,
     pub name: Bytes,
-    pub lib_name: Bytes,
-    pub lib_ver: Bytes,
     pub resp: u8,
     pub created: Instant,
     pub last_active: Instant,
@@ -121,8 +119,6 @@ impl ClientInfo {
             addr,
             laddr,
             name: Bytes::new(),
-            lib_name: Bytes::new(),
-            lib_ver: Bytes::new(),
             resp: 2,
             created: now,
             last_active: now,
@@ -156,8 +152,6 @@ impl ClientInfo {
             cmd: self.last_cmd,
             user: b"default",
             resp: self.resp,
-            lib_name: &self.lib_name,
-            lib_ver: &self.lib_ver,
             ..Default::default()
         }
         .render()

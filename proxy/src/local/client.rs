@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tessera_proto::client::{self, valid_name, ClientType, LibAttribute, ListFilter, BAD_NAME};
+use tessera_proto::client::{self, valid_name, ClientType, ListFilter, BAD_NAME};
 use tessera_proto::resp::Frame;
 
 use super::{frame, ok, verbatim};
@@ -41,15 +41,9 @@ pub fn handle(shared: &Arc<Shared>, session: &mut Session, args: &[Bytes]) -> Op
         }
         b"kill" => kill(shared, session, args),
         // Redis 7.2's CLIENT SETINFO (the table knows it; redis-py sends it on connect).
+        // Checked, not shown: CLIENT LIST keeps redis-server 7.0's fields.
         b"setinfo" => match client::setinfo(&args[2], &args[3]) {
-            Ok(attribute) => {
-                let value = args[3].clone();
-                session.handle.update(|state| match attribute {
-                    LibAttribute::Name => state.lib_name = value,
-                    LibAttribute::Version => state.lib_ver = value,
-                });
-                ok()
-            }
+            Ok(_) => ok(),
             Err(text) => Reply::error(&text),
         },
         b"no-evict" => match args[2].to_ascii_lowercase().as_slice() {
