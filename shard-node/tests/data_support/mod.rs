@@ -115,6 +115,7 @@ impl TestNode {
             config: Default::default(),
             evictor: Default::default(),
             pubsub: Default::default(),
+            replication: Default::default(),
         });
         let shutdown = CancellationToken::new();
         if let Some(bus) = bus {
