@@ -115,7 +115,7 @@ fn answer(state: &NodeState, peer: &mut Peer, args: &[Bytes]) -> Option<Frame> {
 /// kept for ROLE and INFO; `capa`, `ip-address` and the like accepted; ACK and GETACK take no
 /// reply outside a replication stream.
 fn replconf(peer: &mut Peer, args: &[Bytes]) -> Option<Frame> {
-    if args.len() % 2 == 0 {
+    if args.len().is_multiple_of(2) {
         return Some(Frame::error(tessera_proto::command::arity_error(
             "replconf",
         )));

@@ -217,10 +217,10 @@ impl Conn<'_> {
     async fn exchange(&mut self, command: &'static str, args: &[&[u8]]) -> Result<(), LinkError> {
         self.stream.write_all(&command_bytes(args)).await?;
         let reply = self.line().await?;
-        if reply.starts_with('-') {
+        if let Some(error) = reply.strip_prefix('-') {
             return Err(LinkError::Refused {
                 command,
-                reply: reply[1..].to_string(),
+                reply: error.to_string(),
             });
         }
         Ok(())

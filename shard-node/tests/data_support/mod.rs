@@ -164,6 +164,7 @@ pub fn node_state(
     Ok(NodeState {
         keyspace: Keyspace::new(),
         cluster: ClusterView::standalone(NodeId::parse(MYSELF)?, single_node_topology(port)),
+        replication: tessera_shard_node::replication::Replication::with_aof(aof.clone()),
         aof,
         stats: ServerStats::default(),
         config: Default::default(),
