@@ -7,8 +7,11 @@
 //! `end` is the offset of its last byte, and a byte's position is 1-based (the first byte ever
 //! written is position 1), so the ring holds positions `end - histlen + 1 ..= end`.
 
-/// The ring. Its memory is taken on the first write (as Redis creates its backlog lazily), then
-/// stays at `size` bytes.
+/// The ring. Its memory is taken when it is made and stays `size` bytes: unlike Redis, which
+/// creates its backlog when the first replica connects, ours exists from the start (a replica
+/// may continue from it after any break), so it is a fixed cost counted from the start, in
+/// INFO's used_memory and against maxmemory (as Redis counts its backlog), and a limit set over
+/// the memory in use already includes it.
 #[derive(Debug)]
 pub struct Backlog {
     ring: Vec<u8>,
@@ -34,7 +37,7 @@ impl Backlog {
     /// An empty backlog of `size` bytes whose log ends at `end`.
     pub fn new(size: usize, end: u64) -> Backlog {
         Backlog {
-            ring: Vec::new(),
+            ring: vec![0; size],
             size,
             head: 0,
             histlen: 0,
@@ -50,6 +53,8 @@ impl Backlog {
     pub fn size(&self) -> usize {
         self.size
     }
+
+
 
     pub fn histlen(&self) -> usize {
         self.histlen
@@ -73,9 +78,6 @@ impl Backlog {
         self.end += bytes.len() as u64;
         if self.size == 0 || bytes.is_empty() {
             return;
-        }
-        if self.ring.is_empty() {
-            self.ring = vec![0; self.size];
         }
         // More than the ring holds: only its last `size` bytes can stay.
         let kept = &bytes[bytes.len().saturating_sub(self.size)..];
