@@ -54,8 +54,6 @@ impl Backlog {
         self.size
     }
 
-
-
     pub fn histlen(&self) -> usize {
         self.histlen
     }
