@@ -668,7 +668,16 @@ mod tests {
         assert!(served(Server::ShardNode, "get"));
         let node = super::served(Server::ShardNode).count();
         let proxy = super::served(Server::Proxy).count();
-        assert_eq!((node, proxy), (175, 177), "ACL and TIME on the proxy only");
+        assert_eq!((node, proxy), (179, 181), "ACL and TIME on the proxy only");
+        // Per-node replication commands: on a node, and refused (yet known) by the proxy.
+        for name in ["wait", "role", "replicaof", "slaveof"] {
+            assert!(served(Server::ShardNode, name), "{name}");
+            assert_eq!(
+                lookup(name.as_bytes()).unwrap().routing,
+                Routing::Refused,
+                "{name}"
+            );
+        }
     }
 
     #[test]

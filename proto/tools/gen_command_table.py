@@ -25,7 +25,8 @@ ON_NODE = {
     "linsert", "llen", "lmove", "lmpop", "lpop", "lpos", "lpush", "lpushx", "lrange", "lrem",
     "lset", "ltrim", "memory", "mget", "mset", "msetnx", "multi", "object", "persist", "pexpire",
     "pexpireat", "pexpiretime", "ping", "psetex", "psubscribe", "pttl", "publish", "pubsub",
-    "punsubscribe", "quit", "randomkey", "readonly", "readwrite", "rename", "renamenx", "reset",
+    "punsubscribe", "quit", "randomkey", "readonly", "readwrite", "rename", "renamenx", "replicaof",
+    "reset", "role", "slaveof", "wait",
     "restore", "restore-asking", "rpop", "rpoplpush", "rpush", "rpushx", "sadd", "scan", "scard",
     "sdiff", "sdiffstore", "select", "set", "setbit", "setex", "setnx", "setrange", "sinter",
     "sintercard", "sinterstore", "sismember", "smembers", "smismember", "smove", "spop",
@@ -60,7 +61,10 @@ LOCAL = {
     "sunsubscribe", "acl", "time",
 }
 # Refused by the proxy with an honest "not supported" error: it cannot serve them correctly yet.
-REFUSED = {"client|pause", "client|unpause", "client|caching", "client|reply", "client|unblock"}
+REFUSED = {"client|pause", "client|unpause", "client|caching", "client|reply", "client|unblock",
+           # Per-node replication commands: through the proxy they would reach one arbitrary master
+           # (WAIT counts one connection's writes; ROLE / REPLICAOF name one node).
+           "wait", "role", "replicaof", "slaveof"}
 
 # Subcommands of later Redis versions that clients send on connect and the issues require, in
 # COMMAND INFO's shape, with their docs. redis-py sends CLIENT SETINFO (Redis 7.2).

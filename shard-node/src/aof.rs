@@ -5,8 +5,9 @@
 //! bytes, and fsyncs by the policy. `load` reads the file back at start (`load`), and the record
 //! format is in `record`.
 //!
-//! The log is also the ordered stream replicas will follow (issue 4): `offset()` is the running
-//! byte offset of the log's end, counted from the start of the file. A rewrite (`rewrite`)
+//! Writes reach the file through the node's one ordered write log (`replication::log`), which
+//! also feeds the replication backlog; `offset()` here is the file's own running byte offset,
+//! counted from the start of the file (the replication offset is the log's). A rewrite (`rewrite`)
 //! compacts the file in the background: it snapshots the keyspace slot by slot into a new file
 //! while writes go on to the old one, and the writer (which owns the file) appends what was
 //! written meanwhile and renames the new file into place, without resetting the logical offset.
@@ -14,7 +15,7 @@
 mod load;
 mod record;
 pub mod rewrite;
-mod snapshot;
+pub(crate) mod snapshot;
 mod writer;
 
 use std::fs::{File, OpenOptions};
@@ -213,6 +214,34 @@ impl Aof {
         drop(pending);
         self.shared.wake.notify_one();
         end
+    }
+
+    /// Queues one write already encoded as its record (`encoded` is `record::encode(args)`): the
+    /// replication write log (`replication::log`) encodes each write once, under its own lock,
+    /// and hands the same bytes to the backlog and here, so both see one order.
+    pub fn append_encoded(&self, args: &[Bytes], encoded: &[u8]) {
+        let mut pending = self.shared.pending.lock();
+        if pending.closing {
+            drop(pending);
+            tracing::error!(
+                command = %String::from_utf8_lossy(args.first().map(|a| a.as_ref()).unwrap_or_default()),
+                "write after the append-only file was closed; it is not persisted"
+            );
+            return;
+        }
+        let Pending {
+            buf,
+            rewrite,
+            end_offset,
+            ..
+        } = &mut *pending;
+        buf.extend_from_slice(encoded);
+        *end_offset += encoded.len() as u64;
+        if let Some(rewrite) = rewrite {
+            rewrite.record(args, encoded);
+        }
+        drop(pending);
+        self.shared.wake.notify_one();
     }
 
     /// Queues several writes as one contiguous run (a transaction's MULTI ... EXEC), so no other

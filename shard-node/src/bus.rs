@@ -1,10 +1,11 @@
 //! The cluster bus: the node's second listener, for node-to-node traffic only (Redis announces it
-//! as the client port + 10000, `@port` in CLUSTER NODES). Peers' probes (`PING`) and forwarded
-//! PUBLISH messages (`DELIVER_COMMAND`, from `pubsub::forward`) arrive here, and only here: no
-//! client connection can reach a node-internal command. With a node secret, a bus connection must
-//! `AUTH <secret>` before anything else.
+//! as the client port + 10000, `@port` in CLUSTER NODES). Peers' probes (`PING`), forwarded
+//! PUBLISH messages (`DELIVER_COMMAND`, from `pubsub::forward`) and replicas (`REPLCONF`, then
+//! `PSYNC`, after which the connection carries the replication stream: `replication::master`)
+//! arrive here, and only here: no client connection can reach a node-internal command. With a
+//! node secret, a bus connection must `AUTH <secret>` before anything else.
 //!
-//! Deliberately small: three commands, replies in RESP2, a connection closed on a protocol error.
+//! Deliberately small: a few commands, replies in RESP2, a connection closed on a protocol error.
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cmd::connection::secret_matches;
 use crate::pubsub::forward::DELIVER_COMMAND;
+use crate::replication::master::PeerInfo;
 use crate::state::NodeState;
 
 /// Accepts peers on `listener` until `stop`, serving each connection on its own task; returns once
@@ -46,8 +48,18 @@ pub async fn serve(listener: TcpListener, state: Arc<NodeState>, stop: Cancellat
 }
 
 async fn serve_peer(stream: TcpStream, state: Arc<NodeState>, stop: CancellationToken) {
+    let ip = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let mut framed = Framed::new(stream, ServerCodec::default());
-    let mut authenticated = state.stats.node_secret.is_none();
+    let mut peer = Peer {
+        authenticated: state.stats.node_secret.is_none(),
+        replica: PeerInfo {
+            ip,
+            listening_port: 0,
+        },
+    };
     loop {
         let request = tokio::select! {
             _ = stop.cancelled() => return,
@@ -56,15 +68,82 @@ async fn serve_peer(stream: TcpStream, state: Arc<NodeState>, stop: Cancellation
         let Some(Ok(request)) = request else {
             return;
         };
-        let reply = answer(&state, &mut authenticated, &request.args);
+        let args = &request.args;
+        if peer.authenticated && args.len() == 3 && args[0].eq_ignore_ascii_case(b"PSYNC") {
+            // From here on the connection belongs to the replica.
+            let parts = framed.into_parts();
+            crate::replication::serve_replica(
+                parts.io,
+                parts.read_buf,
+                state,
+                peer.replica,
+                args[1].clone(),
+                args[2].clone(),
+                stop,
+            )
+            .await;
+            return;
+        }
+        let Some(reply) = answer(&state, &mut peer, args) else {
+            continue;
+        };
         if framed.send(&reply).await.is_err() {
             return;
         }
     }
 }
 
-/// One bus command's reply.
-fn answer(state: &NodeState, authenticated: &mut bool, args: &[Bytes]) -> Frame {
+/// What a bus connection has said about itself.
+struct Peer {
+    authenticated: bool,
+    /// Filled by REPLCONF, for a replica's PSYNC.
+    replica: PeerInfo,
+}
+
+/// One bus command's reply (`None`: the command takes none, as REPLCONF ACK).
+fn answer(state: &NodeState, peer: &mut Peer, args: &[Bytes]) -> Option<Frame> {
+    let Some(name) = args.first() else {
+        return Some(Frame::error("ERR empty command"));
+    };
+    if name.eq_ignore_ascii_case(b"REPLCONF") && peer.authenticated {
+        return replconf(peer, args);
+    }
+    Some(answer_common(state, &mut peer.authenticated, args))
+}
+
+/// REPLCONF before PSYNC, as Redis's replconfCommand: option/value pairs; `listening-port`
+/// kept for ROLE and INFO; `capa`, `ip-address` and the like accepted; ACK and GETACK take no
+/// reply outside a replication stream.
+fn replconf(peer: &mut Peer, args: &[Bytes]) -> Option<Frame> {
+    if args.len().is_multiple_of(2) {
+        return Some(Frame::error(tessera_proto::command::arity_error(
+            "replconf",
+        )));
+    }
+    for pair in args[1..].chunks(2) {
+        let (option, value) = (&pair[0], &pair[1]);
+        let option_lower = option.to_ascii_lowercase();
+        match &option_lower[..] {
+            b"listening-port" => match std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
+            {
+                Some(port) => peer.replica.listening_port = port,
+                None => return Some(Frame::error("ERR value is not an integer or out of range")),
+            },
+            b"ack" | b"getack" => return None,
+            b"capa" | b"ip-address" | b"rdb-only" | b"rdb-filter-only" => {}
+            _ => {
+                return Some(Frame::error(format!(
+                    "ERR Unrecognized REPLCONF option: {}",
+                    String::from_utf8_lossy(option)
+                )))
+            }
+        }
+    }
+    Some(Frame::Simple(Bytes::from_static(b"OK")))
+}
+
+/// AUTH, PING and DELIVER.
+fn answer_common(state: &NodeState, authenticated: &mut bool, args: &[Bytes]) -> Frame {
     let Some(name) = args.first() else {
         return Frame::error("ERR empty command");
     };

@@ -22,6 +22,7 @@ pub mod memory;
 pub mod multi_exec;
 pub mod parse;
 pub mod pubsub;
+pub mod replication;
 pub mod server;
 pub mod set;
 pub mod string;
@@ -86,6 +87,7 @@ pub(crate) mod testing {
             config: Default::default(),
             evictor: Default::default(),
             pubsub: Default::default(),
+            replication: Default::default(),
         }
     }
 

@@ -63,6 +63,17 @@ pub struct Config {
     )]
     pub auto_aof_rewrite_min_size: u64,
 
+    /// Size of the replication backlog: the latest writes kept in memory (whether or not the AOF
+    /// is on) so a replica that lost its link for a moment continues from its offset instead of
+    /// taking a whole new snapshot (Redis's repl-backlog-size; bytes, or with a unit: 1mb).
+    #[arg(
+        long,
+        env = "TESSERA_REPL_BACKLOG_SIZE",
+        default_value = "1mb",
+        value_parser = parse_memory
+    )]
+    pub repl_backlog_size: u64,
+
     /// Memory limit (bytes, or with a unit: 100mb, 1gb); 0 is none. Over it, keys are evicted by
     /// --maxmemory-policy before each command, and commands that add data are refused when
     /// nothing can be evicted. Measured as the heap the process has allocated (INFO used_memory).
@@ -111,6 +122,7 @@ impl Config {
             appendfsync: FsyncPolicy::Everysec,
             auto_aof_rewrite_percentage: 100,
             auto_aof_rewrite_min_size: 64 * 1024 * 1024,
+            repl_backlog_size: crate::replication::log::DEFAULT_BACKLOG_SIZE,
             maxmemory: 0,
             maxmemory_policy: Policy::NoEviction,
             maxmemory_samples: 5,
@@ -188,6 +200,11 @@ mod tests {
         assert_eq!(config.service.log_format, LogFormat::Text);
         assert_eq!(config.auto_aof_rewrite_percentage, 100);
         assert_eq!(config.auto_aof_rewrite_min_size, 64 * 1024 * 1024);
+        assert_eq!(config.repl_backlog_size, 1024 * 1024);
+        assert_eq!(
+            parse(&["--repl-backlog-size", "64kb"]).repl_backlog_size,
+            64 * 1024
+        );
         assert_eq!(config.maxmemory, 0);
         assert_eq!(config.maxmemory_policy, Policy::NoEviction);
         assert_eq!(config.maxmemory_samples, 5);

@@ -1,7 +1,7 @@
 //! One client connection: read into a buffer, run every complete command in it (pipelining is the
 //! common case), encode all replies into one buffer and write it once per batch.
 //! A blocking command (BLPOP, ...) that finds no data is awaited here (`wait_blocked`) before the
-//! client's next command runs.
+//! client's next command runs, and so is a WAIT for replicas' acknowledgements.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -104,6 +104,16 @@ async fn run(
                 }
                 None => return Ok(()),
             }
+        }
+        if let Some(wait) = session.waiting.take() {
+            // WAIT: its reply comes once enough replicas acknowledged or its timeout passed.
+            let acked = tokio::select! {
+                acked = state.replication.wait_for_acks(wait) => acked,
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            session.publish_status();
+            Frame::Integer(acked as i64).encode(session.protocol, &mut output);
+            continue;
         }
         if close || shutdown.is_cancelled() {
             return Ok(());
@@ -229,7 +239,7 @@ fn run_buffered(
             Ok(Some(request)) => {
                 let reply = cmd::execute(state, session, &request.args);
                 session.publish_status();
-                if session.blocked.is_some() {
+                if session.blocked.is_some() || session.waiting.is_some() {
                     // The connection awaits it; its reply is sent then.
                     return false;
                 }

@@ -77,6 +77,8 @@ pub enum NodeError {
     Aof(#[from] AofError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
     #[error("cannot read the listener's address: {0}")]
     Listener(#[source] io::Error),
 }
@@ -86,4 +88,18 @@ pub enum NodeError {
 pub enum ClusterError {
     #[error(transparent)]
     Endpoint(#[from] tessera_proto::control_plane::InvalidUrl),
+}
+
+/// Replication could not keep its state file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("cannot {action} replication state file {path}: {source}")]
+    StateFile {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("replication state file {path} is damaged (want `replid <40 hex>`, `offset <n>`, `aof-size <n|->` lines); fix or delete it")]
+    InvalidStateFile { path: PathBuf },
 }

@@ -332,9 +332,10 @@ fn remove(state: &NodeState, slot: u16, key: &Bytes, volatile: bool) -> bool {
         // slots would leave eviction freeing nothing but the keys themselves.
         guard.clear();
     }
-    if let Some(aof) = &state.aof {
-        aof.append(&[Bytes::from_static(b"DEL"), key.clone()]);
-    }
+    state
+        .replication
+        .log
+        .append(&[Bytes::from_static(b"DEL"), key.clone()]);
     true
 }
 

@@ -2,7 +2,8 @@
 //! it, kept on disk in an append-only file, and answering MOVED / CLUSTERDOWN by the shared rule.
 //!
 //! Layout: `node` wires everything (`run`); `cluster` follows the control plane (registration,
-//! topology watch, heartbeats, peer probes, write lease); `aof` persists writes; `server` and
+//! topology watch, heartbeats, peer probes, write lease); `aof` persists writes; `replication`
+//! holds the ordered write log every write goes through and serves or follows a master; `server` and
 //! `connection` speak RESP to clients; `cmd` holds one file per command family; `keyspace` is the
 //! per-slot store; `config` is the CLI/env configuration, `node_id` the id kept on disk, and `error`
 //! the typed errors.
@@ -21,6 +22,7 @@ pub mod node;
 pub mod node_id;
 pub mod pubsub;
 pub mod rdb;
+pub mod replication;
 pub mod server;
 pub mod state;
 pub mod transaction;

@@ -1,6 +1,6 @@
-//! Wires a node together: data directory, node id, AOF replay, the cluster tasks, then serving;
-//! and the ordered stop: stop accepting -> drain clients -> flush and fsync the AOF -> stop the
-//! cluster tasks.
+//! Wires a node together: data directory, node id, AOF replay, the replication history, the
+//! cluster tasks, then serving; and the ordered stop: stop accepting -> drain clients -> stop
+//! replication -> flush and fsync the AOF -> save the replication state -> stop the cluster tasks.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::{AofError, NodeError};
 use crate::keyspace::Keyspace;
 use crate::node_id;
+use crate::replication::{self, Replication};
 use crate::state::NodeState;
 use crate::{bus, cmd, server};
 
@@ -24,6 +25,18 @@ pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
+) -> Result<(), NodeError> {
+    run_observed(config, listener, shutdown, |_| {}).await
+}
+
+/// `run`, handing the node's shared state to `started` once it is wired and about to serve: the
+/// in-process clusters of tests drive it through there (`state.replication.follow`, ...), as the
+/// cluster layer does from the topology.
+pub async fn run_observed(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    started: impl FnOnce(&Arc<NodeState>),
 ) -> Result<(), NodeError> {
     config.validate()?;
     let bound = listener.local_addr().map_err(NodeError::Listener)?;
@@ -61,6 +74,7 @@ pub async fn run(
         config: crate::config::Live::from_config(&config),
         evictor: crate::evict::Evictor::default(),
         pubsub: Default::default(),
+        replication: Replication::new(config.repl_backlog_size, Some(data_dir.clone())),
     };
     state.stats.node_secret = config
         .service
@@ -69,9 +83,18 @@ pub async fn run(
     if config.appendonly() {
         let path = data_dir.join(aof::FILE_NAME);
         state = replay(state, &path).await?;
-        state.aof = Some(Arc::new(Aof::open(&path, config.appendfsync)?));
+        let opened = Arc::new(Aof::open(&path, config.appendfsync)?);
+        state.replication.log.attach_aof(Arc::clone(&opened));
+        state.aof = Some(opened);
     }
+    // The history this data belongs to: kept when it provably matches the AOF (replication::ids).
+    let aof_size = state.aof.as_ref().map(|aof| aof.progress().file_size);
+    let (ids, offset) =
+        replication::ids::Saved::resume(replication::ids::load(&data_dir)?, aof_size);
+    tracing::info!(replid = %ids.replid, offset, "replication history");
+    state.replication.resume(ids, offset);
     let state = Arc::new(state);
+    state.replication.start(&state, announce_port);
 
     let tasks = cluster::start(Arc::clone(&state) as Arc<dyn Member>, registration)?;
     // The bus keeps serving peers while clients drain; it stops with the cluster tasks.
@@ -86,16 +109,27 @@ pub async fn run(
         config.auto_rewrite(),
         shutdown.clone(),
     ));
+    started(&state);
     tracing::info!(port = bound.port(), "ready to accept connections");
     server::serve(listener, Arc::clone(&state), shutdown).await;
     tracing::info!("clients drained; flushing the append-only file");
     state.pubsub.forward.stop();
+    // No more writes from a master's stream, and no more replicas served, after this.
+    state.replication.shutdown().await;
 
     // Closing the file also cancels a rewrite in progress, which the rewrite task then reports.
     let flushed = match &state.aof {
         Some(aof) => aof.flush_and_sync().await,
         None => Ok(()),
     };
+    // With the AOF's final size, so a restart can tell the history still matches its data.
+    let final_size = match (&flushed, &state.aof) {
+        (Ok(()), Some(aof)) => Some(aof.progress().file_size),
+        _ => None,
+    };
+    if let Err(error) = state.replication.save_final(final_size) {
+        tracing::error!(%error, "cannot save the replication state at shutdown");
+    }
     let _ = rewriter.await;
     bus_stop.cancel();
     let _ = bus.await;

@@ -39,7 +39,11 @@ pub fn load_or_create(data_dir: &Path) -> Result<NodeId, NodeIdError> {
     }
 }
 
-fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), (&'static str, io::Error)> {
+/// Writes `contents` to `path` so a crash leaves the old file or the new one, never a torn one.
+pub(crate) fn write_atomically(
+    path: &Path,
+    contents: &[u8],
+) -> Result<(), (&'static str, io::Error)> {
     let tmp = tmp_path(path);
     let mut file = fs::File::create(&tmp).map_err(|e| ("create", e))?;
     file.write_all(contents).map_err(|e| ("write", e))?;

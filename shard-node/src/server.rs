@@ -197,14 +197,16 @@ async fn active_expiry(state: Arc<NodeState>, shutdown: CancellationToken) {
             _ = ticker.tick() => {}
         }
         crate::cmd::server::cron(&state);
-        let aof = state.aof.as_deref();
+        if state.replication.is_replica() {
+            // A replica never expires keys itself: its master's DELs remove them.
+            continue;
+        }
+        let log = &state.replication.log;
         state
             .keyspace
             .active_expire_cycle(&mut cursor, now_ms(), CycleBudget::default(), |key| {
                 state.keyspace.watches().touch(key);
-                if let Some(aof) = aof {
-                    aof.append(&[Bytes::from_static(b"DEL"), key.clone()]);
-                }
+                log.append(&[Bytes::from_static(b"DEL"), key.clone()]);
             });
     }
 }

@@ -1,5 +1,5 @@
 //! What every connection of a node shares: the keyspace, the node's view of the cluster, the
-//! append-only file and the server's counters.
+//! append-only file, replication and the server's counters.
 
 use std::sync::Arc;
 
@@ -11,7 +11,8 @@ use crate::keyspace::Keyspace;
 pub struct NodeState {
     pub keyspace: Keyspace,
     pub cluster: ClusterView,
-    /// `None` when persistence is off (tests that need no disk).
+    /// `None` when persistence is off (tests that need no disk). Writes reach it through
+    /// `replication.log`, which must have it attached (`WriteLog::attach_aof`).
     pub aof: Option<Arc<Aof>>,
     pub stats: crate::server::ServerStats,
     /// The settings CONFIG SET changes at runtime (maxmemory, policies, fsync, ...).
@@ -20,4 +21,7 @@ pub struct NodeState {
     pub evictor: crate::evict::Evictor,
     /// Who subscribes to what, and the links that carry PUBLISH to the other nodes.
     pub pubsub: crate::pubsub::PubSub,
+    /// The ordered write log every write goes through (feeding the AOF and the replication
+    /// backlog), the node's role, and the replicas it serves.
+    pub replication: crate::replication::Replication,
 }

@@ -33,6 +33,7 @@ fn state(aof: Option<Arc<Aof>>, port: u16) -> NodeState {
             NodeId::parse(MYSELF).expect("id"),
             single_node_topology(port),
         ),
+        replication: tessera_shard_node::replication::Replication::with_aof(aof.clone()),
         aof,
         stats: ServerStats::default(),
         config: Default::default(),

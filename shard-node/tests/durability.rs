@@ -151,6 +151,7 @@ fn replayed(path: &Path) -> anyhow::Result<NodeState> {
         config: Default::default(),
         evictor: Default::default(),
         pubsub: Default::default(),
+        replication: Default::default(),
     };
     aof::load(path, |args| cmd::replay(&state, args))?;
     Ok(state)

@@ -2906,7 +2906,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "replicaof", arity: 3, first_key: 0, last_key: 0, step: 0,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Refused,
         flags: &["admin", "noscript", "stale", "no_async_loading"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -2954,7 +2954,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "role", arity: 1, first_key: 0, last_key: 0, step: 0,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Refused,
         flags: &["noscript", "loading", "stale", "fast"],
         acl_categories: &["admin", "fast", "dangerous"],
         tips: &[],
@@ -3311,7 +3311,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "slaveof", arity: 3, first_key: 0, last_key: 0, step: 0,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Refused,
         flags: &["admin", "noscript", "stale", "no_async_loading"],
         acl_categories: &["admin", "slow", "dangerous"],
         tips: &[],
@@ -3709,7 +3709,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "wait", arity: 3, first_key: 0, last_key: 0, step: 0,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Refused,
         flags: &["noscript"],
         acl_categories: &["slow", "connection"],
         tips: &["request_policy:all_shards", "response_policy:agg_min"],

@@ -151,7 +151,7 @@ impl Buffer {
 }
 
 /// The slot of a logged write: that of its first key (every logged write is single-slot).
-fn record_slot(args: &[Bytes]) -> Option<u16> {
+pub(crate) fn record_slot(args: &[Bytes]) -> Option<u16> {
     let spec = command::resolve(args).ok()?;
     let index = spec.key_indexes(args).into_iter().next()?;
     Some(key_hash_slot(args.get(index)?))

@@ -32,6 +32,14 @@ pub struct ClientSession {
     pub multi: Option<crate::transaction::Multi>,
     /// The keys this client WATCHes.
     pub watched: crate::transaction::Watched,
+    /// READONLY was sent (READWRITE clears it): the client accepts reads from a replica. The
+    /// cluster rule reads it where a replica would otherwise redirect to its master.
+    pub readonly: bool,
+    /// The replication offset after this client's last write (Redis's `woff`): what WAIT waits
+    /// for replicas to acknowledge.
+    pub woff: u64,
+    /// Left by a WAIT that must block: the connection awaits it before the next command.
+    pub waiting: Option<crate::replication::WaitFor>,
     /// What `info.status` was last set to (see `publish_status`).
     published: ClientStatus,
 }
@@ -50,6 +58,9 @@ impl ClientSession {
             pubsub: crate::pubsub::ClientSubscriptions::new(id),
             multi: None,
             watched: crate::transaction::Watched::default(),
+            readonly: false,
+            woff: 0,
+            waiting: None,
             published: ClientStatus::default(),
         }
     }
@@ -63,7 +74,7 @@ impl ClientSession {
             psub,
             ssub,
             multi: self.multi.as_ref().map(|multi| multi.queued.len()),
-            blocked: self.blocked.is_some(),
+            blocked: self.blocked.is_some() || self.waiting.is_some(),
         };
         if status != self.published {
             self.published = status;

@@ -113,8 +113,14 @@ fn help() -> Frame {
 /// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
 pub(super) const COMMANDS: &[DispatchEntry] = &[
     ("cluster", |ctx, _, args| cluster(ctx, args)),
-    ("readonly", |_, _, _| Frame::ok()),
-    ("readwrite", |_, _, _| Frame::ok()),
+    ("readonly", |_, session, _| {
+        session.readonly = true;
+        Frame::ok()
+    }),
+    ("readwrite", |_, session, _| {
+        session.readonly = false;
+        Frame::ok()
+    }),
     ("asking", |_, _, _| Frame::ok()),
 ];
 

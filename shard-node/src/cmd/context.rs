@@ -10,9 +10,9 @@ use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
 use super::{list, zset};
-use crate::aof::Aof;
 use crate::keyspace::access::Tracking;
 use crate::keyspace::{now_ms, Entry, EntryRef, KeyExpired, SlotGuard};
+use crate::replication::WriteLog;
 use crate::server::ServerStats;
 use crate::state::NodeState;
 
@@ -22,7 +22,8 @@ pub struct Ctx<'a> {
     /// One clock reading per command, as Redis caches `mstime()` per call, so a command sees one
     /// consistent "now" across its keys.
     pub now_ms: u64,
-    /// False while replaying the AOF: the command is already in the file.
+    /// False while replaying the AOF or applying a master's stream: the command is already
+    /// logged.
     pub propagate: bool,
     /// evict: whether lookups update the keys' access metadata (false for the commands Redis
     /// looks keys up with LOOKUP_NOTOUCH: see `touches_keys`).
@@ -88,12 +89,14 @@ impl<'a> Ctx<'a> {
         Txn {
             guard: self.state.keyspace.lock(slot),
             now_ms: self.now_ms,
-            lazy_expiry: self.propagate,
-            aof: if self.propagate {
-                self.state.aof.as_deref()
+            expiry: if !self.propagate {
+                Expiry::Keep
+            } else if self.state.replication.is_replica() {
+                Expiry::Hide
             } else {
-                None
+                Expiry::Delete
             },
+            log: self.propagate.then_some(&self.state.replication.log),
             stats: &self.state.stats,
             touch: self.touch.then(|| self.state.config.tracking()),
             counted: Vec::new(),
@@ -107,16 +110,28 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// What a lookup does with a key whose TTL has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// A master: removes it and logs the DEL (Redis's expireIfNeeded).
+    Delete,
+    /// A replica serving a client: answers as if it were gone but keeps it, as Redis's replica:
+    /// only its master's DEL removes it, so replica and master never diverge.
+    Hide,
+    /// Replaying the AOF or a master's stream: as Redis when loading, a key is never expired by
+    /// the applier's clock, since the log holds the DEL of every expiry that happened (else an
+    /// INCR replayed after the TTL would act on a key that was still there when it first ran).
+    Keep,
+}
+
 /// A locked slot as commands use it: lookups expire lazily (logging the DEL), reads count hits and
 /// misses, and writes are logged while the lock is held.
 pub struct Txn<'a> {
     guard: SlotGuard<'a>,
     now_ms: u64,
-    /// Off while replaying: as Redis when loading, a key is never expired by replay's clock, since
-    /// the log holds the DEL of every expiry that happened (else an INCR replayed after the TTL
-    /// would act on a key that was still there when it first ran).
-    lazy_expiry: bool,
-    aof: Option<&'a Aof>,
+    expiry: Expiry,
+    /// The write log; `None` while replaying (the write is already logged).
+    log: Option<&'a WriteLog>,
     stats: &'a ServerStats,
     /// evict: how lookups update access metadata; `None` for commands that do not touch keys.
     touch: Option<Tracking>,
@@ -134,18 +149,21 @@ impl<'a> Txn<'a> {
     /// The entry of `key` if it exists and has not expired; an expired one is removed and its
     /// deletion logged.
     pub fn live(&mut self, key: &[u8]) -> Option<EntryRef<'_>> {
-        let entry = if self.lazy_expiry {
-            match self.guard.get_unexpired(key, self.now_ms) {
+        let entry = match self.expiry {
+            Expiry::Delete => match self.guard.get_unexpired(key, self.now_ms) {
                 Ok(entry) => entry,
                 Err(KeyExpired) => {
                     // (`log` by its parts: the entry borrows `self.guard` until returned.)
                     let del = [Bytes::from_static(b"DEL"), Bytes::copy_from_slice(key)];
-                    log_write(self.watches, self.aof, self.unit, &del);
+                    log_write(self.watches, self.log, self.unit, &del);
                     None
                 }
+            },
+            Expiry::Hide => {
+                let now = self.now_ms;
+                self.guard.get(key).filter(|entry| !entry.is_expired(now))
             }
-        } else {
-            self.guard.get(key)
+            Expiry::Keep => self.guard.get(key),
         };
         // evict: a lookup is an access, as Redis's lookupKey (LRU stamp or LFU counter).
         match (entry, self.touch) {
@@ -185,10 +203,10 @@ impl<'a> Txn<'a> {
         self.live(key).is_some()
     }
 
-    /// Appends a write to the log (nothing when replaying or without persistence), and marks
-    /// the clients WATCHing the keys it changed: every write that changed something is logged.
+    /// Appends a write to the write log (nothing when replaying), and marks the clients
+    /// WATCHing the keys it changed: every write that changed something is logged.
     pub fn log(&self, args: &[Bytes]) {
-        log_write(self.watches, self.aof, self.unit, args);
+        log_write(self.watches, self.log, self.unit, args);
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -197,18 +215,18 @@ impl<'a> Txn<'a> {
 }
 
 /// `Txn::log`: marks the watchers of the written keys, then logs the write to the running EXEC's
-/// unit or straight to the AOF.
+/// unit or straight to the write log (AOF and replication).
 fn log_write(
     watches: &crate::transaction::WatchRegistry,
-    aof: Option<&Aof>,
+    log: Option<&WriteLog>,
     unit: Option<&crate::transaction::Unit>,
     args: &[Bytes],
 ) {
     watches.touch_written(args);
-    if let Some(aof) = aof {
+    if let Some(log) = log {
         match unit {
             Some(unit) => unit.push(args),
-            None => aof.append(args),
+            None => log.append(args),
         }
     }
 }

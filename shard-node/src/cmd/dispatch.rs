@@ -11,7 +11,7 @@ use tessera_proto::resp::Frame;
 
 use super::{
     bits, cluster_command, config, connection, container_name, hash, keys, list, memory,
-    multi_exec, pubsub, server, set, string, string_range, zset, ClientSession, Ctx,
+    multi_exec, pubsub, replication, server, set, string, string_range, zset, ClientSession, Ctx,
 };
 
 /// A command's handler; `execute` has checked the arity and the cluster rule. A container
@@ -38,6 +38,7 @@ const FAMILIES: &[&[DispatchEntry]] = &[
     zset::COMMANDS,
     pubsub::COMMANDS,
     cluster_command::COMMANDS,
+    replication::COMMANDS,
 ];
 
 /// The handlers by the position of their command in `command::all()`, built once.

@@ -41,7 +41,9 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
             state.stats.commands.reject(spec);
             return reply;
         }
-        return run_counted(state, spec, now, || multi_exec::exec(state, session));
+        let reply = run_counted(state, spec, now, || multi_exec::exec(state, session));
+        session.woff = state.replication.offset();
+        return reply;
     }
     let known_slot = match cluster_check(state, spec, args, now) {
         Ok(known) => known,
@@ -51,12 +53,19 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
             return reply;
         }
     };
+    // A replica refuses client writes, after the cluster rule, as Redis's processCommand.
+    if spec.is_write() && state.replication.is_replica() {
+        state.stats.commands.reject(spec);
+        multi_exec::refuse_queueing(session);
+        return parse::err("READONLY You can't write against a read only replica.");
+    }
     // evict: Redis's processCommand: with maxmemory set, evict before any command runs, and
     // refuse the commands that may add data (denyoom) when nothing more can be evicted.
     // The command's time (INFO commandstats) starts at its clock reading, or after eviction when
-    // that ran: Redis does not count eviction in the command's time.
+    // that ran: Redis does not count eviction in the command's time. A replica does not evict
+    // (Redis's replica-ignore-maxmemory): its master's DELs do.
     let mut started = now;
-    if state.config.maxmemory() > 0 {
+    if state.config.maxmemory() > 0 && !state.replication.is_replica() {
         let outcome = state.evictor.perform(state);
         started = Instant::now();
         if outcome == crate::evict::Outcome::Fail && spec.flags.contains(&"denyoom") {
@@ -79,12 +88,18 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
         None if spec.is_write() => Gate::All(gates.enter_all()),
         None => Gate::None,
     };
-    run_counted(state, spec, started, || {
+    let reply = run_counted(state, spec, started, || {
         let mut ctx = Ctx::new(state, true);
         ctx.touch = touches_keys(spec);
         ctx.known_slot = known_slot;
         dispatch(&ctx, session, spec, args)
-    })
+    });
+    if spec.is_write() {
+        // Reads never pay for this; a write's offset may include other clients' concurrent
+        // writes, which only makes WAIT wait for a little more.
+        session.woff = state.replication.offset();
+    }
+    reply
 }
 
 /// The transaction gates a command holds while it runs: its slot's alone for a keyed command

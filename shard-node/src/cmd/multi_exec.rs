@@ -138,13 +138,11 @@ pub fn exec(state: &NodeState, session: &mut ClientSession) -> Frame {
     }
     session.deny_blocking = deny_blocking;
 
-    // Logged under the gate: an AOF rewrite snapshots each slot under its gate, so the slot is
-    // snapshotted wholly before or wholly after the transaction and its log.
-    if let Some(aof) = &state.aof {
-        let records = unit.into_records();
-        if !records.is_empty() {
-            aof.append_all(&records);
-        }
+    // Logged under the gate: an AOF rewrite (and a replica's snapshot) takes each slot under its
+    // gate, so the slot is taken wholly before or wholly after the transaction and its log.
+    let records = unit.into_records();
+    if !records.is_empty() {
+        state.replication.log.append_all(&records);
     }
     if let Some(slot) = slot {
         // Serves the clients blocked on keys the transaction gave data to, now it is over.

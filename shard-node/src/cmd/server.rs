@@ -52,9 +52,10 @@ pub fn flush(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let mut guards = ctx.state.keyspace.lock_all();
     ctx.state.keyspace.watches().touch_existing(&guards);
     if ctx.propagate {
-        if let Some(aof) = &ctx.state.aof {
-            aof.append(&[Bytes::from_static(b"FLUSHALL")]);
-        }
+        ctx.state
+            .replication
+            .log
+            .append(&[Bytes::from_static(b"FLUSHALL")]);
     }
     for guard in guards.iter_mut() {
         guard.clear();
@@ -173,14 +174,13 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 ("keyspace_misses", load(&stats.keyspace_misses)),
             ],
         ),
-        "replication" => (
-            "Replication",
-            vec![
-                ("role", "master".into()),
-                ("connected_slaves", "0".into()),
-                ("master_repl_offset", "0".into()),
-            ],
-        ),
+        "replication" => {
+            let _ = write!(out, "# Replication\r\n");
+            for (key, value) in crate::replication::report::info_fields(&ctx.state.replication) {
+                let _ = write!(out, "{key}:{value}\r\n");
+            }
+            return;
+        }
         "commandstats" => {
             let _ = write!(out, "# Commandstats\r\n");
             stats.commands.render(out);

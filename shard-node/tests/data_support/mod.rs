@@ -115,6 +115,7 @@ impl TestNode {
             config: Default::default(),
             evictor: Default::default(),
             pubsub: Default::default(),
+            replication: Default::default(),
         });
         let shutdown = CancellationToken::new();
         if let Some(bus) = bus {
@@ -163,6 +164,7 @@ pub fn node_state(
     Ok(NodeState {
         keyspace: Keyspace::new(),
         cluster: ClusterView::standalone(NodeId::parse(MYSELF)?, single_node_topology(port)),
+        replication: tessera_shard_node::replication::Replication::with_aof(aof.clone()),
         aof,
         stats: ServerStats::default(),
         config: Default::default(),
