@@ -1,14 +1,16 @@
-//! CLUSTER INFO with the real cluster state; CLUSTER SLOTS / NODES / SHARDS / MYID presenting one
-//! virtual master per real master, each with its master's slots but at the proxy's announced
-//! address (`Topology::as_virtual_masters`), so cluster-aware clients keep talking to the proxy
-//! and tools that want several masters (`redis-benchmark --cluster`, `redis-cli --cluster check`)
-//! see the cluster's real shape; CLUSTER KEYSLOT computed here. (COUNTKEYSINSLOT and GETKEYSINSLOT
+//! CLUSTER INFO with the real cluster state; CLUSTER SLOTS / NODES / SHARDS / MYID / REPLICAS
+//! presenting one virtual master per real master, each with its master's slots, and one virtual
+//! replica per real replica of those, all at the proxy's announced address
+//! (`Topology::as_proxy_view`), so cluster-aware clients keep talking to the proxy (which routes
+//! every command to the masters) and tools that want several masters (`redis-benchmark
+//! --cluster`, `redis-cli --cluster check`) see the cluster's real shape, replicas included;
+//! CLUSTER KEYSLOT computed here. (COUNTKEYSINSLOT and GETKEYSINSLOT
 //! are routed to the slot's owner by the router.)
 //!
 //! Which virtual master is `myself` differs per client connection (`MyselfPicker`):
 //! `redis-cli --cluster check` opens one connection per node it was told about, all to the same
 //! address, and reads each node's slots from the `myself` line that connection is shown. Handing
-//! connections the virtual masters in turn gives its N connections the N masters.
+//! connections the virtual nodes in turn gives its N connections the N nodes.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -70,7 +72,7 @@ pub fn handle(
     args: &[Bytes],
 ) -> Option<Reply> {
     let view = || {
-        snapshot.topology.as_virtual_masters(
+        snapshot.topology.as_proxy_view(
             shared.id.clone(),
             &shared.announce_host,
             shared.announce_port,
@@ -78,7 +80,7 @@ pub fn handle(
     };
     let myself = |view: &Topology| {
         let turn = shared.myself.turn(session.id);
-        // `as_virtual_masters` always has at least one node.
+        // `as_proxy_view` always has at least one node.
         let index = (turn % view.nodes().len().max(1) as u64) as usize;
         view.nodes().get(index).map(|n| n.id.clone())
     };
@@ -92,20 +94,32 @@ pub fn handle(
             frame(session, Frame::Bulk(Bytes::from(id.to_string())))
         }
         b"nodes" => {
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
             let view = view();
             let me = myself(&view);
-            let text = render::cluster_nodes(&view, me.as_ref(), now_ms);
+            let text = render::cluster_nodes(&view, me.as_ref(), now_ms());
             verbatim(session, text)
+        }
+        b"replicas" | b"slaves" => {
+            let view = view();
+            let me = myself(&view);
+            let id = String::from_utf8_lossy(&args[2]);
+            match render::cluster_replicas(&view, me.as_ref(), &id, now_ms()) {
+                Ok(reply) => frame(session, reply),
+                Err(error) => Reply::error(&error.to_string()),
+            }
         }
         b"slots" => frame(session, render::cluster_slots(&view())),
         b"shards" => frame(session, render::cluster_shards(&view())),
         b"keyslot" => frame(session, Frame::Integer(i64::from(key_hash_slot(&args[2])))),
         _ => return None,
     })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
