@@ -9,8 +9,11 @@
 //!
 //! Which virtual master is `myself` differs per client connection (`MyselfPicker`):
 //! `redis-cli --cluster check` opens one connection per node it was told about, all to the same
-//! address, and reads each node's slots from the `myself` line that connection is shown. Handing
-//! connections the virtual nodes in turn gives its N connections the N nodes.
+//! address, and reads each node's slots, role and master from the `myself` line that connection is
+//! shown. Handing connections the virtual nodes in turn, and listing CLUSTER NODES from `myself`
+//! on in that same turn order, gives its N connections the N nodes in the order it expects them:
+//! the friend it connects to next is the node the next turn shows as `myself`. (Masters alone
+//! would not need the order, being interchangeable; a replica's line must meet its own `myself`.)
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -78,12 +81,13 @@ pub fn handle(
             shared.announce_port,
         )
     };
-    let myself = |view: &Topology| {
+    // This connection's turn, as an index into the view's nodes.
+    let my_index = |view: &Topology| {
         let turn = shared.myself.turn(session.id);
         // `as_proxy_view` always has at least one node.
-        let index = (turn % view.nodes().len().max(1) as u64) as usize;
-        view.nodes().get(index).map(|n| n.id.clone())
+        (turn % view.nodes().len().max(1) as u64) as usize
     };
+    let myself = |view: &Topology| view.nodes().get(my_index(view)).map(|n| n.id.clone());
     Some(match args[1].to_ascii_lowercase().as_slice() {
         b"info" => {
             let text = render::cluster_info(&snapshot.topology, None, &MessageStats::default());
@@ -95,9 +99,10 @@ pub fn handle(
         }
         b"nodes" => {
             let view = view();
-            let me = myself(&view);
+            let index = my_index(&view);
+            let me = view.nodes().get(index).map(|n| n.id.clone());
             let text = render::cluster_nodes(&view, me.as_ref(), now_ms());
-            verbatim(session, text)
+            verbatim(session, lines_from(&text, index))
         }
         b"replicas" | b"slaves" => {
             let view = view();
@@ -115,6 +120,18 @@ pub fn handle(
     })
 }
 
+/// `text`'s lines rotated to start at line `first` (CLUSTER NODES renders one line per node, in
+/// the view's order), so the nodes after `myself` come in the order of the next turns.
+fn lines_from(text: &str, first: usize) -> String {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let first = first.min(lines.len());
+    lines[first..]
+        .iter()
+        .chain(&lines[..first])
+        .copied()
+        .collect()
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -125,6 +142,13 @@ fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_are_listed_from_myself_on() {
+        assert_eq!(lines_from("a\nb\nc\n", 1), "b\nc\na\n");
+        assert_eq!(lines_from("a\nb\nc\n", 0), "a\nb\nc\n");
+        assert_eq!(lines_from("a\n", 5), "a\n");
+    }
 
     #[test]
     fn turns_stick_per_connection_and_rotate_across_them() {
