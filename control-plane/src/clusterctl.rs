@@ -2,6 +2,7 @@
 //! control plane, printed in `redis-cli --cluster` shapes. The binary only parses and wires; the
 //! commands live here so tests can drive them.
 
+pub mod add_node;
 pub mod create;
 pub mod report;
 
@@ -39,7 +40,8 @@ pub enum Command {
         /// host:port of each node, in order.
         #[arg(required = true)]
         addresses: Vec<String>,
-        /// Replicas per master (only 0 until failover arrives).
+        /// Replicas per master: masters and replicas are placed as redis-cli's
+        /// `--cluster-replicas N` places them.
         #[arg(long, alias = "cluster-replicas", default_value_t = 0)]
         replicas: u32,
         /// Apply without asking.
@@ -50,6 +52,20 @@ pub enum Command {
         #[arg(long)]
         if_not_created: bool,
         /// How long to wait for every node to hold the new configuration (humantime).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Makes a registered node (it registers itself when started) a replica of the master
+    /// `--replica-of ID`, as `redis-cli --cluster add-node ADDR EXISTING --cluster-slave
+    /// --cluster-master-id ID` does. A started node is already a member, as an empty master: only
+    /// making it a replica needs this command.
+    AddNode {
+        /// host:port of the node.
+        address: String,
+        /// The id of the master it replicates.
+        #[arg(long, alias = "cluster-master-id", required = true)]
+        replica_of: String,
+        /// How long to wait for the node to hold the new configuration (humantime).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
@@ -140,6 +156,11 @@ pub async fn execute(
             };
             create::run(&mut client, options, input, out).await
         }
+        Command::AddNode {
+            address,
+            replica_of,
+            wait,
+        } => add_node::run(&mut client, address, replica_of, wait, out).await,
         Command::Check => check(&mut client, out).await,
         Command::Info => {
             let topology = fetch(&mut client).await?;

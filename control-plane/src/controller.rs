@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tessera_proto::topology::{Settings, Stamp, Topology};
+use tessera_proto::topology::{NodeId, Settings, Stamp, Topology};
 use tokio::sync::{watch, Mutex};
 
 use crate::error::Error;
@@ -105,39 +105,69 @@ impl Controller {
         .await
     }
 
-    /// CreateCluster: matches addresses to nodes, then assigns slots (or only plans, on dry run).
+    /// The registered nodes' announced addresses, for matching operator-given addresses.
+    async fn announced(&self) -> Vec<Announced> {
+        let state = self.state.lock().await;
+        state
+            .nodes()
+            .iter()
+            .map(|n| Announced {
+                id: n.id.clone(),
+                host: n.host.clone(),
+                port: n.port,
+            })
+            .collect()
+    }
+
+    /// CreateCluster: matches addresses to nodes, then assigns slots and replicas (or only plans,
+    /// on dry run). Returns the topology and the node each address named, in order.
     pub async fn create(
         &self,
         addresses: Vec<String>,
         replicas: u32,
         dry_run: bool,
-    ) -> Result<Topology, Error> {
-        let registered: Vec<Announced> = {
-            let state = self.state.lock().await;
-            state.check_create(addresses.len(), replicas)?;
-            state
-                .nodes()
-                .iter()
-                .map(|n| Announced {
-                    id: n.id.clone(),
-                    host: n.host.clone(),
-                    port: n.port,
-                })
-                .collect()
-        };
+    ) -> Result<(Topology, Vec<NodeId>), Error> {
+        self.state
+            .lock()
+            .await
+            .check_create(addresses.len(), replicas)?;
         // Name resolution happens without the lock held.
-        let ids = resolve::match_addresses(&addresses, &registered).await?;
+        let ids = resolve::match_addresses(&addresses, &self.announced().await).await?;
         let plan = self
-            .apply(|state, now| state.create(&ids, dry_run, now))
+            .apply(|state, now| state.create(&ids, replicas, dry_run, now))
             .await?;
         if !dry_run {
             tracing::info!(
-                masters = ids.len(),
+                nodes = ids.len(),
+                replicas,
                 version = plan.version,
                 "cluster created"
             );
         }
-        Ok(plan)
+        Ok((plan, ids))
+    }
+
+    /// AddReplica: the node at `address` becomes a replica of `master`. Returns the topology and
+    /// the replica's id.
+    pub async fn add_replica(
+        &self,
+        address: String,
+        master: NodeId,
+    ) -> Result<(Topology, NodeId), Error> {
+        let ids = resolve::match_addresses(std::slice::from_ref(&address), &self.announced().await)
+            .await?;
+        let replica = ids
+            .into_iter()
+            .next()
+            .ok_or(Error::UnknownAddress(address))?;
+        let topology = self
+            .apply(|state, now| {
+                let changed = state.add_replica(&replica, &master)?;
+                Ok((state.snapshot(now), changed))
+            })
+            .await?;
+        tracing::info!(replica = %replica, master = %master, version = topology.version, "replica added");
+        Ok((topology, replica))
     }
 
     /// SetSetting: returns the settings now in force.

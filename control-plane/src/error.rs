@@ -31,8 +31,25 @@ pub enum Error {
         replicas: u32,
         needed: usize,
     },
-    #[error("replicas arrive with failover; use --replicas 0")]
-    ReplicasUnsupported,
+    /// AddReplica before CreateCluster: there is no cluster to join yet.
+    #[error("the cluster is not created yet: create it first")]
+    NotCreated,
+    /// AddReplica named a master id no node has (redis-cli's words).
+    #[error("No such master ID {0}")]
+    NoSuchMaster(String),
+    /// AddReplica named a replica as the master (Redis's CLUSTER REPLICATE words).
+    #[error("I can only replicate a master, not a replica.")]
+    NotAMaster(String),
+    /// AddReplica named the same node as replica and master (Redis's words).
+    #[error("Can't replicate myself")]
+    ReplicateItself,
+    /// AddReplica named a node that owns slots or holds keys (Redis's CLUSTER REPLICATE words):
+    /// its slots would be lost, its keys overwritten.
+    #[error("To set a master the node must be empty and without assigned slots.")]
+    NotEmpty(String),
+    /// AddReplica named a master that has replicas of its own: they would follow a replica.
+    #[error("node {0} has replicas of its own: move them first")]
+    HasReplicas(String),
     #[error(transparent)]
     Setting(#[from] SettingError),
     #[error(transparent)]

@@ -42,11 +42,14 @@ impl From<Error> for Status {
             | Error::DuplicateAddress(_)
             | Error::TooFewMasters { .. }
             | Error::Setting(_) => Status::invalid_argument(message),
-            Error::UnknownNode(_) => Status::not_found(message),
-            Error::UnknownAddress(_) | Error::AlreadyCreated => {
-                Status::failed_precondition(message)
-            }
-            Error::ReplicasUnsupported => Status::unimplemented(message),
+            Error::UnknownNode(_) | Error::NoSuchMaster(_) => Status::not_found(message),
+            Error::UnknownAddress(_)
+            | Error::AlreadyCreated
+            | Error::NotCreated
+            | Error::NotAMaster(_)
+            | Error::ReplicateItself
+            | Error::NotEmpty(_)
+            | Error::HasReplicas(_) => Status::failed_precondition(message),
             Error::Store(_) | Error::Serve(_) | Error::Reflection(_) => {
                 tracing::error!(error = %message, "request failed");
                 Status::internal(message)
@@ -166,12 +169,26 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
         request: Request<pb::CreateClusterRequest>,
     ) -> Result<Response<pb::CreateClusterResponse>, Status> {
         let req = request.into_inner();
-        let plan = self
+        let (plan, ids) = self
             .controller
             .create(req.addresses, req.replicas, req.dry_run)
             .await?;
         Ok(Response::new(pb::CreateClusterResponse {
             topology: Some(pb::Topology::from(&plan)),
+            node_ids: ids.iter().map(ToString::to_string).collect(),
+        }))
+    }
+
+    async fn add_replica(
+        &self,
+        request: Request<pb::AddReplicaRequest>,
+    ) -> Result<Response<pb::AddReplicaResponse>, Status> {
+        let req = request.into_inner();
+        let master = node_id(&req.master_id)?;
+        let (topology, replica) = self.controller.add_replica(req.address, master).await?;
+        Ok(Response::new(pb::AddReplicaResponse {
+            topology: Some(pb::Topology::from(&topology)),
+            replica_id: replica.to_string(),
         }))
     }
 

@@ -215,9 +215,11 @@ impl ClusterState {
                 shift(&mut migration.source);
                 shift(&mut migration.target);
             }
+            // Replicas of a forgotten master have nothing to follow: they become empty masters.
             for node in &mut self.intent.nodes {
                 if node.master_id.as_ref() == Some(&gone.id) {
                     node.master_id = None;
+                    node.role = Role::Master;
                 }
             }
         }
@@ -323,23 +325,23 @@ impl ClusterState {
                 needed: 3 * (replicas as usize + 1),
             });
         }
-        if replicas > 0 {
-            return Err(Error::ReplicasUnsupported);
-        }
         Ok(())
     }
 
-    /// Assigns the slots over `masters` (in order) as redis-cli does, with config epochs 1..=n.
-    /// `dry_run` leaves `self` untouched and returns the planned topology.
+    /// Lays the given nodes out as redis-cli does (`placement::arrange`): masters get the slots
+    /// split as redis-cli splits them, the others become their replicas. Every given node gets a
+    /// config epoch, 1..=n in the order given (as redis-cli's SET-CONFIG-EPOCH round), so the
+    /// current epoch becomes n. `dry_run` leaves `self` untouched and returns the planned topology.
     pub fn create(
         &mut self,
-        masters: &[NodeId],
+        nodes: &[NodeId],
+        replicas: u32,
         dry_run: bool,
         now_ms: u64,
     ) -> Result<(Topology, Changed), Error> {
-        self.check_create(masters.len(), 0)?;
-        let mut indexes = Vec::with_capacity(masters.len());
-        for id in masters {
+        self.check_create(nodes.len(), replicas)?;
+        let mut indexes = Vec::with_capacity(nodes.len());
+        for id in nodes {
             let i = self
                 .index_of(id)
                 .ok_or_else(|| Error::UnknownNode(id.to_string()))?;
@@ -348,15 +350,34 @@ impl ClusterState {
             }
             indexes.push(i);
         }
+        let index16 = |i: usize| {
+            u16::try_from(i).map_err(|_| Error::UnknownNode(self.intent.nodes[i].id.to_string()))
+        };
+        let hosts: Vec<&str> = indexes
+            .iter()
+            .map(|&i| self.intent.nodes[i].host.as_str())
+            .collect();
+        let arrangement = placement::arrange(&hosts, replicas as usize);
         let mut next = self.clone();
-        for (epoch, (&i, (first, last))) in
-            (1u64..).zip(indexes.iter().zip(placement::split_slots(indexes.len())))
+        for (&m, (first, last)) in arrangement
+            .masters
+            .iter()
+            .zip(placement::split_slots(arrangement.masters.len()))
         {
-            let index = u16::try_from(i).map_err(|_| Error::UnknownNode(masters[0].to_string()))?;
-            next.intent.slots[usize::from(first)..=usize::from(last)].fill(Some(index));
+            let owner = index16(indexes[m])?;
+            next.intent.slots[usize::from(first)..=usize::from(last)].fill(Some(owner));
+        }
+        for (epoch, (k, &i)) in (1u64..).zip(indexes.iter().enumerate()) {
+            let master_id =
+                arrangement.master_of[k].map(|m| self.intent.nodes[indexes[m]].id.clone());
             let node = &mut next.intent.nodes[i];
             node.config_epoch = epoch;
-            node.role = Role::Master;
+            node.role = if master_id.is_some() {
+                Role::Replica
+            } else {
+                Role::Master
+            };
+            node.master_id = master_id;
             next.intent.current_epoch = next.intent.current_epoch.max(epoch);
         }
         next.intent.created = true;
@@ -366,6 +387,52 @@ impl ClusterState {
             *self = next;
         }
         Ok((topology, !dry_run))
+    }
+
+    /// Makes `replica` (a registered node owning no slots and holding no keys) a replica of
+    /// `master`, as Redis's CLUSTER REPLICATE, checked in Redis's order. A replica may move to
+    /// another master; naming its current master again changes nothing.
+    pub fn add_replica(&mut self, replica: &NodeId, master: &NodeId) -> Result<Changed, Error> {
+        if !self.intent.created {
+            return Err(Error::NotCreated);
+        }
+        let r = self
+            .index_of(replica)
+            .ok_or_else(|| Error::UnknownNode(replica.to_string()))?;
+        let m = self
+            .index_of(master)
+            .ok_or_else(|| Error::NoSuchMaster(master.to_string()))?;
+        if r == m {
+            return Err(Error::ReplicateItself);
+        }
+        if self.intent.nodes[m].role != Role::Master {
+            return Err(Error::NotAMaster(master.to_string()));
+        }
+        let node = &self.intent.nodes[r];
+        if node.role == Role::Replica && node.master_id.as_ref() == Some(master) {
+            return Ok(false);
+        }
+        let owns_slots = self
+            .intent
+            .slots
+            .iter()
+            .flatten()
+            .any(|&o| usize::from(o) == r);
+        if owns_slots || self.observed(r).key_count > 0 {
+            return Err(Error::NotEmpty(node.address()));
+        }
+        let has_replicas = self
+            .intent
+            .nodes
+            .iter()
+            .any(|n| n.role == Role::Replica && n.master_id.as_ref() == Some(&node.id));
+        if has_replicas {
+            return Err(Error::HasReplicas(node.id.to_string()));
+        }
+        let node = &mut self.intent.nodes[r];
+        node.role = Role::Replica;
+        node.master_id = Some(master.clone());
+        Ok(self.bump())
     }
 
     /// Applies a validated settings change.
@@ -609,7 +676,7 @@ mod tests {
     fn a_new_id_at_a_slotless_address_replaces_the_old_one() {
         let mut state = three();
         state
-            .create(&[id(1), id(2), id(3)], false, 0)
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
             .expect("create");
         assert!(state.register(reg(4, 7003), 0));
         assert!(state.register(reg(5, 7003), 0), "new id at 7003");
@@ -631,7 +698,7 @@ mod tests {
             assert!(state.register(reg(n, 7000 + u16::from(n) - 1), 0));
         }
         state
-            .create(&[id(1), id(2), id(3)], false, 0)
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
             .expect("create");
         state
     }
@@ -654,18 +721,18 @@ mod tests {
     fn create_assigns_like_redis_cli_and_dry_run_changes_nothing() {
         let mut state = three();
         let ids = [id(1), id(2), id(3)];
-        let (plan, changed) = state.create(&ids, true, 0).expect("dry run");
+        let (plan, changed) = state.create(&ids, 0, true, 0).expect("dry run");
         assert!(!changed);
         assert!(!state.is_created());
         assert_eq!(plan.owner(5460).map(|n| n.id.clone()), Some(id(1)));
-        let (applied, changed) = state.create(&ids, false, 0).expect("create");
+        let (applied, changed) = state.create(&ids, 0, false, 0).expect("create");
         assert!(changed);
         assert_eq!(applied.intent.current_epoch, 3);
         assert_eq!(applied.owner(0).map(|n| n.config_epoch), Some(1));
         assert_eq!(applied.owner(5461).map(|n| n.id.clone()), Some(id(2)));
         assert_eq!(applied.owner(16383).map(|n| n.id.clone()), Some(id(3)));
         assert!(matches!(
-            state.create(&ids, false, 0),
+            state.create(&ids, 0, false, 0),
             Err(Error::AlreadyCreated)
         ));
     }
@@ -678,13 +745,14 @@ mod tests {
             err.to_string(),
             "Redis Cluster requires at least 3 master nodes. This is not possible with 2 nodes and 0 replicas per node. At least 3 nodes are required."
         );
-        assert!(matches!(
-            state.check_create(6, 1),
-            Err(Error::ReplicasUnsupported)
-        ));
+        assert!(state.check_create(6, 1).is_ok());
+        assert_eq!(
+            state.check_create(5, 1).unwrap_err().to_string(),
+            "Redis Cluster requires at least 3 master nodes. This is not possible with 5 nodes and 1 replicas per node. At least 6 nodes are required."
+        );
         let mut state = three();
         assert!(matches!(
-            state.create(&[id(1), id(1), id(2)], false, 0),
+            state.create(&[id(1), id(1), id(2)], 0, false, 0),
             Err(Error::DuplicateAddress(_))
         ));
     }
@@ -722,7 +790,7 @@ mod tests {
     fn persisted_round_trip_keeps_what_matters() {
         let mut state = three();
         state
-            .create(&[id(1), id(2), id(3)], false, 0)
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
             .expect("create");
         state.set_setting(SettingChange::RequireFullCoverage(false));
         let persisted = state.to_persisted();
@@ -808,5 +876,151 @@ mod tests {
         let loaded = ClusterState::from_persisted(persisted, 1_234).expect("load");
         assert_eq!(loaded.identity().generation, 1_234);
         assert_ne!(loaded.identity().cluster_id, ClusterId::none());
+    }
+
+    /// Six nodes on one host, 7000-7005, created with one replica per master.
+    fn six_with_replicas() -> ClusterState {
+        let mut state = ClusterState::new(
+            Settings {
+                node_timeout_ms: 1_000,
+                ..Settings::default()
+            },
+            identity(),
+        );
+        for n in 1..=6 {
+            assert!(state.register(reg(n, 7000 + u16::from(n) - 1), 0));
+        }
+        let ids: Vec<NodeId> = (1..=6).map(id).collect();
+        state.create(&ids, 1, false, 0).expect("create");
+        state
+    }
+
+    #[test]
+    fn create_with_replicas_places_them_as_redis_cli() {
+        let state = six_with_replicas();
+        let t = state.snapshot(0);
+        // Masters 7000-7002 with redis-cli's split; "Adding replica 7004 to 7000, 7005 to 7001,
+        // 7003 to 7002".
+        assert_eq!(t.owner(0).map(|n| n.id.clone()), Some(id(1)));
+        assert_eq!(t.owner(5461).map(|n| n.id.clone()), Some(id(2)));
+        assert_eq!(t.owner(16383).map(|n| n.id.clone()), Some(id(3)));
+        let master_of = |n: u8| t.node(&id(n)).and_then(|s| s.master_id.clone());
+        assert_eq!(master_of(5), Some(id(1)));
+        assert_eq!(master_of(6), Some(id(2)));
+        assert_eq!(master_of(4), Some(id(3)));
+        assert!((4..=6).all(|n| t.node(&id(n)).map(|s| s.role) == Some(Role::Replica)));
+        assert!((4..=6).all(|n| t.ranges_of(t.index_of(&id(n)).unwrap()).is_empty()));
+        // Every node an epoch in the given order, as redis-cli's SET-CONFIG-EPOCH round.
+        assert_eq!(t.intent.current_epoch, 6);
+        assert_eq!(t.node(&id(4)).map(|n| n.config_epoch), Some(4));
+        let health = t.health();
+        assert_eq!((health.known_nodes, health.size), (6, 3));
+        // Replicas survive a restart of the control plane.
+        let loaded = ClusterState::from_persisted(state.to_persisted(), 1).expect("load");
+        assert_eq!(loaded.snapshot(1).intent, t.intent);
+    }
+
+    #[test]
+    fn a_replica_neither_votes_nor_downs_the_cluster() {
+        let mut state = six_with_replicas();
+        let beat = |n: u8, unreachable: &[u8]| Beat {
+            id: id(n),
+            peers: unreachable.iter().map(|&p| (id(p), false)).collect(),
+            key_count: 0,
+            holds: Stamp::default(),
+            replication_offset: 0,
+        };
+        // Replica 4 (of master 3) goes silent; only the replicas report it: PFAIL, not FAIL.
+        for n in [1, 2, 3] {
+            state.heartbeat(beat(n, &[]), 1_500).expect("beat");
+        }
+        for n in [5, 6] {
+            state.heartbeat(beat(n, &[4]), 1_500).expect("beat");
+        }
+        state.detect_failures(1_600);
+        let i4 = 3;
+        assert!(state.observed(i4).pfail && !state.observed(i4).fail);
+        // One master agreeing with the control plane is a majority of the three voters.
+        state.heartbeat(beat(1, &[4]), 1_700).expect("beat");
+        state.detect_failures(1_700);
+        assert!(state.observed(i4).fail);
+        let t = state.snapshot(1_700);
+        assert!(t.health().ok, "a FAIL replica does not fail the cluster");
+        assert_eq!(t.health().slots_fail, 0);
+    }
+
+    #[test]
+    fn add_replica_checks_as_redis() {
+        let mut state = three();
+        assert!(state.register(reg(4, 7003), 0));
+        assert!(matches!(
+            state.add_replica(&id(4), &id(1)),
+            Err(Error::NotCreated)
+        ));
+        state
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
+            .expect("create");
+        assert_eq!(
+            state.add_replica(&id(4), &id(9)).unwrap_err().to_string(),
+            format!("No such master ID {}", id(9))
+        );
+        assert_eq!(
+            state.add_replica(&id(4), &id(4)).unwrap_err().to_string(),
+            "Can't replicate myself"
+        );
+        assert_eq!(
+            state.add_replica(&id(1), &id(2)).unwrap_err().to_string(),
+            "To set a master the node must be empty and without assigned slots."
+        );
+        let before = state.version();
+        assert!(state.add_replica(&id(4), &id(1)).expect("add"));
+        assert_eq!(state.version(), before + 1);
+        assert!(
+            !state.add_replica(&id(4), &id(1)).expect("again"),
+            "no change"
+        );
+        let t = state.snapshot(0);
+        assert_eq!(t.replicas_of(0).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            state.add_replica(&id(2), &id(4)).unwrap_err().to_string(),
+            "I can only replicate a master, not a replica."
+        );
+        // A node holding keys is refused: its keys would be overwritten.
+        assert!(state.register(reg(5, 7004), 0));
+        state
+            .heartbeat(
+                Beat {
+                    id: id(5),
+                    peers: vec![],
+                    key_count: 3,
+                    holds: Stamp::default(),
+                    replication_offset: 0,
+                },
+                1,
+            )
+            .expect("beat");
+        assert!(matches!(
+            state.add_replica(&id(5), &id(2)),
+            Err(Error::NotEmpty(_))
+        ));
+        // A replica moves to another master.
+        assert!(state.add_replica(&id(4), &id(3)).expect("move"));
+        assert_eq!(state.snapshot(0).replicas_of(2).count(), 1);
+    }
+
+    #[test]
+    fn replicas_of_a_forgotten_master_become_masters() {
+        let mut state = three();
+        state
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
+            .expect("create");
+        assert!(state.register(reg(4, 7003), 0));
+        assert!(state.register(reg(5, 7004), 0));
+        // 5 follows the slotless master 4, which is then replaced by a new id at its address.
+        state.add_replica(&id(5), &id(4)).expect("add");
+        assert!(state.register(reg(6, 7003), 0));
+        let t = state.snapshot(0);
+        let five = t.node(&id(5)).expect("kept");
+        assert_eq!((five.role, five.master_id.clone()), (Role::Master, None));
     }
 }

@@ -193,3 +193,109 @@ async fn create_check_info_nodes_set() {
         gone.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_with_replicas_and_add_node() {
+    let dir = tessera_testkit::temp_dir("control-plane");
+    let server = Server::start(dir.path(), Duration::from_secs(60)).await;
+    let url = server.url();
+    let mut client = server.client().await;
+    for n in 1..=7 {
+        register(&mut client, n).await;
+    }
+    // Node 7 holds no keys, so it may become a replica.
+    let beaters = Beaters::start_with_keys(
+        client.clone(),
+        (1..=7).collect(),
+        (1..=7).collect(),
+        Arc::new(AtomicBool::new(false)),
+        |n| if n == 7 { 0 } else { u64::from(n) },
+    );
+    let ids: Vec<String> = (1..=7).map(|n| node_id(n).to_string()).collect();
+    let nodes = addresses(&[1, 2, 3, 4, 5, 6]);
+    let mut create: Vec<&str> = vec!["create"];
+    create.extend(nodes.iter().map(String::as_str));
+    create.extend(["--cluster-replicas", "1", "--cluster-yes"]);
+    let created = clusterctl(&url, &create, "").await;
+    assert_eq!(
+        created.code,
+        Some(0),
+        "{}{}",
+        created.stdout,
+        created.stderr
+    );
+    // redis-cli 7.0.15's lines for six nodes on one host, with these nodes' ids.
+    let want_plan = format!(
+        ">>> Performing hash slots allocation on 6 nodes...\n\
+         Master[0] -> Slots 0 - 5460\n\
+         Master[1] -> Slots 5461 - 10922\n\
+         Master[2] -> Slots 10923 - 16383\n\
+         Adding replica 127.0.0.1:7004 to 127.0.0.1:7000\n\
+         Adding replica 127.0.0.1:7005 to 127.0.0.1:7001\n\
+         Adding replica 127.0.0.1:7003 to 127.0.0.1:7002\n\
+         >>> Trying to optimize slaves allocation for anti-affinity\n\
+         [WARNING] Some slaves are in the same host as their master\n\
+         M: {} 127.0.0.1:7000\n   slots:[0-5460] (5461 slots) master\n\
+         M: {} 127.0.0.1:7001\n   slots:[5461-10922] (5462 slots) master\n\
+         M: {} 127.0.0.1:7002\n   slots:[10923-16383] (5461 slots) master\n\
+         S: {} 127.0.0.1:7003\n   replicates {}\n\
+         S: {} 127.0.0.1:7004\n   replicates {}\n\
+         S: {} 127.0.0.1:7005\n   replicates {}\n\
+         >>> Nodes configuration updated\n",
+        ids[0], ids[1], ids[2], ids[3], ids[2], ids[4], ids[0], ids[5], ids[1]
+    );
+    assert!(created.stdout.starts_with(&want_plan), "{}", created.stdout);
+    assert!(
+        created.stdout.contains(&format!(
+            "M: {} 127.0.0.1:7000\n   slots:[0-5460] (5461 slots) master\n   1 additional replica(s)\n",
+            ids[0]
+        )),
+        "{}",
+        created.stdout
+    );
+    assert!(created.stdout.ends_with("[OK] All 16384 slots covered.\n"));
+
+    // add-node: refused in Redis's words, then accepted.
+    let refused = clusterctl(
+        &url,
+        &["add-node", "127.0.0.1:7006", "--replica-of", &ids[3]],
+        "",
+    )
+    .await;
+    assert_eq!(refused.code, Some(1));
+    assert_eq!(
+        refused.stderr,
+        "[ERR] I can only replicate a master, not a replica.\n"
+    );
+    let added = clusterctl(
+        &url,
+        &["add-node", "127.0.0.1:7006", "--replica-of", &ids[1]],
+        "",
+    )
+    .await;
+    assert_eq!(added.code, Some(0), "{}{}", added.stdout, added.stderr);
+    assert_eq!(
+        added.stdout,
+        ">>> Adding node 127.0.0.1:7006 to cluster\n\
+         >>> Configure node as replica of 127.0.0.1:7001.\n\
+         [OK] New node added correctly.\n"
+    );
+    let check = clusterctl(&url, &["check"], "").await;
+    assert_eq!(check.code, Some(0), "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains(&format!(
+        "S: {} 127.0.0.1:7006\n   slots: (0 slots) slave\n   replicates {}\n",
+        ids[6], ids[1]
+    )));
+    assert!(check.stdout.contains("   2 additional replica(s)\n"));
+    assert!(check.stdout.contains("| 5462 slots | 2 slaves.\n"));
+    let info = clusterctl(&url, &["info"], "").await;
+    assert!(info
+        .stdout
+        .contains("cluster_known_nodes:7\r\ncluster_size:3\r\n"));
+    // Without --replica-of there is nothing to do: clap refuses.
+    let plain = clusterctl(&url, &["add-node", "127.0.0.1:7006"], "").await;
+    assert_eq!(plain.code, Some(2));
+
+    beaters.stop().await;
+    server.stop().await;
+}

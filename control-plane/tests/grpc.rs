@@ -69,13 +69,13 @@ async fn register_create_watch_settings_and_restart() {
         err.message()
     );
     let err = client
-        .create_cluster(create(addresses(&[1, 2, 3, 4, 5, 6]), 1, false))
+        .create_cluster(create(addresses(&[1, 2, 3, 4, 5]), 1, false))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
+    assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(
         err.message(),
-        "replicas arrive with failover; use --replicas 0"
+        "Redis Cluster requires at least 3 master nodes. This is not possible with 5 nodes and 1 replicas per node. At least 6 nodes are required."
     );
     let err = client
         .create_cluster(create(addresses(&[1, 2, 9]), 0, false))
@@ -423,5 +423,95 @@ async fn health_reports_serving_and_reflection_lists_the_service() {
             .any(|s| s.name == "tessera.cluster.v2.ControlPlane"),
         "{list:?}"
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_with_replicas_then_add_a_replica() {
+    let dir = tessera_testkit::temp_dir("control-plane");
+    let server = Server::start(dir.path(), Duration::from_secs(60)).await;
+    let mut client = server.client().await;
+    for n in 1..=7 {
+        register(&mut client, n).await;
+    }
+    let err = client
+        .add_replica(pb::AddReplicaRequest {
+            address: addresses(&[7]).remove(0),
+            master_id: node_id(1).to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    let reply = client
+        .create_cluster(pb::CreateClusterRequest {
+            addresses: addresses(&[1, 2, 3, 4, 5, 6]),
+            replicas: 1,
+            dry_run: false,
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let want_ids: Vec<String> = (1..=6).map(|n| node_id(n).to_string()).collect();
+    assert_eq!(reply.node_ids, want_ids, "the nodes in the order given");
+    let created = reply.topology.expect("topology").domain();
+    assert_eq!(created.intent.current_epoch, 6);
+    // One host: "Adding replica 7004 to 7000, 7005 to 7001, 7003 to 7002", kept as printed.
+    for (replica, master) in [(5, 1), (6, 2), (4, 3)] {
+        let spec = node(&created, replica);
+        assert_eq!(spec.role, Role::Replica);
+        assert_eq!(spec.master_id, Some(node_id(master)));
+    }
+    assert_eq!(created.health().size, 3);
+    assert_eq!(created.health().known_nodes, 7);
+
+    // add-node --replica-of: refusals in Redis's words, then node 7 follows node 2.
+    let add = |n: u8, master: String| pb::AddReplicaRequest {
+        address: addresses(&[n]).remove(0),
+        master_id: master,
+    };
+    let err = client
+        .add_replica(add(7, node_id(4).to_string()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(
+        err.message(),
+        "I can only replicate a master, not a replica."
+    );
+    let err = client
+        .add_replica(add(1, node_id(2).to_string()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.message(),
+        "To set a master the node must be empty and without assigned slots."
+    );
+    let err = client
+        .add_replica(add(7, node_id(9).to_string()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.message(), format!("No such master ID {}", node_id(9)));
+    let err = client.add_replica(add(7, "nope".into())).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let added = client
+        .add_replica(add(7, node_id(2).to_string()))
+        .await
+        .expect("add replica")
+        .into_inner();
+    assert_eq!(added.replica_id, node_id(7).to_string());
+    let topology = added.topology.expect("topology").domain();
+    assert!(topology.version > created.version);
+    assert_eq!(node(&topology, 7).master_id, Some(node_id(2)));
+    let master = topology.index_of(&node_id(2)).expect("master");
+    assert_eq!(topology.replicas_of(master).count(), 2);
+
+    // Roles survive a control-plane restart.
+    server.stop().await;
+    let server = Server::start(dir.path(), Duration::from_secs(60)).await;
+    let mut client = server.client().await;
+    let reloaded = get(&mut client).await;
+    assert_eq!(reloaded.intent.nodes, topology.intent.nodes);
     server.stop().await;
 }

@@ -33,10 +33,12 @@ struct RunningNode {
     task: JoinHandle<Result<(), tessera_shard_node::error::NodeError>>,
 }
 
-/// A control plane, `masters` shard nodes (cluster created as `redis-cli --cluster create`
-/// splits the slots) and a proxy, all in this process.
+/// A control plane, shard nodes (cluster created as `redis-cli --cluster create` lays out masters
+/// and replicas) and a proxy, all in this process.
 pub struct InProcessCluster {
     endpoints: Endpoints,
+    /// Replicas per master the cluster was created with.
+    replicas: u32,
     /// node-timeout the cluster was created with.
     pub node_timeout: Duration,
     node_dirs: Vec<PathBuf>,
@@ -62,6 +64,17 @@ impl InProcessCluster {
 
     /// `masters` shard nodes behind one proxy, the cluster created and ok.
     pub fn start(masters: usize, node_timeout: Duration) -> anyhow::Result<InProcessCluster> {
+        InProcessCluster::start_with_replicas(masters, 0, node_timeout)
+    }
+
+    /// `nodes` shard nodes created with `replicas` replicas per master (`nodes / (replicas + 1)`
+    /// masters, placed as `redis-cli --cluster create --cluster-replicas` places them) behind one
+    /// proxy, the cluster ok. Replicas do not replicate data yet: they hold the role only.
+    pub fn start_with_replicas(
+        nodes: usize,
+        replicas: u32,
+        node_timeout: Duration,
+    ) -> anyhow::Result<InProcessCluster> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -69,7 +82,7 @@ impl InProcessCluster {
         let dir = temp_dir("inprocess-cluster");
         let endpoints = Endpoints {
             proxy_port: free_port(),
-            node_ports: (0..masters).map(|_| free_port()).collect(),
+            node_ports: (0..nodes).map(|_| free_port()).collect(),
             cp_port: free_port(),
             node_secret: random_secret(),
         };
@@ -84,17 +97,18 @@ impl InProcessCluster {
             async move { stop.cancelled().await },
         ));
         let mut cluster = InProcessCluster {
-            node_dirs: (1..=masters)
+            node_dirs: (1..=nodes)
                 .map(|i| dir.path().join(format!("node{i}")))
                 .collect(),
-            nodes: (0..masters).map(|_| None).collect(),
+            nodes: (0..nodes).map(|_| None).collect(),
             endpoints,
+            replicas,
             node_timeout,
             services,
             runtime,
             _dir: dir,
         };
-        for i in 0..masters {
+        for i in 0..nodes {
             cluster.start_node(i)?;
         }
         cluster.runtime.block_on(cluster.create())?;
@@ -176,7 +190,7 @@ impl InProcessCluster {
     async fn create(&self) -> anyhow::Result<()> {
         let url = self.control_plane_url();
         let mut client = loop_connect(&url).await?;
-        let masters = self.node_ports.len();
+        let count = self.node_ports.len();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let registered = client
@@ -185,12 +199,12 @@ impl InProcessCluster {
                 .into_inner()
                 .intent
                 .map_or(0, |intent| intent.nodes.len());
-            if registered == masters {
+            if registered == count {
                 break;
             }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "only {registered} of {masters} nodes registered"
+                "only {registered} of {count} nodes registered"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -201,7 +215,7 @@ impl InProcessCluster {
                     .iter()
                     .map(|p| format!("127.0.0.1:{p}"))
                     .collect(),
-                replicas: 0,
+                replicas: self.replicas,
                 dry_run: false,
             })
             .await?;

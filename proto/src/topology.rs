@@ -450,17 +450,20 @@ impl Topology {
     }
 
     /// The cluster as the proxy presents it to cluster-aware clients: one virtual master per
-    /// master that serves slots, with that master's slot ranges, health and epoch, but at the
-    /// proxy's own `host:port`, so a cluster client keeps talking to the proxy while tools that
-    /// want several masters (`redis-benchmark --cluster`) see the real cluster's shape.
+    /// master that serves slots, with that master's slot ranges, health and epoch, and one virtual
+    /// replica per replica of such a master, all at the proxy's own `host:port`, so a cluster
+    /// client keeps talking to the proxy (which routes every command to the masters) while tools
+    /// that want the cluster's shape (`redis-benchmark --cluster`, `redis-cli --cluster check`)
+    /// see it, replicas included.
     ///
-    /// Each virtual master's id is derived from its master's id and the proxy's address
+    /// Each virtual node's id is derived from its node's id and the proxy's address
     /// (`NodeId::derive`): stable across proxy restarts, distinct per proxy address, and never the
     /// real node's id (which names another address). Virtual masters come in the order of their
-    /// lowest slot; replicas and slot moves are not shown (the proxy follows them itself). A
-    /// cluster with no served slot shows the proxy alone (`proxy_id`), serving nothing. Bus ports
-    /// are `port + 10000` (0 if that overflows), as Redis derives them.
-    pub fn as_virtual_masters(&self, proxy_id: NodeId, host: &str, port: u16) -> Topology {
+    /// lowest slot, then the virtual replicas in the order of their masters; slot moves are not
+    /// shown (the proxy follows them itself). A cluster with no served slot shows the proxy alone
+    /// (`proxy_id`), serving nothing. Bus ports are `port + 10000` (0 if that overflows), as Redis
+    /// derives them.
+    pub fn as_proxy_view(&self, proxy_id: NodeId, host: &str, port: u16) -> Topology {
         let salt = format!("{host}:{port}");
         // Masters in the order of their lowest slot, and each one's index in the view.
         let mut order: Vec<u16> = Vec::new();
@@ -491,13 +494,28 @@ impl Topology {
             },
             observed: Observation::default(),
         };
-        for &index in &order {
-            let master = &self.intent.nodes[usize::from(index)];
+        let add = |view: &mut Topology, index: usize, master_id: Option<NodeId>| {
+            let node = &self.intent.nodes[index];
             let added = view.push_node(NodeSpec {
-                config_epoch: master.config_epoch,
-                ..NodeSpec::master(master.id.derive(&salt), host, port)
+                config_epoch: node.config_epoch,
+                role: if master_id.is_some() {
+                    Role::Replica
+                } else {
+                    Role::Master
+                },
+                master_id,
+                ..NodeSpec::master(node.id.derive(&salt), host, port)
             });
-            view.observed.nodes[added] = *self.status_at(usize::from(index));
+            view.observed.nodes[added] = *self.status_at(index);
+        };
+        for &index in &order {
+            add(&mut view, usize::from(index), None);
+        }
+        for &index in &order {
+            let master_id = self.intent.nodes[usize::from(index)].id.derive(&salt);
+            for replica in self.replicas_of(usize::from(index)) {
+                add(&mut view, replica, Some(master_id.clone()));
+            }
         }
         if view.intent.nodes.is_empty() {
             view.push_node(NodeSpec {
@@ -719,7 +737,7 @@ mod tests {
     }
 
     #[test]
-    fn virtual_masters_view() {
+    fn proxy_view() {
         let mut t = three_masters();
         t.observed.nodes[1].key_count = 5;
         t.observed.nodes[2].fail = true;
@@ -727,7 +745,7 @@ mod tests {
         t.intent.slots[0] = Some(2);
         t.push_node(node(9)); // serves nothing: not shown
         let proxy = NodeId::from_random_bytes([9; 20]);
-        let view = t.as_virtual_masters(proxy.clone(), "10.0.0.1", 6379);
+        let view = t.as_proxy_view(proxy.clone(), "10.0.0.1", 6379);
         assert_eq!(view.intent.nodes.len(), 3);
         assert!(view.intent.nodes.iter().all(|n| n.host == "10.0.0.1"
             && n.port == 6379
@@ -747,9 +765,9 @@ mod tests {
         assert_eq!(view.health().slots_fail, t.health().slots_fail);
         assert_eq!(view.intent.current_epoch, 3);
         // Stable for one address, different for another.
-        let again = t.as_virtual_masters(NodeId::from_random_bytes([1; 20]), "10.0.0.1", 6379);
+        let again = t.as_proxy_view(NodeId::from_random_bytes([1; 20]), "10.0.0.1", 6379);
         assert_eq!(again.intent.nodes, view.intent.nodes);
-        let other = t.as_virtual_masters(proxy.clone(), "10.0.0.1", 6380);
+        let other = t.as_proxy_view(proxy.clone(), "10.0.0.1", 6380);
         assert!(other
             .intent
             .nodes
@@ -758,7 +776,7 @@ mod tests {
             .all(|(a, b)| a.id != b.id));
 
         // Nothing served: the proxy alone, serving nothing.
-        let empty = Topology::default().as_virtual_masters(proxy.clone(), "h", 65000);
+        let empty = Topology::default().as_proxy_view(proxy.clone(), "h", 65000);
         assert_eq!(empty.intent.nodes.len(), 1);
         assert_eq!(empty.intent.nodes[0].id, proxy);
         assert_eq!(empty.intent.nodes[0].bus_port, 0);
@@ -850,5 +868,34 @@ mod tests {
             3,
             "a replica is not counted in cluster_size"
         );
+    }
+
+    #[test]
+    fn proxy_view_shows_replicas_after_their_masters() {
+        let mut t = three_masters();
+        let replica = t.push_node(NodeSpec {
+            role: Role::Replica,
+            master_id: Some(t.intent.nodes[1].id.clone()),
+            ..node(4)
+        });
+        t.observed.nodes[replica].replication_offset = 9;
+        // A replica of a master serving nothing is not shown, as its master is not.
+        let idle = t.push_node(node(5));
+        t.push_node(NodeSpec {
+            role: Role::Replica,
+            master_id: Some(t.intent.nodes[idle].id.clone()),
+            ..node(6)
+        });
+        let view = t.as_proxy_view(NodeId::from_random_bytes([9; 20]), "10.0.0.1", 6379);
+        assert_eq!(view.intent.nodes.len(), 4);
+        let shown = &view.intent.nodes[3];
+        assert_eq!(shown.role, Role::Replica);
+        assert_eq!(shown.id, t.intent.nodes[replica].id.derive("10.0.0.1:6379"));
+        assert_eq!(shown.master_id.as_ref(), Some(&view.intent.nodes[1].id));
+        assert_eq!((shown.host.as_str(), shown.port), ("10.0.0.1", 6379));
+        assert_eq!(view.observed.nodes[3].replication_offset, 9);
+        assert_eq!(view.replicas_of(1).collect::<Vec<_>>(), vec![3]);
+        assert!(view.ranges_of(3).is_empty());
+        assert_eq!(view.health().size, 3);
     }
 }

@@ -1,11 +1,13 @@
 //! The node's view of the cluster, fed by the control plane: the topology (read lock-free on
-//! every command), the write lease, peer observations and message counters (`ClusterView`), and
-//! the background tasks that keep them current (`start`): registration and heartbeats
-//! (`control`), the topology watch (`control`), and peer probes (`probe`).
+//! every command), the role it assigns this node (`role`), the write lease, peer observations and
+//! message counters (`ClusterView`), and the background tasks that keep them current (`start`):
+//! registration and heartbeats (`control`), the topology watch (`control`), and peer probes
+//! (`probe`).
 
 mod control;
 mod lease;
 pub mod probe;
+pub mod role;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tessera_proto::control_plane::TopologyHolder;
 use tessera_proto::topology::render::MessageStats;
-use tessera_proto::topology::{Health, NodeId, Stamp, Topology};
+use tessera_proto::topology::{Health, NodeId, Role, Stamp, Topology};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,6 +26,7 @@ use crate::state::NodeState;
 
 pub use lease::Lease;
 pub use probe::PeerTable;
+pub use role::AssignedRole;
 
 pub struct ClusterView {
     myself: NodeId,
@@ -41,6 +44,8 @@ pub struct ClusterView {
 pub struct Snapshot {
     pub topology: Arc<Topology>,
     pub health: Health,
+    /// What `topology` makes this node.
+    pub role: AssignedRole,
 }
 
 impl Snapshot {
@@ -57,9 +62,11 @@ impl Snapshot {
             me.fail = false;
         }
         let health = topology.health();
+        let role = AssignedRole::of(&topology, myself);
         Snapshot {
             topology: Arc::new(topology),
             health,
+            role,
         }
     }
 }
@@ -126,9 +133,27 @@ impl ClusterView {
             created = topology.intent.created,
             "new topology"
         );
-        self.topology
-            .store(Arc::new(Snapshot::new(topology, &self.myself)));
+        let next = Snapshot::new(topology, &self.myself);
+        if next.role != held.role {
+            role::role_changed(&self.myself, &held.role, &next.role);
+        }
+        self.topology.store(Arc::new(next));
         true
+    }
+
+    /// What the topology held makes this node: master, or replica of a master at a bus address.
+    pub fn assigned_role(&self) -> AssignedRole {
+        self.topology.load().role.clone()
+    }
+
+    /// This node's role in the topology held (master until a topology says otherwise).
+    pub fn my_role(&self) -> Role {
+        self.topology.load().role.role()
+    }
+
+    /// The master this node replicates, if the topology held makes it a replica.
+    pub fn my_master(&self) -> Option<NodeId> {
+        self.topology.load().role.master().cloned()
     }
 
     /// This node's id.
@@ -425,5 +450,44 @@ mod tests {
             intervals(&topology),
             (Duration::from_millis(100), Duration::from_millis(125))
         );
+    }
+
+    #[test]
+    fn a_node_knows_when_it_is_a_replica() {
+        use tessera_proto::topology::NodeSpec;
+        let master = NodeSpec {
+            config_epoch: 1,
+            ..NodeSpec::master(id(1), "127.0.0.1", 7000)
+        };
+        let mut topology = Topology::created(
+            vec![master, NodeSpec::master(id(2), "127.0.0.1", 7001)],
+            vec![Some(0); 16384].into(),
+        );
+        let view = ClusterView::new(id(2));
+        assert_eq!(view.my_role(), Role::Master, "a fresh node is a master");
+        assert!(view.offer_topology(topology.clone()));
+        assert_eq!((view.my_role(), view.my_master()), (Role::Master, None));
+
+        topology.version = 2;
+        topology.intent.nodes[1].role = Role::Replica;
+        topology.intent.nodes[1].master_id = Some(id(1));
+        assert!(view.offer_topology(topology.clone()));
+        assert_eq!(view.my_role(), Role::Replica);
+        assert_eq!(view.my_master(), Some(id(1)));
+        assert_eq!(
+            view.assigned_role(),
+            AssignedRole::Replica {
+                master: id(1),
+                master_bus: Some("127.0.0.1:17000".into()),
+            }
+        );
+        // The master moving its bus is a change too.
+        topology.version = 3;
+        topology.intent.nodes[0].bus_port = 17100;
+        assert!(view.offer_topology(topology));
+        assert!(matches!(
+            view.assigned_role(),
+            AssignedRole::Replica { master_bus: Some(bus), .. } if bus == "127.0.0.1:17100"
+        ));
     }
 }

@@ -120,6 +120,13 @@ impl ControlPlane for Fake {
         Err(Status::unimplemented("fake control plane"))
     }
 
+    async fn add_replica(
+        &self,
+        _: Request<pb::AddReplicaRequest>,
+    ) -> Result<Response<pb::AddReplicaResponse>, Status> {
+        Err(Status::unimplemented("fake control plane"))
+    }
+
     async fn get_topology(
         &self,
         _: Request<pb::GetTopologyRequest>,

@@ -1,5 +1,6 @@
 //! `clusterctl create`: plan (a dry-run CreateCluster), show it as `redis-cli --cluster create`
-//! does, ask, apply, wait until every node holds the new topology, then check.
+//! does (replica assignments included), ask, apply, wait until every node holds the new topology,
+//! then check.
 
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use tessera_proto::pb;
 use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tonic::transport::Channel;
 
-use tessera_proto::topology::Topology;
+use tessera_proto::topology::{NodeId, Topology};
 
 use super::{fetch, report, CtlError, POLL};
 
@@ -23,6 +24,45 @@ pub struct Options {
     pub if_not_created: bool,
     /// Bound on waiting for nodes to report the applied topology.
     pub wait: Duration,
+}
+
+/// Polls until every node of `nodes` (indexes) reports holding `version` or newer, printing a dot
+/// per second of waiting as redis-cli does; returns the last topology seen.
+pub(super) async fn wait_for_nodes(
+    client: &mut ControlPlaneClient<Channel>,
+    nodes: &[usize],
+    version: u64,
+    wait: Duration,
+    out: &mut dyn Write,
+) -> Result<Topology, CtlError> {
+    let started = Instant::now();
+    let mut dots = 0u64;
+    loop {
+        let topology = fetch(client).await?;
+        let behind: Vec<String> = nodes
+            .iter()
+            .filter(|&&i| topology.status_at(i).topology_version < version)
+            .filter_map(|&i| topology.nodes().get(i))
+            .map(|n| n.address())
+            .collect();
+        if behind.is_empty() {
+            return Ok(topology);
+        }
+        let waited = started.elapsed();
+        if waited >= wait {
+            writeln!(out)?;
+            return Err(CtlError::JoinTimeout {
+                waited: wait,
+                lagging: behind.join(", "),
+            });
+        }
+        if waited.as_secs() > dots {
+            dots = waited.as_secs();
+            write!(out, ".")?;
+            out.flush()?;
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 pub async fn run(
@@ -40,18 +80,22 @@ pub async fn run(
         replicas: options.replicas,
         dry_run,
     };
-    let plan = client.create_cluster(request(true)).await?.into_inner();
-    let plan = Topology::try_from(plan.topology.ok_or(CtlError::MissingTopology)?)?;
-    // The masters in the operator's order: each address's node is the owner of the next range.
-    let mut masters: Vec<usize> = Vec::new();
-    for slot in 0..tessera_proto::slot::SLOT_COUNT {
-        if let Some(index) = plan.owner_index(slot) {
-            if !masters.contains(&index) {
-                masters.push(index);
-            }
-        }
-    }
-    write!(out, "{}", report::allocation(&plan, &masters))?;
+    let planned = client.create_cluster(request(true)).await?.into_inner();
+    let plan = Topology::try_from(planned.topology.ok_or(CtlError::MissingTopology)?)?;
+    // The nodes in the operator's order, as indexes into the plan.
+    let given = planned
+        .node_ids
+        .iter()
+        .map(|id| {
+            let id = NodeId::parse(id)?;
+            plan.index_of(&id).ok_or(CtlError::MissingTopology)
+        })
+        .collect::<Result<Vec<usize>, CtlError>>()?;
+    write!(
+        out,
+        "{}",
+        report::allocation(&plan, &given, options.replicas as usize)
+    )?;
     if !options.yes {
         write!(
             out,
@@ -74,36 +118,7 @@ pub async fn run(
     writeln!(out, ">>> Assign a different config epoch to each node")?;
     writeln!(out, "Waiting for the cluster to join")?;
     out.flush()?;
-
-    let started = Instant::now();
-    let mut dots = 0u64;
-    let topology = loop {
-        let topology = fetch(client).await?;
-        let behind: Vec<String> = masters
-            .iter()
-            .filter(|&&i| topology.status_at(i).topology_version < version)
-            .filter_map(|&i| topology.nodes().get(i))
-            .map(|n| n.address())
-            .collect();
-        if behind.is_empty() {
-            break topology;
-        }
-        let waited = started.elapsed();
-        if waited >= options.wait {
-            writeln!(out)?;
-            return Err(CtlError::JoinTimeout {
-                waited: options.wait,
-                lagging: behind.join(", "),
-            });
-        }
-        // One dot per second of waiting, as redis-cli prints.
-        if waited.as_secs() > dots {
-            dots = waited.as_secs();
-            write!(out, ".")?;
-            out.flush()?;
-        }
-        tokio::time::sleep(POLL).await;
-    };
+    let topology = wait_for_nodes(client, &given, version, options.wait, out).await?;
     writeln!(out)?;
     let check = report::cluster_check(&topology);
     write!(out, "{}", check.text)?;

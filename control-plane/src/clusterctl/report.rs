@@ -7,6 +7,8 @@ use std::fmt::Write;
 use tessera_proto::slot::SLOT_COUNT;
 use tessera_proto::topology::{NodeSpec, Role, Topology};
 
+use crate::placement::{self, AntiAffinity};
+
 /// redis-cli's slot list: `[0-5460]`, `[7]`, ranges joined with `,`.
 pub fn slots_string(ranges: &[(u16, u16)]) -> String {
     ranges
@@ -38,8 +40,10 @@ fn masters(topology: &Topology) -> impl Iterator<Item = (usize, &NodeSpec)> {
         .filter(|(_, n)| n.role == Role::Master)
 }
 
-/// The two lines redis-cli prints per master: `M: <id> host:port` and its slots; the flags say
-/// `master`, plus `fail` or `fail?` when the control plane flagged it.
+/// What redis-cli prints for a node it loaded from the cluster (`clusterManagerNodeInfo`):
+/// `M: <id> host:port` or `S: ...`, its slots and flags (`master`/`slave`, plus `fail` or `fail?`
+/// when the control plane flagged it), then `replicates <master-id>` for a replica or
+/// `N additional replica(s)` for a master that has replicas.
 pub fn node_info(topology: &Topology, index: usize) -> String {
     let Some(node) = topology.nodes().get(index) else {
         return String::new();
@@ -56,29 +60,106 @@ pub fn node_info(topology: &Topology, index: usize) -> String {
         flags.push_str(",fail?");
     }
     let letter = if node.role == Role::Master { 'M' } else { 'S' };
-    format!(
+    let mut out = format!(
         "{letter}: {} {}\n   slots:{} ({} slots) {flags}\n",
         node.id,
         node.address(),
         slots_string(&ranges),
         slot_count(&ranges)
-    )
-}
-
-/// What `create` prints before asking: the allocation, then each master's lines.
-/// `masters` are the indexes, in the order the operator gave the addresses.
-pub fn allocation(plan: &Topology, masters: &[usize]) -> String {
-    let mut out = format!(
-        ">>> Performing hash slots allocation on {} nodes...\n",
-        masters.len()
     );
-    for (i, &index) in masters.iter().enumerate() {
-        for (first, last) in plan.ranges_of(index) {
-            let _ = writeln!(out, "Master[{i}] -> Slots {first} - {last}");
+    match (&node.role, &node.master_id) {
+        (Role::Replica, Some(master)) => {
+            let _ = writeln!(out, "   replicates {master}");
+        }
+        _ => {
+            let replicas = topology.replicas_of(index).count();
+            if replicas > 0 {
+                let _ = writeln!(out, "   {replicas} additional replica(s)");
+            }
         }
     }
-    for &index in masters {
-        out.push_str(&node_info(plan, index));
+    out
+}
+
+/// What redis-cli prints for a node of a plan it has not applied yet: a master with its slots, a
+/// replica only with the master it will replicate.
+fn planned_node_info(plan: &Topology, index: usize) -> String {
+    let Some(node) = plan.nodes().get(index) else {
+        return String::new();
+    };
+    match (&node.role, &node.master_id) {
+        (Role::Replica, Some(master)) => format!(
+            "S: {} {}\n   replicates {master}\n",
+            node.id,
+            node.address()
+        ),
+        _ => {
+            let ranges = plan.ranges_of(index);
+            format!(
+                "M: {} {}\n   slots:{} ({} slots) master\n",
+                node.id,
+                node.address(),
+                slots_string(&ranges),
+                slot_count(&ranges)
+            )
+        }
+    }
+}
+
+/// What `create` prints before asking, as `redis-cli --cluster create --cluster-replicas N`:
+/// the slot allocation, the replica assignments (recomputed with the control plane's own
+/// `placement::arrange` over the same hosts), the anti-affinity verdict, then every node in the
+/// order given. `given` are the plan's indexes of the nodes, in the operator's order.
+pub fn allocation(plan: &Topology, given: &[usize], replicas: usize) -> String {
+    let mut out = format!(
+        ">>> Performing hash slots allocation on {} nodes...\n",
+        given.len()
+    );
+    let hosts: Vec<&str> = given
+        .iter()
+        .filter_map(|&i| plan.nodes().get(i))
+        .map(|n| n.host.as_str())
+        .collect();
+    let arrangement = placement::arrange(&hosts, replicas);
+    let address = |k: usize| {
+        given
+            .get(k)
+            .and_then(|&i| plan.nodes().get(i))
+            .map(NodeSpec::address)
+            .unwrap_or_default()
+    };
+    for (m, &k) in arrangement.masters.iter().enumerate() {
+        for (first, last) in plan.ranges_of(given[k]) {
+            let _ = writeln!(out, "Master[{m}] -> Slots {first} - {last}");
+        }
+    }
+    for (step, assignment) in arrangement.assigned.iter().enumerate() {
+        if arrangement.extra_from == Some(step) {
+            out.push_str("Adding extra replicas...\n");
+        }
+        let _ = writeln!(
+            out,
+            "Adding replica {} to {}",
+            address(assignment.replica),
+            address(assignment.master)
+        );
+    }
+    let verdict = match arrangement.anti_affinity {
+        AntiAffinity::Untouched => None,
+        AntiAffinity::Perfect => Some("[OK] Perfect anti-affinity obtained!"),
+        AntiAffinity::ReplicaWithMaster => {
+            Some("[WARNING] Some slaves are in the same host as their master")
+        }
+        AntiAffinity::ReplicasTogether => {
+            Some("[WARNING] Some slaves of the same master are in the same host")
+        }
+    };
+    if let Some(verdict) = verdict {
+        out.push_str(">>> Trying to optimize slaves allocation for anti-affinity\n");
+        let _ = writeln!(out, "{verdict}");
+    }
+    for &index in given {
+        out.push_str(&planned_node_info(plan, index));
     }
     out
 }
@@ -246,7 +327,7 @@ mod tests {
     #[test]
     fn allocation_like_redis_cli() {
         let t = three();
-        let text = allocation(&t, &[0, 1, 2]);
+        let text = allocation(&t, &[0, 1, 2], 0);
         let id0 = t.nodes()[0].id.to_string();
         assert!(text.starts_with(&format!(
             ">>> Performing hash slots allocation on 3 nodes...\n\
@@ -310,5 +391,74 @@ mod tests {
         assert!(check
             .text
             .contains("[ERR] Nodes don't agree about configuration!\n"));
+    }
+
+    /// `three()` plus replicas at 7003-7005 laid out as placement does for one host: 7004 follows
+    /// 7000, 7005 follows 7001, 7003 follows 7002.
+    fn six() -> Topology {
+        let mut t = three();
+        for (n, port, master) in [(4u8, 7003u16, 2usize), (5, 7004, 0), (6, 7005, 1)] {
+            let master_id = t.nodes()[master].id.clone();
+            let i = t.push_node(NodeSpec {
+                role: Role::Replica,
+                master_id: Some(master_id),
+                ..node(n, port)
+            });
+            t.observed.nodes[i].topology_version = 9;
+        }
+        t
+    }
+
+    #[test]
+    fn allocation_with_replicas_like_redis_cli() {
+        let t = six();
+        let ids: Vec<String> = t.nodes().iter().map(|n| n.id.to_string()).collect();
+        // What redis-cli 7.0.15 printed for six nodes on one host (colours aside), with our ids.
+        let want = format!(
+            ">>> Performing hash slots allocation on 6 nodes...\n\
+             Master[0] -> Slots 0 - 5460\n\
+             Master[1] -> Slots 5461 - 10922\n\
+             Master[2] -> Slots 10923 - 16383\n\
+             Adding replica 127.0.0.1:7004 to 127.0.0.1:7000\n\
+             Adding replica 127.0.0.1:7005 to 127.0.0.1:7001\n\
+             Adding replica 127.0.0.1:7003 to 127.0.0.1:7002\n\
+             >>> Trying to optimize slaves allocation for anti-affinity\n\
+             [WARNING] Some slaves are in the same host as their master\n\
+             M: {} 127.0.0.1:7000\n   slots:[0-5460] (5461 slots) master\n\
+             M: {} 127.0.0.1:7001\n   slots:[5461-10922] (5462 slots) master\n\
+             M: {} 127.0.0.1:7002\n   slots:[10923-16383] (5461 slots) master\n\
+             S: {} 127.0.0.1:7003\n   replicates {}\n\
+             S: {} 127.0.0.1:7004\n   replicates {}\n\
+             S: {} 127.0.0.1:7005\n   replicates {}\n",
+            ids[0], ids[1], ids[2], ids[3], ids[2], ids[4], ids[0], ids[5], ids[1]
+        );
+        assert_eq!(allocation(&t, &[0, 1, 2, 3, 4, 5], 1), want);
+    }
+
+    #[test]
+    fn check_lists_replicas_with_s_lines() {
+        let t = six();
+        let ids: Vec<String> = t.nodes().iter().map(|n| n.id.to_string()).collect();
+        let check = cluster_check(&t);
+        assert!(check.ok, "{}", check.text);
+        assert!(check.text.contains(&format!(
+            "M: {} 127.0.0.1:7000\n   slots:[0-5460] (5461 slots) master\n   1 additional replica(s)\n",
+            ids[0]
+        )));
+        assert!(check.text.contains(&format!(
+            "S: {} 127.0.0.1:7004\n   slots: (0 slots) slave\n   replicates {}\n",
+            ids[4], ids[0]
+        )));
+        let short: String = ids[0].chars().take(8).collect();
+        assert!(summary(&t).starts_with(&format!(
+            "127.0.0.1:7000 ({short}...) -> 1 keys | 5461 slots | 1 slaves.\n"
+        )));
+        // A FAIL replica is shown flagged; the slots stay covered.
+        let mut t = t;
+        t.observed.nodes[4].pfail = true;
+        t.observed.nodes[4].fail = true;
+        let check = cluster_check(&t);
+        assert!(check.text.contains("   slots: (0 slots) slave,fail\n"));
+        assert!(check.text.ends_with("[OK] All 16384 slots covered.\n"));
     }
 }

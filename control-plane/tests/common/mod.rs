@@ -138,10 +138,21 @@ pub struct Beaters {
 
 impl Beaters {
     pub fn start(
+        client: ControlPlaneClient<Channel>,
+        nodes: Vec<u8>,
+        peers: Vec<u8>,
+        unreachable: Arc<AtomicBool>,
+    ) -> Beaters {
+        Beaters::start_with_keys(client, nodes, peers, unreachable, u64::from)
+    }
+
+    /// `start`, with node n reporting `keys(n)` keys (an empty node can become a replica).
+    pub fn start_with_keys(
         mut client: ControlPlaneClient<Channel>,
         nodes: Vec<u8>,
         peers: Vec<u8>,
         unreachable: Arc<AtomicBool>,
+        keys: fn(u8) -> u64,
     ) -> Beaters {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -165,7 +176,7 @@ impl Beaters {
                         .heartbeat(pb::HeartbeatRequest {
                             node_id: node_id(n).to_string(),
                             peers: observations,
-                            key_count: u64::from(n),
+                            key_count: keys(n),
                             holds: held[i].clone(),
                             replication_offset: 0,
                         })

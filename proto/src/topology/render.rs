@@ -81,69 +81,125 @@ pub fn cluster_info(topology: &Topology, myself: Option<&NodeId>, stats: &Messag
 /// Each line: `<id> <host>:<port>@<bus-port> <flags> <master-id|-> <ping-sent> <pong-recv>
 /// <config-epoch> <link-state> <slot ranges...>`. A healthy node shows ping-sent 0 and pong-recv
 /// `now_ms`; a `fail?`/`fail` node shows its last ping and last heartbeat and is `disconnected`;
-/// `myself` shows 0 0 and is always `connected`.
+/// `myself` shows 0 0 and is always `connected`. A replica shows `slave <master-id>`, its master's
+/// config epoch (as Redis's clusterGenNodeDescription) and no slots.
 pub fn cluster_nodes(topology: &Topology, myself: Option<&NodeId>, now_ms: u64) -> String {
     let mut out = String::with_capacity(topology.nodes().len() * 128);
-    for (index, (node, status)) in topology.members().enumerate() {
-        let is_me = myself == Some(&node.id);
-        let mut flags = Vec::with_capacity(3);
-        if is_me {
-            flags.push("myself");
-        }
-        flags.push(match node.role {
-            Role::Master => "master",
-            Role::Replica => "slave",
-        });
-        if status.pfail && !status.fail {
-            flags.push("fail?");
-        }
-        if status.fail {
-            flags.push("fail");
-        }
-        let failing = status.failing();
-        let (ping, pong) = if is_me {
-            (0, 0)
-        } else if failing {
-            (status.ping_sent_ms, status.last_heartbeat_ms)
-        } else {
-            (0, now_ms)
-        };
-        let master = match (&node.role, &node.master_id) {
-            (Role::Replica, Some(id)) => id.as_str(),
-            _ => "-",
-        };
-        let link = if failing && !is_me {
-            "disconnected"
-        } else {
-            "connected"
-        };
-        let _ = write!(
-            out,
-            "{} {}:{}@{} {} {} {} {} {} {}",
-            node.id,
-            node.host,
-            node.port,
-            node.bus_port,
-            flags.join(","),
-            master,
-            ping,
-            pong,
-            node.config_epoch,
-            link
-        );
-        for (start, end) in topology.ranges_of(index) {
-            if start == end {
-                let _ = write!(out, " {start}");
-            } else {
-                let _ = write!(out, " {start}-{end}");
-            }
-        }
-        if is_me {
-            write_moving_slots(&mut out, topology, index);
-        }
+    for index in 0..topology.nodes().len() {
+        write_node_line(&mut out, topology, index, myself, now_ms);
         out.push('\n');
     }
     out
+}
+
+/// Why CLUSTER REPLICAS / SLAVES has no answer; the text is Redis's error reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicasError {
+    #[error("ERR Unknown node {0}")]
+    UnknownNode(String),
+    #[error("ERR The specified node is not a master")]
+    NotAMaster,
+}
+
+/// CLUSTER REPLICAS / CLUSTER SLAVES `<id>`: the CLUSTER NODES line (no newline) of each replica
+/// of master `id`, as Redis answers (an array of bulk strings). `id` is taken as the client sent
+/// it, so a malformed id is an unknown node, as in Redis.
+pub fn cluster_replicas(
+    topology: &Topology,
+    myself: Option<&NodeId>,
+    id: &str,
+    now_ms: u64,
+) -> Result<Frame, ReplicasError> {
+    let index = topology
+        .nodes()
+        .iter()
+        .position(|n| n.id.as_str() == id)
+        .ok_or_else(|| ReplicasError::UnknownNode(id.to_string()))?;
+    if topology.nodes()[index].role == Role::Replica {
+        return Err(ReplicasError::NotAMaster);
+    }
+    let lines = topology
+        .replicas_of(index)
+        .map(|replica| {
+            let mut line = String::with_capacity(128);
+            write_node_line(&mut line, topology, replica, myself, now_ms);
+            Frame::Bulk(Bytes::from(line))
+        })
+        .collect();
+    Ok(Frame::Array(lines))
+}
+
+/// One CLUSTER NODES line, without its newline (see `cluster_nodes`).
+fn write_node_line(
+    out: &mut String,
+    topology: &Topology,
+    index: usize,
+    myself: Option<&NodeId>,
+    now_ms: u64,
+) {
+    let node = &topology.nodes()[index];
+    let status = topology.status_at(index);
+    let is_me = myself == Some(&node.id);
+    let mut flags = Vec::with_capacity(3);
+    if is_me {
+        flags.push("myself");
+    }
+    flags.push(match node.role {
+        Role::Master => "master",
+        Role::Replica => "slave",
+    });
+    if status.pfail && !status.fail {
+        flags.push("fail?");
+    }
+    if status.fail {
+        flags.push("fail");
+    }
+    let failing = status.failing();
+    let (ping, pong) = if is_me {
+        (0, 0)
+    } else if failing {
+        (status.ping_sent_ms, status.last_heartbeat_ms)
+    } else {
+        (0, now_ms)
+    };
+    let master = match (&node.role, &node.master_id) {
+        (Role::Replica, Some(id)) => topology.node(id),
+        _ => None,
+    };
+    let master_column = match (&node.role, &node.master_id) {
+        (Role::Replica, Some(id)) => id.as_str(),
+        _ => "-",
+    };
+    let epoch = master.map_or(node.config_epoch, |m| m.config_epoch);
+    let link = if failing && !is_me {
+        "disconnected"
+    } else {
+        "connected"
+    };
+    let _ = write!(
+        out,
+        "{} {}:{}@{} {} {} {} {} {} {}",
+        node.id,
+        node.host,
+        node.port,
+        node.bus_port,
+        flags.join(","),
+        master_column,
+        ping,
+        pong,
+        epoch,
+        link
+    );
+    for (start, end) in topology.ranges_of(index) {
+        if start == end {
+            let _ = write!(out, " {start}");
+        } else {
+            let _ = write!(out, " {start}-{end}");
+        }
+    }
+    if is_me {
+        write_moving_slots(out, topology, index);
+    }
 }
 
 /// Redis shows the slots moving in or out of a node on its own (`myself`) line only:
@@ -199,8 +255,9 @@ fn slot_node(node: &NodeSpec) -> Frame {
 }
 
 /// CLUSTER SHARDS reply (Redis 7.0 format): one map per master, `slots` as a flat list of
-/// start/end pairs and `nodes` with the master first, then its replicas; each node's `health` is
-/// `fail` when FAIL (Redis 7.0.15's word), else `online`.
+/// start/end pairs and `nodes` with the master first, then its replicas; each node's `health` is,
+/// as Redis 7.0.15 words it, `fail` when FAIL, `loading` for a replica that has applied nothing of
+/// its master's stream yet (offset 0), else `online`.
 pub fn cluster_shards(topology: &Topology) -> Frame {
     let shards = topology
         .nodes()
@@ -250,7 +307,13 @@ fn shard_node(node: &NodeSpec, status: &NodeStatus) -> Frame {
         (bulk("replication-offset"), Frame::Integer(offset)),
         (
             bulk("health"),
-            bulk(if status.fail { "fail" } else { "online" }),
+            bulk(if status.fail {
+                "fail"
+            } else if node.role == Role::Replica && status.replication_offset == 0 {
+                "loading"
+            } else {
+                "online"
+            }),
         ),
     ])
 }
@@ -364,7 +427,7 @@ mod tests {
             cluster_nodes(&t, None, 5),
             format!(
                 "{} 127.0.0.1:31101@41101 master - 0 5 1 connected 0-5460 16383\n\
-                 {} 127.0.0.1:31102@41102 slave {} 0 5 2 connected\n\
+                 {} 127.0.0.1:31102@41102 slave {} 0 5 1 connected\n\
                  {} 127.0.0.1:31103@41103 master,fail - 1795647968470 1795647966462 3 disconnected 10923-16382\n",
                 IDS[0], IDS[1], IDS[0], IDS[2]
             )
@@ -458,13 +521,152 @@ mod tests {
         assert!(text.starts_with("*2\r\n"), "one shard per master");
         assert!(text.contains("$7\r\nreplica\r\n"));
         assert!(text.contains("$6\r\nhealth\r\n$4\r\nfail\r\n"));
+        // A replica that has applied nothing yet is loading, as in Redis 7.0.
+        assert!(text.contains("$6\r\nhealth\r\n$7\r\nloading\r\n"));
+        t.observed.nodes[1].replication_offset = 14;
+        let text =
+            String::from_utf8_lossy(&cluster_shards(&t).to_bytes(Protocol::Resp3)).into_owned();
+        assert!(!text.contains("loading"));
+        assert!(text.contains("$18\r\nreplication-offset\r\n:14\r\n"));
+    }
+
+    /// Ids of a redis-server 7.0.15 cluster made by `redis-cli --cluster create` of six nodes
+    /// 32101-32106 with `--cluster-replicas 1`: 32104 replicates 32101, 32105 32102, 32106 32103.
+    const SIX: [&str; 6] = [
+        "0adc24ee028051adfd15c89998566fad5ea114ef",
+        "f1fdf08469ac5f3ac1abb00db5afdb7a618b677a",
+        "5eeb6829f24c32a0eddf2fc1f45ad21dc38a417a",
+        "c2a0e9c31d1b925638706468c055825481a753e8",
+        "fdb134781e208cfab82e0d8e893b2a0fd829760f",
+        "b68afc294b507c2ec1d6c1ca7dab01b8649d376c",
+    ];
+
+    fn six() -> Topology {
+        let id = |i: usize| NodeId::parse(SIX[i]).unwrap();
+        let nodes = (0..6)
+            .map(|i| NodeSpec {
+                config_epoch: i as u64 + 1,
+                role: if i < 3 { Role::Master } else { Role::Replica },
+                master_id: (i >= 3).then(|| id(i - 3)),
+                ..NodeSpec::master(id(i), "127.0.0.1", 32101 + i as u16)
+            })
+            .collect();
+        let slots = (0..16384usize)
+            .map(|slot| {
+                Some(match slot {
+                    0..=5460 => 0,
+                    5461..=10922 => 1,
+                    _ => 2,
+                })
+            })
+            .collect();
+        let mut t = Topology::created(nodes, slots);
+        t.intent.current_epoch = 6;
+        for status in &mut t.observed.nodes {
+            status.replication_offset = 14;
+        }
+        t
+    }
+
+    #[test]
+    fn replica_lines_as_redis_prints_them() {
+        let t = six();
+        let me = NodeId::parse(SIX[3]).unwrap();
+        let text = cluster_nodes(&t, Some(&me), 1796409130121);
+        // Lines as redis-server printed them on 32104 (its order and its own pong time aside).
+        for line in [
+            format!(
+                "{} 127.0.0.1:32101@42101 master - 0 1796409130121 1 connected 0-5460",
+                SIX[0]
+            ),
+            format!(
+                "{} 127.0.0.1:32104@42104 myself,slave {} 0 0 1 connected",
+                SIX[3], SIX[0]
+            ),
+            format!(
+                "{} 127.0.0.1:32105@42105 slave {} 0 1796409130121 2 connected",
+                SIX[4], SIX[1]
+            ),
+            format!(
+                "{} 127.0.0.1:32106@42106 slave {} 0 1796409130121 3 connected",
+                SIX[5], SIX[2]
+            ),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        let info = cluster_info(&t, Some(&me), &MessageStats::default());
+        assert!(info.contains(
+            "cluster_known_nodes:6\r\ncluster_size:3\r\ncluster_current_epoch:6\r\ncluster_my_epoch:1\r\n"
+        ));
+    }
+
+    #[test]
+    fn replicas_of_a_master() {
+        let t = six();
+        let me = NodeId::parse(SIX[3]).unwrap();
+        let reply = cluster_replicas(&t, Some(&me), SIX[0], 5).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&reply.to_bytes(Protocol::Resp2)),
+            format!(
+                "*1\r\n$132\r\n{} 127.0.0.1:32104@42104 myself,slave {} 0 0 1 connected\r\n",
+                SIX[3], SIX[0]
+            )
+        );
+        assert_eq!(
+            cluster_replicas(&t, None, SIX[3], 5)
+                .unwrap_err()
+                .to_string(),
+            "ERR The specified node is not a master"
+        );
+        assert_eq!(
+            cluster_replicas(&t, None, "abc", 5)
+                .unwrap_err()
+                .to_string(),
+            "ERR Unknown node abc"
+        );
+        let mut lonely = cluster();
+        lonely.intent.nodes[0].config_epoch = 1;
+        assert_eq!(
+            cluster_replicas(&lonely, None, IDS[0], 5).unwrap(),
+            Frame::Array(Vec::new())
+        );
+    }
+
+    #[test]
+    fn slots_and_shards_list_replicas_after_their_master() {
+        let t = six();
+        let slots =
+            String::from_utf8_lossy(&cluster_slots(&t).to_bytes(Protocol::Resp2)).into_owned();
+        assert!(
+            slots.starts_with(&format!(
+                "*3\r\n*4\r\n:0\r\n:5460\r\n*4\r\n$9\r\n127.0.0.1\r\n:32101\r\n$40\r\n{}\r\n*0\r\n\
+             *4\r\n$9\r\n127.0.0.1\r\n:32104\r\n$40\r\n{}\r\n*0\r\n",
+                SIX[0], SIX[3]
+            )),
+            "{slots}"
+        );
+        let shards =
+            String::from_utf8_lossy(&cluster_shards(&t).to_bytes(Protocol::Resp2)).into_owned();
+        assert!(shards.contains(&format!(
+            "$5\r\nnodes\r\n*2\r\n*14\r\n$2\r\nid\r\n$40\r\n{}\r\n",
+            SIX[1]
+        )));
+        assert!(shards.contains(&format!(
+            "*14\r\n$2\r\nid\r\n$40\r\n{}\r\n$4\r\nport\r\n:32105\r\n$2\r\nip\r\n$9\r\n127.0.0.1\r\n\
+             $8\r\nendpoint\r\n$9\r\n127.0.0.1\r\n$4\r\nrole\r\n$7\r\nreplica\r\n\
+             $18\r\nreplication-offset\r\n:14\r\n$6\r\nhealth\r\n$6\r\nonline\r\n",
+            SIX[4]
+        )));
     }
 
     #[test]
     fn virtual_masters_at_the_proxy_address() {
         let t = cluster();
         let proxy = NodeId::from_random_bytes([7; 20]);
-        let view = t.as_virtual_masters(proxy, "127.0.0.1", 6379);
+        let view = t.as_proxy_view(proxy, "127.0.0.1", 6379);
         let ids: Vec<String> = IDS
             .iter()
             .map(|id| {

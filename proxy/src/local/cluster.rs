@@ -1,14 +1,19 @@
-//! CLUSTER INFO with the real cluster state; CLUSTER SLOTS / NODES / SHARDS / MYID presenting one
-//! virtual master per real master, each with its master's slots but at the proxy's announced
-//! address (`Topology::as_virtual_masters`), so cluster-aware clients keep talking to the proxy
-//! and tools that want several masters (`redis-benchmark --cluster`, `redis-cli --cluster check`)
-//! see the cluster's real shape; CLUSTER KEYSLOT computed here. (COUNTKEYSINSLOT and GETKEYSINSLOT
+//! CLUSTER INFO with the real cluster state; CLUSTER SLOTS / NODES / SHARDS / MYID / REPLICAS
+//! presenting one virtual master per real master, each with its master's slots, and one virtual
+//! replica per real replica of those, all at the proxy's announced address
+//! (`Topology::as_proxy_view`), so cluster-aware clients keep talking to the proxy (which routes
+//! every command to the masters) and tools that want several masters (`redis-benchmark
+//! --cluster`, `redis-cli --cluster check`) see the cluster's real shape, replicas included;
+//! CLUSTER KEYSLOT computed here. (COUNTKEYSINSLOT and GETKEYSINSLOT
 //! are routed to the slot's owner by the router.)
 //!
 //! Which virtual master is `myself` differs per client connection (`MyselfPicker`):
 //! `redis-cli --cluster check` opens one connection per node it was told about, all to the same
-//! address, and reads each node's slots from the `myself` line that connection is shown. Handing
-//! connections the virtual masters in turn gives its N connections the N masters.
+//! address, and reads each node's slots, role and master from the `myself` line that connection is
+//! shown. Handing connections the virtual nodes in turn, and listing CLUSTER NODES from `myself`
+//! on in that same turn order, gives its N connections the N nodes in the order it expects them:
+//! the friend it connects to next is the node the next turn shows as `myself`. (Masters alone
+//! would not need the order, being interchangeable; a replica's line must meet its own `myself`.)
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -70,18 +75,19 @@ pub fn handle(
     args: &[Bytes],
 ) -> Option<Reply> {
     let view = || {
-        snapshot.topology.as_virtual_masters(
+        snapshot.topology.as_proxy_view(
             shared.id.clone(),
             &shared.announce_host,
             shared.announce_port,
         )
     };
-    let myself = |view: &Topology| {
+    // This connection's turn, as an index into the view's nodes.
+    let my_index = |view: &Topology| {
         let turn = shared.myself.turn(session.id);
-        // `as_virtual_masters` always has at least one node.
-        let index = (turn % view.nodes().len().max(1) as u64) as usize;
-        view.nodes().get(index).map(|n| n.id.clone())
+        // `as_proxy_view` always has at least one node.
+        (turn % view.nodes().len().max(1) as u64) as usize
     };
+    let myself = |view: &Topology| view.nodes().get(my_index(view)).map(|n| n.id.clone());
     Some(match args[1].to_ascii_lowercase().as_slice() {
         b"info" => {
             let text = render::cluster_info(&snapshot.topology, None, &MessageStats::default());
@@ -92,14 +98,20 @@ pub fn handle(
             frame(session, Frame::Bulk(Bytes::from(id.to_string())))
         }
         b"nodes" => {
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
+            let view = view();
+            let index = my_index(&view);
+            let me = view.nodes().get(index).map(|n| n.id.clone());
+            let text = render::cluster_nodes(&view, me.as_ref(), now_ms());
+            verbatim(session, lines_from(&text, index))
+        }
+        b"replicas" | b"slaves" => {
             let view = view();
             let me = myself(&view);
-            let text = render::cluster_nodes(&view, me.as_ref(), now_ms);
-            verbatim(session, text)
+            let id = String::from_utf8_lossy(&args[2]);
+            match render::cluster_replicas(&view, me.as_ref(), &id, now_ms()) {
+                Ok(reply) => frame(session, reply),
+                Err(error) => Reply::error(&error.to_string()),
+            }
         }
         b"slots" => frame(session, render::cluster_slots(&view())),
         b"shards" => frame(session, render::cluster_shards(&view())),
@@ -108,9 +120,35 @@ pub fn handle(
     })
 }
 
+/// `text`'s lines rotated to start at line `first` (CLUSTER NODES renders one line per node, in
+/// the view's order), so the nodes after `myself` come in the order of the next turns.
+fn lines_from(text: &str, first: usize) -> String {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let first = first.min(lines.len());
+    lines[first..]
+        .iter()
+        .chain(&lines[..first])
+        .copied()
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_are_listed_from_myself_on() {
+        assert_eq!(lines_from("a\nb\nc\n", 1), "b\nc\na\n");
+        assert_eq!(lines_from("a\nb\nc\n", 0), "a\nb\nc\n");
+        assert_eq!(lines_from("a\n", 5), "a\n");
+    }
 
     #[test]
     fn turns_stick_per_connection_and_rotate_across_them() {

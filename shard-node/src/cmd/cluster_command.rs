@@ -1,5 +1,5 @@
 //! CLUSTER subcommands answered from the topology the control plane publishes: INFO NODES SLOTS
-//! SHARDS MYID KEYSLOT COUNTKEYSINSLOT GETKEYSINSLOT.
+//! SHARDS REPLICAS SLAVES MYID KEYSLOT COUNTKEYSINSLOT GETKEYSINSLOT.
 
 use bytes::Bytes;
 use tessera_proto::resp::Frame;
@@ -16,7 +16,7 @@ pub fn cluster(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
     let want = match lower.as_str() {
         "info" | "nodes" | "slots" | "shards" | "myid" | "help" => 2,
-        "keyslot" | "countkeysinslot" => 3,
+        "keyslot" | "countkeysinslot" | "replicas" | "slaves" => 3,
         "getkeysinslot" => 4,
         _ => return unknown_subcommand("cluster", sub),
     };
@@ -40,6 +40,11 @@ pub fn cluster(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         }
         "slots" => render::cluster_slots(&view.topology()),
         "shards" => render::cluster_shards(&view.topology()),
+        "replicas" | "slaves" => {
+            let id = String::from_utf8_lossy(&args[2]);
+            render::cluster_replicas(&view.topology(), Some(view.myself()), &id, now_ms())
+                .unwrap_or_else(|error| Frame::error(error.to_string()))
+        }
         "myid" => Frame::Bulk(Bytes::copy_from_slice(view.myself().as_str().as_bytes())),
         "keyslot" => Frame::Integer(i64::from(key_hash_slot(&args[2]))),
         "countkeysinslot" => match slot_arg(&args[2]) {
@@ -96,6 +101,8 @@ fn help() -> Frame {
             "NODES",
             "    Return cluster configuration seen by node. Output format:",
             "    <id> <ip:port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+            "REPLICAS <node-id>",
+            "    Return <node-id> replicas.",
             "SHARDS",
             "    Return information about slot range mappings and the nodes associated with them.",
             "SLOTS",
@@ -151,5 +158,53 @@ mod tests {
             run(&s, "CLUSTER GETKEYSINSLOT 16287 1").lines().next(),
             Some("*1")
         );
+    }
+
+    #[test]
+    fn replicas_and_their_errors_as_redis() {
+        use tessera_proto::topology::{NodeId, NodeSpec, Role, Topology};
+
+        use crate::cluster::ClusterView;
+        use crate::cmd::testing::MYSELF;
+
+        let me = NodeId::parse(MYSELF).unwrap();
+        let master = NodeId::from_random_bytes([2; 20]);
+        let topology = Topology::created(
+            vec![
+                NodeSpec {
+                    config_epoch: 3,
+                    ..NodeSpec::master(master.clone(), "127.0.0.1", 7001)
+                },
+                NodeSpec {
+                    role: Role::Replica,
+                    master_id: Some(master.clone()),
+                    ..NodeSpec::master(me.clone(), "127.0.0.1", 7000)
+                },
+            ],
+            vec![Some(0); 16384].into(),
+        );
+        let mut s = state();
+        s.cluster = ClusterView::standalone(me.clone(), topology);
+        for sub in ["REPLICAS", "SLAVES"] {
+            assert_eq!(
+                run(&s, &format!("CLUSTER {sub} {master}")),
+                format!(
+                    "*1\r\n$131\r\n{me} 127.0.0.1:7000@17000 myself,slave {master} 0 0 3 connected\r\n"
+                )
+            );
+        }
+        assert_eq!(
+            run(&s, &format!("CLUSTER REPLICAS {me}")),
+            "-ERR The specified node is not a master\r\n"
+        );
+        assert_eq!(run(&s, "CLUSTER REPLICAS abc"), "-ERR Unknown node abc\r\n");
+        assert_eq!(
+            run(&s, "CLUSTER REPLICAS"),
+            "-ERR wrong number of arguments for 'cluster|replicas' command\r\n"
+        );
+        // A client writing (or reading, without READONLY) to a replica is sent to its master.
+        assert_eq!(run(&s, "SET foo 1"), "-MOVED 12182 127.0.0.1:7001\r\n");
+        assert_eq!(run(&s, "GET foo"), "-MOVED 12182 127.0.0.1:7001\r\n");
+        assert_eq!(s.cluster.my_master(), Some(master));
     }
 }
