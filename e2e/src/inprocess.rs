@@ -69,7 +69,7 @@ impl InProcessCluster {
 
     /// `nodes` shard nodes created with `replicas` replicas per master (`nodes / (replicas + 1)`
     /// masters, placed as `redis-cli --cluster create --cluster-replicas` places them) behind one
-    /// proxy, the cluster ok. Replicas do not replicate data yet: they hold the role only.
+    /// proxy, the cluster ok. Replicas follow their masters as the topology assigns them.
     pub fn start_with_replicas(
         nodes: usize,
         replicas: u32,

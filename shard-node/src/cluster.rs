@@ -37,6 +37,9 @@ pub struct ClusterView {
     lease: Lease,
     peers: PeerTable,
     counters: Counters,
+    /// The role the held topology assigns, for the task that makes replication follow it
+    /// (`replication::follow_assigned_role`): sending never blocks the offer.
+    assigned: tokio::sync::watch::Sender<AssignedRole>,
 }
 
 /// A topology with its health counted once, when it arrives, so the cluster rule applied to every
@@ -98,8 +101,10 @@ impl ClusterView {
     }
 
     fn with_lease(myself: NodeId, topology: Topology, lease: Lease) -> ClusterView {
+        let snapshot = Snapshot::new(topology, &myself);
         ClusterView {
-            topology: ArcSwap::from_pointee(Snapshot::new(topology, &myself)),
+            assigned: tokio::sync::watch::Sender::new(snapshot.role.clone()),
+            topology: ArcSwap::from_pointee(snapshot),
             myself,
             offer_lock: Mutex::new(()),
             lease,
@@ -136,9 +141,15 @@ impl ClusterView {
         let next = Snapshot::new(topology, &self.myself);
         if next.role != held.role {
             role::role_changed(&self.myself, &held.role, &next.role);
+            self.assigned.send_replace(next.role.clone());
         }
         self.topology.store(Arc::new(next));
         true
+    }
+
+    /// Follows the role the topology assigns: the current one first, then each change.
+    pub fn watch_assigned_role(&self) -> tokio::sync::watch::Receiver<AssignedRole> {
+        self.assigned.subscribe()
     }
 
     /// What the topology held makes this node: master, or replica of a master at a bus address.
@@ -250,6 +261,9 @@ impl TopologyHolder for ClusterView {
 pub trait Member: Send + Sync + 'static {
     fn cluster(&self) -> &ClusterView;
     fn key_count(&self) -> u64;
+    /// How much of its master's write stream this node has applied (a master: its own offset),
+    /// reported in heartbeats: the control plane promotes the replica that has the most.
+    fn replication_offset(&self) -> u64;
 }
 
 impl Member for NodeState {
@@ -259,6 +273,10 @@ impl Member for NodeState {
 
     fn key_count(&self) -> u64 {
         self.keyspace.len() as u64
+    }
+
+    fn replication_offset(&self) -> u64 {
+        self.replication.offset()
     }
 }
 
@@ -478,8 +496,17 @@ mod tests {
             view.assigned_role(),
             AssignedRole::Replica {
                 master: id(1),
-                master_bus: Some("127.0.0.1:17000".into()),
+                address: Some(crate::replication::MasterAddress {
+                    host: "127.0.0.1".into(),
+                    port: 7000,
+                    bus_port: 17000,
+                }),
             }
+        );
+        assert_eq!(
+            *view.watch_assigned_role().borrow(),
+            view.assigned_role(),
+            "the replication task sees the change"
         );
         // The master moving its bus is a change too.
         topology.version = 3;
@@ -487,7 +514,7 @@ mod tests {
         assert!(view.offer_topology(topology));
         assert!(matches!(
             view.assigned_role(),
-            AssignedRole::Replica { master_bus: Some(bus), .. } if bus == "127.0.0.1:17100"
+            AssignedRole::Replica { address: Some(a), .. } if a.bus_addr() == "127.0.0.1:17100"
         ));
     }
 }

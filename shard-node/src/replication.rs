@@ -39,6 +39,7 @@ pub use ids::ReplIds;
 pub use log::WriteLog;
 pub(crate) use master::serve_replica;
 
+use crate::cluster::AssignedRole;
 use crate::state::NodeState;
 
 /// How often the replication state file is rewritten while the node runs (when it changed).
@@ -298,6 +299,11 @@ impl Replication {
         self.announce_port.store(announce_port, Ordering::Relaxed);
         self.tasks
             .spawn(ping_replicas(Arc::clone(state), self.stop.clone()));
+        self.tasks.spawn(follow_assigned_role(
+            Arc::clone(state),
+            state.cluster.watch_assigned_role(),
+            self.stop.clone(),
+        ));
         if self.data_dir.is_some() {
             self.tasks
                 .spawn(save_periodically(Arc::clone(state), self.stop.clone()));
@@ -544,6 +550,39 @@ async fn save_periodically(state: Arc<NodeState>, stop: CancellationToken) {
             Ok(Ok(())) => last = Some(now),
             Ok(Err(error)) => tracing::warn!(%error, "cannot save the replication state"),
             Err(error) => tracing::warn!(%error, "the replication state save stopped"),
+        }
+    }
+}
+
+/// Makes replication follow the role the topology assigns (`ClusterView::watch_assigned_role`):
+/// a replica follows its master's bus; a replica made master (a failover) is promoted. A node
+/// that starts as a master is left as it is, so harnesses may drive `follow` themselves.
+async fn follow_assigned_role(
+    state: Arc<NodeState>,
+    mut assigned: tokio::sync::watch::Receiver<AssignedRole>,
+    stop: CancellationToken,
+) {
+    let mut first = true;
+    loop {
+        let role = assigned.borrow_and_update().clone();
+        match role {
+            AssignedRole::Replica {
+                address: Some(master),
+                ..
+            } => state.replication.follow(&state, master),
+            AssignedRole::Replica {
+                address: None,
+                master,
+            } => {
+                tracing::warn!(%master, "the topology names a master it does not list");
+            }
+            AssignedRole::Master if !first => state.replication.promote(),
+            AssignedRole::Master => {}
+        }
+        first = false;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = assigned.changed() => if changed.is_err() { return },
         }
     }
 }

@@ -35,6 +35,10 @@ impl Member for TestMember {
     fn key_count(&self) -> u64 {
         42
     }
+
+    fn replication_offset(&self) -> u64 {
+        4242
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,6 +124,7 @@ async fn follows_the_control_plane() {
         let heartbeats = fake.heartbeats.lock();
         let last = heartbeats.last().expect("a heartbeat");
         assert_eq!(last.key_count, 42);
+        assert_eq!(last.replication_offset, 4242);
         assert_eq!(last.holds.as_ref().map(|h| h.version), Some(1));
         let seen: Vec<_> = last
             .peers

@@ -52,7 +52,7 @@ pub(super) async fn membership(
                     .collect(),
                 key_count: member.key_count(),
                 holds: Some(pb::TopologyStamp::from(&held)),
-                replication_offset: 0,
+                replication_offset: member.replication_offset(),
             };
             let sent = Instant::now();
             view.counters.ping_sent.fetch_add(1, Ordering::Relaxed);

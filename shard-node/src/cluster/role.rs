@@ -1,9 +1,11 @@
 //! This node's role as the topology assigns it (master, or replica of a master at some bus
-//! address), and the one place that learns when it changes: `role_changed`, the seam where
-//! replication starts, stops or switches its stream. The cluster rule needs nothing from here: a
+//! address), and the one place that learns when it changes: `role_changed`, which tells the
+//! replication task (`replication::follow_assigned_role`) to start, stop or switch its stream. The cluster rule needs nothing from here: a
 //! replica owns no slots, so `Topology::route` already answers its clients `MOVED` to the master.
 
 use tessera_proto::topology::{NodeId, Role, Topology};
+
+use crate::replication::MasterAddress;
 
 /// What the topology says this node is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -12,12 +14,12 @@ pub enum AssignedRole {
     /// in Redis).
     #[default]
     Master,
-    /// A replica of `master`, whose cluster bus (where replication streams go) is `master_bus`
-    /// (`host:bus_port`); `None` only if the topology names a master it does not list, which the
-    /// control plane never publishes.
+    /// A replica of `master`, found at `address` (its client and cluster bus ports: replication
+    /// streams go to the bus); `None` only if the topology names a master it does not list,
+    /// which the control plane never publishes.
     Replica {
         master: NodeId,
-        master_bus: Option<String>,
+        address: Option<MasterAddress>,
     },
 }
 
@@ -28,7 +30,11 @@ impl AssignedRole {
             Some(me) if me.role == Role::Replica => match &me.master_id {
                 Some(master) => AssignedRole::Replica {
                     master: master.clone(),
-                    master_bus: topology.node(master).map(|m| m.bus_address()),
+                    address: topology.node(master).map(|m| MasterAddress {
+                        host: m.host.clone(),
+                        port: m.port,
+                        bus_port: m.bus_port,
+                    }),
                 },
                 None => AssignedRole::Master,
             },
@@ -52,20 +58,19 @@ impl AssignedRole {
     }
 }
 
-/// Called once for every change of this node's assigned role, master, or master's bus address,
-/// in topology order (also at start, when the first topology makes it a replica). Runs under the
-/// topology offer lock: it must not block; replication hands the change to its own task here.
-/// For now it only logs: replication streams are not built yet.
+/// Logs each change of this node's assigned role, master, or master's address, in topology order
+/// (also at start, when the first topology makes it a replica). Runs under the topology offer
+/// lock; replication follows the change on its own task (`replication::follow_assigned_role`).
 pub fn role_changed(myself: &NodeId, previous: &AssignedRole, next: &AssignedRole) {
     match next {
         AssignedRole::Master => {
             tracing::info!(node = %myself, ?previous, "this node is now a master");
         }
-        AssignedRole::Replica { master, master_bus } => {
+        AssignedRole::Replica { master, address } => {
             tracing::info!(
                 node = %myself,
                 master = %master,
-                master_bus = master_bus.as_deref().unwrap_or("unknown"),
+                master_bus = address.as_ref().map_or("unknown".into(), MasterAddress::bus_addr),
                 ?previous,
                 "this node is now a replica"
             );

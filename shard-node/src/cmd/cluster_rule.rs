@@ -17,21 +17,23 @@ use crate::state::NodeState;
 /// answers MOVED / CLUSTERDOWN instead of waiting on.
 pub fn cluster_recheck(state: &NodeState, args: &[Bytes]) -> Option<Frame> {
     let spec = command::resolve_served(Server::ShardNode, args).ok()?;
-    cluster_check(state, spec, args, Instant::now()).err()
+    cluster_check(state, spec, args, false, Instant::now()).err()
 }
 
 /// The cluster rule for one command, as Redis's getNodeByQuery: keyless commands pass; all keys
 /// must share one slot (CROSSSLOT); the slot's serving master must exist (CLUSTERDOWN) and be this
-/// node (MOVED); and a node that lost the control plane refuses writes. The slot comes back
-/// with the key it was hashed from, for the handler's `Ctx::lock`.
+/// node (MOVED), or this node a replica of it and the client READONLY with a read; and a node
+/// that lost the control plane refuses writes. The slot comes back with the key it was hashed
+/// from, for the handler's `Ctx::lock`.
 pub(super) fn cluster_check(
     state: &NodeState,
     spec: &CommandSpec,
     args: &[Bytes],
+    readonly: bool,
     now: Instant,
 ) -> Result<Option<KnownSlot>, Frame> {
     let found = spec.key_slot(args).map_err(|_| crossslot())?;
-    route_at(state, found.map(|k| k.slot), spec.is_write(), now)?;
+    route_at(state, found.map(|k| k.slot), spec.is_write(), readonly, now)?;
     Ok(found.map(|k| KnownSlot::new(k.first_key, k.slot)))
 }
 
@@ -46,13 +48,25 @@ pub(crate) fn crossslot() -> Frame {
 }
 
 /// The cluster rule for commands on `slot` (`None`: keyless): the slot's serving master must exist
-/// (CLUSTERDOWN) and be this node (MOVED); a node that lost the control plane refuses writes.
-pub(crate) fn route(state: &NodeState, slot: Option<u16>, write: bool) -> Result<(), Frame> {
-    route_at(state, slot, write, Instant::now())
+/// (CLUSTERDOWN) and be this node (MOVED), or this node must be its replica and the commands
+/// reads of a READONLY client; a node that lost the control plane refuses writes.
+pub(crate) fn route(
+    state: &NodeState,
+    slot: Option<u16>,
+    write: bool,
+    readonly: bool,
+) -> Result<(), Frame> {
+    route_at(state, slot, write, readonly, Instant::now())
 }
 
 /// `route` with the lease checked at `now`.
-fn route_at(state: &NodeState, slot: Option<u16>, write: bool, now: Instant) -> Result<(), Frame> {
+fn route_at(
+    state: &NodeState,
+    slot: Option<u16>,
+    write: bool,
+    readonly: bool,
+    now: Instant,
+) -> Result<(), Frame> {
     if slot.is_none() && !write {
         return Ok(());
     }
@@ -61,6 +75,12 @@ fn route_at(state: &NodeState, slot: Option<u16>, write: bool, now: Instant) -> 
         let access = if write { Access::Write } else { Access::Read };
         match snapshot.topology.route_with(&snapshot.health, slot, access) {
             Err(down) => return Err(parse::err(down.message())),
+            // Redis's getNodeByQuery: a replica serves its master's slots to READONLY clients'
+            // reads (what it has applied of the master's stream).
+            Ok(owner)
+                if readonly
+                    && !write
+                    && state.cluster.assigned_role().master() == Some(&owner.id) => {}
             Ok(owner) if &owner.id != state.cluster.myself() => {
                 return Err(Frame::error(format!(
                     "MOVED {slot} {}:{}",

@@ -45,7 +45,7 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
         session.woff = state.replication.offset();
         return reply;
     }
-    let known_slot = match cluster_check(state, spec, args, now) {
+    let known_slot = match cluster_check(state, spec, args, session.readonly, now) {
         Ok(known) => known,
         Err(reply) => {
             state.stats.commands.reject(spec);

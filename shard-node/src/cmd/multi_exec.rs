@@ -108,7 +108,7 @@ pub fn exec(state: &NodeState, session: &mut ClientSession) -> Frame {
         return err("ERR EXEC without MULTI");
     };
     let keyspace = &state.keyspace;
-    let slot = match transaction_slot(state, &multi.queued) {
+    let slot = match transaction_slot(state, &multi.queued, session.readonly) {
         Ok(slot) => slot,
         Err(reply) => {
             session.watched.unwatch_all(keyspace);
@@ -152,7 +152,11 @@ pub fn exec(state: &NodeState, session: &mut ClientSession) -> Frame {
 }
 
 /// The slot all queued commands' keys share (`None`: no keys), checked by the cluster rule.
-fn transaction_slot(state: &NodeState, queued: &[Queued]) -> Result<Option<u16>, Frame> {
+fn transaction_slot(
+    state: &NodeState,
+    queued: &[Queued],
+    readonly: bool,
+) -> Result<Option<u16>, Frame> {
     let mut slot = None;
     let mut write = false;
     for command in queued {
@@ -164,7 +168,7 @@ fn transaction_slot(state: &NodeState, queued: &[Queued]) -> Result<Option<u16>,
             (Some(_), Some(_)) => {}
         }
     }
-    route(state, slot, write)?;
+    route(state, slot, write, readonly)?;
     Ok(slot)
 }
 

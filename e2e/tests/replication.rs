@@ -1,0 +1,92 @@
+//! Replicas made by the control plane replicate: a 3+3 cluster created with one replica per
+//! master, written through the proxy; each replica, told its role by the topology alone, follows
+//! its master, serves the master's keys to a READONLY client, answers MOVED to one that is not,
+//! refuses writes with MOVED.
+
+use std::time::Duration;
+
+use tessera_e2e::inprocess::InProcessCluster;
+use tessera_e2e::resp::RespClient;
+use tessera_proto::slot::key_hash_slot;
+use tessera_testkit::wait;
+
+const NODE_TIMEOUT: Duration = Duration::from_millis(2000);
+
+fn connect(port: u16, secret: &str) -> RespClient {
+    let mut client = RespClient::connect(port).expect("connect");
+    assert_eq!(client.call_str(&["AUTH", secret]), "+OK\r\n");
+    client
+}
+
+/// `field:value` of INFO `section` on `port`.
+fn info_field(client: &mut RespClient, section: &str, field: &str) -> Option<String> {
+    let reply = client.call_str(&["INFO", section]);
+    reply
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+}
+
+#[test]
+fn replicas_follow_their_masters_as_the_topology_assigns() {
+    let cluster = InProcessCluster::start_with_replicas(6, 1, NODE_TIMEOUT).expect("cluster");
+    let secret = cluster.node_secret.clone();
+    let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
+    for i in 0..300 {
+        let key = format!("key:{i}");
+        assert_eq!(proxy.call_str(&["SET", &key, &format!("v{i}")]), "+OK\r\n");
+    }
+
+    // Which node is which, from the layout the control plane made.
+    let mut replicas = Vec::new();
+    for &port in &cluster.node_ports {
+        let mut client = connect(port, &secret);
+        if info_field(&mut client, "replication", "role").as_deref() == Some("slave") {
+            replicas.push(port);
+        }
+    }
+    assert_eq!(replicas.len(), 3, "three replicas");
+
+    for &port in &replicas {
+        let mut replica = connect(port, &secret);
+        wait::until("the replica's link is up", Duration::from_secs(20), || {
+            (info_field(&mut replica, "replication", "master_link_status").as_deref() == Some("up"))
+                .then_some(())
+        });
+        let master_port: u16 = info_field(&mut replica, "replication", "master_port")
+            .and_then(|p| p.parse().ok())
+            .expect("master_port");
+        let mut master = connect(master_port, &secret);
+        let master_offset: u64 = info_field(&mut master, "replication", "master_repl_offset")
+            .and_then(|o| o.parse().ok())
+            .expect("master offset");
+        wait::until("the replica caught up", Duration::from_secs(20), || {
+            info_field(&mut replica, "replication", "slave_repl_offset")
+                .and_then(|o| o.parse::<u64>().ok())
+                .filter(|&o| o >= master_offset)
+        });
+        // A key of the master's, read from the replica: MOVED, then served once READONLY.
+        let owned = (0..300)
+            .map(|i| format!("key:{i}"))
+            .find(|key| {
+                let reply = master.call_str(&["GET", key]);
+                reply.starts_with('$') && !reply.starts_with("$-1")
+            })
+            .expect("the master owns some key");
+        let slot = key_hash_slot(owned.as_bytes());
+        let moved = replica.call_str(&["GET", &owned]);
+        assert_eq!(moved, format!("-MOVED {slot} 127.0.0.1:{master_port}\r\n"));
+        assert_eq!(replica.call_str(&["READONLY"]), "+OK\r\n");
+        assert_eq!(
+            replica.call_str(&["GET", &owned]),
+            master.call_str(&["GET", &owned]),
+            "the replica has the master's value"
+        );
+        assert_eq!(
+            replica.call_str(&["SET", &owned, "x"]),
+            format!("-MOVED {slot} 127.0.0.1:{master_port}\r\n"),
+            "writes go to the master even from a READONLY client"
+        );
+        assert_eq!(replica.call_str(&["READWRITE"]), "+OK\r\n");
+        assert!(replica.call_str(&["GET", &owned]).starts_with("-MOVED "));
+    }
+}
