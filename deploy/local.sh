@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs a Tessera cluster as local processes on 127.0.0.1: a control plane, three shard nodes and a
-# proxy, each with its log, pid file and data directory under one run directory.
+# Runs a Tessera cluster as local processes on 127.0.0.1: a control plane, three shard nodes (three
+# masters, or with TESSERA_REPLICAS=1 three masters and three replicas) and a proxy, each with its
+# log, pid file and data directory under one run directory.
 #
 #   deploy/local.sh up            build, start everything, create the cluster, wait for state ok
 #   deploy/local.sh down          stop everything (SIGTERM, so nothing acknowledged is lost)
@@ -8,10 +9,13 @@
 #   deploy/local.sh stop NAME     stop one service with SIGTERM (--kill: SIGKILL)
 #   deploy/local.sh start NAME    start one service again (same data directory, same node id)
 #
-# NAME is node1, node2, node3, proxy or control-plane. Settings come from the environment:
+# NAME is node1, node2, ... (one per node port), proxy or control-plane. Settings come from the
+# environment:
 #   TESSERA_RUN_DIR        run directory (default: .run/local in the repository)
 #   TESSERA_PROXY_PORT     proxy RESP port (6379)
-#   TESSERA_NODE_PORTS     shard node RESP ports ("7000 7001 7002")
+#   TESSERA_REPLICAS       replicas per master for a new cluster (0); the default node ports grow to
+#                          3 x (replicas + 1): 7000-7005 with TESSERA_REPLICAS=1
+#   TESSERA_NODE_PORTS     shard node RESP ports ("7000 7001 7002", or as TESSERA_REPLICAS needs)
 #   TESSERA_CP_PORT        control plane gRPC port (50051)
 #   TESSERA_NODE_TIMEOUT   node-timeout for a new cluster (3s here; Redis's default is 15s, shorter
 #                          makes failures visible sooner on one machine)
@@ -29,7 +33,9 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 run_dir=${TESSERA_RUN_DIR:-$repo/.run/local}
 proxy_port=${TESSERA_PROXY_PORT:-6379}
-read -r -a node_ports <<<"${TESSERA_NODE_PORTS:-7000 7001 7002}"
+replicas=${TESSERA_REPLICAS:-0}
+[[ $replicas =~ ^[0-9]+$ ]] || { echo "TESSERA_REPLICAS must be a number, not '$replicas'" >&2; exit 2; }
+read -r -a node_ports <<<"${TESSERA_NODE_PORTS:-$(seq -s ' ' 7000 $((7000 + 3 * (replicas + 1) - 1)))}"
 cp_port=${TESSERA_CP_PORT:-50051}
 node_timeout=${TESSERA_NODE_TIMEOUT:-3s}
 profile=${TESSERA_PROFILE:-release}
@@ -170,7 +176,7 @@ up() {
   if ! cluster_created; then
     local addresses=()
     for port in "${node_ports[@]}"; do addresses+=("127.0.0.1:$port"); done
-    "$bin_dir/clusterctl" --control-plane "$cp_url" create "${addresses[@]}" --replicas 0 --yes \
+    "$bin_dir/clusterctl" --control-plane "$cp_url" create "${addresses[@]}" --replicas "$replicas" --yes \
       | tee "$run_dir/create.log"
   fi
   wait_for "cluster_state:ok" cluster_ok
