@@ -161,6 +161,7 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
         let current = self.controller.heartbeat(beat).await?;
         Ok(Response::new(pb::HeartbeatResponse {
             current: Some(pb::TopologyStamp::from(&current)),
+            lease_granted: false,
         }))
     }
 
@@ -230,5 +231,12 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
         let req = request.into_inner();
         let settings = self.controller.set_setting(&req.name, &req.value).await?;
         Ok(Response::new(settings.into()))
+    }
+
+    async fn failover(
+        &self,
+        _request: Request<pb::FailoverRequest>,
+    ) -> Result<Response<pb::FailoverResponse>, Status> {
+        Err(Status::unimplemented("failover is not implemented yet"))
     }
 }

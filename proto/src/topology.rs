@@ -97,6 +97,19 @@ pub struct SlotMigration {
     pub target: u16,
 }
 
+/// A manual failover in progress (CLUSTER FAILOVER without FORCE). `master` takes no write from
+/// the moment it holds a topology naming it here, and keeps reporting its replication offset; the
+/// control plane promotes `replica` once the replica has reached that offset (one topology change
+/// that also drops the handover), or withdraws the handover after its timeout, and `master` then
+/// takes writes again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    pub master: NodeId,
+    pub replica: NodeId,
+    /// Unix ms when the control plane started it (its clock).
+    pub started_ms: u64,
+}
+
 /// What the cluster should be: decided by the control plane, persisted, changed only by its
 /// operations (create, failover, slot moves, settings).
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +124,8 @@ pub struct Intent {
     pub slots: Box<[Option<u16>]>,
     /// Slots moving between two masters, ascending by slot, at most one entry per slot.
     pub migrations: Vec<SlotMigration>,
+    /// The manual failover in progress, if any: at most one at a time.
+    pub handover: Option<Handover>,
 }
 
 impl Default for Intent {
@@ -122,6 +137,7 @@ impl Default for Intent {
             nodes: Vec::new(),
             slots: vec![None; usize::from(SLOT_COUNT)].into_boxed_slice(),
             migrations: Vec::new(),
+            handover: None,
         }
     }
 }
@@ -289,6 +305,14 @@ impl Topology {
             .iter()
             .position(Option::is_some)
             .map(|slot| slot as u16)
+    }
+
+    /// Whether `id` is the master of the manual failover in progress: it must take no write.
+    pub fn is_handing_over(&self, id: &NodeId) -> bool {
+        self.intent
+            .handover
+            .as_ref()
+            .is_some_and(|h| &h.master == id)
     }
 
     /// The move `slot` is in, if any.
@@ -491,6 +515,8 @@ impl Topology {
                     })
                     .collect(),
                 migrations: Vec::new(),
+                // Names real nodes; the proxy's clients need none of it.
+                handover: None,
             },
             observed: Observation::default(),
         };

@@ -48,6 +48,7 @@ pub(super) async fn membership(
                     .map(|(id, reachable)| pb::PeerObservation {
                         node_id: id.to_string(),
                         reachable,
+                        refused: false,
                     })
                     .collect(),
                 key_count: member.key_count(),
