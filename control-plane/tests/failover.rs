@@ -368,6 +368,31 @@ async fn manual_failover_waits_for_the_replica_to_catch_up() {
         .expect("joined")
         .expect("failover done");
     check_promoted(&before, &after, master, replica);
+
+    // clusterctl swaps them back (the old master now replicates the new one and is caught up),
+    // printing CLUSTER FAILOVER's OK and the shard's new shape.
+    use clap::Parser;
+    let cli = tessera_control_plane::clusterctl::Cli::parse_from([
+        "clusterctl".to_string(),
+        "--control-plane".into(),
+        server.url(),
+        "failover".into(),
+        node_id(master).to_string(),
+        "--wait".into(),
+        "5s".into(),
+    ]);
+    let mut printed = Vec::new();
+    tessera_control_plane::clusterctl::execute(cli, &mut std::io::empty(), &mut printed)
+        .await
+        .expect("clusterctl failover");
+    let printed = String::from_utf8(printed).expect("utf-8");
+    assert!(printed.contains("\nOK\n"), "{printed}");
+    assert!(
+        printed.contains(&format!("S: {}", node_id(replica))),
+        "{printed}"
+    );
+    assert!(printed.contains("[OK]"), "{printed}");
+    assert_eq!(node(&get(&mut client).await, master).role, Role::Master);
     fakes.stop().await;
     server.stop().await;
 }
