@@ -4,6 +4,7 @@
 
 pub mod add_node;
 pub mod create;
+pub mod failover;
 pub mod report;
 
 use std::io::{BufRead, Write};
@@ -66,6 +67,23 @@ pub enum Command {
         #[arg(long, alias = "cluster-master-id", required = true)]
         replica_of: String,
         /// How long to wait for the node to hold the new configuration (humantime).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Promotes a replica to master of its master's slots, as CLUSTER FAILOVER sent to that
+    /// replica does; waits until the new topology is out. Without a flag the master must be
+    /// healthy: it stops writes, the replica catches up, then they swap (no write lost).
+    Failover {
+        /// The replica's node id.
+        replica_id: String,
+        /// The master may be down: no handshake with it. Fencing still holds: the replica is
+        /// promoted once the master's write lease has run out (at once if its process is gone).
+        #[arg(long, conflicts_with = "takeover")]
+        force: bool,
+        /// As --force (Redis's TAKEOVER skips the masters' votes; fencing is never skipped).
+        #[arg(long)]
+        takeover: bool,
+        /// How long to wait for the new master to hold the new configuration (humantime).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
@@ -161,6 +179,19 @@ pub async fn execute(
             replica_of,
             wait,
         } => add_node::run(&mut client, address, replica_of, wait, out).await,
+        Command::Failover {
+            replica_id,
+            force,
+            takeover,
+            wait,
+        } => {
+            let mode = match (force, takeover) {
+                (_, true) => pb::FailoverMode::Takeover,
+                (true, _) => pb::FailoverMode::Force,
+                _ => pb::FailoverMode::Default,
+            };
+            failover::run(&mut client, replica_id, mode, wait, out).await
+        }
         Command::Check => check(&mut client, out).await,
         Command::Info => {
             let topology = fetch(&mut client).await?;

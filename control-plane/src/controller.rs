@@ -2,16 +2,18 @@
 //! on a copy, saves the copy before it becomes the truth (an RPC answers only after its change is
 //! durable), and publishes every new version on a `watch` channel for WatchTopology.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tessera_proto::topology::{NodeId, Settings, Stamp, Topology};
 use tokio::sync::{watch, Mutex};
 
-use crate::error::Error;
+use crate::error::{Error, FailoverRefused};
+use crate::failover::{lease_expiry_ms, MANUAL_TIMEOUT};
+use crate::failure::Probe;
 use crate::resolve::{self, Announced};
 use crate::settings::SettingChange;
-use crate::state::{Beat, ClusterState, Registration};
+use crate::state::{Beat, ClusterState, FailoverMode, Registration};
 use crate::store::StateStore;
 
 /// The cluster's single writer.
@@ -21,12 +23,31 @@ pub struct Controller {
     published: watch::Sender<Arc<Topology>>,
 }
 
-/// Unix time in ms.
+/// Unix time in ms, read once, then advanced by the monotonic clock: the control plane's one
+/// clock. Fencing waits are measured on it, so a wall clock stepped forward (NTP, an operator)
+/// can never cut a lease wait short; it stays close to Unix time for what operators read.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    static ORIGIN: OnceLock<(u64, Instant)> = OnceLock::new();
+    let (wall, start) = ORIGIN.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        (wall, Instant::now())
+    });
+    wall + start.elapsed().as_millis() as u64
+}
+
+/// How long the control plane waits for a connect probe: longer means hung, not refused.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// One connect probe of `address`: whether it was refused. A connection accepted is closed at
+/// once; a timeout or any other error is "not refused" (a hung or unreachable host).
+async fn probe_refused(address: &str) -> bool {
+    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
+    }
 }
 
 impl Controller {
@@ -96,13 +117,70 @@ impl Controller {
         .await
     }
 
-    /// Heartbeat: returns the stamp of the topology the control plane holds.
-    pub async fn heartbeat(&self, beat: Beat) -> Result<Stamp, Error> {
+    /// Heartbeat: returns the stamp of the topology the control plane holds, and whether the
+    /// node's write lease is renewed (`ClusterState::grant_lease`). A manual failover waiting on
+    /// this heartbeat's offset completes here, without waiting for the next tick.
+    pub async fn heartbeat(&self, beat: Beat) -> Result<(Stamp, bool), Error> {
+        let (id, holds) = (beat.id.clone(), beat.holds.clone());
         self.apply(|state, now| {
-            let changed = state.heartbeat(beat, now)?;
-            Ok((state.stamp(), changed))
+            let mut changed = state.heartbeat(beat, now)?;
+            changed |= state.advance_failovers(now);
+            let granted = state.grant_lease(&id, &holds, now);
+            Ok(((state.stamp(), granted), changed))
         })
         .await
+    }
+
+    /// Failover: starts it, then waits until the replica is master in the published topology
+    /// (answering that topology), or until it cannot be (the handover was withdrawn, or the
+    /// bound ran out: an error, and a FORCE request is dropped).
+    pub async fn failover(
+        &self,
+        replica: NodeId,
+        mode: FailoverMode,
+    ) -> Result<Arc<Topology>, Error> {
+        let mut published = self.subscribe();
+        let node_timeout = self
+            .apply(|state, now| {
+                let changed = state.start_failover(&replica, mode, now)?;
+                Ok((state.settings().node_timeout_ms, changed))
+            })
+            .await?;
+        tracing::info!(replica = %replica, ?mode, "failover requested");
+        // DEFAULT ends by itself within MANUAL_TIMEOUT; FORCE within one lease from now.
+        let bound = match mode {
+            FailoverMode::Default => MANUAL_TIMEOUT + Duration::from_secs(1),
+            _ => Duration::from_millis(lease_expiry_ms(0, node_timeout) + 1_000),
+        };
+        let wait = async {
+            loop {
+                let topology = published.borrow_and_update().clone();
+                if let Some(node) = topology.node(&replica) {
+                    if node.role == tessera_proto::topology::Role::Master {
+                        return Ok(topology);
+                    }
+                    if mode == FailoverMode::Default
+                        && topology
+                            .intent
+                            .handover
+                            .as_ref()
+                            .is_none_or(|h| h.replica != replica)
+                    {
+                        return Err(FailoverRefused::TimedOut.into());
+                    }
+                }
+                if published.changed().await.is_err() {
+                    return Err(FailoverRefused::NotCompleted.into());
+                }
+            }
+        };
+        match tokio::time::timeout(bound, wait).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.state.lock().await.cancel_forced(&replica);
+                Err(FailoverRefused::NotCompleted.into())
+            }
+        }
     }
 
     /// The registered nodes' announced addresses, for matching operator-given addresses.
@@ -188,9 +266,24 @@ impl Controller {
         self.state.lock().await.snapshot(now_ms())
     }
 
-    /// One failure-detector round; run every ~100 ms.
+    /// One failure-detector round; run every ~100 ms. Probes the suspect nodes first (without
+    /// the lock; at most `PROBE_TIMEOUT`), so that a process that is gone is failed over in this
+    /// round.
     pub async fn tick(&self) -> Result<(), Error> {
-        self.apply(|state, now| Ok(((), state.detect_failures(now))))
-            .await
+        let targets = self.state.lock().await.probe_targets(now_ms());
+        let probes =
+            futures::future::join_all(targets.into_iter().map(|(id, address)| async move {
+                let sent_ms = now_ms();
+                let refused = probe_refused(&address).await;
+                (id, Probe { sent_ms, refused })
+            }))
+            .await;
+        self.apply(|state, now| {
+            for (id, probe) in probes {
+                state.record_probe(&id, probe);
+            }
+            Ok(((), state.detect_failures(now)))
+        })
+        .await
     }
 }

@@ -50,6 +50,9 @@ pub enum Error {
     /// AddReplica named a master that has replicas of its own: they would follow a replica.
     #[error("node {0} has replicas of its own: move them first")]
     HasReplicas(String),
+    /// A Failover request Redis would refuse, in Redis's words.
+    #[error(transparent)]
+    Failover(#[from] FailoverRefused),
     #[error(transparent)]
     Setting(#[from] SettingError),
     #[error(transparent)]
@@ -58,6 +61,29 @@ pub enum Error {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot serve gRPC: {0}")]
     Serve(#[from] tonic::transport::Error),
+}
+
+/// Why a Failover request did not (or could not) complete. The texts are the error replies Redis
+/// gives to CLUSTER FAILOVER (without the leading '-'), so a node answers them as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FailoverRefused {
+    #[error("ERR You should send CLUSTER FAILOVER to a replica")]
+    NotAReplica,
+    #[error("ERR I'm a replica but my master is unknown to me")]
+    MasterUnknown,
+    #[error("ERR Master is down or failed, please use CLUSTER FAILOVER FORCE")]
+    MasterDown,
+    /// Another replica's manual failover is under way (Redis has one per replica; we run one at
+    /// a time, so the handover names one master).
+    #[error("ERR Another manual failover is in progress")]
+    InProgress,
+    /// The handover was withdrawn: the replica did not catch up in time (Redis logs "Manual
+    /// failover timed out." and answers nothing; we tell the caller).
+    #[error("ERR Manual failover timed out")]
+    TimedOut,
+    /// A FORCE/TAKEOVER request whose fencing wait outlasted its bound.
+    #[error("ERR Failover did not complete in time")]
+    NotCompleted,
 }
 
 /// A `SetSetting` request that names an unknown setting or carries a value it cannot take.

@@ -2,7 +2,7 @@
 //! slot -> master map, epochs, PFAIL/FAIL state, settings), persisted in its data directory, and
 //! publishes every new topology version to watchers. `clusterctl` is its operator CLI.
 //!
-//! Deciding is kept apart from doing: `placement`, `failure`, `settings` and `state` are pure
+//! Deciding is kept apart from doing: `placement`, `failure`, `failover`, `settings` and `state` are pure
 //! transitions with the clock passed in; `controller` locks, saves and publishes; `service` speaks
 //! gRPC. `run` serves on a given listener so tests start real servers on port 0 in-process.
 
@@ -10,6 +10,7 @@ pub mod clusterctl;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod failover;
 pub mod failure;
 pub mod placement;
 pub mod resolve;

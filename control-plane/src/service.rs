@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::controller::Controller;
-use crate::error::Error;
-use crate::state::{Beat, Registration};
+use crate::error::{Error, FailoverRefused};
+use crate::state::{Beat, FailoverMode, Registration};
 
 /// The service implementation handed to tonic.
 #[derive(Clone)]
@@ -42,6 +42,10 @@ impl From<Error> for Status {
             | Error::DuplicateAddress(_)
             | Error::TooFewMasters { .. }
             | Error::Setting(_) => Status::invalid_argument(message),
+            Error::Failover(FailoverRefused::TimedOut | FailoverRefused::NotCompleted) => {
+                Status::deadline_exceeded(message)
+            }
+            Error::Failover(_) => Status::failed_precondition(message),
             Error::UnknownNode(_) | Error::NoSuchMaster(_) => Status::not_found(message),
             Error::UnknownAddress(_)
             | Error::AlreadyCreated
@@ -151,16 +155,24 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
             .iter()
             .map(|p| Ok((node_id(&p.node_id)?, p.reachable)))
             .collect::<Result<Vec<_>, Error>>()?;
+        let refused = req
+            .peers
+            .iter()
+            .filter(|p| p.refused)
+            .map(|p| node_id(&p.node_id))
+            .collect::<Result<Vec<_>, Error>>()?;
         let beat = Beat {
             id: node_id(&req.node_id)?,
             peers,
+            refused,
             key_count: req.key_count,
             holds: stamp(req.holds)?,
             replication_offset: req.replication_offset,
         };
-        let current = self.controller.heartbeat(beat).await?;
+        let (current, lease_granted) = self.controller.heartbeat(beat).await?;
         Ok(Response::new(pb::HeartbeatResponse {
             current: Some(pb::TopologyStamp::from(&current)),
+            lease_granted,
         }))
     }
 
@@ -230,5 +242,25 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
         let req = request.into_inner();
         let settings = self.controller.set_setting(&req.name, &req.value).await?;
         Ok(Response::new(settings.into()))
+    }
+
+    async fn failover(
+        &self,
+        request: Request<pb::FailoverRequest>,
+    ) -> Result<Response<pb::FailoverResponse>, Status> {
+        let req = request.into_inner();
+        let mode = match pb::FailoverMode::try_from(req.mode) {
+            Ok(pb::FailoverMode::Default) => FailoverMode::Default,
+            Ok(pb::FailoverMode::Force) => FailoverMode::Force,
+            Ok(pb::FailoverMode::Takeover) => FailoverMode::Takeover,
+            Err(_) => return Err(Status::invalid_argument("ERR syntax error")),
+        };
+        let topology = self
+            .controller
+            .failover(node_id(&req.replica_id)?, mode)
+            .await?;
+        Ok(Response::new(pb::FailoverResponse {
+            topology: Some(pb::Topology::from(topology.as_ref())),
+        }))
     }
 }

@@ -7,16 +7,19 @@
 
 use tessera_proto::slot::SLOT_COUNT;
 use tessera_proto::topology::{
-    ClusterId, Identity, Intent, NodeId, NodeSpec, NodeStatus, Observation, Role, Settings,
-    SlotMigration, Stamp, Topology,
+    ClusterId, Handover, Identity, Intent, NodeId, NodeSpec, NodeStatus, Observation, Role,
+    Settings, SlotMigration, Stamp, Topology,
 };
 
+use crate::error::FailoverRefused;
 use crate::error::{Error, StoreError};
-use crate::failure::{self, NodeView, PeerReport};
+use crate::failover::{self, Lease};
+use crate::failure::{self, NodeView, PeerReport, Probe, Streak};
 use crate::placement;
 use crate::settings::SettingChange;
 use crate::store::{
-    PersistedMigration, PersistedNode, PersistedRange, PersistedSettings, PersistedState, FORMAT,
+    PersistedHandover, PersistedMigration, PersistedNode, PersistedRange, PersistedSettings,
+    PersistedState, FORMAT,
 };
 
 /// Whether a transition changed anything watchers see (then the version was bumped, and the state
@@ -29,6 +32,44 @@ pub struct NodeObservation {
     pub status: NodeStatus,
     /// The node's latest report about its peers, for the failure detector only.
     pub report: Option<PeerReport>,
+    /// When the node's write lease was last granted (or the node registered, or this control
+    /// plane started): the origin of the fencing wait (`failover`).
+    pub lease_granted_ms: u64,
+    /// The control plane's latest connect probe of the node.
+    pub probe: Option<Probe>,
+    /// The failure detector's latest verdict that the node's process is gone.
+    pub gone: bool,
+    /// The run of heartbeats of a FAIL node that is returning.
+    pub streak: Option<Streak>,
+}
+
+impl NodeObservation {
+    /// A node first heard of (or reloaded) at `now_ms`: counted as heard and as granted a lease
+    /// then, the conservative assumption.
+    fn heard_at(status: NodeStatus, now_ms: u64) -> NodeObservation {
+        NodeObservation {
+            status: NodeStatus {
+                last_heartbeat_ms: now_ms,
+                ..status
+            },
+            report: None,
+            lease_granted_ms: now_ms,
+            probe: None,
+            gone: false,
+            streak: None,
+        }
+    }
+}
+
+/// How a failover was asked for (the Failover RPC's mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverMode {
+    /// CLUSTER FAILOVER: a handover with a healthy master.
+    Default,
+    /// CLUSTER FAILOVER FORCE.
+    Force,
+    /// CLUSTER FAILOVER TAKEOVER: as FORCE; fencing is never skipped.
+    Takeover,
 }
 
 /// What a node says when it registers.
@@ -48,6 +89,8 @@ pub struct Beat {
     pub id: NodeId,
     /// Each peer and whether the sender can reach it.
     pub peers: Vec<(NodeId, bool)>,
+    /// The peers whose port refused the sender's last connection attempt.
+    pub refused: Vec<NodeId>,
     pub key_count: u64,
     /// The topology the node holds.
     pub holds: Stamp,
@@ -62,6 +105,12 @@ pub struct ClusterState {
     intent: Intent,
     /// `observed[i]` is of `intent.nodes[i]`.
     observed: Vec<NodeObservation>,
+    /// The version that first published `intent.handover`: the master has stopped writes once
+    /// it reports holding this version or a newer one.
+    handover_version: u64,
+    /// Pending FORCE/TAKEOVER requests: the replica's id and when it was asked. Not persisted: a
+    /// control plane that restarts has failed the RPC that asked.
+    forced: Vec<(NodeId, u64)>,
 }
 
 impl ClusterState {
@@ -75,6 +124,8 @@ impl ClusterState {
                 ..Intent::default()
             },
             observed: Vec::new(),
+            handover_version: 0,
+            forced: Vec::new(),
         }
     }
 
@@ -167,7 +218,13 @@ impl ClusterState {
                 node.host = reg.host;
                 node.port = reg.port;
                 node.bus_port = reg.bus_port;
-                self.observed[i].status.last_heartbeat_ms = now_ms;
+                let observed = &mut self.observed[i];
+                observed.status.last_heartbeat_ms = now_ms;
+                // The node may count its lease from a registration: so do we (it also ends any
+                // "process gone" verdict, which a live process disproves).
+                observed.lease_granted_ms = now_ms;
+                observed.gone = false;
+                observed.probe = None;
                 changed |= moved;
             }
             None => {
@@ -176,13 +233,8 @@ impl ClusterState {
                     bus_port: reg.bus_port,
                     ..NodeSpec::master(reg.id, &reg.host, reg.port)
                 });
-                self.observed.push(NodeObservation {
-                    status: NodeStatus {
-                        last_heartbeat_ms: now_ms,
-                        ..NodeStatus::UNKNOWN
-                    },
-                    report: None,
-                });
+                self.observed
+                    .push(NodeObservation::heard_at(NodeStatus::UNKNOWN, now_ms));
                 changed = true;
             }
         }
@@ -227,8 +279,10 @@ impl ClusterState {
 
     /// Records a heartbeat. Clearing a PFAIL/FAIL flag is a change watchers see; the timestamp,
     /// key count, offset and peer report are not (they reach the snapshot at the next version
-    /// bump).
+    /// bump). A heartbeat clears PFAIL at once, FAIL only when it completes a stable return
+    /// (`failure::stable_return`).
     pub fn heartbeat(&mut self, beat: Beat, now_ms: u64) -> Result<Changed, Error> {
+        let node_timeout_ms = self.intent.settings.node_timeout_ms;
         let i = self
             .index_of(&beat.id)
             .ok_or_else(|| Error::UnknownNode(beat.id.to_string()))?;
@@ -241,8 +295,20 @@ impl ClusterState {
         let observation = &mut self.observed[i];
         let status = &mut observation.status;
         let was_flagged = status.failing();
-        status.pfail = false;
-        status.fail = false;
+        if status.fail {
+            let streak = failure::extend_streak(observation.streak, now_ms, node_timeout_ms);
+            if failure::stable_return(&streak, node_timeout_ms) {
+                status.pfail = false;
+                status.fail = false;
+                observation.streak = None;
+            } else {
+                observation.streak = Some(streak);
+            }
+        } else {
+            status.pfail = false;
+        }
+        let cleared = was_flagged && !status.failing();
+        observation.gone = false;
         status.last_heartbeat_ms = now_ms;
         status.key_count = beat.key_count;
         status.topology_version = held_version;
@@ -255,16 +321,180 @@ impl ClusterState {
                 .filter(|(_, reachable)| !reachable)
                 .map(|(id, _)| id)
                 .collect(),
+            refused: beat.refused,
         });
-        Ok(was_flagged && self.bump())
+        Ok(cleared && self.bump())
     }
 
-    /// Runs the failure detector at `now_ms` and applies its verdict.
-    pub fn detect_failures(&mut self, now_ms: u64) -> Changed {
+    /// Whether the heartbeat `id` sent holding `holds` renews its write lease, recording the grant
+    /// at `now_ms`; called after the heartbeat and any failover it completed were applied. Only a
+    /// node holding the newest topology of this history is granted, and never a master being
+    /// failed over: PFAIL or FAIL, named in the handover, or the master of a FORCE request
+    /// (see `failover` for why this is what fencing rests on).
+    pub fn grant_lease(&mut self, id: &NodeId, holds: &Stamp, now_ms: u64) -> bool {
+        let Some(i) = self.index_of(id) else {
+            return false;
+        };
+        let current = holds.identity == self.identity && holds.version >= self.version;
+        let forced_master = self.forced.iter().any(|(replica, _)| {
+            self.index_of(replica)
+                .and_then(|r| self.intent.nodes[r].master_id.as_ref())
+                == Some(id)
+        });
+        let handing_over = self
+            .intent
+            .handover
+            .as_ref()
+            .is_some_and(|h| &h.master == id);
+        let observation = &mut self.observed[i];
+        let granted = current && !observation.status.failing() && !handing_over && !forced_master;
+        if granted {
+            observation.lease_granted_ms = now_ms;
+        }
+        granted
+    }
+
+    /// The control plane's connect probe of `id`, sent at `probe.sent_ms`.
+    pub fn record_probe(&mut self, id: &NodeId, probe: Probe) {
+        if let Some(i) = self.index_of(id) {
+            let observation = &mut self.observed[i];
+            // A heartbeat that arrived after the probe left is newer evidence.
+            if probe.sent_ms >= observation.status.last_heartbeat_ms {
+                observation.probe = Some(probe);
+            }
+        }
+    }
+
+    /// The nodes the control plane should probe now (`failure::suspects`): id and the address
+    /// its peers probe (the cluster bus).
+    pub fn probe_targets(&self, now_ms: u64) -> Vec<(NodeId, String)> {
+        let views = self.detector_views();
+        failure::suspects(&views, now_ms, self.intent.settings.node_timeout_ms)
+            .into_iter()
+            .zip(&self.intent.nodes)
+            .filter(|(suspect, _)| *suspect)
+            .map(|(_, n)| (n.id.clone(), n.bus_address()))
+            .collect()
+    }
+
+    /// Starts a failover of `replica`'s master, checked in Redis's order. DEFAULT publishes a
+    /// handover (a change); FORCE/TAKEOVER records the request (no visible change until the
+    /// promotion). Either may complete at once (`advance_failovers`).
+    pub fn start_failover(
+        &mut self,
+        replica: &NodeId,
+        mode: FailoverMode,
+        now_ms: u64,
+    ) -> Result<Changed, Error> {
+        let r = self
+            .index_of(replica)
+            .ok_or_else(|| Error::UnknownNode(replica.to_string()))?;
+        let node = &self.intent.nodes[r];
+        if node.role == Role::Master {
+            return Err(FailoverRefused::NotAReplica.into());
+        }
+        let master = node
+            .master_id
+            .as_ref()
+            .and_then(|m| self.index_of(m))
+            .ok_or(FailoverRefused::MasterUnknown)?;
+        let master_id = self.intent.nodes[master].id.clone();
+        let mut changed = false;
+        match mode {
+            FailoverMode::Default => {
+                if self.observed(master).failing() {
+                    return Err(FailoverRefused::MasterDown.into());
+                }
+                match &self.intent.handover {
+                    Some(h) if &h.replica == replica => {}
+                    Some(_) => return Err(FailoverRefused::InProgress.into()),
+                    None => {
+                        self.intent.handover = Some(Handover {
+                            master: master_id,
+                            replica: replica.clone(),
+                            started_ms: now_ms,
+                        });
+                        changed = self.bump();
+                        self.handover_version = self.version;
+                    }
+                }
+            }
+            FailoverMode::Force | FailoverMode::Takeover => {
+                if !self.forced.iter().any(|(id, _)| id == replica) {
+                    self.forced.push((replica.clone(), now_ms));
+                }
+            }
+        }
+        Ok(self.advance_failovers(now_ms) || changed)
+    }
+
+    /// Drops a pending FORCE/TAKEOVER request (its RPC gave up).
+    pub fn cancel_forced(&mut self, replica: &NodeId) {
+        self.forced.retain(|(id, _)| id != replica);
+    }
+
+    /// Applies `failover::decide` at `now_ms`: every due promotion, in one version.
+    pub fn advance_failovers(&mut self, now_ms: u64) -> Changed {
+        if self.intent.handover.is_none() && self.forced.is_empty() && !self.any_fail() {
+            return false;
+        }
+        let topology = self.snapshot(now_ms);
+        let leases: Vec<Lease> = self
+            .observed
+            .iter()
+            .map(|o| Lease {
+                granted_ms: o.lease_granted_ms,
+                gone: o.gone,
+            })
+            .collect();
+        let forced: Vec<NodeId> = self.forced.iter().map(|(id, _)| id.clone()).collect();
+        let started = self.intent.handover.as_ref().map_or(0, |h| h.started_ms);
+        let decision = failover::decide(
+            &topology,
+            &leases,
+            &forced,
+            self.handover_version,
+            started,
+            now_ms,
+        );
+        let mut changed = false;
+        if decision.withdraw_handover {
+            if let Some(h) = self.intent.handover.take() {
+                tracing::warn!(master = %h.master, replica = %h.replica, "manual failover timed out; the master takes writes again");
+                changed = true;
+            }
+        }
+        for p in &decision.promotions {
+            let (old, new) = (&self.intent.nodes[p.master], &self.intent.nodes[p.replica]);
+            tracing::warn!(
+                master = %old.id,
+                replica = %new.id,
+                address = %new.address(),
+                reason = ?p.reason,
+                epoch = self.intent.current_epoch + 1,
+                "failing over: replica promoted"
+            );
+            let replica = new.id.clone();
+            failover::promote(&mut self.intent, p.master, p.replica);
+            self.forced.retain(|(id, _)| id != &replica);
+            changed = true;
+        }
+        // Requests whose node is no longer a replica have nothing left to do.
+        let nodes = &self.intent.nodes;
+        self.forced
+            .retain(|(id, _)| nodes.iter().any(|n| &n.id == id && n.role == Role::Replica));
+        changed && self.bump()
+    }
+
+    fn any_fail(&self) -> bool {
+        self.observed.iter().any(|o| o.status.fail)
+    }
+
+    /// What the failure detector sees of each node.
+    fn detector_views(&self) -> Vec<NodeView> {
         let owning = self.slot_owners();
         let created = self.intent.created;
-        let views: Vec<NodeView> = self
-            .intent
+        self.intent
             .nodes
             .iter()
             .zip(&self.observed)
@@ -276,8 +506,14 @@ impl ClusterState {
                 pfail: o.status.pfail,
                 fail: o.status.fail,
                 report: o.report.clone(),
+                probe: o.probe,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Runs the failure detector at `now_ms` and applies its verdict, then any failover due.
+    pub fn detect_failures(&mut self, now_ms: u64) -> Changed {
+        let views = self.detector_views();
         let verdict = failure::evaluate(&views, now_ms, self.intent.settings.node_timeout_ms);
         let mut changed = false;
         for ((node, observation), flags) in self
@@ -287,9 +523,12 @@ impl ClusterState {
             .zip(&mut self.observed)
             .zip(verdict)
         {
+            observation.gone = flags.gone;
             let status = &mut observation.status;
             if status.pfail != flags.pfail || status.fail != flags.fail {
-                if flags.fail && !status.fail {
+                if flags.gone && !status.fail {
+                    tracing::warn!(node = %node.id, address = %node.address(), "node marked FAIL: its process is gone (port refused for every observer)");
+                } else if flags.fail && !status.fail {
                     tracing::warn!(node = %node.id, address = %node.address(), "node marked FAIL");
                 } else if flags.pfail && !status.pfail {
                     tracing::info!(node = %node.id, "node marked PFAIL");
@@ -299,7 +538,8 @@ impl ClusterState {
                 changed = true;
             }
         }
-        changed && self.bump()
+        let changed = changed && self.bump();
+        self.advance_failovers(now_ms) || changed
     }
 
     /// Indexes of nodes that own at least one slot.
@@ -524,6 +764,12 @@ impl ClusterState {
                     target_id: id_of(m.target),
                 })
                 .collect(),
+            handover: self.intent.handover.as_ref().map(|h| PersistedHandover {
+                master_id: h.master.to_string(),
+                replica_id: h.replica.to_string(),
+                started_ms: h.started_ms,
+                version: self.handover_version,
+            }),
         }
     }
 
@@ -579,15 +825,16 @@ impl ClusterState {
                 master_id,
                 config_epoch: n.config_epoch,
             });
-            state.observed.push(NodeObservation {
-                status: NodeStatus {
+            // Every node may hold a lease granted just before this control plane stopped: count
+            // one granted now, so fencing waits a whole lease from the restart.
+            state.observed.push(NodeObservation::heard_at(
+                NodeStatus {
                     pfail: n.pfail,
                     fail: n.fail,
-                    last_heartbeat_ms: now_ms,
                     ..NodeStatus::UNKNOWN
                 },
-                report: None,
-            });
+                now_ms,
+            ));
         }
         let index_of = |state: &ClusterState, id: &str| {
             NodeId::parse(id)
@@ -619,6 +866,20 @@ impl ClusterState {
             });
         }
         state.intent.migrations.sort_by_key(|m| m.slot);
+        if let Some(h) = p.handover {
+            let parse = |id: &str| {
+                NodeId::parse(id)
+                    .ok()
+                    .filter(|id| state.index_of(id).is_some())
+                    .ok_or_else(|| bad(format!("handover names unknown node {id}")))
+            };
+            state.intent.handover = Some(Handover {
+                master: parse(&h.master_id)?,
+                replica: parse(&h.replica_id)?,
+                started_ms: h.started_ms,
+            });
+            state.handover_version = h.version;
+        }
         Ok(state)
     }
 }
@@ -766,6 +1027,7 @@ mod tests {
             key_count: 5,
             holds: Stamp::default(),
             replication_offset: 0,
+            refused: vec![],
         };
         assert!(matches!(
             state.heartbeat(beat(9), 0),
@@ -839,6 +1101,7 @@ mod tests {
             key_count: 0,
             holds: state.stamp(),
             replication_offset: 77,
+            refused: vec![],
         };
         state.heartbeat(beat.clone(), 1).expect("beat");
         assert_eq!(state.observed(0).topology_version, 3);
@@ -929,6 +1192,7 @@ mod tests {
             key_count: 0,
             holds: Stamp::default(),
             replication_offset: 0,
+            refused: vec![],
         };
         // Replica 4 (of master 3) goes silent; only the replicas report it: PFAIL, not FAIL.
         for n in [1, 2, 3] {
@@ -995,6 +1259,7 @@ mod tests {
                     key_count: 3,
                     holds: Stamp::default(),
                     replication_offset: 0,
+                    refused: vec![],
                 },
                 1,
             )

@@ -33,6 +33,18 @@ pub struct PersistedState {
     /// Slots moving between two masters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<PersistedMigration>,
+    /// The manual failover in progress (absent in older files: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<PersistedHandover>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedHandover {
+    pub master_id: String,
+    pub replica_id: String,
+    pub started_ms: u64,
+    /// The version that first published it.
+    pub version: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,7 +216,21 @@ mod tests {
                 source_id: "a".repeat(40),
                 target_id: "b".repeat(40),
             }],
+            handover: Some(PersistedHandover {
+                master_id: "a".repeat(40),
+                replica_id: "b".repeat(40),
+                started_ms: 5,
+                version: 6,
+            }),
         }
+    }
+
+    #[test]
+    fn a_file_without_a_handover_loads() {
+        let mut json = serde_json::to_value(sample()).expect("encode");
+        json.as_object_mut().expect("object").remove("handover");
+        let back: PersistedState = serde_json::from_value(json).expect("decode");
+        assert_eq!(back.handover, None);
     }
 
     #[tokio::test]

@@ -285,7 +285,7 @@ async fn register_create_watch_settings_and_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_node_becomes_pfail_then_fail_and_a_heartbeat_clears_it() {
+async fn silent_node_becomes_pfail_then_fail_and_a_stable_return_clears_it() {
     let dir = tessera_testkit::temp_dir("control-plane");
     let server = Server::start(dir.path(), Duration::from_millis(500)).await;
     let mut client = server.client().await;
@@ -347,7 +347,7 @@ async fn silent_node_becomes_pfail_then_fail_and_a_heartbeat_clears_it() {
         .domain();
     assert!(status(&seen, 3).fail);
 
-    // Node 3 speaks again: both flags clear at once.
+    // Node 3 speaks again: one heartbeat does not clear FAIL (a stable return does).
     let reply = client
         .heartbeat(pb::HeartbeatRequest {
             node_id: node_id(3).to_string(),
@@ -359,9 +359,18 @@ async fn silent_node_becomes_pfail_then_fail_and_a_heartbeat_clears_it() {
         .await
         .expect("heartbeat")
         .into_inner();
-    assert!(reply.current.is_some_and(|c| c.version > failed.version));
-    let back = get(&mut client).await;
-    assert!(!status(&back, 3).pfail && !status(&back, 3).fail);
+    assert!(!reply.lease_granted, "a FAIL node gets no lease");
+    let once = get(&mut client).await;
+    assert!(status(&once, 3).fail, "one heartbeat is not a return");
+    unreachable.store(false, Ordering::SeqCst);
+    let returning = Beaters::start(client.clone(), vec![3], vec![], unreachable.clone());
+    // 3 beats spanning node-timeout / 2 (250 ms), beats every 50 ms.
+    let back = wait_for(&mut client, Duration::from_secs(3), "node 3 back", |t| {
+        !status(t, 3).failing()
+    })
+    .await;
+    assert!(back.version > once.version);
+    returning.stop().await;
     survivors.stop().await;
     server.stop().await;
 }

@@ -97,6 +97,19 @@ pub struct SlotMigration {
     pub target: u16,
 }
 
+/// A manual failover in progress (CLUSTER FAILOVER without FORCE). `master` takes no write from
+/// the moment it holds a topology naming it here, and keeps reporting its replication offset; the
+/// control plane promotes `replica` once the replica has reached that offset (one topology change
+/// that also drops the handover), or withdraws the handover after its timeout, and `master` then
+/// takes writes again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    pub master: NodeId,
+    pub replica: NodeId,
+    /// Unix ms when the control plane started it (its clock).
+    pub started_ms: u64,
+}
+
 /// What the cluster should be: decided by the control plane, persisted, changed only by its
 /// operations (create, failover, slot moves, settings).
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +124,8 @@ pub struct Intent {
     pub slots: Box<[Option<u16>]>,
     /// Slots moving between two masters, ascending by slot, at most one entry per slot.
     pub migrations: Vec<SlotMigration>,
+    /// The manual failover in progress, if any: at most one at a time.
+    pub handover: Option<Handover>,
 }
 
 impl Default for Intent {
@@ -122,6 +137,7 @@ impl Default for Intent {
             nodes: Vec::new(),
             slots: vec![None; usize::from(SLOT_COUNT)].into_boxed_slice(),
             migrations: Vec::new(),
+            handover: None,
         }
     }
 }
@@ -291,6 +307,14 @@ impl Topology {
             .map(|slot| slot as u16)
     }
 
+    /// Whether `id` is the master of the manual failover in progress: it must take no write.
+    pub fn is_handing_over(&self, id: &NodeId) -> bool {
+        self.intent
+            .handover
+            .as_ref()
+            .is_some_and(|h| &h.master == id)
+    }
+
     /// The move `slot` is in, if any.
     pub fn migration(&self, slot: u16) -> Option<&SlotMigration> {
         let migrations = &self.intent.migrations;
@@ -333,8 +357,21 @@ impl Topology {
         })
     }
 
+    /// Whether the node at `index` is a FAIL master that one of its replicas is about to replace:
+    /// it has a replica that is neither PFAIL nor FAIL, which the control plane promotes as soon
+    /// as fencing allows (`control-plane`'s failover rules).
+    pub fn is_being_replaced(&self, index: usize) -> bool {
+        self.status_at(index).fail
+            && self
+                .replicas_of(index)
+                .any(|r| !self.status_at(r).failing())
+    }
+
     /// Slot counts and the cluster state, by Redis's rule: fail while any slot is unassigned or
-    /// served by a FAIL master and require-full-coverage is on.
+    /// served by a FAIL master and require-full-coverage is on. Unlike Redis, a FAIL master with
+    /// a healthy replica (`is_being_replaced`) does not fail the cluster: only its own slots
+    /// answer `CLUSTERDOWN Hash slot not served` until its replica is promoted, so a failover
+    /// never takes the other slots down (Redis answers CLUSTERDOWN for every slot meanwhile).
     ///
     /// With require-full-coverage off the state stays ok (as in Redis); the lost slots then fail
     /// one by one in `route`. A topology not yet created is never ok.
@@ -345,17 +382,26 @@ impl Topology {
             ..Health::default()
         };
         let mut serving = vec![false; nodes.len()];
+        let replaced: Vec<bool> = (0..nodes.len())
+            .map(|i| self.is_being_replaced(i))
+            .collect();
+        // FAIL slots that no replica is about to take over: these fail the cluster.
+        let mut lost = 0u32;
         for owner in self.intent.slots.iter().flatten() {
             health.slots_assigned += 1;
             let index = usize::from(*owner);
             if index >= nodes.len() {
                 health.slots_fail += 1;
+                lost += 1;
                 continue;
             }
             serving[index] = true;
             let status = self.status_at(index);
             if status.fail {
                 health.slots_fail += 1;
+                if !replaced[index] {
+                    lost += 1;
+                }
             } else if status.pfail {
                 health.slots_pfail += 1;
             } else {
@@ -367,7 +413,7 @@ impl Topology {
             .zip(&serving)
             .filter(|(node, &serves)| serves && node.role == Role::Master)
             .count() as u32;
-        let covered = health.slots_assigned == u32::from(SLOT_COUNT) && health.slots_fail == 0;
+        let covered = health.slots_assigned == u32::from(SLOT_COUNT) && lost == 0;
         health.ok = self.intent.created && (covered || !self.intent.settings.require_full_coverage);
         health
     }
@@ -437,7 +483,7 @@ impl Topology {
         if lost > 0 {
             return false;
         }
-        let failed = |i: usize| self.status_at(i).fail;
+        let failed = |i: usize| self.status_at(i).fail && !self.is_being_replaced(i);
         if !(0..known).any(failed) {
             return true;
         }
@@ -491,6 +537,8 @@ impl Topology {
                     })
                     .collect(),
                 migrations: Vec::new(),
+                // Names real nodes; the proxy's clients need none of it.
+                handover: None,
             },
             observed: Observation::default(),
         };
@@ -698,6 +746,58 @@ mod tests {
         t.push_node(node(3));
         t.observed.nodes[3].fail = true;
         assert!(t.is_ok() && t.health().ok);
+    }
+
+    #[test]
+    fn a_failed_master_with_a_healthy_replica_does_not_fail_the_cluster() {
+        use Access::{Read, Write};
+        use ClusterDown::{Down, Unbound};
+        // (replica's state: None = no replica, Some((pfail, fail))), slot, access, expected
+        type Case = (Option<(bool, bool)>, u16, Access, Result<u16, ClusterDown>);
+        let cases: &[Case] = &[
+            (None, 6000, Write, Err(Down)),
+            (None, 0, Read, Err(Down)),
+            (Some((false, false)), 6000, Write, Ok(1)),
+            (Some((false, false)), 12000, Read, Ok(2)),
+            (Some((false, false)), 0, Write, Err(Unbound)),
+            (Some((false, false)), 0, Read, Err(Unbound)),
+            (Some((true, false)), 6000, Write, Err(Down)),
+            (Some((true, true)), 6000, Write, Err(Down)),
+        ];
+        for (i, &(replica, slot, access, want)) in cases.iter().enumerate() {
+            let mut t = three_masters();
+            t.observed.nodes[0].pfail = true;
+            t.observed.nodes[0].fail = true;
+            if let Some((pfail, fail)) = replica {
+                let r = t.push_node(NodeSpec {
+                    role: Role::Replica,
+                    master_id: Some(t.intent.nodes[0].id.clone()),
+                    ..node(4)
+                });
+                t.observed.nodes[r].pfail = pfail;
+                t.observed.nodes[r].fail = fail;
+            }
+            assert_eq!(
+                t.route(slot, access).map(|n| n.port - 7000),
+                want,
+                "case {i}"
+            );
+            let health = t.health();
+            assert_eq!(health.ok, t.is_ok(), "case {i}");
+            assert_eq!(health.ok, replica == Some((false, false)), "case {i}");
+            // CLUSTER INFO still counts the lost slots as failed.
+            assert_eq!(health.slots_fail, 5461, "case {i}");
+        }
+        // A replica of a healthy master changes nothing.
+        let mut t = three_masters();
+        t.push_node(NodeSpec {
+            role: Role::Replica,
+            master_id: Some(t.intent.nodes[1].id.clone()),
+            ..node(4)
+        });
+        assert!(!t.is_being_replaced(1));
+        t.observed.nodes[0].fail = true;
+        assert!(!t.is_ok());
     }
 
     #[test]

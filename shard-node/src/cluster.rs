@@ -217,7 +217,7 @@ impl ClusterView {
 
     /// What this node sees of its peers now: `(peer, reachable)` for every other node in the
     /// topology.
-    pub fn peer_observations(&self) -> Vec<(NodeId, bool)> {
+    pub fn peer_observations(&self) -> Vec<probe::PeerSeen> {
         let topology = self.topology();
         self.peers.observations(
             &topology,

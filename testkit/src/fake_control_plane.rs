@@ -107,9 +107,17 @@ impl ControlPlane for Fake {
         if !self.known.lock().contains(&request.node_id) {
             return Err(Status::not_found("unknown node"));
         }
+        let current = self.current().stamp();
+        // As the real control plane: the lease is renewed only for a node holding the newest
+        // topology that is not handing its slots over.
+        let holds = request.holds.clone().map(Stamp::try_from).transpose();
+        let lease_granted = matches!(&holds, Ok(Some(held)) if !current.supersedes(held))
+            && NodeId::parse(&request.node_id)
+                .is_ok_and(|id| !self.topology.borrow().is_handing_over(&id));
         self.heartbeats.lock().push(request);
         Ok(Response::new(pb::HeartbeatResponse {
-            current: Some(pb::TopologyStamp::from(&self.current().stamp())),
+            current: Some(pb::TopologyStamp::from(&current)),
+            lease_granted,
         }))
     }
 
@@ -159,6 +167,13 @@ impl ControlPlane for Fake {
         &self,
         _: Request<pb::SetSettingRequest>,
     ) -> Result<Response<pb::Settings>, Status> {
+        Err(Status::unimplemented("fake control plane"))
+    }
+
+    async fn failover(
+        &self,
+        _: Request<pb::FailoverRequest>,
+    ) -> Result<Response<pb::FailoverResponse>, Status> {
         Err(Status::unimplemented("fake control plane"))
     }
 }

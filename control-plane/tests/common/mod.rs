@@ -170,6 +170,7 @@ impl Beaters {
                         .map(|&p| pb::PeerObservation {
                             node_id: node_id(p).to_string(),
                             reachable: !unreachable.load(Ordering::SeqCst),
+                            refused: false,
                         })
                         .collect();
                     let reply = client

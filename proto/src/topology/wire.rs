@@ -4,8 +4,8 @@ use crate::pb;
 use crate::slot::SLOT_COUNT;
 
 use super::{
-    ClusterId, Identity, Intent, NodeId, NodeSpec, NodeStatus, Observation, Role, Settings,
-    SlotMigration, Stamp, Topology, TopologyError,
+    ClusterId, Handover, Identity, Intent, NodeId, NodeSpec, NodeStatus, Observation, Role,
+    Settings, SlotMigration, Stamp, Topology, TopologyError,
 };
 
 impl TryFrom<pb::Topology> for Topology {
@@ -69,6 +69,19 @@ impl TryFrom<pb::Topology> for Topology {
         if let Some(pair) = migrations.windows(2).find(|w| w[0].slot == w[1].slot) {
             return Err(TopologyError::DuplicateMigration(pair[0].slot));
         }
+        let handover = wire
+            .handover
+            .map(|h| {
+                let handover = Handover {
+                    master: NodeId::parse(&h.master_id)?,
+                    replica: NodeId::parse(&h.replica_id)?,
+                    started_ms: h.started_ms,
+                };
+                index_of(&h.master_id)?;
+                index_of(&h.replica_id)?;
+                Ok::<_, TopologyError>(handover)
+            })
+            .transpose()?;
         let mut observed = Observation {
             nodes: vec![NodeStatus::UNKNOWN; nodes.len()],
         };
@@ -86,6 +99,7 @@ impl TryFrom<pb::Topology> for Topology {
                 nodes,
                 slots,
                 migrations,
+                handover,
             },
             observed,
         })
@@ -139,6 +153,11 @@ impl From<&Topology> for pb::Topology {
                 migrations,
                 settings: Some(intent.settings.into()),
                 created: intent.created,
+                handover: intent.handover.as_ref().map(|h| pb::Handover {
+                    master_id: h.master.to_string(),
+                    replica_id: h.replica.to_string(),
+                    started_ms: h.started_ms,
+                }),
             }),
             observed: Some(pb::ClusterObservation { nodes: observed }),
         }
@@ -313,6 +332,11 @@ mod tests {
             source: 0,
             target: 2,
         }];
+        t.intent.handover = Some(Handover {
+            master: t.intent.nodes[0].id.clone(),
+            replica: t.intent.nodes[1].id.clone(),
+            started_ms: 1_795_000_000_123,
+        });
         t
     }
 
@@ -403,6 +427,20 @@ mod tests {
                 |t| t.observed.as_mut().unwrap().nodes[0].node_id = "e".repeat(40),
                 |e| matches!(e, TopologyError::UnknownNode(_)),
             ),
+            (
+                |t| {
+                    let handover = t.intent.as_mut().unwrap().handover.as_mut().unwrap();
+                    handover.replica_id = "d".repeat(40);
+                },
+                |e| matches!(e, TopologyError::UnknownNode(_)),
+            ),
+            (
+                |t| {
+                    let handover = t.intent.as_mut().unwrap().handover.as_mut().unwrap();
+                    handover.master_id = "nope".into();
+                },
+                |e| matches!(e, TopologyError::InvalidNodeId(_)),
+            ),
         ];
         for (i, (edit, expected)) in cases.into_iter().enumerate() {
             let mut bad = good.clone();
@@ -412,11 +450,13 @@ mod tests {
         }
         let mut bare = good;
         bare.intent.as_mut().unwrap().settings = None;
+        bare.intent.as_mut().unwrap().handover = None;
         bare.identity = None;
         bare.observed = None;
         let t = Topology::try_from(bare).unwrap();
         assert_eq!(t.intent.settings, Settings::default());
         assert_eq!(t.identity, Identity::default());
         assert_eq!(t.observed.nodes.len(), 3);
+        assert_eq!(t.intent.handover, None);
     }
 }

@@ -45,9 +45,10 @@ pub(super) async fn membership(
                 peers: view
                     .peer_observations()
                     .into_iter()
-                    .map(|(id, reachable)| pb::PeerObservation {
-                        node_id: id.to_string(),
-                        reachable,
+                    .map(|peer| pb::PeerObservation {
+                        node_id: peer.id.to_string(),
+                        reachable: peer.reachable,
+                        refused: peer.refused,
                     })
                     .collect(),
                 key_count: member.key_count(),

@@ -1,7 +1,9 @@
 //! Peer probes: every peer in the topology gets a RESP `PING` each round over a kept TCP
 //! connection to its cluster bus (`crate::bus`); a peer with no `PONG` for longer than
-//! node-timeout is reported unreachable in the next heartbeat. The control plane combines these
-//! reports into PFAIL / FAIL.
+//! node-timeout is reported unreachable in the next heartbeat, and a peer whose last connection
+//! attempt was refused (ECONNREFUSED: nothing listens, its process is gone) is reported `refused`
+//! at once. The control plane combines these reports into PFAIL / FAIL, and fails over a master
+//! whose port refuses everybody without waiting out its lease.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -29,19 +31,53 @@ struct PeerHealth {
     /// When probing this peer began: the silence clock's origin until a first PONG.
     since: Instant,
     last_pong: Option<Instant>,
+    /// The latest probe failed because the connection was refused; cleared by an answer or by a
+    /// failure of another kind (a timeout is not evidence that the process is gone).
+    refused: bool,
+}
+
+/// What this node reports of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSeen {
+    pub id: NodeId,
+    pub reachable: bool,
+    pub refused: bool,
+}
+
+/// The outcome of one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Answered,
+    Refused,
+    /// Timed out, reset, or any other failure.
+    Failed,
+}
+
+impl Outcome {
+    fn of(result: &Result<(), PingError>) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Answered,
+            Err(PingError::Connect(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Outcome::Refused
+            }
+            Err(_) => Outcome::Failed,
+        }
+    }
 }
 
 impl PeerTable {
-    /// Records one probe sent at `sent`, answered or not.
-    pub fn record(&self, peer: &NodeId, sent: Instant, answered: bool) {
+    /// Records one probe sent at `sent` and how it ended.
+    pub fn record(&self, peer: &NodeId, sent: Instant, outcome: Outcome) {
         let mut peers = self.peers.lock();
         let health = peers.entry(peer.clone()).or_insert(PeerHealth {
             since: sent,
             last_pong: None,
+            refused: false,
         });
-        if answered {
+        if outcome == Outcome::Answered {
             health.last_pong = Some(health.last_pong.map_or(sent, |t| t.max(sent)));
         }
+        health.refused = outcome == Outcome::Refused;
     }
 
     /// Forgets peers no longer in the topology.
@@ -58,18 +94,23 @@ impl PeerTable {
         myself: &NodeId,
         now: Instant,
         node_timeout: Duration,
-    ) -> Vec<(NodeId, bool)> {
+    ) -> Vec<PeerSeen> {
         let peers = self.peers.lock();
         topology
             .nodes()
             .iter()
             .filter(|n| &n.id != myself)
             .map(|n| {
-                let reachable = peers.get(&n.id).is_none_or(|h| {
+                let health = peers.get(&n.id);
+                let reachable = health.is_none_or(|h| {
                     let heard = h.last_pong.unwrap_or(h.since);
                     now.saturating_duration_since(heard) <= node_timeout
                 });
-                (n.id.clone(), reachable)
+                PeerSeen {
+                    id: n.id.clone(),
+                    reachable,
+                    refused: health.is_some_and(|h| h.refused),
+                }
             })
             .collect()
     }
@@ -86,23 +127,41 @@ struct Peer {
 
 impl Peer {
     /// One probe: reuses the connection, or opens one; any failure drops it, so a late reply
-    /// can never be mistaken for the next probe's.
+    /// can never be mistaken for the next probe's. A kept connection that fails other than by
+    /// timing out (reset or closed: the peer may have died) is retried once on a new connection
+    /// within the same timeout, so a dead peer is reported refused in this round, not the next.
     async fn probe(&mut self, timeout: Duration) -> Result<(), PingError> {
         let result = tokio::time::timeout(timeout, async {
-            let stream = match &mut self.stream {
-                Some(stream) => stream,
-                None => {
-                    let stream = TcpStream::connect((self.host.as_str(), self.port))
-                        .await
-                        .map_err(PingError::Connect)?;
-                    let _ = stream.set_nodelay(true);
-                    self.stream.insert(stream)
+            let reused = self.stream.is_some();
+            let first = self.ping().await;
+            match first {
+                Err(PingError::Io(_) | PingError::Closed) if reused => {
+                    self.stream = None;
+                    self.ping().await
                 }
-            };
-            ping_on(stream).await
+                other => other,
+            }
         })
         .await
         .unwrap_or(Err(PingError::Timeout));
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn ping(&mut self) -> Result<(), PingError> {
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => {
+                let stream = TcpStream::connect((self.host.as_str(), self.port))
+                    .await
+                    .map_err(PingError::Connect)?;
+                let _ = stream.set_nodelay(true);
+                self.stream.insert(stream)
+            }
+        };
+        let result = ping_on(stream).await;
         if result.is_err() {
             self.stream = None;
         }
@@ -148,13 +207,13 @@ pub(super) async fn run(member: Arc<dyn Member>, shutdown: CancellationToken) {
                 }
                 _ => {}
             }
-            (id.clone(), result.is_ok())
+            (id.clone(), Outcome::of(&result))
         }))
         .await;
-        for (id, answered) in results {
-            view_ref.peers.record(&id, sent, answered);
+        for (id, outcome) in results {
+            view_ref.peers.record(&id, sent, outcome);
             view_ref.counters.ping_sent.fetch_add(1, Ordering::Relaxed);
-            if answered {
+            if outcome == Outcome::Answered {
                 view_ref
                     .counters
                     .pong_received
@@ -199,17 +258,56 @@ mod tests {
         let table = PeerTable::default();
         let t0 = Instant::now();
         let timeout = Duration::from_millis(1000);
-        table.record(&a, t0, true);
-        table.record(&b, t0, false);
-        table.record(&a, t0 + Duration::from_millis(900), true);
-        table.record(&b, t0 + Duration::from_millis(900), false);
+        table.record(&a, t0, Outcome::Answered);
+        table.record(&b, t0, Outcome::Failed);
+        table.record(&a, t0 + Duration::from_millis(900), Outcome::Answered);
+        table.record(&b, t0 + Duration::from_millis(900), Outcome::Failed);
         let seen = table.observations(&topology, &me, t0 + Duration::from_millis(1500), timeout);
+        let seen: Vec<_> = seen.into_iter().map(|p| (p.id, p.reachable)).collect();
         assert_eq!(
             seen,
             vec![(a.clone(), true), (b.clone(), false), (c.clone(), true)]
         );
         // Within node-timeout of the first probe, silence is not yet failure.
         let seen = table.observations(&topology, &me, t0 + Duration::from_millis(1000), timeout);
-        assert!(seen.iter().all(|(_, reachable)| *reachable));
+        assert!(seen.iter().all(|p| p.reachable));
+    }
+
+    #[test]
+    fn refused_is_the_last_probe_only() {
+        let (me, a) = (id(1), id(2));
+        let topology = topology_of(&[me.clone(), a.clone()]);
+        let table = PeerTable::default();
+        let t0 = Instant::now();
+        let timeout = Duration::from_millis(1000);
+        let refused =
+            |table: &PeerTable| table.observations(&topology, &me, t0, timeout)[0].refused;
+        assert!(!refused(&table), "not probed yet");
+        table.record(&a, t0, Outcome::Refused);
+        assert!(refused(&table), "refused at once, long before node-timeout");
+        assert!(table.observations(&topology, &me, t0, timeout)[0].reachable);
+        table.record(&a, t0, Outcome::Failed);
+        assert!(!refused(&table), "a timeout is not a refusal");
+        table.record(&a, t0, Outcome::Refused);
+        table.record(&a, t0, Outcome::Answered);
+        assert!(!refused(&table));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_refused_and_a_silent_one_is_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let mut silent = Peer {
+            host: "127.0.0.1".into(),
+            port,
+            stream: None,
+            failing: false,
+        };
+        // Accepted by the kernel, never answered: a hung process.
+        let result = silent.probe(Duration::from_millis(100)).await;
+        assert_eq!(Outcome::of(&result), Outcome::Failed);
+        drop(listener);
+        let result = silent.probe(Duration::from_millis(100)).await;
+        assert_eq!(Outcome::of(&result), Outcome::Refused);
     }
 }
