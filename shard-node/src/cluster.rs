@@ -9,7 +9,7 @@ mod lease;
 pub mod probe;
 pub mod role;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,10 @@ pub struct ClusterView {
     /// The role the held topology assigns, for the task that makes replication follow it
     /// (`replication::follow_assigned_role`): sending never blocks the offer.
     assigned: tokio::sync::watch::Sender<AssignedRole>,
+    /// The held topology names this node the master of a manual failover in progress: it takes
+    /// no write (checked again after a write enters its slot gate, see `cmd::execute`). Set
+    /// before the topology is stored, so whoever sees the topology sees the flag.
+    handing_over: AtomicBool,
 }
 
 /// A topology with its health counted once, when it arrives, so the cluster rule applied to every
@@ -104,6 +108,7 @@ impl ClusterView {
         let snapshot = Snapshot::new(topology, &myself);
         ClusterView {
             assigned: tokio::sync::watch::Sender::new(snapshot.role.clone()),
+            handing_over: AtomicBool::new(snapshot.topology.is_handing_over(&myself)),
             topology: ArcSwap::from_pointee(snapshot),
             myself,
             offer_lock: Mutex::new(()),
@@ -139,6 +144,14 @@ impl ClusterView {
             "new topology"
         );
         let next = Snapshot::new(topology, &self.myself);
+        let handing_over = next.topology.is_handing_over(&self.myself);
+        if handing_over != self.handing_over.swap(handing_over, Ordering::AcqRel) {
+            tracing::info!(
+                handing_over,
+                "manual failover: writes {}",
+                if handing_over { "stopped" } else { "resumed" }
+            );
+        }
         if next.role != held.role {
             role::role_changed(&self.myself, &held.role, &next.role);
             self.assigned.send_replace(next.role.clone());
@@ -210,6 +223,11 @@ impl ClusterView {
         self.lease.valid_at(now, node_timeout(topology))
     }
 
+    /// Whether this node is the master of a manual failover in progress and must take no write.
+    pub fn is_handing_over(&self) -> bool {
+        self.handing_over.load(Ordering::Acquire)
+    }
+
     /// Records a successful exchange with the control plane begun at `sent`.
     pub fn renew_lease_at(&self, sent: Instant) {
         self.lease.renew_at(sent);
@@ -275,7 +293,13 @@ impl Member for NodeState {
         self.keyspace.len() as u64
     }
 
+    /// While handing over, the offset is read once every write that passed the cluster rule
+    /// before the handover arrived has finished (each holds its slot gate): it is final, and the
+    /// control plane promotes the replica only once the replica has reached it.
     fn replication_offset(&self) -> u64 {
+        if self.cluster.is_handing_over() {
+            self.keyspace.gates().wait_for_commands();
+        }
         self.replication.offset()
     }
 }
@@ -334,12 +358,15 @@ fn node_timeout(topology: &Topology) -> Duration {
     }
 }
 
-/// Heartbeat and probe period, `max(100 ms, node_timeout / 10)`, and the timeout of one probe or
-/// control plane call, a quarter of node-timeout within [100 ms, 3 s]: short enough that one slow
-/// call cannot outlast the lease.
+/// Heartbeat and probe period, node_timeout / 10 within [100 ms, 200 ms], and the timeout of one
+/// probe or control plane call, a quarter of node-timeout within [100 ms, 3 s]: short enough that
+/// one slow call cannot outlast the lease. The period does not grow with node-timeout: a killed
+/// master is failed over as soon as its peers' reports of its refused port arrive, so their
+/// cadence bounds that failover (the target: writes resume within 1 s at any
+/// node-timeout).
 fn intervals(topology: &Topology) -> (Duration, Duration) {
     let node_timeout = node_timeout(topology);
-    let period = (node_timeout / 10).max(Duration::from_millis(100));
+    let period = (node_timeout / 10).clamp(Duration::from_millis(100), Duration::from_millis(200));
     let timeout = (node_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(3));
     (period, timeout)
 }
@@ -461,7 +488,7 @@ mod tests {
         let mut topology = Topology::default();
         assert_eq!(
             intervals(&topology),
-            (Duration::from_millis(1500), Duration::from_secs(3))
+            (Duration::from_millis(200), Duration::from_secs(3))
         );
         topology.intent.settings.node_timeout_ms = 500;
         assert_eq!(

@@ -59,7 +59,12 @@ pub(super) async fn membership(
             view.counters.ping_sent.fetch_add(1, Ordering::Relaxed);
             match call(timeout, client.heartbeat(request)).await {
                 Ok(response) => {
-                    view.renew_lease_at(sent);
+                    // Granted only while this node holds the newest topology and is not a
+                    // master being failed over: the fencing the control plane's promotions
+                    // count on (control-plane/src/failover.rs).
+                    if response.lease_granted {
+                        view.renew_lease_at(sent);
+                    }
                     view.counters.pong_received.fetch_add(1, Ordering::Relaxed);
                     if failures > 0 {
                         tracing::info!(failures, "heartbeats reach the control plane again");

@@ -43,6 +43,12 @@ pub(crate) fn key_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>
     Ok(found.map(|k| k.slot))
 }
 
+/// A write to a master in a manual failover: retried by cluster clients (and by the proxy, within
+/// its bound), which find the slot's new master once the failover is done.
+pub(crate) fn handing_over() -> Frame {
+    parse::err("TRYAGAIN Manual failover in progress, try again")
+}
+
 pub(crate) fn crossslot() -> Frame {
     parse::err("CROSSSLOT Keys in request don't hash to the same slot")
 }
@@ -89,6 +95,9 @@ fn route_at(
             }
             Ok(_) => {}
         }
+    }
+    if write && state.cluster.is_handing_over() {
+        return Err(handing_over());
     }
     if write && !state.cluster.writes_allowed_under(&snapshot.topology, now) {
         return Err(parse::err(

@@ -120,6 +120,11 @@ pub fn exec(state: &NodeState, session: &mut ClientSession) -> Frame {
         return err(EXECABORT);
     }
     let _gate = slot.map(|slot| keyspace.gates().exclusive(slot));
+    if multi.queued.iter().any(|q| q.spec.is_write()) && state.cluster.is_handing_over() {
+        // As a write outside MULTI (`execute`): the transaction is not run.
+        session.watched.unwatch_all(keyspace);
+        return super::cluster_rule::handing_over();
+    }
     if session.watched.changed(keyspace, now_ms()) {
         session.watched.unwatch_all(keyspace);
         return Frame::NullArray;

@@ -36,6 +36,14 @@ impl SlotGates {
         self.gates.iter().map(|gate| gate.read()).collect()
     }
 
+    /// Waits until every command that holds a gate now has finished (each gate taken exclusively
+    /// in turn, then released): a barrier after which no write that started before it runs.
+    pub fn wait_for_commands(&self) {
+        for gate in self.gates.iter() {
+            drop(gate.write());
+        }
+    }
+
     /// Held by EXEC for its whole transaction on `slot`.
     pub fn exclusive(&self, slot: u16) -> RwLockWriteGuard<'_, ()> {
         self.gates[(slot % SLOT_COUNT) as usize].write()
