@@ -1,0 +1,264 @@
+//! Failover on an in-process 3+3 cluster, under writers through the proxy:
+//! - a master whose process is gone (stopped: its ports refuse connections) is replaced by its
+//!   replica without waiting out its write lease; writes acknowledged with `WAIT 1` survive; the
+//!   other masters' slots see no error meanwhile; the old master returns as a replica of the new
+//!   one;
+//! - a manual failover (the control plane's Failover call, as `clusterctl failover` and CLUSTER
+//!   FAILOVER make it) loses no acknowledged write and shows the proxy's clients no error.
+//!
+//! Times are printed; the assertions are the fencing bounds, not the 1 s target the benchmarks
+//! measure.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tessera_e2e::inprocess::InProcessCluster;
+use tessera_e2e::resp::RespClient;
+use tessera_proto::pb;
+use tessera_proto::pb::control_plane_client::ControlPlaneClient;
+use tessera_testkit::wait;
+
+const NODE_TIMEOUT: Duration = Duration::from_millis(2000);
+
+fn connect(port: u16, secret: &str) -> RespClient {
+    let mut client = RespClient::connect(port).expect("connect");
+    assert_eq!(client.call_str(&["AUTH", secret]), "+OK\r\n");
+    client
+}
+
+fn info_field(client: &mut RespClient, field: &str) -> Option<String> {
+    client
+        .call_str(&["INFO", "replication"])
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+}
+
+/// One master's port, its replica's port and id, and keys of the master's slots and of others.
+struct Shard {
+    master: usize,
+    replica: usize,
+    replica_id: String,
+    own_keys: Vec<String>,
+    other_keys: Vec<String>,
+}
+
+fn pick_shard(cluster: &InProcessCluster) -> Shard {
+    let secret = &cluster.node_secret;
+    let ports = &cluster.node_ports;
+    let (replica, master_port) = ports
+        .iter()
+        .enumerate()
+        .find_map(|(i, &port)| {
+            let mut node = connect(port, secret);
+            (info_field(&mut node, "role").as_deref() == Some("slave")).then(|| {
+                let master = info_field(&mut node, "master_port").expect("master_port");
+                (i, master.parse::<u16>().expect("a port"))
+            })
+        })
+        .expect("a replica");
+    let master = ports
+        .iter()
+        .position(|&p| p == master_port)
+        .expect("its master");
+    let mut replica_node = connect(ports[replica], secret);
+    let replica_id = replica_node.call_str(&["CLUSTER", "MYID"]);
+    let replica_id = replica_id.lines().nth(1).expect("an id").to_string();
+    wait::until("the replica's link is up", Duration::from_secs(20), || {
+        (info_field(&mut replica_node, "master_link_status").as_deref() == Some("up")).then_some(())
+    });
+    let mut master_node = connect(master_port, secret);
+    let (mut own_keys, mut other_keys) = (Vec::new(), Vec::new());
+    for i in 0..400 {
+        let key = format!("key:{i}");
+        if master_node.call_str(&["GET", &key]).starts_with("-MOVED") {
+            other_keys.push(key);
+        } else {
+            own_keys.push(key);
+        }
+    }
+    Shard {
+        master,
+        replica,
+        replica_id,
+        own_keys,
+        other_keys,
+    }
+}
+
+/// Writes `keys` in turn through the proxy until stopped: counts errors, remembers the last value
+/// acknowledged for each key.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    errors: Arc<AtomicU64>,
+    handle: thread::JoinHandle<Vec<(String, u64)>>,
+}
+
+impl Writer {
+    fn start(proxy_port: u16, keys: Vec<String>) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(AtomicU64::new(0));
+        let (stop2, errors2) = (stop.clone(), errors.clone());
+        let handle = thread::spawn(move || {
+            let mut proxy = RespClient::connect(proxy_port).expect("proxy");
+            let mut acked: Vec<(String, u64)> = keys.iter().map(|k| (k.clone(), 0)).collect();
+            let mut n = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                n += 1;
+                let slot = (n as usize) % acked.len();
+                let reply = proxy.call_str(&["SET", &acked[slot].0, &n.to_string()]);
+                if reply == "+OK\r\n" {
+                    acked[slot].1 = n;
+                } else {
+                    errors2.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("writer error: {}", reply.trim_end());
+                }
+            }
+            acked
+        });
+        Writer {
+            stop,
+            errors,
+            handle,
+        }
+    }
+
+    fn finish(self) -> (u64, Vec<(String, u64)>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let acked = self.handle.join().expect("writer thread");
+        (self.errors.load(Ordering::Relaxed), acked)
+    }
+}
+
+/// Every acknowledged value reads back through the proxy.
+fn assert_acked_present(proxy_port: u16, acked: &[(String, u64)]) {
+    let mut proxy = RespClient::connect(proxy_port).expect("proxy");
+    for (key, value) in acked.iter().filter(|(_, v)| *v > 0) {
+        let want = value.to_string();
+        assert_eq!(
+            proxy.call_str(&["GET", key]),
+            format!("${}\r\n{want}\r\n", want.len()),
+            "acknowledged {key}={value} lost"
+        );
+    }
+}
+
+#[test]
+fn a_stopped_master_is_replaced_without_waiting_out_its_lease() {
+    let mut cluster = InProcessCluster::start_with_replicas(6, 1, NODE_TIMEOUT).expect("cluster");
+    let secret = cluster.node_secret.clone();
+    let shard = pick_shard(&cluster);
+    let master_port = cluster.node_ports[shard.master];
+    let replica_port = cluster.node_ports[shard.replica];
+
+    // Acknowledged by the replica: these must survive the failover.
+    let mut master = connect(master_port, &secret);
+    for key in &shard.own_keys {
+        assert_eq!(master.call_str(&["SET", key, "kept"]), "+OK\r\n");
+    }
+    assert_eq!(master.call_str(&["WAIT", "1", "5000"]), ":1\r\n");
+    drop(master);
+
+    let others = Writer::start(cluster.proxy_port, shard.other_keys.clone());
+    thread::sleep(Duration::from_millis(300)); // let the writer run before the fault
+    let stopped = Instant::now();
+    cluster.stop_node(shard.master).expect("stop the master");
+    let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
+    let probe = &shard.own_keys[0];
+    let resumed = wait::until(
+        "writes to the lost slots resume",
+        Duration::from_secs(20),
+        || (proxy.call_str(&["SET", probe, "kept"]) == "+OK\r\n").then(|| stopped.elapsed()),
+    );
+    eprintln!("writes to the lost master's slots resumed after {resumed:?}");
+    let lease_wait = NODE_TIMEOUT + NODE_TIMEOUT / 10 + Duration::from_millis(500);
+    assert!(
+        resumed < lease_wait,
+        "a gone process is failed over without waiting out its lease ({resumed:?})"
+    );
+    thread::sleep(Duration::from_millis(300));
+    let (errors, _) = others.finish();
+    assert_eq!(errors, 0, "the other masters' slots saw errors");
+    for key in &shard.own_keys {
+        assert_eq!(
+            proxy.call_str(&["GET", key]),
+            "$4\r\nkept\r\n",
+            "{key} lost"
+        );
+    }
+
+    // The old master returns as a replica of the new one.
+    cluster
+        .start_node(shard.master)
+        .expect("restart the old master");
+    let mut old = connect(master_port, &secret);
+    wait::until(
+        "the old master follows the new one",
+        Duration::from_secs(20),
+        || {
+            let port = info_field(&mut old, "master_port");
+            let up = info_field(&mut old, "master_link_status");
+            (port == Some(replica_port.to_string()) && up.as_deref() == Some("up")).then_some(())
+        },
+    );
+    assert_eq!(
+        old.call_str(&["READONLY"]),
+        "+OK\r\n",
+        "a replica takes READONLY"
+    );
+    assert_eq!(old.call_str(&["GET", probe]), "$4\r\nkept\r\n");
+    // Every node names the same master for the slot.
+    let slot_owner = |port: u16| {
+        let mut node = connect(port, &secret);
+        node.call_str(&["CLUSTER", "NODES"])
+            .lines()
+            .find(|l| l.contains("master") && l.contains(&format!(":{replica_port}@")))
+            .is_some()
+    };
+    wait::until(
+        "every node agrees on the new master",
+        Duration::from_secs(20),
+        || {
+            cluster
+                .node_ports
+                .iter()
+                .all(|&port| slot_owner(port))
+                .then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_manual_failover_loses_nothing_and_shows_no_error() {
+    let cluster = InProcessCluster::start_with_replicas(6, 1, NODE_TIMEOUT).expect("cluster");
+    let shard = pick_shard(&cluster);
+    let writer = Writer::start(cluster.proxy_port, shard.own_keys.clone());
+    thread::sleep(Duration::from_millis(500));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let started = Instant::now();
+    let answer = runtime.block_on(async {
+        let mut client = ControlPlaneClient::connect(cluster.control_plane_url())
+            .await
+            .expect("control plane");
+        client
+            .failover(pb::FailoverRequest {
+                replica_id: shard.replica_id.clone(),
+                mode: pb::FailoverMode::Default as i32,
+            })
+            .await
+    });
+    let took = started.elapsed();
+    answer.expect("the failover completes");
+    eprintln!("manual failover took {took:?}");
+    thread::sleep(Duration::from_millis(500));
+    let (errors, acked) = writer.finish();
+    assert_eq!(errors, 0, "the proxy's clients saw errors");
+    assert!(acked.iter().any(|(_, v)| *v > 0));
+    assert_acked_present(cluster.proxy_port, &acked);
+    let mut new_master = connect(cluster.node_ports[shard.replica], &cluster.node_secret);
+    assert_eq!(
+        info_field(&mut new_master, "role").as_deref(),
+        Some("master")
+    );
+}
