@@ -10,9 +10,11 @@ use std::time::Duration;
 use crate::endpoints::{random_secret, Endpoints};
 use crate::{bin_dir, free_port, repo_root};
 
-/// Services of a local cluster: `control-plane`, `node1`..`node3`, `proxy`.
+/// Services of a local cluster: `control-plane`, `node1`..`nodeN`, `proxy`.
 pub struct LocalCluster {
     endpoints: Endpoints,
+    /// Replicas per master (`TESSERA_REPLICAS`).
+    replicas: u32,
     /// node-timeout the cluster was created with.
     pub node_timeout: Duration,
     dir: tempfile::TempDir,
@@ -24,13 +26,21 @@ impl LocalCluster {
     /// `deploy/local.sh up` with fresh ports and a fresh run directory; returns once the launcher
     /// says the cluster is ok.
     pub fn up(node_timeout: Duration) -> LocalCluster {
+        LocalCluster::up_with_replicas(node_timeout, 0)
+    }
+
+    /// `up` with `replicas` replicas per master (`TESSERA_REPLICAS`): three masters and
+    /// 3 x `replicas` replicas, placed by `clusterctl create --replicas`.
+    pub fn up_with_replicas(node_timeout: Duration, replicas: u32) -> LocalCluster {
+        let nodes = 3 * (replicas as usize + 1);
         let mut cluster = LocalCluster {
             endpoints: Endpoints {
                 proxy_port: free_port(),
-                node_ports: vec![free_port(), free_port(), free_port()],
+                node_ports: (0..nodes).map(|_| free_port()).collect(),
                 cp_port: free_port(),
                 node_secret: random_secret(),
             },
+            replicas,
             node_timeout,
             dir: tessera_testkit::temp_dir("local-cluster"),
             up_output: String::new(),
@@ -59,6 +69,7 @@ impl LocalCluster {
             ("TESSERA_SKIP_BUILD", "1".into()),
             ("TESSERA_BIN_DIR", bin_dir().display().to_string()),
             ("TESSERA_NODE_SECRET", self.node_secret.clone()),
+            ("TESSERA_REPLICAS", self.replicas.to_string()),
         ])
     }
 
@@ -94,7 +105,12 @@ impl LocalCluster {
     /// The tail of every service's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut text = String::new();
-        for name in ["control-plane", "node1", "node2", "node3", "proxy"] {
+        let nodes = (1..=self.node_ports.len()).map(|i| format!("node{i}"));
+        let names = ["control-plane".to_string()]
+            .into_iter()
+            .chain(nodes)
+            .chain(["proxy".to_string()]);
+        for name in names {
             let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
                 .unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();

@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod inprocess;
 pub mod redis;
 pub mod resp;
+pub mod shard;
 
 pub use tessera_testkit::{free_port, wait};
 
