@@ -5,6 +5,7 @@
 //! - SIGSTOP of a master: it may still hold a lease, so its replica is promoted only once the
 //!   lease has surely run out (node-timeout plus a margin), never before; after SIGCONT it finds
 //!   itself a replica and follows the new master.
+//!
 //! Both: writes acknowledged with `WAIT 1` survive, the other slots see no error, and every node
 //! agrees on the slot's new master.
 
