@@ -111,14 +111,21 @@ fn check_after(cluster: &LocalCluster, shard: &Shard) {
     );
 }
 
-#[test]
-fn a_killed_master_is_failed_over_without_waiting_out_its_lease() {
+/// A six-process cluster, a shard whose keys its replica has acknowledged, a writer running on
+/// the other slots, and the pid of the shard's master.
+fn before_the_fault() -> (LocalCluster, Shard, Writer, u32) {
     let cluster = LocalCluster::up_with_replicas(NODE_TIMEOUT, 1);
     let shard = pick_shard(&cluster);
     write_acknowledged(&cluster, &shard);
     let others = Writer::start(cluster.proxy_port, shard.other_keys.clone());
     thread::sleep(Duration::from_millis(300));
     let pid = pid_of(&cluster, &format!("node{}", shard.master + 1));
+    (cluster, shard, others, pid)
+}
+
+#[test]
+fn a_killed_master_is_failed_over_without_waiting_out_its_lease() {
+    let (cluster, shard, others, pid) = before_the_fault();
     let killed = Instant::now();
     signal(pid, "KILL");
     let resumed = time_to_first_write(&cluster, &shard, killed);
@@ -135,12 +142,7 @@ fn a_killed_master_is_failed_over_without_waiting_out_its_lease() {
 
 #[test]
 fn a_hung_master_is_failed_over_only_after_its_lease() {
-    let cluster = LocalCluster::up_with_replicas(NODE_TIMEOUT, 1);
-    let shard = pick_shard(&cluster);
-    write_acknowledged(&cluster, &shard);
-    let others = Writer::start(cluster.proxy_port, shard.other_keys.clone());
-    thread::sleep(Duration::from_millis(300));
-    let pid = pid_of(&cluster, &format!("node{}", shard.master + 1));
+    let (cluster, shard, others, pid) = before_the_fault();
     let resume = Resume(pid);
     let stopped = Instant::now();
     signal(pid, "STOP");
