@@ -139,3 +139,31 @@ fn a_manual_failover_loses_nothing_and_shows_no_error() {
         Some("master")
     );
 }
+
+#[test]
+fn cluster_failover_sent_to_a_replica_promotes_it() {
+    let cluster = InProcessCluster::start_with_replicas(6, 1, NODE_TIMEOUT).expect("cluster");
+    let secret = &cluster.node_secret;
+    let shard = pick_shard(&cluster);
+    let mut master = connect(cluster.node_ports[shard.master], secret);
+    let mut replica = connect(cluster.node_ports[shard.replica], secret);
+    assert_eq!(
+        master.call_str(&["CLUSTER", "FAILOVER"]),
+        "-ERR You should send CLUSTER FAILOVER to a replica\r\n"
+    );
+    assert_eq!(
+        replica.call_str(&["CLUSTER", "FAILOVER", "SOON"]),
+        "-ERR syntax error\r\n"
+    );
+    assert_eq!(
+        replica.call_str(&["CLUSTER", "REPLICATE", &shard.replica_id]),
+        "-ERR Can't replicate myself\r\n"
+    );
+    assert_eq!(replica.call_str(&["CLUSTER", "FAILOVER"]), "+OK\r\n");
+    wait::until("the replica is promoted", Duration::from_secs(20), || {
+        (info_field(&mut replica, "role").as_deref() == Some("master")).then_some(())
+    });
+    wait::until("the old master follows it", Duration::from_secs(20), || {
+        (info_field(&mut master, "role").as_deref() == Some("slave")).then_some(())
+    });
+}

@@ -44,6 +44,9 @@ pub struct ClusterView {
     /// no write (checked again after a write enters its slot gate, see `cmd::execute`). Set
     /// before the topology is stored, so whoever sees the topology sees the flag.
     handing_over: AtomicBool,
+    /// The control plane's client, once the cluster tasks start: what CLUSTER FAILOVER and
+    /// CLUSTER REPLICATE call.
+    control_plane: std::sync::OnceLock<tessera_proto::control_plane::Client>,
 }
 
 /// A topology with its health counted once, when it arrives, so the cluster rule applied to every
@@ -109,6 +112,7 @@ impl ClusterView {
         ClusterView {
             assigned: tokio::sync::watch::Sender::new(snapshot.role.clone()),
             handing_over: AtomicBool::new(snapshot.topology.is_handing_over(&myself)),
+            control_plane: std::sync::OnceLock::new(),
             topology: ArcSwap::from_pointee(snapshot),
             myself,
             offer_lock: Mutex::new(()),
@@ -221,6 +225,11 @@ impl ClusterView {
     /// `writes_allowed_at` with the node-timeout of a topology the caller already holds.
     pub fn writes_allowed_under(&self, topology: &Topology, now: Instant) -> bool {
         self.lease.valid_at(now, node_timeout(topology))
+    }
+
+    /// A client of the control plane (`None` for a view with no control plane behind it).
+    pub fn control_plane(&self) -> Option<tessera_proto::control_plane::Client> {
+        self.control_plane.get().cloned()
     }
 
     /// Whether this node is the master of a manual failover in progress and must take no write.
@@ -337,6 +346,7 @@ pub fn start(
     registration: Registration,
 ) -> Result<ClusterTasks, ClusterError> {
     let client = tessera_proto::control_plane::connect_lazy(&registration.control_plane)?;
+    let _ = member.cluster().control_plane.set(client.clone());
     let tracker = TaskTracker::new();
     let stop = CancellationToken::new();
     tracker.spawn(control::membership(

@@ -1,10 +1,12 @@
 //! CLUSTER subcommands answered from the topology the control plane publishes: INFO NODES SLOTS
-//! SHARDS REPLICAS SLAVES MYID KEYSLOT COUNTKEYSINSLOT GETKEYSINSLOT.
+//! SHARDS REPLICAS SLAVES MYID KEYSLOT COUNTKEYSINSLOT GETKEYSINSLOT; FAILOVER and REPLICATE are
+//! checked here and carried out by the control plane.
 
 use bytes::Bytes;
+use tessera_proto::pb;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
-use tessera_proto::topology::render;
+use tessera_proto::topology::{render, NodeId, Role};
 
 use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_NOT_INTEGER};
@@ -14,9 +16,15 @@ use crate::keyspace::now_ms;
 pub fn cluster(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let sub = &args[1];
     let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    if lower == "failover" {
+        return match args.len() {
+            2 | 3 => failover(ctx, args.get(2)),
+            _ => subcommand_arity("cluster", sub),
+        };
+    }
     let want = match lower.as_str() {
         "info" | "nodes" | "slots" | "shards" | "myid" | "help" => 2,
-        "keyslot" | "countkeysinslot" | "replicas" | "slaves" => 3,
+        "keyslot" | "countkeysinslot" | "replicas" | "slaves" | "replicate" => 3,
         "getkeysinslot" => 4,
         _ => return unknown_subcommand("cluster", sub),
     };
@@ -52,6 +60,7 @@ pub fn cluster(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
             Err(e) => e,
         },
         "getkeysinslot" => getkeysinslot(ctx, &args[2], &args[3]),
+        "replicate" => replicate(ctx, &args[2]),
         _ => help(),
     }
 }
@@ -82,6 +91,84 @@ fn getkeysinslot(ctx: &Ctx<'_>, slot: &[u8], count: &[u8]) -> Frame {
             .map(|k| Frame::Bulk(Bytes::copy_from_slice(k)))
             .collect(),
     )
+}
+
+/// CLUSTER FAILOVER [FORCE|TAKEOVER], sent to a replica: checked here with Redis's errors, then
+/// handed to the control plane, which decides and fences every failover
+/// (`control-plane/src/failover.rs`); +OK once accepted, as Redis answers before the failover
+/// completes.
+fn failover(ctx: &Ctx<'_>, option: Option<&Bytes>) -> Frame {
+    let mode = match option {
+        None => pb::FailoverMode::Default,
+        Some(o) if parse::eq(o, "force") => pb::FailoverMode::Force,
+        Some(o) if parse::eq(o, "takeover") => pb::FailoverMode::Takeover,
+        Some(_) => return err(parse::ERR_SYNTAX),
+    };
+    let view = &ctx.state.cluster;
+    let topology = view.topology();
+    let Some(master) = view.assigned_role().master().cloned() else {
+        return err("ERR You should send CLUSTER FAILOVER to a replica");
+    };
+    if topology.node(&master).is_none() {
+        return err("ERR I'm a replica but my master is unknown to me");
+    }
+    let status = topology.status(&master);
+    if mode == pb::FailoverMode::Default && (status.fail || status.pfail) {
+        return err("ERR Master is down or failed, please use CLUSTER FAILOVER FORCE");
+    }
+    let Some(mut client) = view.control_plane() else {
+        return err("ERR no control plane to ask for the failover");
+    };
+    let request = pb::FailoverRequest {
+        replica_id: view.myself().to_string(),
+        mode: mode as i32,
+    };
+    tokio::spawn(async move {
+        match client.failover(request).await {
+            Ok(_) => tracing::info!("failover done: this node is master"),
+            Err(status) => tracing::warn!(error = %status.message(), "failover refused or failed"),
+        }
+    });
+    Frame::ok()
+}
+
+/// CLUSTER REPLICATE <node-id>: checked here with Redis's errors, then asked of the control plane
+/// (AddReplica); the role comes with the topology it publishes.
+fn replicate(ctx: &Ctx<'_>, id: &Bytes) -> Frame {
+    let view = &ctx.state.cluster;
+    let topology = view.topology();
+    let text = String::from_utf8_lossy(id);
+    let Some(master) = NodeId::parse(&text).ok().and_then(|id| topology.node(&id)) else {
+        return Frame::error(format!("ERR Unknown node {text}"));
+    };
+    if &master.id == view.myself() {
+        return err("ERR Can't replicate myself");
+    }
+    if master.role == Role::Replica {
+        return err("ERR I can only replicate a master, not a replica.");
+    }
+    let Some(me) = topology.node(view.myself()) else {
+        return err("ERR this node is not in the cluster yet");
+    };
+    let my_index = topology.index_of(view.myself()).map(|i| i as u16);
+    let owns_slots =
+        my_index.is_some() && topology.intent.slots.iter().any(|&owner| owner == my_index);
+    if me.role == Role::Master && (owns_slots || ctx.state.keyspace.len() > 0) {
+        return err("ERR To set a master the node must be empty and without assigned slots.");
+    }
+    let Some(mut client) = view.control_plane() else {
+        return err("ERR no control plane to ask");
+    };
+    let request = pb::AddReplicaRequest {
+        address: me.address(),
+        master_id: master.id.to_string(),
+    };
+    tokio::spawn(async move {
+        if let Err(status) = client.add_replica(request).await {
+            tracing::warn!(error = %status.message(), "CLUSTER REPLICATE refused");
+        }
+    });
+    Frame::ok()
 }
 
 fn help() -> Frame {
