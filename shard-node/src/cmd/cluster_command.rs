@@ -151,9 +151,8 @@ fn replicate(ctx: &Ctx<'_>, id: &Bytes) -> Frame {
         return err("ERR this node is not in the cluster yet");
     };
     let my_index = topology.index_of(view.myself()).map(|i| i as u16);
-    let owns_slots =
-        my_index.is_some() && topology.intent.slots.iter().any(|&owner| owner == my_index);
-    if me.role == Role::Master && (owns_slots || ctx.state.keyspace.len() > 0) {
+    let owns_slots = my_index.is_some() && topology.intent.slots.contains(&my_index);
+    if me.role == Role::Master && (owns_slots || !ctx.state.keyspace.is_empty()) {
         return err("ERR To set a master the node must be empty and without assigned slots.");
     }
     let Some(mut client) = view.control_plane() else {
