@@ -285,25 +285,12 @@ fn write_and_switch(aof: &Aof, keyspace: &Keyspace, temp_path: &PathBuf) -> Resu
         .open(temp_path)
         .map_err(io_error("create"))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut snap = BytesMut::with_capacity(64 * 1024);
-    for slot in 0..SLOT_COUNT {
-        let before = {
-            // The gate first: a running transaction is snapshotted wholly or not at all.
-            let _gate = keyspace.gates().enter(slot);
-            let guard = keyspace.lock(slot);
-            let before = aof.mark_snapshotted(slot).ok_or_else(cancelled)?;
-            for (key, entry) in guard.iter() {
-                snapshot::encode_entry(key, entry, &mut snap);
-            }
-            before
-        };
-        out.write_all(&before).map_err(io_error("write"))?;
-        out.write_all(&snap).map_err(io_error("write"))?;
-        snap.clear();
-        if snap.capacity() > 8 * 1024 * 1024 {
-            snap = BytesMut::with_capacity(64 * 1024);
-        }
-    }
+    snapshot::write_slots(
+        keyspace,
+        &mut out,
+        |slot| aof.mark_snapshotted(slot).ok_or_else(cancelled),
+        io_error("write"),
+    )?;
     for _ in 0..DRAIN_PASSES {
         let chunk = aof.take_rewrite_buffer().ok_or_else(cancelled)?;
         out.write_all(&chunk).map_err(io_error("write"))?;

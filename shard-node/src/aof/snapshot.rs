@@ -6,13 +6,44 @@ use bytes::{Bytes, BytesMut};
 
 use super::record;
 use crate::cmd::zset::format_score;
-use crate::keyspace::{EntryRef, ValueRef};
+use crate::keyspace::{EntryRef, Keyspace, ValueRef};
 
 /// Elements per rewritten command, as Redis: bounds one record's size (and so replay's memory
 /// per command) for huge collections.
 pub const ITEMS_PER_COMMAND: usize = 64;
 
 /// Appends the records that recreate `key` holding `entry` to `out`.
+/// Writes every slot's keys to `out` as the commands that recreate them, slot by slot, for the AOF
+/// rewrite and a replica's snapshot alike. Under each slot's gate (a running transaction is in
+/// wholly or not at all) and lock, `mark(slot)` first returns the writes logged before the slot
+/// was taken, which go to `out` ahead of the slot's commands.
+pub fn write_slots<B: AsRef<[u8]>, E>(
+    keyspace: &Keyspace,
+    out: &mut impl std::io::Write,
+    mut mark: impl FnMut(u16) -> Result<B, E>,
+    write_error: impl Fn(std::io::Error) -> E,
+) -> Result<(), E> {
+    let mut snap = BytesMut::with_capacity(64 * 1024);
+    for slot in 0..tessera_proto::slot::SLOT_COUNT {
+        let before = {
+            let _gate = keyspace.gates().enter(slot);
+            let guard = keyspace.lock(slot);
+            let before = mark(slot)?;
+            for (key, entry) in guard.iter() {
+                encode_entry(key, entry, &mut snap);
+            }
+            before
+        };
+        out.write_all(before.as_ref()).map_err(&write_error)?;
+        out.write_all(&snap).map_err(&write_error)?;
+        snap.clear();
+        if snap.capacity() > 8 * 1024 * 1024 {
+            snap = BytesMut::with_capacity(64 * 1024);
+        }
+    }
+    Ok(())
+}
+
 pub fn encode_entry(key: &[u8], entry: EntryRef<'_>, out: &mut BytesMut) {
     let mut args: Vec<Bytes> = Vec::with_capacity(2 + 2 * ITEMS_PER_COMMAND);
     let key = &Bytes::copy_from_slice(key);

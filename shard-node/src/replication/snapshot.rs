@@ -11,10 +11,7 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::BytesMut;
-use tessera_proto::slot::SLOT_COUNT;
-
-use crate::aof::snapshot::encode_entry;
+use crate::aof::snapshot::write_slots;
 use crate::state::NodeState;
 
 /// A payload ready to send.
@@ -69,27 +66,15 @@ pub fn build(state: &NodeState, capture: u64) -> Result<Snapshot, SnapshotError>
     let log = &state.replication.log;
     let keyspace = &state.keyspace;
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut snap = BytesMut::with_capacity(64 * 1024);
-    for slot in 0..SLOT_COUNT {
-        let before = {
-            // The gate first: a running transaction is in the snapshot wholly or not at all.
-            let _gate = keyspace.gates().enter(slot);
-            let guard = keyspace.lock(slot);
-            let before = log
-                .capture_mark(capture, slot)
-                .ok_or(SnapshotError::Overflow)?;
-            for (key, entry) in guard.iter() {
-                encode_entry(key, entry, &mut snap);
-            }
-            before
-        };
-        out.write_all(&before).map_err(io("write"))?;
-        out.write_all(&snap).map_err(io("write"))?;
-        snap.clear();
-        if snap.capacity() > 8 * 1024 * 1024 {
-            snap = BytesMut::with_capacity(64 * 1024);
-        }
-    }
+    write_slots(
+        keyspace,
+        &mut out,
+        |slot| {
+            log.capture_mark(capture, slot)
+                .ok_or(SnapshotError::Overflow)
+        },
+        |e| io("write")(e),
+    )?;
     let (tail, offset) = log
         .capture_snapshot_point(capture)
         .ok_or(SnapshotError::Overflow)?;
