@@ -87,6 +87,16 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
         state.stats.commands.reject(spec);
         return reply;
     }
+    // Queued commands meet a slot's move as Redis's do: checked when queued (the redirect
+    // flags the transaction), and all together again at EXEC.
+    if let (Some(known), Some(_)) = (known_slot, &session.multi) {
+        let keys = || command_keys(spec, args);
+        if let Err(reply) = migration_check(state, known.slot(), asking, keys) {
+            state.stats.commands.reject(spec);
+            multi_exec::refuse_queueing(session);
+            return reply;
+        }
+    }
     if let Some(reply) = multi_exec::queue(session, spec, args) {
         return reply;
     }
