@@ -73,6 +73,11 @@ pub(super) fn migration_check<'a>(
         return Ok(());
     }
     let keys = keys();
+    if source && state.keyspace.transit().holds_any(slot, &keys) {
+        return Err(parse::err(
+            "TRYAGAIN A key of this command is being moved to another node, try again",
+        ));
+    }
     let (mut existing, mut missing) = (0usize, 0usize);
     {
         let now = crate::keyspace::now_ms();

@@ -204,11 +204,21 @@ pub(crate) fn execute_queued(
 /// Applies one command read back from the append-only file: no cluster checks, not logged again.
 /// Errs with Redis's error text when the command is not a valid write.
 pub fn replay(state: &NodeState, args: Vec<Bytes>) -> Result<(), String> {
+    apply_write(state, args, false)
+}
+
+/// Applies one write of a slot's move (a key arriving on the target, or leaving the source): no
+/// cluster checks, logged as the node's own writes are (AOF, replicas).
+pub fn apply_moved(state: &NodeState, args: Vec<Bytes>) -> Result<(), String> {
+    apply_write(state, args, true)
+}
+
+fn apply_write(state: &NodeState, args: Vec<Bytes>, log: bool) -> Result<(), String> {
     let spec = command::resolve_served(Server::ShardNode, &args)?;
     if !spec.is_write() {
         return Err(format!("ERR '{}' is not a write command", spec.name));
     }
-    let ctx = Ctx::new(state, false);
+    let ctx = Ctx::new(state, log);
     match dispatch(&ctx, &mut ClientSession::detached(), spec, &args) {
         Frame::Error(text) => Err(String::from_utf8_lossy(&text).into_owned()),
         _ => Ok(()),
