@@ -301,7 +301,7 @@ mod tests {
             ),
             (
                 "moved bouncing is bounded in time",
-                vec![
+                [
                     vec![(moved(), 0); MAX_REDIRECTS + 1],
                     vec![(moved(), 2000); 10],
                 ]
