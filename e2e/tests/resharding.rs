@@ -130,3 +130,61 @@ fn slots_move_under_a_writer_and_nothing_is_lost() {
     );
     assert_eq!(proxy.call_str(&["DBSIZE"]), format!(":{}\r\n", keys.len()));
 }
+
+/// `clusterctl reshard` against real processes: the plan, the move with progress lines (not a
+/// terminal), and afterwards `redis-cli --cluster check` at the nodes finds every slot covered
+/// once and no slot open, with the keys where the slots are.
+#[test]
+fn clusterctl_reshard_moves_slots_between_processes() {
+    let cluster = tessera_e2e::cluster::LocalCluster::up(NODE_TIMEOUT);
+    let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
+    let keys: Vec<String> = (0..5_000).map(|i| format!("key:{i}")).collect();
+    for key in &keys {
+        assert_eq!(proxy.call_str(&["SET", key, key]), "+OK\r\n");
+    }
+    let id = |port: u16| -> String {
+        let reply = connect(port, &cluster.node_secret).call_str(&["CLUSTER", "MYID"]);
+        reply.lines().nth(1).expect("an id").to_string()
+    };
+    let (from, to) = (id(cluster.node_ports[0]), id(cluster.node_ports[1]));
+    let output = cluster.clusterctl(&[
+        "reshard", "--from", &from, "--to", &to, "--slots", "500", "--yes",
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "clusterctl reshard failed:\n{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("Ready to move 500 slots."), "{text}");
+    assert!(
+        text.contains(&format!("Moving 500 slots [0-499] from {from}")),
+        "{text}"
+    );
+    assert!(text.contains("[OK] 500 slots moved"), "{text}");
+
+    let address = format!("127.0.0.1:{}", cluster.node_ports[0]);
+    let check = std::process::Command::new("redis-cli")
+        .args(["-a", &cluster.node_secret, "--no-auth-warning"])
+        .args(["--cluster", "check", &address])
+        .output()
+        .expect("redis-cli");
+    let check_text = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(check.status.success(), "{check_text}");
+    assert!(
+        check_text.contains("[OK] All 16384 slots covered."),
+        "{check_text}"
+    );
+    for shape in [
+        "slots:[500-5460] (4961 slots) master",
+        "slots:[0-499],[5461-10922] (5962 slots) master",
+    ] {
+        assert!(check_text.contains(shape), "{shape} in:\n{check_text}");
+    }
+    for key in &keys {
+        assert_eq!(
+            proxy.call_str(&["GET", key]),
+            format!("${}\r\n{key}\r\n", key.len())
+        );
+    }
+}
