@@ -459,12 +459,14 @@ def measure(args):
 
     other_failures = [f for f in other_w.failures if f[0] <= window_end]
     # The longest stretch in [t0, window_end] without a success of the other-slots writer.
-    gap = 0.0
-    for before, after in other_w.gaps:
-        lo, hi = max(before, t0), min(after, window_end)
-        gap = max(gap, hi - lo)
+    gap, gap_at = 0.0, None
+    stretches = list(other_w.gaps)
     if other_w.last_ok is not None and other_w.last_ok < window_end:
-        gap = max(gap, window_end - max(other_w.last_ok, t0))
+        stretches.append((other_w.last_ok, window_end))
+    for before, after in stretches:
+        lo, hi = max(before, t0), min(after, window_end)
+        if hi - lo > gap:
+            gap, gap_at = hi - lo, lo - t0
     lost_failures = [f for f in lost_w.failures if lost_w.resumed is None or f[0] <= lost_w.resumed]
     result = {
         "label": args.label,
@@ -482,6 +484,9 @@ def measure(args):
         "other_errors": len(other_failures),
         "other_error_kinds": kinds(other_failures),
         "other_gap_s": round(gap, 4),
+        "other_gap_at_s": None if gap_at is None else round(gap_at, 4),
+        # When (s after the signal) the other-slots writer's failures started, and what they were.
+        "other_failures_at": [[round(f[0] - t0, 4), round(f[1] - f[0], 4), f[2]] for f in other_failures[:20]],
         "error_samples": {**lost_w.samples, **other_w.samples},
         "window_s": round(window_end - t0, 4),
         "sets_per_s_before": {k: round(v) for k, v in rate_before.items()},

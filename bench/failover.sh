@@ -132,16 +132,14 @@ tessera_up() { # node-timeout in ms
   done
 }
 
+# By the PIDs deploy/local.sh recorded, all at once (local.sh down stops one service after the
+# other, each waited for until reaped: seconds per service on a host whose init reaps slowly).
 tessera_down() {
   ((${#tessera_env[@]})) || return 0
-  local file pid pids=()
-  for file in "$run_dir"/tessera/*.pid; do
-    [[ -f $file ]] && pids+=("$(<"$file")")
+  local name pids=()
+  for name in proxy node1 node2 node3 node4 node5 node6 control-plane; do
+    [[ -f $run_dir/tessera/$name.pid ]] && pids+=("$(<"$run_dir/tessera/$name.pid")")
   done
-  for pid in "${pids[@]}"; do
-    if ours "$pid" "$repo/target/release/"; then kill -CONT "$pid" 2>/dev/null || true; fi
-  done
-  env "${tessera_env[@]}" "$repo/deploy/local.sh" down >>"$run_dir/down.log" 2>&1 || true
   stop_pids "$repo/target/release/" "${pids[@]}"
   tessera_env=()
 }
