@@ -66,8 +66,16 @@ pub type BackendService = Metrics<PoolService>;
 pub struct BackendSettings {
     pub connections: usize,
     pub timeout: Duration,
-    /// The cluster's node secret, sent as `AUTH <secret>` first on every connection.
+    pub login: BackendLogin,
+}
+
+/// What every backend connection says before it carries requests.
+#[derive(Debug, Clone, Default)]
+pub struct BackendLogin {
+    /// The cluster's node secret, sent as `AUTH <secret>` first.
     pub secret: Option<Arc<str>>,
+    /// Send `READONLY`, so a replica serves reads of its master's slots (`--read-policy`).
+    pub readonly: bool,
 }
 
 /// Assembles the stack for one pool: the one place where layers are ordered.
@@ -131,6 +139,8 @@ pub struct Backend {
     resp2: BackendService,
     resp3: BackendService,
     pub stats: Arc<BackendStats>,
+    /// The pools under `resp2` and `resp3`, for `abandon_pooled`.
+    pools: [Arc<Pool>; 2],
     /// Connections lent to one client at a time (transactions, blocking commands).
     idle: Arc<IdlePool>,
     settings: BackendSettings,
@@ -146,12 +156,14 @@ impl Backend {
                 protocol,
                 settings.connections,
                 settings.timeout,
-                settings.secret.clone(),
+                settings.login.clone(),
             ))
         };
+        let pools = [pool(Protocol::Resp2), pool(Protocol::Resp3)];
         Backend {
-            resp2: stack(pool(Protocol::Resp2), stats.clone()),
-            resp3: stack(pool(Protocol::Resp3), stats.clone()),
+            resp2: stack(pools[0].clone(), stats.clone()),
+            resp3: stack(pools[1].clone(), stats.clone()),
+            pools,
             addr,
             stats,
             idle: Arc::new(IdlePool::default()),
@@ -166,8 +178,17 @@ impl Backend {
             &self.addr,
             protocol,
             self.settings.timeout,
-            self.settings.secret.clone(),
+            self.settings.login.clone(),
         )
+    }
+
+    /// Fails at once every request queued or in flight on the pooled connections (the client
+    /// gets `BackendError::Demoted`), rather than at the reply deadline: for a master that a
+    /// failover has just replaced, which may be hung and will refuse writes when it wakes.
+    pub fn abandon_pooled(&self) {
+        for pool in &self.pools {
+            pool.abandon();
+        }
     }
 
     /// How long a reply may take (`--backend-timeout`).

@@ -25,7 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
+use super::BackendLogin;
 use crate::error::BackendError;
 
 /// The result a job's sender receives.
@@ -52,6 +54,8 @@ const BATCH: usize = 256;
 #[derive(Debug)]
 pub struct Connection {
     jobs: mpsc::UnboundedSender<Job>,
+    /// Cancelled by `abandon`: the task ends and fails what it owes with `Demoted`.
+    abandoned: CancellationToken,
 }
 
 impl Connection {
@@ -65,18 +69,20 @@ impl Connection {
         protocol: Protocol,
         connect_timeout: Duration,
         reply_deadline: Option<Duration>,
-        secret: Option<Arc<str>>,
+        login: BackendLogin,
     ) -> Connection {
         let (jobs, rx) = mpsc::unbounded_channel();
+        let abandoned = CancellationToken::new();
         tokio::spawn(run(
             addr,
             protocol,
             connect_timeout,
             reply_deadline,
-            secret,
+            login,
             rx,
+            abandoned.clone(),
         ));
-        Connection { jobs }
+        Connection { jobs, abandoned }
     }
 
     /// False once the task has ended; the pool then makes a new connection.
@@ -88,6 +94,12 @@ impl Connection {
     pub fn send(&self, job: Job) -> Result<(), Job> {
         self.jobs.send(job).map_err(|e| e.0)
     }
+
+    /// Ends the connection now: every request queued or written and not yet answered fails with
+    /// `Demoted` instead of waiting for the reply deadline.
+    pub fn abandon(&self) {
+        self.abandoned.cancel();
+    }
 }
 
 async fn run(
@@ -95,11 +107,29 @@ async fn run(
     protocol: Protocol,
     connect_timeout: Duration,
     reply_deadline: Option<Duration>,
-    secret: Option<Arc<str>>,
+    login: BackendLogin,
     mut jobs: mpsc::UnboundedReceiver<Job>,
+    abandoned: CancellationToken,
 ) {
-    let error = match connect(&addr, protocol, connect_timeout, secret.as_deref()).await {
-        Ok((socket, leftover)) => serve(&addr, socket, leftover, reply_deadline, &mut jobs).await,
+    let demoted = || BackendError::Demoted {
+        addr: addr.to_string(),
+    };
+    let connected = tokio::select! {
+        connected = connect(&addr, protocol, connect_timeout, &login) => connected,
+        () = abandoned.cancelled() => Err(demoted()),
+    };
+    let error = match connected {
+        Ok((socket, leftover)) => {
+            serve(
+                &addr,
+                socket,
+                leftover,
+                reply_deadline,
+                &mut jobs,
+                &abandoned,
+            )
+            .await
+        }
         Err(error) => error,
     };
     tracing::debug!(%addr, %error, "backend connection ended");
@@ -115,11 +145,12 @@ pub(crate) async fn connect(
     addr: &str,
     protocol: Protocol,
     connect_timeout: Duration,
-    secret: Option<&str>,
+    login: &BackendLogin,
 ) -> Result<(TcpStream, BytesMut), BackendError> {
     let login = Login {
-        secret: secret.map(str::as_bytes),
+        secret: login.secret.as_deref().map(str::as_bytes),
         protocol,
+        readonly: login.readonly,
     };
     resp::connect::connect(addr, login, connect_timeout)
         .await
@@ -181,6 +212,7 @@ async fn serve(
     mut read_buf: BytesMut,
     reply_deadline: Option<Duration>,
     jobs: &mut mpsc::UnboundedReceiver<Job>,
+    abandoned: &CancellationToken,
 ) -> BackendError {
     let (mut reader, mut writer) = socket.into_split();
     let inflight: Inflight = Mutex::new(VecDeque::new());
@@ -295,6 +327,9 @@ async fn serve(
         e = write_half => e,
         e = read_half => e,
         e = watchdog => e,
+        () = abandoned.cancelled() => BackendError::Demoted {
+            addr: addr.to_string(),
+        },
     };
     // Requests written and not answered get the error.
     for owed in lock(&inflight).drain(..) {
