@@ -18,7 +18,7 @@ A SIGSTOPped victim gets SIGCONT once the measurement is over.
 
 Both writers are the same cluster-aware client: the slot map from CLUSTER SLOTS, refreshed on MOVED,
 on any error reply and on connection failures and timeouts; MOVED/ASK followed at once; a 200 ms
-socket timeout (a timed-out connection is closed, the request goes again on a new one); failures are
+socket timeout (--socket-timeout) (a timed-out connection is closed, the request goes again on a new one); failures are
 retried after a 5 ms pause, successes at once. For Tessera the writers' only seed is the proxy
 (--writers), whose CLUSTER SLOTS names the proxy for every slot; for Redis Cluster the seeds are the
 nodes themselves.
@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 
-SOCKET_TIMEOUT = 0.2
+SOCKET_TIMEOUT = 0.2  # s; --socket-timeout changes it for the writers
 FAILURE_PAUSE = 0.005
 TAIL = 1.0  # how long after the lost slots resume the other-slots writer is still watched
 WARMUP = 1.0  # error-free writing on both writers before the signal
@@ -78,8 +78,8 @@ class ReplyError(Exception):
 class Conn:
     """One RESP connection with a socket timeout on connect and on every read."""
 
-    def __init__(self, addr, timeout=SOCKET_TIMEOUT, password=None):
-        self.sock = socket.create_connection(addr, timeout=timeout)
+    def __init__(self, addr, timeout=None, password=None):
+        self.sock = socket.create_connection(addr, timeout=timeout or SOCKET_TIMEOUT)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         if password:
@@ -382,6 +382,8 @@ def wait_healthy(ports, password, timeout=60.0):
 # --- measure ---------------------------------------------------------------------------------------
 
 def measure(args):
+    global SOCKET_TIMEOUT
+    SOCKET_TIMEOUT = args.socket_timeout / 1000
     ports = [int(p) for p in args.nodes.split()]
     pids = dict((int(p), int(q)) for p, q in (item.split("=") for item in args.pids.split(",")))
     nodes = wait_healthy(ports, args.password)
@@ -473,6 +475,7 @@ def measure(args):
         "system": args.system,
         "fault": args.fault,
         "node_timeout_ms": args.node_timeout,
+        "socket_timeout_ms": args.socket_timeout,
         "victim": f"127.0.0.1:{victim['addr'][1]}",
         "victim_pid": victim_pid,
         "replica": f"127.0.0.1:{replica['addr'][1]}",
@@ -577,6 +580,7 @@ def main():
     m.add_argument("--fault", choices=["kill", "stop"], required=True)
     m.add_argument("--node-timeout", type=int, required=True, help="ms, for the record and the wait")
     m.add_argument("--max-wait", type=float, help="give up on the lost slots after this many s")
+    m.add_argument("--socket-timeout", type=int, default=200, help="the writers' socket timeout, ms (200)")
     m.add_argument("--results", required=True)
     m.add_argument("--label", default="")
     s = sub.add_parser("summary", help="the markdown table of the runs")

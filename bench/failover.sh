@@ -24,6 +24,7 @@
 #   --node-timeouts "MS.." node-timeouts in ms (default "2000 5000"; "2000" with --quick)
 #   --systems "S.."        tessera and/or redis-cluster (default both)
 #   --faults "F.."         kill and/or stop (default both)
+#   --socket-timeout MS    the writers' socket timeout (default 200)
 #   --no-build             use the release binaries already in target/release (default: cargo build
 #                          --release --workspace --bins first, a no-op when they are fresh)
 #   --out DIR              where logs, data and results go (default: .run/bench-failover/<UTC time>)
@@ -38,6 +39,7 @@ runs=
 timeouts=
 systems="tessera redis-cluster"
 faults="kill stop"
+socket_timeout=200
 quick=0
 build=1
 out=
@@ -48,6 +50,7 @@ while (($#)); do
     --node-timeouts) timeouts=${2:?--node-timeouts needs a list of ms}; shift ;;
     --systems) systems=${2:?--systems needs a list}; shift ;;
     --faults) faults=${2:?--faults needs a list}; shift ;;
+    --socket-timeout) socket_timeout=${2:?--socket-timeout needs a number of ms}; shift ;;
     --no-build) build=0 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
     -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
@@ -65,6 +68,7 @@ read -r -a systems <<<"$systems"
 read -r -a faults <<<"$faults"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "failover.sh: --runs must be a positive number" >&2; exit 2; }
 for t in "${timeouts[@]}"; do [[ $t =~ ^[1-9][0-9]*$ ]] || { echo "failover.sh: node-timeout '$t' is not a number of ms" >&2; exit 2; }; done
+[[ $socket_timeout =~ ^[1-9][0-9]*$ ]] || { echo "failover.sh: --socket-timeout must be a number of ms" >&2; exit 2; }
 for s in "${systems[@]}"; do [[ $s == tessera || $s == redis-cluster ]] || { echo "failover.sh: unknown system '$s'" >&2; exit 2; }; done
 for f in "${faults[@]}"; do [[ $f == kill || $f == stop ]] || { echo "failover.sh: unknown fault '$f'" >&2; exit 2; }; done
 
@@ -214,6 +218,7 @@ trap 'exit 130' INT TERM
   ((quick)) && command+=(--quick)
   [[ ${systems[*]} == "tessera redis-cluster" ]] || command+=(--systems "'${systems[*]}'")
   [[ ${faults[*]} == "kill stop" ]] || command+=(--faults "'${faults[*]}'")
+  ((socket_timeout == 200)) || command+=(--socket-timeout "$socket_timeout")
   echo "command: ${command[*]}"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "git: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$repo" && git diff --quiet HEAD -- proxy shard-node control-plane proto 2>/dev/null || echo ' (with uncommitted changes)')"
@@ -237,7 +242,7 @@ for run in $(seq 1 "$runs"); do
         run_dir=$out/runs/$label
         mkdir -p "$run_dir"
         measure=(python3 "$repo/bench/failover.py" measure --system "$system" --fault "$fault"
-          --node-timeout "$nt" --results "$results" --label "$label")
+          --node-timeout "$nt" --socket-timeout "$socket_timeout" --results "$results" --label "$label")
         if [[ $system == tessera ]]; then
           tessera_up "$nt" || { say "[$n/$total] $label: deploy/local.sh up failed ($run_dir)"; tessera_down; failed=$((failed + 1)); continue; }
           measure+=(--nodes "${tessera_node_ports[*]}" --password "$secret" --writers "$tessera_proxy_port")
