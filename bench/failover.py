@@ -2,7 +2,8 @@
 """Measures one failover for bench/failover.sh and summarizes the runs (Python 3 standard library only).
 
     failover.py measure --system NAME --nodes PORTS [--writers PORT] --pids PORT=PID,... --fault kill|stop
-                        --node-timeout MS --results FILE [--password SECRET] [--label TEXT]
+                        --node-timeout MS --results FILE [--password SECRET] [--socket-timeout MS]
+                        [--max-wait S] [--label TEXT]
     failover.py summary --results FILE --out FILE.md
 
 measure: waits until the cluster on --nodes is healthy (every node agrees on three masters with one
@@ -10,16 +11,17 @@ connected replica each, cluster_state:ok, each master's WAIT 1 answers 1), picks
 serves slot 0 as the victim, starts two writers, sends the victim SIGKILL or SIGSTOP, and appends one
 JSON line to --results:
   - the lost-slots writer SETs keys of the victim's slots in a tight loop; resumed_s is the time from
-    the signal to the first successful SET sent after its first failure following the signal;
-  - the other-slots writer SETs keys of the other masters' slots; other_errors counts its failed SETs
-    from the signal until 1 s after the lost slots resumed, other_gap_s is the longest time without a
-    successful SET in that window.
+    the signal to the end of the first successful SET sent after the signal and after a SET that
+    failed after the signal (one in flight at the signal may fail later);
+  - the other-slots writer SETs keys of the other masters' slots; other_errors counts its SETs that
+    failed from the signal until 1 s after the lost slots resumed, other_gap_s is the longest time
+    without a successful SET in that window.
 A SIGSTOPped victim gets SIGCONT once the measurement is over.
 
 Both writers are the same cluster-aware client: the slot map from CLUSTER SLOTS, refreshed on MOVED,
-on any error reply and on connection failures and timeouts; MOVED/ASK followed at once; a 200 ms
-socket timeout (--socket-timeout) (a timed-out connection is closed, the request goes again on a new one); failures are
-retried after a 5 ms pause, successes at once. For Tessera the writers' only seed is the proxy
+on any error reply and on connection failures and timeouts; MOVED/ASK followed at once; a socket
+timeout of 200 ms (--socket-timeout; a timed-out connection is closed, the next request goes on a
+new one); after a failure the next SET follows a 5 ms pause, after a success at once. For Tessera the writers' only seed is the proxy
 (--writers), whose CLUSTER SLOTS names the proxy for every slot; for Redis Cluster the seeds are the
 nodes themselves.
 """
@@ -251,12 +253,12 @@ class Writer(threading.Thread):
         self.t0 = None
         self.ok = 0
         self.failed = 0
-        self.failures = []  # (start, end, kind) of failures sent at or after t0
+        self.failures = []  # (start, end, kind) of failures that ended at or after t0
         self.samples = {}  # kind -> the first message of that kind after t0
         self.gaps = []  # (last success end, next success end) when more than 50 ms apart
         self.last_ok = None
         self.failed_since_t0 = False
-        self.resumed = None  # end time of the first success sent after the first failure after t0
+        self.resumed = None  # end of the first success sent after t0 and after a failure ending after t0
         self.error = None
 
     def run(self):
@@ -288,7 +290,7 @@ class Writer(threading.Thread):
                     self.resumed = end
             else:
                 self.failed += 1
-                if t0 is not None and start >= t0:
+                if t0 is not None and end >= t0:  # failed after the signal, maybe sent before
                     self.failures.append((start, end, kind))
                     self.failed_since_t0 = True
                 time.sleep(FAILURE_PAUSE)
@@ -484,6 +486,7 @@ def measure(args):
         "first_failure_s": round(lost_failures[0][0] - t0, 4) if lost_failures else None,
         "lost_errors": len(lost_failures),
         "lost_error_kinds": kinds(lost_failures),
+        "lost_failures_at": [[round(f[0] - t0, 4), round(f[1] - f[0], 4), f[2]] for f in lost_failures[:20]],
         "other_errors": len(other_failures),
         "other_error_kinds": kinds(other_failures),
         "other_gap_s": round(gap, 4),
