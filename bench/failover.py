@@ -183,13 +183,14 @@ class ClusterClient:
         if conn is not None:
             conn.close()
 
-    def refresh(self, avoid=None):
-        """Reloads the slot map from the first node that answers CLUSTER SLOTS: the known nodes
-        and the seeds, those that failed to answer in the last second (and `avoid`) last."""
+    def refresh(self, avoid=None, prefer=None):
+        """Reloads the slot map from the first node that answers CLUSTER SLOTS: `prefer` (a node
+        that just answered) first, then the known nodes and the seeds, those that failed to answer
+        in the last second (and `avoid`) last."""
         now = time.monotonic()
         if avoid is not None:
             self.suspects[avoid] = now
-        candidates = []
+        candidates = [prefer] if prefer is not None else []
         for addr in [a for a in self.slots if a is not None] + self.seeds:
             if addr not in candidates:
                 candidates.append(addr)
@@ -229,11 +230,11 @@ class ClusterClient:
                     target = (host or addr[0], int(port))
                     if words[0] == "MOVED":
                         self.slots[slot] = target
-                        self.refresh()
+                        self.refresh(prefer=addr)
                     asking = words[0] == "ASK"
                     addr = target
                     continue
-                self.refresh()
+                self.refresh(prefer=addr)
                 raise
             except OSError:
                 self._drop(addr)
