@@ -312,6 +312,11 @@ impl ClusterState {
         status.last_heartbeat_ms = now_ms;
         status.key_count = beat.key_count;
         status.topology_version = held_version;
+        // A replica that starts or stops having applied its master's stream changes what
+        // CLUSTER SHARDS shows of it (`loading` / `online`): publish that; other offset moves ride
+        // along with the next change.
+        let loading_changed = self.intent.nodes[i].role == Role::Replica
+            && (status.replication_offset == 0) != (beat.replication_offset == 0);
         status.replication_offset = beat.replication_offset;
         observation.report = Some(PeerReport {
             received_ms: now_ms,
@@ -323,7 +328,7 @@ impl ClusterState {
                 .collect(),
             refused: beat.refused,
         });
-        Ok(cleared && self.bump())
+        Ok((cleared || loading_changed) && self.bump())
     }
 
     /// Whether the heartbeat `id` sent holding `holds` renews its write lease, recording the grant
@@ -1271,6 +1276,31 @@ mod tests {
         // A replica moves to another master.
         assert!(state.add_replica(&id(4), &id(3)).expect("move"));
         assert_eq!(state.snapshot(0).replicas_of(2).count(), 1);
+    }
+
+    #[test]
+    fn a_replica_that_starts_applying_its_masters_stream_is_published() {
+        let mut state = three();
+        state
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
+            .expect("create");
+        assert!(state.register(reg(4, 7003), 0));
+        state.add_replica(&id(4), &id(1)).expect("add");
+        let beat = |offset| Beat {
+            id: id(4),
+            peers: vec![],
+            key_count: 0,
+            holds: Stamp::default(),
+            replication_offset: offset,
+            refused: vec![],
+        };
+        assert!(!state.heartbeat(beat(0), 1).expect("beat"), "still loading");
+        assert!(state.heartbeat(beat(10), 2).expect("beat"), "now online");
+        assert_eq!(state.snapshot(0).status_at(3).replication_offset, 10);
+        assert!(
+            !state.heartbeat(beat(20), 3).expect("beat"),
+            "offsets ride along"
+        );
     }
 
     #[test]
