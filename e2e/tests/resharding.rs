@@ -188,3 +188,87 @@ fn clusterctl_reshard_moves_slots_between_processes() {
         );
     }
 }
+
+/// Runs MoveSlots for `slots` to `target` on the control plane at `cp_port`.
+fn move_slots(
+    runtime: &tokio::runtime::Runtime,
+    cp_port: u16,
+    slots: std::ops::Range<u16>,
+    target: &str,
+) {
+    runtime.block_on(async {
+        let mut client = ControlPlaneClient::connect(format!("http://127.0.0.1:{cp_port}"))
+            .await
+            .expect("control plane");
+        client
+            .move_slots(pb::MoveSlotsRequest {
+                slots: slots.map(u32::from).collect(),
+                target_id: target.to_string(),
+            })
+            .await
+            .expect("MoveSlots")
+    });
+}
+
+/// The control plane, then a move's source, then its target, each SIGKILLed while slots move
+/// (and started again): every move still ends with its slots owned by the target alone, and
+/// every key reads back.
+#[test]
+fn moves_survive_the_control_plane_the_source_and_the_target_being_killed() {
+    let cluster = tessera_e2e::cluster::LocalCluster::up(NODE_TIMEOUT);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let url = format!("http://127.0.0.1:{}", cluster.cp_port);
+    let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
+    let keys: Vec<String> = (0..30_000).map(|i| format!("key:{i}")).collect();
+    for key in &keys {
+        assert_eq!(proxy.call_str(&["SET", key, key]), "+OK\r\n");
+    }
+    let id = |port: u16| -> String {
+        let reply = connect(port, &cluster.node_secret).call_str(&["CLUSTER", "MYID"]);
+        reply.lines().nth(1).expect("an id").to_string()
+    };
+    let ids: Vec<String> = cluster.node_ports.iter().map(|&p| id(p)).collect();
+    let finished = |slots: std::ops::Range<u16>, target: &str| {
+        wait::until("the move finishes", Duration::from_secs(90), || {
+            let t = topology(&runtime, &url);
+            (t.intent.migrations.is_empty()
+                && slots
+                    .clone()
+                    .all(|s| t.owner(s).map(|n| n.id.to_string()).as_deref() == Some(target)))
+            .then_some(())
+        });
+    };
+    let killed = |service: &str| {
+        cluster.launcher(&["stop", service, "--kill"]);
+        cluster.launcher(&["start", service]);
+    };
+
+    move_slots(&runtime, cluster.cp_port, 0..2000, &ids[1]);
+    killed("control-plane");
+    finished(0..2000, &ids[1]);
+
+    move_slots(&runtime, cluster.cp_port, 2000..4000, &ids[1]);
+    thread::sleep(Duration::from_millis(100));
+    killed("node1");
+    finished(2000..4000, &ids[1]);
+
+    move_slots(&runtime, cluster.cp_port, 4000..5000, &ids[2]);
+    thread::sleep(Duration::from_millis(100));
+    killed("node3");
+    finished(4000..5000, &ids[2]);
+
+    let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
+    proxy.set_read_timeout(Duration::from_secs(10));
+    wait::until("the cluster serves again", Duration::from_secs(30), || {
+        (proxy.call_str(&["GET", &keys[0]]) == format!("${}\r\n{}\r\n", keys[0].len(), keys[0]))
+            .then_some(())
+    });
+    for key in &keys {
+        assert_eq!(
+            proxy.call_str(&["GET", key]),
+            format!("${}\r\n{key}\r\n", key.len()),
+            "{key}"
+        );
+    }
+    assert_eq!(proxy.call_str(&["DBSIZE"]), format!(":{}\r\n", keys.len()));
+}

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cmd::connection::secret_matches;
+use crate::migrate::IMPORT_COMMAND;
 use crate::pubsub::forward::DELIVER_COMMAND;
 use crate::replication::master::PeerInfo;
 use crate::state::NodeState;
@@ -85,8 +86,16 @@ async fn serve_peer(stream: TcpStream, state: Arc<NodeState>, stop: Cancellation
             .await;
             return;
         }
-        let Some(reply) = answer(&state, &mut peer, args) else {
-            continue;
+        let importing = args
+            .first()
+            .is_some_and(|n| n.eq_ignore_ascii_case(IMPORT_COMMAND));
+        let reply = if peer.authenticated && importing {
+            crate::migrate::import_durably(&state, args).await
+        } else {
+            let Some(reply) = answer(&state, &mut peer, args) else {
+                continue;
+            };
+            reply
         };
         if framed.send(&reply).await.is_err() {
             return;
@@ -169,9 +178,6 @@ fn answer_common(state: &NodeState, authenticated: &mut bool, args: &[Bytes]) ->
     }
     if name.eq_ignore_ascii_case(b"PING") && args.len() == 1 {
         return Frame::Simple(Bytes::from_static(b"PONG"));
-    }
-    if name.eq_ignore_ascii_case(crate::migrate::IMPORT_COMMAND) {
-        return crate::migrate::import(state, args);
     }
     if name.eq_ignore_ascii_case(DELIVER_COMMAND) && args.len() == 3 {
         return Frame::Integer(state.pubsub.publish(&args[1], &args[2]));

@@ -13,8 +13,11 @@
 //!   key of the slot is created here once the move began, and one is drained for good;
 //! - each key is sent as `DEL key` and the commands that recreate it: a batch applied twice (the
 //!   source retried after losing the target's reply) gives the same key once;
-//! - the source deletes a batch only after the target acknowledged all of it; a batch that fails
-//!   leaves the keys here, and is taken again.
+//! - the source deletes a batch only after the target acknowledged all of it, which it does once
+//!   the batch is on its disk (with the append-only file on); a batch that fails leaves the keys
+//!   here, and is taken again;
+//! - the source's deletes are on its disk before the keys leave transit, so a source that crashes
+//!   never brings back a key the target has changed since.
 //!
 //! Big collections go as commands of at most `aof::snapshot::ITEMS_PER_COMMAND` elements, so no
 //! command the target applies is larger than that; a batch holds at most `BATCH_KEYS` keys and
@@ -129,7 +132,14 @@ async fn move_slot(
         match sent {
             Ok(()) => {
                 delete_sent(state, slot, &batch.keys);
+                // The deletes on disk before the keys can be written on the target (they leave
+                // transit): a crash here must not bring back keys the target has changed since.
+                let synced = match &state.aof {
+                    Some(aof) => aof.sync_now().await.map(|_| ()),
+                    None => Ok(()),
+                };
                 state.keyspace.transit().end(slot);
+                synced.map_err(std::io::Error::other)?;
             }
             Err(error) => {
                 state.keyspace.transit().end(slot);
@@ -236,10 +246,22 @@ async fn read_reply(stream: &mut TcpStream) -> std::io::Result<Bytes> {
     }
 }
 
+/// `import`, acknowledged only once the batch is on disk when the append-only file is on: the
+/// source deletes the keys on this acknowledgement, so a crash here must not lose them.
+pub async fn import_durably(state: &NodeState, args: &[Bytes]) -> Frame {
+    let reply = import(state, args);
+    if let (Frame::Simple(_), Some(aof)) = (&reply, &state.aof) {
+        if let Err(error) = aof.sync_now().await {
+            return Frame::error(format!("ERR import not durable: {error}"));
+        }
+    }
+    reply
+}
+
 /// The target's side of `TESSERA.IMPORT <slot> <commands>`: applies the batch as this node's own
 /// writes, under the slot's gate (no client sees half a key), if the topology moves `slot` here
 /// (or already gave it here: a retried batch).
-pub fn import(state: &NodeState, args: &[Bytes]) -> Frame {
+fn import(state: &NodeState, args: &[Bytes]) -> Frame {
     let [_, slot, commands] = args else {
         return Frame::error(tessera_proto::command::arity_error("tessera.import"));
     };
