@@ -82,6 +82,8 @@ pub struct TopologyView {
     client: Client,
     /// Set while a background refresh runs, so a burst of MOVED replies asks once.
     refreshing: AtomicBool,
+    /// The version of each topology taken, for waits that end when the topology changes.
+    versions: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for TopologyView {
@@ -109,12 +111,18 @@ impl TopologyView {
             registry,
             client,
             refreshing: AtomicBool::new(false),
+            versions: tokio::sync::watch::Sender::new(0),
         })
     }
 
     /// The current snapshot (lock-free).
     pub fn load(&self) -> Arc<Routes> {
         self.current.load_full()
+    }
+
+    /// Changes whenever a newer topology is taken.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.versions.subscribe()
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
@@ -145,6 +153,7 @@ impl TopologyView {
         });
         if taken {
             tracing::info!(version = fresh.topology.version, "topology updated");
+            self.versions.send_replace(fresh.topology.version);
             for backend in demoted(&old, &fresh) {
                 tracing::info!(
                     addr = backend.addr(),
@@ -184,14 +193,22 @@ impl TopologyView {
     }
 }
 
-/// The backends that served slots in `old` and serve none in `new` (a failed-over master). A
-/// request waiting on such a backend would wait out the backend timeout if it is hung; it fails
-/// at once instead, so its client can write to the promoted replica as soon as it is published.
+/// The backends that served slots in `old` and serve none in `new` because they failed (PFAIL or
+/// FAIL there: a hung master replaced by its replica). A request waiting on such a backend would
+/// wait out the backend timeout; it fails at once instead, so its client can write to the
+/// promoted replica as soon as it is published. A master that hands its slots over healthy (a
+/// manual failover) answers what it owes (TRYAGAIN, then MOVED, which the proxy follows).
 fn demoted(old: &Routes, new: &Routes) -> Vec<Arc<Backend>> {
     let still = new.masters();
     old.masters()
         .into_iter()
         .filter(|m| !still.iter().any(|s| Arc::ptr_eq(s.backend, m.backend)))
+        .filter(|m| {
+            let topology = &new.topology;
+            topology
+                .index_of(&m.node.id)
+                .is_none_or(|i| topology.status_at(i).failing())
+        })
         .map(|m| m.backend.clone())
         .collect()
 }

@@ -1,22 +1,29 @@
 //! WAIT through the proxy. A client's writes go to several masters, so WAIT numreplicas timeout
 //! is asked of every master this client has written to (all serving masters when it has written
-//! nothing yet), each on a dedicated connection once the client's earlier replies are out (so its
-//! writes have been applied), and the answer is the smallest count: every earlier write of the
-//! client has reached at least that many replicas. As on a shard node, a master counts the
-//! replicas that acknowledged everything it had applied when WAIT arrived.
+//! nothing yet), once the client's earlier replies are out (so its writes have been applied), and
+//! the answer is the smallest count: every earlier write of the client has reached at least that
+//! many replicas. The client's writes went out on connections shared with other clients, so the
+//! proxy asks on the master's cluster bus, whose WAIT counts the replicas that acknowledged
+//! everything the master had applied when it arrived (a client port's WAIT counts only its own
+//! connection's writes).
 //!
 //! A master this client wrote to that a failover has since replaced counts 0 once (its writes
-//! may or may not have reached the replica promoted in its place), and is forgotten after that.
+//! may or may not have reached the replica promoted in its place), and is forgotten after that;
+//! a WAIT in flight to a master that loses its slots answers 0 at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
+use tessera_proto::resp::connect::Login;
+use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::Frame;
 use tessera_proto::topology::Access;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backend::Backend;
+use crate::error::BackendError;
 use crate::router::parse_i64;
 use crate::session::{Reply, Session};
 use crate::shared::Shared;
@@ -53,24 +60,20 @@ pub fn run(
         Some(ms) if ms < 0 => return Reply::error("ERR timeout is negative"),
         Some(ms) => ms as u64,
     };
-    let masters: Vec<Arc<Backend>> = snapshot
-        .masters()
-        .into_iter()
-        .map(|m| m.backend.clone())
-        .collect();
+    let masters = snapshot.masters();
+    let is_master = |b: &Arc<Backend>| masters.iter().any(|m| Arc::ptr_eq(m.backend, b));
     let written = &mut session.written.0;
-    let replaced = written
-        .iter()
-        .any(|b| !masters.iter().any(|m| Arc::ptr_eq(m, b)));
-    written.retain(|b| masters.iter().any(|m| Arc::ptr_eq(m, b)));
+    let replaced = written.iter().any(|b| !is_master(b));
+    written.retain(is_master);
     if replaced {
         return Reply::ready(Frame::Integer(0).to_bytes(session.protocol));
     }
-    let targets = if written.is_empty() {
-        masters
-    } else {
-        written.clone()
-    };
+    // Each master asked: its backend (to notice its demotion) and its cluster bus address.
+    let targets: Vec<(Arc<Backend>, String)> = masters
+        .iter()
+        .filter(|m| written.is_empty() || written.iter().any(|b| Arc::ptr_eq(b, m.backend)))
+        .map(|m| (m.backend.clone(), m.node.bus_address()))
+        .collect();
     if targets.is_empty() {
         let down = snapshot
             .topology
@@ -83,19 +86,11 @@ pub fn run(
     let protocol = session.protocol;
     let shared = shared.clone();
     Reply::Exclusive(Box::pin(async move {
-        let asks = targets.iter().map(|backend| {
-            let request = request.clone();
-            // Timeout 0 waits for ever, as on Redis.
-            let limit =
-                (timeout_ms > 0).then(|| backend.timeout() + Duration::from_millis(timeout_ms));
-            async move {
-                let conn = backend.dedicated(protocol);
-                let reply = conn.send(request);
-                conn.wait(reply, limit).await
-            }
-        });
+        let asks = targets
+            .iter()
+            .map(|(backend, bus)| ask(&shared, backend, bus, request.clone(), timeout_ms));
         let mut least: Option<i64> = None;
-        for (backend, reply) in targets.iter().zip(join_all(asks).await) {
+        for ((backend, _), reply) in targets.iter().zip(join_all(asks).await) {
             let reply = match reply {
                 Ok(reply) => reply,
                 Err(error) => return crate::forward::failure(&shared, None, &error),
@@ -111,4 +106,87 @@ pub fn run(
         }
         Frame::Integer(least.unwrap_or(0)).to_bytes(protocol)
     }))
+}
+
+/// Asks one master's cluster bus; answers `:0` at once if a topology takes the master's slots
+/// away meanwhile (its writes may not have reached the replica promoted in its place, and a hung
+/// master would never answer).
+async fn ask(
+    shared: &Shared,
+    backend: &Arc<Backend>,
+    bus: &str,
+    request: Bytes,
+    timeout_ms: u64,
+) -> Result<Bytes, BackendError> {
+    // Timeout 0 waits for ever, as on Redis.
+    let limit = (timeout_ms > 0).then(|| backend.timeout() + Duration::from_millis(timeout_ms));
+    let secret = shared.view.registry().settings().login.secret.clone();
+    let asked = bus_wait(bus, secret, request, backend.timeout(), limit);
+    tokio::pin!(asked);
+    let mut changes = shared.view.changes();
+    loop {
+        tokio::select! {
+            reply = &mut asked => return reply,
+            changed = changes.changed() => {
+                let demoted = !shared
+                    .view
+                    .load()
+                    .masters()
+                    .iter()
+                    .any(|m| Arc::ptr_eq(m.backend, backend));
+                if demoted || changed.is_err() {
+                    return Ok(Bytes::from_static(b":0\r\n"));
+                }
+            }
+        }
+    }
+}
+
+/// `WAIT` on a master's cluster bus, which waits for everything the master has applied (a client
+/// port's WAIT counts its own connection's writes, and this one has made none).
+async fn bus_wait(
+    bus: &str,
+    secret: Option<Arc<str>>,
+    request: Bytes,
+    connect_timeout: Duration,
+    limit: Option<Duration>,
+) -> Result<Bytes, BackendError> {
+    let lost = || BackendError::ConnectionLost {
+        addr: bus.to_string(),
+    };
+    let login = Login {
+        secret: secret.as_deref().map(str::as_bytes),
+        ..Login::default()
+    };
+    let (mut stream, mut buf) = tessera_proto::resp::connect::connect(bus, login, connect_timeout)
+        .await
+        .map_err(|error| BackendError::Connect {
+            addr: bus.to_string(),
+            reason: error.to_string(),
+        })?;
+    let exchange = async {
+        stream.write_all(&request).await.map_err(|_| lost())?;
+        loop {
+            if let Some(len) =
+                frame::check(&buf, &FrameLimits::default()).map_err(|_| BackendError::Protocol {
+                    addr: bus.to_string(),
+                })?
+            {
+                return Ok(buf.split_to(len).freeze());
+            }
+            if stream.read_buf(&mut buf).await.map_err(|_| lost())? == 0 {
+                return Err(lost());
+            }
+        }
+    };
+    match limit {
+        Some(limit) => {
+            tokio::time::timeout(limit, exchange)
+                .await
+                .map_err(|_| BackendError::Timeout {
+                    addr: bus.to_string(),
+                })?
+        }
+        None => exchange.await,
+    }
 }

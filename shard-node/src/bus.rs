@@ -1,7 +1,8 @@
 //! The cluster bus: the node's second listener, for node-to-node traffic only (Redis announces it
 //! as the client port + 10000, `@port` in CLUSTER NODES). Peers' probes (`PING`), forwarded
 //! PUBLISH messages (`DELIVER_COMMAND`, from `pubsub::forward`), the batches of a slot's move
-//! (`TESSERA.IMPORT`, from `migrate`) and replicas (`REPLCONF`, then
+//! (`TESSERA.IMPORT`, from `migrate`), the proxy's WAIT (for what the master has applied) and
+//! replicas (`REPLCONF`, then
 //! `PSYNC`, after which the connection carries the replication stream: `replication::master`)
 //! arrive here, and only here: no client connection can reach a node-internal command. With a
 //! node secret, a bus connection must `AUTH <secret>` before anything else.
@@ -89,8 +90,16 @@ async fn serve_peer(stream: TcpStream, state: Arc<NodeState>, stop: Cancellation
         let importing = args
             .first()
             .is_some_and(|n| n.eq_ignore_ascii_case(IMPORT_COMMAND));
+        let waiting = args
+            .first()
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"WAIT"));
         let reply = if peer.authenticated && importing {
             crate::migrate::import_durably(&state, args).await
+        } else if peer.authenticated && waiting {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                reply = wait_applied(&state, args) => reply,
+            }
         } else {
             let Some(reply) = answer(&state, &mut peer, args) else {
                 continue;
@@ -101,6 +110,44 @@ async fn serve_peer(stream: TcpStream, state: Arc<NodeState>, stop: Cancellation
             return;
         }
     }
+}
+
+/// `WAIT numreplicas timeout` on the bus: as a client's WAIT, but for everything this master has
+/// applied when it arrives rather than for one connection's writes. The proxy asks it after a
+/// client's writes went out on shared connections: the master's offset then covers them.
+async fn wait_applied(state: &NodeState, args: &[Bytes]) -> Frame {
+    let [_, replicas, timeout] = args else {
+        return Frame::error(tessera_proto::command::arity_error("wait"));
+    };
+    let number = |arg: &Bytes| std::str::from_utf8(arg).ok()?.parse::<i64>().ok();
+    let Some(replicas) = number(replicas) else {
+        return Frame::error("ERR value is not an integer or out of range");
+    };
+    let timeout = match number(timeout) {
+        Some(ms) if ms >= 0 => ms as u64,
+        Some(_) => return Frame::error("ERR timeout is negative"),
+        None => return Frame::error("ERR timeout is not an integer or out of range"),
+    };
+    let repl = &state.replication;
+    if repl.is_replica() {
+        return Frame::error("ERR WAIT cannot be used with replica instances.");
+    }
+    let offset = repl.offset();
+    let acked = repl.count_acked(offset);
+    if replicas <= acked as i64 {
+        return Frame::Integer(acked as i64);
+    }
+    let deadline = (timeout > 0)
+        .then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(timeout));
+    repl.request_acks();
+    let acked = repl
+        .wait_for_acks(crate::replication::WaitFor {
+            offset,
+            replicas: usize::try_from(replicas).unwrap_or(usize::MAX),
+            deadline,
+        })
+        .await;
+    Frame::Integer(acked as i64)
 }
 
 /// What a bus connection has said about itself.
