@@ -90,3 +90,52 @@ fn replicas_follow_their_masters_as_the_topology_assigns() {
         assert!(replica.call_str(&["GET", &owned]).starts_with("-MOVED "));
     }
 }
+
+/// WAIT through the proxy asks the masters this client wrote to and answers the least count;
+/// its argument errors are redis-server's, byte for byte.
+#[test]
+fn wait_through_the_proxy_counts_the_replicas_of_the_masters_written_to() {
+    let cluster = InProcessCluster::start_with_replicas(6, 1, NODE_TIMEOUT).expect("cluster");
+    let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
+    for &port in &cluster.node_ports {
+        let mut node = connect(port, &cluster.node_secret);
+        wait::until("every replica link is up", Duration::from_secs(20), || {
+            let role = info_field(&mut node, "replication", "role");
+            let link = info_field(&mut node, "replication", "master_link_status");
+            (role.as_deref() == Some("master") || link.as_deref() == Some("up")).then_some(())
+        });
+    }
+
+    // Nothing written yet: every master is asked, each has its one replica.
+    assert_eq!(proxy.call_str(&["WAIT", "1", "0"]), ":1\r\n");
+    // Writes on all three masters (keys spread over the slots), then WAIT.
+    for i in 0..30 {
+        assert_eq!(proxy.call_str(&["SET", &format!("w:{i}"), "v"]), "+OK\r\n");
+    }
+    assert_eq!(proxy.call_str(&["WAIT", "1", "0"]), ":1\r\n");
+    // Two replicas are more than any master has: the timeout ends it, with the least count.
+    assert_eq!(proxy.call_str(&["WAIT", "2", "100"]), ":1\r\n");
+    // Pipelined behind a write, WAIT still covers it.
+    proxy
+        .send(&[b"SET", b"w:pipelined", b"v"])
+        .expect("send SET");
+    proxy.send(&[b"WAIT", b"1", b"0"]).expect("send WAIT");
+    assert_eq!(proxy.read_reply().unwrap().unwrap(), b"+OK\r\n");
+    assert_eq!(proxy.read_reply().unwrap().unwrap(), b":1\r\n");
+
+    let redis = tessera_testkit::RedisServer::start().expect("redis-server");
+    let mut oracle = RespClient::connect(redis.addr().port()).expect("redis-server");
+    for args in [
+        &["WAIT", "x", "0"][..],
+        &["WAIT", "1", "x"],
+        &["WAIT", "1", "-1"],
+        &["WAIT", "1"],
+        &["WAIT", "0", "0", "0"],
+    ] {
+        assert_eq!(
+            proxy.call_str(args),
+            oracle.call_str(args),
+            "{args:?} as redis-server answers it"
+        );
+    }
+}

@@ -670,7 +670,8 @@ mod tests {
         let proxy = super::served(Server::Proxy).count();
         assert_eq!((node, proxy), (179, 181), "ACL and TIME on the proxy only");
         // Per-node replication commands: on a node, and refused (yet known) by the proxy.
-        for name in ["wait", "role", "replicaof", "slaveof"] {
+        assert_eq!(lookup(b"wait").unwrap().routing, Routing::Local);
+        for name in ["role", "replicaof", "slaveof"] {
             assert!(served(Server::ShardNode, name), "{name}");
             assert_eq!(
                 lookup(name.as_bytes()).unwrap().routing,

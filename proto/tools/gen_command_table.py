@@ -58,13 +58,13 @@ LOCAL = {
     "ping", "echo", "quit", "hello", "auth", "select", "client", "command", "config", "info",
     "cluster", "readonly", "readwrite", "asking", "reset", "multi", "exec", "discard", "watch",
     "unwatch", "subscribe", "psubscribe", "unsubscribe", "punsubscribe", "ssubscribe",
-    "sunsubscribe", "acl", "time",
+    "sunsubscribe", "acl", "time", "wait",
 }
 # Refused by the proxy with an honest "not supported" error: it cannot serve them correctly yet.
 REFUSED = {"client|pause", "client|unpause", "client|caching", "client|reply", "client|unblock",
            # Per-node replication commands: through the proxy they would reach one arbitrary master
-           # (WAIT counts one connection's writes; ROLE / REPLICAOF name one node).
-           "wait", "role", "replicaof", "slaveof"}
+           # (ROLE / REPLICAOF name one node).
+           "role", "replicaof", "slaveof"}
 
 # Subcommands of later Redis versions that clients send on connect and the issues require, in
 # COMMAND INFO's shape, with their docs. redis-py sends CLIENT SETINFO (Redis 7.2).

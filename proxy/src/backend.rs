@@ -131,6 +131,8 @@ pub struct Backend {
     resp2: BackendService,
     resp3: BackendService,
     pub stats: Arc<BackendStats>,
+    /// The pools under `resp2` and `resp3`, for `abandon_pooled`.
+    pools: [Arc<Pool>; 2],
     /// Connections lent to one client at a time (transactions, blocking commands).
     idle: Arc<IdlePool>,
     settings: BackendSettings,
@@ -149,9 +151,11 @@ impl Backend {
                 settings.secret.clone(),
             ))
         };
+        let pools = [pool(Protocol::Resp2), pool(Protocol::Resp3)];
         Backend {
-            resp2: stack(pool(Protocol::Resp2), stats.clone()),
-            resp3: stack(pool(Protocol::Resp3), stats.clone()),
+            resp2: stack(pools[0].clone(), stats.clone()),
+            resp3: stack(pools[1].clone(), stats.clone()),
+            pools,
             addr,
             stats,
             idle: Arc::new(IdlePool::default()),
@@ -168,6 +172,15 @@ impl Backend {
             self.settings.timeout,
             self.settings.secret.clone(),
         )
+    }
+
+    /// Fails at once every request queued or in flight on the pooled connections (the client
+    /// gets `BackendError::Demoted`), rather than at the reply deadline: for a master that a
+    /// failover has just replaced, which may be hung and will refuse writes when it wakes.
+    pub fn abandon_pooled(&self) {
+        for pool in &self.pools {
+            pool.abandon();
+        }
     }
 
     /// How long a reply may take (`--backend-timeout`).

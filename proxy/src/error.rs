@@ -12,6 +12,10 @@ pub enum BackendError {
     Timeout { addr: String },
     #[error("backend {addr} sent a malformed reply")]
     Protocol { addr: String },
+    /// The topology took the backend's slots away (a failover) while the request was queued or
+    /// in flight: it may or may not have run there, so it is not retried elsewhere.
+    #[error("backend {addr} lost its slots with this request in flight; it may not have run")]
+    Demoted { addr: String },
 }
 
 impl BackendError {

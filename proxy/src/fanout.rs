@@ -18,50 +18,13 @@ use rand::seq::IndexedRandom;
 use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
-use tessera_proto::topology::{ClusterDown, NodeSpec, Topology};
+use tessera_proto::topology::ClusterDown;
 
-use crate::backend::Backend;
 use crate::forward::{self, BoxReply, Lane};
 use crate::router::FanOut;
 use crate::shared::Shared;
 use crate::split::{array, sum_integers, unexpected};
 use crate::topology::Routes;
-
-/// A master that serves slots, as fan-out sees it.
-#[derive(Debug, Clone, Copy)]
-pub struct Master<'s> {
-    pub node: &'s NodeSpec,
-    pub backend: &'s Arc<Backend>,
-    /// Its lowest slot: when it fails, `forward::failure` answers by this slot's state
-    /// (CLUSTERDOWN when the topology says it is not served).
-    pub slot: u16,
-}
-
-/// The masters that serve at least one slot, ordered by node id.
-pub fn masters(snapshot: &Routes) -> Vec<Master<'_>> {
-    let topology: &Topology = &snapshot.topology;
-    let mut first: Vec<Option<u16>> = vec![None; topology.nodes().len()];
-    for (slot, owner) in topology.intent.slots.iter().enumerate() {
-        if let Some(f) = owner.and_then(|i| first.get_mut(usize::from(i))) {
-            f.get_or_insert(slot as u16);
-        }
-    }
-    let mut out: Vec<Master<'_>> = topology
-        .nodes()
-        .iter()
-        .zip(&snapshot.backends)
-        .zip(first)
-        .filter_map(|((node, backend), slot)| {
-            Some(Master {
-                node,
-                backend,
-                slot: slot?,
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.node.id.cmp(&b.node.id));
-    out
-}
 
 /// Queues the command on every master now; the returned future combines the replies.
 pub fn run(
@@ -72,7 +35,7 @@ pub fn run(
     lane: Lane,
     scratch: &mut BytesMut,
 ) -> BoxReply {
-    let masters = masters(snapshot);
+    let masters = snapshot.masters();
     if masters.is_empty() {
         // No topology yet (or no slot assigned): nothing to ask, and "empty" would be a lie.
         return Box::pin(std::future::ready(forward::error_bytes(

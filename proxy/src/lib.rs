@@ -27,6 +27,7 @@ pub mod shared;
 pub mod split;
 pub mod topology;
 pub mod transaction;
+pub mod wait;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

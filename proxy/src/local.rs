@@ -62,6 +62,7 @@ pub fn handle(
         b"config" => config::handle(shared, session, args),
         b"info" => Some(info::handle(shared, session, snapshot, args)),
         b"cluster" => cluster::handle(shared, session, snapshot, args),
+        b"wait" => Some(crate::wait::run(shared, session, snapshot, args)),
         _ => None,
     };
     // Known to the table but not (yet) served by the proxy: say so rather than pretend.

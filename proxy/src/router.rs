@@ -17,8 +17,13 @@ use tessera_proto::topology::{Access, Health, NodeSpec, Topology};
 pub enum Route<'t> {
     /// Answer this error (text without the leading `-`).
     Error(Cow<'static, str>),
-    /// Send the command unchanged to `node`, which serves `slot`.
-    Forward { node: &'t NodeSpec, slot: u16 },
+    /// Send the command unchanged to `node`, which serves `slot`. `write`: the command writes
+    /// (WAIT then counts `node` among the masters this client wrote to).
+    Forward {
+        node: &'t NodeSpec,
+        slot: u16,
+        write: bool,
+    },
     /// A blocking command (BLPOP, ...) for `node`: it goes on a dedicated connection, and the
     /// backend timeout is extended by `timeout` (`None`: the command waits forever).
     Blocking {
@@ -47,6 +52,8 @@ pub struct Part<'t> {
 #[derive(Debug)]
 pub struct SplitPlan<'t> {
     pub merge: Merge,
+    /// The command writes (MSET, DEL, UNLINK, TOUCH).
+    pub write: bool,
     /// Arguments taken with each key: 1 for MSET (the value), else 0.
     pub values_per_key: usize,
     pub parts: Vec<Part<'t>>,
@@ -118,7 +125,7 @@ fn route_keyed<'t>(
     };
     match route {
         // Every blocking command's name starts with `b`: a cheap filter first.
-        Route::Forward { node, slot }
+        Route::Forward { node, slot, .. }
             if spec.name.starts_with('b') && spec.flags.contains(&"blocking") =>
         {
             match blocking_timeout(spec.name, args) {
@@ -127,7 +134,11 @@ fn route_keyed<'t>(
                     slot,
                     timeout,
                 },
-                None => Route::Forward { node, slot },
+                None => Route::Forward {
+                    node,
+                    slot,
+                    write: access == Access::Write,
+                },
             }
         }
         route => route,
@@ -154,7 +165,11 @@ struct View<'t> {
 
 fn forward(view: View<'_>, slot: u16, access: Access) -> Route<'_> {
     match view.topology.route_with(view.health, slot, access) {
-        Ok(node) => Route::Forward { node, slot },
+        Ok(node) => Route::Forward {
+            node,
+            slot,
+            write: access == Access::Write,
+        },
         Err(down) => Route::Error(Cow::Borrowed(down.message())),
     }
 }
@@ -206,6 +221,7 @@ fn route_split<'t>(
     }
     Route::Split(SplitPlan {
         merge,
+        write: access == Access::Write,
         values_per_key,
         parts,
     })
@@ -250,7 +266,7 @@ mod tests {
     fn describe(route: &Route<'_>) -> String {
         match route {
             Route::Error(e) => format!("-{e}"),
-            Route::Forward { node, slot } => format!("{}@{slot}", node.port),
+            Route::Forward { node, slot, .. } => format!("{}@{slot}", node.port),
             Route::Blocking {
                 node,
                 slot,

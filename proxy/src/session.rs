@@ -21,6 +21,7 @@ use crate::pubsub::{self, Subscriber};
 use crate::router::{self, Route};
 use crate::shared::Shared;
 use crate::transaction::{self, Transaction};
+use crate::wait::WrittenTo;
 use crate::{blocking, fanout, local, split};
 
 /// A reply in the client's FIFO: already known, or on its way from backends.
@@ -90,6 +91,8 @@ pub struct Session {
     acl_version: u64,
     /// What CLIENT LIST shows of this connection, and CLIENT KILL's token.
     pub handle: Arc<ClientHandle>,
+    /// The masters this client sent writes to (WAIT asks them).
+    pub written: WrittenTo,
 }
 
 impl Session {
@@ -136,6 +139,7 @@ impl Session {
             open: false,
             acl_version: 0,
             handle,
+            written: WrittenTo::default(),
         };
         session.refresh_acl(shared);
         session
@@ -250,10 +254,13 @@ impl Session {
         }
         match router::route(args, &snapshot.topology, &snapshot.health) {
             Route::Error(text) => Reply::error(&text),
-            Route::Forward { node, slot } => {
+            Route::Forward { node, slot, write } => {
                 let Some(backend) = snapshot.backend_of(node) else {
                     return Reply::error("ERR no backend for a node of the topology");
                 };
+                if write {
+                    self.written.note(backend);
+                }
                 let request = match raw {
                     Some(raw) => raw.clone(),
                     None => self.encode_args(args),
@@ -274,17 +281,28 @@ impl Session {
                 let Some(backend) = snapshot.backend_of(node) else {
                     return Reply::error("ERR no backend for a node of the topology");
                 };
+                // Every blocking command pops or moves: a write.
+                self.written.note(backend);
                 let request = self.encode_args(args);
                 blocking::run(shared, backend, self.protocol, request, slot, timeout)
             }
-            Route::Split(plan) => Reply::Pending(split::run(
-                shared,
-                &snapshot,
-                &plan,
-                args,
-                self.lane(),
-                &mut self.scratch,
-            )),
+            Route::Split(plan) => {
+                if plan.write {
+                    for part in &plan.parts {
+                        if let Some(backend) = snapshot.backend_of(part.node) {
+                            self.written.note(backend);
+                        }
+                    }
+                }
+                Reply::Pending(split::run(
+                    shared,
+                    &snapshot,
+                    &plan,
+                    args,
+                    self.lane(),
+                    &mut self.scratch,
+                ))
+            }
             Route::FanOut(kind) => Reply::Pending(fanout::run(
                 shared,
                 &snapshot,

@@ -28,6 +28,32 @@ pub struct Routes {
 }
 
 impl Routes {
+    /// The masters that serve at least one slot, ordered by node id.
+    pub fn masters(&self) -> Vec<Master<'_>> {
+        let topology: &Topology = &self.topology;
+        let mut first: Vec<Option<u16>> = vec![None; topology.nodes().len()];
+        for (slot, owner) in topology.intent.slots.iter().enumerate() {
+            if let Some(f) = owner.and_then(|i| first.get_mut(usize::from(i))) {
+                f.get_or_insert(slot as u16);
+            }
+        }
+        let mut out: Vec<Master<'_>> = topology
+            .nodes()
+            .iter()
+            .zip(&self.backends)
+            .zip(first)
+            .filter_map(|((node, backend), slot)| {
+                Some(Master {
+                    node,
+                    backend,
+                    slot: slot?,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.node.id.cmp(&b.node.id));
+        out
+    }
+
     /// The backend of `node`, which must be a node of this snapshot's topology.
     pub fn backend_of(&self, node: &NodeSpec) -> Option<&Arc<Backend>> {
         let index = self
@@ -37,6 +63,16 @@ impl Routes {
             .position(|n| std::ptr::eq(n, node))?;
         self.backends.get(index)
     }
+}
+
+/// A master that serves slots (fan-outs, WAIT, and demotion after a failover go to these).
+#[derive(Debug, Clone, Copy)]
+pub struct Master<'s> {
+    pub node: &'s NodeSpec,
+    pub backend: &'s Arc<Backend>,
+    /// Its lowest slot: when it fails, `forward::failure` answers by this slot's state
+    /// (CLUSTERDOWN when the topology says it is not served).
+    pub slot: u16,
 }
 
 /// The shared, lock-free view of the topology plus the means to refresh it.
@@ -99,7 +135,7 @@ impl TopologyView {
             initial: false,
         });
         let mut taken = false;
-        self.current.rcu(|old| {
+        let old = self.current.rcu(|old| {
             taken = old.initial || fresh.topology.supersedes(&old.topology);
             if taken {
                 fresh.clone()
@@ -109,6 +145,13 @@ impl TopologyView {
         });
         if taken {
             tracing::info!(version = fresh.topology.version, "topology updated");
+            for backend in demoted(&old, &fresh) {
+                tracing::info!(
+                    addr = backend.addr(),
+                    "backend lost its slots: in-flight requests fail now"
+                );
+                backend.abandon_pooled();
+            }
         }
         taken
     }
@@ -139,6 +182,18 @@ impl TopologyView {
     pub async fn follow(self: Arc<Self>, shutdown: CancellationToken) {
         control_plane::follow_topology(self.client.clone(), self.as_ref(), shutdown).await;
     }
+}
+
+/// The backends that served slots in `old` and serve none in `new` (a failed-over master). A
+/// request waiting on such a backend would wait out the backend timeout if it is hung; it fails
+/// at once instead, so its client can write to the promoted replica as soon as it is published.
+fn demoted(old: &Routes, new: &Routes) -> Vec<Arc<Backend>> {
+    let still = new.masters();
+    old.masters()
+        .into_iter()
+        .filter(|m| !still.iter().any(|s| Arc::ptr_eq(s.backend, m.backend)))
+        .map(|m| m.backend.clone())
+        .collect()
 }
 
 impl TopologyHolder for TopologyView {

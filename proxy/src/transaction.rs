@@ -170,6 +170,10 @@ pub fn exec(shared: &Arc<Shared>, session: &mut Session) -> Reply {
     if !session.txn.multi {
         return Reply::error("ERR EXEC without MULTI");
     }
+    // A transaction may write: WAIT counts its master.
+    if let Ok(backend) = target(&shared.view.load(), session.txn.slot) {
+        session.written.note(backend);
+    }
     let (txn, pinned) = take(session);
     let pinned = pinned.and_then(|p| Some((p.conn?, p.asking, p.lost)));
     if txn.flagged {

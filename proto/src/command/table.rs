@@ -3709,7 +3709,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "wait", arity: 3, first_key: 0, last_key: 0, step: 0,
-        on_node: true, routing: Routing::Refused,
+        on_node: true, routing: Routing::Local,
         flags: &["noscript"],
         acl_categories: &["slow", "connection"],
         tips: &["request_policy:all_shards", "response_policy:agg_min"],

@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::BackendError;
 
@@ -52,6 +53,8 @@ const BATCH: usize = 256;
 #[derive(Debug)]
 pub struct Connection {
     jobs: mpsc::UnboundedSender<Job>,
+    /// Cancelled by `abandon`: the task ends and fails what it owes with `Demoted`.
+    abandoned: CancellationToken,
 }
 
 impl Connection {
@@ -68,6 +71,7 @@ impl Connection {
         secret: Option<Arc<str>>,
     ) -> Connection {
         let (jobs, rx) = mpsc::unbounded_channel();
+        let abandoned = CancellationToken::new();
         tokio::spawn(run(
             addr,
             protocol,
@@ -75,8 +79,9 @@ impl Connection {
             reply_deadline,
             secret,
             rx,
+            abandoned.clone(),
         ));
-        Connection { jobs }
+        Connection { jobs, abandoned }
     }
 
     /// False once the task has ended; the pool then makes a new connection.
@@ -88,6 +93,12 @@ impl Connection {
     pub fn send(&self, job: Job) -> Result<(), Job> {
         self.jobs.send(job).map_err(|e| e.0)
     }
+
+    /// Ends the connection now: every request queued or written and not yet answered fails with
+    /// `Demoted` instead of waiting for the reply deadline.
+    pub fn abandon(&self) {
+        self.abandoned.cancel();
+    }
 }
 
 async fn run(
@@ -97,9 +108,27 @@ async fn run(
     reply_deadline: Option<Duration>,
     secret: Option<Arc<str>>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
+    abandoned: CancellationToken,
 ) {
-    let error = match connect(&addr, protocol, connect_timeout, secret.as_deref()).await {
-        Ok((socket, leftover)) => serve(&addr, socket, leftover, reply_deadline, &mut jobs).await,
+    let demoted = || BackendError::Demoted {
+        addr: addr.to_string(),
+    };
+    let connected = tokio::select! {
+        connected = connect(&addr, protocol, connect_timeout, secret.as_deref()) => connected,
+        () = abandoned.cancelled() => Err(demoted()),
+    };
+    let error = match connected {
+        Ok((socket, leftover)) => {
+            serve(
+                &addr,
+                socket,
+                leftover,
+                reply_deadline,
+                &mut jobs,
+                &abandoned,
+            )
+            .await
+        }
         Err(error) => error,
     };
     tracing::debug!(%addr, %error, "backend connection ended");
@@ -181,6 +210,7 @@ async fn serve(
     mut read_buf: BytesMut,
     reply_deadline: Option<Duration>,
     jobs: &mut mpsc::UnboundedReceiver<Job>,
+    abandoned: &CancellationToken,
 ) -> BackendError {
     let (mut reader, mut writer) = socket.into_split();
     let inflight: Inflight = Mutex::new(VecDeque::new());
@@ -295,6 +325,9 @@ async fn serve(
         e = write_half => e,
         e = read_half => e,
         e = watchdog => e,
+        () = abandoned.cancelled() => BackendError::Demoted {
+            addr: addr.to_string(),
+        },
     };
     // Requests written and not answered get the error.
     for owed in lock(&inflight).drain(..) {

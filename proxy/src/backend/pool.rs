@@ -50,6 +50,16 @@ impl Pool {
         &self.addr
     }
 
+    /// Ends every connection of the pool, failing what they owe with `Demoted`; the next call
+    /// connects afresh.
+    pub fn abandon(&self) {
+        for lane in self.lanes.iter() {
+            if let Some(conn) = lane.swap(None) {
+                conn.abandon();
+            }
+        }
+    }
+
     /// Queues `request` (behind `ASKING`, as one unit, when `asking`) on the connection of
     /// `lane`, (re)connecting it if needed. Never blocks: the returned future resolves with the
     /// raw reply bytes.

@@ -10,7 +10,6 @@ use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::{Frame, Protocol};
 
 use super::verbatim;
-use crate::fanout::masters;
 use crate::forward;
 use crate::session::{Reply, Session};
 use crate::shared::{Shared, Stats};
@@ -56,7 +55,8 @@ pub fn handle(
     }
     let request = session.encode(&[b"INFO", b"keyspace"]);
     let lane = session.backend_lane();
-    let parts: Vec<_> = masters(snapshot)
+    let parts: Vec<_> = snapshot
+        .masters()
         .into_iter()
         .map(|m| forward::send(shared, m.backend, lane, request.clone(), Some(m.slot)))
         .collect();
