@@ -105,8 +105,8 @@ impl LocalCluster {
     /// The pid `deploy/local.sh` recorded for `service` (`node1`, `proxy`, ...).
     pub fn pid(&self, service: &str) -> u32 {
         let file = self.dir.path().join(format!("{service}.pid"));
-        let text = std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         text.trim()
             .parse()
             .unwrap_or_else(|_| panic!("{}: no pid in {text:?}", file.display()))

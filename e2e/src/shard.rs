@@ -166,13 +166,16 @@ pub fn shards(cluster: &Endpoints) -> Vec<Shard> {
         })
         .collect();
     let mut shards = Vec::new();
-    for master_line in lines.iter().filter(|l| l.has_flag("master") && !l.slots.is_empty()) {
+    for master_line in lines
+        .iter()
+        .filter(|l| l.has_flag("master") && !l.slots.is_empty())
+    {
         let master = index_of(&master_line.id)
             .unwrap_or_else(|| panic!("master {} is none of the ports {ports:?}", master_line.id));
         let Some(replica) = (0..ports.len()).find(|&i| {
-            lines.iter().any(|l| {
-                l.id == ids[i] && l.master_id.as_deref() == Some(master_line.id.as_str())
-            })
+            lines
+                .iter()
+                .any(|l| l.id == ids[i] && l.master_id.as_deref() == Some(master_line.id.as_str()))
         }) else {
             continue;
         };
@@ -181,7 +184,12 @@ pub fn shards(cluster: &Endpoints) -> Vec<Shard> {
             (info_field(&mut replica_node, "master_link_status").as_deref() == Some("up"))
                 .then_some(())
         });
-        let owns = |slot: u16| master_line.slots.iter().any(|&(a, b)| a <= slot && slot <= b);
+        let owns = |slot: u16| {
+            master_line
+                .slots
+                .iter()
+                .any(|&(a, b)| a <= slot && slot <= b)
+        };
         let (own, other): (Vec<_>, Vec<_>) = keys.iter().partition(|(_, slot)| owns(*slot));
         shards.push(Shard {
             master,
