@@ -17,11 +17,15 @@ fn compose_story() {
     // 1. Up; the init step creates the cluster.
     stack.up();
     assert_eq!(
-        stack.info(stack.proxy_port, "cluster_slots_assigned").as_deref(),
+        stack
+            .info(stack.proxy_port, "cluster_slots_assigned")
+            .as_deref(),
         Some("16384")
     );
     assert_eq!(
-        stack.info(stack.proxy_port, "cluster_known_nodes").as_deref(),
+        stack
+            .info(stack.proxy_port, "cluster_known_nodes")
+            .as_deref(),
         Some("3")
     );
     let nodes = stack.cli(stack.node_ports[0], &["cluster", "nodes"]);
