@@ -10,7 +10,8 @@
 //! - two masters SIGKILLed at once: both shards fail over, the third shard sees no error;
 //! - a manual failover (`clusterctl failover`): no acknowledged write lost, no error at all;
 //! - and what the stories rest on: `WAIT 1` through the proxy answers >= 1 only when a replica
-//!   has the client's writes.
+//!   has the client's writes, and a WAIT stuck on a hung master ends when the master is failed
+//!   over (else a client that writes then WAITs gets its writes through only when it wakes).
 //!
 //! Each story heals its fault (the killed node restarts, the stopped one continues) and checks
 //! that the old master follows the new one, that writes are confirmed by a replica again, what
@@ -224,4 +225,47 @@ fn wait_through_the_proxy_counts_only_replicas_that_have_the_write() {
         "WAIT through the proxy with the master's only replica stopped"
     );
     assert_eq!(proxy.call_str(&["WAIT", "1", "0"]), ":1\r\n");
+}
+
+/// A client blocked in WAIT on a master that hangs (SIGSTOP) gets its answer once the master is
+/// failed over, as the requests stuck on it do: within node-timeout + 1 s, not when the hung
+/// process wakes, and not a count of replicas from a master that is no longer one (a replica's
+/// acknowledgement of a demoted master's stream proves nothing about the new one). `WAIT 1 0` has
+/// no timeout of its own, so only the failover can end it.
+#[test]
+fn a_wait_stuck_on_a_hung_master_ends_with_its_failover() {
+    let (cluster, shards, _) = cluster();
+    let shard = &shards[0];
+    let key = &shard.own_keys[0];
+    let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
+    // A WAIT first, so the proxy holds a connection for WAITs to this master, as a writer that
+    // WAITs after every write does.
+    assert_eq!(proxy.call_str(&["SET", key, "1"]), "+OK\r\n");
+    assert_eq!(proxy.call_str(&["WAIT", "1", "0"]), ":1\r\n");
+    assert_eq!(proxy.call_str(&["SET", key, "2"]), "+OK\r\n");
+
+    let resume = Resume {
+        cluster: &cluster,
+        service: service(shard.master),
+    };
+    let stopped = Instant::now();
+    cluster.signal(&[&resume.service], "STOP");
+    proxy.set_read_timeout(HUNG_TARGET + Duration::from_secs(5));
+    proxy.send(&[b"WAIT", b"1", b"0"]).expect("send WAIT");
+    let answer = proxy.read_reply();
+    let took = stopped.elapsed();
+    drop(resume);
+    let answer = match answer {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        other => panic!("no answer to WAIT {took:?} after the master hung: {other:?}"),
+    };
+    eprintln!("WAIT 1 0 on a hung master answered {answer:?} after {took:?}");
+    assert!(
+        took < HUNG_TARGET,
+        "WAIT answered only {took:?} after the master hung: {answer:?}"
+    );
+    assert!(
+        answer == ":0\r\n" || answer.starts_with('-'),
+        "WAIT counts no replica for writes to a master failed over since: {answer:?}"
+    );
 }
