@@ -74,6 +74,15 @@ fn cluster() -> (LocalCluster, Vec<Shard>, SlotMasters) {
     assert_eq!(shards.len(), 3, "three masters, each with a replica");
     let before = assert_one_master_per_slot(&cluster, &all_nodes(&cluster));
     eprintln!("cluster up in {:?}", started.elapsed());
+    for shard in &shards {
+        eprintln!(
+            "shard: master {} on {}, replica {} on {}",
+            shard.master_id,
+            cluster.node_ports[shard.master],
+            shard.replica_id,
+            cluster.node_ports[shard.replica]
+        );
+    }
     (cluster, shards, before)
 }
 
@@ -188,8 +197,10 @@ fn manual_failover() {
         "a manual failover loses no acknowledged write: {report}"
     );
     assert_eq!(
-        report.losses.failed, 0,
-        "a manual failover shows the proxy's clients no error (TRYAGAIN is retried): {report}"
+        report.losses.failed,
+        0,
+        "a manual failover shows the proxy's clients no error (TRYAGAIN is retried): {report}\n{}",
+        cluster.logs()
     );
 }
 
