@@ -17,14 +17,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::endpoints::Endpoints;
 use crate::resp::RespClient;
-use crate::shard::{cluster_nodes, info_field, my_id, Shard, Writer};
+use crate::shard::{parse_cluster_nodes, Shard, Writer};
 use crate::wait;
 
 /// WAIT's timeout in the lost-slots writer. Short, because a master whose replica is gone (a
@@ -131,6 +131,51 @@ impl Client {
     }
 }
 
+impl Client {
+    /// A client of the node on `port`, logged in with the node secret; an error (not a panic)
+    /// while the node is down, restarting or cut off, for probes that wait for it.
+    fn node(port: u16, secret: &str) -> Result<Client, String> {
+        let mut client = Client {
+            port,
+            connection: None,
+        };
+        match client.call(&["AUTH", secret])? {
+            ok if ok == "+OK\r\n" => Ok(client),
+            other => Err(format!("{port}: AUTH answers {other:?}")),
+        }
+    }
+
+    /// The text of a bulk string reply to `args`.
+    fn bulk(&mut self, args: &[&str]) -> Result<String, String> {
+        let reply = self.call(args)?;
+        let (header, rest) = reply.split_once("\r\n").unwrap_or_default();
+        header
+            .strip_prefix('$')
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|len| rest.get(..len))
+            .map(str::to_string)
+            .ok_or_else(|| format!("{}: {args:?} answers {reply:?}", self.port))
+    }
+
+    /// `field` of CLUSTER INFO.
+    fn info_cluster(&mut self, field: &str) -> Result<Option<String>, String> {
+        Ok(self.bulk(&["CLUSTER", "INFO"])?.lines().find_map(|l| {
+            l.trim_end()
+                .strip_prefix(&format!("{field}:"))
+                .map(str::to_string)
+        }))
+    }
+
+    /// `field` of `INFO section`.
+    fn info(&mut self, section: &str, field: &str) -> Result<Option<String>, String> {
+        Ok(self.bulk(&["INFO", section])?.lines().find_map(|l| {
+            l.trim_end()
+                .strip_prefix(&format!("{field}:"))
+                .map(str::to_string)
+        }))
+    }
+}
+
 /// Writes the failing shard's keys through the proxy until stopped, each SET followed by WAIT,
 /// recording every write (see the module's doc).
 pub struct LostSlotsWriter {
@@ -141,8 +186,16 @@ pub struct LostSlotsWriter {
 }
 
 impl LostSlotsWriter {
+    /// Writes fresh keys `{KEY}:w<n>` for each of `keys`, n unique in this process: the hash tag
+    /// keeps KEY's slot, and values an earlier story left on KEY cannot pass for this writer's.
     pub fn start(proxy_port: u16, keys: Vec<String>) -> LostSlotsWriter {
         assert!(!keys.is_empty(), "a writer needs keys");
+        static WRITERS: AtomicU64 = AtomicU64::new(0);
+        let writer = WRITERS.fetch_add(1, Ordering::Relaxed);
+        let keys: Vec<String> = keys
+            .iter()
+            .map(|key| format!("{{{key}}}:w{writer}"))
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let records = Arc::new(Mutex::new(Vec::new()));
         let (stop2, records2, keys2) = (stop.clone(), records.clone(), keys.clone());
@@ -568,22 +621,14 @@ pub type SlotMasters = Vec<(u16, u16, String)>;
 
 /// One node's view: its slot map, or why it does not hold one consistent map.
 fn slot_view(cluster: &Endpoints, port: u16) -> Result<(String, SlotMasters), String> {
-    let mut client = RespClient::connect(port).map_err(|e| format!("{port}: {e}"))?;
-    client.set_read_timeout(Duration::from_secs(5));
-    if client.call_str(&["AUTH", &cluster.node_secret]) != "+OK\r\n" {
-        return Err(format!("{port}: AUTH refused"));
-    }
-    let state = client.call_str(&["CLUSTER", "INFO"]);
-    if !state.contains("cluster_state:ok") {
+    let mut client = Client::node(port, &cluster.node_secret)?;
+    if client.info_cluster("cluster_state")?.as_deref() != Some("ok") {
         return Err(format!("{port}: not cluster_state:ok"));
     }
-    let epoch = state
-        .lines()
-        .find_map(|l| l.strip_prefix("cluster_current_epoch:"))
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let lines = cluster_nodes(&mut client);
+    let epoch = client
+        .info_cluster("cluster_current_epoch")?
+        .unwrap_or_default();
+    let lines = parse_cluster_nodes(&client.bulk(&["CLUSTER", "NODES"])?);
     let mut ranges: SlotMasters = Vec::new();
     for line in &lines {
         if line.slots.is_empty() {
@@ -683,37 +728,31 @@ pub fn assert_took_over(after: &SlotMasters, before: &SlotMasters, old_master: &
 /// that was failed over came back and follows the new master.
 pub fn wait_follows(cluster: &Endpoints, node: usize, master_id: &str, limit: Duration) {
     let port = cluster.node_ports[node];
+    let probe = || -> Result<(bool, String), String> {
+        let mut client = Client::node(port, &cluster.node_secret)?;
+        let id = client.bulk(&["CLUSTER", "MYID"])?;
+        let me = parse_cluster_nodes(&client.bulk(&["CLUSTER", "NODES"])?)
+            .into_iter()
+            .find(|l| l.id == id);
+        let role = client.info("replication", "role")?;
+        let link = client.info("replication", "master_link_status")?;
+        let follows = me
+            .as_ref()
+            .is_some_and(|l| l.master_id.as_deref() == Some(master_id));
+        let done = follows && role.as_deref() == Some("slave") && link.as_deref() == Some("up");
+        Ok((done, format!("{me:?}, role {role:?}, link {link:?}")))
+    };
     let mut last_seen = String::new();
     wait::until(
         &format!("node on {port} follows {master_id} with its link up"),
         limit,
         || {
-            let mut client = match RespClient::connect(port) {
-                Ok(client) => client,
-                Err(e) => {
-                    eprintln!("node on {port}: {e}");
-                    return None;
-                }
-            };
-            let auth = client.call_str(&["AUTH", &cluster.node_secret]);
-            if auth != "+OK\r\n" {
-                eprintln!("node on {port}: AUTH answers {auth:?}");
-                return None;
-            }
-            let id = my_id(&mut client);
-            let me = cluster_nodes(&mut client).into_iter().find(|l| l.id == id);
-            let role = info_field(&mut client, "role");
-            let link = info_field(&mut client, "master_link_status");
-            let follows = me
-                .as_ref()
-                .is_some_and(|l| l.master_id.as_deref() == Some(master_id));
-            let seen = format!("{me:?}, role {role:?}, link {link:?}");
+            let (done, seen) = probe().unwrap_or_else(|e| (false, e));
             if seen != last_seen {
                 eprintln!("node on {port}: {seen}");
                 last_seen = seen;
             }
-            (follows && role.as_deref() == Some("slave") && link.as_deref() == Some("up"))
-                .then_some(())
+            done.then_some(())
         },
     );
 }

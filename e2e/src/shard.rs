@@ -119,7 +119,11 @@ impl NodeLine {
 
 /// CLUSTER NODES of the node `client` is connected to, parsed.
 pub fn cluster_nodes(client: &mut RespClient) -> Vec<NodeLine> {
-    let text = bulk_text(&client.call_str(&["CLUSTER", "NODES"]));
+    parse_cluster_nodes(&bulk_text(&client.call_str(&["CLUSTER", "NODES"])))
+}
+
+/// CLUSTER NODES text, parsed.
+pub fn parse_cluster_nodes(text: &str) -> Vec<NodeLine> {
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
