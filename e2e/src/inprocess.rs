@@ -113,7 +113,7 @@ impl InProcessCluster {
         }
         cluster.runtime.block_on(cluster.create())?;
 
-        cluster.start_proxy(cluster.proxy_port)?;
+        cluster.start_proxy(cluster.proxy_port, |_| {})?;
         for port in cluster.node_ports.iter().chain([&cluster.proxy_port]) {
             cluster.wait_info(*port, "cluster_state", "ok", Duration::from_secs(20));
         }
@@ -127,15 +127,28 @@ impl InProcessCluster {
 
     /// Another proxy of this cluster, in-process; returns its port once it reports the cluster ok.
     pub fn extra_proxy(&self) -> anyhow::Result<u16> {
+        self.extra_proxy_with(|_| {})
+    }
+
+    /// `extra_proxy` with its configuration changed by `configure`.
+    pub fn extra_proxy_with(
+        &self,
+        configure: impl FnOnce(&mut tessera_proxy::Config),
+    ) -> anyhow::Result<u16> {
         let port = free_port();
-        self.start_proxy(port)?;
+        self.start_proxy(port, configure)?;
         self.wait_info(port, "cluster_state", "ok", Duration::from_secs(20));
         Ok(port)
     }
 
-    fn start_proxy(&self, port: u16) -> anyhow::Result<()> {
+    fn start_proxy(
+        &self,
+        port: u16,
+        configure: impl FnOnce(&mut tessera_proxy::Config),
+    ) -> anyhow::Result<()> {
         let mut config = tessera_proxy::Config::for_tests(self.control_plane_url());
         config.service.node_secret = Some(self.node_secret.clone());
+        configure(&mut config);
         let listener = self
             .runtime
             .block_on(TcpListener::bind(("127.0.0.1", port)))

@@ -139,3 +139,72 @@ fn wait_through_the_proxy_counts_the_replicas_of_the_masters_written_to() {
         );
     }
 }
+
+/// Keyspace hits counted by the node on `port` (INFO stats).
+fn keyspace_hits(port: u16, secret: &str) -> u64 {
+    info_field(&mut connect(port, secret), "stats", "keyspace_hits")
+        .and_then(|h| h.parse().ok())
+        .expect("keyspace_hits")
+}
+
+/// With `--read-policy prefer-replica` a proxy sends single-key reads to the slot's replica,
+/// which answers them with its master's values; writes still go to the master, and the default
+/// policy keeps reads on the masters.
+#[test]
+fn a_proxy_reading_from_replicas_sends_reads_to_them() {
+    let cluster = InProcessCluster::start_with_replicas(6, 1, NODE_TIMEOUT).expect("cluster");
+    let secret = cluster.node_secret.clone();
+    let mut writer = RespClient::connect(cluster.proxy_port).expect("proxy");
+    let keys: Vec<String> = (0..60).map(|i| format!("read:{i}")).collect();
+    for key in &keys {
+        assert_eq!(writer.call_str(&["SET", key, key]), "+OK\r\n");
+    }
+    assert_eq!(writer.call_str(&["WAIT", "1", "0"]), ":1\r\n");
+
+    let replicas: Vec<u16> = cluster
+        .node_ports
+        .iter()
+        .copied()
+        .filter(|&port| {
+            info_field(&mut connect(port, &secret), "replication", "role").as_deref()
+                == Some("slave")
+        })
+        .collect();
+    assert_eq!(replicas.len(), 3);
+    let masters: Vec<u16> = cluster
+        .node_ports
+        .iter()
+        .copied()
+        .filter(|port| !replicas.contains(port))
+        .collect();
+    let hits = |ports: &[u16]| -> u64 { ports.iter().map(|&p| keyspace_hits(p, &secret)).sum() };
+
+    // The default policy: every read on a master.
+    let (masters_before, replicas_before) = (hits(&masters), hits(&replicas));
+    for key in &keys {
+        assert_eq!(
+            writer.call_str(&["GET", key]),
+            format!("${}\r\n{key}\r\n", key.len())
+        );
+    }
+    assert_eq!(hits(&masters) - masters_before, keys.len() as u64);
+    assert_eq!(hits(&replicas), replicas_before);
+
+    let port = cluster
+        .extra_proxy_with(|config| config.read_policy = tessera_proxy::ReadPolicy::PreferReplica)
+        .expect("proxy reading from replicas");
+    let mut reader = RespClient::connect(port).expect("proxy");
+    let (masters_before, replicas_before) = (hits(&masters), hits(&replicas));
+    for key in &keys {
+        assert_eq!(
+            reader.call_str(&["GET", key]),
+            format!("${}\r\n{key}\r\n", key.len())
+        );
+    }
+    assert_eq!(hits(&replicas) - replicas_before, keys.len() as u64);
+    assert_eq!(hits(&masters), masters_before, "no read reached a master");
+    // Writes through it still reach the masters (and replicate back).
+    assert_eq!(reader.call_str(&["SET", &keys[0], "new"]), "+OK\r\n");
+    assert_eq!(reader.call_str(&["WAIT", "1", "0"]), ":1\r\n");
+    assert_eq!(reader.call_str(&["GET", &keys[0]]), "$3\r\nnew\r\n");
+}

@@ -66,8 +66,16 @@ pub type BackendService = Metrics<PoolService>;
 pub struct BackendSettings {
     pub connections: usize,
     pub timeout: Duration,
-    /// The cluster's node secret, sent as `AUTH <secret>` first on every connection.
+    pub login: BackendLogin,
+}
+
+/// What every backend connection says before it carries requests.
+#[derive(Debug, Clone, Default)]
+pub struct BackendLogin {
+    /// The cluster's node secret, sent as `AUTH <secret>` first.
     pub secret: Option<Arc<str>>,
+    /// Send `READONLY`, so a replica serves reads of its master's slots (`--read-policy`).
+    pub readonly: bool,
 }
 
 /// Assembles the stack for one pool: the one place where layers are ordered.
@@ -148,7 +156,7 @@ impl Backend {
                 protocol,
                 settings.connections,
                 settings.timeout,
-                settings.secret.clone(),
+                settings.login.clone(),
             ))
         };
         let pools = [pool(Protocol::Resp2), pool(Protocol::Resp3)];
@@ -170,7 +178,7 @@ impl Backend {
             &self.addr,
             protocol,
             self.settings.timeout,
-            self.settings.secret.clone(),
+            self.settings.login.clone(),
         )
     }
 

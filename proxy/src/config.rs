@@ -36,6 +36,7 @@ pub enum Command {
     },
 }
 
+pub use crate::read_policy::ReadPolicy;
 pub use tessera_proto::process::LogFormat;
 pub use tessera_proto::service_flags::{parse_memory, ServiceFlags};
 
@@ -75,6 +76,11 @@ pub struct Config {
     /// spells it), as Redis's client-query-buffer-limit.
     #[arg(long, env = "TESSERA_CLIENT_QUERY_BUFFER_LIMIT", default_value = "1gb", value_parser = parse_memory)]
     pub client_query_buffer_limit: u64,
+    /// Where single-key reads go: `master`, `prefer-replica` (a healthy replica of the slot's
+    /// master, else the master) or `any` (the master or a healthy replica). Replicas may lag
+    /// behind the master's writes.
+    #[arg(long, env = "TESSERA_READ_POLICY", value_enum, default_value_t = ReadPolicy::Master)]
+    pub read_policy: ReadPolicy,
 }
 
 impl Config {
@@ -93,6 +99,7 @@ impl Config {
             maxclients: 10000,
             timeout: 0,
             client_query_buffer_limit: 1024 * 1024 * 1024,
+            read_policy: ReadPolicy::Master,
         }
     }
 }
@@ -112,6 +119,7 @@ mod tests {
         assert_eq!(c.maxclients, 10000);
         assert_eq!(c.timeout, 0);
         assert_eq!(c.client_query_buffer_limit, 1 << 30);
+        assert_eq!(c.read_policy, ReadPolicy::Master);
         assert!(c.requirepass.is_none());
     }
 

@@ -21,6 +21,7 @@ pub mod fanout;
 pub mod forward;
 pub mod local;
 pub mod pubsub;
+pub mod read_policy;
 pub mod router;
 pub mod session;
 pub mod shared;
@@ -38,8 +39,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use backend::{BackendSettings, Registry};
-pub use config::Config;
+use backend::{BackendLogin, BackendSettings, Registry};
+pub use config::{Config, ReadPolicy};
 pub use error::ProxyError;
 use shared::{Shared, Stats};
 use topology::TopologyView;
@@ -65,7 +66,10 @@ pub async fn run(
     let registry = Arc::new(Registry::new(BackendSettings {
         connections: config.backend_connections.max(1),
         timeout: config.backend_timeout,
-        secret: config.service.node_secret().map(Arc::from),
+        login: BackendLogin {
+            secret: config.service.node_secret().map(Arc::from),
+            readonly: config.read_policy != ReadPolicy::Master,
+        },
     }));
     let view = Arc::new(TopologyView::new(
         &config.service.control_plane,
@@ -93,6 +97,7 @@ pub async fn run(
         myself: Default::default(),
         acl,
         clients: client_list::ClientList::default(),
+        read_policy: config.read_policy,
         limits: shared::Limits {
             maxclients: config.maxclients,
             idle_timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),

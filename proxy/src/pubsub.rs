@@ -44,6 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::follow::{self, Hops, Redirection, Step};
+use crate::backend::BackendLogin;
 use crate::router::CROSSSLOT;
 use crate::session::{Reply, Session};
 use crate::shared::Shared;
@@ -429,7 +430,7 @@ impl Subscriber {
             addr.to_string(),
             self.protocol,
             connect_timeout(shared),
-            shared.view.registry().settings().secret.clone(),
+            shared.view.registry().settings().login.clone(),
             rx,
             self.events_tx.clone(),
             self.budget.clone(),
@@ -751,26 +752,20 @@ async fn run_conn(
     addr: String,
     protocol: Protocol,
     connect_timeout: Duration,
-    secret: Option<Arc<str>>,
+    login: BackendLogin,
     mut requests: mpsc::UnboundedReceiver<Outgoing>,
     events: mpsc::UnboundedSender<Event>,
     budget: Arc<OutputBudget>,
 ) {
-    let (socket, mut buf) = match crate::backend::connection::connect(
-        &addr,
-        protocol,
-        connect_timeout,
-        secret.as_deref(),
-    )
-    .await
-    {
-        Ok(pair) => pair,
-        Err(error) => {
-            tracing::debug!(%addr, %error, "subscription connection failed");
-            let _ = events.send(Event::Closed);
-            return;
-        }
-    };
+    let (socket, mut buf) =
+        match crate::backend::connection::connect(&addr, protocol, connect_timeout, &login).await {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::debug!(%addr, %error, "subscription connection failed");
+                let _ = events.send(Event::Closed);
+                return;
+            }
+        };
     let (mut reader, mut writer) = socket.into_split();
     // Local answers owed, in order: the raw reply to the marker PING and what replaces it.
     let mut locals: std::collections::VecDeque<(Bytes, Bytes)> = std::collections::VecDeque::new();

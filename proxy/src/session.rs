@@ -18,6 +18,7 @@ use crate::acl::{self, Gate, User};
 use crate::client_list::{ClientHandle, ClientState};
 use crate::forward::{self, BoxReply, Lane};
 use crate::pubsub::{self, Subscriber};
+use crate::read_policy::{self, ReadPolicy};
 use crate::router::{self, Route};
 use crate::shared::Shared;
 use crate::transaction::{self, Transaction};
@@ -255,6 +256,11 @@ impl Session {
         match router::route(args, &snapshot.topology, &snapshot.health) {
             Route::Error(text) => Reply::error(&text),
             Route::Forward { node, slot, write } => {
+                let node = match shared.read_policy {
+                    ReadPolicy::Master => node,
+                    _ if write => node,
+                    policy => read_policy::reader(policy, &snapshot.topology, node, self.id),
+                };
                 let Some(backend) = snapshot.backend_of(node) else {
                     return Reply::error("ERR no backend for a node of the topology");
                 };

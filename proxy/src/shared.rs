@@ -54,6 +54,8 @@ pub struct Shared {
     /// Connected clients (CLIENT LIST / KILL, maxclients).
     pub clients: ClientList,
     pub limits: Limits,
+    /// Where single-key reads go (`--read-policy`).
+    pub read_policy: crate::read_policy::ReadPolicy,
 }
 
 /// Per-client limits, as Redis's maxclients, timeout and client-query-buffer-limit.

@@ -509,14 +509,17 @@ async fn query_buffer_limit_closes_the_client() -> Result<()> {
 async fn backend_connections_authenticate_with_the_node_secret() -> Result<()> {
     use std::sync::Arc;
     use tessera_proto::resp::Protocol;
-    use tessera_proxy::backend::{Backend, BackendSettings};
+    use tessera_proxy::backend::{Backend, BackendLogin, BackendSettings};
 
     let oracle = RedisServer::start_with(&["--requirepass", "s3cret"])?;
     let addr = format!("127.0.0.1:{}", oracle.port);
     let settings = |secret: Option<&str>| BackendSettings {
         connections: 1,
         timeout: Duration::from_secs(2),
-        secret: secret.map(Arc::from),
+        login: BackendLogin {
+            secret: secret.map(Arc::from),
+            readonly: false,
+        },
     };
     let ping = Bytes::from_static(b"*1\r\n$4\r\nPING\r\n");
     let with = Backend::new(&addr, settings(Some("s3cret")));
@@ -535,7 +538,10 @@ async fn backend_connections_authenticate_with_the_node_secret() -> Result<()> {
         Protocol::Resp2,
         1,
         Duration::from_secs(2),
-        Some(Arc::from("s3cret")),
+        BackendLogin {
+            secret: Some(Arc::from("s3cret")),
+            readonly: false,
+        },
     );
     assert_eq!(
         pool.call(ping.clone(), false, 0).await?,

@@ -18,6 +18,8 @@ pub struct Login<'a> {
     pub secret: Option<&'a [u8]>,
     /// `Resp3` sends `HELLO 3`.
     pub protocol: Protocol,
+    /// Sends `READONLY` (a cluster client reading from replicas).
+    pub readonly: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,9 @@ pub async fn connect(
         }
         if login.protocol == Protocol::Resp3 {
             exchange(&mut stream, &mut buf, "HELLO 3", &[b"HELLO", b"3"]).await?;
+        }
+        if login.readonly {
+            exchange(&mut stream, &mut buf, "READONLY", &[b"READONLY"]).await?;
         }
         Ok((stream, buf))
     })
@@ -117,6 +122,7 @@ mod tests {
         let login = Login {
             secret: Some(b"s3cret"),
             protocol: Protocol::Resp3,
+            readonly: false,
         };
         let (_stream, mut leftover) = connect(&addr, login, Duration::from_secs(5))
             .await

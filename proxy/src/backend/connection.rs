@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::BackendLogin;
 use crate::error::BackendError;
 
 /// The result a job's sender receives.
@@ -68,7 +69,7 @@ impl Connection {
         protocol: Protocol,
         connect_timeout: Duration,
         reply_deadline: Option<Duration>,
-        secret: Option<Arc<str>>,
+        login: BackendLogin,
     ) -> Connection {
         let (jobs, rx) = mpsc::unbounded_channel();
         let abandoned = CancellationToken::new();
@@ -77,7 +78,7 @@ impl Connection {
             protocol,
             connect_timeout,
             reply_deadline,
-            secret,
+            login,
             rx,
             abandoned.clone(),
         ));
@@ -106,7 +107,7 @@ async fn run(
     protocol: Protocol,
     connect_timeout: Duration,
     reply_deadline: Option<Duration>,
-    secret: Option<Arc<str>>,
+    login: BackendLogin,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     abandoned: CancellationToken,
 ) {
@@ -114,7 +115,7 @@ async fn run(
         addr: addr.to_string(),
     };
     let connected = tokio::select! {
-        connected = connect(&addr, protocol, connect_timeout, secret.as_deref()) => connected,
+        connected = connect(&addr, protocol, connect_timeout, &login) => connected,
         () = abandoned.cancelled() => Err(demoted()),
     };
     let error = match connected {
@@ -144,11 +145,12 @@ pub(crate) async fn connect(
     addr: &str,
     protocol: Protocol,
     connect_timeout: Duration,
-    secret: Option<&str>,
+    login: &BackendLogin,
 ) -> Result<(TcpStream, BytesMut), BackendError> {
     let login = Login {
-        secret: secret.map(str::as_bytes),
+        secret: login.secret.as_deref().map(str::as_bytes),
         protocol,
+        readonly: login.readonly,
     };
     resp::connect::connect(addr, login, connect_timeout)
         .await

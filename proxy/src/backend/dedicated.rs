@@ -13,6 +13,7 @@ use tessera_proto::resp::Protocol;
 use tokio::sync::oneshot;
 
 use super::connection::{Connection, Job, JobResult};
+use super::BackendLogin;
 use crate::error::BackendError;
 
 /// Idle dedicated connections kept per backend and protocol; more are closed when handed back.
@@ -99,10 +100,10 @@ impl Dedicated {
         addr: &Arc<str>,
         protocol: Protocol,
         connect_timeout: Duration,
-        secret: Option<Arc<str>>,
+        login: BackendLogin,
     ) -> Dedicated {
         let conn = idle.take(protocol).unwrap_or_else(|| {
-            Connection::spawn(addr.clone(), protocol, connect_timeout, None, secret)
+            Connection::spawn(addr.clone(), protocol, connect_timeout, None, login)
         });
         Dedicated {
             inner: Arc::new(Inner {
@@ -255,19 +256,37 @@ mod tests {
         let addr = backend().await.expect("backend");
         let idle = Arc::new(IdlePool::default());
         let timeout = Duration::from_secs(1);
-        let conn = Dedicated::checkout(&idle, &addr, Protocol::Resp2, timeout, None);
+        let conn = Dedicated::checkout(
+            &idle,
+            &addr,
+            Protocol::Resp2,
+            timeout,
+            BackendLogin::default(),
+        );
         let reply = conn.call(Bytes::from_static(PING), Some(timeout)).await;
         assert_eq!(&reply.expect("reply")[..], b"+PONG\r\n");
         drop(conn);
         assert_eq!(idle_count(&idle), 1);
         // Taken again (not a new one), then left dirty: closed, not kept.
-        let conn = Dedicated::checkout(&idle, &addr, Protocol::Resp2, timeout, None);
+        let conn = Dedicated::checkout(
+            &idle,
+            &addr,
+            Protocol::Resp2,
+            timeout,
+            BackendLogin::default(),
+        );
         assert_eq!(idle_count(&idle), 0);
         conn.set_dirty(true);
         drop(conn);
         assert_eq!(idle_count(&idle), 0);
         // A reply still owed (its future dropped) also keeps it out of the pool.
-        let conn = Dedicated::checkout(&idle, &addr, Protocol::Resp2, timeout, None);
+        let conn = Dedicated::checkout(
+            &idle,
+            &addr,
+            Protocol::Resp2,
+            timeout,
+            BackendLogin::default(),
+        );
         let owed = conn.send(Bytes::from_static(PING));
         drop(owed);
         drop(conn);

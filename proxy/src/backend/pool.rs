@@ -14,6 +14,7 @@ use tessera_proto::resp::Protocol;
 use tokio::sync::oneshot;
 
 use super::connection::{Connection, Job, JobResult};
+use super::BackendLogin;
 use crate::error::BackendError;
 
 /// The connections to one backend address for one protocol.
@@ -23,8 +24,8 @@ pub struct Pool {
     protocol: Protocol,
     /// The backend timeout: for connecting, and for each reply (the connection's deadline).
     connect_timeout: Duration,
-    /// The node secret each new connection authenticates with.
-    secret: Option<Arc<str>>,
+    /// How each new connection logs in.
+    login: BackendLogin,
     lanes: Box<[ArcSwapOption<Connection>]>,
 }
 
@@ -34,14 +35,14 @@ impl Pool {
         protocol: Protocol,
         size: usize,
         connect_timeout: Duration,
-        secret: Option<Arc<str>>,
+        login: BackendLogin,
     ) -> Pool {
         let lanes = (0..size.max(1)).map(|_| ArcSwapOption::empty()).collect();
         Pool {
             addr,
             protocol,
             connect_timeout,
-            secret,
+            login,
             lanes,
         }
     }
@@ -82,7 +83,7 @@ impl Pool {
                         self.protocol,
                         self.connect_timeout,
                         Some(self.connect_timeout),
-                        self.secret.clone(),
+                        self.login.clone(),
                     ));
                     // Clients race to replace a missing or dead connection: only one replacement
                     // may win, or a loser's connection would lose its last handle (and with it the
@@ -194,7 +195,7 @@ mod tests {
             Protocol::Resp2,
             1,
             Duration::from_secs(1),
-            None,
+            BackendLogin::default(),
         );
         let first = pool.call(Bytes::from_static(PING), false, 0);
         let second = pool.call(Bytes::from_static(PING), false, 0);
@@ -243,7 +244,7 @@ mod tests {
                 Protocol::Resp2,
                 1,
                 Duration::from_secs(1),
-                None,
+                BackendLogin::default(),
             ));
             let start = Arc::new(tokio::sync::Barrier::new(16));
             let calls: Vec<_> = (0..16)
@@ -275,7 +276,13 @@ mod tests {
             }
         });
         let deadline = Duration::from_millis(300);
-        let pool = Pool::new(addr.into(), Protocol::Resp2, 1, deadline, None);
+        let pool = Pool::new(
+            addr.into(),
+            Protocol::Resp2,
+            1,
+            deadline,
+            BackendLogin::default(),
+        );
         let started = std::time::Instant::now();
         let first = pool.call(Bytes::from_static(PING), false, 0);
         let second = pool.call(Bytes::from_static(PING), false, 0);
@@ -310,7 +317,7 @@ mod tests {
             Protocol::Resp2,
             1,
             Duration::from_secs(1),
-            None,
+            BackendLogin::default(),
         );
         let result = pool.call(Bytes::from_static(PING), false, 0).await;
         assert!(

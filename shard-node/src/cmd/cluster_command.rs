@@ -47,7 +47,16 @@ pub fn cluster(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
             )))
         }
         "slots" => render::cluster_slots(&view.topology()),
-        "shards" => render::cluster_shards(&view.topology()),
+        "shards" => {
+            // This node's own offset is known here, fresher than the topology's last report.
+            let mut topology = (*view.topology()).clone();
+            if let Some(i) = topology.index_of(view.myself()) {
+                if let Some(status) = topology.observed.nodes.get_mut(i) {
+                    status.replication_offset = ctx.state.replication.offset();
+                }
+            }
+            render::cluster_shards(&topology)
+        }
         "replicas" | "slaves" => {
             let id = String::from_utf8_lossy(&args[2]);
             render::cluster_replicas(&view.topology(), Some(view.myself()), &id, now_ms())
@@ -176,6 +185,8 @@ fn help() -> Frame {
             "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "COUNTKEYSINSLOT <slot>",
             "    Return the number of keys in <slot>.",
+            "FAILOVER [FORCE|TAKEOVER]",
+            "    Promote current replica node to being a master.",
             "GETKEYSINSLOT <slot> <count>",
             "    Return key names stored by current node in a slot.",
             "INFO",
@@ -187,13 +198,15 @@ fn help() -> Frame {
             "NODES",
             "    Return cluster configuration seen by node. Output format:",
             "    <id> <ip:port> <flags> <master> <pings> <pongs> <epoch> <link> <slot> ...",
+            "REPLICATE <node-id>",
+            "    Configure current node as replica to <node-id>.",
             "REPLICAS <node-id>",
             "    Return <node-id> replicas.",
-            "SHARDS",
-            "    Return information about slot range mappings and the nodes associated with them.",
             "SLOTS",
             "    Return information about slots range mappings. Each range is made of:",
             "    start, end, master and replicas IP addresses, ports and ids",
+            "SHARDS",
+            "    Return information about slot range mappings and the nodes associated with them.",
             "HELP",
             "    Print this help.",
         ]
@@ -214,7 +227,10 @@ pub(super) const COMMANDS: &[DispatchEntry] = &[
         session.readonly = false;
         Frame::ok()
     }),
-    ("asking", |_, _, _| Frame::ok()),
+    ("asking", |_, session, _| {
+        session.asking = true;
+        Frame::ok()
+    }),
 ];
 
 #[cfg(test)]

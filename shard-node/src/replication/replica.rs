@@ -99,6 +99,7 @@ async fn session(
     let login = Login {
         secret: state.stats.node_secret.as_deref(),
         protocol: Protocol::Resp2,
+        readonly: false,
     };
     let (stream, input) = connect(&master.bus_addr(), login, CONNECT_TIMEOUT).await?;
     let mut conn = Conn {
