@@ -81,12 +81,20 @@ node_secret() { # TESSERA_NODE_SECRET when set (even empty), else the run direct
   cat "$file"
 }
 
+# Whether process $1 exists and is not a zombie: a killed service's process stays a zombie until
+# whatever adopted it reaps it, which some init processes do late or never, and a zombie runs no
+# more (a `start` right after `stop --kill` must not take it for running).
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [[ $(ps -o stat= -p "$1" 2>/dev/null) != Z* ]]
+}
+
 running_pid() { # prints the pid when the service runs
   local file pid
   file=$(pid_file "$1")
   [[ -f $file ]] || return 1
   pid=$(<"$file")
-  kill -0 "$pid" 2>/dev/null || return 1
+  alive "$pid" || return 1
   echo "$pid"
 }
 
@@ -150,7 +158,7 @@ stop_service() {
   fi
   kill "-$signal" "$pid"
   local deadline=$((SECONDS + wait_secs))
-  while kill -0 "$pid" 2>/dev/null; do
+  while alive "$pid"; do
     ((SECONDS < deadline)) || die "$name (pid $pid) did not exit after SIG$signal"
     sleep 0.05
   done

@@ -102,6 +102,28 @@ impl LocalCluster {
             .expect("run clusterctl")
     }
 
+    /// The pid `deploy/local.sh` recorded for `service` (`node1`, `proxy`, ...).
+    pub fn pid(&self, service: &str) -> u32 {
+        let file = self.dir.path().join(format!("{service}.pid"));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{}: no pid in {text:?}", file.display()))
+    }
+
+    /// Sends SIG`signal` (`KILL`, `STOP`, `CONT`) to the services in one `kill` call, so a fault
+    /// meant to hit several at once does.
+    pub fn signal(&self, services: &[&str], signal: &str) {
+        let pids: Vec<String> = services.iter().map(|s| self.pid(s).to_string()).collect();
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pids:?} ({services:?})");
+    }
+
     /// The tail of every service's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut text = String::new();

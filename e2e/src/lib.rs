@@ -1,12 +1,16 @@
 //! Where whole clusters are started for tests: inside the test process from the services' own
 //! `run` functions (`inprocess`: most stories, no stale binaries), or as real processes through
-//! `deploy/local.sh` (`cluster`: signals, the launcher, tools against real processes); both expose
-//! the same `Endpoints`. Also a blocking RESP client that returns reply bytes untouched (`resp`)
-//! and the real Redis tools (`redis`). Ports, temp dirs, the redis-server oracle, the differential
-//! checker and bounded polling come from `tessera_testkit`.
+//! `deploy/local.sh` (`cluster`: signals, the launcher, tools against real processes), or as
+//! containers through docker-compose (`compose`); all expose the same `Endpoints`. The failover
+//! stories share their writers, checks and report (`failover`, over `shard`). Also a blocking RESP
+//! client that returns reply bytes untouched (`resp`) and the real Redis tools (`redis`). Ports,
+//! temp dirs, the redis-server oracle, the differential checker and bounded polling come from
+//! `tessera_testkit`.
 
 pub mod cluster;
+pub mod compose;
 pub mod endpoints;
+pub mod failover;
 pub mod inprocess;
 pub mod redis;
 pub mod resp;

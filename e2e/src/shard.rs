@@ -1,6 +1,6 @@
 //! What the failover stories share: a node client logged in with the node secret, INFO
-//! replication fields, a master and its replica found from the nodes, and a writer through the
-//! proxy that remembers what was acknowledged.
+//! replication fields, CLUSTER NODES as data, a master and its replica (or every shard) found from
+//! the nodes, and a writer through the proxy that remembers what was acknowledged.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,6 +32,7 @@ pub struct Shard {
     /// Indexes in `node_ports`.
     pub master: usize,
     pub replica: usize,
+    pub master_id: String,
     pub replica_id: String,
     pub own_keys: Vec<String>,
     pub other_keys: Vec<String>,
@@ -57,8 +58,7 @@ pub fn pick_shard(cluster: &Endpoints) -> Shard {
         .position(|&p| p == master_port)
         .expect("its master");
     let mut replica_node = connect(ports[replica], secret);
-    let replica_id = replica_node.call_str(&["CLUSTER", "MYID"]);
-    let replica_id = replica_id.lines().nth(1).expect("an id").to_string();
+    let replica_id = my_id(&mut replica_node);
     wait::until("the replica's link is up", Duration::from_secs(20), || {
         (info_field(&mut replica_node, "master_link_status").as_deref() == Some("up")).then_some(())
     });
@@ -75,10 +75,137 @@ pub fn pick_shard(cluster: &Endpoints) -> Shard {
     Shard {
         master,
         replica,
+        master_id: my_id(&mut master_node),
         replica_id,
         own_keys,
         other_keys,
     }
+}
+
+/// The text of a bulk string reply (`$len\r\ntext\r\n`); panics on anything else.
+pub fn bulk_text(reply: &str) -> String {
+    let (header, rest) = reply.split_once("\r\n").unwrap_or(("", ""));
+    let len: usize = header
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a bulk string: {reply:?}"));
+    rest[..len].to_string()
+}
+
+/// CLUSTER MYID of the node `client` is connected to.
+pub fn my_id(client: &mut RespClient) -> String {
+    bulk_text(&client.call_str(&["CLUSTER", "MYID"]))
+}
+
+/// One line of CLUSTER NODES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLine {
+    pub id: String,
+    /// `host:port@bus` as announced.
+    pub address: String,
+    /// `myself`, `master`, `slave`, `fail?`, `fail`, ...
+    pub flags: Vec<String>,
+    /// The master's id for a replica.
+    pub master_id: Option<String>,
+    /// Slot ranges served (inclusive); migration markers (`[slot->-id]`) left out.
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl NodeLine {
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
+}
+
+/// CLUSTER NODES of the node `client` is connected to, parsed.
+pub fn cluster_nodes(client: &mut RespClient) -> Vec<NodeLine> {
+    parse_cluster_nodes(&bulk_text(&client.call_str(&["CLUSTER", "NODES"])))
+}
+
+/// CLUSTER NODES text, parsed.
+pub fn parse_cluster_nodes(text: &str) -> Vec<NodeLine> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert!(fields.len() >= 8, "a CLUSTER NODES line: {line:?}");
+            let slots = fields[8..]
+                .iter()
+                .filter(|f| !f.starts_with('['))
+                .map(|f| {
+                    let (a, b) = f.split_once('-').unwrap_or((f, f));
+                    let parse = |n: &str| n.parse::<u16>().expect("a slot number");
+                    (parse(a), parse(b))
+                })
+                .collect();
+            NodeLine {
+                id: fields[0].to_string(),
+                address: fields[1].to_string(),
+                flags: fields[2].split(',').map(str::to_string).collect(),
+                master_id: (fields[3] != "-").then(|| fields[3].to_string()),
+                slots,
+            }
+        })
+        .collect()
+}
+
+/// Every master with a replica whose link is up, found by id (so it works where the nodes
+/// announce addresses other than the ports the test reaches them on, as in compose): for stories
+/// that fail more than one shard at once. A master with several replicas gets the first one in
+/// port order. Keys `key:0..400` are split by slot; `other_keys` are every other shard's.
+pub fn shards(cluster: &Endpoints) -> Vec<Shard> {
+    let secret = &cluster.node_secret;
+    let ports = &cluster.node_ports;
+    let ids: Vec<String> = ports
+        .iter()
+        .map(|&port| my_id(&mut connect(port, secret)))
+        .collect();
+    let index_of = |id: &str| ids.iter().position(|i| i == id);
+    let lines = cluster_nodes(&mut connect(ports[0], secret));
+    let keys: Vec<(String, u16)> = (0..400)
+        .map(|i| {
+            let key = format!("key:{i}");
+            let slot = tessera_proto::slot::key_hash_slot(key.as_bytes());
+            (key, slot)
+        })
+        .collect();
+    let mut shards = Vec::new();
+    for master_line in lines
+        .iter()
+        .filter(|l| l.has_flag("master") && !l.slots.is_empty())
+    {
+        let master = index_of(&master_line.id)
+            .unwrap_or_else(|| panic!("master {} is none of the ports {ports:?}", master_line.id));
+        let Some(replica) = (0..ports.len()).find(|&i| {
+            lines
+                .iter()
+                .any(|l| l.id == ids[i] && l.master_id.as_deref() == Some(master_line.id.as_str()))
+        }) else {
+            continue;
+        };
+        let mut replica_node = connect(ports[replica], secret);
+        wait::until("the replica's link is up", Duration::from_secs(20), || {
+            (info_field(&mut replica_node, "master_link_status").as_deref() == Some("up"))
+                .then_some(())
+        });
+        let owns = |slot: u16| {
+            master_line
+                .slots
+                .iter()
+                .any(|&(a, b)| a <= slot && slot <= b)
+        };
+        let (own, other): (Vec<_>, Vec<_>) = keys.iter().partition(|(_, slot)| owns(*slot));
+        shards.push(Shard {
+            master,
+            replica,
+            master_id: master_line.id.clone(),
+            replica_id: ids[replica].clone(),
+            own_keys: own.into_iter().map(|(k, _)| k.clone()).collect(),
+            other_keys: other.into_iter().map(|(k, _)| k.clone()).collect(),
+        });
+    }
+    shards.sort_by_key(|s| s.master);
+    shards
 }
 
 /// Writes `keys` in turn through the proxy until stopped: counts errors, remembers the last value
