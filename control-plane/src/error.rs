@@ -139,8 +139,8 @@ pub enum StoreError {
     NotLeader,
     #[error("etcd: {0}")]
     Etcd(#[from] etcd_client::Error),
-    /// etcd did not answer in time; a save may or may not have happened (a later save finds out:
-    /// it conflicts if it did).
+    /// etcd did not answer in time (the last attempt within this bound hung); a save may or may
+    /// not have happened (a later save finds out: it conflicts if it did).
     #[error("etcd did not answer within {0:?}")]
     Timeout(Duration),
 }

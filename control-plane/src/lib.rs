@@ -72,7 +72,17 @@ pub async fn run(
             };
             let (leader, campaign) = Leader::campaign(client.clone(), election, stop.child_token());
             let store = Arc::new(EtcdStore::new(client, &options).fenced_by(leader.clone()));
-            let served = serve(config, store, Some(leader), listener, shutdown, stop).await;
+            let served = serve(
+                config,
+                store,
+                Some(leader),
+                listener,
+                shutdown,
+                stop.clone(),
+            )
+            .await;
+            // `serve` may have failed before it cancelled (etcd unreachable at start).
+            stop.cancel();
             let _ = campaign.await;
             served
         }

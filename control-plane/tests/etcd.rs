@@ -513,3 +513,25 @@ async fn two_control_planes_one_leads_the_other_refuses_writes_and_takes_over() 
     assert!(!settings.require_full_coverage, "the leader's change kept");
     assert!(settings.allow_reads_when_down);
 }
+
+#[tokio::test]
+async fn a_control_plane_without_its_etcd_fails_to_start() {
+    let dir = tessera_testkit::temp_dir("control-plane");
+    let nobody = format!("http://127.0.0.1:{}", tessera_testkit::free_port());
+    let config = tessera_control_plane::Config::new(dir.path(), Duration::from_secs(15))
+        .with_etcd(vec![nobody], "/t/none");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let started = Instant::now();
+    let run = tessera_control_plane::run(config, listener, std::future::pending());
+    let result = tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("run gives up within 10 s");
+    let err = result.expect_err("no etcd, no state");
+    assert!(
+        matches!(err, tessera_control_plane::Error::Store(_)),
+        "{err}"
+    );
+    eprintln!("gave up after {:?}: {err}", started.elapsed());
+}

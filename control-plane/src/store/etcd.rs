@@ -91,15 +91,17 @@ where
     let end = Instant::now() + budget;
     loop {
         let left = end.saturating_duration_since(Instant::now());
-        match bounded(left.min(budget / 2), call()).await {
-            Ok(value) => return Ok(value),
-            Err(e @ StoreError::Etcd(etcd_client::Error::LeaseKeepAliveError(_))) => return Err(e),
-            Err(e) if Instant::now() + RETRY_PAUSE >= end => return Err(e),
-            Err(e) => {
-                tracing::debug!(error = %e, "etcd request failed: trying again");
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
+        let error = match tokio::time::timeout(left.min(budget / 2), call()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e @ etcd_client::Error::LeaseKeepAliveError(_))) => return Err(e.into()),
+            Ok(Err(e)) => StoreError::Etcd(e),
+            Err(_) => StoreError::Timeout(budget),
+        };
+        if Instant::now() + RETRY_PAUSE >= end {
+            return Err(error);
         }
+        tracing::debug!(error = %error, "etcd request failed: trying again");
+        tokio::time::sleep(RETRY_PAUSE).await;
     }
 }
 
