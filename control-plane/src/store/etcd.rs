@@ -195,10 +195,10 @@ impl StateStore for EtcdStore {
             }
             let txn = Txn::new()
                 .when(compares)
-                .and_then([TxnOp::put(self.key.as_str(), encoded, None)])
+                .and_then([TxnOp::put(self.key.as_str(), encoded.clone(), None)])
                 .or_else([TxnOp::get(self.key.as_str(), None)]);
             // Trying again is safe: if an attempt committed but its answer was lost, the next
-            // finds its own write and reports a conflict, and the caller reloads that write.
+            // finds its own document in place (below).
             let client = self.client.kv_client();
             let save = || {
                 let mut client = client.clone();
@@ -211,23 +211,25 @@ impl StateStore for EtcdStore {
                 let header = response.header().map(|h| h.revision()).unwrap_or(0);
                 return Ok(revision(header));
             }
-            let found = response
-                .op_responses()
-                .into_iter()
-                .find_map(|op| match op {
-                    TxnOpResponse::Get(get) => Some(
-                        get.kvs()
-                            .first()
-                            .map_or(Revision::NONE, |kv| revision(kv.mod_revision())),
-                    ),
-                    _ => None,
-                })
-                .unwrap_or(Revision::NONE);
-            if found == expected {
+            let stored = response.op_responses().into_iter().find_map(|op| match op {
+                TxnOpResponse::Get(get) => get
+                    .kvs()
+                    .first()
+                    .map(|kv| (revision(kv.mod_revision()), kv.value().to_vec())),
+                _ => None,
+            });
+            match stored {
                 // The state compare held, so the fence failed.
-                Err(StoreError::NotLeader)
-            } else {
-                Err(StoreError::Conflict { expected, found })
+                None if expected == Revision::NONE => Err(StoreError::NotLeader),
+                Some((found, _)) if found == expected => Err(StoreError::NotLeader),
+                // An earlier attempt of this save committed and its answer was lost: the
+                // document is ours, byte for byte.
+                Some((found, bytes)) if found > expected && bytes == encoded => Ok(found),
+                Some((found, _)) => Err(StoreError::Conflict { expected, found }),
+                None => Err(StoreError::Conflict {
+                    expected,
+                    found: Revision::NONE,
+                }),
             }
         })
     }
