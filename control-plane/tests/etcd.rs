@@ -1,7 +1,7 @@
 //! The etcd backend and the leader election against a real three-member etcd
 //! (`tessera_testkit::EtcdCluster`): conditional saves, one leader at a time, takeover within the
-//! lease TTL, a killed etcd member, a control plane cut off from etcd, and two control planes
-//! serving gRPC, one leading.
+//! lease TTL, a killed etcd member, a control plane cut off from etcd, two control planes
+//! serving gRPC, one leading, and one that cannot reach its etcd at all.
 
 mod common;
 
