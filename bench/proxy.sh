@@ -23,6 +23,10 @@
 #   --count-syscalls also count the front process's system calls per request with `perf stat`
 #                    (a diagnostic: the tracepoint adds a little CPU to every call, so not for the
 #                    numbers that count)
+#   --replicas       two more targets, each with one replica per master: tessera-replicas (a second
+#                    Tessera cluster, TESSERA_REPLICAS=1, through its proxy; CPU: proxy + 6 nodes)
+#                    and redis-cluster-replicas (six redis-servers, --cluster-replicas 1), so the
+#                    cost of replication shows next to the same cost on Redis Cluster
 # Environment: BENCH_PORT_BASE (default 25400): every port is BASE+0..BASE+39 (and +10000 for the
 # cluster buses), all on 127.0.0.1. BENCH_N_P1 / BENCH_N_P16: requests per run (full: 100000 and
 # 1000000; quick: 5000 and 50000). TESSERA_* settings of the proxy and nodes (for example
@@ -35,6 +39,7 @@ mode=full
 rounds=
 build=1
 aof=0
+replicas=0
 out=
 syscalls=()
 while (($#)); do
@@ -44,6 +49,7 @@ while (($#)); do
     --aof) aof=1 ;;
     --no-build) build=0 ;;
     --count-syscalls) syscalls=(--count-syscalls) ;;
+    --replicas) replicas=1 ;;
     --out) out=${2:?--out needs a directory}; shift ;;
     -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "proxy.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -68,6 +74,11 @@ twem_redis_ports=("$((base + 11))" "$((base + 12))" "$((base + 13))")
 twem_stats_port=$((base + 19))
 cluster_ports=("$((base + 21))" "$((base + 22))" "$((base + 23))")
 single_port=$((base + 30))
+# --replicas: Redis Cluster of three masters and three replicas; a second Tessera cluster the same.
+replica_cluster_ports=("$((base + 24))" "$((base + 25))" "$((base + 26))" "$((base + 27))" "$((base + 28))" "$((base + 29))")
+replica_proxy_port=$((base + 31))
+replica_node_ports=("$((base + 32))" "$((base + 33))" "$((base + 34))" "$((base + 35))" "$((base + 36))" "$((base + 37))")
+replica_cp_port=$((base + 38))
 
 say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 die() { printf 'proxy.sh: %s\n' "$*" >&2; exit 1; }
@@ -119,6 +130,15 @@ tessera_env=(
   TESSERA_APPENDFSYNC=everysec
   RUST_LOG=warn
 )
+# The second Tessera cluster of --replicas: the same settings, its own ports and run directory.
+tessera_replicas_env=(
+  "${tessera_env[@]}"
+  TESSERA_REPLICAS=1
+  TESSERA_RUN_DIR="$out/tessera-replicas"
+  TESSERA_PROXY_PORT="$replica_proxy_port"
+  TESSERA_NODE_PORTS="${replica_node_ports[*]}"
+  TESSERA_CP_PORT="$replica_cp_port"
+)
 
 cleanup() {
   local status=$?
@@ -128,11 +148,14 @@ cleanup() {
   # Tessera through its launcher first (SIGTERM by the PIDs in its pid files, in order)...
   if [[ -d $out/tessera ]]; then
     env "${tessera_env[@]}" "$repo/deploy/local.sh" down >>"$out/tessera-down.log" 2>&1 || true
-    local file
-    for file in "$out"/tessera/*.pid; do
-      [[ -f $file ]] && pids+=("$(<"$file")")
-    done
   fi
+  if [[ -d $out/tessera-replicas ]]; then
+    env "${tessera_replicas_env[@]}" "$repo/deploy/local.sh" down >>"$out/tessera-down.log" 2>&1 || true
+  fi
+  local file
+  for file in "$out"/tessera/*.pid "$out"/tessera-replicas/*.pid; do
+    [[ -f $file ]] && pids+=("$(<"$file")")
+  done
   # ...then every PID recorded here: SIGTERM, a bounded wait, SIGKILL for any left.
   local pid
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -163,11 +186,15 @@ cluster_ok() { redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | grep -q
 # twemproxy forwards keyed commands only: a SET proves the backends are reachable through it.
 twem_ready() { [[ $(redis-cli -h 127.0.0.1 -p "$1" set bench:ready 1 2>/dev/null) == OK ]]; }
 
+replica_ports=()
+((replicas)) && replica_ports=("${replica_cluster_ports[@]}" "$replica_proxy_port" "${replica_node_ports[@]}" "$replica_cp_port")
 for port in "$tessera_proxy_port" "${tessera_node_ports[@]}" "$tessera_cp_port" "$twem_port" \
-  "${twem_redis_ports[@]}" "$twem_stats_port" "${cluster_ports[@]}" "$single_port"; do
+  "${twem_redis_ports[@]}" "$twem_stats_port" "${cluster_ports[@]}" "$single_port" "${replica_ports[@]}"; do
   port_free "$port" || die "port $port is taken (set BENCH_PORT_BASE)"
 done
-for port in "${cluster_ports[@]}" "${tessera_node_ports[@]}"; do
+bus_ports=("${cluster_ports[@]}" "${tessera_node_ports[@]}")
+((replicas)) && bus_ports+=("${replica_cluster_ports[@]}" "${replica_node_ports[@]}")
+for port in "${bus_ports[@]}"; do
   port_free $((port + 10000)) || die "port $((port + 10000)) (a cluster bus) is taken (set BENCH_PORT_BASE)"
 done
 
@@ -235,6 +262,34 @@ for i in 1 2 3; do tessera_node_pids+=("$(<"$out/tessera/node$i.pid")"); done
 wait_for "the Tessera proxy" answers "$tessera_proxy_port"
 for port in "${tessera_node_ports[@]}"; do wait_for "Tessera node $port state ok" cluster_ok "$port"; done
 
+if ((replicas)); then
+  say "starting Redis Cluster with replicas (${replica_cluster_ports[*]})"
+  replica_cluster_pids=()
+  replica_cluster_addrs=()
+  for port in "${replica_cluster_ports[@]}"; do
+    start_redis "$port" --cluster-enabled yes --cluster-config-file "$out/redis-$port/nodes.conf"
+    replica_cluster_pids+=("${pids[-1]}")
+    replica_cluster_addrs+=("127.0.0.1:$port")
+  done
+  redis-cli --cluster create "${replica_cluster_addrs[@]}" --cluster-replicas 1 --cluster-yes \
+    >"$out/redis-cluster-replicas-create.log" 2>&1 || die "redis-cli --cluster create failed: $out/redis-cluster-replicas-create.log"
+  for port in "${replica_cluster_ports[@]}"; do wait_for "Redis Cluster state ok on $port" cluster_ok "$port"; done
+  # Every replica linked to its master before anything is measured.
+  replica_linked() { redis-cli -h 127.0.0.1 -p "$1" info replication | grep -q -e '^role:master' -e '^master_link_status:up'; }
+  for port in "${replica_cluster_ports[@]}"; do wait_for "replication link of $port" replica_linked "$port"; done
+
+  say "starting Tessera with replicas: control plane ($replica_cp_port), nodes (${replica_node_ports[*]}), proxy ($replica_proxy_port)"
+  env "${tessera_replicas_env[@]}" "$repo/deploy/local.sh" up >"$out/tessera-replicas-up.log" 2>&1 \
+    || die "deploy/local.sh up (replicas) failed: $out/tessera-replicas-up.log"
+  replica_tessera_pids=("$(<"$out/tessera-replicas/proxy.pid")")
+  for i in 1 2 3 4 5 6; do replica_tessera_pids+=("$(<"$out/tessera-replicas/node$i.pid")"); done
+  wait_for "the Tessera proxy (replicas)" answers "$replica_proxy_port"
+  for port in "${replica_node_ports[@]}"; do
+    wait_for "Tessera node $port state ok" cluster_ok "$port"
+    wait_for "replication link of $port" replica_linked "$port"
+  done
+fi
+
 join() { local IFS=,; echo "$*"; }
 persistence=$([[ $aof == 1 ]] && echo "append-only file, fsync every second, on every server" || echo "none on any server (Tessera TESSERA_APPENDONLY=no; redis --save '' --appendonly no)")
 {
@@ -247,12 +302,19 @@ persistence=$([[ $aof == 1 ]] && echo "append-only file, fsync every second, on 
   printf 'redis-single\t%s\t0\t%s\t%s\n' "$single_port" "$single_pid" "one plain redis-server (CPU: it)"
   printf 'tessera-direct\t%s\t1\t%s\t%s\n' "${tessera_node_ports[0]}" "$(join "${tessera_node_pids[@]}")" \
     "the three Tessera shard nodes, redis-benchmark --cluster (CPU: 3 nodes)"
+  if ((replicas)); then
+    printf 'tessera-replicas\t%s\t0\t%s\t%s\n' "$replica_proxy_port" "$(join "${replica_tessera_pids[@]}")" \
+      "Tessera proxy :$replica_proxy_port in front of three masters with one replica each (CPU: proxy + 6 nodes)"
+    printf 'redis-cluster-replicas\t%s\t1\t%s\t%s\n' "${replica_cluster_ports[0]}" "$(join "${replica_cluster_pids[@]}")" \
+      "Redis Cluster of three masters with one replica each, redis-benchmark --cluster (CPU: 6 redis)"
+  fi
 } >"$out/targets.tsv"
 
 {
   command=(bench/proxy.sh --rounds "$rounds")
   [[ $mode == quick ]] && command+=(--quick)
   ((aof)) && command+=(--aof)
+  ((replicas)) && command+=(--replicas)
   command+=("${syscalls[@]}")
   echo "command: ${command[*]} (-n $n_p1 at -P 1, $n_p16 at -P 16)"
   echo "settings: $(env | grep -E '^(TESSERA_BACKEND|TESSERA_WORKER|TOKIO_)' | tr '\n' ' ')"

@@ -41,6 +41,17 @@ CONTEXT = [
     ("server CPU per request, Tessera nodes / Redis Cluster", "tessera-direct", "redis-cluster", "cpu_us", 1),
     ("server CPU per request, Tessera nodes / Redis Cluster", "tessera-direct", "redis-cluster", "cpu_us", 16),
 ]
+# With --replicas: what one replica per master costs, Tessera's next to Redis Cluster's (issue 14).
+REPLICA_CONTEXT = [
+    ("ops/s, Tessera proxy with replicas / without", "tessera-replicas", "tessera-proxy", "rps", 1),
+    ("ops/s, Tessera proxy with replicas / without", "tessera-replicas", "tessera-proxy", "rps", 16),
+    ("ops/s, Redis Cluster with replicas / without", "redis-cluster-replicas", "redis-cluster", "rps", 1),
+    ("ops/s, Redis Cluster with replicas / without", "redis-cluster-replicas", "redis-cluster", "rps", 16),
+    ("server CPU per request, Tessera proxy with replicas / without", "tessera-replicas", "tessera-proxy", "cpu_us", 1),
+    ("server CPU per request, Redis Cluster with replicas / without", "redis-cluster-replicas", "redis-cluster", "cpu_us", 1),
+    ("p99 latency, Tessera proxy with replicas / without", "tessera-replicas", "tessera-proxy", "p99", 1),
+    ("ops/s, Tessera proxy with replicas / twemproxy", "tessera-replicas", "twemproxy", "rps", 16),
+]
 
 
 def read_targets(path):
@@ -316,6 +327,15 @@ def render(runs, table, targets, cells, meta):
         values = [ratio(table, num, den, test, metric, pipeline) for test in tests]
         out.append(f"| {label} | {pipeline} | " + " | ".join(fmt(v, 2) for v in values) + " |")
     out.append("")
+    if any(t["name"] == "tessera-replicas" for t in targets):
+        out.append("Replicas (--replicas), ratio of the medians:")
+        out.append("")
+        out.append("| ratio | -P | " + " | ".join(tests) + " |")
+        out.append("|---|---:|" + "---:|" * len(tests))
+        for label, num, den, metric, pipeline in REPLICA_CONTEXT:
+            values = [ratio(table, num, den, test, metric, pipeline) for test in tests]
+            out.append(f"| {label} | {pipeline} | " + " | ".join(fmt(v, 2) for v in values) + " |")
+        out.append("")
     return "\n".join(out)
 
 

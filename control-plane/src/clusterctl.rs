@@ -6,6 +6,7 @@ pub mod add_node;
 pub mod create;
 pub mod failover;
 pub mod report;
+pub mod reshard;
 
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
@@ -87,6 +88,26 @@ pub enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
+    /// Moves slots to a master while the cluster serves, as `redis-cli --cluster reshard` does:
+    /// the plan (slots taken from each source in proportion), a confirmation, then the move with
+    /// its progress. Keys move in batches; clients of the proxy see no error.
+    Reshard {
+        /// Source master ids, comma-separated, or `all` (every other master).
+        #[arg(long, alias = "cluster-from", required = true)]
+        from: String,
+        /// The master that receives the slots.
+        #[arg(long, alias = "cluster-to", required = true)]
+        to: String,
+        /// How many slots to move.
+        #[arg(long, alias = "cluster-slots", required = true)]
+        slots: u32,
+        /// Move without asking.
+        #[arg(long, alias = "cluster-yes")]
+        yes: bool,
+        /// How long to wait for the move to finish (it goes on after; humantime).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Checks the cluster as `redis-cli --cluster check` does; exits 1 if slots are not covered.
     Check,
     /// Prints CLUSTER INFO for the whole cluster.
@@ -126,6 +147,8 @@ pub enum CtlError {
     CheckFailed,
     #[error("nodes did not take the new configuration within {waited:?}: {lagging}")]
     JoinTimeout { waited: Duration, lagging: String },
+    #[error("the move did not finish within {waited:?} ({left} slots left); it goes on")]
+    MoveTimeout { waited: Duration, left: u64 },
 }
 
 impl CtlError {
@@ -191,6 +214,22 @@ pub async fn execute(
                 _ => pb::FailoverMode::Default,
             };
             failover::run(&mut client, replica_id, mode, wait, out).await
+        }
+        Command::Reshard {
+            from,
+            to,
+            slots,
+            yes,
+            timeout,
+        } => {
+            let options = reshard::Options {
+                from,
+                to,
+                slots,
+                yes,
+                timeout,
+            };
+            reshard::run(&mut client, options, input, out).await
         }
         Command::Check => check(&mut client, out).await,
         Command::Info => {

@@ -345,6 +345,18 @@ impl Controller {
         Ok((topology, replica))
     }
 
+    /// MoveSlots: records the moves; returns the topology that carries them.
+    pub async fn move_slots(&self, slots: Vec<u16>, target: NodeId) -> Result<Topology, Error> {
+        let topology = self
+            .apply(|state, now| {
+                let changed = state.move_slots(&slots, &target)?;
+                Ok((state.snapshot(now), changed))
+            })
+            .await?;
+        tracing::info!(slots = slots.len(), target = %target, version = topology.version, "slot moves started");
+        Ok(topology)
+    }
+
     /// SetSetting: returns the settings now in force.
     pub async fn set_setting(&self, name: &str, value: &str) -> Result<Settings, Error> {
         let change = SettingChange::parse(name, value)?;

@@ -54,6 +54,15 @@ pub enum Error {
     /// AddReplica named a master that has replicas of its own: they would follow a replica.
     #[error("node {0} has replicas of its own: move them first")]
     HasReplicas(String),
+    /// MoveSlots named a slot outside 0-16383 (Redis's CLUSTER SETSLOT words).
+    #[error("ERR Invalid or out of range slot")]
+    InvalidSlot(u32),
+    /// MoveSlots named a slot no master serves: there is nothing to move it from.
+    #[error("slot {0} has no master to move it from")]
+    SlotUnassigned(u16),
+    /// MoveSlots named a slot already moving to another master.
+    #[error("slot {0} is already moving to another master")]
+    SlotMoving(u16),
     /// A Failover request Redis would refuse, in Redis's words.
     #[error(transparent)]
     Failover(#[from] FailoverRefused),

@@ -41,6 +41,7 @@ impl From<Error> for Status {
             | Error::InvalidAddress(_)
             | Error::DuplicateAddress(_)
             | Error::TooFewMasters { .. }
+            | Error::InvalidSlot(_)
             | Error::Setting(_) => Status::invalid_argument(message),
             Error::Failover(FailoverRefused::TimedOut | FailoverRefused::NotCompleted) => {
                 Status::deadline_exceeded(message)
@@ -53,7 +54,9 @@ impl From<Error> for Status {
             | Error::NotAMaster(_)
             | Error::ReplicateItself
             | Error::NotEmpty(_)
-            | Error::HasReplicas(_) => Status::failed_precondition(message),
+            | Error::HasReplicas(_)
+            | Error::SlotUnassigned(_)
+            | Error::SlotMoving(_) => Status::failed_precondition(message),
             Error::NotLeader { .. } => Status::failed_precondition(message),
             // Another control plane wrote: the state is reloaded, and the caller may retry.
             Error::Store(StoreError::Conflict { .. }) => {
@@ -178,6 +181,11 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
             key_count: req.key_count,
             holds: stamp(req.holds)?,
             replication_offset: req.replication_offset,
+            drained_slots: req
+                .drained_slots
+                .iter()
+                .filter_map(|&slot| u16::try_from(slot).ok())
+                .collect(),
         };
         let (current, lease_granted) = self.controller.heartbeat(beat).await?;
         Ok(Response::new(pb::HeartbeatResponse {
@@ -211,6 +219,28 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
         Ok(Response::new(pb::AddReplicaResponse {
             topology: Some(pb::Topology::from(&topology)),
             replica_id: replica.to_string(),
+        }))
+    }
+
+    async fn move_slots(
+        &self,
+        request: Request<pb::MoveSlotsRequest>,
+    ) -> Result<Response<pb::MoveSlotsResponse>, Status> {
+        let req = request.into_inner();
+        let target = node_id(&req.target_id)?;
+        let slots = req
+            .slots
+            .iter()
+            .map(|&slot| {
+                u16::try_from(slot)
+                    .ok()
+                    .filter(|s| *s < tessera_proto::slot::SLOT_COUNT)
+                    .ok_or(Error::InvalidSlot(slot))
+            })
+            .collect::<Result<Vec<u16>, Error>>()?;
+        let topology = self.controller.move_slots(slots, target).await?;
+        Ok(Response::new(pb::MoveSlotsResponse {
+            topology: Some(pb::Topology::from(&topology)),
         }))
     }
 

@@ -95,6 +95,8 @@ pub struct Beat {
     /// The topology the node holds.
     pub holds: Stamp,
     pub replication_offset: u64,
+    /// Slots the node was moving away whose keys are all on their target now.
+    pub drained_slots: Vec<u16>,
 }
 
 /// The whole cluster as the control plane holds it.
@@ -328,7 +330,78 @@ impl ClusterState {
                 .collect(),
             refused: beat.refused,
         });
-        Ok((cleared || loading_changed) && self.bump())
+        let moved = self.finish_moves(i, &beat.drained_slots);
+        Ok((cleared || loading_changed || moved) && self.bump())
+    }
+
+    /// Gives each slot the node at `source` reports drained to the target of its move, and drops
+    /// the move: the ownership flips in this one topology change (Redis's CLUSTER SETSLOT NODE,
+    /// with the target's epoch raised as Redis's clusterBumpConfigEpochWithoutConsensus does, so
+    /// its claim wins everywhere). Returns whether anything changed.
+    fn finish_moves(&mut self, source: usize, drained: &[u16]) -> bool {
+        let intent = &mut self.intent;
+        let mut raised: Vec<u16> = Vec::new();
+        intent.migrations.retain(|m| {
+            let done = usize::from(m.source) == source && drained.contains(&m.slot);
+            if done {
+                intent.slots[usize::from(m.slot)] = Some(m.target);
+                if !raised.contains(&m.target) {
+                    raised.push(m.target);
+                }
+            }
+            !done
+        });
+        for target in &raised {
+            intent.current_epoch += 1;
+            intent.nodes[usize::from(*target)].config_epoch = intent.current_epoch;
+        }
+        !raised.is_empty()
+    }
+
+    /// Starts moving `slots` to the master `target` (Redis's CLUSTER SETSLOT IMPORTING /
+    /// MIGRATING pair, as one plan): each slot's owner becomes its source. A slot owned by
+    /// `target` or already moving to it is left as it is; the request is refused whole when a
+    /// slot has no owner or is moving elsewhere.
+    pub fn move_slots(&mut self, slots: &[u16], target: &NodeId) -> Result<Changed, Error> {
+        if !self.intent.created {
+            return Err(Error::NotCreated);
+        }
+        let t = self
+            .index_of(target)
+            .ok_or_else(|| Error::UnknownNode(target.to_string()))?;
+        if self.intent.nodes[t].role != Role::Master {
+            return Err(Error::NotAMaster(target.to_string()));
+        }
+        let t = t as u16;
+        let mut moves = Vec::new();
+        for &slot in slots {
+            let owner = self
+                .intent
+                .slots
+                .get(usize::from(slot))
+                .copied()
+                .flatten()
+                .ok_or(Error::SlotUnassigned(slot))?;
+            match self.intent.migrations.iter().find(|m| m.slot == slot) {
+                Some(m) if m.target == t => continue,
+                Some(_) => return Err(Error::SlotMoving(slot)),
+                None if owner == t => continue,
+                None => {}
+            }
+            if !moves.iter().any(|m: &SlotMigration| m.slot == slot) {
+                moves.push(SlotMigration {
+                    slot,
+                    source: owner,
+                    target: t,
+                });
+            }
+        }
+        if moves.is_empty() {
+            return Ok(false);
+        }
+        self.intent.migrations.extend(moves);
+        self.intent.migrations.sort_by_key(|m| m.slot);
+        Ok(self.bump())
     }
 
     /// Whether the heartbeat `id` sent holding `holds` renews its write lease, recording the grant
@@ -1033,6 +1106,7 @@ mod tests {
             holds: Stamp::default(),
             replication_offset: 0,
             refused: vec![],
+            drained_slots: vec![],
         };
         assert!(matches!(
             state.heartbeat(beat(9), 0),
@@ -1107,6 +1181,7 @@ mod tests {
             holds: state.stamp(),
             replication_offset: 77,
             refused: vec![],
+            drained_slots: vec![],
         };
         state.heartbeat(beat.clone(), 1).expect("beat");
         assert_eq!(state.observed(0).topology_version, 3);
@@ -1198,6 +1273,7 @@ mod tests {
             holds: Stamp::default(),
             replication_offset: 0,
             refused: vec![],
+            drained_slots: vec![],
         };
         // Replica 4 (of master 3) goes silent; only the replicas report it: PFAIL, not FAIL.
         for n in [1, 2, 3] {
@@ -1265,6 +1341,7 @@ mod tests {
                     holds: Stamp::default(),
                     replication_offset: 0,
                     refused: vec![],
+                    drained_slots: vec![],
                 },
                 1,
             )
@@ -1276,6 +1353,68 @@ mod tests {
         // A replica moves to another master.
         assert!(state.add_replica(&id(4), &id(3)).expect("move"));
         assert_eq!(state.snapshot(0).replicas_of(2).count(), 1);
+    }
+
+    #[test]
+    fn slot_moves_are_planned_then_finished_by_the_sources_reports() {
+        let mut state = three();
+        assert!(matches!(
+            state.move_slots(&[1], &id(2)),
+            Err(Error::NotCreated)
+        ));
+        state
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
+            .expect("create");
+        assert!(matches!(
+            state.move_slots(&[1], &id(9)),
+            Err(Error::UnknownNode(_))
+        ));
+        let before = state.version();
+        // Slots 0 and 1 of node 1 (index 0) go to node 2 (index 1); 6000 is node 2's already.
+        assert!(state.move_slots(&[1, 0, 1, 6000], &id(2)).expect("move"));
+        assert_eq!(state.version(), before + 1);
+        let t = state.snapshot(0);
+        assert_eq!(t.migration(0).map(|m| (m.source, m.target)), Some((0, 1)));
+        assert_eq!(t.migration(1).map(|m| (m.source, m.target)), Some((0, 1)));
+        assert!(t.migration(6000).is_none());
+        assert_eq!(
+            t.owner_index(0),
+            Some(0),
+            "the source owns it until drained"
+        );
+        // Asked again: nothing new. Elsewhere: refused.
+        assert!(!state.move_slots(&[0], &id(2)).expect("again"));
+        assert!(matches!(
+            state.move_slots(&[0], &id(3)),
+            Err(Error::SlotMoving(0))
+        ));
+        // The source reports slot 1 drained: it is node 2's, with a raised epoch; 0 still moves.
+        let epoch = state.snapshot(0).intent.current_epoch;
+        let beat = |drained: Vec<u16>| Beat {
+            id: id(1),
+            peers: vec![],
+            key_count: 0,
+            holds: Stamp::default(),
+            replication_offset: 0,
+            refused: vec![],
+            drained_slots: drained,
+        };
+        assert!(state.heartbeat(beat(vec![1]), 1).expect("beat"));
+        let t = state.snapshot(1);
+        assert_eq!(t.owner_index(1), Some(1));
+        assert!(t.migration(1).is_none());
+        assert_eq!(t.owner_index(0), Some(0));
+        assert_eq!(t.intent.current_epoch, epoch + 1);
+        assert_eq!(t.nodes()[1].config_epoch, epoch + 1);
+        // A report from a node that is not the source changes nothing.
+        let mut other = beat(vec![0]);
+        other.id = id(3);
+        assert!(!state.heartbeat(other, 2).expect("beat"));
+        assert!(state.heartbeat(beat(vec![0, 1]), 3).expect("beat"));
+        assert!(state.snapshot(3).intent.migrations.is_empty());
+        // Survives a restart of the control plane.
+        let reloaded = ClusterState::from_persisted(state.to_persisted(), 4).expect("reload");
+        assert_eq!(reloaded.snapshot(4).owner_index(0), Some(1));
     }
 
     #[test]
@@ -1293,6 +1432,7 @@ mod tests {
             holds: Stamp::default(),
             replication_offset: offset,
             refused: vec![],
+            drained_slots: vec![],
         };
         assert!(!state.heartbeat(beat(0), 1).expect("beat"), "still loading");
         assert!(state.heartbeat(beat(10), 2).expect("beat"), "now online");

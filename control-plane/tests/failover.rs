@@ -142,6 +142,7 @@ async fn beat(
                             key_count: 0,
                             holds: held.get(&f.n).cloned().flatten(),
                             replication_offset: f.offset,
+                            drained_slots: Vec::new(),
                         },
                     )
                 })

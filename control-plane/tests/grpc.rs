@@ -355,6 +355,7 @@ async fn silent_node_becomes_pfail_then_fail_and_a_stable_return_clears_it() {
             key_count: 0,
             holds: Some(pb::TopologyStamp::from(&failed.stamp())),
             replication_offset: 0,
+            drained_slots: Vec::new(),
         })
         .await
         .expect("heartbeat")

@@ -1,6 +1,7 @@
 //! The cluster bus: the node's second listener, for node-to-node traffic only (Redis announces it
 //! as the client port + 10000, `@port` in CLUSTER NODES). Peers' probes (`PING`), forwarded
-//! PUBLISH messages (`DELIVER_COMMAND`, from `pubsub::forward`) and replicas (`REPLCONF`, then
+//! PUBLISH messages (`DELIVER_COMMAND`, from `pubsub::forward`), the batches of a slot's move
+//! (`TESSERA.IMPORT`, from `migrate`) and replicas (`REPLCONF`, then
 //! `PSYNC`, after which the connection carries the replication stream: `replication::master`)
 //! arrive here, and only here: no client connection can reach a node-internal command. With a
 //! node secret, a bus connection must `AUTH <secret>` before anything else.
@@ -168,6 +169,9 @@ fn answer_common(state: &NodeState, authenticated: &mut bool, args: &[Bytes]) ->
     }
     if name.eq_ignore_ascii_case(b"PING") && args.len() == 1 {
         return Frame::Simple(Bytes::from_static(b"PONG"));
+    }
+    if name.eq_ignore_ascii_case(crate::migrate::IMPORT_COMMAND) {
+        return crate::migrate::import(state, args);
     }
     if name.eq_ignore_ascii_case(DELIVER_COMMAND) && args.len() == 3 {
         return Frame::Integer(state.pubsub.publish(&args[1], &args[2]));

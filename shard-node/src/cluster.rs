@@ -47,6 +47,9 @@ pub struct ClusterView {
     /// The control plane's client, once the cluster tasks start: what CLUSTER FAILOVER and
     /// CLUSTER REPLICATE call.
     control_plane: std::sync::OnceLock<tessera_proto::control_plane::Client>,
+    /// Slots this node was moving whose keys are all gone (`migrate`), reported in heartbeats
+    /// until the control plane gives them to their targets.
+    drained: parking_lot::Mutex<Vec<u16>>,
 }
 
 /// A topology with its health counted once, when it arrives, so the cluster rule applied to every
@@ -113,6 +116,7 @@ impl ClusterView {
             assigned: tokio::sync::watch::Sender::new(snapshot.role.clone()),
             handing_over: AtomicBool::new(snapshot.topology.is_handing_over(&myself)),
             control_plane: std::sync::OnceLock::new(),
+            drained: parking_lot::Mutex::new(Vec::new()),
             topology: ArcSwap::from_pointee(snapshot),
             myself,
             offer_lock: Mutex::new(()),
@@ -230,6 +234,16 @@ impl ClusterView {
     /// A client of the control plane (`None` for a view with no control plane behind it).
     pub fn control_plane(&self) -> Option<tessera_proto::control_plane::Client> {
         self.control_plane.get().cloned()
+    }
+
+    /// Records the slots this node has drained of keys (`migrate`), for the heartbeats.
+    pub fn set_drained(&self, slots: Vec<u16>) {
+        *self.drained.lock() = slots;
+    }
+
+    /// The drained slots to report.
+    pub fn drained(&self) -> Vec<u16> {
+        self.drained.lock().clone()
     }
 
     /// Whether this node is the master of a manual failover in progress and must take no write.

@@ -33,8 +33,8 @@ pub use client_session::ClientSession;
 pub use cluster_rule::cluster_recheck;
 pub(crate) use cluster_rule::{crossslot, key_slot, route};
 pub use context::{Ctx, KnownSlot, Txn};
+pub use execute::{apply_moved, execute, replay};
 pub(crate) use execute::{container_name, execute_queued};
-pub use execute::{execute, replay};
 
 use tessera_proto::resp::Frame;
 

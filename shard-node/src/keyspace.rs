@@ -30,6 +30,7 @@ pub use tessera_proto::glob;
 pub mod hash_value;
 pub mod scan_table;
 pub mod size;
+pub mod transit;
 pub mod zset;
 
 use std::collections::VecDeque;
@@ -486,6 +487,7 @@ pub struct Keyspace {
     watches: crate::transaction::WatchRegistry,
     /// The per-slot exclusion that keeps EXEC atomic (see `transaction::gate`).
     gates: crate::transaction::SlotGates,
+    transit: transit::Transit,
 }
 
 impl Default for Keyspace {
@@ -505,7 +507,13 @@ impl Keyspace {
             blocking: blocking::BlockingRegistry::default(),
             watches: crate::transaction::WatchRegistry::default(),
             gates: crate::transaction::SlotGates::new(),
+            transit: transit::Transit::default(),
         }
+    }
+
+    /// The keys of slots being moved that are on their way to the target.
+    pub fn transit(&self) -> &transit::Transit {
+        &self.transit
     }
 
     /// The keys clients WATCH.

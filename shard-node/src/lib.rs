@@ -18,6 +18,7 @@ pub mod connection;
 pub mod error;
 pub mod evict;
 pub mod keyspace;
+pub mod migrate;
 pub mod node;
 pub mod node_id;
 pub mod pubsub;

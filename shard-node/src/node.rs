@@ -104,6 +104,8 @@ pub async fn run_observed(
         Arc::clone(&state),
         bus_stop.clone(),
     ));
+    // Slot moves stop before the clients drain: a batch in flight finishes or fails first.
+    let mover = tokio::spawn(crate::migrate::run(Arc::clone(&state), shutdown.clone()));
     let rewriter = tokio::spawn(aof::rewrite::run(
         Arc::clone(&state),
         config.auto_rewrite(),
@@ -131,6 +133,7 @@ pub async fn run_observed(
         tracing::error!(%error, "cannot save the replication state at shutdown");
     }
     let _ = rewriter.await;
+    let _ = mover.await;
     bus_stop.cancel();
     let _ = bus.await;
     tasks.stop().await;

@@ -176,6 +176,13 @@ impl ControlPlane for Fake {
     ) -> Result<Response<pb::FailoverResponse>, Status> {
         Err(Status::unimplemented("fake control plane"))
     }
+
+    async fn move_slots(
+        &self,
+        _: Request<pb::MoveSlotsRequest>,
+    ) -> Result<Response<pb::MoveSlotsResponse>, Status> {
+        Err(Status::unimplemented("fake control plane"))
+    }
 }
 
 /// A master at 127.0.0.1:`port` (bus port +10000), config epoch 1.

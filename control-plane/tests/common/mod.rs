@@ -184,6 +184,7 @@ impl Beaters {
                             key_count: keys(n),
                             holds: held[i].clone(),
                             replication_offset: 0,
+                            drained_slots: Vec::new(),
                         })
                         .await;
                     if let Ok(reply) = reply {

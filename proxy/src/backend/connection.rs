@@ -115,8 +115,9 @@ async fn run(
         addr: addr.to_string(),
     };
     let connected = tokio::select! {
-        connected = connect(&addr, protocol, connect_timeout, &login) => connected,
+        biased;
         () = abandoned.cancelled() => Err(demoted()),
+        connected = connect(&addr, protocol, connect_timeout, &login) => connected,
     };
     let error = match connected {
         Ok((socket, leftover)) => {
@@ -323,13 +324,16 @@ async fn serve(
         }
     };
 
+    // Biased, abandonment first: `Pool::abandon` drops the handle as it cancels, which also ends
+    // the writer half, and the client must be told why (Demoted), not that the link was lost.
     let error = tokio::select! {
-        e = write_half => e,
-        e = read_half => e,
-        e = watchdog => e,
+        biased;
         () = abandoned.cancelled() => BackendError::Demoted {
             addr: addr.to_string(),
         },
+        e = write_half => e,
+        e = read_half => e,
+        e = watchdog => e,
     };
     // Requests written and not answered get the error.
     for owed in lock(&inflight).drain(..) {

@@ -11,8 +11,11 @@
 //!   past `TRYAGAIN_RETRIES` retries or `TRYAGAIN_FOR`, the TRYAGAIN error is the reply, as a
 //!   Redis Cluster client would finally see.
 //!
-//! At most `MAX_REDIRECTS` MOVED / ASK hops from each start; past them the last redirect is the
-//! reply. The decision (`Hops`) is a pure function of the redirects seen and the clock; the
+//! At most `MAX_REDIRECTS` MOVED / ASK hops from each start. Past them, a MOVED means the nodes
+//! do not agree on the slot's owner yet (a move or failover was just published and has not
+//! reached them all): the command starts over after a pause, as after TRYAGAIN and within the
+//! same bounds, by which time they agree. Past those bounds (or past the hops for an ASK), the
+//! last redirect is the reply. The decision (`Hops`) is a pure function of the redirects seen and the clock; the
 //! sending is the caller's.
 
 use std::future::Future;
@@ -112,8 +115,13 @@ impl Hops {
     /// The step after `redirection`, seen at `now`; `None`: past the bounds, the redirect is the
     /// reply.
     pub fn next(&mut self, redirection: Redirection, now: Instant) -> Option<Step> {
+        let start_over = match redirection {
+            Redirection::TryAgain => true,
+            Redirection::Moved { .. } => self.hops == MAX_REDIRECTS,
+            Redirection::Ask { .. } => false,
+        };
         match redirection {
-            Redirection::TryAgain => {
+            _ if start_over => {
                 let since = *self.tryagain_since.get_or_insert(now);
                 if self.retries == TRYAGAIN_RETRIES || now.duration_since(since) >= TRYAGAIN_FOR {
                     return None;
@@ -122,6 +130,7 @@ impl Hops {
                 self.hops = 0;
                 Some(Step::StartOver)
             }
+            Redirection::TryAgain => None,
             _ if self.hops == MAX_REDIRECTS => None,
             Redirection::Moved { addr, .. } => {
                 self.hops += 1;
@@ -286,13 +295,22 @@ mod tests {
         type Seen = Vec<(Redirection, u64)>;
         let table: &[(&str, Seen, usize)] = &[
             (
-                "moved hops are bounded",
-                vec![(moved(), 0); 8],
-                MAX_REDIRECTS,
+                "moved hops past the bound start over, within tryagain's bounds",
+                vec![(moved(), 0); 300],
+                (MAX_REDIRECTS + 1) * TRYAGAIN_RETRIES + MAX_REDIRECTS,
             ),
             (
-                "ask and moved share the bound",
-                vec![vec![(ask(), 0), (moved(), 0)]; 4].concat(),
+                "moved bouncing is bounded in time",
+                [
+                    vec![(moved(), 0); MAX_REDIRECTS + 1],
+                    vec![(moved(), 2000); 10],
+                ]
+                .concat(),
+                MAX_REDIRECTS + 1 + MAX_REDIRECTS,
+            ),
+            (
+                "ask and moved share the bound; past it an ask is the reply",
+                vec![vec![(moved(), 0), (ask(), 0)]; 4].concat(),
                 MAX_REDIRECTS,
             ),
             (

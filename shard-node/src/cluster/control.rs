@@ -54,6 +54,7 @@ pub(super) async fn membership(
                 key_count: member.key_count(),
                 holds: Some(pb::TopologyStamp::from(&held)),
                 replication_offset: member.replication_offset(),
+                drained_slots: view.drained().into_iter().map(u32::from).collect(),
             };
             let sent = Instant::now();
             view.counters.ping_sent.fetch_add(1, Ordering::Relaxed);

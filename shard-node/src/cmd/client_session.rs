@@ -35,6 +35,9 @@ pub struct ClientSession {
     /// READONLY was sent (READWRITE clears it): the client accepts reads from a replica. The
     /// cluster rule reads it where a replica would otherwise redirect to its master.
     pub readonly: bool,
+    /// ASKING was the previous command (outside MULTI; inside, until EXEC): the next command may
+    /// use a slot this node is importing, as Redis's CLIENT_ASKING.
+    pub asking: bool,
     /// The replication offset after this client's last write (Redis's `woff`): what WAIT waits
     /// for replicas to acknowledge.
     pub woff: u64,
@@ -59,6 +62,7 @@ impl ClientSession {
             multi: None,
             watched: crate::transaction::Watched::default(),
             readonly: false,
+            asking: false,
             woff: 0,
             waiting: None,
             published: ClientStatus::default(),

@@ -227,7 +227,10 @@ pub(super) const COMMANDS: &[DispatchEntry] = &[
         session.readonly = false;
         Frame::ok()
     }),
-    ("asking", |_, _, _| Frame::ok()),
+    ("asking", |_, session, _| {
+        session.asking = true;
+        Frame::ok()
+    }),
 ];
 
 #[cfg(test)]

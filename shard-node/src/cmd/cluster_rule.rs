@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tessera_proto::command::{self, CommandSpec, Server};
 use tessera_proto::resp::Frame;
-use tessera_proto::topology::Access;
+use tessera_proto::topology::{Access, NodeId, Topology};
 
 use super::{parse, KnownSlot};
 use crate::state::NodeState;
@@ -17,24 +17,112 @@ use crate::state::NodeState;
 /// answers MOVED / CLUSTERDOWN instead of waiting on.
 pub fn cluster_recheck(state: &NodeState, args: &[Bytes]) -> Option<Frame> {
     let spec = command::resolve_served(Server::ShardNode, args).ok()?;
-    cluster_check(state, spec, args, false, Instant::now()).err()
+    cluster_check(state, spec, args, false, false, Instant::now()).err()
 }
 
 /// The cluster rule for one command, as Redis's getNodeByQuery: keyless commands pass; all keys
 /// must share one slot (CROSSSLOT); the slot's serving master must exist (CLUSTERDOWN) and be this
-/// node (MOVED), or this node a replica of it and the client READONLY with a read; and a node
-/// that lost the control plane refuses writes. The slot comes back with the key it was hashed
-/// from, for the handler's `Ctx::lock`.
+/// node (MOVED), or this node a replica of it and the client READONLY with a read, or this node
+/// the slot's importing target and the client ASKING; and a node that lost the control plane
+/// refuses writes. The slot comes back with the key it was hashed from, for the handler's
+/// `Ctx::lock`. A slot being moved is checked again under its gate (`migration_check`).
 pub(super) fn cluster_check(
     state: &NodeState,
     spec: &CommandSpec,
     args: &[Bytes],
     readonly: bool,
+    asking: bool,
     now: Instant,
 ) -> Result<Option<KnownSlot>, Frame> {
     let found = spec.key_slot(args).map_err(|_| crossslot())?;
-    route_at(state, found.map(|k| k.slot), spec.is_write(), readonly, now)?;
+    route_at(
+        state,
+        found.map(|k| k.slot),
+        spec.is_write(),
+        readonly,
+        asking,
+        now,
+    )?;
     Ok(found.map(|k| KnownSlot::new(k.first_key, k.slot)))
+}
+
+/// Redis's getNodeByQuery for a slot being moved, run under the slot's gate so that no batch of
+/// the move runs between the check and the command (or transaction: `keys` are then those of
+/// every queued command). On the source, a command whose keys are all here runs; one whose keys
+/// are all gone answers ASK (they are, or will be created, on the target); one with some of each
+/// answers TRYAGAIN. On the target, behind ASKING, a command over several keys not all here yet
+/// answers TRYAGAIN. `keys` is called only for a slot being moved, so other commands pay nothing
+/// for it.
+pub(super) fn migration_check<'a>(
+    state: &NodeState,
+    slot: u16,
+    asking: bool,
+    keys: impl FnOnce() -> Vec<&'a [u8]>,
+) -> Result<(), Frame> {
+    let snapshot = state.cluster.current();
+    let topology = &snapshot.topology;
+    let Some(migration) = topology.migration(slot) else {
+        return Ok(());
+    };
+    let me = topology
+        .index_of(state.cluster.myself())
+        .and_then(|i| u16::try_from(i).ok());
+    let source = me == Some(migration.source);
+    let importing = me == Some(migration.target) && asking;
+    if !(source || importing) {
+        return Ok(());
+    }
+    let keys = keys();
+    if source && state.keyspace.transit().holds_any(slot, &keys) {
+        return Err(parse::err(
+            "TRYAGAIN A key of this command is being moved to another node, try again",
+        ));
+    }
+    let (mut existing, mut missing) = (0usize, 0usize);
+    {
+        let now = crate::keyspace::now_ms();
+        let table = state.keyspace.lock(slot);
+        for key in &keys {
+            match table.get(key) {
+                Some(entry) if !entry.is_expired(now) => existing += 1,
+                _ => missing += 1,
+            }
+        }
+    }
+    if missing == 0 {
+        return Ok(());
+    }
+    if source {
+        if existing > 0 {
+            return Err(rehashing());
+        }
+        let target = &topology.nodes()[usize::from(migration.target)];
+        return Err(Frame::error(format!(
+            "ASK {slot} {}:{}",
+            target.host, target.port
+        )));
+    }
+    if keys.iter().any(|key| Some(key) != keys.first()) {
+        return Err(rehashing());
+    }
+    Ok(())
+}
+
+/// The keys of one command, for `migration_check`: shard channels are not keys (they stay served
+/// by the source until the slot's owner changes).
+pub(super) fn command_keys<'a>(spec: &CommandSpec, args: &'a [Bytes]) -> Vec<&'a [u8]> {
+    if spec.group == "pubsub" {
+        return Vec::new();
+    }
+    spec.key_indexes(args)
+        .into_iter()
+        .filter_map(|i| args.get(i).map(|key| &key[..]))
+        .collect()
+}
+
+/// A command over several keys of a slot being moved, some here and some not yet (or no longer).
+fn rehashing() -> Frame {
+    parse::err("TRYAGAIN Multiple keys request during rehashing of slot")
 }
 
 /// The one slot of the keys of a command; CROSSSLOT when they span several.
@@ -61,8 +149,9 @@ pub(crate) fn route(
     slot: Option<u16>,
     write: bool,
     readonly: bool,
+    asking: bool,
 ) -> Result<(), Frame> {
-    route_at(state, slot, write, readonly, Instant::now())
+    route_at(state, slot, write, readonly, asking, Instant::now())
 }
 
 /// `route` with the lease checked at `now`.
@@ -71,6 +160,7 @@ fn route_at(
     slot: Option<u16>,
     write: bool,
     readonly: bool,
+    asking: bool,
     now: Instant,
 ) -> Result<(), Frame> {
     if slot.is_none() && !write {
@@ -87,6 +177,8 @@ fn route_at(
                 if readonly
                     && !write
                     && state.cluster.assigned_role().master() == Some(&owner.id) => {}
+            // Redis's importing slot: an ASKING client's command is served here.
+            Ok(_) if asking && importing(&snapshot.topology, slot, state.cluster.myself()) => {}
             Ok(owner) if &owner.id != state.cluster.myself() => {
                 return Err(Frame::error(format!(
                     "MOVED {slot} {}:{}",
@@ -105,4 +197,14 @@ fn route_at(
         ));
     }
     Ok(())
+}
+
+/// Whether `myself` is the target of `slot`'s move.
+fn importing(topology: &Topology, slot: u16, myself: &NodeId) -> bool {
+    topology.migration(slot).is_some_and(|m| {
+        topology
+            .nodes()
+            .get(usize::from(m.target))
+            .is_some_and(|n| &n.id == myself)
+    })
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tessera_proto::command::{self, CommandSpec, Server};
 use tessera_proto::resp::Frame;
 
-use super::cluster_rule::cluster_check;
+use super::cluster_rule::{cluster_check, command_keys, migration_check};
 use super::dispatch::dispatch;
 use super::{multi_exec, parse, ClientSession, Ctx};
 use crate::state::NodeState;
@@ -36,16 +36,25 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
     // One clock reading serves CLIENT LIST's idle time and the lease the cluster rule checks.
     let now = Instant::now();
     session.info.lock().touch(spec.name, now);
+    // ASKING holds for the next command only (inside MULTI, until EXEC or DISCARD), as Redis's
+    // resetClient; RESTORE-ASKING (Redis 7.0's one command flagged `asking`) carries its own.
+    let asking = session.asking || spec.name == "restore-asking";
+    if spec.name != "multi" && (session.multi.is_none() || matches!(spec.name, "exec" | "discard"))
+    {
+        session.asking = false;
+    }
     if spec.name == "exec" {
         if let Some(reply) = pubsub_refusal(session, spec) {
             state.stats.commands.reject(spec);
             return reply;
         }
-        let reply = run_counted(state, spec, now, || multi_exec::exec(state, session));
+        let reply = run_counted(state, spec, now, || {
+            multi_exec::exec(state, session, asking)
+        });
         session.woff = state.replication.offset();
         return reply;
     }
-    let known_slot = match cluster_check(state, spec, args, session.readonly, now) {
+    let known_slot = match cluster_check(state, spec, args, session.readonly, asking, now) {
         Ok(known) => known,
         Err(reply) => {
             state.stats.commands.reject(spec);
@@ -78,6 +87,16 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
         state.stats.commands.reject(spec);
         return reply;
     }
+    // Queued commands meet a slot's move as Redis's do: checked when queued (the redirect
+    // flags the transaction), and all together again at EXEC.
+    if let (Some(known), Some(_)) = (known_slot, &session.multi) {
+        let keys = || command_keys(spec, args);
+        if let Err(reply) = migration_check(state, known.slot(), asking, keys) {
+            state.stats.commands.reject(spec);
+            multi_exec::refuse_queueing(session);
+            return reply;
+        }
+    }
     if let Some(reply) = multi_exec::queue(session, spec, args) {
         return reply;
     }
@@ -88,6 +107,13 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
         None if spec.is_write() => Gate::All(gates.enter_all()),
         None => Gate::None,
     };
+    if let Some(known) = known_slot {
+        let keys = || command_keys(spec, args);
+        if let Err(reply) = migration_check(state, known.slot(), asking, keys) {
+            state.stats.commands.reject(spec);
+            return reply;
+        }
+    }
     let reply = run_counted(state, spec, started, || {
         let mut ctx = Ctx::new(state, true);
         ctx.touch = touches_keys(spec);
@@ -178,11 +204,21 @@ pub(crate) fn execute_queued(
 /// Applies one command read back from the append-only file: no cluster checks, not logged again.
 /// Errs with Redis's error text when the command is not a valid write.
 pub fn replay(state: &NodeState, args: Vec<Bytes>) -> Result<(), String> {
+    apply_write(state, args, false)
+}
+
+/// Applies one write of a slot's move (a key arriving on the target, or leaving the source): no
+/// cluster checks, logged as the node's own writes are (AOF, replicas).
+pub fn apply_moved(state: &NodeState, args: Vec<Bytes>) -> Result<(), String> {
+    apply_write(state, args, true)
+}
+
+fn apply_write(state: &NodeState, args: Vec<Bytes>, log: bool) -> Result<(), String> {
     let spec = command::resolve_served(Server::ShardNode, &args)?;
     if !spec.is_write() {
         return Err(format!("ERR '{}' is not a write command", spec.name));
     }
-    let ctx = Ctx::new(state, false);
+    let ctx = Ctx::new(state, log);
     match dispatch(&ctx, &mut ClientSession::detached(), spec, &args) {
         Frame::Error(text) => Err(String::from_utf8_lossy(&text).into_owned()),
         _ => Ok(()),

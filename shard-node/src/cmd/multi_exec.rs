@@ -103,12 +103,12 @@ pub fn unwatch(ctx: &Ctx<'_>, session: &mut ClientSession) -> Frame {
 /// EXEC: the cluster rule over the whole queue (as Redis's getNodeByQuery for EXEC: its errors
 /// discard the transaction), EXECABORT when a command was refused, a null array when a watched
 /// key changed, else the array of the queued commands' replies.
-pub fn exec(state: &NodeState, session: &mut ClientSession) -> Frame {
+pub fn exec(state: &NodeState, session: &mut ClientSession, asking: bool) -> Frame {
     let Some(multi) = session.multi.take() else {
         return err("ERR EXEC without MULTI");
     };
     let keyspace = &state.keyspace;
-    let slot = match transaction_slot(state, &multi.queued, session.readonly) {
+    let slot = match transaction_slot(state, &multi.queued, session.readonly, asking) {
         Ok(slot) => slot,
         Err(reply) => {
             session.watched.unwatch_all(keyspace);
@@ -120,6 +120,18 @@ pub fn exec(state: &NodeState, session: &mut ClientSession) -> Frame {
         return err(EXECABORT);
     }
     let _gate = slot.map(|slot| keyspace.gates().exclusive(slot));
+    if let Some(slot) = slot {
+        let keys = || {
+            let queued = multi.queued.iter();
+            queued
+                .flat_map(|q| super::cluster_rule::command_keys(q.spec, &q.args))
+                .collect()
+        };
+        if let Err(reply) = super::cluster_rule::migration_check(state, slot, asking, keys) {
+            session.watched.unwatch_all(keyspace);
+            return reply;
+        }
+    }
     if multi.queued.iter().any(|q| q.spec.is_write()) && state.cluster.is_handing_over() {
         // As a write outside MULTI (`execute`): the transaction is not run.
         session.watched.unwatch_all(keyspace);
@@ -161,6 +173,7 @@ fn transaction_slot(
     state: &NodeState,
     queued: &[Queued],
     readonly: bool,
+    asking: bool,
 ) -> Result<Option<u16>, Frame> {
     let mut slot = None;
     let mut write = false;
@@ -173,7 +186,7 @@ fn transaction_slot(
             (Some(_), Some(_)) => {}
         }
     }
-    route(state, slot, write, readonly)?;
+    route(state, slot, write, readonly, asking)?;
     Ok(slot)
 }
 

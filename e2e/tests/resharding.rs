@@ -1,0 +1,190 @@
+//! Online resharding, in-process: slots move from one master to another (MoveSlots) while a writer
+//! runs through the proxy. Afterwards every key is where the topology says, with its last
+//! acknowledged value, and the proxy's clients saw no error.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tessera_e2e::inprocess::InProcessCluster;
+use tessera_e2e::resp::RespClient;
+use tessera_e2e::shard::{assert_acked_present, connect, Writer};
+use tessera_proto::pb;
+use tessera_proto::pb::control_plane_client::ControlPlaneClient;
+use tessera_proto::slot::key_hash_slot;
+use tessera_proto::topology::Topology;
+use tessera_testkit::wait;
+
+const NODE_TIMEOUT: Duration = Duration::from_millis(2000);
+/// The slots moved: the first 100 of the first master.
+const MOVED: std::ops::Range<u16> = 0..100;
+
+fn topology(runtime: &tokio::runtime::Runtime, url: &str) -> Topology {
+    runtime.block_on(async {
+        let mut client = ControlPlaneClient::connect(url.to_string())
+            .await
+            .expect("control plane");
+        let wire = client
+            .get_topology(pb::GetTopologyRequest {})
+            .await
+            .expect("topology")
+            .into_inner();
+        Topology::try_from(wire).expect("valid topology")
+    })
+}
+
+#[test]
+fn slots_move_under_a_writer_and_nothing_is_lost() {
+    let cluster = InProcessCluster::up(NODE_TIMEOUT);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let url = cluster.control_plane_url();
+    let before = topology(&runtime, &url);
+    let source = before.owner(0).expect("slot 0 served").clone();
+    let target = before
+        .nodes()
+        .iter()
+        .find(|n| n.id != source.id)
+        .expect("another master")
+        .clone();
+
+    // Keys everywhere, a few hundred of them in the slots that move.
+    let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
+    let keys: Vec<String> = (0..20_000).map(|i| format!("key:{i}")).collect();
+    for key in &keys {
+        assert_eq!(proxy.call_str(&["SET", key, key]), "+OK\r\n");
+    }
+    let in_moved = |key: &String| MOVED.contains(&key_hash_slot(key.as_bytes()));
+    let moving_keys = keys.iter().filter(|k| in_moved(k)).count();
+    assert!(moving_keys > 50, "{moving_keys} keys in the moved slots");
+    // A writer on keys of the moved slots and of others.
+    let written: Vec<String> = keys
+        .iter()
+        .filter(|k| in_moved(k))
+        .take(20)
+        .chain(keys.iter().filter(|k| !in_moved(k)).take(20))
+        .cloned()
+        .collect();
+    let writer = Writer::start(cluster.proxy_port, written.clone());
+    thread::sleep(Duration::from_millis(200));
+
+    let started = Instant::now();
+    runtime.block_on(async {
+        let mut client = ControlPlaneClient::connect(url.clone())
+            .await
+            .expect("control plane");
+        client
+            .move_slots(pb::MoveSlotsRequest {
+                slots: MOVED.map(u32::from).collect(),
+                target_id: target.id.to_string(),
+            })
+            .await
+            .expect("MoveSlots")
+    });
+    wait::until(
+        "every moved slot is the target's",
+        Duration::from_secs(30),
+        || {
+            let t = topology(&runtime, &url);
+            (t.intent.migrations.is_empty()
+                && MOVED
+                    .clone()
+                    .all(|s| t.owner(s).map(|n| &n.id) == Some(&target.id)))
+            .then_some(())
+        },
+    );
+    eprintln!(
+        "moved {} slots ({moving_keys} keys) in {:?}",
+        MOVED.len(),
+        started.elapsed()
+    );
+    thread::sleep(Duration::from_millis(300));
+    let (errors, acked) = writer.finish();
+    assert_eq!(errors, 0, "the proxy's clients saw errors");
+    assert_acked_present(cluster.proxy_port, &acked);
+
+    // Every key reads back; the moved slots' keys are on the target alone.
+    for key in keys.iter().filter(|k| !written.contains(k)) {
+        assert_eq!(
+            proxy.call_str(&["GET", key]),
+            format!("${}\r\n{key}\r\n", key.len())
+        );
+    }
+    let count = |port: u16, slot: u16| -> u64 {
+        let reply = connect(port, &cluster.node_secret).call_str(&[
+            "CLUSTER",
+            "COUNTKEYSINSLOT",
+            &slot.to_string(),
+        ]);
+        reply
+            .trim_start_matches(':')
+            .trim_end()
+            .parse()
+            .expect("count")
+    };
+    let (on_source, on_target): (u64, u64) = MOVED
+        .map(|s| (count(source.port, s), count(target.port, s)))
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y));
+    assert_eq!(on_source, 0, "the source kept keys of moved slots");
+    assert_eq!(
+        on_target, moving_keys as u64,
+        "the target has every moved key once"
+    );
+    assert_eq!(proxy.call_str(&["DBSIZE"]), format!(":{}\r\n", keys.len()));
+}
+
+/// `clusterctl reshard` against real processes: the plan, the move with progress lines (not a
+/// terminal), and afterwards `redis-cli --cluster check` at the nodes finds every slot covered
+/// once and no slot open, with the keys where the slots are.
+#[test]
+fn clusterctl_reshard_moves_slots_between_processes() {
+    let cluster = tessera_e2e::cluster::LocalCluster::up(NODE_TIMEOUT);
+    let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
+    let keys: Vec<String> = (0..5_000).map(|i| format!("key:{i}")).collect();
+    for key in &keys {
+        assert_eq!(proxy.call_str(&["SET", key, key]), "+OK\r\n");
+    }
+    let id = |port: u16| -> String {
+        let reply = connect(port, &cluster.node_secret).call_str(&["CLUSTER", "MYID"]);
+        reply.lines().nth(1).expect("an id").to_string()
+    };
+    let (from, to) = (id(cluster.node_ports[0]), id(cluster.node_ports[1]));
+    let output = cluster.clusterctl(&[
+        "reshard", "--from", &from, "--to", &to, "--slots", "500", "--yes",
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "clusterctl reshard failed:\n{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("Ready to move 500 slots."), "{text}");
+    assert!(
+        text.contains(&format!("Moving 500 slots [0-499] from {from}")),
+        "{text}"
+    );
+    assert!(text.contains("[OK] 500 slots moved"), "{text}");
+
+    let address = format!("127.0.0.1:{}", cluster.node_ports[0]);
+    let check = std::process::Command::new("redis-cli")
+        .args(["-a", &cluster.node_secret, "--no-auth-warning"])
+        .args(["--cluster", "check", &address])
+        .output()
+        .expect("redis-cli");
+    let check_text = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(check.status.success(), "{check_text}");
+    assert!(
+        check_text.contains("[OK] All 16384 slots covered."),
+        "{check_text}"
+    );
+    for shape in [
+        "slots:[500-5460] (4961 slots) master",
+        "slots:[0-499],[5461-10922] (5962 slots) master",
+    ] {
+        assert!(check_text.contains(shape), "{shape} in:\n{check_text}");
+    }
+    for key in &keys {
+        assert_eq!(
+            proxy.call_str(&["GET", key]),
+            format!("${}\r\n{key}\r\n", key.len())
+        );
+    }
+}
