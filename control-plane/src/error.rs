@@ -147,9 +147,31 @@ pub enum StoreError {
     #[error("write refused: this control plane does not hold the leadership")]
     NotLeader,
     #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    Etcd(#[from] EtcdError),
     /// etcd did not answer in time (the last attempt within this bound hung); a save may or may
     /// not have happened (a later save finds out: it conflicts if it did).
     #[error("etcd did not answer within {0:?}")]
     Timeout(Duration),
+}
+
+/// What went wrong talking to etcd (`store::etcd`).
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("invalid endpoint {endpoint:?}: {source}")]
+    Endpoint {
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("no endpoints")]
+    NoEndpoints,
+    /// The request failed or was refused (`Unavailable` while a member cannot be reached).
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// A stream (keepalive, watch) ended before etcd answered.
+    #[error("{0} stream ended without an answer")]
+    StreamEnded(&'static str),
+    /// A keepalive found the lease gone: it expired or was revoked, and its keys with it.
+    #[error("lease {0:x} not found")]
+    LeaseNotFound(i64),
 }

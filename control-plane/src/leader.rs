@@ -23,15 +23,24 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse};
-use etcd_client::{WatchOptions, WatchStream};
+use tessera_proto::etcd::etcdserverpb::compare::CompareTarget;
+use tessera_proto::etcd::etcdserverpb::watch_request::RequestUnion;
+use tessera_proto::etcd::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, TxnResponse, WatchCreateRequest,
+    WatchRequest, WatchResponse,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::StoreError;
-use crate::store::etcd::{attempts, bounded};
+use crate::error::{EtcdError, StoreError};
+use crate::store::etcd::{
+    attempts, bounded, got, header_revision, open_stream, put_else_get, revision_is, EtcdClient,
+};
+
+/// An open watch: etcd's answers, until the stream is dropped.
+type WatchStream = tonic::Streaming<WatchResponse>;
 
 /// Who leads, as this control plane last learned it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -100,7 +109,7 @@ impl Leader {
     /// (believed first, then the lease revoked, so the others take over without waiting out the
     /// TTL). The task ends after that.
     pub fn campaign(
-        client: Client,
+        client: EtcdClient,
         options: ElectionOptions,
         stop: CancellationToken,
     ) -> (Leader, JoinHandle<()>) {
@@ -159,7 +168,7 @@ enum Owner {
 }
 
 struct Campaign {
-    client: Client,
+    client: EtcdClient,
     options: ElectionOptions,
     shared: Arc<Shared>,
 }
@@ -242,21 +251,25 @@ impl Campaign {
     /// One round: a lease (granted, or kept alive), then the leader key taken or read.
     async fn round(&self, lease: &mut Option<Lease>) -> Owner {
         let period = self.options.period();
-        let client = self.client.lease_client();
+        let client = self.client.lease();
         match lease {
             None => {
                 let ttl = self.options.ttl_secs();
                 let grant = || {
                     let mut client = client.clone();
                     let sent = Instant::now();
-                    async move { client.grant(ttl, None).await.map(|g| (sent, g)) }
+                    let request = LeaseGrantRequest { ttl, id: 0 };
+                    async move {
+                        let granted = client.lease_grant(request).await?.into_inner();
+                        Ok::<_, EtcdError>((sent, granted))
+                    }
                 };
                 match attempts(period, grant).await {
                     Ok((sent, granted)) => {
                         // etcd may grant more than asked (its minimum), never less.
-                        let ttl = secs(ttl.min(granted.ttl()));
+                        let ttl = secs(ttl.min(granted.ttl));
                         *lease = Some(Lease {
-                            id: granted.id(),
+                            id: granted.id,
                             ttl,
                             valid_until: sent + ttl,
                         });
@@ -269,16 +282,24 @@ impl Campaign {
             }
             Some(held) => {
                 let id = held.id;
-                // A stream of its own per attempt: the answer (read inside `keep_alive`, which
-                // fails unless the lease lives) renewed the lease no earlier than `sent`.
+                // A stream of its own per attempt: its one answer (a TTL of 0 when the lease is
+                // gone) renewed the lease no earlier than `sent`.
                 let keep_alive = || {
                     let mut client = client.clone();
                     let sent = Instant::now();
-                    async move { client.keep_alive(id).await.map(|_| sent) }
+                    async move {
+                        let request = open_stream(LeaseKeepAliveRequest { id });
+                        let mut answers = client.lease_keep_alive(request).await?.into_inner();
+                        match answers.message().await? {
+                            Some(answer) if answer.ttl > 0 => Ok(sent),
+                            Some(_) => Err(EtcdError::LeaseNotFound(id)),
+                            None => Err(EtcdError::StreamEnded("keepalive")),
+                        }
+                    }
                 };
                 match attempts(period, keep_alive).await {
                     Ok(sent) => held.valid_until = held.valid_until.max(sent + held.ttl),
-                    Err(StoreError::Etcd(etcd_client::Error::LeaseKeepAliveError(e))) => {
+                    Err(e @ StoreError::Etcd(EtcdError::LeaseNotFound(_))) => {
                         // "lease not found": it ended at etcd, and the key with it.
                         tracing::warn!(error = %e, "election lease ended: campaigning anew");
                         *lease = None;
@@ -300,19 +321,17 @@ impl Campaign {
     /// Creates the leader key under `lease` if absent; otherwise reads who holds it.
     async fn take_or_read(&self, lease: i64) -> Owner {
         let key = self.options.key.as_str();
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                self.options.me.as_str(),
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-            .or_else([TxnOp::get(key, None)]);
-        let client = self.client.kv_client();
+        let txn = put_else_get(
+            vec![revision_is(key, CompareTarget::Create, 0)],
+            key,
+            self.options.me.as_bytes().to_vec(),
+            lease,
+        );
+        let client = self.client.kv();
         let take = || {
             let mut client = client.clone();
             let txn = txn.clone();
-            async move { client.txn(txn).await }
+            async move { Ok::<TxnResponse, EtcdError>(client.txn(txn).await?.into_inner()) }
         };
         let response = match attempts(self.options.period(), take).await {
             Ok(response) => response,
@@ -321,20 +340,17 @@ impl Campaign {
                 return Owner::Unknown;
             }
         };
-        let revision = response.header().map(|h| h.revision()).unwrap_or(0);
-        if response.succeeded() {
+        let revision = header_revision(response.header.as_ref());
+        if response.succeeded {
             tracing::info!(address = %self.options.me, "elected leader");
             return Owner::Me(revision);
         }
-        let held = response.op_responses().into_iter().find_map(|op| match op {
-            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| {
-                (
-                    kv.lease(),
-                    kv.create_revision(),
-                    String::from_utf8_lossy(kv.value()).into_owned(),
-                )
-            }),
-            _ => None,
+        let held = got(&response).map(|kv| {
+            (
+                kv.lease,
+                kv.create_revision,
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            )
         });
         match held {
             // Ours from an earlier round: still ours while the lease lives.
@@ -352,14 +368,23 @@ impl Campaign {
     /// A watch on the leader key from after `revision`, so a follower hears at once when the
     /// leader's key goes (its lease ended) instead of at its next round.
     async fn watch(&self, revision: i64) -> Option<WatchStream> {
-        let mut client = self.client.watch_client();
-        let options = WatchOptions::new().with_start_revision(revision + 1);
-        match bounded(
-            self.options.period(),
-            client.watch(self.options.key.as_str(), Some(options)),
-        )
-        .await
-        {
+        let mut client = self.client.watch();
+        let create = WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: self.options.key.as_bytes().to_vec(),
+                start_revision: revision + 1,
+                ..WatchCreateRequest::default()
+            })),
+        };
+        // Open, then wait for etcd to confirm the watch was created.
+        let open = async move {
+            let mut stream = client.watch(open_stream(create)).await?.into_inner();
+            match stream.message().await? {
+                Some(created) if created.created && !created.canceled => Ok(stream),
+                _ => Err(EtcdError::StreamEnded("watch")),
+            }
+        };
+        match bounded(self.options.period(), open).await {
             Ok(stream) => Some(stream),
             Err(e) => {
                 tracing::debug!(error = %e, "cannot watch the leader key");
@@ -393,8 +418,14 @@ impl Campaign {
     async fn resign(&self, lease: Option<Lease>) {
         self.publish(None, None);
         if let Some(lease) = lease {
-            let mut client = self.client.lease_client();
-            if let Err(e) = bounded(self.options.period(), client.revoke(lease.id)).await {
+            let mut client = self.client.lease();
+            let revoke = async move {
+                client
+                    .lease_revoke(LeaseRevokeRequest { id: lease.id })
+                    .await
+                    .map_err(EtcdError::from)
+            };
+            if let Err(e) = bounded(self.options.period(), revoke).await {
                 tracing::debug!(error = %e, "cannot revoke the election lease: it expires by itself");
             }
         }
@@ -421,16 +452,10 @@ async fn next_change(watching: &mut Option<(i64, WatchStream)>) -> bool {
     };
     loop {
         match stream.message().await {
-            Ok(Some(response)) if response.canceled() => return false,
-            Ok(Some(response)) => {
-                if response
-                    .events()
-                    .iter()
-                    .any(|e| matches!(e.event_type(), EventType::Delete | EventType::Put))
-                {
-                    return true;
-                }
-            }
+            Ok(Some(response)) if response.canceled => return false,
+            // Puts and deletes are the only kinds of event.
+            Ok(Some(response)) if !response.events.is_empty() => return true,
+            Ok(Some(_)) => {}
             Ok(None) | Err(_) => return false,
         }
     }

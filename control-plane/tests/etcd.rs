@@ -13,6 +13,7 @@ use tessera_control_plane::leader::{ElectionOptions, Leader};
 use tessera_control_plane::store::{
     EtcdOptions, EtcdStore, PersistedSettings, PersistedState, Revision, StateStore, FORMAT,
 };
+use tessera_proto::etcd::etcdserverpb as etcdpb;
 use tessera_proto::pb;
 use tessera_testkit::EtcdCluster;
 use tokio::task::JoinHandle;
@@ -260,18 +261,31 @@ async fn a_fenced_save_needs_the_leadership() {
     // An intruder replaces the leader key behind the leader's back: etcd refuses the leader's
     // next save whether or not the leader has noticed yet.
     let options = EtcdOptions::new(etcd.endpoints(), prefix);
-    let mut raw = options.connect().await.expect("client");
-    let lease = raw.lease_grant(30, None).await.expect("lease").id();
-    raw.delete(options.leader_key(), None)
+    let raw = options.connect().await.expect("client");
+    let lease = raw
+        .lease()
+        .lease_grant(etcdpb::LeaseGrantRequest { ttl: 30, id: 0 })
+        .await
+        .expect("lease")
+        .into_inner()
+        .id;
+    let key = options.leader_key().into_bytes();
+    raw.kv()
+        .delete_range(etcdpb::DeleteRangeRequest {
+            key: key.clone(),
+            ..Default::default()
+        })
         .await
         .expect("delete");
-    raw.put(
-        options.leader_key(),
-        "intruder:9",
-        Some(etcd_client::PutOptions::new().with_lease(lease)),
-    )
-    .await
-    .expect("put");
+    raw.kv()
+        .put(etcdpb::PutRequest {
+            key,
+            value: b"intruder:9".to_vec(),
+            lease,
+            ..Default::default()
+        })
+        .await
+        .expect("put");
     let err = leader_store.save(&state(2), saved).await.unwrap_err();
     assert!(matches!(err, StoreError::NotLeader), "{err}");
     let loaded = leader_store.load().await.expect("load");
@@ -285,7 +299,10 @@ async fn a_fenced_save_needs_the_leadership() {
         || a.follows("intruder:9") && b.follows("intruder:9"),
     )
     .await;
-    raw.lease_revoke(lease).await.expect("revoke");
+    raw.lease()
+        .lease_revoke(etcdpb::LeaseRevokeRequest { id: lease })
+        .await
+        .expect("revoke");
     one_leader(&[&a, &b], TTL + TAKEOVER_MARGIN).await;
 }
 
@@ -293,10 +310,15 @@ async fn a_fenced_save_needs_the_leadership() {
 async fn raft_leader(etcd: &EtcdCluster) -> usize {
     for i in 0..3 {
         let options = EtcdOptions::new(vec![etcd.endpoint(i)], "/");
-        let mut client = options.connect().await.expect("client");
-        let status = client.status().await.expect("status");
-        let me = status.header().map(|h| h.member_id()).unwrap_or(0);
-        if status.leader() == me {
+        let client = options.connect().await.expect("client");
+        let status = client
+            .maintenance()
+            .status(etcdpb::StatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        let me = status.header.map(|h| h.member_id).unwrap_or(0);
+        if status.leader == me {
             return i;
         }
     }

@@ -10,6 +10,7 @@ pub const REDIS_VERSION: &str = "7.0.15";
 pub mod client;
 pub mod command;
 pub mod control_plane;
+pub mod etcd;
 pub mod glob;
 pub mod long_double;
 pub mod output_budget;

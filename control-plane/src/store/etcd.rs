@@ -11,12 +11,115 @@
 use std::future::Future;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp, TxnOpResponse};
+use futures::{Stream, StreamExt};
+use tessera_proto::etcd::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use tessera_proto::etcd::etcdserverpb::kv_client::KvClient;
+use tessera_proto::etcd::etcdserverpb::lease_client::LeaseClient;
+use tessera_proto::etcd::etcdserverpb::maintenance_client::MaintenanceClient;
+use tessera_proto::etcd::etcdserverpb::request_op::Request;
+use tessera_proto::etcd::etcdserverpb::response_op::Response;
+use tessera_proto::etcd::etcdserverpb::watch_client::WatchClient;
+use tessera_proto::etcd::etcdserverpb::{
+    Compare, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse,
+};
+use tessera_proto::etcd::mvccpb::KeyValue;
 use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
 
 use super::{Loaded, PersistedState, Revision, StateStore, StoreFuture};
-use crate::error::StoreError;
+use crate::error::{EtcdError, StoreError};
 use crate::leader::Leader;
+
+/// A client of etcd's v3 API (the code `tessera_proto::etcd` generates), over one channel
+/// balanced across the endpoints: a member that refuses connections drops out of the balance
+/// until it reconnects, and a request that went to a hung one is bounded by its caller
+/// (`attempts`) and tried again, most likely elsewhere. Cheap to clone.
+#[derive(Clone)]
+pub struct EtcdClient {
+    channel: Channel,
+}
+
+impl EtcdClient {
+    pub fn kv(&self) -> KvClient<Channel> {
+        KvClient::new(self.channel.clone())
+    }
+
+    pub fn lease(&self) -> LeaseClient<Channel> {
+        LeaseClient::new(self.channel.clone())
+    }
+
+    pub fn watch(&self) -> WatchClient<Channel> {
+        WatchClient::new(self.channel.clone())
+    }
+
+    pub fn maintenance(&self) -> MaintenanceClient<Channel> {
+        MaintenanceClient::new(self.channel.clone())
+    }
+}
+
+/// A request stream of `first` that stays open until it is dropped: etcd ends a watch or a
+/// keepalive stream when the client's side closes.
+pub(crate) fn open_stream<T: Send + 'static>(first: T) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::iter([first]).chain(futures::stream::pending())
+}
+
+/// A compare of `key`'s `target` (create or mod revision) with `revision`.
+pub(crate) fn revision_is(key: &str, target: CompareTarget, revision: i64) -> Compare {
+    let union = match target {
+        CompareTarget::Create => TargetUnion::CreateRevision(revision),
+        _ => TargetUnion::ModRevision(revision),
+    };
+    Compare {
+        result: CompareResult::Equal as i32,
+        target: target as i32,
+        key: key.as_bytes().to_vec(),
+        target_union: Some(union),
+        ..Compare::default()
+    }
+}
+
+/// A transaction: if every compare holds, put `value` at `key` (under `lease`, 0 for none),
+/// else get `key`.
+pub(crate) fn put_else_get(
+    compare: Vec<Compare>,
+    key: &str,
+    value: Vec<u8>,
+    lease: i64,
+) -> TxnRequest {
+    let key = key.as_bytes().to_vec();
+    TxnRequest {
+        compare,
+        success: vec![RequestOp {
+            request: Some(Request::RequestPut(PutRequest {
+                key: key.clone(),
+                value,
+                lease,
+                ..PutRequest::default()
+            })),
+        }],
+        failure: vec![RequestOp {
+            request: Some(Request::RequestRange(RangeRequest {
+                key,
+                ..RangeRequest::default()
+            })),
+        }],
+    }
+}
+
+/// The key-value the failure branch of `put_else_get` read, if the key exists.
+pub(crate) fn got(response: &TxnResponse) -> Option<&KeyValue> {
+    response.responses.iter().find_map(|op| match &op.response {
+        Some(Response::ResponseRange(range)) => range.kvs.first(),
+        _ => None,
+    })
+}
+
+/// The revision of the store when etcd answered.
+pub(crate) fn header_revision(
+    header: Option<&tessera_proto::etcd::etcdserverpb::ResponseHeader>,
+) -> i64 {
+    header.map(|h| h.revision).unwrap_or(0)
+}
 
 /// Where the control plane's etcd is and where its keys live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,20 +159,36 @@ impl EtcdOptions {
         self.key("leader")
     }
 
-    /// A client balanced over the endpoints. It connects lazily: this succeeds with etcd down,
-    /// and the first request fails (or waits) instead.
-    pub async fn connect(&self) -> Result<Client, StoreError> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(self.request_timeout)
-            .with_timeout(self.request_timeout);
-        Ok(Client::connect(&self.endpoints, Some(options)).await?)
+    /// A client balanced over the endpoints (`http://` assumed when a URL names no scheme). It
+    /// connects lazily: this succeeds with etcd down, and the first request fails (or waits)
+    /// instead.
+    pub async fn connect(&self) -> Result<EtcdClient, StoreError> {
+        let mut endpoints = Vec::with_capacity(self.endpoints.len());
+        for url in &self.endpoints {
+            let full = if url.contains("://") {
+                url.clone()
+            } else {
+                format!("http://{url}")
+            };
+            let endpoint = Endpoint::from_shared(full).map_err(|source| EtcdError::Endpoint {
+                endpoint: url.clone(),
+                source,
+            })?;
+            endpoints.push(endpoint.connect_timeout(self.request_timeout));
+        }
+        if endpoints.is_empty() {
+            return Err(EtcdError::NoEndpoints.into());
+        }
+        Ok(EtcdClient {
+            channel: Channel::balance_list(endpoints.into_iter()),
+        })
     }
 }
 
 /// `future` bounded by `limit`: a hung member must fail the request, not stall it.
 pub(crate) async fn bounded<T>(
     limit: Duration,
-    future: impl Future<Output = Result<T, etcd_client::Error>>,
+    future: impl Future<Output = Result<T, EtcdError>>,
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(limit, future).await {
         Ok(result) => Ok(result?),
@@ -86,14 +205,14 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 pub(crate) async fn attempts<T, F, Fut>(budget: Duration, mut call: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, etcd_client::Error>>,
+    Fut: Future<Output = Result<T, EtcdError>>,
 {
     let end = Instant::now() + budget;
     loop {
         let left = end.saturating_duration_since(Instant::now());
         let error = match tokio::time::timeout(left.min(budget / 2), call()).await {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e @ etcd_client::Error::LeaseKeepAliveError(_))) => return Err(e.into()),
+            Ok(Err(e @ EtcdError::LeaseNotFound(_))) => return Err(e.into()),
             Ok(Err(e)) => StoreError::Etcd(e),
             Err(_) => StoreError::Timeout(budget),
         };
@@ -116,7 +235,7 @@ fn raw(revision: Revision) -> i64 {
 /// The state in etcd. Cheap to clone (the client is a handle).
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    client: EtcdClient,
     key: String,
     timeout: Duration,
     fence: Option<Leader>,
@@ -125,7 +244,7 @@ pub struct EtcdStore {
 impl EtcdStore {
     /// A store over `client` (see `EtcdOptions::connect`), unfenced: any holder may write,
     /// still only from the latest revision.
-    pub fn new(client: Client, options: &EtcdOptions) -> EtcdStore {
+    pub fn new(client: EtcdClient, options: &EtcdOptions) -> EtcdStore {
         EtcdStore {
             client,
             key: options.state_key(),
@@ -157,20 +276,24 @@ impl EtcdStore {
 impl StateStore for EtcdStore {
     fn load(&self) -> StoreFuture<'_, Loaded> {
         Box::pin(async move {
-            let client = self.client.kv_client();
+            let client = self.client.kv();
             let get = || {
                 let mut client = client.clone();
-                async move { client.get(self.key.as_str(), None).await }
+                let request = RangeRequest {
+                    key: self.key.as_bytes().to_vec(),
+                    ..RangeRequest::default()
+                };
+                async move { Ok::<RangeResponse, EtcdError>(client.range(request).await?.into_inner()) }
             };
             let response = attempts(self.timeout, get).await?;
-            match response.kvs().first() {
+            match response.kvs.first() {
                 None => Ok(Loaded {
                     state: None,
                     revision: Revision::NONE,
                 }),
                 Some(kv) => Ok(Loaded {
-                    state: Some(self.decode(kv.value())?),
-                    revision: revision(kv.mod_revision()),
+                    state: Some(self.decode(&kv.value)?),
+                    revision: revision(kv.mod_revision),
                 }),
             }
         })
@@ -181,43 +304,33 @@ impl StateStore for EtcdStore {
         Box::pin(async move {
             let encoded = encoded?;
             let mut compares = vec![if expected == Revision::NONE {
-                Compare::create_revision(self.key.as_str(), CompareOp::Equal, 0)
+                revision_is(&self.key, CompareTarget::Create, 0)
             } else {
-                Compare::mod_revision(self.key.as_str(), CompareOp::Equal, raw(expected))
+                revision_is(&self.key, CompareTarget::Mod, raw(expected))
             }];
             if let Some(leader) = &self.fence {
                 let term = leader.term().ok_or(StoreError::NotLeader)?;
-                compares.push(Compare::create_revision(
-                    term.key.as_str(),
-                    CompareOp::Equal,
+                compares.push(revision_is(
+                    &term.key,
+                    CompareTarget::Create,
                     term.create_revision,
                 ));
             }
-            let txn = Txn::new()
-                .when(compares)
-                .and_then([TxnOp::put(self.key.as_str(), encoded.clone(), None)])
-                .or_else([TxnOp::get(self.key.as_str(), None)]);
+            let txn = put_else_get(compares, &self.key, encoded.clone(), 0);
             // Trying again is safe: if an attempt committed but its answer was lost, the next
             // finds its own document in place (below).
-            let client = self.client.kv_client();
+            let client = self.client.kv();
             let save = || {
                 let mut client = client.clone();
                 let txn = txn.clone();
-                async move { client.txn(txn).await }
+                async move { Ok::<TxnResponse, EtcdError>(client.txn(txn).await?.into_inner()) }
             };
             let response = attempts(self.timeout, save).await?;
-            if response.succeeded() {
+            if response.succeeded {
                 // The put is the transaction's only write: its mod_revision is the header's.
-                let header = response.header().map(|h| h.revision()).unwrap_or(0);
-                return Ok(revision(header));
+                return Ok(revision(header_revision(response.header.as_ref())));
             }
-            let stored = response.op_responses().into_iter().find_map(|op| match op {
-                TxnOpResponse::Get(get) => get
-                    .kvs()
-                    .first()
-                    .map(|kv| (revision(kv.mod_revision()), kv.value().to_vec())),
-                _ => None,
-            });
+            let stored = got(&response).map(|kv| (revision(kv.mod_revision), kv.value.clone()));
             match stored {
                 // The state compare held, so the fence failed.
                 None if expected == Revision::NONE => Err(StoreError::NotLeader),
