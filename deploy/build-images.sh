@@ -7,7 +7,6 @@ image=${TESSERA_IMAGE:-tessera:local}
 target=x86_64-unknown-linux-gnu
 
 cd "$repo"
-scripts/ensure-tools.sh --build
 # A statically linked glibc binary still resolves names (hosts file and DNS, as Docker's embedded
 # DNS needs) in an empty root filesystem.
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target "$target" --bins

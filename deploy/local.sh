@@ -167,7 +167,6 @@ build() {
   local flag=()
   [[ $profile == release ]] && flag=(--release)
   [[ $profile == release || $profile == debug ]] || flag=(--profile "$profile")
-  "$repo/scripts/ensure-tools.sh" --build
   (cd "$repo" && cargo build "${flag[@]}" --bins)
 }
 

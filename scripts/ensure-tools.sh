@@ -1,22 +1,19 @@
 #!/usr/bin/env bash
-# Makes sure the tools the build, the tests and the walk-through use are here: protoc (the etcd
-# client crate compiles etcd's .proto files with it), redis-server (the compatibility oracle),
-# redis-cli and redis-benchmark, etcd (the control plane's HA store, which its tests start)
-# (Debian's packages, installed with apt-get when missing and we are root), and redis-py at the
-# version e2e/python/requirements.txt pins (from PyPI with pip). Otherwise says exactly what is
-# missing and fails. With --build, only what `cargo build` needs (protoc): deploy/local.sh and
-# deploy/build-images.sh call it that way before they build.
+# Makes sure the tools the tests and the walk-through use are here: redis-server (the
+# compatibility oracle), redis-cli and redis-benchmark, etcd (the control plane's HA store, which
+# its tests start) (Debian's packages, installed with apt-get when missing and we are root), and
+# redis-py at the version e2e/python/requirements.txt pins (from PyPI with pip). Otherwise says
+# exactly what is missing and fails. The build itself needs none of them (protox compiles the
+# .proto files, no system protoc).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Each tool, and the Debian package that has it.
 declare -A package=(
-  [protoc]=protobuf-compiler
   [redis-server]=redis-server [redis-cli]=redis-tools [redis-benchmark]=redis-tools
   [etcd]=etcd-server
 )
-tools=(protoc redis-server redis-cli redis-benchmark etcd)
-[[ ${1:-} == --build ]] && tools=(protoc)
+tools=(redis-server redis-cli redis-benchmark etcd)
 missing=()
 packages=()
 for tool in "${tools[@]}"; do
@@ -43,8 +40,6 @@ if ((${#missing[@]} > 0)); then
     exit 1
   fi
 fi
-
-[[ ${1:-} == --build ]] && exit 0
 
 # redis-py for e2e/tests/clients.rs, pinned.
 requirements=$repo/e2e/python/requirements.txt
