@@ -1,9 +1,16 @@
 //! Generates the gRPC code from `proto/` with protox (pure Rust), so no system `protoc` is needed,
-//! and keeps the encoded descriptor set for gRPC reflection.
+//! and keeps the encoded descriptor set for gRPC reflection. Two sets: Tessera's own API (client
+//! and server, and the descriptor set reflection serves), and the part of etcd's v3 API the
+//! control plane's etcd store uses (client only).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = ["proto/tessera/cluster/v2/cluster.proto"];
-    for file in files {
+    let etcd = ["proto/etcd/api/etcdserverpb/rpc.proto"];
+    for file in files
+        .iter()
+        .chain(&etcd)
+        .chain(&["proto/etcd/api/mvccpb/kv.proto"])
+    {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
@@ -13,5 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&descriptors),
     )?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_fds(protox::compile(etcd, ["proto"])?)?;
     Ok(())
 }

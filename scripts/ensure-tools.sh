@@ -1,26 +1,42 @@
 #!/usr/bin/env bash
 # Makes sure the tools the tests and the walk-through use are here: redis-server (the
-# compatibility oracle), redis-cli and redis-benchmark (Debian's packages, installed with apt-get
-# when missing and we are root), and redis-py at the version e2e/python/requirements.txt pins
-# (from PyPI with pip). Otherwise says exactly what is missing and fails.
+# compatibility oracle), redis-cli and redis-benchmark, etcd (the control plane's HA store, which
+# its tests start) (Debian's packages, installed with apt-get when missing and we are root), and
+# redis-py at the version e2e/python/requirements.txt pins (from PyPI with pip). Otherwise says
+# exactly what is missing and fails. The build itself needs none of them (protox compiles the
+# .proto files, no system protoc).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
+# Each tool, and the Debian package that has it.
+declare -A package=(
+  [redis-server]=redis-server [redis-cli]=redis-tools [redis-benchmark]=redis-tools
+  [etcd]=etcd-server
+)
+tools=(redis-server redis-cli redis-benchmark etcd)
 missing=()
-for tool in redis-server redis-cli redis-benchmark; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+packages=()
+for tool in "${tools[@]}"; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    missing+=("$tool")
+    [[ " ${packages[*]} " == *" ${package[$tool]} "* ]] || packages+=("${package[$tool]}")
+  fi
 done
 if ((${#missing[@]} > 0)); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing redis-server and redis-tools (missing: ${missing[*]})"
+    echo "installing ${packages[*]} (missing: ${missing[*]})"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq redis-server redis-tools >/dev/null
-    # The package starts a system redis-server on 6379, which is the proxy's port: stop it.
-    if command -v service >/dev/null 2>&1; then service redis-server stop >/dev/null 2>&1 || true; fi
+    apt-get install -y -qq "${packages[@]}" >/dev/null
+    # The packages may start a system redis-server on 6379 (the proxy's port) and an etcd on
+    # 2379: stop them, the tests start their own on free ports.
+    if command -v service >/dev/null 2>&1; then
+      service redis-server stop >/dev/null 2>&1 || true
+      service etcd stop >/dev/null 2>&1 || true
+    fi
   else
-    echo "missing: ${missing[*]}. Install Debian's redis-server and redis-tools packages (Redis 7.0):" >&2
-    echo "  sudo apt-get install redis-server redis-tools" >&2
+    echo "missing: ${missing[*]}. Install Debian's packages (Redis 7.0, etcd 3.4):" >&2
+    echo "  sudo apt-get install ${packages[*]}" >&2
     exit 1
   fi
 fi

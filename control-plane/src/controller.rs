@@ -1,6 +1,11 @@
 //! The doing half of the control plane: holds the `ClusterState` behind one lock, runs each change
 //! on a copy, saves the copy before it becomes the truth (an RPC answers only after its change is
 //! durable), and publishes every new version on a `watch` channel for WatchTopology.
+//!
+//! With an election (the etcd store), only the leader changes anything: a follower answers reads
+//! from the state it last loaded and refuses changes with `Error::NotLeader`. A leader reloads
+//! the stored state once at the start of each term before its first change, and whenever a save
+//! finds that someone else wrote (`StoreError::Conflict`), so it never decides on a stale copy.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -8,19 +13,32 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tessera_proto::topology::{NodeId, Settings, Stamp, Topology};
 use tokio::sync::{watch, Mutex};
 
-use crate::error::{Error, FailoverRefused};
+use crate::error::{Error, FailoverRefused, StoreError};
 use crate::failover::{lease_expiry_ms, MANUAL_TIMEOUT};
 use crate::failure::Probe;
+use crate::leader::Leader;
 use crate::resolve::{self, Announced};
 use crate::settings::SettingChange;
 use crate::state::{Beat, ClusterState, FailoverMode, Registration};
-use crate::store::StateStore;
+use crate::store::{Revision, StateStore};
 
 /// The cluster's single writer.
 pub struct Controller {
-    state: Mutex<ClusterState>,
+    inner: Mutex<Inner>,
     store: Arc<dyn StateStore>,
+    /// The election this control plane takes part in; `None`: it is the only one, always leader.
+    leader: Option<Leader>,
     published: watch::Sender<Arc<Topology>>,
+}
+
+/// What the lock guards: the state, the store revision it was loaded or saved at, and the term
+/// it was loaded in.
+struct Inner {
+    state: ClusterState,
+    revision: Revision,
+    /// The leader key's create_revision of the term this state was (re)loaded in: a new term
+    /// reloads before its first change.
+    term: Option<i64>,
 }
 
 /// Unix time in ms, read once, then advanced by the monotonic clock: the control plane's one
@@ -52,15 +70,22 @@ async fn probe_refused(address: &str) -> bool {
 
 impl Controller {
     /// Loads the persisted state, or starts empty with `defaults` when nothing was saved yet.
-    pub async fn open(store: Arc<dyn StateStore>, defaults: Settings) -> Result<Controller, Error> {
+    /// With `leader`, changes are made only while it holds a term.
+    pub async fn open(
+        store: Arc<dyn StateStore>,
+        defaults: Settings,
+        leader: Option<Leader>,
+    ) -> Result<Controller, Error> {
         let now = now_ms();
-        let state = match store.load().await? {
+        let loaded = store.load().await?;
+        let state = match loaded.state {
             Some(persisted) => {
                 let state = ClusterState::from_persisted(persisted, now)?;
                 tracing::info!(
                     version = state.version(),
                     nodes = state.nodes().len(),
                     created = state.is_created(),
+                    revision = %loaded.revision,
                     "loaded persisted state"
                 );
                 state
@@ -77,10 +102,60 @@ impl Controller {
         };
         let (published, _) = watch::channel(Arc::new(state.snapshot(now)));
         Ok(Controller {
-            state: Mutex::new(state),
+            inner: Mutex::new(Inner {
+                state,
+                revision: loaded.revision,
+                term: None,
+            }),
             store,
+            leader,
             published,
         })
+    }
+
+    /// Whether this control plane may change the state now (always, without an election).
+    pub fn is_leader(&self) -> bool {
+        self.leader.as_ref().is_none_or(|l| l.term().is_some())
+    }
+
+    fn not_leader(&self) -> Error {
+        Error::NotLeader {
+            leader: self.leader.as_ref().and_then(|l| l.leadership().leader),
+        }
+    }
+
+    /// Replaces the state with the stored one (kept as it is when nothing is stored), and
+    /// publishes it when it supersedes what was published.
+    async fn reload(&self, inner: &mut Inner, now: u64) -> Result<(), Error> {
+        let loaded = self.store.load().await?;
+        if let Some(persisted) = loaded.state {
+            inner.state = ClusterState::from_persisted(persisted, now)?;
+        }
+        inner.revision = loaded.revision;
+        tracing::info!(
+            version = inner.state.version(),
+            revision = %inner.revision,
+            "reloaded the stored state"
+        );
+        let snapshot = Arc::new(inner.state.snapshot(now));
+        self.published.send_if_modified(|current| {
+            let newer = snapshot.stamp().supersedes(&current.stamp());
+            if newer {
+                *current = snapshot;
+            }
+            newer
+        });
+        Ok(())
+    }
+
+    /// A follower's refresh: loads the stored state, so its reads follow the leader's changes
+    /// (as often as it is called). A leader's own state is the newest: left alone.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        let mut inner = self.inner.lock().await;
+        self.reload(&mut inner, now_ms()).await
     }
 
     /// The published topology: the current one, then every newer version.
@@ -89,21 +164,41 @@ impl Controller {
     }
 
     /// Runs `change` on a copy of the state; when it reports a change, saves and publishes the copy
-    /// before making it the truth. On error nothing is applied.
+    /// before making it the truth. On error nothing is applied. Refused unless this control plane
+    /// leads; the first change of a term reloads the stored state first.
     async fn apply<T>(
         &self,
         change: impl FnOnce(&mut ClusterState, u64) -> Result<(T, bool), Error>,
     ) -> Result<T, Error> {
+        let term = match &self.leader {
+            None => None,
+            Some(leader) => Some(leader.term().ok_or_else(|| self.not_leader())?),
+        };
         let now = now_ms();
-        let mut state = self.state.lock().await;
-        let mut next = state.clone();
+        let mut inner = self.inner.lock().await;
+        if let Some(term) = &term {
+            if inner.term != Some(term.create_revision) {
+                self.reload(&mut inner, now).await?;
+                inner.term = Some(term.create_revision);
+            }
+        }
+        let mut next = inner.state.clone();
         let (out, changed) = change(&mut next, now)?;
         if changed {
-            self.store.save(&next.to_persisted()).await?;
+            match self.store.save(&next.to_persisted(), inner.revision).await {
+                Ok(revision) => inner.revision = revision,
+                Err(StoreError::NotLeader) => return Err(self.not_leader()),
+                Err(conflict @ StoreError::Conflict { .. }) => {
+                    // Someone else wrote: decide nothing more on this copy.
+                    self.reload(&mut inner, now).await?;
+                    return Err(conflict.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
             self.published.send_replace(Arc::new(next.snapshot(now)));
-            tracing::debug!(version = next.version(), "published topology");
+            tracing::debug!(version = next.version(), revision = %inner.revision, "published topology");
         }
-        *state = next;
+        inner.state = next;
         Ok(out)
     }
 
@@ -177,7 +272,7 @@ impl Controller {
         match tokio::time::timeout(bound, wait).await {
             Ok(result) => result,
             Err(_) => {
-                self.state.lock().await.cancel_forced(&replica);
+                self.inner.lock().await.state.cancel_forced(&replica);
                 Err(FailoverRefused::NotCompleted.into())
             }
         }
@@ -185,8 +280,9 @@ impl Controller {
 
     /// The registered nodes' announced addresses, for matching operator-given addresses.
     async fn announced(&self) -> Vec<Announced> {
-        let state = self.state.lock().await;
-        state
+        let inner = self.inner.lock().await;
+        inner
+            .state
             .nodes()
             .iter()
             .map(|n| Announced {
@@ -205,9 +301,10 @@ impl Controller {
         replicas: u32,
         dry_run: bool,
     ) -> Result<(Topology, Vec<NodeId>), Error> {
-        self.state
+        self.inner
             .lock()
             .await
+            .state
             .check_create(addresses.len(), replicas)?;
         // Name resolution happens without the lock held.
         let ids = resolve::match_addresses(&addresses, &self.announced().await).await?;
@@ -275,14 +372,17 @@ impl Controller {
 
     /// GetTopology: the current topology with fresh heartbeat fields.
     pub async fn topology(&self) -> Topology {
-        self.state.lock().await.snapshot(now_ms())
+        self.inner.lock().await.state.snapshot(now_ms())
     }
 
     /// One failure-detector round; run every ~100 ms. Probes the suspect nodes first (without
     /// the lock; at most `PROBE_TIMEOUT`), so that a process that is gone is failed over in this
-    /// round.
+    /// round. A follower detects nothing: its verdicts could not be saved.
     pub async fn tick(&self) -> Result<(), Error> {
-        let targets = self.state.lock().await.probe_targets(now_ms());
+        if !self.is_leader() {
+            return Ok(());
+        }
+        let targets = self.inner.lock().await.state.probe_targets(now_ms());
         let probes =
             futures::future::join_all(targets.into_iter().map(|(id, address)| async move {
                 let sent_ms = now_ms();

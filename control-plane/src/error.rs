@@ -1,6 +1,10 @@
 //! The control plane's typed errors; `service` is the one place that turns them into `tonic::Status`.
 
+use std::time::Duration;
+
 use tessera_proto::topology::TopologyError;
+
+use crate::store::Revision;
 
 /// Why a control-plane operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +70,10 @@ pub enum Error {
     Setting(#[from] SettingError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A change asked of a control plane that does not lead (etcd store): only the leader
+    /// changes the state, so two control planes never decide at once.
+    #[error("not the leader; leader is {}", .leader.as_deref().unwrap_or("not known yet (an election is under way)"))]
+    NotLeader { leader: Option<String> },
     #[error("cannot build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("cannot serve gRPC: {0}")]
@@ -117,7 +125,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("state file {path} is not valid state: {source}")]
+    /// `path` is the file or the etcd key.
+    #[error("{path} is not valid state: {source}")]
     Decode {
         path: String,
         #[source]
@@ -129,4 +138,40 @@ pub enum StoreError {
     Inconsistent(String),
     #[error("store task failed: {0}")]
     Task(String),
+    /// The stored state moved on since the writer read it (another control plane wrote):
+    /// nothing was written, and the writer must load again before it changes anything.
+    #[error("the stored state is at revision {found}, not {expected} as this control plane read it: reload")]
+    Conflict { expected: Revision, found: Revision },
+    /// The write was fenced off: the leader key is no longer the one this control plane's
+    /// election created, so it does not lead and must not write.
+    #[error("write refused: this control plane does not hold the leadership")]
+    NotLeader,
+    #[error("etcd: {0}")]
+    Etcd(#[from] EtcdError),
+    /// etcd did not answer in time (the last attempt within this bound hung); a save may or may
+    /// not have happened (a later save finds out: it conflicts if it did).
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// What went wrong talking to etcd (`store::etcd`).
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("invalid endpoint {endpoint:?}: {source}")]
+    Endpoint {
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("no endpoints")]
+    NoEndpoints,
+    /// The request failed or was refused (`Unavailable` while a member cannot be reached).
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// A stream (keepalive, watch) ended before etcd answered.
+    #[error("{0} stream ended without an answer")]
+    StreamEnded(&'static str),
+    /// A keepalive found the lease gone: it expired or was revoked, and its keys with it.
+    #[error("lease {0:x} not found")]
+    LeaseNotFound(i64),
 }

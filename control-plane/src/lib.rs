@@ -1,6 +1,8 @@
 //! Tessera's control plane: a tonic gRPC server that owns the truth of the cluster (node registry,
-//! slot -> master map, epochs, PFAIL/FAIL state, settings), persisted in its data directory, and
-//! publishes every new topology version to watchers. `clusterctl` is its operator CLI.
+//! slot -> master map, epochs, PFAIL/FAIL state, settings), persisted in its data directory or
+//! in etcd, and publishes every new topology version to watchers. With etcd, several control
+//! planes run and one, elected through an etcd lease (`leader`), makes the changes. `clusterctl`
+//! is its operator CLI.
 //!
 //! Deciding is kept apart from doing: `placement`, `failure`, `failover`, `settings` and `state` are pure
 //! transitions with the clock passed in; `controller` locks, saves and publishes; `service` speaks
@@ -12,6 +14,7 @@ pub mod controller;
 pub mod error;
 pub mod failover;
 pub mod failure;
+pub mod leader;
 pub mod placement;
 pub mod resolve;
 pub mod service;
@@ -28,42 +31,109 @@ use tessera_proto::topology::Settings;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, LogFormat};
+pub use config::{Config, LogFormat, StoreKind};
 pub use error::Error;
 
 use controller::Controller;
+use leader::{ElectionOptions, Leader};
 use service::ControlPlaneService;
-use store::{FileStore, StateStore};
+use store::{EtcdStore, FileStore, StateStore};
 
 /// How often the failure detector runs.
 const DETECTOR_TICK: Duration = Duration::from_millis(100);
 
-/// Serves the control plane on `listener` until `shutdown` completes, with state in
-/// `config.data_dir`. Open WatchTopology streams end at shutdown; the detector task stops with it.
+/// Serves the control plane on `listener` until `shutdown` completes, with state where
+/// `config.store` says: the data directory, or etcd (then it also campaigns for leadership, and
+/// gives it up at shutdown). Open WatchTopology streams end at shutdown; the detector task stops
+/// with it.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let store: Arc<dyn StateStore> = Arc::new(FileStore::new(&config.data_dir));
-    run_with_store(config, store, listener, shutdown).await
+    let stop = CancellationToken::new();
+    match config.store {
+        StoreKind::File => {
+            let store = Arc::new(FileStore::new(&config.data_dir));
+            serve(config, store, None, listener, shutdown, stop).await
+        }
+        StoreKind::Etcd => {
+            let options = config.etcd_options();
+            let client = options.connect().await.map_err(Error::Store)?;
+            let me = match (&config.advertise, listener.local_addr()) {
+                (Some(address), _) => address.clone(),
+                (None, Ok(address)) => address.to_string(),
+                (None, Err(_)) => config.listen.to_string(),
+            };
+            let election = ElectionOptions {
+                key: options.leader_key(),
+                me,
+                ttl: config.election_ttl,
+            };
+            let (leader, campaign) = Leader::campaign(client.clone(), election, stop.child_token());
+            let store = Arc::new(EtcdStore::new(client, &options).fenced_by(leader.clone()));
+            let served = serve(
+                config,
+                store,
+                Some(leader),
+                listener,
+                shutdown,
+                stop.clone(),
+            )
+            .await;
+            // `serve` may have failed before it cancelled (etcd unreachable at start).
+            stop.cancel();
+            let _ = campaign.await;
+            served
+        }
+    }
 }
 
-/// `run` with any state store (a file by default; etcd later).
+/// `run` with any state store and no election: this control plane is the only writer.
 pub async fn run_with_store(
     config: Config,
     store: Arc<dyn StateStore>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    serve(
+        config,
+        store,
+        None,
+        listener,
+        shutdown,
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// Serves until `shutdown`, then cancels `stop` (which ends the campaign, if any).
+async fn serve(
+    config: Config,
+    store: Arc<dyn StateStore>,
+    leader: Option<Leader>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: CancellationToken,
+) -> Result<(), Error> {
     let defaults = Settings {
         node_timeout_ms: u64::try_from(config.node_timeout.as_millis()).unwrap_or(u64::MAX),
         ..Settings::default()
     };
-    let controller = Arc::new(Controller::open(store, defaults).await?);
-    let stop = CancellationToken::new();
+    let follower = leader
+        .as_ref()
+        .map(|leader| (leader.subscribe(), config.election_ttl));
+    let controller = Arc::new(Controller::open(store, defaults, leader).await?);
 
     let detector = tokio::spawn(detect_failures(controller.clone(), stop.clone()));
+    let follow = follower.map(|(leadership, every)| {
+        tokio::spawn(follow_leader(
+            controller.clone(),
+            leadership,
+            every,
+            stop.clone(),
+        ))
+    });
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -78,7 +148,17 @@ pub async fn run_with_store(
 
     let service = ControlPlaneService::new(controller, stop.clone());
     let address = listener.local_addr().ok();
-    tracing::info!(?address, data_dir = %config.data_dir.display(), "control plane serving");
+    match config.store {
+        StoreKind::File => {
+            tracing::info!(?address, data_dir = %config.data_dir.display(), "control plane serving")
+        }
+        StoreKind::Etcd => tracing::info!(
+            ?address,
+            endpoints = ?config.etcd_endpoints,
+            prefix = %config.etcd_prefix,
+            "control plane serving, state in etcd"
+        ),
+    }
 
     let signal = {
         let stop = stop.clone();
@@ -100,6 +180,9 @@ pub async fn run_with_store(
         .await;
     stop.cancel();
     let _ = detector.await;
+    if let Some(follow) = follow {
+        let _ = follow.await;
+    }
     served?;
     tracing::info!("control plane stopped");
     Ok(())
@@ -117,6 +200,33 @@ async fn detect_failures(controller: Arc<Controller>, stop: CancellationToken) {
                     tracing::error!(error = %e, "failure detector round not applied");
                 }
             }
+        }
+    }
+}
+
+/// A follower's reads follow the leader: it reloads the stored state whenever who leads changes
+/// and every `every` (the election TTL), so what it answers is at most that old. A leader's own
+/// state is the newest, and is left alone.
+async fn follow_leader(
+    controller: Arc<Controller>,
+    mut leadership: tokio::sync::watch::Receiver<leader::Leadership>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+            changed = leadership.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        if let Err(e) = controller.refresh().await {
+            tracing::warn!(error = %e, "cannot reload the stored state");
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::controller::Controller;
-use crate::error::{Error, FailoverRefused};
+use crate::error::{Error, FailoverRefused, StoreError};
 use crate::state::{Beat, FailoverMode, Registration};
 
 /// The service implementation handed to tonic.
@@ -57,6 +57,16 @@ impl From<Error> for Status {
             | Error::HasReplicas(_)
             | Error::SlotUnassigned(_)
             | Error::SlotMoving(_) => Status::failed_precondition(message),
+            Error::NotLeader { .. } => Status::failed_precondition(message),
+            // Another control plane wrote: the state is reloaded, and the caller may retry.
+            Error::Store(StoreError::Conflict { .. }) => {
+                tracing::warn!(error = %message, "change refused: the stored state moved on");
+                Status::aborted(message)
+            }
+            Error::Store(StoreError::Timeout(_) | StoreError::Etcd(_)) => {
+                tracing::warn!(error = %message, "request failed");
+                Status::unavailable(message)
+            }
             Error::Store(_) | Error::Serve(_) | Error::Reflection(_) => {
                 tracing::error!(error = %message, "request failed");
                 Status::internal(message)

@@ -1,15 +1,29 @@
-//! Where the control plane keeps its state between restarts. `StateStore` is the one storage
-//! interface (a local file now; etcd later fits behind it); `FileStore` writes one JSON document
-//! atomically (tmp file, fsync, rename, fsync of the directory), so a crash leaves either the old
-//! or the new state, never a torn one.
+//! Where the control plane keeps its state between restarts, and how two control planes sharing it
+//! are kept from overwriting each other. `StateStore` is the one storage interface, with two
+//! backends chosen by configuration: `FileStore` (one JSON document in the data directory, the
+//! default for one machine) and `EtcdStore` (the same document under a key in etcd, for a highly
+//! available control plane).
+//!
+//! Every save names the `Revision` its writer last read or wrote, and the store refuses it with
+//! `StoreError::Conflict` when the stored state has moved on since: a control plane whose view is
+//! stale cannot overwrite a newer state, it must reload. With etcd the check is part of the write
+//! (a transaction comparing the key's mod_revision), so of two control planes that both believe
+//! they lead, at most one commits each change, and a topology version is committed (and so
+//! published) at most once. A file has one writer, its own process, so `FileStore` has nothing
+//! to race with and only counts.
+
+pub(crate) mod etcd;
+mod file;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
+
+pub use etcd::{EtcdOptions, EtcdStore};
+pub use file::FileStore;
 
 /// The persisted form of the cluster state: what must survive a restart: the history's identity,
 /// the intent, and the failure verdicts. Other observations (heartbeat times, key counts, peer
@@ -89,100 +103,51 @@ pub const FORMAT: u32 = 2;
 /// A boxed future, so the trait stays object-safe for stores that are async inside (etcd).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// A point in a store's history of saves: what a writer read or wrote last, handed back to the
+/// next save so the store can refuse it when someone else wrote in between. With etcd it is the
+/// state key's mod_revision (etcd's own revision, so it only grows and is never reused, even if
+/// the key is deleted and made again); with a file, a count of this process's saves. `NONE`
+/// means "nothing stored": a save expecting it only creates, never overwrites.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Revision(pub u64);
+
+impl Revision {
+    pub const NONE: Revision = Revision(0);
+}
+
+impl std::fmt::Display for Revision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What `load` found: the state (none when nothing was ever saved) and the revision to expect
+/// in the next save.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub state: Option<PersistedState>,
+    pub revision: Revision,
+}
+
 /// Durable storage for the cluster state. `save` returns only once the state is durable: the
 /// control plane answers an RPC only after its change is saved.
 pub trait StateStore: Send + Sync + 'static {
-    /// The last saved state, or `None` when nothing was ever saved.
-    fn load(&self) -> StoreFuture<'_, Option<PersistedState>>;
-    fn save(&self, state: &PersistedState) -> StoreFuture<'_, ()>;
-}
+    /// The last saved state with its revision; `state` is `None` (and the revision `NONE`) when
+    /// nothing was ever saved.
+    fn load(&self) -> StoreFuture<'_, Loaded>;
 
-/// `state.json` in the data directory.
-#[derive(Debug, Clone)]
-pub struct FileStore {
-    dir: PathBuf,
-}
-
-impl FileStore {
-    const FILE: &'static str = "state.json";
-    const TMP: &'static str = "state.json.tmp";
-
-    pub fn new(dir: impl Into<PathBuf>) -> FileStore {
-        FileStore { dir: dir.into() }
-    }
-
-    pub fn path(&self) -> PathBuf {
-        self.dir.join(Self::FILE)
-    }
-}
-
-impl StateStore for FileStore {
-    fn load(&self) -> StoreFuture<'_, Option<PersistedState>> {
-        let path = self.path();
-        Box::pin(async move {
-            blocking(move || {
-                let bytes = match std::fs::read(&path) {
-                    Ok(bytes) => bytes,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(source) => return Err(io_error(&path, source)),
-                };
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|source| StoreError::Decode {
-                        path: path.display().to_string(),
-                        source,
-                    })
-            })
-            .await
-        })
-    }
-
-    fn save(&self, state: &PersistedState) -> StoreFuture<'_, ()> {
-        let encoded = serde_json::to_vec_pretty(state).map_err(StoreError::Encode);
-        let dir = self.dir.clone();
-        Box::pin(async move {
-            let encoded = encoded?;
-            blocking(move || write_atomically(&dir, &encoded)).await
-        })
-    }
-}
-
-fn write_atomically(dir: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-    let tmp = dir.join(FileStore::TMP);
-    let path = dir.join(FileStore::FILE);
-    let mut file = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
-    file.write_all(bytes).map_err(|e| io_error(&tmp, e))?;
-    file.sync_all().map_err(|e| io_error(&tmp, e))?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(|e| io_error(&path, e))?;
-    // The rename is durable only once the directory entry is.
-    let dir_handle = std::fs::File::open(dir).map_err(|e| io_error(dir, e))?;
-    dir_handle.sync_all().map_err(|e| io_error(dir, e))?;
-    Ok(())
-}
-
-fn io_error(path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+    /// Saves `state` if the stored revision is still `expected` (the one the caller loaded or
+    /// last saved), and returns the new revision. Otherwise nothing is written and the answer is
+    /// `StoreError::Conflict`: the caller's view is stale and it must `load` again.
+    fn save(&self, state: &PersistedState, expected: Revision) -> StoreFuture<'_, Revision>;
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> PersistedState {
+    /// A state with every part filled in, for round trips.
+    pub(crate) fn sample() -> PersistedState {
         PersistedState {
             format: FORMAT,
             cluster_id: "c".repeat(40),
@@ -231,23 +196,5 @@ mod tests {
         json.as_object_mut().expect("object").remove("handover");
         let back: PersistedState = serde_json::from_value(json).expect("decode");
         assert_eq!(back.handover, None);
-    }
-
-    #[tokio::test]
-    async fn missing_file_loads_as_none_and_saved_state_loads_back() {
-        let dir = tessera_testkit::temp_dir("control-plane");
-        let store = FileStore::new(dir.path().join("nested"));
-        assert_eq!(store.load().await.expect("load"), None);
-        store.save(&sample()).await.expect("save");
-        assert_eq!(store.load().await.expect("load"), Some(sample()));
-        assert!(!dir.path().join("nested").join(FileStore::TMP).exists());
-    }
-
-    #[tokio::test]
-    async fn garbage_is_a_decode_error() {
-        let dir = tessera_testkit::temp_dir("control-plane");
-        std::fs::write(dir.path().join("state.json"), b"{not json").expect("write");
-        let err = FileStore::new(dir.path()).load().await.unwrap_err();
-        assert!(matches!(err, StoreError::Decode { .. }), "{err}");
     }
 }

@@ -20,9 +20,10 @@ use tessera_proto::topology::{Role, Topology};
 use tonic::transport::Channel;
 use tonic::Code;
 
-/// node-timeout of these tests: a lease then runs out 1000 + 100 + 500 ms after its grant.
+/// node-timeout of these tests: a lease then runs out 1000 + 10 + 300 ms after its grant
+/// (`failover::lease_expiry_ms`).
 const NODE_TIMEOUT: Duration = Duration::from_millis(1_000);
-const LEASE_WAIT: Duration = Duration::from_millis(1_600);
+const LEASE_WAIT: Duration = Duration::from_millis(1_310);
 
 /// One fake node's state, steered by the test.
 struct Fake {

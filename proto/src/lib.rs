@@ -1,5 +1,6 @@
 //! What every Tessera service shares about the wire: the gRPC API (`pb`), the RESP codec (`resp`),
-//! the control plane's client (`control_plane`), key -> slot hashing (`slot`), the command table
+//! the control plane's client (`control_plane`), a client of etcd's v3 API (`etcd`, for the control
+//! plane's etcd store), key -> slot hashing (`slot`), the command table
 //! (`command`) and the cluster topology with its Redis renderings (`topology`); and how every
 //! binary starts (`process`: logs and runtime).
 
@@ -10,6 +11,7 @@ pub const REDIS_VERSION: &str = "7.0.15";
 pub mod client;
 pub mod command;
 pub mod control_plane;
+pub mod etcd;
 pub mod glob;
 pub mod long_double;
 pub mod output_budget;

@@ -8,6 +8,8 @@
 //! - [`temp_dir`]: a fresh folder under the system temp dir, removed when dropped.
 //! - [`RedisServer`]: a real redis-server (the compatibility oracle) on a free port, started and
 //!   waited for; killed, by its own handle, when dropped.
+//! - [`EtcdCluster`]: a real three-member etcd on free ports (the control plane's HA store),
+//!   started and waited for, with SIGKILL / SIGSTOP / restart of one member; killed when dropped.
 //! - [`RawClient`]: an async RESP client that returns each reply's exact bytes.
 //! - [`Differ`]: sends the same commands to redis-server and to a Tessera endpoint (node or
 //!   proxy) and collects every reply that differs, RESP2 and RESP3; scripts of one command a
@@ -29,6 +31,7 @@
 
 pub mod client;
 pub mod diff;
+pub mod etcd;
 pub mod fake_control_plane;
 pub mod oracle;
 pub mod port;
@@ -38,6 +41,7 @@ pub mod wait;
 
 pub use client::{encode, words, RawClient};
 pub use diff::{Differ, Order};
+pub use etcd::EtcdCluster;
 pub use oracle::RedisServer;
 pub use port::free_port;
 pub use rng::Rng;

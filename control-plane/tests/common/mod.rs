@@ -26,12 +26,16 @@ pub struct Server {
 
 impl Server {
     pub async fn start(data_dir: &Path, node_timeout: Duration) -> Server {
+        Server::start_with(Config::new(data_dir, node_timeout)).await
+    }
+
+    /// A control plane with `config` (its listen address ignored: port 0).
+    pub async fn start_with(config: Config) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = Config::new(data_dir, node_timeout);
         let task = tokio::spawn(run(config, listener, async move {
             let _ = stopped.await;
         }));
