@@ -273,6 +273,19 @@ pub async fn execute(
     }
 }
 
+/// Asks `question` and goes on only if the operator types `yes`, as redis-cli's prompts do.
+fn confirm(question: &str, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), CtlError> {
+    write!(out, "{question}")?;
+    out.flush()?;
+    let mut answer = String::new();
+    input.read_line(&mut answer)?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CtlError::Aborted)
+    }
+}
+
 /// The topology from GetTopology.
 pub async fn fetch(client: &mut ControlPlaneClient<Channel>) -> Result<Topology, CtlError> {
     let wire = client

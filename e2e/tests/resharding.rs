@@ -32,6 +32,32 @@ fn topology(runtime: &tokio::runtime::Runtime, url: &str) -> Topology {
     })
 }
 
+/// Writes `count` keys through the proxy, each holding its own name.
+fn load(proxy: &mut RespClient, count: usize) -> Vec<String> {
+    let keys: Vec<String> = (0..count).map(|i| format!("key:{i}")).collect();
+    for key in &keys {
+        assert_eq!(proxy.call_str(&["SET", key, key]), "+OK\r\n");
+    }
+    keys
+}
+
+/// Every one of `keys` reads back its own name through the proxy.
+fn assert_loaded<'a>(proxy: &mut RespClient, keys: impl IntoIterator<Item = &'a String>) {
+    for key in keys {
+        assert_eq!(
+            proxy.call_str(&["GET", key]),
+            format!("${}\r\n{key}\r\n", key.len()),
+            "{key}"
+        );
+    }
+}
+
+/// The node id of the node on `port`.
+fn node_id(port: u16, secret: &str) -> String {
+    let reply = connect(port, secret).call_str(&["CLUSTER", "MYID"]);
+    reply.lines().nth(1).expect("an id").to_string()
+}
+
 #[test]
 fn slots_move_under_a_writer_and_nothing_is_lost() {
     let cluster = InProcessCluster::up(NODE_TIMEOUT);
@@ -48,10 +74,7 @@ fn slots_move_under_a_writer_and_nothing_is_lost() {
 
     // Keys everywhere, a few hundred of them in the slots that move.
     let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
-    let keys: Vec<String> = (0..20_000).map(|i| format!("key:{i}")).collect();
-    for key in &keys {
-        assert_eq!(proxy.call_str(&["SET", key, key]), "+OK\r\n");
-    }
+    let keys = load(&mut proxy, 20_000);
     let in_moved = |key: &String| MOVED.contains(&key_hash_slot(key.as_bytes()));
     let moving_keys = keys.iter().filter(|k| in_moved(k)).count();
     assert!(moving_keys > 50, "{moving_keys} keys in the moved slots");
@@ -102,12 +125,7 @@ fn slots_move_under_a_writer_and_nothing_is_lost() {
     assert_acked_present(cluster.proxy_port, &acked);
 
     // Every key reads back; the moved slots' keys are on the target alone.
-    for key in keys.iter().filter(|k| !written.contains(k)) {
-        assert_eq!(
-            proxy.call_str(&["GET", key]),
-            format!("${}\r\n{key}\r\n", key.len())
-        );
-    }
+    assert_loaded(&mut proxy, keys.iter().filter(|k| !written.contains(k)));
     let count = |port: u16, slot: u16| -> u64 {
         let reply = connect(port, &cluster.node_secret).call_str(&[
             "CLUSTER",
@@ -138,14 +156,8 @@ fn slots_move_under_a_writer_and_nothing_is_lost() {
 fn clusterctl_reshard_moves_slots_between_processes() {
     let cluster = tessera_e2e::cluster::LocalCluster::up(NODE_TIMEOUT);
     let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
-    let keys: Vec<String> = (0..5_000).map(|i| format!("key:{i}")).collect();
-    for key in &keys {
-        assert_eq!(proxy.call_str(&["SET", key, key]), "+OK\r\n");
-    }
-    let id = |port: u16| -> String {
-        let reply = connect(port, &cluster.node_secret).call_str(&["CLUSTER", "MYID"]);
-        reply.lines().nth(1).expect("an id").to_string()
-    };
+    let keys = load(&mut proxy, 5_000);
+    let id = |port: u16| node_id(port, &cluster.node_secret);
     let (from, to) = (id(cluster.node_ports[0]), id(cluster.node_ports[1]));
     let output = cluster.clusterctl(&[
         "reshard", "--from", &from, "--to", &to, "--slots", "500", "--yes",
@@ -181,12 +193,7 @@ fn clusterctl_reshard_moves_slots_between_processes() {
     ] {
         assert!(check_text.contains(shape), "{shape} in:\n{check_text}");
     }
-    for key in &keys {
-        assert_eq!(
-            proxy.call_str(&["GET", key]),
-            format!("${}\r\n{key}\r\n", key.len())
-        );
-    }
+    assert_loaded(&mut proxy, &keys);
 }
 
 /// Runs MoveSlots for `slots` to `target` on the control plane at `cp_port`.
@@ -219,14 +226,8 @@ fn moves_survive_the_control_plane_the_source_and_the_target_being_killed() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let url = format!("http://127.0.0.1:{}", cluster.cp_port);
     let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
-    let keys: Vec<String> = (0..30_000).map(|i| format!("key:{i}")).collect();
-    for key in &keys {
-        assert_eq!(proxy.call_str(&["SET", key, key]), "+OK\r\n");
-    }
-    let id = |port: u16| -> String {
-        let reply = connect(port, &cluster.node_secret).call_str(&["CLUSTER", "MYID"]);
-        reply.lines().nth(1).expect("an id").to_string()
-    };
+    let keys = load(&mut proxy, 30_000);
+    let id = |port: u16| node_id(port, &cluster.node_secret);
     let ids: Vec<String> = cluster.node_ports.iter().map(|&p| id(p)).collect();
     let finished = |slots: std::ops::Range<u16>, target: &str| {
         wait::until("the move finishes", Duration::from_secs(90), || {
@@ -263,12 +264,6 @@ fn moves_survive_the_control_plane_the_source_and_the_target_being_killed() {
         (proxy.call_str(&["GET", &keys[0]]) == format!("${}\r\n{}\r\n", keys[0].len(), keys[0]))
             .then_some(())
     });
-    for key in &keys {
-        assert_eq!(
-            proxy.call_str(&["GET", key]),
-            format!("${}\r\n{key}\r\n", key.len()),
-            "{key}"
-        );
-    }
+    assert_loaded(&mut proxy, &keys);
     assert_eq!(proxy.call_str(&["DBSIZE"]), format!(":{}\r\n", keys.len()));
 }

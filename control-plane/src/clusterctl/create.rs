@@ -97,16 +97,11 @@ pub async fn run(
         report::allocation(&plan, &given, options.replicas as usize)
     )?;
     if !options.yes {
-        write!(
+        super::confirm(
+            "Can I set the above configuration? (type 'yes' to accept): ",
+            input,
             out,
-            "Can I set the above configuration? (type 'yes' to accept): "
         )?;
-        out.flush()?;
-        let mut answer = String::new();
-        input.read_line(&mut answer)?;
-        if answer.trim() != "yes" {
-            return Err(CtlError::Aborted);
-        }
     }
     let applied = client.create_cluster(request(false)).await?.into_inner();
     let version = applied

@@ -128,16 +128,11 @@ pub async fn run(
         return Ok(());
     }
     if !options.yes {
-        write!(
+        super::confirm(
+            "Do you want to proceed with the proposed reshard plan (yes/no)? ",
+            input,
             out,
-            "Do you want to proceed with the proposed reshard plan (yes/no)? "
         )?;
-        out.flush()?;
-        let mut answer = String::new();
-        input.read_line(&mut answer)?;
-        if answer.trim() != "yes" {
-            return Err(CtlError::Aborted);
-        }
     }
     let slots: Vec<u16> = moves.iter().map(|(slot, _)| *slot).collect();
     client
