@@ -5,6 +5,7 @@
 pub mod add_node;
 pub mod create;
 pub mod failover;
+pub mod rebalance;
 pub mod report;
 pub mod reshard;
 
@@ -105,6 +106,22 @@ pub enum Command {
         #[arg(long, alias = "cluster-yes")]
         yes: bool,
         /// How long to wait for the move to finish (it goes on after; humantime).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+    /// Spreads the slots over the masters by weight, as `redis-cli --cluster rebalance` does,
+    /// moving them while the cluster serves.
+    Rebalance {
+        /// A master's weight (`ID=WEIGHT`; repeat for several); others weigh 1.
+        #[arg(long = "weight", alias = "cluster-weight")]
+        weights: Vec<String>,
+        /// Also give slots to masters that serve none (a node just added).
+        #[arg(long, alias = "cluster-use-empty-masters")]
+        use_empty_masters: bool,
+        /// Rebalance only when a master is off its share by more than this percentage.
+        #[arg(long, alias = "cluster-threshold", default_value_t = 2.0)]
+        threshold: f64,
+        /// How long each move may take before `rebalance` gives up waiting (humantime).
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
@@ -230,6 +247,20 @@ pub async fn execute(
                 timeout,
             };
             reshard::run(&mut client, options, input, out).await
+        }
+        Command::Rebalance {
+            weights,
+            use_empty_masters,
+            threshold,
+            timeout,
+        } => {
+            let options = rebalance::Options {
+                weights,
+                use_empty_masters,
+                threshold,
+                timeout,
+            };
+            rebalance::run(&mut client, options, out).await
         }
         Command::Check => check(&mut client, out).await,
         Command::Info => {

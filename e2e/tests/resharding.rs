@@ -267,3 +267,44 @@ fn moves_survive_the_control_plane_the_source_and_the_target_being_killed() {
     assert_loaded(&mut proxy, &keys);
     assert_eq!(proxy.call_str(&["DBSIZE"]), format!(":{}\r\n", keys.len()));
 }
+
+/// `clusterctl rebalance --weight ID=0` against real processes empties that master into the
+/// others (the first step of removing it), while the cluster serves: every key stays readable
+/// and `redis-cli --cluster check` finds every slot covered.
+#[test]
+fn clusterctl_rebalance_by_weight_empties_a_master() {
+    let cluster = tessera_e2e::cluster::LocalCluster::up(NODE_TIMEOUT);
+    let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
+    let keys = load(&mut proxy, 5_000);
+    let emptied = node_id(cluster.node_ports[0], &cluster.node_secret);
+    let weight = format!("{emptied}=0");
+    let output = cluster.clusterctl(&["rebalance", "--weight", &weight]);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "clusterctl rebalance failed:\n{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains(">>> Rebalancing across 3 nodes. Total weight = 2.00"),
+        "{text}"
+    );
+    let address = format!("127.0.0.1:{}", cluster.node_ports[0]);
+    let check = std::process::Command::new("redis-cli")
+        .args(["-a", &cluster.node_secret, "--no-auth-warning"])
+        .args(["--cluster", "check", &address])
+        .output()
+        .expect("redis-cli");
+    let check_text = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(check.status.success(), "{check_text}");
+    assert!(
+        check_text.contains("[OK] All 16384 slots covered."),
+        "{check_text}"
+    );
+    assert!(
+        check_text.contains("slots: (0 slots) master"),
+        "{check_text}"
+    );
+    assert_loaded(&mut proxy, &keys);
+    assert_eq!(proxy.call_str(&["DBSIZE"]), format!(":{}\r\n", keys.len()));
+}

@@ -135,13 +135,24 @@ pub async fn run(
         )?;
     }
     let slots: Vec<u16> = moves.iter().map(|(slot, _)| *slot).collect();
+    move_and_follow(client, &slots, &target_id, options.timeout, out).await
+}
+
+/// Starts moving `slots` to `target` (MoveSlots) and reports progress until they are its.
+pub async fn move_and_follow(
+    client: &mut ControlPlaneClient<Channel>,
+    slots: &[u16],
+    target: &NodeId,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
     client
         .move_slots(pb::MoveSlotsRequest {
             slots: slots.iter().map(|&s| u32::from(s)).collect(),
-            target_id: target_id.to_string(),
+            target_id: target.to_string(),
         })
         .await?;
-    follow(client, &slots, &target_id, options.timeout, out).await
+    follow(client, slots, target, timeout, out).await
 }
 
 /// Waits until every slot of `slots` is `target`'s, reporting progress.
