@@ -58,16 +58,17 @@ pub enum Command {
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         wait: Duration,
     },
-    /// Makes a registered node (it registers itself when started) a replica of the master
-    /// `--replica-of ID`, as `redis-cli --cluster add-node ADDR EXISTING --cluster-slave
-    /// --cluster-master-id ID` does. A started node is already a member, as an empty master: only
-    /// making it a replica needs this command.
+    /// Adds a node to the cluster, as `redis-cli --cluster add-node` does. A started node
+    /// registers itself and is a member at once, as a master with no slots: without
+    /// `--replica-of` this checks that it is (give it slots with `reshard` or `rebalance
+    /// --use-empty-masters`); with `--replica-of ID` it becomes a replica of that master
+    /// (`--cluster-slave --cluster-master-id ID`).
     AddNode {
         /// host:port of the node.
         address: String,
         /// The id of the master it replicates.
-        #[arg(long, alias = "cluster-master-id", required = true)]
-        replica_of: String,
+        #[arg(long, alias = "cluster-master-id")]
+        replica_of: Option<String>,
         /// How long to wait for the node to hold the new configuration (humantime).
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         wait: Duration,

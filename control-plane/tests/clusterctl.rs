@@ -292,9 +292,25 @@ async fn create_with_replicas_and_add_node() {
     assert!(info
         .stdout
         .contains("cluster_known_nodes:7\r\ncluster_size:3\r\n"));
-    // Without --replica-of there is nothing to do: clap refuses.
+    // Without --replica-of: a check that the node is an empty master, as redis-cli's words say.
     let plain = clusterctl(&url, &["add-node", "127.0.0.1:7006"], "").await;
-    assert_eq!(plain.code, Some(2));
+    assert_eq!(plain.code, Some(1));
+    assert!(
+        plain
+            .stderr
+            .starts_with("[ERR] Node 127.0.0.1:7006 is not empty."),
+        "{}",
+        plain.stderr
+    );
+    let unknown = clusterctl(&url, &["add-node", "127.0.0.1:7999"], "").await;
+    assert_eq!(unknown.code, Some(1));
+    assert!(
+        unknown
+            .stderr
+            .contains("no registered node at 127.0.0.1:7999"),
+        "{}",
+        unknown.stderr
+    );
 
     beaters.stop().await;
     server.stop().await;

@@ -305,6 +305,14 @@ fn clusterctl_rebalance_by_weight_empties_a_master() {
         check_text.contains("slots: (0 slots) master"),
         "{check_text}"
     );
+    // An empty master, as a node just started: what add-node (without --replica-of) checks.
+    let added = cluster.clusterctl(&["add-node", &address]);
+    let added_text = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(added.status.success(), "{added_text}");
+    assert!(
+        added_text.ends_with("[OK] New node added correctly.\n"),
+        "{added_text}"
+    );
     assert_loaded(&mut proxy, &keys);
     assert_eq!(proxy.call_str(&["DBSIZE"]), format!(":{}\r\n", keys.len()));
 }
