@@ -126,6 +126,13 @@ pub enum Command {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Removes a node from the cluster, as `redis-cli --cluster del-node` does: refused while it
+    /// serves slots (move them away first: `reshard`, or `rebalance --weight ID=0`). Its id may
+    /// not register again; stop its process.
+    DelNode {
+        /// The node's id.
+        node_id: String,
+    },
     /// Checks the cluster as `redis-cli --cluster check` does; exits 1 if slots are not covered.
     Check,
     /// Prints CLUSTER INFO for the whole cluster.
@@ -262,6 +269,19 @@ pub async fn execute(
                 timeout,
             };
             rebalance::run(&mut client, options, out).await
+        }
+        Command::DelNode { node_id } => {
+            writeln!(out, ">>> Removing node {node_id} from cluster")?;
+            client
+                .remove_node(pb::RemoveNodeRequest {
+                    node_id: node_id.clone(),
+                })
+                .await?;
+            writeln!(
+                out,
+                "[OK] Node {node_id} removed: stop its process (it cannot register again)."
+            )?;
+            Ok(())
         }
         Command::Check => check(&mut client, out).await,
         Command::Info => {

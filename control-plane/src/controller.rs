@@ -206,6 +206,9 @@ impl Controller {
     pub async fn register(&self, reg: Registration) -> Result<Arc<Topology>, Error> {
         tracing::info!(node = %reg.id, address = %format_args!("{}:{}", reg.host, reg.port), "node registered");
         self.apply(|state, now| {
+            if state.is_removed(&reg.id) {
+                return Err(Error::Removed(reg.id.to_string()));
+            }
             let changed = state.register(reg, now);
             Ok((Arc::new(state.snapshot(now)), changed))
         })
@@ -343,6 +346,18 @@ impl Controller {
             .await?;
         tracing::info!(replica = %replica, master = %master, version = topology.version, "replica added");
         Ok((topology, replica))
+    }
+
+    /// RemoveNode: returns the topology without the node.
+    pub async fn remove_node(&self, id: NodeId) -> Result<Topology, Error> {
+        let topology = self
+            .apply(|state, now| {
+                let changed = state.remove(&id)?;
+                Ok((state.snapshot(now), changed))
+            })
+            .await?;
+        tracing::info!(node = %id, version = topology.version, "node removed");
+        Ok(topology)
     }
 
     /// MoveSlots: records the moves; returns the topology that carries them.

@@ -54,6 +54,12 @@ pub enum Error {
     /// AddReplica named a master that has replicas of its own: they would follow a replica.
     #[error("node {0} has replicas of its own: move them first")]
     HasReplicas(String),
+    /// RemoveNode named a node that serves slots (redis-cli's del-node words).
+    #[error("Node {0} is not empty! Reshard data away and try again.")]
+    NodeNotEmpty(String),
+    /// A node removed with del-node tried to register again.
+    #[error("node {0} was removed from the cluster (clusterctl del-node): stop it, or start it with an empty data directory to join as a new node")]
+    Removed(String),
     /// MoveSlots named a slot outside 0-16383 (Redis's CLUSTER SETSLOT words).
     #[error("ERR Invalid or out of range slot")]
     InvalidSlot(u32),

@@ -56,7 +56,9 @@ impl From<Error> for Status {
             | Error::NotEmpty(_)
             | Error::HasReplicas(_)
             | Error::SlotUnassigned(_)
-            | Error::SlotMoving(_) => Status::failed_precondition(message),
+            | Error::SlotMoving(_)
+            | Error::NodeNotEmpty(_)
+            | Error::Removed(_) => Status::failed_precondition(message),
             Error::NotLeader { .. } => Status::failed_precondition(message),
             // Another control plane wrote: the state is reloaded, and the caller may retry.
             Error::Store(StoreError::Conflict { .. }) => {
@@ -219,6 +221,17 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
         Ok(Response::new(pb::AddReplicaResponse {
             topology: Some(pb::Topology::from(&topology)),
             replica_id: replica.to_string(),
+        }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        let id = node_id(&request.into_inner().node_id)?;
+        let topology = self.controller.remove_node(id).await?;
+        Ok(Response::new(pb::RemoveNodeResponse {
+            topology: Some(pb::Topology::from(&topology)),
         }))
     }
 

@@ -113,6 +113,9 @@ pub struct ClusterState {
     /// Pending FORCE/TAKEOVER requests: the replica's id and when it was asked. Not persisted: a
     /// control plane that restarts has failed the RPC that asked.
     forced: Vec<(NodeId, u64)>,
+    /// Ids removed with `del-node`: a process still running under one of them must not come
+    /// back as a member by registering again.
+    removed: Vec<NodeId>,
 }
 
 impl ClusterState {
@@ -127,6 +130,7 @@ impl ClusterState {
             },
             observed: Vec::new(),
             handover_version: 0,
+            removed: Vec::new(),
             forced: Vec::new(),
         }
     }
@@ -256,27 +260,66 @@ impl ClusterState {
             .enumerate()
             .position(|(i, n)| n.host == host && n.port == port && !owners.contains(&i))
         {
-            let gone = self.intent.nodes.remove(stale);
-            self.observed.remove(stale);
+            let gone = self.remove_node(stale);
             tracing::info!(node = %gone.id, address = %format_args!("{host}:{port}"), "forgot a slotless node replaced by a new id");
-            let shift = |index: &mut u16| {
-                if usize::from(*index) > stale {
-                    *index -= 1;
-                }
-            };
-            self.intent.slots.iter_mut().flatten().for_each(shift);
-            for migration in &mut self.intent.migrations {
-                shift(&mut migration.source);
-                shift(&mut migration.target);
+        }
+    }
+
+    /// Removes the node at `index`, which owns no slot, shifting the indexes that follow it.
+    fn remove_node(&mut self, index: usize) -> NodeSpec {
+        let gone = self.intent.nodes.remove(index);
+        self.observed.remove(index);
+        let shift = |i: &mut u16| {
+            if usize::from(*i) > index {
+                *i -= 1;
             }
-            // Replicas of a forgotten master have nothing to follow: they become empty masters.
-            for node in &mut self.intent.nodes {
-                if node.master_id.as_ref() == Some(&gone.id) {
-                    node.master_id = None;
-                    node.role = Role::Master;
-                }
+        };
+        self.intent.slots.iter_mut().flatten().for_each(shift);
+        for migration in &mut self.intent.migrations {
+            shift(&mut migration.source);
+            shift(&mut migration.target);
+        }
+        // Replicas of a forgotten master have nothing to follow: they become empty masters.
+        for node in &mut self.intent.nodes {
+            if node.master_id.as_ref() == Some(&gone.id) {
+                node.master_id = None;
+                node.role = Role::Master;
             }
         }
+        gone
+    }
+
+    /// Removes a node from the cluster, as `redis-cli --cluster del-node` does: refused while it
+    /// serves slots, takes part in a slot's move, or has replicas. Its id may not register again.
+    pub fn remove(&mut self, id: &NodeId) -> Result<Changed, Error> {
+        let i = self
+            .index_of(id)
+            .ok_or_else(|| Error::UnknownNode(id.to_string()))?;
+        let busy = self.slot_owners().contains(&i)
+            || self
+                .intent
+                .migrations
+                .iter()
+                .any(|m| usize::from(m.source) == i || usize::from(m.target) == i);
+        if busy {
+            return Err(Error::NodeNotEmpty(self.intent.nodes[i].address()));
+        }
+        let has_replicas = self
+            .intent
+            .nodes
+            .iter()
+            .any(|n| n.role == Role::Replica && n.master_id.as_ref() == Some(id));
+        if has_replicas {
+            return Err(Error::HasReplicas(id.to_string()));
+        }
+        let gone = self.remove_node(i);
+        self.removed.push(gone.id);
+        Ok(self.bump())
+    }
+
+    /// Whether `id` was removed with `remove`.
+    pub fn is_removed(&self, id: &NodeId) -> bool {
+        self.removed.contains(id)
     }
 
     /// Records a heartbeat. Clearing a PFAIL/FAIL flag is a change watchers see; the timestamp,
@@ -848,6 +891,7 @@ impl ClusterState {
                 started_ms: h.started_ms,
                 version: self.handover_version,
             }),
+            removed: self.removed.iter().map(NodeId::to_string).collect(),
         }
     }
 
@@ -944,6 +988,11 @@ impl ClusterState {
             });
         }
         state.intent.migrations.sort_by_key(|m| m.slot);
+        state.removed = p
+            .removed
+            .iter()
+            .map(|id| NodeId::parse(id).map_err(|e| bad(e.to_string())))
+            .collect::<Result<_, _>>()?;
         if let Some(h) = p.handover {
             let parse = |id: &str| {
                 NodeId::parse(id)
@@ -1415,6 +1464,33 @@ mod tests {
         // Survives a restart of the control plane.
         let reloaded = ClusterState::from_persisted(state.to_persisted(), 4).expect("reload");
         assert_eq!(reloaded.snapshot(4).owner_index(0), Some(1));
+    }
+
+    #[test]
+    fn a_node_is_removed_only_when_it_serves_nothing_and_never_comes_back() {
+        let mut state = three();
+        state
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
+            .expect("create");
+        assert!(state.register(reg(4, 7003), 0));
+        assert!(matches!(
+            state.remove(&id(1)),
+            Err(Error::NodeNotEmpty(address)) if address == "127.0.0.1:7000"
+        ));
+        // A replica serves no slot: it may go.
+        state.add_replica(&id(4), &id(2)).expect("replica");
+        let before = state.version();
+        assert!(state.remove(&id(4)).expect("remove"));
+        assert_eq!(state.version(), before + 1);
+        assert!(state.index_of(&id(4)).is_none());
+        assert!(state.is_removed(&id(4)));
+        assert!(matches!(state.remove(&id(4)), Err(Error::UnknownNode(_))));
+        // The slot map is intact and the removal survives a restart.
+        let t = state.snapshot(1);
+        assert_eq!(t.owner_index(0), Some(0));
+        assert_eq!(t.owner_index(16383), Some(2));
+        let reloaded = ClusterState::from_persisted(state.to_persisted(), 2).expect("reload");
+        assert!(reloaded.is_removed(&id(4)));
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct PersistedState {
     /// The manual failover in progress (absent in older files: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover: Option<PersistedHandover>,
+    /// Ids removed from the cluster (`del-node`): they may not register again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +190,7 @@ pub(crate) mod tests {
                 started_ms: 5,
                 version: 6,
             }),
+            removed: vec!["c".repeat(40)],
         }
     }
 

@@ -45,6 +45,7 @@ fn state(version: u64) -> PersistedState {
         slots: Vec::new(),
         migrations: Vec::new(),
         handover: None,
+        removed: Vec::new(),
     }
 }
 

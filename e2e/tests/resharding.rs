@@ -315,4 +315,32 @@ fn clusterctl_rebalance_by_weight_empties_a_master() {
     );
     assert_loaded(&mut proxy, &keys);
     assert_eq!(proxy.call_str(&["DBSIZE"]), format!(":{}\r\n", keys.len()));
+
+    // Emptied, it can be removed; a node that still serves slots cannot.
+    let serving = node_id(cluster.node_ports[1], &cluster.node_secret);
+    let refused = cluster.clusterctl(&["del-node", &serving]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is not empty! Reshard data away"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let removed = cluster.clusterctl(&["del-node", &emptied]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    cluster.launcher(&["stop", "node1"]);
+    let remaining = format!("127.0.0.1:{}", cluster.node_ports[1]);
+    wait::until("two masters left", Duration::from_secs(30), || {
+        let check = std::process::Command::new("redis-cli")
+            .args(["-a", &cluster.node_secret, "--no-auth-warning"])
+            .args(["--cluster", "check", &remaining])
+            .output()
+            .expect("redis-cli");
+        let text = String::from_utf8_lossy(&check.stdout).into_owned();
+        (check.status.success() && text.contains("[OK] 5000 keys in 2 masters.")).then_some(())
+    });
+    assert_loaded(&mut proxy, &keys);
 }

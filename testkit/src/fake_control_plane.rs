@@ -183,6 +183,13 @@ impl ControlPlane for Fake {
     ) -> Result<Response<pb::MoveSlotsResponse>, Status> {
         Err(Status::unimplemented("fake control plane"))
     }
+
+    async fn remove_node(
+        &self,
+        _: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        Err(Status::unimplemented("fake control plane"))
+    }
 }
 
 /// A master at 127.0.0.1:`port` (bus port +10000), config epoch 1.
