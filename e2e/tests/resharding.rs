@@ -52,6 +52,21 @@ fn assert_loaded<'a>(proxy: &mut RespClient, keys: impl IntoIterator<Item = &'a 
     }
 }
 
+/// `redis-cli --cluster check` at `address`: its output, `Err` with it when the check failed.
+fn cluster_check(address: &str, secret: &str) -> Result<String, String> {
+    let check = std::process::Command::new("redis-cli")
+        .args(["-a", secret, "--no-auth-warning"])
+        .args(["--cluster", "check", address])
+        .output()
+        .expect("redis-cli");
+    let text = String::from_utf8_lossy(&check.stdout).into_owned();
+    if check.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
 /// The node id of the node on `port`.
 fn node_id(port: u16, secret: &str) -> String {
     let reply = connect(port, secret).call_str(&["CLUSTER", "MYID"]);
@@ -176,13 +191,8 @@ fn clusterctl_reshard_moves_slots_between_processes() {
     assert!(text.contains("[OK] 500 slots moved"), "{text}");
 
     let address = format!("127.0.0.1:{}", cluster.node_ports[0]);
-    let check = std::process::Command::new("redis-cli")
-        .args(["-a", &cluster.node_secret, "--no-auth-warning"])
-        .args(["--cluster", "check", &address])
-        .output()
-        .expect("redis-cli");
-    let check_text = String::from_utf8_lossy(&check.stdout).into_owned();
-    assert!(check.status.success(), "{check_text}");
+    let check_text =
+        cluster_check(&address, &cluster.node_secret).expect("redis-cli --cluster check");
     assert!(
         check_text.contains("[OK] All 16384 slots covered."),
         "{check_text}"
@@ -290,13 +300,8 @@ fn clusterctl_rebalance_by_weight_empties_a_master() {
         "{text}"
     );
     let address = format!("127.0.0.1:{}", cluster.node_ports[0]);
-    let check = std::process::Command::new("redis-cli")
-        .args(["-a", &cluster.node_secret, "--no-auth-warning"])
-        .args(["--cluster", "check", &address])
-        .output()
-        .expect("redis-cli");
-    let check_text = String::from_utf8_lossy(&check.stdout).into_owned();
-    assert!(check.status.success(), "{check_text}");
+    let check_text =
+        cluster_check(&address, &cluster.node_secret).expect("redis-cli --cluster check");
     assert!(
         check_text.contains("[OK] All 16384 slots covered."),
         "{check_text}"
@@ -334,13 +339,9 @@ fn clusterctl_rebalance_by_weight_empties_a_master() {
     cluster.launcher(&["stop", "node1"]);
     let remaining = format!("127.0.0.1:{}", cluster.node_ports[1]);
     wait::until("two masters left", Duration::from_secs(30), || {
-        let check = std::process::Command::new("redis-cli")
-            .args(["-a", &cluster.node_secret, "--no-auth-warning"])
-            .args(["--cluster", "check", &remaining])
-            .output()
-            .expect("redis-cli");
-        let text = String::from_utf8_lossy(&check.stdout).into_owned();
-        (check.status.success() && text.contains("[OK] 5000 keys in 2 masters.")).then_some(())
+        cluster_check(&remaining, &cluster.node_secret)
+            .ok()
+            .filter(|text| text.contains("[OK] 5000 keys in 2 masters."))
     });
     assert_loaded(&mut proxy, &keys);
 }

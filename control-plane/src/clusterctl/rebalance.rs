@@ -179,21 +179,10 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_proto::topology::NodeSpec;
 
     /// Three masters split as redis-cli creates them, and a fourth without slots.
     fn three_and_an_empty_one() -> Topology {
-        let node = |n: u8, port| NodeSpec::master(NodeId::from_random_bytes([n; 20]), "h", port);
-        let slots = (0..16384usize)
-            .map(|s| {
-                Some(match s {
-                    0..=5460 => 0,
-                    5461..=10922 => 1,
-                    _ => 2,
-                })
-            })
-            .collect();
-        Topology::created(vec![node(1, 1), node(2, 2), node(3, 3), node(4, 4)], slots)
+        super::super::testing::masters(4)
     }
 
     #[test]

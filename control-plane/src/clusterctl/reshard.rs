@@ -248,20 +248,9 @@ fn runs(slots: &[u16]) -> Vec<(u16, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_proto::topology::NodeSpec;
 
     fn three_masters() -> Topology {
-        let node = |n: u8, port| NodeSpec::master(NodeId::from_random_bytes([n; 20]), "h", port);
-        let slots = (0..16384usize)
-            .map(|s| {
-                Some(match s {
-                    0..=5460 => 0,
-                    5461..=10922 => 1,
-                    _ => 2,
-                })
-            })
-            .collect();
-        Topology::created(vec![node(1, 1), node(2, 2), node(3, 3)], slots)
+        super::super::testing::masters(3)
     }
 
     #[test]
