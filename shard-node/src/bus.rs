@@ -116,38 +116,18 @@ async fn serve_peer(stream: TcpStream, state: Arc<NodeState>, stop: Cancellation
 /// applied when it arrives rather than for one connection's writes. The proxy asks it after a
 /// client's writes went out on shared connections: the master's offset then covers them.
 async fn wait_applied(state: &NodeState, args: &[Bytes]) -> Frame {
-    let [_, replicas, timeout] = args else {
+    if args.len() != 3 {
         return Frame::error(tessera_proto::command::arity_error("wait"));
-    };
-    let number = |arg: &Bytes| std::str::from_utf8(arg).ok()?.parse::<i64>().ok();
-    let Some(replicas) = number(replicas) else {
-        return Frame::error("ERR value is not an integer or out of range");
-    };
-    let timeout = match number(timeout) {
-        Some(ms) if ms >= 0 => ms as u64,
-        Some(_) => return Frame::error("ERR timeout is negative"),
-        None => return Frame::error("ERR timeout is not an integer or out of range"),
-    };
+    }
     let repl = &state.replication;
-    if repl.is_replica() {
-        return Frame::error("ERR WAIT cannot be used with replica instances.");
+    match crate::cmd::replication::wait_for(repl, args, repl.offset()) {
+        Err(reply) => reply,
+        Ok(Err(acked)) => Frame::Integer(acked as i64),
+        Ok(Ok(wait)) => {
+            repl.request_acks();
+            Frame::Integer(repl.wait_for_acks(wait).await as i64)
+        }
     }
-    let offset = repl.offset();
-    let acked = repl.count_acked(offset);
-    if replicas <= acked as i64 {
-        return Frame::Integer(acked as i64);
-    }
-    let deadline = (timeout > 0)
-        .then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(timeout));
-    repl.request_acks();
-    let acked = repl
-        .wait_for_acks(crate::replication::WaitFor {
-            offset,
-            replicas: usize::try_from(replicas).unwrap_or(usize::MAX),
-            deadline,
-        })
-        .await;
-    Frame::Integer(acked as i64)
 }
 
 /// What a bus connection has said about itself.

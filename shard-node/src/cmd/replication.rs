@@ -8,7 +8,7 @@ use tessera_proto::resp::Frame;
 use super::dispatch::DispatchEntry;
 use super::parse::{err, parse_i64};
 use super::{ClientSession, Ctx};
-use crate::replication::{report, WaitFor};
+use crate::replication::{report, Replication, WaitFor};
 
 /// Redis's replicaofCommand in cluster mode, for REPLICAOF and SLAVEOF alike.
 pub fn replicaof() -> Frame {
@@ -25,36 +25,55 @@ pub fn role(ctx: &Ctx<'_>) -> Frame {
 /// blocking part is the connection's (`session.waiting`).
 pub fn wait(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
     let repl = &ctx.state.replication;
+    match wait_for(repl, args, session.woff) {
+        Err(reply) => reply,
+        Ok(Err(acked)) => Frame::Integer(acked as i64),
+        Ok(Ok(_)) if session.deny_blocking => Frame::Integer(repl.count_acked(session.woff) as i64),
+        Ok(Ok(wait)) => {
+            session.waiting = Some(wait);
+            repl.request_acks();
+            // Not sent: the connection answers once the wait is over.
+            Frame::Null
+        }
+    }
+}
+
+/// WAIT numreplicas timeout for everything up to `offset`, checked as Redis 7.0's waitCommand
+/// (its errors, in its order): the count at once when enough replicas acknowledged `offset`
+/// (`Ok(Err)`), else what to wait for (`Ok(Ok)`). The client's WAIT and the cluster bus's (for
+/// the proxy) share it.
+pub(crate) fn wait_for(
+    repl: &Replication,
+    args: &[Bytes],
+    offset: u64,
+) -> Result<Result<WaitFor, usize>, Frame> {
     if repl.is_replica() {
-        return err(
+        return Err(err(
             "ERR WAIT cannot be used with replica instances. Please also note that since Redis \
              4.0 if a replica is configured to be writable (which is not the default) writes to \
              replicas are just local and are not propagated.",
-        );
+        ));
     }
     let Some(replicas) = parse_i64(&args[1]) else {
-        return err("ERR value is not an integer or out of range");
+        return Err(err("ERR value is not an integer or out of range"));
     };
     let Some(timeout) = parse_i64(&args[2]) else {
-        return err("ERR timeout is not an integer or out of range");
+        return Err(err("ERR timeout is not an integer or out of range"));
     };
     if timeout < 0 {
-        return err("ERR timeout is negative");
+        return Err(err("ERR timeout is negative"));
     }
-    let acked = repl.count_acked(session.woff);
-    if replicas <= acked as i64 || session.deny_blocking {
-        return Frame::Integer(acked as i64);
+    let acked = repl.count_acked(offset);
+    if replicas <= acked as i64 {
+        return Ok(Err(acked));
     }
     let deadline = (timeout > 0)
         .then(|| tokio::time::Instant::now() + std::time::Duration::from_millis(timeout as u64));
-    session.waiting = Some(WaitFor {
-        offset: session.woff,
+    Ok(Ok(WaitFor {
+        offset,
         replicas: replicas as usize,
         deadline,
-    });
-    repl.request_acks();
-    // Not sent: the connection answers once the wait is over.
-    Frame::Null
+    }))
 }
 
 /// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
