@@ -16,13 +16,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
-use tessera_proto::resp::connect::Login;
-use tessera_proto::resp::frame::{self, FrameLimits};
-use tessera_proto::resp::Frame;
+use tessera_proto::resp::{Frame, Protocol};
 use tessera_proto::topology::Access;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
 
-use crate::backend::Backend;
+use crate::backend::connection::{Connection, Job};
+use crate::backend::{Backend, BackendLogin};
 use crate::error::BackendError;
 use crate::router::parse_i64;
 use crate::session::{Reply, Session};
@@ -143,7 +142,8 @@ async fn ask(
 }
 
 /// `WAIT` on a master's cluster bus, which waits for everything the master has applied (a client
-/// port's WAIT counts its own connection's writes, and this one has made none).
+/// port's WAIT counts its own connection's writes, and this one has made none). One connection of
+/// the proxy's own kind (`backend::connection`), used once.
 async fn bus_wait(
     bus: &str,
     secret: Option<Arc<str>>,
@@ -154,39 +154,30 @@ async fn bus_wait(
     let lost = || BackendError::ConnectionLost {
         addr: bus.to_string(),
     };
-    let login = Login {
-        secret: secret.as_deref().map(str::as_bytes),
-        ..Login::default()
+    // The bus knows AUTH, not READONLY: only the secret.
+    let login = BackendLogin {
+        secret,
+        readonly: false,
     };
-    let (mut stream, mut buf) = tessera_proto::resp::connect::connect(bus, login, connect_timeout)
-        .await
-        .map_err(|error| BackendError::Connect {
-            addr: bus.to_string(),
-            reason: error.to_string(),
-        })?;
-    let exchange = async {
-        stream.write_all(&request).await.map_err(|_| lost())?;
-        loop {
-            if let Some(len) =
-                frame::check(&buf, &FrameLimits::default()).map_err(|_| BackendError::Protocol {
-                    addr: bus.to_string(),
-                })?
-            {
-                return Ok(buf.split_to(len).freeze());
-            }
-            if stream.read_buf(&mut buf).await.map_err(|_| lost())? == 0 {
-                return Err(lost());
-            }
-        }
+    let conn = Connection::spawn(bus.into(), Protocol::Resp2, connect_timeout, None, login);
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        request,
+        asking: false,
+        reply,
     };
+    if conn.send(job).is_err() {
+        return Err(lost());
+    }
+    let answer = async { answer.await.unwrap_or_else(|_| Err(lost())) };
     match limit {
         Some(limit) => {
-            tokio::time::timeout(limit, exchange)
+            tokio::time::timeout(limit, answer)
                 .await
                 .map_err(|_| BackendError::Timeout {
                     addr: bus.to_string(),
                 })?
         }
-        None => exchange.await,
+        None => answer.await,
     }
 }

@@ -256,37 +256,28 @@ mod tests {
         let addr = backend().await.expect("backend");
         let idle = Arc::new(IdlePool::default());
         let timeout = Duration::from_secs(1);
-        let conn = Dedicated::checkout(
-            &idle,
-            &addr,
-            Protocol::Resp2,
-            timeout,
-            BackendLogin::default(),
-        );
+        let checkout = || {
+            Dedicated::checkout(
+                &idle,
+                &addr,
+                Protocol::Resp2,
+                timeout,
+                BackendLogin::default(),
+            )
+        };
+        let conn = checkout();
         let reply = conn.call(Bytes::from_static(PING), Some(timeout)).await;
         assert_eq!(&reply.expect("reply")[..], b"+PONG\r\n");
         drop(conn);
         assert_eq!(idle_count(&idle), 1);
         // Taken again (not a new one), then left dirty: closed, not kept.
-        let conn = Dedicated::checkout(
-            &idle,
-            &addr,
-            Protocol::Resp2,
-            timeout,
-            BackendLogin::default(),
-        );
+        let conn = checkout();
         assert_eq!(idle_count(&idle), 0);
         conn.set_dirty(true);
         drop(conn);
         assert_eq!(idle_count(&idle), 0);
         // A reply still owed (its future dropped) also keeps it out of the pool.
-        let conn = Dedicated::checkout(
-            &idle,
-            &addr,
-            Protocol::Resp2,
-            timeout,
-            BackendLogin::default(),
-        );
+        let conn = checkout();
         let owed = conn.send(Bytes::from_static(PING));
         drop(owed);
         drop(conn);
