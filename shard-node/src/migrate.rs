@@ -30,11 +30,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tessera_proto::resp::connect::Login;
 use tessera_proto::resp::encode::command_bytes;
-use tessera_proto::resp::frame::{self, FrameLimits};
 use tessera_proto::resp::request::{self, RequestLimits};
 use tessera_proto::resp::Frame;
 use tessera_proto::topology::{NodeSpec, Topology};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -218,7 +217,11 @@ async fn send(
     let request = command_bytes(&[IMPORT_COMMAND, slot_text.as_bytes(), &commands]);
     let reply = tokio::time::timeout(TARGET_TIMEOUT, async {
         stream.write_all(&request).await?;
-        read_reply(stream).await
+        let mut buf = BytesMut::new();
+        tessera_proto::resp::connect::read_reply(stream, &mut buf)
+            .await
+            .map(BytesMut::freeze)
+            .map_err(std::io::Error::other)
     })
     .await
     .map_err(|_| std::io::Error::other("the target did not acknowledge in time"))??;
@@ -229,20 +232,6 @@ async fn send(
             "the target refused the batch: {}",
             String::from_utf8_lossy(&reply).trim_end()
         )))
-    }
-}
-
-async fn read_reply(stream: &mut TcpStream) -> std::io::Result<Bytes> {
-    let mut buf = BytesMut::with_capacity(64);
-    loop {
-        if let Some(len) = frame::check(&buf, &FrameLimits::default())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
-        {
-            return Ok(buf.split_to(len).freeze());
-        }
-        if stream.read_buf(&mut buf).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
     }
 }
 

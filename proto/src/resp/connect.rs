@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -73,15 +73,24 @@ async fn exchange(
     args: &[&[u8]],
 ) -> Result<(), ConnectError> {
     stream.write_all(&command_bytes(args)).await?;
+    let reply = read_reply(stream, buf).await?;
+    if reply.first() == Some(&b'-') {
+        let reply = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
+        return Err(ConnectError::Refused { command, reply });
+    }
+    Ok(())
+}
+
+/// Reads from `stream` into `buf` until it holds a complete reply, and splits that reply off
+/// (bytes past it stay in `buf`).
+pub async fn read_reply(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<BytesMut, ConnectError> {
     loop {
         if !buf.is_empty() {
             if let Some(len) = frame::check(buf, &FrameLimits::default())? {
-                if buf.first() == Some(&b'-') {
-                    let reply = String::from_utf8_lossy(&buf[1..len]).trim_end().to_string();
-                    return Err(ConnectError::Refused { command, reply });
-                }
-                buf.advance(len);
-                return Ok(());
+                return Ok(buf.split_to(len));
             }
         }
         if stream.read_buf(buf).await? == 0 {
