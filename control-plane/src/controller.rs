@@ -17,6 +17,7 @@ use crate::error::{Error, FailoverRefused, StoreError};
 use crate::failover::{lease_expiry_ms, MANUAL_TIMEOUT};
 use crate::failure::Probe;
 use crate::leader::Leader;
+use crate::moves::PlannedMove;
 use crate::resolve::{self, Announced};
 use crate::settings::SettingChange;
 use crate::state::{Beat, ClusterState, FailoverMode, Registration};
@@ -370,6 +371,49 @@ impl Controller {
             .await?;
         tracing::info!(slots = slots.len(), target = %target, version = topology.version, "slot moves started");
         Ok(topology)
+    }
+
+    /// Reshard / Rebalance: makes `plan` on the current topology and, unless `dry_run`, starts
+    /// every move of it in one change (as MoveSlots would, target by target). Returns the plan and
+    /// the topology it was made on (carrying the moves unless `dry_run`).
+    pub async fn plan_moves<P: AsRef<[PlannedMove]>>(
+        &self,
+        dry_run: bool,
+        plan: impl FnOnce(&Topology) -> Result<P, Error>,
+    ) -> Result<(P, Topology), Error> {
+        if dry_run {
+            let topology = self.topology().await;
+            return Ok((plan(&topology)?, topology));
+        }
+        let (planned, topology) = self
+            .apply(|state, now| {
+                let before = state.snapshot(now);
+                let planned = plan(&before)?;
+                let mut targets: Vec<usize> = Vec::new();
+                for m in planned.as_ref() {
+                    if !targets.contains(&m.target) {
+                        targets.push(m.target);
+                    }
+                }
+                let mut changed = false;
+                for target in targets {
+                    let slots: Vec<u16> = planned
+                        .as_ref()
+                        .iter()
+                        .filter(|m| m.target == target)
+                        .map(|m| m.slot)
+                        .collect();
+                    changed |= state.move_slots(&slots, &before.nodes()[target].id)?;
+                }
+                Ok(((planned, state.snapshot(now)), changed))
+            })
+            .await?;
+        tracing::info!(
+            slots = planned.as_ref().len(),
+            version = topology.version,
+            "planned slot moves started"
+        );
+        Ok((planned, topology))
     }
 
     /// SetSetting: returns the settings now in force.

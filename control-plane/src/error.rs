@@ -72,6 +72,9 @@ pub enum Error {
     /// A Failover request Redis would refuse, in Redis's words.
     #[error(transparent)]
     Failover(#[from] FailoverRefused),
+    /// A Reshard or Rebalance request redis-cli would refuse, in its words.
+    #[error(transparent)]
+    Plan(#[from] PlanRefused),
     #[error(transparent)]
     Setting(#[from] SettingError),
     #[error(transparent)]
@@ -107,6 +110,19 @@ pub enum FailoverRefused {
     /// A FORCE/TAKEOVER request whose fencing wait outlasted its bound.
     #[error("ERR Failover did not complete in time")]
     NotCompleted,
+}
+
+/// Why a Reshard or Rebalance plan cannot be made: redis-cli's words for the same requests.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanRefused {
+    #[error("No such node ID {0}")]
+    NoSuchNode(String),
+    #[error("The specified node is not known or not a master, please retry.")]
+    TargetNotMaster,
+    #[error("Target node is also listed among the source nodes!")]
+    TargetAmongSources,
+    #[error("invalid weight {0}: want a number >= 0")]
+    InvalidWeight(f64),
 }
 
 /// A `SetSetting` request that names an unknown setting or carries a value it cannot take.

@@ -4,7 +4,7 @@
 //! planes run and one, elected through an etcd lease (`leader`), makes the changes. `clusterctl`
 //! is its operator CLI.
 //!
-//! Deciding is kept apart from doing: `placement`, `failure`, `failover`, `settings` and `state` are pure
+//! Deciding is kept apart from doing: `placement`, `moves`, `failure`, `failover`, `settings` and `state` are pure
 //! transitions with the clock passed in; `controller` locks, saves and publishes; `service` speaks
 //! gRPC. `run` serves on a given listener so tests start real servers on port 0 in-process.
 
@@ -15,6 +15,7 @@ pub mod error;
 pub mod failover;
 pub mod failure;
 pub mod leader;
+pub mod moves;
 pub mod placement;
 pub mod resolve;
 pub mod service;

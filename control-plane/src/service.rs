@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::controller::Controller;
-use crate::error::{Error, FailoverRefused, StoreError};
+use crate::error::{Error, FailoverRefused, PlanRefused, StoreError};
+use crate::moves::{self, PlannedMove};
 use crate::state::{Beat, FailoverMode, Registration};
 
 /// The service implementation handed to tonic.
@@ -47,6 +48,11 @@ impl From<Error> for Status {
                 Status::deadline_exceeded(message)
             }
             Error::Failover(_) => Status::failed_precondition(message),
+            Error::Plan(PlanRefused::NoSuchNode(_)) => Status::not_found(message),
+            Error::Plan(PlanRefused::InvalidWeight(_) | PlanRefused::TargetAmongSources) => {
+                Status::invalid_argument(message)
+            }
+            Error::Plan(PlanRefused::TargetNotMaster) => Status::failed_precondition(message),
             Error::UnknownNode(_) | Error::NoSuchMaster(_) => Status::not_found(message),
             Error::UnknownAddress(_)
             | Error::AlreadyCreated
@@ -83,6 +89,29 @@ fn port(value: u32) -> Result<u16, Error> {
 
 fn node_id(text: &str) -> Result<NodeId, Error> {
     Ok(NodeId::parse(text)?)
+}
+
+/// A Reshard / Rebalance answer: the plan's moves by node id.
+fn plan_response(
+    moves: &[PlannedMove],
+    masters: usize,
+    total_weight: f64,
+    topology: &Topology,
+) -> pb::PlanResponse {
+    let id = |i: usize| topology.nodes()[i].id.to_string();
+    pb::PlanResponse {
+        moves: moves
+            .iter()
+            .map(|m| pb::PlannedMove {
+                slot: u32::from(m.slot),
+                source_id: id(m.source),
+                target_id: id(m.target),
+            })
+            .collect(),
+        masters: u32::try_from(masters).unwrap_or(u32::MAX),
+        total_weight,
+        topology: Some(pb::Topology::from(topology)),
+    }
 }
 
 /// The stamp a request carries; none is the stamp of no topology at all.
@@ -255,6 +284,50 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
         Ok(Response::new(pb::MoveSlotsResponse {
             topology: Some(pb::Topology::from(&topology)),
         }))
+    }
+
+    async fn reshard(
+        &self,
+        request: Request<pb::ReshardRequest>,
+    ) -> Result<Response<pb::PlanResponse>, Status> {
+        let req = request.into_inner();
+        let sources = req
+            .source_ids
+            .iter()
+            .map(|id| node_id(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let target = node_id(&req.target_id)?;
+        let (moves, topology) = self
+            .controller
+            .plan_moves(req.dry_run, |topology| {
+                moves::reshard(topology, &sources, &target, req.slot_count)
+            })
+            .await?;
+        Ok(Response::new(plan_response(&moves, 0, 0.0, &topology)))
+    }
+
+    async fn rebalance(
+        &self,
+        request: Request<pb::RebalanceRequest>,
+    ) -> Result<Response<pb::PlanResponse>, Status> {
+        let req = request.into_inner();
+        let weights = req
+            .weights
+            .iter()
+            .map(|w| Ok((node_id(&w.node_id)?, w.weight)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let (plan, topology) = self
+            .controller
+            .plan_moves(req.dry_run, |topology| {
+                moves::rebalance(topology, &weights, req.use_empty_masters, req.threshold)
+            })
+            .await?;
+        Ok(Response::new(plan_response(
+            &plan.moves,
+            plan.masters,
+            plan.total_weight,
+            &topology,
+        )))
     }
 
     async fn get_topology(

@@ -525,3 +525,96 @@ async fn create_with_replicas_then_add_a_replica() {
     assert_eq!(reloaded.intent.nodes, topology.intent.nodes);
     server.stop().await;
 }
+
+/// Reshard and Rebalance plan as redis-cli does, refuse in its words, and start every move of a
+/// plan in one topology change unless it is a dry run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reshard_and_rebalance_plan_then_start_the_moves() {
+    let dir = tessera_testkit::temp_dir("control-plane");
+    let server = Server::start(dir.path(), LONG).await;
+    let mut client = server.client().await;
+    for n in 1..=4 {
+        register(&mut client, n).await;
+    }
+    client
+        .create_cluster(pb::CreateClusterRequest {
+            addresses: addresses(&[1, 2, 3]),
+            replicas: 0,
+            dry_run: false,
+        })
+        .await
+        .expect("create");
+    let created = get(&mut client).await;
+    let id = |n: u8| node_id(n).to_string();
+    let reshard = |sources: Vec<String>, target: String, slot_count, dry_run| pb::ReshardRequest {
+        source_ids: sources,
+        target_id: target,
+        slot_count,
+        dry_run,
+    };
+
+    // Refusals.
+    let stranger = "ab".repeat(20);
+    let err = client
+        .reshard(reshard(vec![], stranger.clone(), 10, true))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.message(), format!("No such node ID {stranger}"));
+    let err = client
+        .reshard(reshard(vec![id(1)], id(1), 10, true))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "Target node is also listed among the source nodes!"
+    );
+    let weight = |node_id: String, weight| pb::NodeWeight { node_id, weight };
+    let rebalance = |weights, use_empty_masters, dry_run| pb::RebalanceRequest {
+        weights,
+        use_empty_masters,
+        threshold: 2.0,
+        dry_run,
+    };
+    let err = client
+        .rebalance(rebalance(vec![weight(id(1), -1.0)], false, true))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // Balanced without the empty master: nothing to do.
+    let plan = client
+        .rebalance(rebalance(vec![], false, false))
+        .await
+        .expect("rebalance")
+        .into_inner();
+    assert!(plan.moves.is_empty());
+    assert_eq!(plan.masters, 3);
+
+    // A reshard dry run: redis-cli's pick (the larger source first, its share rounded up, the
+    // others' down, so 4 of 5 here as redis-cli moves; lowest slots first), nothing moves.
+    let plan = client
+        .reshard(reshard(vec![], id(4), 5, true))
+        .await
+        .expect("reshard plan")
+        .into_inner();
+    let slots: Vec<u32> = plan.moves.iter().map(|m| m.slot).collect();
+    assert_eq!(slots, vec![5461, 5462, 0, 10923]);
+    assert_eq!(get(&mut client).await.version, created.version);
+
+    // Rebalance over the empty master: 4096 slots planned and recorded at once.
+    let plan = client
+        .rebalance(rebalance(vec![], true, false))
+        .await
+        .expect("rebalance")
+        .into_inner();
+    assert_eq!((plan.masters, plan.total_weight), (4, 4.0));
+    assert_eq!(plan.moves.len(), 4096);
+    assert!(plan.moves.iter().all(|m| m.target_id == id(4)));
+    let moving = get(&mut client).await;
+    assert_eq!(moving.version, created.version + 1);
+    assert_eq!(moving.intent.migrations.len(), 4096);
+    let target = moving.index_of(&node_id(4)).expect("node 4") as u16;
+    assert!(moving.intent.migrations.iter().all(|m| m.target == target));
+}

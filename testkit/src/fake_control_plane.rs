@@ -190,6 +190,20 @@ impl ControlPlane for Fake {
     ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
         Err(Status::unimplemented("fake control plane"))
     }
+
+    async fn reshard(
+        &self,
+        _: Request<pb::ReshardRequest>,
+    ) -> Result<Response<pb::PlanResponse>, Status> {
+        Err(Status::unimplemented("fake control plane"))
+    }
+
+    async fn rebalance(
+        &self,
+        _: Request<pb::RebalanceRequest>,
+    ) -> Result<Response<pb::PlanResponse>, Status> {
+        Err(Status::unimplemented("fake control plane"))
+    }
 }
 
 /// A master at 127.0.0.1:`port` (bus port +10000), config epoch 1.

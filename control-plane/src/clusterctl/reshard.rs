@@ -1,7 +1,7 @@
-//! `clusterctl reshard --from IDS --to ID --slots N`: the plan as `redis-cli --cluster reshard`
-//! makes it (slots taken from each source in proportion to what it serves, lowest first), shown
-//! and confirmed, then one MoveSlots call and a progress report until every planned slot is the
-//! target's: a progress bar on a terminal, plain lines otherwise.
+//! `clusterctl reshard --from IDS --to ID --slots N`: the control plane's plan (Reshard, dry run:
+//! the slots `redis-cli --cluster reshard` would pick), shown and confirmed, then one MoveSlots
+//! call with exactly those slots and a progress report until every planned slot is the target's:
+//! a progress bar on a terminal, plain lines otherwise.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -28,77 +28,48 @@ pub struct Options {
 /// How often the topology is read while the slots move.
 const POLL: Duration = Duration::from_millis(200);
 
-/// The slots to move, each with the index of its source: redis-cli's
-/// clusterManagerComputeReshardTable. Sources are taken by slots served, most first; each gives
-/// its share of `count` (the first rounds up, the others down), lowest slots first.
-pub fn plan(topology: &Topology, sources: &[usize], count: u32) -> Vec<(u16, usize)> {
-    let mut sources: Vec<(usize, Vec<u16>)> = sources
-        .iter()
-        .map(|&s| (s, owned_slots(topology, s)))
-        .collect();
-    sources.sort_by_key(|(_, slots)| std::cmp::Reverse(slots.len()));
-    let total: usize = sources.iter().map(|(_, slots)| slots.len()).sum();
-    if total == 0 {
-        return Vec::new();
-    }
-    let mut moves = Vec::new();
-    for (i, (source, slots)) in sources.iter().enumerate() {
-        let share = f64::from(count) / total as f64 * slots.len() as f64;
-        let share = if i == 0 { share.ceil() } else { share.floor() } as usize;
-        moves.extend(slots.iter().take(share).map(|&slot| (slot, *source)));
-    }
-    moves.truncate(count as usize);
-    moves
-}
-
-fn owned_slots(topology: &Topology, index: usize) -> Vec<u16> {
-    topology
-        .ranges_of(index)
-        .into_iter()
-        .flat_map(|(first, last)| first..=last)
-        .collect()
-}
-
 pub async fn run(
     client: &mut ControlPlaneClient<Channel>,
     options: Options,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let topology = fetch(client).await?;
-    let target_id = NodeId::parse(&options.to)?;
-    let target = topology
-        .index_of(&target_id)
-        .ok_or_else(|| tonic::Status::not_found(format!("No such node ID {}", options.to)))?;
-    if topology.nodes()[target].role != Role::Master {
-        return Err(tonic::Status::failed_precondition(
-            "The specified node is not known or not a master, please retry.",
-        )
-        .into());
-    }
-    let sources: Vec<usize> = if options.from == "all" {
-        (0..topology.nodes().len())
-            .filter(|&i| i != target && topology.nodes()[i].role == Role::Master)
-            .collect()
+    let source_ids: Vec<String> = if options.from == "all" {
+        Vec::new()
     } else {
         options
             .from
             .split(',')
-            .map(|id| {
-                let id = NodeId::parse(id.trim())?;
-                topology.index_of(&id).ok_or_else(|| {
-                    CtlError::Rpc(tonic::Status::not_found(format!("No such node ID {id}")))
-                })
-            })
-            .collect::<Result<_, CtlError>>()?
+            .map(|id| id.trim().to_string())
+            .collect()
     };
-    if sources.contains(&target) {
-        return Err(tonic::Status::invalid_argument(
-            "Target node is also listed among the source nodes!",
-        )
-        .into());
-    }
-    let moves = plan(&topology, &sources, options.slots);
+    // The control plane plans (and refuses in redis-cli's words); what is confirmed here is
+    // exactly what moves.
+    let plan = client
+        .reshard(pb::ReshardRequest {
+            source_ids: source_ids.clone(),
+            target_id: options.to.clone(),
+            slot_count: options.slots,
+            dry_run: true,
+        })
+        .await?
+        .into_inner();
+    let topology = Topology::try_from(plan.topology.ok_or(CtlError::MissingTopology)?)?;
+    let target_id = NodeId::parse(&options.to)?;
+    let target = topology
+        .index_of(&target_id)
+        .ok_or(CtlError::MissingTopology)?;
+    let sources: Vec<usize> = if source_ids.is_empty() {
+        (0..topology.nodes().len())
+            .filter(|&i| i != target && topology.nodes()[i].role == Role::Master)
+            .collect()
+    } else {
+        source_ids
+            .iter()
+            .filter_map(|id| NodeId::parse(id).ok())
+            .filter_map(|id| topology.index_of(&id))
+            .collect()
+    };
     writeln!(out, "\nReady to move {} slots.", options.slots)?;
     writeln!(out, "  Source nodes:")?;
     for &s in &sources {
@@ -108,10 +79,12 @@ pub async fn run(
     write!(out, "{}", indent(&report::node_info(&topology, target)))?;
     writeln!(out, "  Resharding plan:")?;
     for &s in &sources {
-        let mine: Vec<u16> = moves
+        let source = &topology.nodes()[s].id;
+        let mine: Vec<u16> = plan
+            .moves
             .iter()
-            .filter(|(_, source)| *source == s)
-            .map(|(slot, _)| *slot)
+            .filter(|m| m.source_id == source.as_str())
+            .filter_map(|m| u16::try_from(m.slot).ok())
             .collect();
         if !mine.is_empty() {
             writeln!(
@@ -119,11 +92,11 @@ pub async fn run(
                 "    Moving {} slots {} from {}",
                 mine.len(),
                 report::slots_string(&runs(&mine)),
-                topology.nodes()[s].id
+                source
             )?;
         }
     }
-    if moves.is_empty() {
+    if plan.moves.is_empty() {
         writeln!(out, "*** No slots to move.")?;
         return Ok(());
     }
@@ -134,7 +107,11 @@ pub async fn run(
             out,
         )?;
     }
-    let slots: Vec<u16> = moves.iter().map(|(slot, _)| *slot).collect();
+    let slots: Vec<u16> = plan
+        .moves
+        .iter()
+        .filter_map(|m| u16::try_from(m.slot).ok())
+        .collect();
     move_and_follow(client, &slots, &target_id, options.timeout, out).await
 }
 
@@ -156,7 +133,7 @@ pub async fn move_and_follow(
 }
 
 /// Waits until every slot of `slots` is `target`'s, reporting progress.
-async fn follow(
+pub(super) async fn follow(
     client: &mut ControlPlaneClient<Channel>,
     slots: &[u16],
     target: &NodeId,
@@ -247,27 +224,10 @@ fn runs(slots: &[u16]) -> Vec<(u16, u16)> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn three_masters() -> Topology {
-        super::super::testing::masters(3)
-    }
+    use super::runs;
 
     #[test]
-    fn plans_as_redis_cli_does() {
-        let t = three_masters();
-        // One source: its lowest slots.
-        let p = plan(&t, &[0], 3);
-        assert_eq!(p, vec![(0, 0), (1, 0), (2, 0)]);
-        // Two sources: the larger first (rounded up), then its share (rounded down).
-        let p = plan(&t, &[0, 1], 5);
-        assert_eq!(
-            p.iter().map(|&(s, _)| s).collect::<Vec<_>>(),
-            vec![5461, 5462, 5463, 0, 1]
-        );
-        // Never more than asked, nothing from a source without slots.
-        assert_eq!(plan(&t, &[0, 1, 2], 4096).len(), 4096);
-        assert!(plan(&Topology::default(), &[], 10).is_empty());
+    fn slots_read_as_runs() {
         assert_eq!(runs(&[5, 1, 2, 3, 9]), vec![(1, 3), (5, 5), (9, 9)]);
     }
 }
