@@ -41,6 +41,39 @@ pub struct NodeObservation {
     pub gone: bool,
     /// The run of heartbeats of a FAIL node that is returning.
     pub streak: Option<Streak>,
+    /// What the node may write on its own as of the latest version (`Authority`).
+    authority: Authority,
+    /// The version that last took some of that authority away: the node's lease is renewed only
+    /// while it holds this version or a newer one.
+    fenced_version: u64,
+}
+
+/// What a master may write on its own: its role (and master), the slots it serves that are not
+/// moving away, and the node-timeout its lease is measured by. A lease is renewed only for a node
+/// that holds every change that took some of this away; changes that only add to it (slots given
+/// to it, a slot it drained going to its target, other nodes' changes) need not reach it first,
+/// which is what lets leases be renewed while slot moves publish many versions a second.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Authority {
+    role: Option<Role>,
+    master: Option<NodeId>,
+    node_timeout_ms: u64,
+    /// One bit per slot.
+    slots: Vec<u64>,
+}
+
+impl Authority {
+    /// Whether `self` lacks something `before` had.
+    fn lost_any_of(&self, before: &Authority) -> bool {
+        self.role != before.role
+            || self.master != before.master
+            || self.node_timeout_ms != before.node_timeout_ms
+            || before
+                .slots
+                .iter()
+                .enumerate()
+                .any(|(i, &had)| had & !self.slots.get(i).copied().unwrap_or(0) != 0)
+    }
 }
 
 impl NodeObservation {
@@ -57,6 +90,8 @@ impl NodeObservation {
             probe: None,
             gone: false,
             streak: None,
+            authority: Authority::default(),
+            fenced_version: 0,
         }
     }
 }
@@ -182,7 +217,42 @@ impl ClusterState {
 
     fn bump(&mut self) -> Changed {
         self.version += 1;
+        self.fence(false);
         true
+    }
+
+    /// Records each node's authority as of this version; a node that lost some of it (or every
+    /// node, with `all`) must hold this version before its lease is renewed again.
+    fn fence(&mut self, all: bool) {
+        let words = usize::from(SLOT_COUNT).div_ceil(64);
+        let mut now: Vec<Authority> = self
+            .intent
+            .nodes
+            .iter()
+            .map(|n| Authority {
+                role: Some(n.role),
+                master: n.master_id.clone(),
+                node_timeout_ms: self.intent.settings.node_timeout_ms,
+                slots: vec![0; words],
+            })
+            .collect();
+        for (slot, owner) in self.intent.slots.iter().enumerate() {
+            if let Some(authority) = owner.and_then(|o| now.get_mut(usize::from(o))) {
+                authority.slots[slot / 64] |= 1 << (slot % 64);
+            }
+        }
+        for m in &self.intent.migrations {
+            if let Some(authority) = now.get_mut(usize::from(m.source)) {
+                let slot = usize::from(m.slot);
+                authority.slots[slot / 64] &= !(1 << (slot % 64));
+            }
+        }
+        for (observation, authority) in self.observed.iter_mut().zip(now) {
+            if all || authority.lost_any_of(&observation.authority) {
+                observation.fenced_version = self.version;
+            }
+            observation.authority = authority;
+        }
     }
 
     fn index_of(&self, id: &NodeId) -> Option<usize> {
@@ -456,7 +526,8 @@ impl ClusterState {
         let Some(i) = self.index_of(id) else {
             return false;
         };
-        let current = holds.identity == self.identity && holds.version >= self.version;
+        let current =
+            holds.identity == self.identity && holds.version >= self.observed[i].fenced_version;
         let forced_master = self.forced.iter().any(|(replica, _)| {
             self.index_of(replica)
                 .and_then(|r| self.intent.nodes[r].master_id.as_ref())
@@ -1007,6 +1078,8 @@ impl ClusterState {
             });
             state.handover_version = h.version;
         }
+        // What a node holds is not known here: each must hold this version first.
+        state.fence(true);
         Ok(state)
     }
 }
@@ -1402,6 +1475,48 @@ mod tests {
         // A replica moves to another master.
         assert!(state.add_replica(&id(4), &id(3)).expect("move"));
         assert_eq!(state.snapshot(0).replicas_of(2).count(), 1);
+    }
+
+    #[test]
+    fn leases_wait_only_for_changes_that_take_authority_away() {
+        let mut state = three();
+        state
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
+            .expect("create");
+        let stamp = |state: &ClusterState| state.stamp();
+        let created = stamp(&state);
+        assert!(state.grant_lease(&id(1), &created, 1));
+        // A move takes slot 0 from node 1's own writes: node 1 must hold it first.
+        assert!(state.move_slots(&[0, 1], &id(2)).expect("move"));
+        let moving = stamp(&state);
+        assert!(!state.grant_lease(&id(1), &created, 2));
+        assert!(state.grant_lease(&id(1), &moving, 2));
+        // Node 2 only gains; node 3 is not concerned: their older topologies still renew.
+        assert!(state.grant_lease(&id(2), &created, 2));
+        assert!(state.grant_lease(&id(3), &created, 2));
+        // The drained slot going to its target takes nothing more from node 1.
+        let beat = Beat {
+            id: id(1),
+            peers: vec![],
+            key_count: 0,
+            holds: moving.clone(),
+            replication_offset: 0,
+            refused: vec![],
+            drained_slots: vec![0],
+        };
+        assert!(state.heartbeat(beat, 3).expect("beat"));
+        assert!(state.version() > moving.version);
+        assert!(state.grant_lease(&id(1), &moving, 3));
+        // Another node-timeout changes every lease: every node must hold it.
+        let before = stamp(&state);
+        assert!(state.set_setting(SettingChange::parse("node-timeout", "3000").expect("setting")));
+        assert!(!state.grant_lease(&id(3), &before, 4));
+        assert!(state.grant_lease(&id(3), &stamp(&state), 4));
+        // A control plane that reloads its state does not know what nodes hold.
+        let current = stamp(&state);
+        let mut reloaded = ClusterState::from_persisted(state.to_persisted(), 5).expect("reload");
+        assert!(!reloaded.grant_lease(&id(2), &before, 5));
+        assert!(reloaded.grant_lease(&id(2), &current, 5));
     }
 
     #[test]

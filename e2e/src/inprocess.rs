@@ -46,7 +46,7 @@ pub struct InProcessCluster {
     /// Cancels the control plane and the proxy.
     services: CancellationToken,
     runtime: Runtime,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Deref for InProcessCluster {
@@ -106,7 +106,7 @@ impl InProcessCluster {
             node_timeout,
             services,
             runtime,
-            _dir: dir,
+            dir,
         };
         for i in 0..nodes {
             cluster.start_node(i)?;
@@ -183,6 +183,18 @@ impl InProcessCluster {
             .spawn(tessera_shard_node::run(config, listener, shutdown.clone()));
         self.nodes[index] = Some(RunningNode { shutdown, task });
         Ok(())
+    }
+
+    /// Starts one more shard node, as an operator starts a node to add: it registers itself and
+    /// joins as a master with no slots. Returns its index.
+    pub fn add_node(&mut self) -> anyhow::Result<usize> {
+        let index = self.nodes.len();
+        self.endpoints.node_ports.push(free_port());
+        self.node_dirs
+            .push(self.dir.path().join(format!("node{}", index + 1)));
+        self.nodes.push(None);
+        self.start_node(index)?;
+        Ok(index)
     }
 
     /// Stops node `index` as SIGTERM would (drain, fsync, exit) and waits until it has stopped.
