@@ -6,8 +6,9 @@
 //!
 //! A master takes a write only while it holds a write lease. The node renews its lease when a
 //! heartbeat answer says `lease_granted`, counting node-timeout from the moment that heartbeat
-//! LEFT the node (`s`), on its monotonic clock. The control plane grants only to a node that holds
-//! the newest topology and is not being failed over, and records the grant at the time it
+//! LEFT the node (`s`), on its monotonic clock. The control plane grants only to a node that is
+//! not being failed over and holds every version that took some of its authority away (its role,
+//! a slot it serves, the node-timeout: `state::Authority`), and records the grant at the time it
 //! answers (`g`, on its own monotonic clock): `g >= s` always, since the request left before it
 //! arrived. The node's lease therefore ends at `s + node-timeout <= g + node-timeout`.
 //!
