@@ -56,6 +56,9 @@ pub fn now_ms() -> u64 {
     wall + start.elapsed().as_millis() as u64
 }
 
+/// How long a store health check waits for a read.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long the control plane waits for a connect probe: longer means hung, not refused.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
@@ -383,6 +386,20 @@ impl Controller {
             .await?;
         tracing::info!(name, value, "setting changed");
         Ok(settings)
+    }
+
+    /// The election this control plane takes part in (`None`: the only control plane).
+    pub fn leader(&self) -> Option<&Leader> {
+        self.leader.as_ref()
+    }
+
+    /// Whether the store answers a read within `STORE_CHECK_TIMEOUT` (GetControlPlaneStatus).
+    pub async fn check_store(&self) -> Result<(), String> {
+        match tokio::time::timeout(STORE_CHECK_TIMEOUT, self.store.load()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {STORE_CHECK_TIMEOUT:?}")),
+        }
     }
 
     /// GetTopology: the current topology with fresh heartbeat fields.

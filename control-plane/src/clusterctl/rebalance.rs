@@ -7,10 +7,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use tessera_proto::pb::control_plane_client::ControlPlaneClient;
+use tessera_proto::control_plane::Client;
 use tessera_proto::slot::SLOT_COUNT;
 use tessera_proto::topology::{NodeId, Role, Topology};
-use tonic::transport::Channel;
 
 use super::{fetch, reshard, CtlError};
 
@@ -137,7 +136,7 @@ fn weights(topology: &Topology, options: &Options) -> Result<Vec<(usize, f64)>, 
 }
 
 pub async fn run(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     options: Options,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {

@@ -6,10 +6,9 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use tessera_proto::control_plane::Client;
 use tessera_proto::pb;
-use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tessera_proto::topology::{NodeId, Role, Topology};
-use tonic::transport::Channel;
 
 use super::{fetch, report, CtlError};
 
@@ -60,7 +59,7 @@ fn owned_slots(topology: &Topology, index: usize) -> Vec<u16> {
 }
 
 pub async fn run(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     options: Options,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
@@ -140,7 +139,7 @@ pub async fn run(
 
 /// Starts moving `slots` to `target` (MoveSlots) and reports progress until they are its.
 pub async fn move_and_follow(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     slots: &[u16],
     target: &NodeId,
     timeout: Duration,
@@ -157,7 +156,7 @@ pub async fn move_and_follow(
 
 /// Waits until every slot of `slots` is `target`'s, reporting progress.
 async fn follow(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     slots: &[u16],
     target: &NodeId,
     timeout: Duration,
