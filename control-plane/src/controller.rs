@@ -94,7 +94,13 @@ impl Controller {
                 state
             }
             None => {
-                let identity = ClusterState::fresh_identity(now);
+                // With an election, a control plane that has not led yet must not invent a
+                // history: its placeholder (generation 0) is superseded by whatever the leader
+                // saves, and the leader takes a real identity at its first change (`apply`).
+                let mut identity = ClusterState::fresh_identity(now);
+                if leader.is_some() {
+                    identity.generation = 0;
+                }
                 tracing::info!(
                     cluster_id = %identity.cluster_id,
                     generation = identity.generation,
@@ -183,6 +189,11 @@ impl Controller {
             if inner.term != Some(term.create_revision) {
                 self.reload(&mut inner, now).await?;
                 inner.term = Some(term.create_revision);
+            }
+            if inner.revision == Revision::NONE && inner.state.identity().generation == 0 {
+                // Nothing stored yet: the first leader starts the history.
+                let identity = ClusterState::fresh_identity(now);
+                inner.state = ClusterState::new(inner.state.settings(), identity);
             }
         }
         let mut next = inner.state.clone();
