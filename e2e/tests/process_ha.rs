@@ -165,7 +165,7 @@ fn the_leader_killed_during_a_failover_and_the_next_one_finishes_it() {
 
 #[test]
 fn an_etcd_member_killed_stops_nothing() {
-    let cluster = LocalCluster::up_ha(NODE_TIMEOUT, 0);
+    let cluster = LocalCluster::up_ha(NODE_TIMEOUT, 1);
     let shards = tessera_e2e::shard::pick_shard(&cluster);
     let keys: Vec<String> = shards
         .own_keys
