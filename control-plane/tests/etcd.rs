@@ -670,6 +670,11 @@ async fn a_client_given_a_list_follows_the_leader_past_dead_and_following_entrie
     wait_role(&first.url(), Role::Leader, Duration::from_secs(10)).await;
     let (second, _second_dir) = control_plane(&etcd, prefix).await;
     wait_role(&second.url(), Role::Follower, Duration::from_secs(10)).await;
+    // A follower serves reads: healthy.
+    assert_eq!(
+        common::health(&second.url()).await,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
     let dead = format!("http://127.0.0.1:{}", tessera_testkit::free_port());
 
     // Dead first, then the follower, then the leader: changes reach the leader.
