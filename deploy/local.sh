@@ -24,7 +24,9 @@
 #   TESSERA_CP_PORTS       with TESSERA_CP_HA=1: the control planes' gRPC ports ("50051 50052 50053")
 #   TESSERA_ETCD_PORTS     with TESSERA_CP_HA=1: etcd's client ports ("2379 2479 2579"); each
 #                          member's peer port is TESSERA_ETCD_PEER_PORTS' ("2380 2480 2580")
-#   TESSERA_ELECTION_TTL   with TESSERA_CP_HA=1: the leader's lease TTL (3s)
+#   TESSERA_ELECTION_TTL   with TESSERA_CP_HA=1: the leader's lease TTL (2s, etcd's minimum: a
+#                          takeover must stay under node-timeout, or the masters' write leases,
+#                          renewed by the leader, run out meanwhile)
 #   TESSERA_NODE_TIMEOUT   node-timeout for a new cluster (3s here; Redis's default is 15s, shorter
 #                          makes failures visible sooner on one machine)
 #   TESSERA_PROFILE        cargo profile to build and run (release)
@@ -53,7 +55,7 @@ ha=${TESSERA_CP_HA:-0}
 read -r -a cp_ports <<<"${TESSERA_CP_PORTS:-50051 50052 50053}"
 read -r -a etcd_ports <<<"${TESSERA_ETCD_PORTS:-2379 2479 2579}"
 read -r -a etcd_peer_ports <<<"${TESSERA_ETCD_PEER_PORTS:-2380 2480 2580}"
-election_ttl=${TESSERA_ELECTION_TTL:-3s}
+election_ttl=${TESSERA_ELECTION_TTL:-2s}
 if [[ $ha == 1 ]]; then
   cp_url=$(for port in "${cp_ports[@]}"; do printf 'http://127.0.0.1:%s,' "$port"; done)
   cp_url=${cp_url%,}
@@ -294,5 +296,5 @@ case ${1:-} in
     [[ -n ${2:-} ]] || die "usage: local.sh start NAME"
     port_of "$2" >/dev/null
     start_service "$2" ;;
-  *) sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
