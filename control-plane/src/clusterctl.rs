@@ -3,6 +3,7 @@
 //! commands live here so tests can drive them.
 
 pub mod add_node;
+pub mod control_planes;
 pub mod create;
 pub mod failover;
 pub mod rebalance;
@@ -12,17 +13,18 @@ pub mod reshard;
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
+use tessera_proto::control_plane::Client;
 use tessera_proto::pb;
-use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tessera_proto::topology::render::{self, MessageStats};
 use tessera_proto::topology::{Topology, TopologyError};
-use tonic::transport::Channel;
 
 /// Tessera's operator CLI: create the cluster, inspect it, change its settings.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "clusterctl", version)]
 pub struct Cli {
-    /// The control plane's gRPC URL.
+    /// The control plane's gRPC URL; with several control planes, each one's URL,
+    /// comma-separated: changes go to the leader whichever is listed first, and `info` shows
+    /// each of them.
     #[arg(
         long,
         global = true,
@@ -149,12 +151,15 @@ pub enum Command {
 /// Why a command failed; the binary prints it as `[ERR] <message>` and exits 1.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    #[error("cannot reach the control plane at {url}: {source}")]
-    Connect {
+    #[error("invalid control plane URL {url:?}: {source}")]
+    Url {
         url: String,
         #[source]
         source: tonic::transport::Error,
     },
+    /// No control plane of the list could be reached.
+    #[error("cannot reach the control plane at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
     /// The control plane refused or failed the call: its message is the operator's answer.
     #[error("{}", .0.message())]
     Rpc(#[from] tonic::Status),
@@ -188,14 +193,19 @@ impl CtlError {
 const AGREEMENT_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(100);
 
-/// Connects to the control plane.
-pub async fn connect(url: &str) -> Result<ControlPlaneClient<Channel>, CtlError> {
-    ControlPlaneClient::connect(url.to_string())
-        .await
-        .map_err(|source| CtlError::Connect {
-            url: url.to_string(),
-            source,
-        })
+/// A client of the control planes at `list` (comma-separated URLs), following the leader.
+pub fn connect(list: &str) -> Result<Client, CtlError> {
+    tessera_proto::control_plane::connect_lazy(list).map_err(|e| CtlError::Url {
+        url: e.url,
+        source: e.source,
+    })
+}
+
+/// Whether `status` says that no control plane answered at all (the transport failed), rather
+/// than that one refused.
+fn unreachable(status: &tonic::Status) -> bool {
+    std::error::Error::source(status)
+        .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some())
 }
 
 /// Runs one command; `input` answers the confirmation prompt, `out` gets what is printed.
@@ -204,7 +214,19 @@ pub async fn execute(
     input: &mut dyn BufRead,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let mut client = connect(&cli.control_plane).await?;
+    let list = cli.control_plane.clone();
+    match run(cli, input, out).await {
+        Err(CtlError::Rpc(status)) if unreachable(&status) => Err(CtlError::Unreachable {
+            url: list,
+            reason: status.message().to_string(),
+        }),
+        result => result,
+    }
+}
+
+/// `execute` without the translation of transport failures.
+async fn run(cli: Cli, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<(), CtlError> {
+    let mut client = connect(&cli.control_plane)?;
     match cli.command {
         Command::Create {
             addresses,
@@ -291,7 +313,7 @@ pub async fn execute(
                 "{}",
                 render::cluster_info(&topology, None, &MessageStats::default())
             )?;
-            Ok(())
+            control_planes::print(&cli.control_plane, out).await
         }
         Command::Nodes => {
             let topology = fetch(&mut client).await?;
@@ -339,7 +361,7 @@ fn confirm(question: &str, input: &mut dyn BufRead, out: &mut dyn Write) -> Resu
 }
 
 /// The topology from GetTopology.
-pub async fn fetch(client: &mut ControlPlaneClient<Channel>) -> Result<Topology, CtlError> {
+pub async fn fetch(client: &mut Client) -> Result<Topology, CtlError> {
     let wire = client
         .get_topology(pb::GetTopologyRequest {})
         .await?
@@ -348,10 +370,7 @@ pub async fn fetch(client: &mut ControlPlaneClient<Channel>) -> Result<Topology,
 }
 
 /// `check`: the summary, then the cluster check once the nodes agree (or the wait ran out).
-async fn check(
-    client: &mut ControlPlaneClient<Channel>,
-    out: &mut dyn Write,
-) -> Result<(), CtlError> {
+async fn check(client: &mut Client, out: &mut dyn Write) -> Result<(), CtlError> {
     let topology = wait_for_agreement(client, AGREEMENT_WAIT).await?;
     write!(out, "{}", report::summary(&topology))?;
     let result = report::cluster_check(&topology);
@@ -365,10 +384,7 @@ async fn check(
 
 /// Polls GetTopology until no live node lags behind the current version, for at most `limit`;
 /// returns the last topology seen either way.
-async fn wait_for_agreement(
-    client: &mut ControlPlaneClient<Channel>,
-    limit: Duration,
-) -> Result<Topology, CtlError> {
+async fn wait_for_agreement(client: &mut Client, limit: Duration) -> Result<Topology, CtlError> {
     let started = Instant::now();
     loop {
         let topology = fetch(client).await?;

@@ -57,6 +57,9 @@ pub fn now_ms() -> u64 {
     wall + start.elapsed().as_millis() as u64
 }
 
+/// How long a store health check waits for a read.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How long the control plane waits for a connect probe: longer means hung, not refused.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
@@ -92,7 +95,13 @@ impl Controller {
                 state
             }
             None => {
-                let identity = ClusterState::fresh_identity(now);
+                // With an election, a control plane that has not led yet must not invent a
+                // history: its placeholder (generation 0) is superseded by whatever the leader
+                // saves, and the leader takes a real identity at its first change (`apply`).
+                let mut identity = ClusterState::fresh_identity(now);
+                if leader.is_some() {
+                    identity.generation = 0;
+                }
                 tracing::info!(
                     cluster_id = %identity.cluster_id,
                     generation = identity.generation,
@@ -181,6 +190,11 @@ impl Controller {
             if inner.term != Some(term.create_revision) {
                 self.reload(&mut inner, now).await?;
                 inner.term = Some(term.create_revision);
+            }
+            if inner.revision == Revision::NONE && inner.state.identity().generation == 0 {
+                // Nothing stored yet: the first leader starts the history.
+                let identity = ClusterState::fresh_identity(now);
+                inner.state = ClusterState::new(inner.state.settings(), identity);
             }
         }
         let mut next = inner.state.clone();
@@ -427,6 +441,20 @@ impl Controller {
             .await?;
         tracing::info!(name, value, "setting changed");
         Ok(settings)
+    }
+
+    /// The election this control plane takes part in (`None`: the only control plane).
+    pub fn leader(&self) -> Option<&Leader> {
+        self.leader.as_ref()
+    }
+
+    /// Whether the store answers a read within `STORE_CHECK_TIMEOUT` (GetControlPlaneStatus).
+    pub async fn check_store(&self) -> Result<(), String> {
+        match tokio::time::timeout(STORE_CHECK_TIMEOUT, self.store.load()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {STORE_CHECK_TIMEOUT:?}")),
+        }
     }
 
     /// GetTopology: the current topology with fresh heartbeat fields.

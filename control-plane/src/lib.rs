@@ -61,22 +61,25 @@ pub async fn run(
         StoreKind::Etcd => {
             let options = config.etcd_options();
             let client = options.connect().await.map_err(Error::Store)?;
-            let me = match (&config.advertise, listener.local_addr()) {
-                (Some(address), _) => address.clone(),
-                (None, Ok(address)) => address.to_string(),
-                (None, Err(_)) => config.listen.to_string(),
-            };
+            let me = advertised(&config, &listener);
             let election = ElectionOptions {
                 key: options.leader_key(),
                 me,
                 ttl: config.election_ttl,
             };
             let (leader, campaign) = Leader::campaign(client.clone(), election, stop.child_token());
+            let changed = Arc::new(tokio::sync::Notify::new());
+            let state_watch = tokio::spawn(store::etcd::watch_key(
+                client.clone(),
+                options.state_key(),
+                changed.clone(),
+                stop.child_token(),
+            ));
             let store = Arc::new(EtcdStore::new(client, &options).fenced_by(leader.clone()));
             let served = serve(
                 config,
                 store,
-                Some(leader),
+                Some((leader, changed)),
                 listener,
                 shutdown,
                 stop.clone(),
@@ -85,8 +88,18 @@ pub async fn run(
             // `serve` may have failed before it cancelled (etcd unreachable at start).
             stop.cancel();
             let _ = campaign.await;
+            let _ = state_watch.await;
             served
         }
+    }
+}
+
+/// The address this control plane is named by: --advertise, else the address bound.
+fn advertised(config: &Config, listener: &TcpListener) -> String {
+    match (&config.advertise, listener.local_addr()) {
+        (Some(address), _) => address.clone(),
+        (None, Ok(address)) => address.to_string(),
+        (None, Err(_)) => config.listen.to_string(),
     }
 }
 
@@ -108,11 +121,12 @@ pub async fn run_with_store(
     .await
 }
 
-/// Serves until `shutdown`, then cancels `stop` (which ends the campaign, if any).
+/// Serves until `shutdown`, then cancels `stop` (which ends the campaign, if any). With an
+/// election, `leader` comes with the signal that the stored state changed (a follower reloads).
 async fn serve(
     config: Config,
     store: Arc<dyn StateStore>,
-    leader: Option<Leader>,
+    leader: Option<(Leader, Arc<tokio::sync::Notify>)>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     stop: CancellationToken,
@@ -121,21 +135,28 @@ async fn serve(
         node_timeout_ms: u64::try_from(config.node_timeout.as_millis()).unwrap_or(u64::MAX),
         ..Settings::default()
     };
-    let follower = leader
-        .as_ref()
-        .map(|leader| (leader.subscribe(), config.election_ttl));
+    let (leader, follower) = match leader {
+        Some((leader, changed)) => {
+            let follower = (leader.subscribe(), changed, config.election_ttl);
+            (Some(leader), Some(follower))
+        }
+        None => (None, None),
+    };
     let controller = Arc::new(Controller::open(store, defaults, leader).await?);
 
     let detector = tokio::spawn(detect_failures(controller.clone(), stop.clone()));
-    let follow = follower.map(|(leadership, every)| {
+    let follow = follower.map(|(leadership, changed, every)| {
         tokio::spawn(follow_leader(
             controller.clone(),
             leadership,
+            changed,
             every,
             stop.clone(),
         ))
     });
 
+    // SERVING on a follower too: it answers reads and the topology watch, and its refusals of
+    // changes name the leader.
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::control_plane_server::ControlPlaneServer<ControlPlaneService>>()
@@ -147,7 +168,12 @@ async fn serve(
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
-    let service = ControlPlaneService::new(controller, stop.clone());
+    let service = ControlPlaneService::new(
+        controller,
+        stop.clone(),
+        advertised(&config, &listener),
+        config.store,
+    );
     let address = listener.local_addr().ok();
     match config.store {
         StoreKind::File => {
@@ -205,12 +231,14 @@ async fn detect_failures(controller: Arc<Controller>, stop: CancellationToken) {
     }
 }
 
-/// A follower's reads follow the leader: it reloads the stored state whenever who leads changes
-/// and every `every` (the election TTL), so what it answers is at most that old. A leader's own
-/// state is the newest, and is left alone.
+/// A follower's reads follow the leader: it reloads the stored state whenever the stored state
+/// changes (`changed`, from an etcd watch), whenever who leads changes, and every `every` (the
+/// election TTL) in case the watch missed something. So nodes and proxies may watch a follower's
+/// topology stream. A leader's own state is the newest, and is left alone.
 async fn follow_leader(
     controller: Arc<Controller>,
     mut leadership: tokio::sync::watch::Receiver<leader::Leadership>,
+    changed: Arc<tokio::sync::Notify>,
     every: Duration,
     stop: CancellationToken,
 ) {
@@ -220,6 +248,7 @@ async fn follow_leader(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = ticks.tick() => {}
+            _ = changed.notified() => {}
             changed = leadership.changed() => {
                 if changed.is_err() {
                     return;

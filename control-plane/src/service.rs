@@ -12,6 +12,7 @@ use tokio_stream::Stream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::config::StoreKind;
 use crate::controller::Controller;
 use crate::error::{Error, FailoverRefused, PlanRefused, StoreError};
 use crate::moves::{self, PlannedMove};
@@ -23,13 +24,23 @@ pub struct ControlPlaneService {
     controller: Arc<Controller>,
     /// Ends open WatchTopology streams at shutdown, so graceful shutdown does not wait on them.
     shutdown: CancellationToken,
+    /// This control plane's advertised address and its store's kind, for GetControlPlaneStatus.
+    address: String,
+    store: StoreKind,
 }
 
 impl ControlPlaneService {
-    pub fn new(controller: Arc<Controller>, shutdown: CancellationToken) -> ControlPlaneService {
+    pub fn new(
+        controller: Arc<Controller>,
+        shutdown: CancellationToken,
+        address: String,
+        store: StoreKind,
+    ) -> ControlPlaneService {
         ControlPlaneService {
             controller,
             shutdown,
+            address,
+            store,
         }
     }
 }
@@ -65,7 +76,16 @@ impl From<Error> for Status {
             | Error::SlotMoving(_)
             | Error::NodeNotEmpty(_)
             | Error::Removed(_) => Status::failed_precondition(message),
-            Error::NotLeader { .. } => Status::failed_precondition(message),
+            Error::NotLeader { leader } => {
+                // The client's router sends the call on to the leader named here.
+                let mut status = Status::failed_precondition(message);
+                if let Ok(value) = leader.unwrap_or_default().parse() {
+                    status
+                        .metadata_mut()
+                        .insert(tessera_proto::control_plane::LEADER_HEADER, value);
+                }
+                status
+            }
             // Another control plane wrote: the state is reloaded, and the caller may retry.
             Error::Store(StoreError::Conflict { .. }) => {
                 tracing::warn!(error = %message, "change refused: the stored state moved on");
@@ -368,6 +388,37 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
         let req = request.into_inner();
         let settings = self.controller.set_setting(&req.name, &req.value).await?;
         Ok(Response::new(settings.into()))
+    }
+
+    async fn get_control_plane_status(
+        &self,
+        _request: Request<pb::GetControlPlaneStatusRequest>,
+    ) -> Result<Response<pb::ControlPlaneStatus>, Status> {
+        use pb::control_plane_status::Role;
+        let (role, leader, term) = match self.controller.leader() {
+            None => (Role::Sole, self.address.clone(), 0),
+            Some(election) => {
+                let leadership = election.leadership();
+                match election.term() {
+                    Some(term) => (Role::Leader, self.address.clone(), term.create_revision),
+                    None => (Role::Follower, leadership.leader.unwrap_or_default(), 0),
+                }
+            }
+        };
+        let store = self.controller.check_store().await;
+        Ok(Response::new(pb::ControlPlaneStatus {
+            address: self.address.clone(),
+            role: role.into(),
+            leader,
+            store: match self.store {
+                StoreKind::File => "file",
+                StoreKind::Etcd => "etcd",
+            }
+            .to_string(),
+            store_healthy: store.is_ok(),
+            store_error: store.err().unwrap_or_default(),
+            term,
+        }))
     }
 
     async fn failover(

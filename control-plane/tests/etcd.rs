@@ -452,9 +452,17 @@ async fn control_plane(
     etcd: &EtcdCluster,
     prefix: &str,
 ) -> (Server, tessera_testkit::temp::TempDir) {
+    control_plane_on(etcd.endpoints(), prefix).await
+}
+
+/// A control plane on port 0 with its state at the etcd `endpoints` under `prefix`.
+async fn control_plane_on(
+    endpoints: Vec<String>,
+    prefix: &str,
+) -> (Server, tessera_testkit::temp::TempDir) {
     let dir = tessera_testkit::temp_dir("control-plane");
     let mut config = tessera_control_plane::Config::new(dir.path(), Duration::from_secs(15))
-        .with_etcd(etcd.endpoints(), prefix);
+        .with_etcd(endpoints, prefix);
     config.election_ttl = TTL;
     (Server::start_with(config).await, dir)
 }
@@ -570,4 +578,163 @@ async fn a_control_plane_without_its_etcd_fails_to_start() {
         "{err}"
     );
     eprintln!("gave up after {:?}: {err}", started.elapsed());
+}
+
+/// GetControlPlaneStatus of the control plane at `url`.
+async fn status(url: &str) -> Result<pb::ControlPlaneStatus, tonic::Status> {
+    let mut client = tessera_proto::control_plane::connect_lazy(url).expect("url");
+    tessera_proto::control_plane::call(
+        Duration::from_secs(5),
+        client.get_control_plane_status(pb::GetControlPlaneStatusRequest {}),
+    )
+    .await
+}
+
+/// Waits until the control plane at `url` reports `role`; returns how long that took.
+async fn wait_role(url: &str, role: pb::control_plane_status::Role, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let now = status(url).await;
+        if now.as_ref().is_ok_and(|s| s.role() == role) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{url} is not {role:?} within {limit:?}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `follower` reports itself a follower of `leader`.
+async fn follows(follower: &Server, leader: &Server, limit: Duration) {
+    let (url, leader) = (follower.url(), leader.addr.to_string());
+    tessera_testkit::wait::wait_for(limit, || {
+        let (url, leader) = (url.clone(), leader.clone());
+        async move {
+            status(&url).await.is_ok_and(|s| {
+                s.role() == pb::control_plane_status::Role::Follower && s.leader == leader
+            })
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{url} does not follow {leader}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_cut_off_from_etcd_stops_leading_and_another_leads() {
+    use pb::control_plane_status::Role;
+    let etcd = EtcdCluster::start().expect("etcd");
+    let prefix = "/t/cut-grpc";
+    // `a` reaches etcd only through member 0, `b` only through the two others.
+    let (a, _a_dir) = control_plane_on(vec![etcd.endpoint(0)], prefix).await;
+    wait_role(&a.url(), Role::Leader, Duration::from_secs(10)).await;
+    let (b, _b_dir) = control_plane_on(vec![etcd.endpoint(1), etcd.endpoint(2)], prefix).await;
+    follows(&b, &a, Duration::from_secs(10)).await;
+    let follower = status(&b.url()).await.expect("status");
+    assert!(follower.store_healthy, "{follower:?}");
+
+    // Member 0 hangs: `a` hears nothing from etcd any more.
+    etcd.pause(0).expect("SIGSTOP");
+    let lost = wait_role(&a.url(), Role::Follower, TTL + Duration::from_secs(3)).await;
+    let took = wait_role(
+        &b.url(),
+        Role::Leader,
+        TTL + TAKEOVER_MARGIN + Duration::from_secs(3),
+    )
+    .await;
+    eprintln!("cut off: a stopped leading after {lost:?}, b led after {took:?}");
+    let a_now = status(&a.url()).await.expect("a answers reads");
+    assert!(!a_now.store_healthy, "a's store does not answer: {a_now:?}");
+    let refused = a
+        .client()
+        .await
+        .set_setting(set("require-full-coverage", "no"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+
+    // Back in touch, `a` follows `b`.
+    etcd.resume(0).expect("SIGCONT");
+    follows(&a, &b, Duration::from_secs(15)).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_given_a_list_follows_the_leader_past_dead_and_following_entries() {
+    use pb::control_plane_status::Role;
+    let etcd = EtcdCluster::start().expect("etcd");
+    let prefix = "/t/list";
+    let (first, _first_dir) = control_plane(&etcd, prefix).await;
+    wait_role(&first.url(), Role::Leader, Duration::from_secs(10)).await;
+    let (second, _second_dir) = control_plane(&etcd, prefix).await;
+    wait_role(&second.url(), Role::Follower, Duration::from_secs(10)).await;
+    // A follower serves reads: healthy.
+    assert_eq!(
+        common::health(&second.url()).await,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    let dead = format!("http://127.0.0.1:{}", tessera_testkit::free_port());
+
+    // Dead first, then the follower, then the leader: changes reach the leader.
+    let list = format!("{dead},{},{}", second.url(), first.url());
+    let mut client = tessera_proto::control_plane::connect_lazy(&list).expect("list");
+    let settings = client
+        .set_setting(set("require-full-coverage", "no"))
+        .await
+        .expect("a change through the list")
+        .into_inner();
+    assert!(!settings.require_full_coverage);
+    client
+        .register_node(pb::RegisterNodeRequest {
+            node_id: common::node_id(1).to_string(),
+            announce_host: "127.0.0.1".into(),
+            announce_port: common::port(1),
+            announce_bus_port: common::port(1) + 10000,
+            holds: None,
+        })
+        .await
+        .expect("a registration through the list");
+    // A follower's topology stream follows the leader's changes (its etcd watch).
+    let mut watch = tessera_proto::control_plane::connect_lazy(&second.url())
+        .expect("url")
+        .watch_topology(pb::WatchTopologyRequest { after: None })
+        .await
+        .expect("watch a follower")
+        .into_inner();
+    client
+        .set_setting(set("allow-reads-when-down", "yes"))
+        .await
+        .expect("a second change");
+    // Sooner than the follower's periodic reload (every TTL): the watch brought it.
+    let streamed = tokio::time::timeout(Duration::from_millis(1500), async {
+        while let Some(topology) = watch.message().await.expect("stream") {
+            let settings = topology.intent.and_then(|i| i.settings);
+            if settings.is_some_and(|s| s.allow_reads_when_down) {
+                return;
+            }
+        }
+        panic!("the follower's stream ended");
+    })
+    .await;
+    assert!(
+        streamed.is_ok(),
+        "the follower streamed the leader's change"
+    );
+
+    // The leader goes: the same client's changes reach the new one within the takeover.
+    first.stop().await;
+    let deadline = Instant::now() + TTL + TAKEOVER_MARGIN + Duration::from_secs(2);
+    loop {
+        match client.set_setting(set("node-timeout", "5000")).await {
+            Ok(settings) => {
+                assert_eq!(settings.into_inner().node_timeout_ms, 5000);
+                break;
+            }
+            Err(status) => assert!(Instant::now() < deadline, "no takeover: {status:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.stop().await;
 }

@@ -381,22 +381,9 @@ async fn health_reports_serving_and_reflection_lists_the_service() {
     let dir = tessera_testkit::temp_dir("control-plane");
     let server = Server::start(dir.path(), LONG).await;
     let _ready = server.client().await;
-    let channel = tonic::transport::Channel::from_shared(server.url())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let reply = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "tessera.cluster.v2.ControlPlane".into(),
-        })
-        .await
-        .expect("health")
-        .into_inner();
     assert_eq!(
-        reply.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        common::health(&server.url()).await,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
     );
 
     use tonic_reflection::pb::v1::{

@@ -10,11 +10,14 @@ use std::time::Duration;
 use crate::endpoints::{random_secret, Endpoints};
 use crate::{bin_dir, free_port, repo_root};
 
-/// Services of a local cluster: `control-plane`, `node1`..`nodeN`, `proxy`.
+/// Services of a local cluster: `control-plane` (or, highly available, `etcd1`..`etcd3` and
+/// `cp1`..`cp3`), `node1`..`nodeN`, `proxy`.
 pub struct LocalCluster {
     endpoints: Endpoints,
     /// Replicas per master (`TESSERA_REPLICAS`).
     replicas: u32,
+    /// The three control planes and their etcd (`TESSERA_CP_HA=1`), if so started.
+    pub ha: Option<Ha>,
     /// node-timeout the cluster was created with.
     pub node_timeout: Duration,
     dir: tempfile::TempDir,
@@ -32,15 +35,32 @@ impl LocalCluster {
     /// `up` with `replicas` replicas per master (`TESSERA_REPLICAS`): three masters and
     /// 3 x `replicas` replicas, placed by `clusterctl create --replicas`.
     pub fn up_with_replicas(node_timeout: Duration, replicas: u32) -> LocalCluster {
+        LocalCluster::start(node_timeout, replicas, None)
+    }
+
+    /// `up_with_replicas` with three control planes over a three-member etcd
+    /// (`TESSERA_CP_HA=1`); `endpoints.cp_port` is the first control plane's.
+    pub fn up_ha(node_timeout: Duration, replicas: u32) -> LocalCluster {
+        let ports = |n| (0..n).map(|_| free_port()).collect::<Vec<u16>>();
+        let ha = Ha {
+            cp_ports: ports(3),
+            etcd_ports: ports(3),
+            etcd_peer_ports: ports(3),
+        };
+        LocalCluster::start(node_timeout, replicas, Some(ha))
+    }
+
+    fn start(node_timeout: Duration, replicas: u32, ha: Option<Ha>) -> LocalCluster {
         let nodes = 3 * (replicas as usize + 1);
         let mut cluster = LocalCluster {
             endpoints: Endpoints {
                 proxy_port: free_port(),
                 node_ports: (0..nodes).map(|_| free_port()).collect(),
-                cp_port: free_port(),
+                cp_port: ha.as_ref().map_or_else(free_port, |ha| ha.cp_ports[0]),
                 node_secret: random_secret(),
             },
             replicas,
+            ha,
             node_timeout,
             dir: tessera_testkit::temp_dir("local-cluster"),
             up_output: String::new(),
@@ -56,7 +76,24 @@ impl LocalCluster {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "release".into());
-        HashMap::from([
+        let list = |ports: &[u16]| {
+            ports
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let ha = self.ha.as_ref().map(|ha| {
+            [
+                ("TESSERA_CP_HA", "1".to_string()),
+                ("TESSERA_CP_PORTS", list(&ha.cp_ports)),
+                ("TESSERA_ETCD_PORTS", list(&ha.etcd_ports)),
+                ("TESSERA_ETCD_PEER_PORTS", list(&ha.etcd_peer_ports)),
+                // etcd's minimum lease with its default timing.
+                ("TESSERA_ELECTION_TTL", "2s".to_string()),
+            ]
+        });
+        let mut env = HashMap::from([
             ("TESSERA_RUN_DIR", self.dir.path().display().to_string()),
             ("TESSERA_PROXY_PORT", self.proxy_port.to_string()),
             ("TESSERA_NODE_PORTS", ports.join(" ")),
@@ -70,7 +107,22 @@ impl LocalCluster {
             ("TESSERA_BIN_DIR", bin_dir().display().to_string()),
             ("TESSERA_NODE_SECRET", self.node_secret.clone()),
             ("TESSERA_REPLICAS", self.replicas.to_string()),
-        ])
+        ]);
+        env.extend(ha.into_iter().flatten());
+        env
+    }
+
+    /// The control planes' URLs, comma-separated (one, unless highly available).
+    pub fn control_plane_list(&self) -> String {
+        let ports = match &self.ha {
+            Some(ha) => ha.cp_ports.clone(),
+            None => vec![self.cp_port],
+        };
+        ports
+            .iter()
+            .map(|port| format!("http://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Runs `deploy/local.sh ARGS`; panics with its output when it fails.
@@ -91,11 +143,11 @@ impl LocalCluster {
         output
     }
 
-    /// Runs `clusterctl ARGS` against this cluster's control plane.
+    /// Runs `clusterctl ARGS` against this cluster's control planes.
     pub fn clusterctl(&self, args: &[&str]) -> Output {
         Command::new(bin_dir().join("clusterctl"))
             .arg("--control-plane")
-            .arg(format!("http://127.0.0.1:{}", self.cp_port))
+            .arg(self.control_plane_list())
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -128,7 +180,14 @@ impl LocalCluster {
     pub fn logs(&self) -> String {
         let mut text = String::new();
         let nodes = (1..=self.node_ports.len()).map(|i| format!("node{i}"));
-        let names = ["control-plane".to_string()]
+        let control_planes = match &self.ha {
+            Some(ha) => (1..=ha.etcd_ports.len())
+                .map(|i| format!("etcd{i}"))
+                .chain((1..=ha.cp_ports.len()).map(|i| format!("cp{i}")))
+                .collect(),
+            None => vec!["control-plane".to_string()],
+        };
+        let names = control_planes
             .into_iter()
             .chain(nodes)
             .chain(["proxy".to_string()]);
@@ -144,6 +203,13 @@ impl LocalCluster {
         }
         text
     }
+}
+
+/// The ports of a highly available control plane: three control planes, three etcd members.
+pub struct Ha {
+    pub cp_ports: Vec<u16>,
+    pub etcd_ports: Vec<u16>,
+    pub etcd_peer_ports: Vec<u16>,
 }
 
 impl Deref for LocalCluster {

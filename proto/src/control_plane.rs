@@ -1,11 +1,13 @@
 //! The client side of the control plane's API, one implementation for every service that talks
-//! to it (shard nodes, proxies, clusterctl): a lazily connected channel with HTTP/2 keepalives,
-//! unary calls bounded by a timeout, and the topology watch followed with backoff.
+//! to it (shard nodes, proxies, clusterctl): lazily connected channels with HTTP/2 keepalives to
+//! each control plane of a list, routed to the leader (`router`), unary calls bounded by a
+//! timeout, and the topology watch followed with backoff.
 //!
 //! Keepalives matter: a control plane that vanishes without closing its connections (host lost,
 //! network cut) would otherwise leave a watch waiting forever on a stream that never ends.
 
 mod backoff;
+mod router;
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,13 +16,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 pub use backoff::Backoff;
+pub use router::{Router, LEADER_HEADER};
 
 use crate::pb;
 use crate::pb::control_plane_client::ControlPlaneClient;
 use crate::topology::{Stamp, Topology};
 
-/// A control plane client over one channel; cheap to clone (clones share the channel).
-pub type Client = ControlPlaneClient<Channel>;
+/// A control plane client over a list of control planes, following the leader; cheap to clone
+/// (clones share the channels).
+pub type Client = ControlPlaneClient<Router>;
 
 /// First and last delay between reconnection attempts.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -36,10 +40,27 @@ pub struct InvalidUrl {
     pub source: tonic::transport::Error,
 }
 
-/// A client that connects on first use and reconnects by itself, so a service may start before
-/// the control plane does. HTTP/2 keepalives (every 5 s, 5 s to answer, also while idle) notice a
-/// control plane that went away without closing the connection.
-pub fn connect_lazy(url: &str) -> Result<Client, InvalidUrl> {
+/// The URLs of a control plane list: comma-separated, surrounding spaces ignored.
+pub fn urls(list: &str) -> Vec<&str> {
+    list.split(',').map(str::trim).collect()
+}
+
+/// A client of the control planes at `list` (one URL, or several comma-separated) that connects
+/// on first use and reconnects by itself, so a service may start before the control planes do.
+/// Calls follow the leader (`Router`). HTTP/2 keepalives (every 5 s, 5 s to answer, also while
+/// idle) notice a control plane that went away without closing the connection.
+pub fn connect_lazy(list: &str) -> Result<Client, InvalidUrl> {
+    let channels = urls(list)
+        .into_iter()
+        .map(|url| Ok((url.to_string(), channel(url)?)))
+        .collect::<Result<Vec<_>, InvalidUrl>>()?;
+    Ok(ControlPlaneClient::new(Router::new(channels, |url| {
+        channel(url).ok()
+    })))
+}
+
+/// A lazily connected channel to one control plane.
+fn channel(url: &str) -> Result<Channel, InvalidUrl> {
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|source| InvalidUrl {
             url: url.to_string(),
@@ -50,7 +71,7 @@ pub fn connect_lazy(url: &str) -> Result<Client, InvalidUrl> {
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true);
-    Ok(ControlPlaneClient::new(endpoint.connect_lazy()))
+    Ok(endpoint.connect_lazy())
 }
 
 /// A unary call bounded by `timeout`; a timeout becomes `DEADLINE_EXCEEDED`.

@@ -23,7 +23,8 @@ pub struct ServiceFlags {
     #[arg(long, env = "TESSERA_ANNOUNCE_PORT")]
     pub announce_port: Option<u16>,
 
-    /// URL of the control plane's gRPC API.
+    /// URL of the control plane's gRPC API; with several control planes, each one's URL,
+    /// comma-separated (calls follow the leader, whichever is listed first).
     #[arg(
         long,
         env = "TESSERA_CONTROL_PLANE",
@@ -90,20 +91,8 @@ impl ServiceFlags {
 
     /// Checks what clap's types cannot; each binary calls it before binding anything.
     pub fn validate(&self) -> Result<(), ServiceFlagsError> {
-        let url_error = |reason: String| ServiceFlagsError::ControlPlaneUrl {
-            url: self.control_plane.clone(),
-            reason,
-        };
-        let uri: tonic::transport::Uri = self
-            .control_plane
-            .parse()
-            .map_err(|e: tonic::codegen::http::uri::InvalidUri| url_error(e.to_string()))?;
-        match uri.scheme_str() {
-            Some("http") | Some("https") => {}
-            _ => return Err(url_error("the scheme must be http or https".to_string())),
-        }
-        if uri.host().is_none_or(str::is_empty) {
-            return Err(url_error("no host".to_string()));
+        for url in crate::control_plane::urls(&self.control_plane) {
+            check_url(url)?;
         }
         if self
             .announce_host
@@ -114,6 +103,25 @@ impl ServiceFlags {
         }
         Ok(())
     }
+}
+
+/// Checks one control plane URL: http(s) with a host.
+fn check_url(url: &str) -> Result<(), ServiceFlagsError> {
+    let url_error = |reason: String| ServiceFlagsError::ControlPlaneUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let uri: tonic::transport::Uri = url
+        .parse()
+        .map_err(|e: tonic::codegen::http::uri::InvalidUri| url_error(e.to_string()))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(url_error("the scheme must be http or https".to_string())),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(url_error("no host".to_string()));
+    }
+    Ok(())
 }
 
 /// A size as Redis's config reads it (memtoull): digits with an optional, case-insensitive unit,
@@ -191,7 +199,14 @@ mod tests {
 
     #[test]
     fn control_plane_urls_are_checked() {
-        for url in ["127.0.0.1:50051", "ftp://cp:1", "http://", "not a url"] {
+        for url in [
+            "127.0.0.1:50051",
+            "ftp://cp:1",
+            "http://",
+            "not a url",
+            "http://cp-1:50051,cp-2:50051",
+            "http://cp-1:50051,",
+        ] {
             assert!(
                 parse(&["--control-plane", url]).validate().is_err(),
                 "{url}"
@@ -200,6 +215,9 @@ mod tests {
         parse(&["--control-plane", "https://cp:50051"])
             .validate()
             .expect("https is fine");
+        parse(&["--control-plane", "http://cp-1:50051, http://cp-2:50051"])
+            .validate()
+            .expect("a list");
     }
 
     #[test]

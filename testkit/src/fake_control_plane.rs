@@ -204,6 +204,13 @@ impl ControlPlane for Fake {
     ) -> Result<Response<pb::PlanResponse>, Status> {
         Err(Status::unimplemented("fake control plane"))
     }
+
+    async fn get_control_plane_status(
+        &self,
+        _: Request<pb::GetControlPlaneStatusRequest>,
+    ) -> Result<Response<pb::ControlPlaneStatus>, Status> {
+        Err(Status::unimplemented("fake control plane"))
+    }
 }
 
 /// A master at 127.0.0.1:`port` (bus port +10000), config epoch 1.

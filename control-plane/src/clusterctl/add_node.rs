@@ -6,16 +6,15 @@
 use std::io::Write;
 use std::time::Duration;
 
+use tessera_proto::control_plane::Client;
 use tessera_proto::pb;
-use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tessera_proto::topology::{NodeId, Topology};
-use tonic::transport::Channel;
 
 use super::create::wait_for_nodes;
 use super::CtlError;
 
 pub async fn run(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     address: String,
     master_id: Option<String>,
     wait: Duration,
@@ -51,7 +50,7 @@ pub async fn run(
 
 /// A node added as a master: it must have registered (it does when started) and serve no slot.
 async fn check_empty_master(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     address: &str,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {

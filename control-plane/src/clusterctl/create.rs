@@ -5,9 +5,8 @@
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
+use tessera_proto::control_plane::Client;
 use tessera_proto::pb;
-use tessera_proto::pb::control_plane_client::ControlPlaneClient;
-use tonic::transport::Channel;
 
 use tessera_proto::topology::{NodeId, Topology};
 
@@ -29,7 +28,7 @@ pub struct Options {
 /// Polls until every node of `nodes` (indexes) reports holding `version` or newer, printing a dot
 /// per second of waiting as redis-cli does; returns the last topology seen.
 pub(super) async fn wait_for_nodes(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     nodes: &[usize],
     version: u64,
     wait: Duration,
@@ -66,7 +65,7 @@ pub(super) async fn wait_for_nodes(
 }
 
 pub async fn run(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     options: Options,
     input: &mut dyn BufRead,
     out: &mut dyn Write,

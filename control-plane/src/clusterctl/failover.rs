@@ -6,10 +6,9 @@
 use std::io::Write;
 use std::time::Duration;
 
+use tessera_proto::control_plane::Client;
 use tessera_proto::pb;
-use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tessera_proto::topology::{NodeId, Topology};
-use tonic::transport::Channel;
 
 use super::create::wait_for_nodes;
 use super::CtlError;
@@ -30,7 +29,7 @@ fn ranges(ranges: &[(u16, u16)]) -> String {
 }
 
 pub async fn run(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     replica_id: String,
     mode: pb::FailoverMode,
     wait: Duration,

@@ -8,10 +8,9 @@
 use std::io::Write;
 use std::time::Duration;
 
+use tessera_proto::control_plane::Client;
 use tessera_proto::pb;
-use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tessera_proto::topology::{NodeId, Topology};
-use tonic::transport::Channel;
 
 use super::{reshard, CtlError};
 
@@ -28,7 +27,7 @@ pub struct Options {
 }
 
 pub async fn run(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     options: Options,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {

@@ -6,10 +6,9 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
+use tessera_proto::control_plane::Client;
 use tessera_proto::pb;
-use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tessera_proto::topology::{NodeId, Role, Topology};
-use tonic::transport::Channel;
 
 use super::{fetch, report, CtlError};
 
@@ -29,7 +28,7 @@ pub struct Options {
 const POLL: Duration = Duration::from_millis(200);
 
 pub async fn run(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     options: Options,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
@@ -117,7 +116,7 @@ pub async fn run(
 
 /// Starts moving `slots` to `target` (MoveSlots) and reports progress until they are its.
 pub async fn move_and_follow(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     slots: &[u16],
     target: &NodeId,
     timeout: Duration,
@@ -134,7 +133,7 @@ pub async fn move_and_follow(
 
 /// Waits until every slot of `slots` is `target`'s, reporting progress.
 pub(super) async fn follow(
-    client: &mut ControlPlaneClient<Channel>,
+    client: &mut Client,
     slots: &[u16],
     target: &NodeId,
     timeout: Duration,

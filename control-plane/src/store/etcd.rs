@@ -185,6 +185,53 @@ impl EtcdOptions {
     }
 }
 
+/// Wakes `changed` whenever `key` changes in etcd, until `stop`: a follower's cue to reload the
+/// state the leader saved, so the topologies it serves (and streams to watchers) follow the
+/// leader's within an etcd round trip. The watch is reopened after a second when it breaks, with
+/// one wake-up then (a change may have been missed meanwhile).
+pub async fn watch_key(
+    client: EtcdClient,
+    key: String,
+    changed: std::sync::Arc<tokio::sync::Notify>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use tessera_proto::etcd::etcdserverpb::watch_request::RequestUnion;
+    use tessera_proto::etcd::etcdserverpb::{WatchCreateRequest, WatchRequest};
+    loop {
+        let create = WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: key.as_bytes().to_vec(),
+                ..WatchCreateRequest::default()
+            })),
+        };
+        let mut watch = client.watch();
+        let watched = async {
+            let mut stream = watch.watch(open_stream(create)).await?.into_inner();
+            while let Some(response) = stream.message().await? {
+                if response.canceled {
+                    break;
+                }
+                if !response.events.is_empty() {
+                    changed.notify_one();
+                }
+            }
+            Ok::<(), tonic::Status>(())
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            ended = watched => {
+                if let Err(status) = ended {
+                    tracing::debug!(%status, "the state watch broke; reopening");
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => changed.notify_one(),
+        }
+    }
+}
+
 /// `future` bounded by `limit`: a hung member must fail the request, not stall it.
 pub(crate) async fn bounded<T>(
     limit: Duration,

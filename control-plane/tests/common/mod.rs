@@ -79,6 +79,24 @@ impl Server {
     }
 }
 
+/// The gRPC health service's answer for the control plane service at `url`.
+pub async fn health(url: &str) -> tonic_health::pb::health_check_response::ServingStatus {
+    let channel = Channel::from_shared(url.to_string())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let reply = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "tessera.cluster.v2.ControlPlane".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    reply.status()
+}
+
 pub fn node_id(n: u8) -> NodeId {
     NodeId::from_random_bytes([n.wrapping_mul(17); 20])
 }
