@@ -26,7 +26,7 @@ pub struct Options {
 }
 
 /// How often the topology is read while the slots move.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(50);
 
 /// The slots to move, each with the index of its source: redis-cli's
 /// clusterManagerComputeReshardTable. Sources are taken by slots served, most first; each gives
