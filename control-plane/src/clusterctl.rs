@@ -5,6 +5,7 @@
 pub mod add_node;
 pub mod create;
 pub mod failover;
+pub mod progress;
 pub mod rebalance;
 pub mod report;
 pub mod reshard;

@@ -1,31 +1,39 @@
-//! Moving a slot's keys to another master, as the control plane's plan says (the topology's
+//! Moving slots' keys to another master, as the control plane's plan says (the topology's
 //! migrations: source MIGRATING, target IMPORTING). The source sends its keys in batches over the
 //! target's cluster bus; the target applies them as its own writes (logged: AOF and replicas);
 //! the source then deletes them (logged too). A slot whose keys are all gone is reported drained
-//! in the heartbeats, and the control plane gives it to the target in one topology change.
+//! in the heartbeats (at once when every slot given is drained), and the control plane gives it
+//! to the target in one topology change.
+//!
+//! A batch holds keys of several slots going to the same target, in slot order: at a million
+//! keys a slot has about 60, and a batch a slot would pay a round trip and two fsyncs for each.
+//! One batch is in flight at a time; between two the mover pauses so that it is busy at most
+//! `BUSY_SHARE` of the time, leaving the rest to clients' commands.
 //!
 //! Why nothing is lost or copied twice:
-//! - a batch is taken under the slot's gate, and its keys are in transit (`keyspace::transit`)
-//!   until it has landed: commands over them answer TRYAGAIN, so they cannot change on the source
-//!   while the target is being given them, and nobody looks for them on the target before they
-//!   are there;
+//! - each slot's part of a batch is taken under the slot's gate, and its keys are in transit
+//!   (`keyspace::transit`) until the batch has landed: commands over them answer TRYAGAIN, so they
+//!   cannot change on the source while the target is being given them, and nobody looks for them
+//!   on the target before they are there;
 //! - a key that is not here is the target's (`cluster_rule::migration_check` answers ASK), so no
 //!   key of the slot is created here once the move began, and one is drained for good;
-//! - each key is sent as `DEL key` and the commands that recreate it: a batch applied twice (the
-//!   source retried after losing the target's reply) gives the same key once;
+//! - each key is sent as `DEL key` and the commands that recreate it: a batch applied twice, or
+//!   again after failing half-way on the target (the source retries a batch it has no
+//!   acknowledgement for), gives the same keys once;
 //! - the source deletes a batch only after the target acknowledged all of it, which it does once
-//!   the batch is on its disk (with the append-only file on); a batch that fails leaves the keys
-//!   here, and is taken again;
-//! - the source's deletes are on its disk before the keys leave transit, so a source that crashes
-//!   never brings back a key the target has changed since.
+//!   the batch is on its disk (with the append-only file on: one fsync a batch); a batch that
+//!   fails leaves the keys here, and is taken again;
+//! - the source's deletes are on its disk (one fsync a batch) before the keys leave transit, so a
+//!   source that crashes never brings back a key the target has changed since.
 //!
 //! Big collections go as commands of at most `aof::snapshot::ITEMS_PER_COMMAND` elements, so no
 //! command the target applies is larger than that; a batch holds at most `BATCH_KEYS` keys and
-//! about `BATCH_BYTES` (a single key larger than that goes alone).
+//! about `BATCH_BYTES` (a single key larger than that goes alone). `BATCH_KEYS` also bounds the
+//! keys in transit, hence how many client commands a move sends back with TRYAGAIN.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tessera_proto::resp::connect::Login;
@@ -40,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aof::snapshot::encode_entry;
 use crate::state::NodeState;
 
-/// The bus command that carries one batch: `TESSERA.IMPORT <slot> <commands>`.
+/// The bus command that carries one batch: `TESSERA.IMPORT <slot> <commands> [<slot> <commands> ...]`.
 pub const IMPORT_COMMAND: &[u8] = b"TESSERA.IMPORT";
 
 /// Most keys in one batch.
@@ -50,6 +58,9 @@ const BATCH_BYTES: usize = 1 << 20;
 /// How often the topology is looked at for moves while there is none, besides each time a newer
 /// one is held.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// The most of the time the mover is busy with batches (taking, sending, deleting), the rest
+/// left to clients' commands on a loaded machine.
+const BUSY_SHARE: f64 = 0.7;
 /// Bound on connecting to the target and on each batch's reply.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -63,7 +74,7 @@ pub async fn run(state: Arc<NodeState>, stop: CancellationToken) {
         topology_changes.borrow_and_update();
         let (moves, targets) = my_moves(&state);
         // A slot stays reported until the topology no longer moves it.
-        drained.retain(|slot| moves.iter().any(|(s, _)| s == slot));
+        drained.retain(|slot| moves.binary_search_by_key(slot, |&(s, _)| s).is_ok());
         state.cluster.set_drained(drained.iter().copied().collect());
         // The next batch goes to the first target still given slots, from its slots in order.
         let Some(&(_, target)) = moves.iter().find(|(slot, _)| !drained.contains(slot)) else {
@@ -84,6 +95,7 @@ pub async fn run(state: Arc<NodeState>, stop: CancellationToken) {
             .filter(|&&(slot, t)| t == target && !drained.contains(&slot))
             .map(|&(slot, _)| slot)
             .collect::<Vec<_>>();
+        let started = Instant::now();
         let batch = take_batch(&state, slots, &mut drained);
         if batch.segments.is_empty() {
             continue;
@@ -100,8 +112,15 @@ pub async fn run(state: Arc<NodeState>, stop: CancellationToken) {
             moved = land(&state, target, &batch, &mut link) => moved,
         };
         match moved {
-            // Clients' commands get their turn between batches.
-            Ok(()) => tokio::task::yield_now().await,
+            // Clients' commands get their turn between batches: the mover pauses so that it is
+            // busy at most `BUSY_SHARE` of the time.
+            Ok(()) => {
+                let pause = started.elapsed().mul_f64(1.0 / BUSY_SHARE - 1.0);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
             Err(error) => {
                 tracing::warn!(target = %target.address(), %error, "moving a batch failed; retrying");
                 link = None;
@@ -221,15 +240,15 @@ fn take_batch(state: &NodeState, slots: Vec<u16>, drained: &mut BTreeSet<u16>) -
     Batch { segments }
 }
 
-/// Deletes the keys of a batch the target acknowledged (logged, so the AOF and the replicas drop
-/// them too).
+/// Deletes the keys of a batch the target acknowledged, one DEL for the slot's keys (logged, so
+/// the AOF and the replicas drop them too).
 fn delete_sent(state: &NodeState, slot: u16, keys: &[Bytes]) {
     let _gate = state.keyspace.gates().exclusive(slot);
-    for key in keys {
-        let del = vec![Bytes::from_static(b"DEL"), key.clone()];
-        if let Err(error) = crate::cmd::apply_moved(state, del) {
-            tracing::warn!(slot, %error, "deleting a moved key failed");
-        }
+    let mut del = Vec::with_capacity(keys.len() + 1);
+    del.push(Bytes::from_static(b"DEL"));
+    del.extend(keys.iter().cloned());
+    if let Err(error) = crate::cmd::apply_moved(state, del) {
+        tracing::warn!(slot, %error, "deleting moved keys failed");
     }
 }
 

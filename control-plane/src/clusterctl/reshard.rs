@@ -1,9 +1,9 @@
 //! `clusterctl reshard --from IDS --to ID --slots N`: the plan as `redis-cli --cluster reshard`
 //! makes it (slots taken from each source in proportion to what it serves, lowest first), shown
 //! and confirmed, then one MoveSlots call and a progress report until every planned slot is the
-//! target's: a progress bar on a terminal, plain lines otherwise.
+//! target's: slots and keys moved, keys/s and time left (`progress`).
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use tessera_proto::pb;
@@ -11,6 +11,7 @@ use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tessera_proto::topology::{NodeId, Role, Topology};
 use tonic::transport::Channel;
 
+use super::progress::Progress;
 use super::{fetch, report, CtlError};
 
 /// What the operator asked for.
@@ -155,7 +156,7 @@ pub async fn move_and_follow(
     follow(client, slots, target, timeout, out).await
 }
 
-/// Waits until every slot of `slots` is `target`'s, reporting progress.
+/// Waits until every slot of `slots` is `target`'s, reporting progress (`progress`).
 async fn follow(
     client: &mut ControlPlaneClient<Channel>,
     slots: &[u16],
@@ -163,63 +164,21 @@ async fn follow(
     timeout: Duration,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let total = slots.len() as u64;
-    let bar = std::io::stdout().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        let style = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} slots  {per_sec}  {elapsed} elapsed, about {eta} left",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar
-    });
     let started = Instant::now();
-    let mut reported = u64::MAX;
+    let mut progress = Progress::start(&fetch(client).await?, slots, target);
     loop {
         let topology = fetch(client).await?;
-        let done = slots
-            .iter()
-            .filter(|&&s| {
-                topology.migration(s).is_none() && topology.owner(s).map(|n| &n.id) == Some(target)
-            })
-            .count() as u64;
-        if done != reported {
-            reported = done;
-            match &bar {
-                Some(bar) => bar.set_position(done),
-                None => {
-                    let elapsed = started.elapsed().as_secs_f64();
-                    let rate = if elapsed > 0.0 {
-                        done as f64 / elapsed
-                    } else {
-                        0.0
-                    };
-                    writeln!(
-                        out,
-                        "Moved {done}/{total} slots ({rate:.0} slots/s, {elapsed:.1} s)"
-                    )?;
-                    out.flush()?;
-                }
-            }
-        }
-        if done == total {
-            if let Some(bar) = &bar {
-                bar.finish();
-            }
-            writeln!(
-                out,
-                "[OK] {total} slots moved in {:.1} s.",
-                started.elapsed().as_secs_f64()
-            )?;
+        let moved = progress.moved(&topology);
+        progress.report(moved, out)?;
+        if moved.slots == slots.len() as u64 {
+            progress.finish(out)?;
             return Ok(());
         }
         if started.elapsed() >= timeout {
-            if let Some(bar) = &bar {
-                bar.abandon();
-            }
+            progress.abandon();
             return Err(CtlError::MoveTimeout {
                 waited: timeout,
-                left: total - done,
+                left: slots.len() as u64 - moved.slots,
             });
         }
         tokio::time::sleep(POLL).await;
