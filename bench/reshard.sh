@@ -11,11 +11,11 @@
 # load, pipelined), adds the fourth master, starts the client (bench/reshard.py: --clients
 # processes of one GET or SET at a time, the same cluster-aware client for both), measures its
 # ops/s for --baseline seconds, then runs the rebalance and measures its wall time, the keys the
-# new master got (DBSIZE) and the client's ops/s meanwhile. Append-only files on both (Tessera's
-# default; redis-server --appendonly yes --appendfsync everysec), no RDB saves, no replicas.
+# new master got (DBSIZE) and the client's ops/s meanwhile. No replicas, no RDB saves, no
+# append-only file (--appendonly yes: Tessera's default, and redis-server --appendfsync everysec).
 # Prints the medians over the rounds as one table. See docs/benchmarks.md.
 #
-#   bench/reshard.sh                  1,000,000 keys, one round of each system (about 3 minutes)
+#   bench/reshard.sh                  1,000,000 keys, one round of each system (about 2 minutes)
 #   bench/reshard.sh --rounds 3       medians of three
 #
 # Options:
