@@ -60,7 +60,7 @@ const BATCH_BYTES: usize = 1 << 20;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// The most of the time the mover is busy with batches (taking, sending, deleting), the rest
 /// left to clients' commands on a loaded machine.
-const BUSY_SHARE: f64 = 0.7;
+const BUSY_SHARE: f64 = 0.8;
 /// Bound on connecting to the target and on each batch's reply.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(5);
 
