@@ -77,37 +77,15 @@ bin=${TESSERA_BIN_DIR:-$repo/target/release}
 say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 die() { printf 'reshard.sh: %s\n' "$*" >&2; exit 1; }
 
-for tool in redis-server redis-cli python3; do
-  command -v "$tool" >/dev/null 2>&1 || die "missing: $tool (Debian: redis-server redis-tools python3)"
-done
-if ((build)); then
-  say "building release binaries (cargo build --release --workspace --bins)"
-  (cd "$repo" && cargo build --release --workspace --bins) >"$out/build.log" 2>&1 || die "build failed: $out/build.log"
-fi
-for b in proxy shard-node control-plane clusterctl; do
-  [[ -x $bin/$b ]] || die "target/release/$b is missing (build without --no-build)"
-done
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck source=bench/common.sh
+source "$repo/bench/common.sh"
+prepare_binaries "$bin"
 for port in "$proxy_port" "${node_ports[@]}" "$new_port" "$cp_port" "${redis_ports[@]}" "$redis_new"; do
   port_free "$port" || die "port $port is taken (set BENCH_PORT_BASE)"
 done
 
 secret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 run_dir= tessera_on=0 new_pid= redis_pids=()
-
-# Whether PID is still one of ours: its command line names WHAT.
-ours() { [[ -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$2"; }
-
-# SIGTERM, a bounded wait, SIGKILL for any left: only the PIDs given, while they still name WHAT.
-stop_pids() {
-  local what=$1 pid deadline=$((SECONDS + 15))
-  shift
-  for pid in "$@"; do ours "$pid" "$what" && kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "$@"; do
-    while ours "$pid" "$what" && ((SECONDS < deadline)); do sleep 0.05; done
-    if ours "$pid" "$what"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  done
-}
 
 tessera_up() {
   env TESSERA_RUN_DIR="$run_dir/tessera" TESSERA_PROXY_PORT="$proxy_port" \
@@ -191,32 +169,14 @@ redis_new_node() {
   redis_wait_ok 4
 }
 
-redis_down() {
-  ((${#redis_pids[@]})) || return 0
-  stop_pids redis-server "${redis_pids[@]}"
-  redis_pids=()
-}
-
-cleanup() {
-  local status=$?
-  trap - EXIT
-  trap "" INT TERM
-  tessera_down
-  redis_down
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_all_on_exit
 
 {
   command=(bench/reshard.sh --rounds "$rounds" --keys "$keys" --value-size "$value_size" --clients "$clients"
     --baseline "$baseline" --appendonly "$appendonly")
   [[ ${systems[*]} == "tessera redis-cluster" ]] || command+=(--systems "'${systems[*]}'")
   echo "command: ${command[*]}"
-  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "git: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$repo" && git diff --quiet HEAD -- proxy shard-node control-plane proto 2>/dev/null || echo ' (with uncommitted changes)')"
-  echo "redis: $(redis-server --version)"
-  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
+  run_meta
 } | tee "$out/meta.txt"
 say "results and logs: $out"
 
