@@ -164,6 +164,10 @@ def failure_kind(exc):
 class ClusterClient:
     """A minimal cluster-aware client, as the common Redis Cluster clients behave."""
 
+    # Whether a MOVED reloads the whole slot map (after a failover many slots moved at once) or
+    # only corrects the slot it was about (a reshard moves slots one by one).
+    refresh_on_moved = True
+
     def __init__(self, seeds, password=None):
         self.seeds = list(seeds)
         self.password = password
@@ -214,6 +218,10 @@ class ClusterClient:
 
     def set(self, key, value):
         """One SET, following up to five redirections; raises on any failure."""
+        return self.call(key, "SET", key, value)
+
+    def call(self, key, *args):
+        """One command on `key`, following up to five redirections; raises on any failure."""
         slot = key_slot(key)
         addr = self.slots[slot] or self.seeds[0]
         asking = False
@@ -222,7 +230,7 @@ class ClusterClient:
                 conn = self._conn(addr)
                 if asking:
                     conn.call("ASKING")
-                return conn.call("SET", key, value)
+                return conn.call(*args)
             except ReplyError as err:
                 words = str(err).split()
                 if words[0] in ("MOVED", "ASK") and len(words) == 3:
@@ -230,7 +238,8 @@ class ClusterClient:
                     target = (host or addr[0], int(port))
                     if words[0] == "MOVED":
                         self.slots[slot] = target
-                        self.refresh(prefer=addr)
+                        if self.refresh_on_moved:
+                            self.refresh(prefer=addr)
                     asking = words[0] == "ASK"
                     addr = target
                     continue

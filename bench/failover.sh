@@ -87,18 +87,10 @@ for i in 1 2 3 4 5 6; do redis_ports+=("$((base + 10 + i))"); done
 say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 die() { printf 'failover.sh: %s\n' "$*" >&2; exit 1; }
 
-for tool in redis-server redis-cli python3; do
-  command -v "$tool" >/dev/null 2>&1 || die "missing: $tool (Debian: redis-server redis-tools python3)"
-done
-if ((build)); then
-  say "building release binaries (cargo build --release --workspace --bins)"
-  (cd "$repo" && cargo build --release --workspace --bins) >"$out/build.log" 2>&1 || die "build failed: $out/build.log"
-fi
-for bin in proxy shard-node control-plane clusterctl; do
-  [[ -x $repo/target/release/$bin ]] || die "target/release/$bin is missing (build without --no-build)"
-done
+# shellcheck source=bench/common.sh
+source "$repo/bench/common.sh"
+prepare_binaries "$repo/target/release"
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for port in "$tessera_proxy_port" "${tessera_node_ports[@]}" "$tessera_cp_port" "${redis_ports[@]}"; do
   port_free "$port" || die "port $port is taken (set BENCH_PORT_BASE)"
 done
@@ -175,42 +167,7 @@ redis_up() { # node-timeout in ms
     >"$run_dir/up.log" 2>&1
 }
 
-redis_down() {
-  ((${#redis_pids[@]})) || return 0
-  stop_pids redis-server "${redis_pids[@]}"
-  redis_pids=()
-}
-
-# Whether PID is still one of ours: its command line names WHAT (a killed process's PID may have
-# been reused).
-ours() { [[ -r /proc/$1/cmdline ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -qF -- "$2"; }
-
-# SIGCONT, SIGTERM, a bounded wait, SIGKILL for any left: only the PIDs given, and only while their
-# command line still names WHAT.
-stop_pids() {
-  local what=$1 pid deadline=$((SECONDS + 15))
-  shift
-  for pid in "$@"; do
-    ours "$pid" "$what" || continue
-    kill -CONT "$pid" 2>/dev/null || true
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "$@"; do
-    while ours "$pid" "$what" && ((SECONDS < deadline)); do sleep 0.05; done
-    if ours "$pid" "$what"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  done
-}
-
-cleanup() {
-  local status=$?
-  trap - EXIT
-  trap "" INT TERM # a second signal must not cut the cleanup short
-  tessera_down
-  redis_down
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_all_on_exit
 
 # --- the runs ---------------------------------------------------------------------------------------
 {
@@ -220,10 +177,7 @@ trap 'exit 130' INT TERM
   [[ ${faults[*]} == "kill stop" ]] || command+=(--faults "'${faults[*]}'")
   ((socket_timeout == 200)) || command+=(--socket-timeout "$socket_timeout")
   echo "command: ${command[*]}"
-  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "git: $(cd "$repo" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$repo" && git diff --quiet HEAD -- proxy shard-node control-plane proto 2>/dev/null || echo ' (with uncommitted changes)')"
-  echo "redis: $(redis-server --version)"
-  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
+  run_meta
 } | tee "$out/meta.txt"
 say "results and logs: $out"
 

@@ -6,6 +6,7 @@ pub mod add_node;
 pub mod control_planes;
 pub mod create;
 pub mod failover;
+pub mod progress;
 pub mod rebalance;
 pub mod report;
 pub mod reshard;

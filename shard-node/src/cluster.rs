@@ -50,6 +50,11 @@ pub struct ClusterView {
     /// Slots this node was moving whose keys are all gone (`migrate`), reported in heartbeats
     /// until the control plane gives them to their targets.
     drained: parking_lot::Mutex<Vec<u16>>,
+    /// Bumped at every topology stored, for the mover (`migrate`) to start a move at once.
+    stored: tokio::sync::watch::Sender<()>,
+    /// Asks for a heartbeat now rather than at the next period (the mover has drained every slot
+    /// it was given: the control plane can flip them at once).
+    heartbeat_soon: tokio::sync::Notify,
 }
 
 /// A topology with its health counted once, when it arrives, so the cluster rule applied to every
@@ -117,6 +122,8 @@ impl ClusterView {
             handing_over: AtomicBool::new(snapshot.topology.is_handing_over(&myself)),
             control_plane: std::sync::OnceLock::new(),
             drained: parking_lot::Mutex::new(Vec::new()),
+            stored: tokio::sync::watch::Sender::new(()),
+            heartbeat_soon: tokio::sync::Notify::new(),
             topology: ArcSwap::from_pointee(snapshot),
             myself,
             offer_lock: Mutex::new(()),
@@ -165,7 +172,13 @@ impl ClusterView {
             self.assigned.send_replace(next.role.clone());
         }
         self.topology.store(Arc::new(next));
+        self.stored.send_replace(());
         true
+    }
+
+    /// Changes each time a newer topology is held.
+    pub fn watch_topology(&self) -> tokio::sync::watch::Receiver<()> {
+        self.stored.subscribe()
     }
 
     /// Follows the role the topology assigns: the current one first, then each change.
@@ -244,6 +257,16 @@ impl ClusterView {
     /// The drained slots to report.
     pub fn drained(&self) -> Vec<u16> {
         self.drained.lock().clone()
+    }
+
+    /// Sends the next heartbeat now (the drained slots are worth reporting before the period).
+    pub fn heartbeat_soon(&self) {
+        self.heartbeat_soon.notify_one();
+    }
+
+    /// Until `heartbeat_soon` was called (at once if it was since the last heartbeat).
+    pub(crate) async fn heartbeat_wanted(&self) {
+        self.heartbeat_soon.notified().await;
     }
 
     /// Whether this node is the master of a manual failover in progress and must take no write.

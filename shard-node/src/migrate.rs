@@ -1,31 +1,39 @@
-//! Moving a slot's keys to another master, as the control plane's plan says (the topology's
+//! Moving slots' keys to another master, as the control plane's plan says (the topology's
 //! migrations: source MIGRATING, target IMPORTING). The source sends its keys in batches over the
 //! target's cluster bus; the target applies them as its own writes (logged: AOF and replicas);
 //! the source then deletes them (logged too). A slot whose keys are all gone is reported drained
-//! in the heartbeats, and the control plane gives it to the target in one topology change.
+//! in the heartbeats (at once when every slot given is drained), and the control plane gives it
+//! to the target in one topology change.
+//!
+//! A batch holds keys of several slots going to the same target, in slot order: at a million
+//! keys a slot has about 60, and a batch a slot would pay a round trip and two fsyncs for each.
+//! One batch is in flight at a time; between two the mover pauses so that it is busy at most
+//! `BUSY_SHARE` of the time, leaving the rest to clients' commands.
 //!
 //! Why nothing is lost or copied twice:
-//! - a batch is taken under the slot's gate, and its keys are in transit (`keyspace::transit`)
-//!   until it has landed: commands over them answer TRYAGAIN, so they cannot change on the source
-//!   while the target is being given them, and nobody looks for them on the target before they
-//!   are there;
+//! - each slot's part of a batch is taken under the slot's gate, and its keys are in transit
+//!   (`keyspace::transit`) until the batch has landed: commands over them answer TRYAGAIN, so they
+//!   cannot change on the source while the target is being given them, and nobody looks for them
+//!   on the target before they are there;
 //! - a key that is not here is the target's (`cluster_rule::migration_check` answers ASK), so no
 //!   key of the slot is created here once the move began, and one is drained for good;
-//! - each key is sent as `DEL key` and the commands that recreate it: a batch applied twice (the
-//!   source retried after losing the target's reply) gives the same key once;
+//! - each key is sent as `DEL key` and the commands that recreate it: a batch applied twice, or
+//!   again after failing half-way on the target (the source retries a batch it has no
+//!   acknowledgement for), gives the same keys once;
 //! - the source deletes a batch only after the target acknowledged all of it, which it does once
-//!   the batch is on its disk (with the append-only file on); a batch that fails leaves the keys
-//!   here, and is taken again;
-//! - the source's deletes are on its disk before the keys leave transit, so a source that crashes
-//!   never brings back a key the target has changed since.
+//!   the batch is on its disk (with the append-only file on: one fsync a batch); a batch that
+//!   fails leaves the keys here, and is taken again;
+//! - the source's deletes are on its disk (one fsync a batch) before the keys leave transit, so a
+//!   source that crashes never brings back a key the target has changed since.
 //!
 //! Big collections go as commands of at most `aof::snapshot::ITEMS_PER_COMMAND` elements, so no
 //! command the target applies is larger than that; a batch holds at most `BATCH_KEYS` keys and
-//! about `BATCH_BYTES` (a single key larger than that goes alone).
+//! about `BATCH_BYTES` (a single key larger than that goes alone). `BATCH_KEYS` also bounds the
+//! keys in transit, hence how many client commands a move sends back with TRYAGAIN.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tessera_proto::resp::connect::Login;
@@ -40,15 +48,19 @@ use tokio_util::sync::CancellationToken;
 use crate::aof::snapshot::encode_entry;
 use crate::state::NodeState;
 
-/// The bus command that carries one batch: `TESSERA.IMPORT <slot> <commands>`.
+/// The bus command that carries one batch: `TESSERA.IMPORT <slot> <commands> [<slot> <commands> ...]`.
 pub const IMPORT_COMMAND: &[u8] = b"TESSERA.IMPORT";
 
 /// Most keys in one batch.
-const BATCH_KEYS: usize = 256;
+const BATCH_KEYS: usize = 512;
 /// About the most bytes of commands in one batch.
 const BATCH_BYTES: usize = 1 << 20;
-/// How often the topology is looked at for moves while there is none.
-const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How often the topology is looked at for moves while there is none, besides each time a newer
+/// one is held.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// The most of the time the mover is busy with batches (taking, sending, deleting), the rest
+/// left to clients' commands on a loaded machine.
+const BUSY_SHARE: f64 = 0.8;
 /// Bound on connecting to the target and on each batch's reply.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -56,30 +68,61 @@ const TARGET_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn run(state: Arc<NodeState>, stop: CancellationToken) {
     let mut link: Option<(String, TcpStream)> = None;
     let mut drained: BTreeSet<u16> = BTreeSet::new();
+    let mut reported: BTreeSet<u16> = BTreeSet::new();
+    let mut topology_changes = state.cluster.watch_topology();
     loop {
-        let moves = my_moves(&state);
+        topology_changes.borrow_and_update();
+        let (moves, targets) = my_moves(&state);
         // A slot stays reported until the topology no longer moves it.
-        drained.retain(|slot| moves.iter().any(|(s, _)| s == slot));
+        drained.retain(|slot| moves.binary_search_by_key(slot, |&(s, _)| s).is_ok());
         state.cluster.set_drained(drained.iter().copied().collect());
-        let next = moves.into_iter().find(|(slot, _)| !drained.contains(slot));
-        let Some((slot, target)) = next else {
+        // The next batch goes to the first target still given slots, from its slots in order.
+        let Some(&(_, target)) = moves.iter().find(|(slot, _)| !drained.contains(slot)) else {
+            // All given slots drained: report them now, so the control plane flips them and
+            // gives the next ones, rather than at the next heartbeat period.
+            if drained != reported {
+                state.cluster.heartbeat_soon();
+                reported.clone_from(&drained);
+            }
             tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = topology_changes.changed() => continue,
                 _ = tokio::time::sleep(IDLE_POLL) => continue,
             }
         };
+        let slots = moves
+            .iter()
+            .filter(|&&(slot, t)| t == target && !drained.contains(&slot))
+            .map(|&(slot, _)| slot)
+            .collect::<Vec<_>>();
+        let started = Instant::now();
+        let batch = take_batch(&state, slots, &mut drained);
+        if batch.segments.is_empty() {
+            continue;
+        }
+        let Some(target) = targets.get(target) else {
+            batch.abandon(&state);
+            continue;
+        };
         let moved = tokio::select! {
-            _ = stop.cancelled() => return,
-            moved = move_slot(&state, slot, &target, &mut link) => moved,
+            _ = stop.cancelled() => {
+                batch.abandon(&state);
+                return;
+            }
+            moved = land(&state, target, &batch, &mut link) => moved,
         };
         match moved {
-            Ok(true) => {
-                tracing::info!(slot, target = %target.address(), "slot drained");
-                drained.insert(slot);
+            // Clients' commands get their turn between batches: the mover pauses so that it is
+            // busy at most `BUSY_SHARE` of the time.
+            Ok(()) => {
+                let pause = started.elapsed().mul_f64(1.0 / BUSY_SHARE - 1.0);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
             }
-            Ok(false) => {}
             Err(error) => {
-                tracing::warn!(slot, target = %target.address(), %error, "moving a batch failed; retrying");
+                tracing::warn!(target = %target.address(), %error, "moving a batch failed; retrying");
                 link = None;
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -90,104 +133,122 @@ pub async fn run(state: Arc<NodeState>, stop: CancellationToken) {
     }
 }
 
-/// The slots this node (a master) is moving, with their targets, in slot order.
-fn my_moves(state: &NodeState) -> Vec<(u16, NodeSpec)> {
+/// The slots this node (a master) is moving, in slot order, each with its target's index in the
+/// topology's nodes (also returned).
+fn my_moves(state: &NodeState) -> (Vec<(u16, usize)>, Vec<NodeSpec>) {
     if state.replication.is_replica() {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     let snapshot = state.cluster.snapshot();
     let topology: &Topology = &snapshot.topology;
     let Some(me) = topology.index_of(state.cluster.myself()) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    topology
+    let mut moves: Vec<(u16, usize)> = topology
         .intent
         .migrations
         .iter()
         .filter(|m| usize::from(m.source) == me)
-        .filter_map(|m| {
-            let target = topology.nodes().get(usize::from(m.target))?;
-            Some((m.slot, target.clone()))
-        })
-        .collect()
+        .map(|m| (m.slot, usize::from(m.target)))
+        .collect();
+    moves.sort_unstable();
+    (moves, topology.nodes().to_vec())
 }
 
-/// Moves `slot`'s keys to `target` batch by batch while the topology still moves it; true once
-/// the slot has no key left here.
-async fn move_slot(
+/// Sends `batch` to `target`, then deletes its keys here once the target acknowledged them, and
+/// ends their transit. On failure the keys stay here (out of transit), to be taken again.
+async fn land(
     state: &NodeState,
-    slot: u16,
     target: &NodeSpec,
+    batch: &Batch,
     link: &mut Option<(String, TcpStream)>,
-) -> std::io::Result<bool> {
-    loop {
-        if !my_moves(state).iter().any(|(s, _)| *s == slot) {
-            return Ok(false);
-        }
-        let Some(batch) = take_batch(state, slot) else {
-            return Ok(true);
-        };
-        let sent = send(state, target, slot, batch.commands, link).await;
-        match sent {
-            Ok(()) => {
-                delete_sent(state, slot, &batch.keys);
-                // The deletes on disk before the keys can be written on the target (they leave
-                // transit): a crash here must not bring back keys the target has changed since.
-                let synced = match &state.aof {
-                    Some(aof) => aof.sync_now().await.map(|_| ()),
-                    None => Ok(()),
-                };
-                state.keyspace.transit().end(slot);
-                synced.map_err(std::io::Error::other)?;
-            }
-            Err(error) => {
-                state.keyspace.transit().end(slot);
-                return Err(error);
-            }
+) -> std::io::Result<()> {
+    if let Err(error) = send(state, target, batch, link).await {
+        batch.abandon(state);
+        return Err(error);
+    }
+    for segment in &batch.segments {
+        delete_sent(state, segment.slot, &segment.keys);
+    }
+    // The deletes on disk before the keys can be written on the target (they leave transit): a
+    // crash here must not bring back keys the target has changed since.
+    let synced = match &state.aof {
+        Some(aof) => aof.sync_now().await.map(|_| ()),
+        None => Ok(()),
+    };
+    batch.abandon(state);
+    synced.map_err(std::io::Error::other)
+}
+
+/// One slot's part of a batch: its keys taken, and the commands that recreate them.
+struct Segment {
+    slot: u16,
+    keys: Vec<Bytes>,
+    commands: BytesMut,
+}
+
+/// One batch: keys of one or more slots, all going to the same target.
+struct Batch {
+    segments: Vec<Segment>,
+}
+
+impl Batch {
+    /// Ends the transit of the batch's keys (landed and deleted here, or failed and kept).
+    fn abandon(&self, state: &NodeState) {
+        for segment in &self.segments {
+            state.keyspace.transit().end(segment.slot);
         }
     }
 }
 
-/// One batch: the keys taken, and the commands that recreate them on the target.
-struct Batch {
-    keys: Vec<Bytes>,
-    commands: Bytes,
-}
-
-/// Takes the next batch of `slot` under its gate and marks its keys in transit; `None` when the
-/// slot has no key left.
-fn take_batch(state: &NodeState, slot: u16) -> Option<Batch> {
-    let _gate = state.keyspace.gates().exclusive(slot);
-    let table = state.keyspace.lock(slot);
-    let mut keys = Vec::new();
-    let mut commands = BytesMut::new();
-    for (key, entry) in table.iter() {
-        if keys.len() == BATCH_KEYS || (!keys.is_empty() && commands.len() >= BATCH_BYTES) {
+/// Takes the next batch from `slots` (in order), each slot's part under its gate, and marks its
+/// keys in transit; a slot found with no key left goes to `drained`.
+fn take_batch(state: &NodeState, slots: Vec<u16>, drained: &mut BTreeSet<u16>) -> Batch {
+    let mut segments = Vec::new();
+    let (mut keys_left, mut bytes_left) = (BATCH_KEYS, BATCH_BYTES);
+    for slot in slots {
+        if keys_left == 0 || bytes_left == 0 {
             break;
         }
-        commands.extend_from_slice(&command_bytes(&[b"DEL", key]));
-        encode_entry(key, entry, &mut commands);
-        keys.push(Bytes::copy_from_slice(key));
+        let _gate = state.keyspace.gates().exclusive(slot);
+        let table = state.keyspace.lock(slot);
+        let mut keys = Vec::new();
+        let mut commands = BytesMut::new();
+        for (key, entry) in table.iter() {
+            if keys_left == 0
+                || (commands.len() >= bytes_left && !(keys.is_empty() && segments.is_empty()))
+            {
+                break;
+            }
+            commands.extend_from_slice(&command_bytes(&[b"DEL", key]));
+            encode_entry(key, entry, &mut commands);
+            keys.push(Bytes::copy_from_slice(key));
+            keys_left -= 1;
+        }
+        if keys.is_empty() {
+            drained.insert(slot);
+            continue;
+        }
+        bytes_left = bytes_left.saturating_sub(commands.len());
+        state.keyspace.transit().begin(slot, keys.iter().cloned());
+        segments.push(Segment {
+            slot,
+            keys,
+            commands,
+        });
     }
-    if keys.is_empty() {
-        return None;
-    }
-    state.keyspace.transit().begin(slot, keys.iter().cloned());
-    Some(Batch {
-        keys,
-        commands: commands.freeze(),
-    })
+    Batch { segments }
 }
 
-/// Deletes the keys of a batch the target acknowledged (logged, so the AOF and the replicas drop
-/// them too).
+/// Deletes the keys of a batch the target acknowledged, one DEL for the slot's keys (logged, so
+/// the AOF and the replicas drop them too).
 fn delete_sent(state: &NodeState, slot: u16, keys: &[Bytes]) {
     let _gate = state.keyspace.gates().exclusive(slot);
-    for key in keys {
-        let del = vec![Bytes::from_static(b"DEL"), key.clone()];
-        if let Err(error) = crate::cmd::apply_moved(state, del) {
-            tracing::warn!(slot, %error, "deleting a moved key failed");
-        }
+    let mut del = Vec::with_capacity(keys.len() + 1);
+    del.push(Bytes::from_static(b"DEL"));
+    del.extend(keys.iter().cloned());
+    if let Err(error) = crate::cmd::apply_moved(state, del) {
+        tracing::warn!(slot, %error, "deleting moved keys failed");
     }
 }
 
@@ -195,8 +256,7 @@ fn delete_sent(state: &NodeState, slot: u16, keys: &[Bytes]) {
 async fn send(
     state: &NodeState,
     target: &NodeSpec,
-    slot: u16,
-    commands: Bytes,
+    batch: &Batch,
     link: &mut Option<(String, TcpStream)>,
 ) -> std::io::Result<()> {
     let addr = target.bus_address();
@@ -213,8 +273,13 @@ async fn send(
     let Some((_, stream)) = link.as_mut() else {
         return Err(std::io::Error::other("no link to the target"));
     };
-    let slot_text = slot.to_string();
-    let request = command_bytes(&[IMPORT_COMMAND, slot_text.as_bytes(), &commands]);
+    let slots: Vec<String> = batch.segments.iter().map(|s| s.slot.to_string()).collect();
+    let mut args: Vec<&[u8]> = vec![IMPORT_COMMAND];
+    for (segment, slot) in batch.segments.iter().zip(&slots) {
+        args.push(slot.as_bytes());
+        args.push(&segment.commands);
+    }
+    let request = command_bytes(&args);
     let reply = tokio::time::timeout(TARGET_TIMEOUT, async {
         stream.write_all(&request).await?;
         let mut buf = BytesMut::new();
@@ -247,43 +312,53 @@ pub async fn import_durably(state: &NodeState, args: &[Bytes]) -> Frame {
     reply
 }
 
-/// The target's side of `TESSERA.IMPORT <slot> <commands>`: applies the batch as this node's own
-/// writes, under the slot's gate (no client sees half a key), if the topology moves `slot` here
-/// (or already gave it here: a retried batch).
+/// The target's side of `TESSERA.IMPORT <slot> <commands> [<slot> <commands> ...]`: applies each
+/// slot's commands as this node's own writes, under the slot's gate (no client sees half a key),
+/// if the topology moves every slot named here (or already gave it here: a retried batch).
 fn import(state: &NodeState, args: &[Bytes]) -> Frame {
-    let [_, slot, commands] = args else {
+    let parts = args.get(1..).unwrap_or_default();
+    if parts.is_empty() || parts.len() % 2 != 0 {
         return Frame::error(tessera_proto::command::arity_error("tessera.import"));
-    };
-    let Some(slot) = std::str::from_utf8(slot)
-        .ok()
-        .and_then(|s| s.parse::<u16>().ok())
-        .filter(|s| *s < tessera_proto::slot::SLOT_COUNT)
-    else {
-        return Frame::error("ERR invalid slot");
-    };
+    }
+    let mut segments = Vec::with_capacity(parts.len() / 2);
+    for pair in parts.chunks_exact(2) {
+        let Some(slot) = std::str::from_utf8(&pair[0])
+            .ok()
+            .and_then(|s| s.parse::<u16>().ok())
+            .filter(|s| *s < tessera_proto::slot::SLOT_COUNT)
+        else {
+            return Frame::error("ERR invalid slot");
+        };
+        segments.push((slot, &pair[1]));
+    }
     let snapshot = state.cluster.snapshot();
     let topology = &snapshot.topology;
     let me = topology.index_of(state.cluster.myself());
-    let importing = topology
-        .migration(slot)
-        .is_some_and(|m| Some(usize::from(m.target)) == me);
-    let owner = topology.owner_index(slot) == me && me.is_some();
-    if !(importing || owner) {
-        return Frame::error(format!("ERR this node is not importing slot {slot}"));
-    }
-    let mut input = BytesMut::from(&commands[..]);
-    let limits = RequestLimits::default();
-    let _gate = state.keyspace.gates().exclusive(slot);
-    loop {
-        match request::parse(&mut input, &limits) {
-            Ok(Some(request)) => {
-                if let Err(error) = crate::cmd::apply_moved(state, request.args) {
-                    return Frame::error(format!("ERR import failed: {error}"));
-                }
-            }
-            Ok(None) if input.is_empty() => return Frame::ok(),
-            Ok(None) => return Frame::error("ERR truncated batch"),
-            Err(error) => return Frame::error(format!("ERR bad batch: {error}")),
+    for &(slot, _) in &segments {
+        let importing = topology
+            .migration(slot)
+            .is_some_and(|m| Some(usize::from(m.target)) == me);
+        let owner = topology.owner_index(slot) == me && me.is_some();
+        if !(importing || owner) {
+            return Frame::error(format!("ERR this node is not importing slot {slot}"));
         }
     }
+    let limits = RequestLimits::default();
+    for (slot, commands) in segments {
+        let mut input = BytesMut::from(&commands[..]);
+        let _gate = state.keyspace.gates().exclusive(slot);
+        loop {
+            match request::parse(&mut input, &limits) {
+                Ok(Some(request)) => {
+                    if let Err(error) = crate::cmd::apply_moved(state, request.args) {
+                        return Frame::error(format!("ERR import failed: {error}"));
+                    }
+                }
+                Ok(None) if input.is_empty() => break,
+                Ok(None) => return Frame::error("ERR truncated batch"),
+                Err(error) => return Frame::error(format!("ERR bad batch: {error}")),
+            }
+        }
+    }
+    Frame::ok()
 }

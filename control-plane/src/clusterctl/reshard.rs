@@ -1,15 +1,16 @@
 //! `clusterctl reshard --from IDS --to ID --slots N`: the control plane's plan (Reshard, dry run:
 //! the slots `redis-cli --cluster reshard` would pick), shown and confirmed, then one MoveSlots
 //! call with exactly those slots and a progress report until every planned slot is the target's:
-//! a progress bar on a terminal, plain lines otherwise.
+//! slots and keys moved, keys/s and time left (`progress`).
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use tessera_proto::control_plane::Client;
 use tessera_proto::pb;
 use tessera_proto::topology::{NodeId, Role, Topology};
 
+use super::progress::Progress;
 use super::{fetch, report, CtlError};
 
 /// What the operator asked for.
@@ -25,7 +26,7 @@ pub struct Options {
 }
 
 /// How often the topology is read while the slots move.
-const POLL: Duration = Duration::from_millis(200);
+const POLL: Duration = Duration::from_millis(50);
 
 pub async fn run(
     client: &mut Client,
@@ -131,7 +132,7 @@ pub async fn move_and_follow(
     follow(client, slots, target, timeout, out).await
 }
 
-/// Waits until every slot of `slots` is `target`'s, reporting progress.
+/// Waits until every slot of `slots` is `target`'s, reporting progress (`progress`).
 pub(super) async fn follow(
     client: &mut Client,
     slots: &[u16],
@@ -139,63 +140,21 @@ pub(super) async fn follow(
     timeout: Duration,
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
-    let total = slots.len() as u64;
-    let bar = std::io::stdout().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        let style = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} slots  {per_sec}  {elapsed} elapsed, about {eta} left",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar
-    });
     let started = Instant::now();
-    let mut reported = u64::MAX;
+    let mut progress = Progress::start(&fetch(client).await?, slots, target);
     loop {
         let topology = fetch(client).await?;
-        let done = slots
-            .iter()
-            .filter(|&&s| {
-                topology.migration(s).is_none() && topology.owner(s).map(|n| &n.id) == Some(target)
-            })
-            .count() as u64;
-        if done != reported {
-            reported = done;
-            match &bar {
-                Some(bar) => bar.set_position(done),
-                None => {
-                    let elapsed = started.elapsed().as_secs_f64();
-                    let rate = if elapsed > 0.0 {
-                        done as f64 / elapsed
-                    } else {
-                        0.0
-                    };
-                    writeln!(
-                        out,
-                        "Moved {done}/{total} slots ({rate:.0} slots/s, {elapsed:.1} s)"
-                    )?;
-                    out.flush()?;
-                }
-            }
-        }
-        if done == total {
-            if let Some(bar) = &bar {
-                bar.finish();
-            }
-            writeln!(
-                out,
-                "[OK] {total} slots moved in {:.1} s.",
-                started.elapsed().as_secs_f64()
-            )?;
+        let moved = progress.moved(&topology);
+        progress.report(moved, out)?;
+        if moved.slots == slots.len() as u64 {
+            progress.finish(out)?;
             return Ok(());
         }
         if started.elapsed() >= timeout {
-            if let Some(bar) = &bar {
-                bar.abandon();
-            }
+            progress.abandon();
             return Err(CtlError::MoveTimeout {
                 waited: timeout,
-                left: total - done,
+                left: slots.len() as u64 - moved.slots,
             });
         }
         tokio::time::sleep(POLL).await;

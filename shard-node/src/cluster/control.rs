@@ -38,6 +38,7 @@ pub(super) async fn membership(
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
+                _ = view.heartbeat_wanted() => {}
             }
             let held = view.stamp();
             let request = pb::HeartbeatRequest {
