@@ -40,6 +40,9 @@ pub struct ClusterView {
     /// The role the held topology assigns, for the task that makes replication follow it
     /// (`replication::follow_assigned_role`): sending never blocks the offer.
     assigned: tokio::sync::watch::Sender<AssignedRole>,
+    /// The held topology's version, for the tasks that follow its changes (shard channels of
+    /// slots that moved away: `pubsub::drop_moved_channels`).
+    changed: tokio::sync::watch::Sender<u64>,
     /// The held topology names this node the master of a manual failover in progress: it takes
     /// no write (checked again after a write enters its slot gate, see `cmd::execute`). Set
     /// before the topology is stored, so whoever sees the topology sees the flag.
@@ -114,6 +117,7 @@ impl ClusterView {
         let snapshot = Snapshot::new(topology, &myself);
         ClusterView {
             assigned: tokio::sync::watch::Sender::new(snapshot.role.clone()),
+            changed: tokio::sync::watch::Sender::new(snapshot.topology.version),
             handing_over: AtomicBool::new(snapshot.topology.is_handing_over(&myself)),
             control_plane: std::sync::OnceLock::new(),
             drained: parking_lot::Mutex::new(Vec::new()),
@@ -164,8 +168,15 @@ impl ClusterView {
             role::role_changed(&self.myself, &held.role, &next.role);
             self.assigned.send_replace(next.role.clone());
         }
+        let version = next.topology.version;
         self.topology.store(Arc::new(next));
+        self.changed.send_replace(version);
         true
+    }
+
+    /// Follows the topology's changes: the version held, then each one replacing it.
+    pub fn watch_topology(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Follows the role the topology assigns: the current one first, then each change.
