@@ -31,6 +31,7 @@ struct Moving {
     mover: Mover,
     target_id: String,
     target_port: u16,
+    source_port: u16,
     /// The keys of `MOVED`, each holding its own name.
     keys: Vec<String>,
 }
@@ -64,6 +65,7 @@ impl Moving {
             mover,
             target_id: target.id.to_string(),
             target_port: target.port,
+            source_port: source.port,
             keys,
         }
     }
@@ -319,6 +321,15 @@ fn sharded_pubsub_follows_the_slot_and_plain_commands_never_see_redirects() {
     let mut subscriber = RespClient::connect(port).expect("proxy");
     let confirm = subscriber.call_str(&["SSUBSCRIBE", &channel]);
     assert!(confirm.contains("ssubscribe"), "{confirm}");
+    // A client of the source itself is told the channel left with the slot, as Redis 7.0 does.
+    let mut direct = connect(moving.source_port, &moving.cluster.node_secret);
+    assert_eq!(
+        direct.call_str(&["SSUBSCRIBE", &channel]),
+        format!(
+            "*3\r\n$10\r\nssubscribe\r\n${}\r\n{channel}\r\n:1\r\n",
+            channel.len()
+        )
+    );
 
     // A moving key, and one elsewhere, in every multi-key command.
     let still = "still:key".to_string();
@@ -343,6 +354,14 @@ fn sharded_pubsub_follows_the_slot_and_plain_commands_never_see_redirects() {
     moving.start();
     moving.wait_done();
     let incrs = plain.finish("plain commands");
+    let notice = direct.read_reply().expect("a notice").expect("open");
+    assert_eq!(
+        text(&notice),
+        format!(
+            "*3\r\n$12\r\nsunsubscribe\r\n${}\r\n{channel}\r\n:0\r\n",
+            channel.len()
+        )
+    );
     let mut proxy = RespClient::connect(port).expect("proxy");
     assert_eq!(
         proxy.call_str(&["GET", &counter]),
