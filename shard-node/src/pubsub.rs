@@ -5,7 +5,9 @@
 //! A subscriber's connection owns the receiving end of its mailbox; publishers (any connection,
 //! or a peer's forwarded PUBLISH) push messages into it without waiting. Messages are `Frame::Push`
 //! so one value encodes as Redis's RESP2 array or RESP3 push, by the subscriber's protocol.
-//! Cluster-wide PUBLISH, as Redis Cluster's bus broadcast, is `forward`.
+//! Cluster-wide PUBLISH, as Redis Cluster's bus broadcast, is `forward`. Shard channels of a slot
+//! the node no longer serves are dropped, with a `sunsubscribe` to each subscriber
+//! (`drop_moved_channels`), as Redis 7.0 does when a slot moves away.
 
 pub mod forward;
 
