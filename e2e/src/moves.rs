@@ -7,7 +7,7 @@ use std::time::Duration;
 use tessera_proto::pb;
 use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tessera_proto::slot::key_hash_slot;
-use tessera_proto::topology::Topology;
+use tessera_proto::topology::{NodeSpec, Role, Topology};
 use tessera_testkit::wait;
 
 /// A control plane to drive moves on, with a runtime of its own (the tests are synchronous).
@@ -43,6 +43,19 @@ impl Mover {
                 .into_inner();
             Topology::try_from(wire).expect("valid topology")
         })
+    }
+
+    /// The two ends of a move of `slot`: its owner, and another master.
+    pub fn ends(&self, slot: u16) -> (NodeSpec, NodeSpec) {
+        let topology = self.topology();
+        let source = topology.owner(slot).expect("the slot is served").clone();
+        let target = topology
+            .nodes()
+            .iter()
+            .find(|n| n.id != source.id && n.role == Role::Master)
+            .expect("another master")
+            .clone();
+        (source, target)
     }
 
     /// Starts moving `slots` to the node `target` (its id); returns once the control plane has

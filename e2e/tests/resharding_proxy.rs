@@ -40,14 +40,7 @@ impl Moving {
     fn up() -> Moving {
         let cluster = InProcessCluster::up(NODE_TIMEOUT);
         let mover = Mover::new(&cluster.control_plane_url());
-        let topology = mover.topology();
-        let source = topology.owner(MOVED.start).expect("served").clone();
-        let target = topology
-            .nodes()
-            .iter()
-            .find(|n| n.id != source.id)
-            .expect("another master")
-            .clone();
+        let (source, target) = mover.ends(MOVED.start);
         let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
         let mut keys = Vec::new();
         for slot in MOVED {
