@@ -21,11 +21,12 @@ use tessera_proto::resp::{Frame, Protocol};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Snapshot;
 use crate::keyspace::glob;
 use crate::state::NodeState;
 
 /// Drops the shard channels of slots this node no longer serves, at each topology change (a
-/// slot moved away, or failed over elsewhere), until `stop`. A replica serves its master's slots.
+/// slot moved away, or failed over elsewhere), until `stop`.
 pub async fn drop_moved_channels(state: Arc<NodeState>, stop: CancellationToken) {
     let mut changes = state.cluster.watch_topology();
     loop {
@@ -34,22 +35,34 @@ pub async fn drop_moved_channels(state: Arc<NodeState>, stop: CancellationToken)
             changed = changes.changed() => if changed.is_err() { return },
         }
         let snapshot = state.cluster.snapshot();
-        let topology = &snapshot.topology;
-        let serving = snapshot
-            .role
-            .master()
-            .unwrap_or(state.cluster.myself())
-            .clone();
-        let Some(serving) = topology.index_of(&serving) else {
-            continue;
-        };
-        state.pubsub.drop_shard_channels(|channel| {
-            let slot = tessera_proto::slot::key_hash_slot(channel);
-            topology
-                .owner_index(slot)
-                .is_none_or(|owner| owner == serving)
-        });
+        state
+            .pubsub
+            .drop_shard_channels(|channel| serves(&state, &snapshot, channel));
     }
+}
+
+/// After an SSUBSCRIBE of `channel` (checked against an earlier topology): dropped at once if the
+/// slot has left meanwhile. The subscription is registered before this looks at the topology, and
+/// `drop_moved_channels` looks at the registry after the topology changed, so one of them sees
+/// the other: no subscription outlives its slot's move.
+pub fn recheck_shard_channel(state: &NodeState, channel: &[u8]) {
+    if !serves(state, &state.cluster.snapshot(), channel) {
+        state.pubsub.drop_shard_channels(|c| c != channel);
+    }
+}
+
+/// Whether this node serves `channel`'s slot in `snapshot` (a replica serves its master's; a slot
+/// nobody serves is left alone).
+fn serves(state: &NodeState, snapshot: &Snapshot, channel: &[u8]) -> bool {
+    let topology = &snapshot.topology;
+    let serving = snapshot.role.master().unwrap_or(state.cluster.myself());
+    let Some(serving) = topology.index_of(serving) else {
+        return true;
+    };
+    let slot = tessera_proto::slot::key_hash_slot(channel);
+    topology
+        .owner_index(slot)
+        .is_none_or(|owner| owner == serving)
 }
 
 /// The three namespaces a client can subscribe in.
