@@ -395,3 +395,25 @@ async fn wait_for_agreement(client: &mut Client, limit: Duration) -> Result<Topo
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Topologies the unit tests plan over.
+#[cfg(test)]
+pub(crate) mod testing {
+    use tessera_proto::topology::{NodeId, NodeSpec, Topology};
+
+    /// `count` masters (ids 1, 2, ...), the first three splitting the slots as `redis-cli
+    /// --cluster create` does, any more with none.
+    pub fn masters(count: u8) -> Topology {
+        let node = |n: u8| NodeSpec::master(NodeId::from_random_bytes([n; 20]), "h", u16::from(n));
+        let slots = (0..16384usize)
+            .map(|s| {
+                Some(match s {
+                    0..=5460 => 0,
+                    5461..=10922 => 1,
+                    _ => 2,
+                })
+            })
+            .collect();
+        Topology::created((1..=count).map(node).collect(), slots)
+    }
+}

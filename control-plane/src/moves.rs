@@ -239,21 +239,10 @@ fn index_of(topology: &Topology, id: &NodeId) -> Result<usize, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_proto::topology::NodeSpec;
 
     /// Three masters split as redis-cli creates them, then `empty` masters without slots.
     fn masters_and_empty(empty: u8) -> Topology {
-        let node = |n: u8| NodeSpec::master(NodeId::from_random_bytes([n; 20]), "h", u16::from(n));
-        let slots = (0..16384usize)
-            .map(|s| {
-                Some(match s {
-                    0..=5460 => 0,
-                    5461..=10922 => 1,
-                    _ => 2,
-                })
-            })
-            .collect();
-        Topology::created((1..=3 + empty).map(node).collect(), slots)
+        crate::clusterctl::testing::masters(3 + empty)
     }
 
     fn id(t: &Topology, i: usize) -> NodeId {

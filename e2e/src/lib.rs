@@ -12,6 +12,7 @@ pub mod compose;
 pub mod endpoints;
 pub mod failover;
 pub mod inprocess;
+pub mod moves;
 pub mod redis;
 pub mod resp;
 pub mod shard;

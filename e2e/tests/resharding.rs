@@ -6,31 +6,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tessera_e2e::inprocess::InProcessCluster;
+use tessera_e2e::moves::Mover;
 use tessera_e2e::resp::RespClient;
 use tessera_e2e::shard::{assert_acked_present, connect, Writer};
-use tessera_proto::pb;
-use tessera_proto::pb::control_plane_client::ControlPlaneClient;
 use tessera_proto::slot::key_hash_slot;
-use tessera_proto::topology::Topology;
 use tessera_testkit::wait;
 
 const NODE_TIMEOUT: Duration = Duration::from_millis(2000);
 /// The slots moved: the first 100 of the first master.
 const MOVED: std::ops::Range<u16> = 0..100;
-
-fn topology(runtime: &tokio::runtime::Runtime, url: &str) -> Topology {
-    runtime.block_on(async {
-        let mut client = ControlPlaneClient::connect(url.to_string())
-            .await
-            .expect("control plane");
-        let wire = client
-            .get_topology(pb::GetTopologyRequest {})
-            .await
-            .expect("topology")
-            .into_inner();
-        Topology::try_from(wire).expect("valid topology")
-    })
-}
 
 /// Writes `count` keys through the proxy, each holding its own name.
 fn load(proxy: &mut RespClient, count: usize) -> Vec<String> {
@@ -76,16 +60,8 @@ fn node_id(port: u16, secret: &str) -> String {
 #[test]
 fn slots_move_under_a_writer_and_nothing_is_lost() {
     let cluster = InProcessCluster::up(NODE_TIMEOUT);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let url = cluster.control_plane_url();
-    let before = topology(&runtime, &url);
-    let source = before.owner(0).expect("slot 0 served").clone();
-    let target = before
-        .nodes()
-        .iter()
-        .find(|n| n.id != source.id)
-        .expect("another master")
-        .clone();
+    let mover = Mover::new(&cluster.control_plane_url());
+    let (source, target) = mover.ends(MOVED.start);
 
     // Keys everywhere, a few hundred of them in the slots that move.
     let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
@@ -105,30 +81,8 @@ fn slots_move_under_a_writer_and_nothing_is_lost() {
     thread::sleep(Duration::from_millis(200));
 
     let started = Instant::now();
-    runtime.block_on(async {
-        let mut client = ControlPlaneClient::connect(url.clone())
-            .await
-            .expect("control plane");
-        client
-            .move_slots(pb::MoveSlotsRequest {
-                slots: MOVED.map(u32::from).collect(),
-                target_id: target.id.to_string(),
-            })
-            .await
-            .expect("MoveSlots")
-    });
-    wait::until(
-        "every moved slot is the target's",
-        Duration::from_secs(30),
-        || {
-            let t = topology(&runtime, &url);
-            (t.intent.migrations.is_empty()
-                && MOVED
-                    .clone()
-                    .all(|s| t.owner(s).map(|n| &n.id) == Some(&target.id)))
-            .then_some(())
-        },
-    );
+    mover.start(MOVED, &target.id.to_string());
+    mover.wait_done(MOVED, &target.id.to_string(), Duration::from_secs(30));
     eprintln!(
         "moved {} slots ({moving_keys} keys) in {:?}",
         MOVED.len(),
@@ -206,64 +160,35 @@ fn clusterctl_reshard_moves_slots_between_processes() {
     assert_loaded(&mut proxy, &keys);
 }
 
-/// Runs MoveSlots for `slots` to `target` on the control plane at `cp_port`.
-fn move_slots(
-    runtime: &tokio::runtime::Runtime,
-    cp_port: u16,
-    slots: std::ops::Range<u16>,
-    target: &str,
-) {
-    runtime.block_on(async {
-        let mut client = ControlPlaneClient::connect(format!("http://127.0.0.1:{cp_port}"))
-            .await
-            .expect("control plane");
-        client
-            .move_slots(pb::MoveSlotsRequest {
-                slots: slots.map(u32::from).collect(),
-                target_id: target.to_string(),
-            })
-            .await
-            .expect("MoveSlots")
-    });
-}
-
 /// The control plane, then a move's source, then its target, each SIGKILLed while slots move
 /// (and started again): every move still ends with its slots owned by the target alone, and
 /// every key reads back.
 #[test]
 fn moves_survive_the_control_plane_the_source_and_the_target_being_killed() {
     let cluster = tessera_e2e::cluster::LocalCluster::up(NODE_TIMEOUT);
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let url = format!("http://127.0.0.1:{}", cluster.cp_port);
+    let mover = Mover::new(&format!("http://127.0.0.1:{}", cluster.cp_port));
     let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
     let keys = load(&mut proxy, 30_000);
     let id = |port: u16| node_id(port, &cluster.node_secret);
     let ids: Vec<String> = cluster.node_ports.iter().map(|&p| id(p)).collect();
     let finished = |slots: std::ops::Range<u16>, target: &str| {
-        wait::until("the move finishes", Duration::from_secs(90), || {
-            let t = topology(&runtime, &url);
-            (t.intent.migrations.is_empty()
-                && slots
-                    .clone()
-                    .all(|s| t.owner(s).map(|n| n.id.to_string()).as_deref() == Some(target)))
-            .then_some(())
-        });
+        mover.wait_done(slots, target, Duration::from_secs(90));
     };
     let killed = |service: &str| {
         cluster.launcher(&["stop", service, "--kill"]);
         cluster.launcher(&["start", service]);
     };
 
-    move_slots(&runtime, cluster.cp_port, 0..2000, &ids[1]);
+    mover.start(0..2000, &ids[1]);
     killed("control-plane");
     finished(0..2000, &ids[1]);
 
-    move_slots(&runtime, cluster.cp_port, 2000..4000, &ids[1]);
+    mover.start(2000..4000, &ids[1]);
     thread::sleep(Duration::from_millis(100));
     killed("node1");
     finished(2000..4000, &ids[1]);
 
-    move_slots(&runtime, cluster.cp_port, 4000..5000, &ids[2]);
+    mover.start(4000..5000, &ids[2]);
     thread::sleep(Duration::from_millis(100));
     killed("node3");
     finished(4000..5000, &ids[2]);

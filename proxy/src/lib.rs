@@ -23,6 +23,7 @@ pub mod local;
 pub mod pubsub;
 pub mod read_policy;
 pub mod router;
+pub mod scan;
 pub mod session;
 pub mod shared;
 pub mod split;

@@ -9,7 +9,8 @@
 //! are followed by the one follower (`backend::follow`): the whole transaction runs again where
 //! it says, behind ASKING for an ASK (Redis keeps ASKING's flag for the whole MULTI). WATCH is
 //! followed the same way and pins the connection that answered; a watched transaction is not
-//! run again elsewhere (its watches live on its connection): it comes back as Redis's EXECABORT.
+//! run again elsewhere (its watches live on its connection): redirected, it did not run, and
+//! EXEC answers as a failed watch (null), as a node does when a watched key is migrated away.
 //! A WATCH redirected away from a connection that holds earlier watches makes EXEC answer as a
 //! failed watch, as a node does when a watched key is migrated away.
 
@@ -194,15 +195,19 @@ pub fn exec(shared: &Arc<Shared>, session: &mut Session) -> Reply {
         })),
         Some((conn, asking, false)) => Reply::Exclusive(Box::pin(async move {
             // Not run again elsewhere: the watches live on this connection.
-            let result = run(&conn, asking, &txn.queued).await;
-            if let Ok(Executed {
-                redirect: Some(Redirection::Moved { .. }),
-                ..
-            }) = &result
-            {
-                shared.view.request_refresh();
-            }
-            match result {
+            // Redirected (its keys moved, or are moving, away: a queued command or EXEC
+            // answered MOVED, ASK or TRYAGAIN), it did not run: answered as a failed watch, as
+            // Redis answers when a watched key is migrated away, so the client retries it.
+            match run(&conn, asking, &txn.queued).await {
+                Ok(Executed {
+                    redirect: Some(redirect),
+                    ..
+                }) => {
+                    if let Redirection::Moved { .. } = redirect {
+                        shared.view.request_refresh();
+                    }
+                    tessera_proto::resp::Frame::NullArray.to_bytes(protocol)
+                }
                 Ok(executed) => executed.reply,
                 Err(error) => crate::forward::failure(&shared, txn.slot, &error),
             }

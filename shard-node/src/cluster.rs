@@ -40,6 +40,10 @@ pub struct ClusterView {
     /// The role the held topology assigns, for the task that makes replication follow it
     /// (`replication::follow_assigned_role`): sending never blocks the offer.
     assigned: tokio::sync::watch::Sender<AssignedRole>,
+    /// The held topology's version, for the tasks that follow its changes (shard channels of
+    /// slots that moved away: `pubsub::drop_moved_channels`; the mover, `migrate`, starts a move
+    /// at once).
+    changed: tokio::sync::watch::Sender<u64>,
     /// The held topology names this node the master of a manual failover in progress: it takes
     /// no write (checked again after a write enters its slot gate, see `cmd::execute`). Set
     /// before the topology is stored, so whoever sees the topology sees the flag.
@@ -50,8 +54,6 @@ pub struct ClusterView {
     /// Slots this node was moving whose keys are all gone (`migrate`), reported in heartbeats
     /// until the control plane gives them to their targets.
     drained: parking_lot::Mutex<Vec<u16>>,
-    /// Bumped at every topology stored, for the mover (`migrate`) to start a move at once.
-    stored: tokio::sync::watch::Sender<()>,
     /// Asks for a heartbeat now rather than at the next period (the mover has drained every slot
     /// it was given: the control plane can flip them at once).
     heartbeat_soon: tokio::sync::Notify,
@@ -119,10 +121,10 @@ impl ClusterView {
         let snapshot = Snapshot::new(topology, &myself);
         ClusterView {
             assigned: tokio::sync::watch::Sender::new(snapshot.role.clone()),
+            changed: tokio::sync::watch::Sender::new(snapshot.topology.version),
             handing_over: AtomicBool::new(snapshot.topology.is_handing_over(&myself)),
             control_plane: std::sync::OnceLock::new(),
             drained: parking_lot::Mutex::new(Vec::new()),
-            stored: tokio::sync::watch::Sender::new(()),
             heartbeat_soon: tokio::sync::Notify::new(),
             topology: ArcSwap::from_pointee(snapshot),
             myself,
@@ -171,14 +173,15 @@ impl ClusterView {
             role::role_changed(&self.myself, &held.role, &next.role);
             self.assigned.send_replace(next.role.clone());
         }
+        let version = next.topology.version;
         self.topology.store(Arc::new(next));
-        self.stored.send_replace(());
+        self.changed.send_replace(version);
         true
     }
 
-    /// Changes each time a newer topology is held.
-    pub fn watch_topology(&self) -> tokio::sync::watch::Receiver<()> {
-        self.stored.subscribe()
+    /// Follows the topology's changes: the version held, then each one replacing it.
+    pub fn watch_topology(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// Follows the role the topology assigns: the current one first, then each change.

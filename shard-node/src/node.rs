@@ -106,6 +106,10 @@ pub async fn run_observed(
     ));
     // Slot moves stop before the clients drain: a batch in flight finishes or fails first.
     let mover = tokio::spawn(crate::migrate::run(Arc::clone(&state), shutdown.clone()));
+    let channels = tokio::spawn(crate::pubsub::drop_moved_channels(
+        Arc::clone(&state),
+        shutdown.clone(),
+    ));
     let rewriter = tokio::spawn(aof::rewrite::run(
         Arc::clone(&state),
         config.auto_rewrite(),
@@ -134,6 +138,7 @@ pub async fn run_observed(
     }
     let _ = rewriter.await;
     let _ = mover.await;
+    let _ = channels.await;
     bus_stop.cancel();
     let _ = bus.await;
     tasks.stop().await;

@@ -5,7 +5,9 @@
 //! A subscriber's connection owns the receiving end of its mailbox; publishers (any connection,
 //! or a peer's forwarded PUBLISH) push messages into it without waiting. Messages are `Frame::Push`
 //! so one value encodes as Redis's RESP2 array or RESP3 push, by the subscriber's protocol.
-//! Cluster-wide PUBLISH, as Redis Cluster's bus broadcast, is `forward`.
+//! Cluster-wide PUBLISH, as Redis Cluster's bus broadcast, is `forward`. Shard channels of a slot
+//! the node no longer serves are dropped, with a `sunsubscribe` to each subscriber
+//! (`drop_moved_channels`), as Redis 7.0 does when a slot moves away.
 
 pub mod forward;
 
@@ -19,7 +21,49 @@ use tessera_proto::resp::{Frame, Protocol};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Snapshot;
 use crate::keyspace::glob;
+use crate::state::NodeState;
+
+/// Drops the shard channels of slots this node no longer serves, at each topology change (a
+/// slot moved away, or failed over elsewhere), until `stop`.
+pub async fn drop_moved_channels(state: Arc<NodeState>, stop: CancellationToken) {
+    let mut changes = state.cluster.watch_topology();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+        let snapshot = state.cluster.snapshot();
+        state
+            .pubsub
+            .drop_shard_channels(|channel| serves(&state, &snapshot, channel));
+    }
+}
+
+/// After an SSUBSCRIBE of `channel` (checked against an earlier topology): dropped at once if the
+/// slot has left meanwhile. The subscription is registered before this looks at the topology, and
+/// `drop_moved_channels` looks at the registry after the topology changed, so one of them sees
+/// the other: no subscription outlives its slot's move.
+pub fn recheck_shard_channel(state: &NodeState, channel: &[u8]) {
+    if !serves(state, &state.cluster.snapshot(), channel) {
+        state.pubsub.drop_shard_channels(|c| c != channel);
+    }
+}
+
+/// Whether this node serves `channel`'s slot in `snapshot` (a replica serves its master's; a slot
+/// nobody serves is left alone).
+fn serves(state: &NodeState, snapshot: &Snapshot, channel: &[u8]) -> bool {
+    let topology = &snapshot.topology;
+    let serving = snapshot.role.master().unwrap_or(state.cluster.myself());
+    let Some(serving) = topology.index_of(serving) else {
+        return true;
+    };
+    let slot = tessera_proto::slot::key_hash_slot(channel);
+    topology
+        .owner_index(slot)
+        .is_none_or(|owner| owner == serving)
+}
 
 /// The three namespaces a client can subscribe in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +96,14 @@ impl Kind {
     }
 }
 
-/// A message on its way to one subscriber, with the bytes it counts against the budget.
+/// A message on its way to one subscriber, with the bytes it counts against the budget; or the
+/// news that the node dropped one of its shard channels (`dropped`, `frame` unused), which its
+/// connection turns into the `sunsubscribe` (the count is the connection's to know).
 #[derive(Debug)]
 pub struct Delivery {
     frame: Frame,
     size: usize,
+    dropped: Option<Bytes>,
 }
 
 /// The sending side of one client's mailbox.
@@ -82,11 +129,25 @@ impl Mailbox {
             return false;
         }
         let frame = Frame::Push(items);
-        if self.tx.send(Delivery { frame, size }).is_err() {
+        let delivery = Delivery {
+            frame,
+            size,
+            dropped: None,
+        };
+        if self.tx.send(delivery).is_err() {
             self.budget.written(size);
             return false;
         }
         true
+    }
+
+    /// Tells the client its shard channel `channel` was dropped.
+    fn drop_shard_channel(&self, channel: Bytes) {
+        let _ = self.tx.send(Delivery {
+            frame: Frame::Null,
+            size: 0,
+            dropped: Some(channel),
+        });
     }
 }
 
@@ -236,6 +297,29 @@ impl PubSub {
             .map_or(0, HashMap::len)
     }
 
+    /// Drops the shard channels `kept` refuses (their slot is no longer served here), telling each
+    /// subscriber with a `sunsubscribe`, as Redis 7.0's removeChannelsInSlot when a slot moves
+    /// away: its clients subscribe again where the slot went.
+    pub fn drop_shard_channels(&self, kept: impl Fn(&[u8]) -> bool) {
+        let mut registry = self.registry.write();
+        let dropped: Vec<Bytes> = registry
+            .shard
+            .keys()
+            .filter(|channel| !kept(channel))
+            .cloned()
+            .collect();
+        for channel in dropped {
+            for mailbox in registry
+                .shard
+                .remove(&channel)
+                .into_iter()
+                .flat_map(|c| c.into_values())
+            {
+                mailbox.drop_shard_channel(channel.clone());
+            }
+        }
+    }
+
     /// Distinct patterns subscribed on this node (PUBSUB NUMPAT).
     pub fn pattern_count(&self) -> usize {
         self.registry.read().patterns.len()
@@ -344,13 +428,25 @@ impl ClientSubscriptions {
         while let Some(frame) = self.preceding.pop_front() {
             frame.encode(protocol, output);
         }
-        let Some((_, rx)) = &mut self.mailbox else {
-            return;
-        };
-        while let Ok(delivery) = rx.try_recv() {
-            delivery.frame.encode(protocol, output);
-            self.owed += delivery.size;
+        while let Some(Ok(delivery)) = self.mailbox.as_mut().map(|(_, rx)| rx.try_recv()) {
+            self.write(delivery, protocol, output);
         }
+    }
+
+    /// Encodes one delivery: a message as it is, a dropped shard channel as its `sunsubscribe`
+    /// (unless the client has left the channel since).
+    fn write(&mut self, delivery: Delivery, protocol: Protocol, output: &mut BytesMut) {
+        let frame = match delivery.dropped {
+            Some(channel) if self.shard.remove(&channel) => Frame::Push(vec![
+                Frame::Bulk(Bytes::from_static(Kind::Shard.unsubscribe_name())),
+                Frame::Bulk(channel),
+                Frame::Integer(self.shard_count() as i64),
+            ]),
+            Some(_) => return,
+            None => delivery.frame,
+        };
+        frame.encode(protocol, output);
+        self.owed += delivery.size;
     }
 
     /// Awaits the next message; pending forever for a client that never subscribed.
@@ -358,8 +454,7 @@ impl ClientSubscriptions {
         match &mut self.mailbox {
             Some((_, rx)) => {
                 if let Some(delivery) = rx.recv().await {
-                    delivery.frame.encode(protocol, output);
-                    self.owed += delivery.size;
+                    self.write(delivery, protocol, output);
                 }
             }
             None => std::future::pending().await,

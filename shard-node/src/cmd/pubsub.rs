@@ -36,6 +36,9 @@ pub fn subscribe(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes], kin
         ctx.state
             .pubsub
             .subscribe(kind, channel, &mut session.pubsub);
+        if kind == Kind::Shard {
+            crate::pubsub::recheck_shard_channel(ctx.state, channel);
+        }
         confirmations.push(confirmation(
             kind.subscribe_name(),
             Some(channel.clone()),
