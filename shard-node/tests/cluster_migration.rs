@@ -36,6 +36,7 @@ fn layout(port: u16, owner: u16, moving: bool, version: u64) -> Topology {
             slot: slot(),
             source: owner,
             target: 1 - owner,
+            by_client: false,
         }];
     }
     topology
