@@ -104,7 +104,8 @@ fn my_moves(state: &NodeState) -> Vec<(u16, NodeSpec)> {
         .intent
         .migrations
         .iter()
-        .filter(|m| usize::from(m.source) == me)
+        // A client's move (CLUSTER SETSLOT): the client sends the keys itself, with MIGRATE.
+        .filter(|m| usize::from(m.source) == me && !m.by_client)
         .filter_map(|m| {
             let target = topology.nodes().get(usize::from(m.target))?;
             Some((m.slot, target.clone()))
