@@ -101,10 +101,11 @@ fn redis_cli_reshard_at_the_nodes_moves_slots_in_the_control_plane() {
     assert_readable_at_nodes(secret, ports[2], &keys, 250);
 }
 
-/// `redis-cli --cluster rebalance` at the nodes: a weight of 0 empties a master, then
-/// `--cluster-use-empty-masters` gives it its share back; every key stays readable.
+/// `redis-cli --cluster rebalance` at the nodes, by weight: the heavier master takes its share
+/// from the others (about 350 slots: every slot costs five control-plane changes, so the test
+/// keeps the move small); every key stays readable.
 #[test]
-fn redis_cli_rebalance_at_the_nodes_empties_and_refills_a_master() {
+fn redis_cli_rebalance_at_the_nodes_follows_weights() {
     let cluster = LocalCluster::up(NODE_TIMEOUT);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let url = format!("http://127.0.0.1:{}", cluster.cp_port);
@@ -112,42 +113,26 @@ fn redis_cli_rebalance_at_the_nodes_empties_and_refills_a_master() {
     let mut proxy = RespClient::connect(cluster.proxy_port).expect("proxy");
     let keys = load(&mut proxy, 3_000);
     let ports = &cluster.node_ports;
-    let emptied = node_id(ports[0], secret);
+    let heavier = node_id(ports[0], secret);
     let entry = format!("127.0.0.1:{}", ports[1]);
-    let owned_by = |id: &str| {
-        let t = topology(&runtime, &url);
-        (0..16384u16)
-            .filter(|&s| t.owner(s).is_some_and(|n| n.id.as_str() == id))
-            .count()
-    };
 
-    let weight = format!("{emptied}=0");
+    let weight = format!("{heavier}=1.1");
     let text = cluster_command(
         secret,
         &["--cluster", "rebalance", &entry, "--cluster-weight", &weight],
     );
-    assert!(text.contains(">>> Rebalancing across 3 nodes."), "{text}");
-    assert_eq!(owned_by(&emptied), 0);
-    assert_loaded(&mut proxy, &keys);
-
-    let text = cluster_command(
-        secret,
-        &[
-            "--cluster",
-            "rebalance",
-            &entry,
-            "--cluster-use-empty-masters",
-        ],
+    assert!(
+        text.contains(">>> Rebalancing across 3 nodes. Total weight = 3.10"),
+        "{text}"
     );
-    assert!(text.contains(">>> Rebalancing across 3 nodes."), "{text}");
-    let share = owned_by(&emptied);
-    assert!((5000..=5600).contains(&share), "{share} slots back");
+    let t = topology(&runtime, &url);
+    assert!(t.intent.migrations.is_empty(), "no move left open");
+    let owned = (0..16384u16)
+        .filter(|&s| t.owner(s).is_some_and(|n| n.id.as_str() == heavier))
+        .count();
+    assert!((5700..=5900).contains(&owned), "{owned} slots");
     let check = cluster_check(&entry, secret).expect("check");
     assert!(check.contains("[OK] All 16384 slots covered."), "{check}");
-    assert!(
-        topology(&runtime, &url).intent.migrations.is_empty(),
-        "no move left open"
-    );
     assert_loaded(&mut proxy, &keys);
     assert_readable_at_nodes(secret, ports[2], &keys, 100);
 }
