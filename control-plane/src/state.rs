@@ -470,7 +470,7 @@ impl ClusterState {
                         "ERR I'm already the owner of hash slot {slot}"
                     )));
                 }
-                let source = self.master_named(source)?;
+                let source = self.master_named(source, false)?;
                 if owner != Some(source) {
                     return Err(refused(format!(
                         "ERR Node {} does not own hash slot {slot}",
@@ -485,11 +485,11 @@ impl ClusterState {
                         "ERR I'm not the owner of hash slot {slot}"
                     )));
                 }
-                let target = self.master_named(target)?;
+                let target = self.master_named(target, false)?;
                 self.record_client_move(slot, me, target)?
             }
             SetSlot::Node(new_owner) => {
-                let new_owner = self.master_named(new_owner)?;
+                let new_owner = self.master_named(new_owner, true)?;
                 let before = self.intent.migrations.len();
                 self.intent.migrations.retain(|m| m.slot != slot);
                 let ended = self.intent.migrations.len() != before;
@@ -512,14 +512,20 @@ impl ClusterState {
         Ok(changed && self.bump())
     }
 
-    /// The master whose id is `text`, with Redis's SETSLOT errors otherwise.
-    fn master_named(&self, text: &str) -> Result<usize, Error> {
+    /// The master whose id is `text`, with Redis's SETSLOT errors otherwise (NODE words an
+    /// unknown node differently).
+    fn master_named(&self, text: &str, node_action: bool) -> Result<usize, Error> {
+        let unknown = if node_action {
+            format!("ERR Unknown node {text}")
+        } else {
+            format!("ERR I don't know about node {text}")
+        };
         let i = self
             .intent
             .nodes
             .iter()
             .position(|n| n.id.as_str() == text)
-            .ok_or_else(|| refused(format!("ERR I don't know about node {text}")))?;
+            .ok_or_else(|| refused(unknown))?;
         if self.intent.nodes[i].role != Role::Master {
             return Err(refused("ERR Target node is not a master"));
         }

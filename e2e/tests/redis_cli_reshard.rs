@@ -119,7 +119,13 @@ fn redis_cli_rebalance_at_the_nodes_follows_weights() {
     let weight = format!("{heavier}=1.1");
     let text = cluster_command(
         secret,
-        &["--cluster", "rebalance", &entry, "--cluster-weight", &weight],
+        &[
+            "--cluster",
+            "rebalance",
+            &entry,
+            "--cluster-weight",
+            &weight,
+        ],
     );
     assert!(
         text.contains(">>> Rebalancing across 3 nodes. Total weight = 3.10"),

@@ -34,7 +34,9 @@ pub fn setslot(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Fr
         Ok(slot) => slot,
         Err(reply) => return reply,
     };
-    let other = args.get(4).map(|id| String::from_utf8_lossy(id).into_owned());
+    let other = args
+        .get(4)
+        .map(|id| String::from_utf8_lossy(id).into_owned());
     let action = match (args.len(), &args[3]) {
         (5, a) if parse::eq(a, "importing") => pb::SetSlotAction::Importing,
         (5, a) if parse::eq(a, "migrating") => pb::SetSlotAction::Migrating,
@@ -70,13 +72,15 @@ pub fn setslot(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Fr
 fn node_refusal(ctx: &Ctx<'_>, slot: u16, id: &str) -> Option<Frame> {
     let topology = ctx.state.cluster.topology();
     let Some(node) = topology.nodes().iter().find(|n| n.id.as_str() == id) else {
-        return Some(Frame::error(format!("ERR I don't know about node {id}")));
+        return Some(Frame::error(format!("ERR Unknown node {id}")));
     };
     if node.role != Role::Master {
         return Some(err("ERR Target node is not a master"));
     }
     let myself = ctx.state.cluster.myself();
-    let mine = topology.owner(slot).is_some_and(|owner| &owner.id == myself);
+    let mine = topology
+        .owner(slot)
+        .is_some_and(|owner| &owner.id == myself);
     if mine && &node.id != myself && ctx.state.keyspace.count_in_slot(slot) != 0 {
         return Some(Frame::error(format!(
             "ERR Can't assign hashslot {slot} to a different node while I still hold keys for \
@@ -98,7 +102,10 @@ pub fn assign(
     let slots = match if ranges {
         range_slots(args)
     } else {
-        args[2..].iter().map(|a| slot_arg(a).map(u32::from)).collect()
+        args[2..]
+            .iter()
+            .map(|a| slot_arg(a).map(u32::from))
+            .collect()
     } {
         Ok(slots) => slots,
         Err(reply) => return reply,

@@ -180,7 +180,10 @@ impl Links {
         let mut links = self.0.lock();
         links.retain(|_, l| l.used.elapsed() < LINK_IDLE);
         if links.len() >= MAX_LINKS {
-            if let Some(oldest) = links.iter().min_by_key(|(_, l)| l.used).map(|(a, _)| a.clone())
+            if let Some(oldest) = links
+                .iter()
+                .min_by_key(|(_, l)| l.used)
+                .map(|(a, _)| a.clone())
             {
                 links.remove(&oldest);
             }
@@ -211,8 +214,13 @@ async fn transfer(state: &NodeState, migration: Migration) -> Frame {
     let links = &state.migrate_links;
     let mut may_retry = true;
     loop {
-        let Ok(mut link) = links.take(&migration.address, migration.timeout).await else {
-            return err("IOERR error or timeout connecting to the client");
+        let mut link = match links.take(&migration.address, migration.timeout).await {
+            Ok(link) => link,
+            Err(ConnectError::TimedOut) => {
+                return err("IOERR error or timeout connecting to the client")
+            }
+            // Redis connects without blocking and learns of a refusal when it writes.
+            Err(_) => return err("IOERR error or timeout writing to target instance"),
         };
         match exchange(&mut link, &migration).await {
             Ok(answered) => {
@@ -245,9 +253,7 @@ async fn transfer(state: &NodeState, migration: Migration) -> Frame {
                     ));
                 }
                 let doing = if failed.writing { "writing" } else { "reading" };
-                return Frame::error(format!(
-                    "IOERR error or timeout {doing} to target instance"
-                ));
+                return Frame::error(format!("IOERR error or timeout {doing} to target instance"));
             }
         }
     }
@@ -278,7 +284,10 @@ async fn exchange(link: &mut Link, migration: &Migration) -> Result<Answered, So
     }
     let select = link.selected != Some(migration.db);
     if select {
-        out.extend(command_bytes(&[b"SELECT", migration.db.to_string().as_bytes()]));
+        out.extend(command_bytes(&[
+            b"SELECT",
+            migration.db.to_string().as_bytes(),
+        ]));
     }
     for k in &migration.keys {
         let ttl = k.ttl_ms.to_string();
