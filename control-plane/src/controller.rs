@@ -20,7 +20,7 @@ use crate::leader::Leader;
 use crate::moves::PlannedMove;
 use crate::resolve::{self, Announced};
 use crate::settings::SettingChange;
-use crate::state::{Beat, ClusterState, FailoverMode, Registration};
+use crate::state::{Beat, ClusterState, FailoverMode, Registration, SetSlot};
 use crate::store::{Revision, StateStore};
 
 /// The cluster's single writer.
@@ -428,6 +428,41 @@ impl Controller {
             "planned slot moves started"
         );
         Ok((planned, topology))
+    }
+
+    /// SetSlot (CLUSTER SETSLOT at the node `at`): the topology with the change published.
+    pub async fn set_slot(
+        &self,
+        at: NodeId,
+        slot: u16,
+        action: SetSlot,
+    ) -> Result<Topology, Error> {
+        let topology = self
+            .apply(|state, now| {
+                let changed = state.set_slot(&at, slot, &action)?;
+                Ok((state.snapshot(now), changed))
+            })
+            .await?;
+        tracing::info!(node = %at, slot, ?action, version = topology.version, "CLUSTER SETSLOT applied");
+        Ok(topology)
+    }
+
+    /// AssignSlots (CLUSTER ADDSLOTS / DELSLOTS at the node `at`): the topology with the change
+    /// published.
+    pub async fn assign_slots(
+        &self,
+        at: NodeId,
+        slots: Vec<u32>,
+        delete: bool,
+    ) -> Result<Topology, Error> {
+        let topology = self
+            .apply(|state, now| {
+                let changed = state.assign_slots(&at, &slots, delete)?;
+                Ok((state.snapshot(now), changed))
+            })
+            .await?;
+        tracing::info!(node = %at, slots = slots.len(), delete, version = topology.version, "slots assigned");
+        Ok(topology)
     }
 
     /// SetSetting: returns the settings now in force.

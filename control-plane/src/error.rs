@@ -69,6 +69,10 @@ pub enum Error {
     /// MoveSlots named a slot already moving to another master.
     #[error("slot {0} is already moving to another master")]
     SlotMoving(u16),
+    /// A CLUSTER SETSLOT / ADDSLOTS / DELSLOTS Redis would refuse, in Redis's words (the error
+    /// reply without its leading '-').
+    #[error("{0}")]
+    Refused(String),
     /// A Failover request Redis would refuse, in Redis's words.
     #[error(transparent)]
     Failover(#[from] FailoverRefused),

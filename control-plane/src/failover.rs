@@ -509,6 +509,7 @@ mod tests {
             slot: 3,
             source: 0,
             target: 1,
+            by_client: false,
         }];
         promote(&mut t.intent, 0, 4);
         assert_eq!(t.intent.current_epoch, 4);

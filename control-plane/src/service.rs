@@ -16,7 +16,7 @@ use crate::config::StoreKind;
 use crate::controller::Controller;
 use crate::error::{Error, FailoverRefused, PlanRefused, StoreError};
 use crate::moves::{self, PlannedMove};
-use crate::state::{Beat, FailoverMode, Registration};
+use crate::state::{Beat, FailoverMode, Registration, SetSlot};
 
 /// The service implementation handed to tonic.
 #[derive(Clone)]
@@ -75,6 +75,7 @@ impl From<Error> for Status {
             | Error::SlotUnassigned(_)
             | Error::SlotMoving(_)
             | Error::NodeNotEmpty(_)
+            | Error::Refused(_)
             | Error::Removed(_) => Status::failed_precondition(message),
             Error::NotLeader { leader } => {
                 // The client's router sends the call on to the leader named here.
@@ -348,6 +349,44 @@ impl pb::control_plane_server::ControlPlane for ControlPlaneService {
             plan.total_weight,
             &topology,
         )))
+    }
+
+    async fn set_slot(
+        &self,
+        request: Request<pb::SetSlotRequest>,
+    ) -> Result<Response<pb::SetSlotResponse>, Status> {
+        let req = request.into_inner();
+        let at = node_id(&req.node_id)?;
+        let slot = u16::try_from(req.slot).map_err(|_| Error::InvalidSlot(req.slot))?;
+        let action =
+            match pb::SetSlotAction::try_from(req.action) {
+                Ok(pb::SetSlotAction::Importing) => SetSlot::Importing(req.other_id),
+                Ok(pb::SetSlotAction::Migrating) => SetSlot::Migrating(req.other_id),
+                Ok(pb::SetSlotAction::Node) => SetSlot::Node(req.other_id),
+                Ok(pb::SetSlotAction::Stable) => SetSlot::Stable,
+                _ => return Err(Status::invalid_argument(
+                    "ERR Invalid CLUSTER SETSLOT action or number of arguments. Try CLUSTER HELP",
+                )),
+            };
+        let topology = self.controller.set_slot(at, slot, action).await?;
+        Ok(Response::new(pb::SetSlotResponse {
+            topology: Some(pb::Topology::from(&topology)),
+        }))
+    }
+
+    async fn assign_slots(
+        &self,
+        request: Request<pb::AssignSlotsRequest>,
+    ) -> Result<Response<pb::AssignSlotsResponse>, Status> {
+        let req = request.into_inner();
+        let at = node_id(&req.node_id)?;
+        let topology = self
+            .controller
+            .assign_slots(at, req.slots, req.delete)
+            .await?;
+        Ok(Response::new(pb::AssignSlotsResponse {
+            topology: Some(pb::Topology::from(&topology)),
+        }))
     }
 
     async fn get_topology(

@@ -455,7 +455,8 @@ impl ClusterState {
         let intent = &mut self.intent;
         let mut raised: Vec<u16> = Vec::new();
         intent.migrations.retain(|m| {
-            let done = usize::from(m.source) == source && drained.contains(&m.slot);
+            // A client's move (CLUSTER SETSLOT) ends with its SETSLOT NODE, not a report.
+            let done = !m.by_client && usize::from(m.source) == source && drained.contains(&m.slot);
             if done {
                 intent.slots[usize::from(m.slot)] = Some(m.target);
                 if !raised.contains(&m.target) {
@@ -465,8 +466,7 @@ impl ClusterState {
             !done
         });
         for target in &raised {
-            intent.current_epoch += 1;
-            intent.nodes[usize::from(*target)].config_epoch = intent.current_epoch;
+            raise_epoch(intent, *target);
         }
         !raised.is_empty()
     }
@@ -506,6 +506,7 @@ impl ClusterState {
                     slot,
                     source: owner,
                     target: t,
+                    by_client: false,
                 });
             }
         }
@@ -514,6 +515,170 @@ impl ClusterState {
         }
         self.intent.migrations.extend(moves);
         self.intent.migrations.sort_by_key(|m| m.slot);
+        Ok(self.bump())
+    }
+
+    /// Redis's CLUSTER SETSLOT received by the master `at`, checked as Redis checks it against
+    /// this state (its texts): IMPORTING / MIGRATING record one move whose keys the client sends
+    /// (the second of the pair finds it recorded); NODE gives the slot to a master with its epoch
+    /// raised, ending any move of it; STABLE drops a move `at` takes part in.
+    pub fn set_slot(&mut self, at: &NodeId, slot: u16, action: &SetSlot) -> Result<Changed, Error> {
+        let me = self
+            .index_of(at)
+            .ok_or_else(|| Error::UnknownNode(at.to_string()))?;
+        if self.intent.nodes[me].role != Role::Master {
+            return Err(refused("ERR Please use SETSLOT only with masters."));
+        }
+        if slot >= SLOT_COUNT {
+            return Err(Error::InvalidSlot(u32::from(slot)));
+        }
+        let owner = self.intent.slots[usize::from(slot)].map(usize::from);
+        let changed = match action {
+            SetSlot::Importing(source) => {
+                if owner == Some(me) {
+                    return Err(refused(format!(
+                        "ERR I'm already the owner of hash slot {slot}"
+                    )));
+                }
+                let source = self.master_named(source, false)?;
+                if owner != Some(source) {
+                    return Err(refused(format!(
+                        "ERR Node {} does not own hash slot {slot}",
+                        self.intent.nodes[source].id
+                    )));
+                }
+                self.record_client_move(slot, source, me)?
+            }
+            SetSlot::Migrating(target) => {
+                if owner != Some(me) {
+                    return Err(refused(format!(
+                        "ERR I'm not the owner of hash slot {slot}"
+                    )));
+                }
+                let target = self.master_named(target, false)?;
+                self.record_client_move(slot, me, target)?
+            }
+            SetSlot::Node(new_owner) => {
+                let new_owner = self.master_named(new_owner, true)?;
+                let before = self.intent.migrations.len();
+                self.intent.migrations.retain(|m| m.slot != slot);
+                let ended = self.intent.migrations.len() != before;
+                if owner == Some(new_owner) {
+                    ended
+                } else {
+                    self.intent.slots[usize::from(slot)] = Some(new_owner as u16);
+                    raise_epoch(&mut self.intent, new_owner as u16);
+                    true
+                }
+            }
+            SetSlot::Stable => {
+                let before = self.intent.migrations.len();
+                self.intent.migrations.retain(|m| {
+                    m.slot != slot || (usize::from(m.source) != me && usize::from(m.target) != me)
+                });
+                self.intent.migrations.len() != before
+            }
+        };
+        Ok(changed && self.bump())
+    }
+
+    /// The master whose id is `text`, with Redis's SETSLOT errors otherwise (NODE words an
+    /// unknown node differently).
+    fn master_named(&self, text: &str, node_action: bool) -> Result<usize, Error> {
+        let unknown = if node_action {
+            format!("ERR Unknown node {text}")
+        } else {
+            format!("ERR I don't know about node {text}")
+        };
+        let i = self
+            .intent
+            .nodes
+            .iter()
+            .position(|n| n.id.as_str() == text)
+            .ok_or_else(|| refused(unknown))?;
+        if self.intent.nodes[i].role != Role::Master {
+            return Err(refused("ERR Target node is not a master"));
+        }
+        Ok(i)
+    }
+
+    /// Records `slot` moving from `source` (its owner) to `target`, keys sent by the client; a
+    /// move of it recorded already between the same two is kept. Returns whether it is new.
+    fn record_client_move(
+        &mut self,
+        slot: u16,
+        source: usize,
+        target: usize,
+    ) -> Result<bool, Error> {
+        let (source, target) = (source as u16, target as u16);
+        if source == target {
+            return Err(refused(format!(
+                "ERR I'm already the owner of hash slot {slot}"
+            )));
+        }
+        match self.intent.migrations.iter_mut().find(|m| m.slot == slot) {
+            Some(m) if m.source == source && m.target == target => {
+                // A MoveSlots move taken over by the client: its keys now go with MIGRATE.
+                let changed = !m.by_client;
+                m.by_client = true;
+                Ok(changed)
+            }
+            Some(_) => Err(Error::SlotMoving(slot)),
+            None => {
+                self.intent.migrations.push(SlotMigration {
+                    slot,
+                    source,
+                    target,
+                    by_client: true,
+                });
+                self.intent.migrations.sort_by_key(|m| m.slot);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Redis's CLUSTER ADDSLOTS / ADDSLOTSRANGE (`delete` false: each slot, unowned, goes to the
+    /// master `at`) and DELSLOTS / DELSLOTSRANGE (each slot, owned, is left without an owner and
+    /// any move of it ends), checked in the order given with Redis's texts, all or nothing.
+    pub fn assign_slots(
+        &mut self,
+        at: &NodeId,
+        slots: &[u32],
+        delete: bool,
+    ) -> Result<Changed, Error> {
+        let me = self
+            .index_of(at)
+            .ok_or_else(|| Error::UnknownNode(at.to_string()))?;
+        if !delete && self.intent.nodes[me].role != Role::Master {
+            return Err(refused("ERR Please use ADDSLOTS only with masters."));
+        }
+        let mut seen = vec![false; usize::from(SLOT_COUNT)];
+        for &slot in slots {
+            let index = usize::try_from(slot)
+                .ok()
+                .filter(|&s| s < usize::from(SLOT_COUNT))
+                .ok_or(Error::InvalidSlot(slot))?;
+            let owned = self.intent.slots[index].is_some();
+            if delete && !owned {
+                return Err(refused(format!("ERR Slot {slot} is already unassigned")));
+            }
+            if !delete && owned {
+                return Err(refused(format!("ERR Slot {slot} is already busy")));
+            }
+            if std::mem::replace(&mut seen[index], true) {
+                return Err(refused(format!("ERR Slot {slot} specified multiple times")));
+            }
+        }
+        if slots.is_empty() {
+            return Ok(false);
+        }
+        let owner = (!delete).then_some(me as u16);
+        for &slot in slots {
+            self.intent.slots[slot as usize] = owner;
+        }
+        self.intent
+            .migrations
+            .retain(|m| !seen[usize::from(m.slot)]);
         Ok(self.bump())
     }
 
@@ -954,6 +1119,7 @@ impl ClusterState {
                     slot: m.slot,
                     source_id: id_of(m.source),
                     target_id: id_of(m.target),
+                    by_client: m.by_client,
                 })
                 .collect(),
             handover: self.intent.handover.as_ref().map(|h| PersistedHandover {
@@ -1056,6 +1222,7 @@ impl ClusterState {
                 slot: m.slot,
                 source,
                 target,
+                by_client: m.by_client,
             });
         }
         state.intent.migrations.sort_by_key(|m| m.slot);
@@ -1082,6 +1249,29 @@ impl ClusterState {
         state.fence(true);
         Ok(state)
     }
+}
+
+/// Redis's CLUSTER SETSLOT action, the slot's other node as the client named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetSlot {
+    /// IMPORTING <source>, at the target.
+    Importing(String),
+    /// MIGRATING <target>, at the source.
+    Migrating(String),
+    /// NODE <owner>.
+    Node(String),
+    Stable,
+}
+
+fn refused(text: impl Into<String>) -> Error {
+    Error::Refused(text.into())
+}
+
+/// Gives `node` a config epoch above every other, as Redis's
+/// clusterBumpConfigEpochWithoutConsensus does for a node taking a slot: its claim wins.
+fn raise_epoch(intent: &mut Intent, node: u16) {
+    intent.current_epoch += 1;
+    intent.nodes[usize::from(node)].config_epoch = intent.current_epoch;
 }
 
 #[cfg(test)]
@@ -1320,6 +1510,7 @@ mod tests {
             slot: 100,
             source: 1,
             target: 2,
+            by_client: false,
         });
         let persisted = state.to_persisted();
         let loaded = ClusterState::from_persisted(persisted.clone(), 5).expect("load");
@@ -1648,5 +1839,102 @@ mod tests {
         let t = state.snapshot(0);
         let five = t.node(&id(5)).expect("kept");
         assert_eq!((five.role, five.master_id.clone()), (Role::Master, None));
+    }
+
+    #[test]
+    fn setslot_records_a_clients_move_that_only_setslot_node_ends() {
+        let mut state = three();
+        state
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
+            .expect("create");
+        let text = |r: Result<Changed, Error>| r.unwrap_err().to_string();
+        let (one, two) = (id(1).to_string(), id(2).to_string());
+        assert_eq!(
+            text(state.set_slot(&id(2), 0, &SetSlot::Migrating(one.clone()))),
+            "ERR I'm not the owner of hash slot 0"
+        );
+        assert_eq!(
+            text(state.set_slot(&id(1), 0, &SetSlot::Importing(two.clone()))),
+            "ERR I'm already the owner of hash slot 0"
+        );
+        assert_eq!(
+            text(state.set_slot(&id(2), 0, &SetSlot::Importing("xyz".into()))),
+            "ERR I don't know about node xyz"
+        );
+        // IMPORTING at the target, then MIGRATING at the source: one move, recorded once.
+        assert!(state
+            .set_slot(&id(2), 0, &SetSlot::Importing(one.clone()))
+            .unwrap());
+        assert!(!state
+            .set_slot(&id(1), 0, &SetSlot::Migrating(two.clone()))
+            .unwrap());
+        let m = *state.snapshot(0).migration(0).expect("moving");
+        assert_eq!((m.source, m.target, m.by_client), (0, 1, true));
+        assert!(matches!(
+            state.move_slots(&[0], &id(3)),
+            Err(Error::SlotMoving(0))
+        ));
+        // A drained report does not end it; SETSLOT NODE does, with a raised epoch.
+        let beat = Beat {
+            id: id(1),
+            peers: vec![],
+            key_count: 0,
+            holds: Stamp::default(),
+            replication_offset: 0,
+            refused: vec![],
+            drained_slots: vec![0],
+        };
+        assert!(!state.heartbeat(beat, 1).expect("beat"));
+        let epoch = state.snapshot(1).intent.current_epoch;
+        assert!(state
+            .set_slot(&id(1), 0, &SetSlot::Node(two.clone()))
+            .unwrap());
+        let t = state.snapshot(1);
+        assert_eq!(t.owner_index(0), Some(1));
+        assert!(t.migration(0).is_none());
+        assert_eq!(t.nodes()[1].config_epoch, epoch + 1);
+        assert!(
+            !state
+                .set_slot(&id(3), 0, &SetSlot::Node(two.clone()))
+                .unwrap(),
+            "again: no change"
+        );
+        // STABLE drops a move the node takes part in.
+        assert!(state
+            .set_slot(&id(2), 1, &SetSlot::Importing(one.clone()))
+            .unwrap());
+        assert!(!state.set_slot(&id(3), 1, &SetSlot::Stable).unwrap());
+        assert!(state.set_slot(&id(1), 1, &SetSlot::Stable).unwrap());
+        let reloaded = ClusterState::from_persisted(state.to_persisted(), 2).expect("reload");
+        assert_eq!(reloaded.snapshot(2).intent, state.snapshot(2).intent);
+    }
+
+    #[test]
+    fn addslots_and_delslots_check_as_redis() {
+        let mut state = three();
+        state
+            .create(&[id(1), id(2), id(3)], 0, false, 0)
+            .expect("create");
+        let text = |r: Result<Changed, Error>| r.unwrap_err().to_string();
+        assert_eq!(
+            text(state.assign_slots(&id(1), &[5], false)),
+            "ERR Slot 5 is already busy"
+        );
+        assert_eq!(
+            text(state.assign_slots(&id(1), &[16384], true)),
+            "ERR Invalid or out of range slot"
+        );
+        assert_eq!(
+            text(state.assign_slots(&id(1), &[5, 5], true)),
+            "ERR Slot 5 specified multiple times"
+        );
+        assert!(state.assign_slots(&id(2), &[5, 6], true).unwrap());
+        assert_eq!(state.snapshot(0).owner_index(5), None);
+        assert_eq!(
+            text(state.assign_slots(&id(1), &[5], true)),
+            "ERR Slot 5 is already unassigned"
+        );
+        assert!(state.assign_slots(&id(3), &[5, 6], false).unwrap());
+        assert_eq!(state.snapshot(0).owner_index(6), Some(2));
     }
 }

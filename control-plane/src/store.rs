@@ -98,6 +98,9 @@ pub struct PersistedMigration {
     pub slot: u16,
     pub source_id: String,
     pub target_id: String,
+    /// Recorded by CLUSTER SETSLOT (the client moves the keys); absent in older states.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_client: bool,
 }
 
 /// The current format of `PersistedState`; format 1 (no identity) still loads.
@@ -183,6 +186,7 @@ pub(crate) mod tests {
                 slot: 9,
                 source_id: "a".repeat(40),
                 target_id: "b".repeat(40),
+                by_client: true,
             }],
             handover: Some(PersistedHandover {
                 master_id: "a".repeat(40),

@@ -3,7 +3,7 @@
 //! `deploy/local.sh` (`cluster`: signals, the launcher, tools against real processes), or as
 //! containers through docker-compose (`compose`); all expose the same `Endpoints`. The failover
 //! stories share their writers, checks and report (`failover`, over `shard`). Also a blocking RESP
-//! client that returns reply bytes untouched (`resp`) and the real Redis tools (`redis`). Ports,
+//! client that returns reply bytes untouched (`resp`) and the real Redis tools (`redis`), and what resharding stories share (`reshard`). Ports,
 //! temp dirs, the redis-server oracle, the differential checker and bounded polling come from
 //! `tessera_testkit`.
 
@@ -14,6 +14,7 @@ pub mod failover;
 pub mod inprocess;
 pub mod moves;
 pub mod redis;
+pub mod reshard;
 pub mod resp;
 pub mod shard;
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tessera_e2e::inprocess::InProcessCluster;
 use tessera_e2e::moves::Mover;
+use tessera_e2e::reshard::{assert_loaded, cluster_check, load, node_id};
 use tessera_e2e::resp::RespClient;
 use tessera_e2e::shard::{assert_acked_present, connect, Writer};
 use tessera_proto::slot::key_hash_slot;
@@ -15,47 +16,6 @@ use tessera_testkit::wait;
 const NODE_TIMEOUT: Duration = Duration::from_millis(2000);
 /// The slots moved: the first 100 of the first master.
 const MOVED: std::ops::Range<u16> = 0..100;
-
-/// Writes `count` keys through the proxy, each holding its own name.
-fn load(proxy: &mut RespClient, count: usize) -> Vec<String> {
-    let keys: Vec<String> = (0..count).map(|i| format!("key:{i}")).collect();
-    for key in &keys {
-        assert_eq!(proxy.call_str(&["SET", key, key]), "+OK\r\n");
-    }
-    keys
-}
-
-/// Every one of `keys` reads back its own name through the proxy.
-fn assert_loaded<'a>(proxy: &mut RespClient, keys: impl IntoIterator<Item = &'a String>) {
-    for key in keys {
-        assert_eq!(
-            proxy.call_str(&["GET", key]),
-            format!("${}\r\n{key}\r\n", key.len()),
-            "{key}"
-        );
-    }
-}
-
-/// `redis-cli --cluster check` at `address`: its output, `Err` with it when the check failed.
-fn cluster_check(address: &str, secret: &str) -> Result<String, String> {
-    let check = std::process::Command::new("redis-cli")
-        .args(["-a", secret, "--no-auth-warning"])
-        .args(["--cluster", "check", address])
-        .output()
-        .expect("redis-cli");
-    let text = String::from_utf8_lossy(&check.stdout).into_owned();
-    if check.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
-    }
-}
-
-/// The node id of the node on `port`.
-fn node_id(port: u16, secret: &str) -> String {
-    let reply = connect(port, secret).call_str(&["CLUSTER", "MYID"]);
-    reply.lines().nth(1).expect("an id").to_string()
-}
 
 #[test]
 fn slots_move_under_a_writer_and_nothing_is_lost() {

@@ -95,6 +95,9 @@ pub struct SlotMigration {
     pub slot: u16,
     pub source: u16,
     pub target: u16,
+    /// Recorded by CLUSTER SETSLOT IMPORTING / MIGRATING: the client moves the keys (MIGRATE) and
+    /// ends the move (SETSLOT NODE); the source's mover leaves it alone.
+    pub by_client: bool,
 }
 
 /// A manual failover in progress (CLUSTER FAILOVER without FORCE). `master` takes no write from
@@ -943,11 +946,13 @@ mod tests {
                 slot: 5,
                 source: 0,
                 target: 1,
+                by_client: false,
             },
             SlotMigration {
                 slot: 6000,
                 source: 1,
                 target: 2,
+                by_client: false,
             },
         ];
         assert_eq!(t.migration(5).map(|m| m.target), Some(1));

@@ -10,6 +10,7 @@ pub mod bits;
 pub mod client_session;
 pub mod cluster_command;
 pub mod cluster_rule;
+pub mod cluster_slots;
 pub mod config;
 pub mod connection;
 pub mod context;
@@ -88,6 +89,7 @@ pub(crate) mod testing {
             evictor: Default::default(),
             pubsub: Default::default(),
             replication: Default::default(),
+            migrate_links: Default::default(),
         }
     }
 

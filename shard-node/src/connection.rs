@@ -1,7 +1,8 @@
 //! One client connection: read into a buffer, run every complete command in it (pipelining is the
 //! common case), encode all replies into one buffer and write it once per batch.
 //! A blocking command (BLPOP, ...) that finds no data is awaited here (`wait_blocked`) before the
-//! client's next command runs, and so is a WAIT for replicas' acknowledgements.
+//! client's next command runs, and so is a WAIT for replicas' acknowledgements and a command
+//! that awaits another process (`ClientSession::deferred`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -113,6 +114,16 @@ async fn run(
             };
             session.publish_status();
             Frame::Integer(acked as i64).encode(session.protocol, &mut output);
+            continue;
+        }
+        if let Some(deferred) = session.deferred.take() {
+            // CLUSTER SETSLOT, MIGRATE, ...: the reply comes once the other process answered.
+            let reply = tokio::select! {
+                reply = deferred(state) => reply,
+                _ = shutdown.cancelled() => return Ok(()),
+            };
+            session.publish_status();
+            reply.encode(session.protocol, &mut output);
             continue;
         }
         if close || shutdown.is_cancelled() {
@@ -239,7 +250,10 @@ fn run_buffered(
             Ok(Some(request)) => {
                 let reply = cmd::execute(state, session, &request.args);
                 session.publish_status();
-                if session.blocked.is_some() || session.waiting.is_some() {
+                if session.blocked.is_some()
+                    || session.waiting.is_some()
+                    || session.deferred.is_some()
+                {
                     // The connection awaits it; its reply is sent then.
                     return false;
                 }

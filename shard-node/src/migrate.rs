@@ -148,7 +148,8 @@ fn my_moves(state: &NodeState) -> (Vec<(u16, usize)>, Vec<NodeSpec>) {
         .intent
         .migrations
         .iter()
-        .filter(|m| usize::from(m.source) == me)
+        // A client's move (CLUSTER SETSLOT): the client sends the keys itself, with MIGRATE.
+        .filter(|m| usize::from(m.source) == me && !m.by_client)
         .map(|m| (m.slot, usize::from(m.target)))
         .collect();
     moves.sort_unstable();

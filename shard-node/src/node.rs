@@ -75,6 +75,7 @@ pub async fn run_observed(
         evictor: crate::evict::Evictor::default(),
         pubsub: Default::default(),
         replication: Replication::new(config.repl_backlog_size, Some(data_dir.clone())),
+        migrate_links: Default::default(),
     };
     state.stats.node_secret = config
         .service

@@ -24,4 +24,6 @@ pub struct NodeState {
     /// The ordered write log every write goes through (feeding the AOF and the replication
     /// backlog), the node's role, and the replicas it serves.
     pub replication: crate::replication::Replication,
+    /// MIGRATE's cached connections to its targets.
+    pub migrate_links: crate::cmd::keys::migrate::Links,
 }

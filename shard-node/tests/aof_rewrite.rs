@@ -34,6 +34,7 @@ fn state(aof: Option<Arc<Aof>>, port: u16) -> NodeState {
             single_node_topology(port),
         ),
         replication: tessera_shard_node::replication::Replication::with_aof(aof.clone()),
+        migrate_links: Default::default(),
         aof,
         stats: ServerStats::default(),
         config: Default::default(),

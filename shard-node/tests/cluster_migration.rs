@@ -36,6 +36,7 @@ fn layout(port: u16, owner: u16, moving: bool, version: u64) -> Topology {
             slot: slot(),
             source: owner,
             target: 1 - owner,
+            by_client: false,
         }];
     }
     topology
@@ -262,4 +263,45 @@ async fn replies_match_a_redis_cluster_moving_the_slot() -> anyhow::Result<()> {
     );
     source.stop().await?;
     target.stop().await
+}
+
+/// CLUSTER SETSLOT / ADDSLOTS / DELSLOTS and their RANGE forms check their arguments as a Redis
+/// Cluster node does, with the same errors, before anything is asked of the control plane; and
+/// a node keeps a slot it still holds keys of (Redis's SETSLOT NODE check).
+#[tokio::test]
+async fn slot_commands_check_arguments_as_a_redis_cluster_node() -> anyhow::Result<()> {
+    let redis = RedisServer::start_with(&["--cluster-enabled", "yes"])?;
+    let node = TestNode::start_with(|port| layout(port, 0, false, 1)).await?;
+    let commands = [
+        "CLUSTER SETSLOT abc STABLE",
+        "CLUSTER SETSLOT 16384 STABLE",
+        "CLUSTER SETSLOT -1 IMPORTING x",
+        "CLUSTER SETSLOT 1 FOO",
+        "CLUSTER SETSLOT 1 NODE",
+        "CLUSTER SETSLOT 1 STABLE extra",
+        "CLUSTER SETSLOT 1 NODE abc",
+        "CLUSTER SETSLOT",
+        "CLUSTER ADDSLOTS 16384",
+        "CLUSTER ADDSLOTS 1 x",
+        "CLUSTER DELSLOTS -5",
+        "CLUSTER ADDSLOTSRANGE 1 2 3",
+        "CLUSTER ADDSLOTSRANGE 5 1",
+        "CLUSTER DELSLOTSRANGE 1 x",
+        "CLUSTER DELSLOTSRANGE 1",
+    ];
+    assert_eq!(
+        replies(node.addr.port(), &commands).await?,
+        replies(redis.port, &commands).await?
+    );
+    let mut c = node.client().await?;
+    let s = slot();
+    assert_eq!(line(&mut c, "SET {m}a 1").await?, "+OK");
+    assert_eq!(
+        line(&mut c, &format!("CLUSTER SETSLOT {s} NODE {OTHER}")).await?,
+        format!(
+            "-ERR Can't assign hashslot {s} to a different node while I still hold keys for \
+             this hash slot."
+        )
+    );
+    node.stop().await
 }

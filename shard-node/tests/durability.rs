@@ -152,6 +152,7 @@ fn replayed(path: &Path) -> anyhow::Result<NodeState> {
         evictor: Default::default(),
         pubsub: Default::default(),
         replication: Default::default(),
+        migrate_links: Default::default(),
     };
     aof::load(path, |args| cmd::replay(&state, args))?;
     Ok(state)

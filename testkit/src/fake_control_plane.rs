@@ -211,6 +211,20 @@ impl ControlPlane for Fake {
     ) -> Result<Response<pb::ControlPlaneStatus>, Status> {
         Err(Status::unimplemented("fake control plane"))
     }
+
+    async fn set_slot(
+        &self,
+        _: Request<pb::SetSlotRequest>,
+    ) -> Result<Response<pb::SetSlotResponse>, Status> {
+        Err(Status::unimplemented("fake control plane"))
+    }
+
+    async fn assign_slots(
+        &self,
+        _: Request<pb::AssignSlotsRequest>,
+    ) -> Result<Response<pb::AssignSlotsResponse>, Status> {
+        Err(Status::unimplemented("fake control plane"))
+    }
 }
 
 /// A master at 127.0.0.1:`port` (bus port +10000), config epoch 1.

@@ -700,11 +700,13 @@ mod tests {
                 slot: 7,
                 source: 0,
                 target: 1,
+                by_client: false,
             },
             SlotMigration {
                 slot: 6000,
                 source: 1,
                 target: 0,
+                by_client: false,
             },
         ];
         let me = t.intent.nodes[0].id.clone();

@@ -63,6 +63,7 @@ impl TryFrom<pb::Topology> for Topology {
                 slot,
                 source,
                 target,
+                by_client: migration.by_client,
             });
         }
         migrations.sort_by_key(|m| m.slot);
@@ -133,6 +134,7 @@ impl From<&Topology> for pb::Topology {
                     slot: u32::from(m.slot),
                     source_id: id_of(m.source)?,
                     target_id: id_of(m.target)?,
+                    by_client: m.by_client,
                 })
             })
             .collect();
@@ -331,6 +333,7 @@ mod tests {
             slot: 20,
             source: 0,
             target: 2,
+            by_client: false,
         }];
         t.intent.handover = Some(Handover {
             master: t.intent.nodes[0].id.clone(),

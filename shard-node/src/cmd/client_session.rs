@@ -3,11 +3,16 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use tessera_proto::resp::Protocol;
+use tessera_proto::resp::{Frame, Protocol};
 
 use crate::server::{ClientInfo, ClientStatus};
 use crate::state::NodeState;
+
+/// The rest of a command that awaits another process, run by the connection with the node's
+/// state; it resolves to the command's reply.
+pub type Deferred = Box<dyn for<'a> FnOnce(&'a NodeState) -> BoxFuture<'a, Frame> + Send>;
 
 /// What a connection carries between its commands.
 pub struct ClientSession {
@@ -43,6 +48,9 @@ pub struct ClientSession {
     pub woff: u64,
     /// Left by a WAIT that must block: the connection awaits it before the next command.
     pub waiting: Option<crate::replication::WaitFor>,
+    /// Left by a command whose reply waits on another process (CLUSTER SETSLOT on the control
+    /// plane, MIGRATE on its target): the connection awaits it before the next command.
+    pub deferred: Option<Deferred>,
     /// What `info.status` was last set to (see `publish_status`).
     published: ClientStatus,
 }
@@ -65,6 +73,7 @@ impl ClientSession {
             asking: false,
             woff: 0,
             waiting: None,
+            deferred: None,
             published: ClientStatus::default(),
         }
     }

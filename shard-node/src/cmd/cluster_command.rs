@@ -1,6 +1,7 @@
 //! CLUSTER subcommands answered from the topology the control plane publishes: INFO NODES SLOTS
 //! SHARDS REPLICAS SLAVES MYID KEYSLOT COUNTKEYSINSLOT GETKEYSINSLOT; FAILOVER and REPLICATE are
-//! checked here and carried out by the control plane.
+//! checked here and carried out by the control plane, and so are SETSLOT, ADDSLOTS, DELSLOTS and
+//! their RANGE forms (`cluster_slots`).
 
 use bytes::Bytes;
 use tessera_proto::pb;
@@ -10,12 +11,21 @@ use tessera_proto::topology::{render, NodeId, Role};
 
 use super::dispatch::DispatchEntry;
 use super::parse::{self, err, ERR_NOT_INTEGER};
-use super::{subcommand_arity, unknown_subcommand, Ctx};
+use super::{cluster_slots, subcommand_arity, unknown_subcommand, ClientSession, Ctx};
 use crate::keyspace::now_ms;
 
-pub fn cluster(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
+pub fn cluster(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
     let sub = &args[1];
     let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    // Redis's resharding protocol: the table has checked the arity.
+    match lower.as_str() {
+        "setslot" => return cluster_slots::setslot(ctx, session, args),
+        "addslots" => return cluster_slots::assign(ctx, session, args, false, false),
+        "delslots" => return cluster_slots::assign(ctx, session, args, true, false),
+        "addslotsrange" => return cluster_slots::assign(ctx, session, args, false, true),
+        "delslotsrange" => return cluster_slots::assign(ctx, session, args, true, true),
+        _ => {}
+    }
     if lower == "failover" {
         return match args.len() {
             2 | 3 => failover(ctx, args.get(2)),
@@ -183,8 +193,16 @@ fn help() -> Frame {
     Frame::Array(
         [
             "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "ADDSLOTS <slot> [<slot> ...]",
+            "    Assign slots to current node.",
+            "ADDSLOTSRANGE <start slot> <end slot> [<start slot> <end slot> ...]",
+            "    Assign slots which are between <start-slot> and <end-slot> to current node.",
             "COUNTKEYSINSLOT <slot>",
             "    Return the number of keys in <slot>.",
+            "DELSLOTS <slot> [<slot> ...]",
+            "    Delete slots information from current node.",
+            "DELSLOTSRANGE <start slot> <end slot> [<start slot> <end slot> ...]",
+            "    Delete slots information which are between <start-slot> and <end-slot> from current node.",
             "FAILOVER [FORCE|TAKEOVER]",
             "    Promote current replica node to being a master.",
             "GETKEYSINSLOT <slot> <count>",
@@ -202,6 +220,8 @@ fn help() -> Frame {
             "    Configure current node as replica to <node-id>.",
             "REPLICAS <node-id>",
             "    Return <node-id> replicas.",
+            "SETSLOT <slot> (IMPORTING <node-id>|MIGRATING <node-id>|STABLE|NODE <node-id>)",
+            "    Set slot state.",
             "SLOTS",
             "    Return information about slots range mappings. Each range is made of:",
             "    start, end, master and replicas IP addresses, ports and ids",
@@ -218,7 +238,7 @@ fn help() -> Frame {
 
 /// The commands of this family, for the node's dispatch table (`cmd::dispatch`).
 pub(super) const COMMANDS: &[DispatchEntry] = &[
-    ("cluster", |ctx, _, args| cluster(ctx, args)),
+    ("cluster", cluster),
     ("readonly", |_, session, _| {
         session.readonly = true;
         Frame::ok()

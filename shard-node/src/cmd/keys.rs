@@ -3,6 +3,7 @@
 //! their own files.
 
 pub mod dump;
+pub mod migrate;
 pub mod object;
 pub mod rename;
 
@@ -363,6 +364,7 @@ pub(super) const COMMANDS: &[DispatchEntry] = &[
     ("dump", |ctx, _, args| dump::dump(ctx, args)),
     ("restore", |ctx, _, args| dump::restore(ctx, args)),
     ("restore-asking", |ctx, _, args| dump::restore(ctx, args)),
+    ("migrate", migrate::migrate),
 ];
 
 #[cfg(test)]

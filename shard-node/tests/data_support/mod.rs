@@ -116,6 +116,7 @@ impl TestNode {
             evictor: Default::default(),
             pubsub: Default::default(),
             replication: Default::default(),
+            migrate_links: Default::default(),
         });
         let shutdown = CancellationToken::new();
         if let Some(bus) = bus {
@@ -165,6 +166,7 @@ pub fn node_state(
         keyspace: Keyspace::new(),
         cluster: ClusterView::standalone(NodeId::parse(MYSELF)?, single_node_topology(port)),
         replication: tessera_shard_node::replication::Replication::with_aof(aof.clone()),
+        migrate_links: Default::default(),
         aof,
         stats: ServerStats::default(),
         config: Default::default(),
