@@ -197,7 +197,7 @@ impl Batch {
     /// Ends the transit of the batch's keys (landed and deleted here, or failed and kept).
     fn abandon(&self, state: &NodeState) {
         for segment in &self.segments {
-            state.keyspace.transit().end(segment.slot);
+            state.keyspace.transit().end(segment.slot, &segment.keys);
         }
     }
 }

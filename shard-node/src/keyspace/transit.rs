@@ -3,28 +3,49 @@
 //! copy would be stale), and must not be looked for on the target (it may not have them yet), so
 //! a command over any of them answers TRYAGAIN and is retried once the batch has landed (the
 //! proxy retries within its bound; cluster clients retry TRYAGAIN as for a multi-key command
-//! during a move). A batch is in flight for one round trip to the target.
+//! during a move). A batch is in flight for one round trip to the target; so are the keys of a
+//! client's MIGRATE (`cmd::keys::migrate`), until the target has them and they are deleted here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-/// Per slot, the keys of the batch in flight (one batch per slot at a time).
+/// Per slot, the keys in flight, each with how many moves hold it (the mover's batch and a
+/// client's MIGRATE may overlap).
+type InFlight = Arc<Mutex<HashMap<u16, HashMap<Bytes, u32>>>>;
+
+/// The keys in flight, by slot.
 #[derive(Debug, Default)]
 pub struct Transit {
-    slots: Mutex<HashMap<u16, HashSet<Bytes>>>,
+    slots: InFlight,
 }
 
 impl Transit {
-    /// Marks `keys` of `slot` as in flight (replacing any earlier batch of the slot).
+    /// Marks `keys` of `slot` as in flight, until `end` is called with them.
     pub fn begin(&self, slot: u16, keys: impl IntoIterator<Item = Bytes>) {
-        self.slots.lock().insert(slot, keys.into_iter().collect());
+        let mut slots = self.slots.lock();
+        let batch = slots.entry(slot).or_default();
+        for key in keys {
+            *batch.entry(key).or_default() += 1;
+        }
     }
 
-    /// The batch of `slot` has landed (or failed): its keys are ordinary again.
-    pub fn end(&self, slot: u16) {
-        self.slots.lock().remove(&slot);
+    /// `keys` of `slot` have landed (or failed to): ordinary again, unless another move holds them.
+    pub fn end(&self, slot: u16, keys: &[Bytes]) {
+        release(&self.slots, slot, keys);
+    }
+
+    /// Marks `keys` of `slot` as in flight for as long as the returned guard lives (a client's
+    /// MIGRATE, whose reply may never be awaited if the client goes away).
+    pub fn hold(&self, slot: u16, keys: Vec<Bytes>) -> Held {
+        self.begin(slot, keys.iter().cloned());
+        Held {
+            slots: self.slots.clone(),
+            slot,
+            keys,
+        }
     }
 
     /// Whether any of `keys` (of `slot`) is in flight.
@@ -32,7 +53,39 @@ impl Transit {
         let slots = self.slots.lock();
         slots
             .get(&slot)
-            .is_some_and(|batch| keys.iter().any(|key| batch.contains(*key)))
+            .is_some_and(|batch| keys.iter().any(|key| batch.contains_key(*key)))
+    }
+}
+
+/// Keys in flight until dropped (`Transit::hold`).
+#[derive(Debug)]
+pub struct Held {
+    slots: InFlight,
+    slot: u16,
+    keys: Vec<Bytes>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        release(&self.slots, self.slot, &self.keys);
+    }
+}
+
+fn release(slots: &InFlight, slot: u16, keys: &[Bytes]) {
+    let mut slots = slots.lock();
+    let Some(batch) = slots.get_mut(&slot) else {
+        return;
+    };
+    for key in keys {
+        if let Some(holders) = batch.get_mut(key) {
+            *holders -= 1;
+            if *holders == 0 {
+                batch.remove(key);
+            }
+        }
+    }
+    if batch.is_empty() {
+        slots.remove(&slot);
     }
 }
 
@@ -47,7 +100,12 @@ mod tests {
         assert!(transit.holds_any(7, &[b"x", b"b"]));
         assert!(!transit.holds_any(7, &[b"x"]));
         assert!(!transit.holds_any(8, &[b"a"]));
-        transit.end(7);
+        // A second move holding "b" keeps it in flight when the first ends.
+        let held = transit.hold(7, vec![Bytes::from_static(b"b")]);
+        transit.end(7, &[Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
         assert!(!transit.holds_any(7, &[b"a"]));
+        assert!(transit.holds_any(7, &[b"b"]));
+        drop(held);
+        assert!(!transit.holds_any(7, &[b"b"]));
     }
 }

@@ -17,11 +17,13 @@ use parking_lot::Mutex;
 use tessera_proto::resp::connect::{connect, read_reply, ConnectError, Login};
 use tessera_proto::resp::encode::command_bytes;
 use tessera_proto::resp::Frame;
+use tessera_proto::slot::key_hash_slot;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::cmd::parse::{self, err, ERR_NOT_INTEGER, ERR_SYNTAX};
 use crate::cmd::{apply_moved, ClientSession, Ctx};
+use crate::keyspace::transit::Held;
 use crate::rdb;
 use crate::state::NodeState;
 
@@ -47,6 +49,11 @@ struct Migration {
     /// AUTH's password, or AUTH2's username and password.
     auth: Option<(Option<Bytes>, Bytes)>,
     keys: Vec<Outgoing>,
+    /// The keys are in flight (`keyspace::transit`) from when their values are taken until the
+    /// Migration is dropped, after the acknowledged ones are deleted: a command over one of them
+    /// meanwhile answers TRYAGAIN on a slot being moved, so no write lands between the copy and
+    /// the delete and is lost with it.
+    in_flight: Vec<Held>,
 }
 
 pub fn migrate(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Frame {
@@ -69,6 +76,12 @@ pub fn migrate(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Fr
             Some(at) => (at as i64 - ctx.now_ms as i64).max(1),
         };
         let payload = rdb::dump(entry.value);
+        let held = ctx
+            .state
+            .keyspace
+            .transit()
+            .hold(key_hash_slot(&key), vec![key.clone()]);
+        migration.in_flight.push(held);
         migration.keys.push(Outgoing {
             key,
             ttl_ms,
@@ -142,6 +155,7 @@ fn parse(args: &[Bytes]) -> Result<Migration, Frame> {
         replace,
         auth,
         keys: Vec::new(),
+        in_flight: Vec::new(),
     })
 }
 
