@@ -17,7 +17,7 @@ case ${TESSERA_REPLICAS:-0} in
 esac
 
 cluster_ok() {
-  docker-compose exec -T control-plane /usr/local/bin/clusterctl info 2>/dev/null | grep -q '^cluster_state:ok'
+  docker-compose exec -T control-plane /usr/local/bin/clusterctl info 2>/dev/null | grep '^cluster_state:ok' >/dev/null
 }
 
 case ${1:-} in

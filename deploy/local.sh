@@ -225,9 +225,11 @@ stop_service() {
   say "$name stopped (SIG$signal)"
 }
 
-cluster_ok() { "$bin_dir/clusterctl" --control-plane "$cp_url" info | grep -q '^cluster_state:ok'; }
+# grep reads all of it: with -q it would stop at the match, and under pipefail clusterctl's failed
+# write of the rest (the control planes' section) would fail the check.
+cluster_ok() { "$bin_dir/clusterctl" --control-plane "$cp_url" info | grep '^cluster_state:ok' >/dev/null; }
 
-cluster_created() { "$bin_dir/clusterctl" --control-plane "$cp_url" info | grep -q '^cluster_slots_assigned:16384'; }
+cluster_created() { "$bin_dir/clusterctl" --control-plane "$cp_url" info | grep '^cluster_slots_assigned:16384' >/dev/null; }
 
 build() {
   [[ ${TESSERA_SKIP_BUILD:-0} == 1 ]] && return
