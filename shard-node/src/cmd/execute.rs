@@ -107,9 +107,7 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
         None if spec.is_write() => Gate::All(gates.enter_all()),
         None => Gate::None,
     };
-    // Redis's getNodeByQuery: MIGRATE runs here on a slot being moved, whatever of its keys are
-    // here (it answers NOKEY for none), so that a client can move the slot's keys freely.
-    if let Some(known) = known_slot.filter(|_| spec.name != "migrate") {
+    if let Some(known) = known_slot {
         let keys = || command_keys(spec, args);
         if let Err(reply) = migration_check(state, known.slot(), asking, keys) {
             state.stats.commands.reject(spec);
