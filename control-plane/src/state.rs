@@ -1299,6 +1299,19 @@ mod tests {
         }
     }
 
+    /// Node `n`'s heartbeat holding `holds` and reporting `slots` drained, nothing else.
+    fn drained(n: u8, holds: Stamp, slots: Vec<u16>) -> Beat {
+        Beat {
+            id: id(n),
+            peers: vec![],
+            key_count: 0,
+            holds,
+            replication_offset: 0,
+            refused: vec![],
+            drained_slots: slots,
+        }
+    }
+
     fn three() -> ClusterState {
         let mut state = ClusterState::new(
             Settings {
@@ -1686,16 +1699,9 @@ mod tests {
         assert!(state.grant_lease(&id(2), &created, 2));
         assert!(state.grant_lease(&id(3), &created, 2));
         // The drained slot going to its target takes nothing more from node 1.
-        let beat = Beat {
-            id: id(1),
-            peers: vec![],
-            key_count: 0,
-            holds: moving.clone(),
-            replication_offset: 0,
-            refused: vec![],
-            drained_slots: vec![0],
-        };
-        assert!(state.heartbeat(beat, 3).expect("beat"));
+        assert!(state
+            .heartbeat(drained(1, moving.clone(), vec![0]), 3)
+            .expect("beat"));
         assert!(state.version() > moving.version);
         assert!(state.grant_lease(&id(1), &moving, 3));
         // Another node-timeout changes every lease: every node must hold it.
@@ -1745,15 +1751,7 @@ mod tests {
         ));
         // The source reports slot 1 drained: it is node 2's, with a raised epoch; 0 still moves.
         let epoch = state.snapshot(0).intent.current_epoch;
-        let beat = |drained: Vec<u16>| Beat {
-            id: id(1),
-            peers: vec![],
-            key_count: 0,
-            holds: Stamp::default(),
-            replication_offset: 0,
-            refused: vec![],
-            drained_slots: drained,
-        };
+        let beat = |slots: Vec<u16>| drained(1, Stamp::default(), slots);
         assert!(state.heartbeat(beat(vec![1]), 1).expect("beat"));
         let t = state.snapshot(1);
         assert_eq!(t.owner_index(1), Some(1));
@@ -1875,15 +1873,7 @@ mod tests {
             Err(Error::SlotMoving(0))
         ));
         // A drained report does not end it; SETSLOT NODE does, with a raised epoch.
-        let beat = Beat {
-            id: id(1),
-            peers: vec![],
-            key_count: 0,
-            holds: Stamp::default(),
-            replication_offset: 0,
-            refused: vec![],
-            drained_slots: vec![0],
-        };
+        let beat = drained(1, Stamp::default(), vec![0]);
         assert!(!state.heartbeat(beat, 1).expect("beat"));
         let epoch = state.snapshot(1).intent.current_epoch;
         assert!(state
