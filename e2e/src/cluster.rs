@@ -231,3 +231,17 @@ impl Drop for LocalCluster {
             .status();
     }
 }
+
+/// Sends SIGCONT when dropped, so a failing test never leaves a process stopped.
+pub struct Resume<'a> {
+    pub cluster: &'a LocalCluster,
+    pub service: String,
+}
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.cluster.pid(&self.service).to_string()])
+            .status();
+    }
+}

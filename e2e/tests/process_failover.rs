@@ -20,7 +20,7 @@
 
 use std::time::{Duration, Instant};
 
-use tessera_e2e::cluster::LocalCluster;
+use tessera_e2e::cluster::{LocalCluster, Resume};
 use tessera_e2e::failover::{assert_one_master_per_slot, Report, SlotMasters, Story};
 use tessera_e2e::resp::RespClient;
 use tessera_e2e::shard::{connect, shards, Shard};
@@ -50,20 +50,6 @@ fn service(index: usize) -> String {
 /// Every node's index.
 fn all_nodes(cluster: &LocalCluster) -> Vec<usize> {
     (0..cluster.node_ports.len()).collect()
-}
-
-/// Sends SIGCONT when dropped, so a failing test never leaves a process stopped.
-struct Resume<'a> {
-    cluster: &'a LocalCluster,
-    service: String,
-}
-
-impl Drop for Resume<'_> {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.cluster.pid(&self.service).to_string()])
-            .status();
-    }
 }
 
 /// A fresh six-process cluster, its shards, and the slot map every node agrees on.

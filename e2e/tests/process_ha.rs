@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use tessera_e2e::cluster::LocalCluster;
+use tessera_e2e::cluster::{LocalCluster, Resume};
 use tessera_e2e::failover::{assert_one_master_per_slot, Story};
 use tessera_e2e::shard::{shards, Writer};
 use tessera_testkit::wait;
@@ -70,20 +70,6 @@ fn wait_leader(cluster: &LocalCluster, limit: Duration) -> usize {
             })
             .then_some(leader)
     })
-}
-
-/// Sends SIGCONT when dropped, so a failing test never leaves a process stopped.
-struct Resume<'a> {
-    cluster: &'a LocalCluster,
-    service: String,
-}
-
-impl Drop for Resume<'_> {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.cluster.pid(&self.service).to_string()])
-            .status();
-    }
 }
 
 #[test]
