@@ -33,16 +33,7 @@ impl Mover {
 
     /// The control plane's topology now.
     pub fn topology(&self) -> Topology {
-        self.runtime.block_on(async {
-            let wire = self
-                .client()
-                .await
-                .get_topology(pb::GetTopologyRequest {})
-                .await
-                .expect("topology")
-                .into_inner();
-            Topology::try_from(wire).expect("valid topology")
-        })
+        crate::reshard::topology(&self.runtime, &self.url)
     }
 
     /// The two ends of a move of `slot`: its owner, and another master.

@@ -11,10 +11,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tessera_e2e::inprocess::InProcessCluster;
+use tessera_e2e::reshard::topology;
 use tessera_e2e::shard::{assert_acked_present, connect, Writer};
 use tessera_proto::pb;
 use tessera_proto::pb::control_plane_client::ControlPlaneClient;
-use tessera_proto::topology::{NodeId, Topology};
+use tessera_proto::topology::NodeId;
 use tessera_testkit::rng::Rng;
 use tessera_testkit::wait;
 
@@ -143,15 +144,6 @@ fn control_plane(
     runtime
         .block_on(ControlPlaneClient::connect(url.to_string()))
         .expect("control plane")
-}
-
-fn topology(runtime: &tokio::runtime::Runtime, url: &str) -> Topology {
-    let mut client = control_plane(runtime, url);
-    let wire = runtime
-        .block_on(client.get_topology(pb::GetTopologyRequest {}))
-        .expect("topology")
-        .into_inner();
-    Topology::try_from(wire).expect("valid topology")
 }
 
 /// Rebalances (Rebalance call) and waits until no slot is moving; the time it took.
