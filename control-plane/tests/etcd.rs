@@ -425,10 +425,17 @@ async fn a_campaigner_cut_off_from_etcd_stops_leading_within_the_ttl() {
 
     // Back in touch, `a` follows `b`.
     etcd.resume(0).expect("SIGCONT");
-    tessera_testkit::wait::eventually("a to follow b", Duration::from_secs(15), || {
-        a.follows("cp-b:2") && b.follows("cp-b:2")
-    })
-    .await;
+    let resumed = Instant::now();
+    while !(a.follows("cp-b:2") && b.follows("cp-b:2")) {
+        assert!(
+            resumed.elapsed() < Duration::from_secs(15),
+            "15 s after SIGCONT a does not follow b: a sees {:?}, b sees {:?}",
+            a.leader.leadership(),
+            b.leader.leadership()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("a follows b {:?} after SIGCONT", resumed.elapsed());
     a.resign().await;
     b.resign().await;
 }

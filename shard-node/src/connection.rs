@@ -117,9 +117,10 @@ async fn run(
             continue;
         }
         if let Some(deferred) = session.deferred.take() {
-            // CLUSTER SETSLOT, MIGRATE, ...: the reply comes once the other process answered.
+            // CLUSTER SETSLOT, MIGRATE, a write to keys in transit: the reply comes once the
+            // other process answered or the keys landed.
             let reply = tokio::select! {
-                reply = deferred(state) => reply,
+                reply = deferred(state, session) => reply,
                 _ = shutdown.cancelled() => return Ok(()),
             };
             session.publish_status();

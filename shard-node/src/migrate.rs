@@ -12,9 +12,9 @@
 //!
 //! Why nothing is lost or copied twice:
 //! - each slot's part of a batch is taken under the slot's gate, and its keys are in transit
-//!   (`keyspace::transit`) until the batch has landed: commands over them answer TRYAGAIN, so they
-//!   cannot change on the source while the target is being given them, and nobody looks for them
-//!   on the target before they are there;
+//!   (`keyspace::transit`) until the batch has landed: writes to them wait (reads are served
+//!   here), so they cannot change on the source while the target is being given them, and nobody
+//!   looks for them on the target before they are there;
 //! - a key that is not here is the target's (`cluster_rule::migration_check` answers ASK), so no
 //!   key of the slot is created here once the move began, and one is drained for good;
 //! - each key is sent as `DEL key` and the commands that recreate it: a batch applied twice, or
@@ -29,7 +29,7 @@
 //! Big collections go as commands of at most `aof::snapshot::ITEMS_PER_COMMAND` elements, so no
 //! command the target applies is larger than that; a batch holds at most `BATCH_KEYS` keys and
 //! about `BATCH_BYTES` (a single key larger than that goes alone). `BATCH_KEYS` also bounds the
-//! keys in transit, hence how many client commands a move sends back with TRYAGAIN.
+//! keys in transit, hence how many clients' writes wait for a batch to land.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -92,6 +92,64 @@ async fn the_source_serves_what_it_still_has_and_sends_the_rest_on() -> anyhow::
     node.stop().await
 }
 
+/// Keys in a batch on its way to the target (in transit): reads are served, a write waits for
+/// the batch to land and then runs (the batch failed: the keys stayed) or answers ASK (the keys
+/// left); a transaction cannot wait and answers TRYAGAIN.
+#[tokio::test]
+async fn a_write_to_keys_in_transit_waits_for_them_to_land() -> anyhow::Result<()> {
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    let node = TestNode::start_with(|port| layout(port, 0, false, 1)).await?;
+    let mut c = node.client().await?;
+    let mut writer = node.client().await?;
+    let s = slot();
+    for command in ["SET {m}a 1", "SET {m}b 2", "SET {m}c 3"] {
+        assert_eq!(line(&mut c, command).await?, "+OK");
+    }
+    node.state
+        .cluster
+        .offer_topology(layout(node.addr.port(), 0, true, 2));
+    let transit = node.state.keyspace.transit();
+    let a = vec![Bytes::from_static(b"{m}a")];
+    transit.begin(s, a.clone());
+
+    // Reads of it are served at once; writes to other keys of the slot too.
+    assert_eq!(line(&mut c, "GET {m}a").await?, "$1\r\n1");
+    assert_eq!(line(&mut c, "INCR {m}b").await?, ":3");
+    // A write to it waits, and the client's next command behind it.
+    writer.send_raw(b"INCR {m}a\r\nGET {m}b\r\n").await?;
+    let waited = tokio::time::timeout(Duration::from_millis(200), writer.read_reply()).await;
+    assert!(waited.is_err(), "a write to a key in transit was answered: {waited:?}");
+    // In a transaction it cannot wait: refused when queued, which aborts the transaction.
+    assert_eq!(line(&mut c, "MULTI").await?, "+OK");
+    assert_eq!(
+        line(&mut c, "INCR {m}a").await?,
+        "-TRYAGAIN A key of this command is being moved to another node, try again"
+    );
+    assert_eq!(
+        line(&mut c, "EXEC").await?,
+        "-EXECABORT Transaction discarded because of previous errors."
+    );
+
+    // The batch failed: the key stays here, and the write runs; then the next command.
+    transit.end(s, &a);
+    assert_eq!(writer.read_reply().await?, &b":2\r\n"[..]);
+    assert_eq!(writer.read_reply().await?, &b"$1\r\n3\r\n"[..]);
+
+    // The batch landed: the key left (deleted here, as the mover does), and the write is ASKed.
+    transit.begin(s, a.clone());
+    writer.send_raw(b"SET {m}a x\r\n").await?;
+    let waited = tokio::time::timeout(Duration::from_millis(200), writer.read_reply()).await;
+    assert!(waited.is_err(), "a write to a key in transit was answered: {waited:?}");
+    tessera_shard_node::cmd::apply_moved(&node.state, vec![Bytes::from_static(b"DEL"), a[0].clone()])
+        .map_err(anyhow::Error::msg)?;
+    transit.end(s, &a);
+    let ask = format!("-ASK {s} 127.0.0.1:7999\r\n");
+    assert_eq!(writer.read_reply().await?, ask.as_bytes());
+    node.stop().await
+}
+
 #[tokio::test]
 async fn the_target_serves_only_asking_clients() -> anyhow::Result<()> {
     let node = TestNode::start_with(|port| layout(port, 1, true, 1)).await?;

@@ -10,9 +10,10 @@ use tessera_proto::resp::{Frame, Protocol};
 use crate::server::{ClientInfo, ClientStatus};
 use crate::state::NodeState;
 
-/// The rest of a command that awaits another process, run by the connection with the node's
-/// state; it resolves to the command's reply.
-pub type Deferred = Box<dyn for<'a> FnOnce(&'a NodeState) -> BoxFuture<'a, Frame> + Send>;
+/// The rest of a command that awaits another process or event, run by the connection with the
+/// node's state and the client's session; it resolves to the command's reply.
+pub type Deferred =
+    Box<dyn for<'a> FnOnce(&'a NodeState, &'a mut ClientSession) -> BoxFuture<'a, Frame> + Send>;
 
 /// What a connection carries between its commands.
 pub struct ClientSession {
@@ -49,7 +50,8 @@ pub struct ClientSession {
     /// Left by a WAIT that must block: the connection awaits it before the next command.
     pub waiting: Option<crate::replication::WaitFor>,
     /// Left by a command whose reply waits on another process (CLUSTER SETSLOT on the control
-    /// plane, MIGRATE on its target): the connection awaits it before the next command.
+    /// plane, MIGRATE on its target) or on its keys of a slot being moved landing on the target:
+    /// the connection awaits it before the next command.
     pub deferred: Option<Deferred>,
     /// What `info.status` was last set to (see `publish_status`).
     published: ClientStatus,

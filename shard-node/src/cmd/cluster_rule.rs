@@ -46,19 +46,43 @@ pub(super) fn cluster_check(
     Ok(found.map(|k| KnownSlot::new(k.first_key, k.slot)))
 }
 
+/// Why a command may not run now on a slot being moved.
+#[derive(Debug)]
+pub(super) enum MoveRefusal {
+    /// It writes keys that are in a batch on its way to the target: it may run once the batch
+    /// has landed (`keyspace::transit`), then here or, the keys gone, as an ASK.
+    InTransit(Vec<Bytes>),
+    /// Answered now: ASK or TRYAGAIN.
+    Reply(Frame),
+}
+
+impl MoveRefusal {
+    /// The reply where the command cannot wait for its keys to land (in a transaction).
+    pub(super) fn into_reply(self) -> Frame {
+        match self {
+            MoveRefusal::InTransit(_) => parse::err(
+                "TRYAGAIN A key of this command is being moved to another node, try again",
+            ),
+            MoveRefusal::Reply(reply) => reply,
+        }
+    }
+}
+
 /// Redis's getNodeByQuery for a slot being moved, run under the slot's gate so that no batch of
 /// the move runs between the check and the command (or transaction: `keys` are then those of
-/// every queued command). On the source, a command whose keys are all here runs; one whose keys
-/// are all gone answers ASK (they are, or will be created, on the target); one with some of each
-/// answers TRYAGAIN. On the target, behind ASKING, a command over several keys not all here yet
-/// answers TRYAGAIN. `keys` is called only for a slot being moved, so other commands pay nothing
-/// for it.
+/// every queued command). On the source, a write to keys in transit waits for them to land; a
+/// command whose keys are all here runs (a read of keys in transit too: they cannot change until
+/// they land); one whose keys are all gone answers ASK (they are, or will be created, on the
+/// target); one with some of each answers TRYAGAIN. On the target, behind ASKING, a command over
+/// several keys not all here yet answers TRYAGAIN. `keys` is called only for a slot being moved,
+/// so other commands pay nothing for it.
 pub(super) fn migration_check<'a>(
     state: &NodeState,
     slot: u16,
     asking: bool,
+    write: bool,
     keys: impl FnOnce() -> Vec<&'a [u8]>,
-) -> Result<(), Frame> {
+) -> Result<(), MoveRefusal> {
     let snapshot = state.cluster.current();
     let topology = &snapshot.topology;
     let Some(migration) = topology.migration(slot) else {
@@ -73,10 +97,9 @@ pub(super) fn migration_check<'a>(
         return Ok(());
     }
     let keys = keys();
-    if source && state.keyspace.transit().holds_any(slot, &keys) {
-        return Err(parse::err(
-            "TRYAGAIN A key of this command is being moved to another node, try again",
-        ));
+    if source && write && state.keyspace.transit().holds_any(slot, &keys) {
+        let keys = keys.iter().map(|key| Bytes::copy_from_slice(key)).collect();
+        return Err(MoveRefusal::InTransit(keys));
     }
     let (mut existing, mut missing) = (0usize, 0usize);
     {
@@ -94,16 +117,16 @@ pub(super) fn migration_check<'a>(
     }
     if source {
         if existing > 0 {
-            return Err(rehashing());
+            return Err(MoveRefusal::Reply(rehashing()));
         }
         let target = &topology.nodes()[usize::from(migration.target)];
-        return Err(Frame::error(format!(
+        return Err(MoveRefusal::Reply(Frame::error(format!(
             "ASK {slot} {}:{}",
             target.host, target.port
-        )));
+        ))));
     }
     if keys.iter().any(|key| Some(key) != keys.first()) {
-        return Err(rehashing());
+        return Err(MoveRefusal::Reply(rehashing()));
     }
     Ok(())
 }

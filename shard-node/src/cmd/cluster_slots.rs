@@ -162,7 +162,7 @@ fn defer(
         // Inside MULTI nothing may wait: Redis runs these at once, a node cannot.
         return err("ERR this CLUSTER subcommand cannot run inside a transaction");
     }
-    session.deferred = Some(Box::new(move |state: &NodeState| {
+    session.deferred = Some(Box::new(move |state: &NodeState, _: &mut ClientSession| {
         let client = state.cluster.control_plane();
         Box::pin(async move {
             let Some(client) = client else {

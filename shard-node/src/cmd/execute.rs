@@ -4,13 +4,13 @@
 //! applies commands read back from the append-only file.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tessera_proto::command::{self, CommandSpec, Server};
 use tessera_proto::resp::Frame;
 
-use super::cluster_rule::{cluster_check, command_keys, migration_check};
+use super::cluster_rule::{cluster_check, command_keys, migration_check, MoveRefusal};
 use super::dispatch::dispatch;
 use super::{multi_exec, parse, ClientSession, Ctx};
 use crate::state::NodeState;
@@ -91,10 +91,10 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
     // flags the transaction), and all together again at EXEC.
     if let (Some(known), Some(_)) = (known_slot, &session.multi) {
         let keys = || command_keys(spec, args);
-        if let Err(reply) = migration_check(state, known.slot(), asking, keys) {
+        if let Err(refusal) = migration_check(state, known.slot(), asking, spec.is_write(), keys) {
             state.stats.commands.reject(spec);
             multi_exec::refuse_queueing(session);
-            return reply;
+            return refusal.into_reply();
         }
     }
     if let Some(reply) = multi_exec::queue(session, spec, args) {
@@ -109,9 +109,18 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
     };
     if let Some(known) = known_slot {
         let keys = || command_keys(spec, args);
-        if let Err(reply) = migration_check(state, known.slot(), asking, keys) {
-            state.stats.commands.reject(spec);
-            return reply;
+        match migration_check(state, known.slot(), asking, spec.is_write(), keys) {
+            Ok(()) => {}
+            // Blocking commands answer TRYAGAIN: the connection awaits one wait at a time.
+            Err(MoveRefusal::InTransit(keys))
+                if !session.deny_blocking && !spec.flags.contains(&"blocking") =>
+            {
+                return await_landing(session, known.slot(), keys, args);
+            }
+            Err(refusal) => {
+                state.stats.commands.reject(spec);
+                return refusal.into_reply();
+            }
         }
     }
     let reply = run_counted(state, spec, started, || {
@@ -126,6 +135,39 @@ pub fn execute(state: &NodeState, session: &mut ClientSession, args: &[Bytes]) -
         session.woff = state.replication.offset();
     }
     reply
+}
+
+/// How long a write waits for its keys in transit to land before it answers TRYAGAIN: a batch
+/// is in flight for one round trip to the target, and the mover gives up on it after 5 s.
+const LANDING_WAIT: Duration = Duration::from_secs(6);
+/// Most times a write waits for its keys to land: more than once only when a failed batch is
+/// taken again at once.
+const LANDING_WAITS: usize = 3;
+
+/// Leaves a write to keys in transit for the connection to await: once they have landed it runs
+/// again from the start (then here, or as an ASK to the target). Past `LANDING_WAIT` or
+/// `LANDING_WAITS`, TRYAGAIN, which clients retry.
+fn await_landing(session: &mut ClientSession, slot: u16, keys: Vec<Bytes>, args: &[Bytes]) -> Frame {
+    let args = args.to_vec();
+    session.deferred = Some(Box::new(move |state: &NodeState, session: &mut ClientSession| {
+        Box::pin(async move {
+            let transit = state.keyspace.transit();
+            for _ in 0..LANDING_WAITS {
+                let landed = tokio::time::timeout(LANDING_WAIT, transit.released(slot, &keys));
+                if landed.await.is_err() {
+                    break;
+                }
+                let reply = execute(state, session, &args);
+                // Only another wait for landing can be left here (blocking commands never wait).
+                if session.deferred.take().is_none() {
+                    return reply;
+                }
+            }
+            MoveRefusal::InTransit(keys).into_reply()
+        })
+    }));
+    // Not sent: the connection answers once the keys have landed.
+    Frame::Null
 }
 
 /// The transaction gates a command holds while it runs: its slot's alone for a keyed command

@@ -127,9 +127,11 @@ pub fn exec(state: &NodeState, session: &mut ClientSession, asking: bool) -> Fra
                 .flat_map(|q| super::cluster_rule::command_keys(q.spec, &q.args))
                 .collect()
         };
-        if let Err(reply) = super::cluster_rule::migration_check(state, slot, asking, keys) {
+        // A transaction cannot wait for keys in transit: they count as written.
+        if let Err(refusal) = super::cluster_rule::migration_check(state, slot, asking, true, keys)
+        {
             session.watched.unwatch_all(keyspace);
-            return reply;
+            return refusal.into_reply();
         }
     }
     if multi.queued.iter().any(|q| q.spec.is_write()) && state.cluster.is_handing_over() {

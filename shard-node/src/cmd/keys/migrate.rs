@@ -94,7 +94,7 @@ pub fn migrate(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Fr
     if session.deny_blocking {
         return err("ERR MIGRATE cannot run inside a transaction on this node");
     }
-    session.deferred = Some(Box::new(move |state: &NodeState| {
+    session.deferred = Some(Box::new(move |state: &NodeState, _: &mut ClientSession| {
         Box::pin(transfer(state, migration))
     }));
     // Not sent: the connection answers once the target has.
