@@ -60,22 +60,36 @@ const BATCH_BYTES: usize = 1 << 20;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// The most of the time the mover is busy with batches (taking, sending, deleting), the rest
 /// left to clients' commands on a loaded machine.
-const BUSY_SHARE: f64 = 0.8;
+const BUSY_SHARE: f64 = 0.5;
 /// Bound on connecting to the target and on each batch's reply.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest the mover (or an import) runs before it lets clients' commands in: a node runs
+/// on one thread, so a whole batch taken, applied or deleted at once would hold every client
+/// of the node for milliseconds.
+const SLICE: Duration = Duration::from_micros(200);
+
+/// How often slots drained are reported while others are still being moved.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the moves this node is the source of, until `stop`.
 pub async fn run(state: Arc<NodeState>, stop: CancellationToken) {
     let mut link: Option<(String, TcpStream)> = None;
     let mut drained: BTreeSet<u16> = BTreeSet::new();
     let mut reported: BTreeSet<u16> = BTreeSet::new();
+    let mut last_report = Instant::now();
     let mut topology_changes = state.cluster.watch_topology();
     loop {
         topology_changes.borrow_and_update();
         let (moves, targets) = my_moves(&state);
-        // A slot stays reported until the topology no longer moves it.
+        // A slot stays reported until the topology no longer moves it. Drained slots are
+        // reported at most every `REPORT_EVERY` until all are: each report the control plane
+        // acts on is a topology change, sent to every node and proxy.
         drained.retain(|slot| moves.binary_search_by_key(slot, |&(s, _)| s).is_ok());
-        state.cluster.set_drained(drained.iter().copied().collect());
+        let all_drained = moves.iter().all(|(slot, _)| drained.contains(slot));
+        if all_drained || last_report.elapsed() >= REPORT_EVERY {
+            state.cluster.set_drained(drained.iter().copied().collect());
+            last_report = Instant::now();
+        }
         // The next batch goes to the first target still given slots, from its slots in order.
         let Some(&(_, target)) = moves.iter().find(|(slot, _)| !drained.contains(slot)) else {
             // All given slots drained: report them now, so the control plane flips them and
@@ -96,7 +110,7 @@ pub async fn run(state: Arc<NodeState>, stop: CancellationToken) {
             .map(|&(slot, _)| slot)
             .collect::<Vec<_>>();
         let started = Instant::now();
-        let batch = take_batch(&state, slots, &mut drained);
+        let batch = take_batch(&state, slots, &mut drained).await;
         if batch.segments.is_empty() {
             continue;
         }
@@ -168,8 +182,10 @@ async fn land(
         batch.abandon(state);
         return Err(error);
     }
+    let mut slice = Slice::start();
     for segment in &batch.segments {
         delete_sent(state, segment.slot, &segment.keys);
+        slice.maybe_yield().await;
     }
     // The deletes on disk before the keys can be written on the target (they leave transit): a
     // crash here must not bring back keys the target has changed since.
@@ -202,12 +218,40 @@ impl Batch {
     }
 }
 
+/// Time spent since clients' commands last had their turn, for work done in slices (`SLICE`).
+struct Slice {
+    since: Instant,
+}
+
+impl Slice {
+    fn start() -> Slice {
+        Slice {
+            since: Instant::now(),
+        }
+    }
+
+    /// Whether this slice is used up.
+    fn over(&self) -> bool {
+        self.since.elapsed() >= SLICE
+    }
+
+    /// Lets the node's other tasks (clients' commands) run if this slice is used up.
+    async fn maybe_yield(&mut self) {
+        if self.over() {
+            tokio::task::yield_now().await;
+            self.since = Instant::now();
+        }
+    }
+}
+
 /// Takes the next batch from `slots` (in order), each slot's part under its gate, and marks its
 /// keys in transit; a slot found with no key left goes to `drained`.
-fn take_batch(state: &NodeState, slots: Vec<u16>, drained: &mut BTreeSet<u16>) -> Batch {
+async fn take_batch(state: &NodeState, slots: Vec<u16>, drained: &mut BTreeSet<u16>) -> Batch {
     let mut segments = Vec::new();
     let (mut keys_left, mut bytes_left) = (BATCH_KEYS, BATCH_BYTES);
+    let mut slice = Slice::start();
     for slot in slots {
+        slice.maybe_yield().await;
         if keys_left == 0 || bytes_left == 0 {
             break;
         }
@@ -304,7 +348,7 @@ async fn send(
 /// `import`, acknowledged only once the batch is on disk when the append-only file is on: the
 /// source deletes the keys on this acknowledgement, so a crash here must not lose them.
 pub async fn import_durably(state: &NodeState, args: &[Bytes]) -> Frame {
-    let reply = import(state, args);
+    let reply = import(state, args).await;
     if let (Frame::Simple(_), Some(aof)) = (&reply, &state.aof) {
         if let Err(error) = aof.sync_now().await {
             return Frame::error(format!("ERR import not durable: {error}"));
@@ -314,9 +358,10 @@ pub async fn import_durably(state: &NodeState, args: &[Bytes]) -> Frame {
 }
 
 /// The target's side of `TESSERA.IMPORT <slot> <commands> [<slot> <commands> ...]`: applies each
-/// slot's commands as this node's own writes, under the slot's gate (no client sees half a key),
-/// if the topology moves every slot named here (or already gave it here: a retried batch).
-fn import(state: &NodeState, args: &[Bytes]) -> Frame {
+/// slot's commands as this node's own writes, each key's under the slot's gate (no client sees
+/// half a key), if the topology moves every slot named here (or already gave it here: a retried
+/// batch). Between keys, clients' commands get their turn every `SLICE`.
+async fn import(state: &NodeState, args: &[Bytes]) -> Frame {
     let parts = args.get(1..).unwrap_or_default();
     if parts.is_empty() || parts.len() % 2 != 0 {
         return Frame::error(tessera_proto::command::arity_error("tessera.import"));
@@ -345,21 +390,48 @@ fn import(state: &NodeState, args: &[Bytes]) -> Frame {
         }
     }
     let limits = RequestLimits::default();
+    let mut slice = Slice::start();
     for (slot, commands) in segments {
         let mut input = BytesMut::from(&commands[..]);
-        let _gate = state.keyspace.gates().exclusive(slot);
-        loop {
-            match request::parse(&mut input, &limits) {
-                Ok(Some(request)) => {
-                    if let Err(error) = crate::cmd::apply_moved(state, request.args) {
-                        return Frame::error(format!("ERR import failed: {error}"));
+        while !input.is_empty() {
+            {
+                // Whole keys under one gate until the slice is used up: each key's commands
+                // begin with its DEL.
+                let _gate = state.keyspace.gates().exclusive(slot);
+                loop {
+                    if let Err(error) = apply_next(state, &mut input, &limits) {
+                        return error;
+                    }
+                    if input.is_empty() || (slice.over() && input.starts_with(DEL_PREFIX)) {
+                        break;
                     }
                 }
-                Ok(None) if input.is_empty() => break,
-                Ok(None) => return Frame::error("ERR truncated batch"),
-                Err(error) => return Frame::error(format!("ERR bad batch: {error}")),
             }
+            slice.maybe_yield().await;
         }
     }
     Frame::ok()
+}
+
+/// Applies the next command of a batch (`input` holds at least one byte of it).
+fn apply_next(state: &NodeState, input: &mut BytesMut, limits: &RequestLimits) -> Result<(), Frame> {
+    match request::parse(input, limits) {
+        Ok(Some(request)) => crate::cmd::apply_moved(state, request.args)
+            .map_err(|error| Frame::error(format!("ERR import failed: {error}"))),
+        Ok(None) => Err(Frame::error("ERR truncated batch")),
+        Err(error) => Err(Frame::error(format!("ERR bad batch: {error}"))),
+    }
+}
+
+/// How each key's commands in a batch begin (`DEL key`, as `take_batch` writes it).
+const DEL_PREFIX: &[u8] = b"*2\r\n$3\r\nDEL\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_key_of_a_batch_begins_with_the_del_prefix() {
+        assert!(command_bytes(&[b"DEL", b"some key"]).starts_with(DEL_PREFIX));
+    }
 }

@@ -110,12 +110,10 @@ impl TryFrom<pb::Topology> for Topology {
 impl From<&Topology> for pb::Topology {
     fn from(value: &Topology) -> Self {
         let intent = &value.intent;
-        let id_of = |index: u16| {
-            intent
-                .nodes
-                .get(usize::from(index))
-                .map(|n| n.id.to_string())
-        };
+        // Each node's id in hex once: a slot map after a rebalance has thousands of runs, and a
+        // rebalance thousands of moves, each naming nodes by id.
+        let ids: Vec<String> = intent.nodes.iter().map(|n| n.id.to_string()).collect();
+        let id_of = |index: u16| ids.get(usize::from(index)).cloned();
         let slots = value
             .runs()
             .filter_map(|(start, end, owner)| {
