@@ -631,7 +631,7 @@ mod tests {
             assert!(served(Server::Proxy, name), "{name}");
         }
         for name in [
-            "xadd", "eval", "sort", "pfadd", "geoadd", "monitor", "lolwut",
+            "xadd", "eval", "sort", "pfdebug", "geoadd", "monitor", "lolwut",
         ] {
             assert!(!served(Server::ShardNode, name), "{name}");
             assert!(!served(Server::Proxy, name), "{name}");

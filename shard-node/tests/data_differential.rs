@@ -433,7 +433,8 @@ XADD {x}s * f v
 XADD
 EVAL return<sp>1 0
 SORT {x}k
-PFADD {x}h a
+PFSELFTEST
+PFDEBUG GETREG {x}h
 GEOADD {x}g 1 1 m
 ACL WHOAMI
 TIME
