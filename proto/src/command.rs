@@ -631,7 +631,7 @@ mod tests {
             assert!(served(Server::Proxy, name), "{name}");
         }
         for name in [
-            "xadd", "eval", "sort", "pfadd", "geoadd", "monitor", "lolwut",
+            "xadd", "eval", "sort", "pfdebug", "geoadd", "monitor", "lolwut",
         ] {
             assert!(!served(Server::ShardNode, name), "{name}");
             assert!(!served(Server::Proxy, name), "{name}");
@@ -668,7 +668,7 @@ mod tests {
         assert!(served(Server::ShardNode, "get"));
         let node = super::served(Server::ShardNode).count();
         let proxy = super::served(Server::Proxy).count();
-        assert_eq!((node, proxy), (180, 182), "ACL and TIME on the proxy only");
+        assert_eq!((node, proxy), (185, 187), "ACL and TIME on the proxy only");
         // Per-node replication commands: on a node, and refused (yet known) by the proxy.
         assert_eq!(lookup(b"wait").unwrap().routing, Routing::Local);
         for name in ["role", "replicaof", "slaveof"] {

@@ -6,6 +6,7 @@
 //! state whenever it is replayed: relative expiries become absolute, and a write that changed nothing
 //! is not logged. The same entries will feed replicas.
 
+pub mod bitfield;
 pub mod bits;
 pub mod client_session;
 pub mod cluster_command;
@@ -17,6 +18,7 @@ pub mod context;
 pub mod dispatch;
 pub mod execute;
 pub mod hash;
+pub mod hyperloglog;
 pub mod keys;
 pub mod list;
 pub mod memory;

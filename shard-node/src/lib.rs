@@ -17,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod evict;
+pub mod hll;
 pub mod keyspace;
 pub mod migrate;
 pub mod node;

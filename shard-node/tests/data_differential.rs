@@ -426,14 +426,15 @@ async fn unimplemented_commands_are_unknown_as_in_redis_without_them() -> anyhow
 COMMAND COUNT
 COMMAND INFO get xadd eval sort
 COMMAND INFO xadd
-COMMAND DOCS xadd pfadd
+COMMAND DOCS xadd pfdebug
 COMMAND GETKEYS xadd s * f v
 COMMAND GETKEYS get k
 XADD {x}s * f v
 XADD
 EVAL return<sp>1 0
 SORT {x}k
-PFADD {x}h a
+PFSELFTEST
+PFDEBUG GETREG {x}h
 GEOADD {x}g 1 1 m
 ACL WHOAMI
 TIME

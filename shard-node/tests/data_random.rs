@@ -1,9 +1,9 @@
 //! A randomized differential run over every data type at once: thousands of commands drawn from
-//! strings, hashes, lists, sets, sorted sets, key commands and expiry go to a real redis-server and
-//! to a shard node, and every reply must match. The few keys are shared by all types, so
-//! WRONGTYPE, empty-key removal, type changes by SET/RENAME/COPY and encoding conversions (OBJECT
-//! ENCODING is among the commands) happen often. Replies whose order Redis leaves open (SMEMBERS,
-//! HGETALL, ...) are compared as sorted multisets.
+//! strings, hashes, lists, sets, sorted sets, HyperLogLogs, bit fields, key commands and expiry go
+//! to a real redis-server and to a shard node, and every reply must match. The few keys are shared
+//! by all types, so WRONGTYPE, empty-key removal, type changes by SET/RENAME/COPY and encoding
+//! conversions (OBJECT ENCODING is among the commands) happen often. Replies whose order Redis
+//! leaves open (SMEMBERS, HGETALL, ...) are compared as sorted multisets.
 //!
 //! The seed is fixed so CI is repeatable; `TESSERA_RANDOM_SEED=<n>` runs another sequence and
 //! `TESSERA_RANDOM_COMMANDS=<n>` a longer one. A failure prints the seed and every differing reply.
@@ -56,7 +56,7 @@ fn random_command(rng: &mut Rng) -> (Vec<String>, Order) {
     let mut words: Vec<String> = Vec::new();
     let mut order = Order::Exact;
     let mut w = |parts: &[&str]| words.extend(parts.iter().map(|p| p.to_string()));
-    match rng.range(0, 29) {
+    match rng.range(0, 31) {
         // Strings.
         0 => {
             let v = member(rng);
@@ -344,6 +344,31 @@ fn random_command(rng: &mut Rng) -> (Vec<String>, Order) {
                 w(&["OBJECT", "ENCODING", &k]);
             } else {
                 w(&[cmd, &k]);
+            }
+        }
+        // HyperLogLogs (strings of Redis's exact bytes) and bit fields.
+        29 => {
+            let (k2, m) = (key(rng), member(rng));
+            match rng.range(0, 3) {
+                0 => w(&["PFADD", &k, &m, &member(rng)]),
+                1 => w(&["PFCOUNT", &k]),
+                2 => w(&["PFCOUNT", &k, &k2]),
+                _ => w(&["PFMERGE", &k, &k2]),
+            }
+        }
+        30 => {
+            let ty = rng.pick(&["u8", "i8", "u1", "i64", "u63", "i5", "u65", "x"]);
+            let offset = rng.pick(&["0", "3", "#1", "100", "-1"]);
+            let n = num(rng);
+            let cmd = rng.pick(&["BITFIELD", "BITFIELD", "BITFIELD_RO"]);
+            w(&[cmd, &k]);
+            if rng.chance(40) {
+                w(&["OVERFLOW", rng.pick(&["WRAP", "SAT", "FAIL"])]);
+            }
+            match rng.range(0, 2) {
+                0 => w(&["GET", ty, offset]),
+                1 => w(&["SET", ty, offset, &n]),
+                _ => w(&["INCRBY", ty, offset, &n]),
             }
         }
         _ => w(&["DBSIZE"]),

@@ -233,7 +233,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bitfield", arity: -2, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "bitmap", "slow"],
         tips: &[],
@@ -246,7 +246,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "bitfield_ro", arity: -2, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "bitmap", "fast"],
         tips: &[],
@@ -2600,7 +2600,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pfadd", arity: -2, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "hyperloglog", "fast"],
         tips: &[],
@@ -2613,7 +2613,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pfcount", arity: -2, first_key: 1, last_key: -1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "hyperloglog", "slow"],
         tips: &[],
@@ -2639,7 +2639,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "pfmerge", arity: -2, first_key: 1, last_key: -1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "hyperloglog", "slow"],
         tips: &[],

@@ -167,6 +167,18 @@ const PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "hll-sparse-max-bytes",
+        get: |s| s.config.hll_sparse_max_bytes().to_string(),
+        set: Some(|s, v, apply| {
+            // Redis's size_t config bounded by LONG_MAX, read as a memory value.
+            let n = memory_in(v, i64::MAX as u64)?;
+            if apply {
+                s.config.set_hll_sparse_max_bytes(n);
+            }
+            Ok(())
+        }),
+    },
+    Param {
         name: "maxclients",
         get: |_| "10000".into(),
         set: None,

@@ -10,8 +10,9 @@ use tessera_proto::command::{self, CommandSpec};
 use tessera_proto::resp::Frame;
 
 use super::{
-    bits, cluster_command, config, connection, container_name, hash, keys, list, memory,
-    multi_exec, pubsub, replication, server, set, string, string_range, zset, ClientSession, Ctx,
+    bitfield, bits, cluster_command, config, connection, container_name, hash, hyperloglog, keys,
+    list, memory, multi_exec, pubsub, replication, server, set, string, string_range, zset,
+    ClientSession, Ctx,
 };
 
 /// A command's handler; `execute` has checked the arity and the cluster rule. A container
@@ -31,6 +32,8 @@ const FAMILIES: &[&[DispatchEntry]] = &[
     string::COMMANDS,
     string_range::COMMANDS,
     bits::COMMANDS,
+    bitfield::COMMANDS,
+    hyperloglog::COMMANDS,
     list::COMMANDS,
     hash::COMMANDS,
     set::COMMANDS,
@@ -168,6 +171,11 @@ mod tests {
             ("bitcount", 2),
             ("bitpos", 3),
             ("bitop", 4),
+            ("bitfield", 2),
+            ("bitfield_ro", 2),
+            ("pfadd", 2),
+            ("pfcount", 2),
+            ("pfmerge", 2),
             ("lpush", 3),
             ("rpush", 3),
             ("lpushx", 3),

@@ -30,6 +30,8 @@ pub struct Live {
     /// The configured fsync policy (the open AOF is told too, see `cmd::config`); kept here so
     /// CONFIG GET answers it when persistence is off.
     appendfsync: AtomicU8,
+    /// hll-sparse-max-bytes: the longest a sparse HyperLogLog grows before it turns dense.
+    hll_sparse_max_bytes: AtomicU64,
 }
 
 impl Default for Live {
@@ -44,6 +46,7 @@ impl Default for Live {
             auto_rewrite_percentage: AtomicU32::new(100),
             auto_rewrite_min_size: AtomicU64::new(64 * 1024 * 1024),
             appendfsync: AtomicU8::new(FsyncPolicy::Everysec.code()),
+            hll_sparse_max_bytes: AtomicU64::new(crate::hll::DEFAULT_SPARSE_MAX_BYTES),
         }
     }
 }
@@ -148,6 +151,14 @@ impl Live {
 
     pub fn set_appendfsync(&self, policy: FsyncPolicy) {
         self.appendfsync.store(policy.code(), Ordering::Relaxed);
+    }
+
+    pub fn hll_sparse_max_bytes(&self) -> u64 {
+        self.hll_sparse_max_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn set_hll_sparse_max_bytes(&self, bytes: u64) {
+        self.hll_sparse_max_bytes.store(bytes, Ordering::Relaxed);
     }
 }
 
