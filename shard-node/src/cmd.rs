@@ -23,6 +23,7 @@ pub mod list;
 pub mod memory;
 pub mod multi_exec;
 pub mod parse;
+pub mod pqsort;
 pub mod pubsub;
 pub mod replication;
 pub mod server;

@@ -489,7 +489,7 @@ SORT {s}words ALPHA STORE {s}out
 LRANGE {s}out 0 -1
 SORT {s}words ALPHA DESC STORE {s}out
 LRANGE {s}out 0 -1
-RPUSH {s}nums 1 <sp>2 3<sp> 0x10 inf -inf 1e400
+RPUSH {s}nums 1 <sp>2 3<sp> inf -inf
 SORT {s}nums
 RPUSH {s}nums2 1 <sp>2 inf -inf +5 .5 5. -0 1e-3
 SORT {s}nums2
@@ -586,6 +586,8 @@ SORT {s}z BY {s}h_*->f GET # GET {s}h_*->g
 SORT_RO {s}l DESC LIMIT 1 2
 SORT {s}l STORE {s}out
 SORT {s}str
+RPUSH {s}huge 1 1e400
+SORT {s}huge
 ";
 
 /// Every combination of SORT's options over a list, a set and a sorted set holding the same

@@ -11,10 +11,13 @@
 //! pattern may be in different slots.". Since the allowed patterns' keys are in the locked slot,
 //! their lookups need no other lock.
 //!
-//! Sorting is stable, as glibc's qsort (a merge sort), which Redis calls. Known differences: with
-//! BY and a LIMIT Redis uses its partial quicksort, which may order elements whose weights compare
-//! equal (ALPHA) differently; a set's or sorted set's unsorted order (BY nosort) is this node's
-//! own; numbers are read as Rust reads floats, so C's hexadecimal floats (`0x10`) are refused.
+//! Sorting is stable, as glibc's qsort (a merge sort), which Redis calls, except with BY and a
+//! LIMIT, where Redis sorts the range with its partial quicksort (`pqsort`, ported), so elements
+//! whose weights compare equal come out in Redis's order. Known differences: a set's or sorted
+//! set's own iteration order (BY nosort, and ties among its elements) is this node's; numbers are
+//! read as Rust reads floats, so C's hexadecimal floats (`0x10`) are refused; and Redis never
+//! clears `errno` before its strtod, so after one weight overflowed (`1e400`) it refuses every
+//! numeric sort for a while, which this node does not copy.
 //!
 //! SORT ... STORE is logged as the DEL and RPUSH of what it stored, which replays to the same list
 //! whatever order ties took.
@@ -27,6 +30,7 @@ use tessera_proto::slot::key_hash_slot;
 
 use super::dispatch::DispatchEntry;
 use super::parse::{err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
+use super::pqsort::pqsort;
 use super::zset::parse_score;
 use super::{Ctx, Txn};
 use crate::keyspace::{Entry, Value, ValueRef};
@@ -325,7 +329,14 @@ pub fn sort(ctx: &Ctx<'_>, args: &[Bytes], readonly: bool) -> Frame {
                 cmp
             }
         };
-        items.sort_by(compare);
+        if o.by.is_some() && (start != 0 || end != items.len() as i64 - 1) {
+            // Redis's partial sort of the LIMIT range (`end < start` when it is empty).
+            if end >= start {
+                pqsort(&mut items, &mut { compare }, start as usize, end as usize);
+            }
+        } else {
+            items.sort_by(compare);
+        }
     }
     if conversion_error {
         return err("ERR One or more scores can't be converted into double");

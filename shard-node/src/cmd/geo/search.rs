@@ -1,10 +1,11 @@
 //! The geo searches, as Redis's georadiusGeneric: GEOSEARCH, GEOSEARCHSTORE, GEORADIUS,
 //! GEORADIUSBYMEMBER and their `_RO` forms, with the same argument order, error order and
 //! result order. Points are gathered from the nine geohash cells Redis scans, in its order, then
-//! sorted stably by distance (glibc's qsort, which Redis calls, is a stable merge sort here).
-//!
-//! Known difference: with COUNT smaller than the matches Redis sorts with its partial quicksort
-//! (pqsort), which may order points at exactly the same distance differently.
+//! sorted by distance: stably when all are returned (glibc's qsort, which Redis calls, is a stable
+//! merge sort), else with Redis's own partial quicksort (`pqsort`), so points at the same distance
+//! come out in Redis's order too.
+
+use std::cmp::Ordering;
 
 use bytes::Bytes;
 use tessera_proto::resp::Frame;
@@ -12,6 +13,7 @@ use tessera_proto::resp::Frame;
 use super::geohash::{self, Search, Shape};
 use super::{distance_frame, parse_lon_lat, parse_unit, position_frame};
 use crate::cmd::parse::{err, parse_i64, ERR_NOT_INTEGER, ERR_SYNTAX, ERR_WRONGTYPE};
+use crate::cmd::pqsort::pqsort;
 use crate::cmd::zset::{parse_score, store};
 use crate::cmd::Ctx;
 use crate::keyspace::zset::ScoreRange;
@@ -327,15 +329,26 @@ fn gather(args: &[Bytes], kind: Kind, zset: Option<&SortedSet>) -> Result<Gather
         conversion,
     };
     let mut points = members_of_all_neighbors(zset, &query, if any { count } else { 0 });
-    let by_dist = |a: &Point, b: &Point| {
-        a.dist
-            .partial_cmp(&b.dist)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    };
-    match sort {
-        Sort::None => {}
-        Sort::Asc => points.sort_by(by_dist),
-        Sort::Desc => points.sort_by(|a, b| by_dist(b, a)),
+    if sort != Sort::None {
+        let desc = sort == Sort::Desc;
+        let mut by_dist = |a: &Point, b: &Point| {
+            let o = a.dist.partial_cmp(&b.dist).unwrap_or(Ordering::Equal);
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        };
+        let returned = if count == 0 {
+            points.len()
+        } else {
+            points.len().min(count)
+        };
+        if returned == points.len() {
+            points.sort_by(by_dist);
+        } else if returned > 0 {
+            pqsort(&mut points, &mut by_dist, 0, returned - 1);
+        }
     }
     gathered.points = Some(points);
     Ok(gathered)
