@@ -225,12 +225,19 @@ fn geo_grid_script() -> String {
         ));
         add.push_str(&format!(
             " {} {} s{k}",
-            180.0 - f64::from(k) * 9.0,
+            180.0 - f64::from(k) * 9.0 - 0.25,
             -84.0 - f64::from(k % 10) * 0.105
         ));
     }
     lines.push(add);
     lines.push("ZRANGE {g}grid 0 -1 WITHSCORES".into());
+    // Stored distances print with 17 digits: the distance function's very bits.
+    for centre in ["0 -85.05112878", "90 84.5", "180 0", "10 45.1"] {
+        lines.push(format!(
+            "GEOSEARCHSTORE {{g}}dd {{g}}grid FROMLONLAT {centre} BYBOX 9000 3000 km STOREDIST"
+        ));
+        lines.push("ZRANGE {g}dd 0 -1 WITHSCORES".into());
+    }
     for radius in [
         "1111", "1111.95", "1112", "2223.9", "5559.7", "5560", "44478",
     ] {
