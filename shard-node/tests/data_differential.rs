@@ -424,7 +424,7 @@ async fn unimplemented_commands_are_unknown_as_in_redis_without_them() -> anyhow
     diff.script(
         "
 COMMAND COUNT
-COMMAND INFO get xadd eval sort
+COMMAND INFO get xadd eval pfadd
 COMMAND INFO xadd
 COMMAND DOCS xadd pfdebug
 COMMAND GETKEYS xadd s * f v

@@ -1451,7 +1451,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geoadd", arity: -5, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "geo", "slow"],
         tips: &[],
@@ -1464,7 +1464,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geodist", arity: -4, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1477,7 +1477,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geohash", arity: -2, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1490,7 +1490,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geopos", arity: -2, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1503,7 +1503,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "georadius", arity: -6, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "movablekeys"],
         acl_categories: &["write", "geo", "slow"],
         tips: &[],
@@ -1518,7 +1518,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "georadius_ro", arity: -6, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1531,7 +1531,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "georadiusbymember", arity: -5, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "movablekeys"],
         acl_categories: &["write", "geo", "slow"],
         tips: &[],
@@ -1546,7 +1546,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "georadiusbymember_ro", arity: -5, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1559,7 +1559,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geosearch", arity: -7, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "geo", "slow"],
         tips: &[],
@@ -1572,7 +1572,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "geosearchstore", arity: -8, first_key: 1, last_key: 2, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom"],
         acl_categories: &["write", "geo", "slow"],
         tips: &[],
@@ -3418,7 +3418,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sort", arity: -2, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "movablekeys"],
         acl_categories: &["write", "set", "sortedset", "list", "slow", "dangerous"],
         tips: &[],
@@ -3433,7 +3433,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "sort_ro", arity: -2, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "movablekeys"],
         acl_categories: &["read", "set", "sortedset", "list", "slow", "dangerous"],
         tips: &[],

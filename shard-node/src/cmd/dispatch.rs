@@ -10,9 +10,9 @@ use tessera_proto::command::{self, CommandSpec};
 use tessera_proto::resp::Frame;
 
 use super::{
-    bitfield, bits, cluster_command, config, connection, container_name, hash, hyperloglog, keys,
-    list, memory, multi_exec, pubsub, replication, server, set, string, string_range, zset,
-    ClientSession, Ctx,
+    bitfield, bits, cluster_command, config, connection, container_name, geo, hash, hyperloglog,
+    keys, list, memory, multi_exec, pubsub, replication, server, set, sort, string, string_range,
+    zset, ClientSession, Ctx,
 };
 
 /// A command's handler; `execute` has checked the arity and the cluster rule. A container
@@ -39,6 +39,8 @@ const FAMILIES: &[&[DispatchEntry]] = &[
     set::COMMANDS,
     keys::COMMANDS,
     zset::COMMANDS,
+    geo::COMMANDS,
+    sort::COMMANDS,
     pubsub::COMMANDS,
     cluster_command::COMMANDS,
     replication::COMMANDS,
@@ -305,6 +307,18 @@ mod tests {
             ("zunionstore", 4),
             ("zinterstore", 4),
             ("zdiffstore", 4),
+            ("geoadd", 5),
+            ("geopos", 2),
+            ("geodist", 4),
+            ("geohash", 2),
+            ("georadius", 6),
+            ("georadius_ro", 6),
+            ("georadiusbymember", 5),
+            ("georadiusbymember_ro", 5),
+            ("geosearch", 2),
+            ("geosearchstore", 3),
+            ("sort", 2),
+            ("sort_ro", 2),
         ];
         for (name, min) in needs {
             let spec = command::lookup(name.as_bytes())
