@@ -37,6 +37,8 @@ ON_NODE = {
     "zrandmember", "zrange", "zrangebylex", "zrangebyscore", "zrangestore", "zrank", "zrem",
     "zremrangebylex", "zremrangebyrank", "zremrangebyscore", "zrevrange", "zrevrangebylex",
     "zrevrangebyscore", "zrevrank", "zscan", "zscore", "zunion", "zunionstore",
+    "xack", "xadd", "xautoclaim", "xclaim", "xdel", "xgroup", "xinfo", "xlen", "xpending",
+    "xrange", "xread", "xreadgroup", "xrevrange", "xsetid", "xtrim",
 }
 
 # How the proxy handles each command (Routing::Keyed for everything not listed). A full name

@@ -27,6 +27,7 @@ pub mod replication;
 pub mod server;
 pub mod set;
 pub mod string;
+pub mod stream;
 pub mod string_range;
 pub mod zset;
 

@@ -11,7 +11,7 @@ use tessera_proto::resp::Frame;
 
 use super::{
     bits, cluster_command, config, connection, container_name, hash, keys, list, memory,
-    multi_exec, pubsub, replication, server, set, string, string_range, zset, ClientSession, Ctx,
+    multi_exec, pubsub, replication, server, set, stream, string, string_range, zset, ClientSession, Ctx,
 };
 
 /// A command's handler; `execute` has checked the arity and the cluster rule. A container
@@ -36,6 +36,7 @@ const FAMILIES: &[&[DispatchEntry]] = &[
     set::COMMANDS,
     keys::COMMANDS,
     zset::COMMANDS,
+    stream::COMMANDS,
     pubsub::COMMANDS,
     cluster_command::COMMANDS,
     replication::COMMANDS,
@@ -297,6 +298,21 @@ mod tests {
             ("zunionstore", 4),
             ("zinterstore", 4),
             ("zdiffstore", 4),
+            ("xadd", 5),
+            ("xtrim", 4),
+            ("xrange", 4),
+            ("xrevrange", 4),
+            ("xlen", 2),
+            ("xdel", 3),
+            ("xsetid", 3),
+            ("xgroup", 2),
+            ("xack", 4),
+            ("xpending", 3),
+            ("xclaim", 6),
+            ("xautoclaim", 6),
+            ("xinfo", 2),
+            ("xread", 4),
+            ("xreadgroup", 7),
         ];
         for (name, min) in needs {
             let spec = command::lookup(name.as_bytes())
