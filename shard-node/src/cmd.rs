@@ -26,8 +26,8 @@ pub mod pubsub;
 pub mod replication;
 pub mod server;
 pub mod set;
-pub mod string;
 pub mod stream;
+pub mod string;
 pub mod string_range;
 pub mod zset;
 

@@ -11,7 +11,8 @@ use tessera_proto::resp::Frame;
 
 use super::{
     bits, cluster_command, config, connection, container_name, hash, keys, list, memory,
-    multi_exec, pubsub, replication, server, set, stream, string, string_range, zset, ClientSession, Ctx,
+    multi_exec, pubsub, replication, server, set, stream, string, string_range, zset,
+    ClientSession, Ctx,
 };
 
 /// A command's handler; `execute` has checked the arity and the cluster rule. A container

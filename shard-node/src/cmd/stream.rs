@@ -27,7 +27,10 @@ fn b(text: &'static str) -> Bytes {
 }
 
 /// The stream at `key` for a read (counts a hit or miss): `Ok(None)` when absent.
-pub(crate) fn read_stream<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t Stream>, Frame> {
+pub(crate) fn read_stream<'t>(
+    txn: &'t mut Txn<'_>,
+    key: &[u8],
+) -> Result<Option<&'t Stream>, Frame> {
     match txn.read(key) {
         None => Ok(None),
         Some(entry) => match entry.value {
@@ -38,7 +41,10 @@ pub(crate) fn read_stream<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option
 }
 
 /// The stream at `key` to change (no hit/miss counting).
-pub(crate) fn stream_mut<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<&'t mut Stream>, Frame> {
+pub(crate) fn stream_mut<'t>(
+    txn: &'t mut Txn<'_>,
+    key: &[u8],
+) -> Result<Option<&'t mut Stream>, Frame> {
     match txn.live(key) {
         None => return Ok(None),
         Some(entry) if !matches!(entry.value, ValueRef::Stream(_)) => {
@@ -53,7 +59,10 @@ pub(crate) fn stream_mut<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<Option<
 }
 
 /// The stream at `key`, created empty when absent.
-pub(crate) fn stream_or_create<'t>(txn: &'t mut Txn<'_>, key: &[u8]) -> Result<&'t mut Stream, Frame> {
+pub(crate) fn stream_or_create<'t>(
+    txn: &'t mut Txn<'_>,
+    key: &[u8],
+) -> Result<&'t mut Stream, Frame> {
     if stream_mut(txn, key)?.is_none() {
         txn.insert(
             Bytes::copy_from_slice(key),
@@ -240,9 +249,7 @@ pub fn xadd(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         Err(e) => return e,
     };
     if stream.last_id == StreamId::MAX {
-        return err(
-            "ERR The stream has exhausted the last possible ID, unable to add more items",
-        );
+        return err("ERR The stream has exhausted the last possible ID, unable to add more items");
     }
     let last = stream.last_id;
     let id = match parsed.id {
@@ -261,7 +268,8 @@ pub fn xadd(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         Some(p) if !p.seq_given => {
             if p.id.ms == last.ms {
                 if last.seq == u64::MAX {
-                    return too_small(&mut txn, key, existed);
+                    // (Redis's streamAppendItem fails here without setting errno to EDOM.)
+                    return err("ERR Elements are too large to be stored");
                 }
                 StreamId::new(last.ms, last.seq + 1)
             } else if p.id.ms > last.ms {
@@ -373,12 +381,23 @@ pub fn xrange(ctx: &Ctx<'_>, args: &[Bytes], rev: bool) -> Frame {
     if count == 0 {
         return Frame::NullArray;
     }
-    let limit = if count < 0 { usize::MAX } else { count as usize };
+    let limit = if count < 0 {
+        usize::MAX
+    } else {
+        count as usize
+    };
     let range = stream.range(start, end);
     let items: Vec<Frame> = if rev {
-        range.rev().take(limit).map(|(id, f)| entry_frame(*id, f)).collect()
+        range
+            .rev()
+            .take(limit)
+            .map(|(id, f)| entry_frame(*id, f))
+            .collect()
     } else {
-        range.take(limit).map(|(id, f)| entry_frame(*id, f)).collect()
+        range
+            .take(limit)
+            .map(|(id, f)| entry_frame(*id, f))
+            .collect()
     };
     Frame::Array(items)
 }
@@ -459,7 +478,9 @@ pub fn xsetid(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     }
     if let Some((&top, _)) = stream.last_entry() {
         if id < top {
-            return err("ERR The ID specified in XSETID is smaller than the target stream top item");
+            return err(
+                "ERR The ID specified in XSETID is smaller than the target stream top item",
+            );
         }
         if entries_added != -1 && stream.len() as i64 > entries_added {
             return err("ERR The entries_added specified in XSETID is smaller than the target stream length");

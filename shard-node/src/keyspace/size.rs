@@ -95,7 +95,9 @@ pub fn value_usage(value: ValueRef<'_>, samples: usize) -> usize {
                 + zset_usage(zset, samples)
         }
         ValueRef::Stream(stream) => {
-            malloc_size(COLLECTION) + malloc_size(size_of::<Stream>()) + stream_usage(stream, samples)
+            malloc_size(COLLECTION)
+                + malloc_size(size_of::<Stream>())
+                + stream_usage(stream, samples)
         }
     }
 }

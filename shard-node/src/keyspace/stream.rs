@@ -356,9 +356,11 @@ impl Stream {
     ) -> impl DoubleEndedIterator<Item = (&StreamId, &Fields)> {
         // (`BTreeMap::range` panics on a reversed range; an empty half-open one stands in.)
         if from <= to {
-            self.entries.range((Bound::Included(from), Bound::Included(to)))
+            self.entries
+                .range((Bound::Included(from), Bound::Included(to)))
         } else {
-            self.entries.range((Bound::Included(to), Bound::Excluded(to)))
+            self.entries
+                .range((Bound::Included(to), Bound::Excluded(to)))
         }
     }
 
@@ -574,8 +576,7 @@ impl Stream {
             return Some(0);
         }
         let added = self.entries_added as i64;
-        if group.entries_read != ENTRIES_READ_UNKNOWN && !self.range_has_tombstones(group.last_id)
-        {
+        if group.entries_read != ENTRIES_READ_UNKNOWN && !self.range_has_tombstones(group.last_id) {
             return Some(added - group.entries_read);
         }
         let read = self.estimate_entries_read(group.last_id);
@@ -626,10 +627,7 @@ mod tests {
 
     #[test]
     fn ids_step_across_their_limits() {
-        assert_eq!(
-            StreamId::new(1, u64::MAX).incr(),
-            Some(StreamId::new(2, 0))
-        );
+        assert_eq!(StreamId::new(1, u64::MAX).incr(), Some(StreamId::new(2, 0)));
         assert_eq!(StreamId::MAX.incr(), None);
         assert_eq!(StreamId::MIN.decr(), None);
         assert_eq!(StreamId::new(2, 0).decr(), Some(StreamId::new(1, u64::MAX)));

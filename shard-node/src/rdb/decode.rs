@@ -104,7 +104,10 @@ fn raw_id(r: &mut Reader<'_>) -> Result<StreamId, Bad> {
     let mut seq = [0u8; 8];
     ms.copy_from_slice(&raw[..8]);
     seq.copy_from_slice(&raw[8..]);
-    Ok(StreamId::new(u64::from_be_bytes(ms), u64::from_be_bytes(seq)))
+    Ok(StreamId::new(
+        u64::from_be_bytes(ms),
+        u64::from_be_bytes(seq),
+    ))
 }
 
 fn millis(r: &mut Reader<'_>) -> Result<u64, Bad> {

@@ -111,7 +111,11 @@ fn stream(s: &crate::keyspace::Stream, out: &mut Vec<u8>) {
             let items: Vec<&[u8]> = fields.iter().collect();
             let numfields = items.len() / 2;
             let same = numfields == master_fields.len()
-                && items.iter().step_by(2).zip(&master_fields).all(|(a, b)| a == b);
+                && items
+                    .iter()
+                    .step_by(2)
+                    .zip(&master_fields)
+                    .all(|(a, b)| a == b);
             int(&mut lp, if same { 2 } else { 0 });
             int(&mut lp, id.ms.wrapping_sub(master.ms) as i64);
             int(&mut lp, id.seq.wrapping_sub(master.seq) as i64);

@@ -14,7 +14,13 @@ use crate::keyspace::stream::{Group, Pending, Stream, StreamId, ENTRIES_READ_UNK
 use crate::keyspace::ValueRef;
 
 /// The XCLAIM that records `id`'s pending state in `group` (Redis's streamPropagateXCLAIM).
-pub(crate) fn claim_record(key: &Bytes, group_name: &Bytes, group: &Group, id: StreamId, pending: &Pending) -> Vec<Bytes> {
+pub(crate) fn claim_record(
+    key: &Bytes,
+    group_name: &Bytes,
+    group: &Group,
+    id: StreamId,
+    pending: &Pending,
+) -> Vec<Bytes> {
     vec![
         b("XCLAIM"),
         key.clone(),
@@ -96,7 +102,7 @@ pub fn xgroup(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         return subcommand_syntax("XGROUP", sub);
     }
     if is("create") || is("setid") {
-        let mut i = if is("create") { 5 } else { 4 };
+        let mut i = 5;
         while i < args.len() {
             if is("create") && parse::eq(&args[i], "mkstream") {
                 mkstream = true;
@@ -448,7 +454,10 @@ pub fn xclaim(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
             }
         } else if parse::eq(opt, "retrycount") && more {
             j += 1;
-            match number(&args[j], "ERR Invalid RETRYCOUNT option argument for XCLAIM") {
+            match number(
+                &args[j],
+                "ERR Invalid RETRYCOUNT option argument for XCLAIM",
+            ) {
                 Ok(n) => retrycount = n,
                 Err(e) => return e,
             }
@@ -473,7 +482,10 @@ pub fn xclaim(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let mut replies = Vec::new();
     let mut propagate_last_id = false;
     {
-        let group = stream.groups.get_mut(&group_name[..]).expect("checked above");
+        let group = stream
+            .groups
+            .get_mut(&group_name[..])
+            .expect("checked above");
         if last_id > group.last_id {
             group.last_id = last_id;
             propagate_last_id = true;
@@ -481,7 +493,10 @@ pub fn xclaim(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     }
     for id in ids {
         let exists = stream.get(id).is_some();
-        let group = stream.groups.get_mut(&group_name[..]).expect("checked above");
+        let group = stream
+            .groups
+            .get_mut(&group_name[..])
+            .expect("checked above");
         if !exists {
             if let Some(pending) = group.pel.get(&id).cloned() {
                 logs.push(claim_record(key, group_name, group, id, &pending));
@@ -500,7 +515,10 @@ pub fn xclaim(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
                 continue;
             }
         }
-        group.consumer_or_create(consumer_name, ctx.now_ms).0.seen_time = ctx.now_ms;
+        group
+            .consumer_or_create(consumer_name, ctx.now_ms)
+            .0
+            .seen_time = ctx.now_ms;
         let old = group.pel.get(&id).cloned();
         let count = if retrycount >= 0 {
             retrycount as u64
@@ -598,7 +616,10 @@ pub fn xautoclaim(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let mut cursor = start;
     let next;
     loop {
-        let group = stream.groups.get_mut(&group_name[..]).expect("checked above");
+        let group = stream
+            .groups
+            .get_mut(&group_name[..])
+            .expect("checked above");
         let Some((&id, _)) = group.pel.range(cursor..).next() else {
             next = StreamId::MIN;
             break;
@@ -614,7 +635,10 @@ pub fn xautoclaim(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         };
         let last_possible = id == StreamId::MAX;
         let exists = stream.get(id).is_some();
-        let group = stream.groups.get_mut(&group_name[..]).expect("checked above");
+        let group = stream
+            .groups
+            .get_mut(&group_name[..])
+            .expect("checked above");
         if !exists {
             let pending = group.pel[&id].clone();
             logs.push(claim_record(key, group_name, group, id, &pending));

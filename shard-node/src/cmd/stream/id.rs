@@ -72,7 +72,10 @@ pub fn parse_id(
         } else {
             StreamId::MAX
         };
-        return Ok(ParsedId { id, seq_given: true });
+        return Ok(ParsedId {
+            id,
+            seq_given: true,
+        });
     }
     let (ms_part, seq_part) = match arg.iter().position(|&c| c == b'-') {
         Some(dash) => (&arg[..dash], Some(&arg[dash + 1..])),
@@ -141,7 +144,10 @@ mod tests {
         assert_eq!(p("-05"), Some(StreamId::new(5u64.wrapping_neg(), 7)));
         assert_eq!(p("1-"), None);
         assert_eq!(p("a"), None);
-        assert_eq!(p("18446744073709551615-18446744073709551615"), Some(StreamId::MAX));
+        assert_eq!(
+            p("18446744073709551615-18446744073709551615"),
+            Some(StreamId::MAX)
+        );
         assert_eq!(p("18446744073709551616"), None);
         assert_eq!(p("-"), Some(StreamId::MIN));
         assert!(!parse_id(b"5-*", 0, true, true).unwrap().seq_given);

@@ -153,12 +153,18 @@ fn stream_info(stream: &Stream, full: Option<usize>) -> Frame {
             Frame::Integer(if keys == 0 { 1 } else { keys as i64 + 1 }),
         ),
         (field("last-generated-id"), id_frame(stream.last_id)),
-        (field("max-deleted-entry-id"), id_frame(stream.max_deleted_id)),
+        (
+            field("max-deleted-entry-id"),
+            id_frame(stream.max_deleted_id),
+        ),
         (
             field("entries-added"),
             Frame::Integer(stream.entries_added as i64),
         ),
-        (field("recorded-first-entry-id"), id_frame(stream.first_id())),
+        (
+            field("recorded-first-entry-id"),
+            id_frame(stream.first_id()),
+        ),
     ];
     let Some(count) = full else {
         fields.push((field("groups"), Frame::Integer(stream.groups.len() as i64)));

@@ -71,12 +71,12 @@ fn parse_read(args: &[Bytes]) -> Result<ReadArgs<'_>, Frame> {
             let n = args.len() - streams_at;
             if n % 2 != 0 {
                 let (name, symbol) = if xreadgroup {
-                    ("xreadgroup", '>')
+                    ("XREADGROUP", '>')
                 } else {
-                    ("xread", '$')
+                    ("XREAD", '$')
                 };
                 return Err(Frame::error(format!(
-                    "ERR Unbalanced '{name}' list of streams: for each stream key an ID or '{symbol}' must be specified."
+                    "ERR Unbalanced {name} list of streams: for each stream key an ID or '{symbol}' must be specified."
                 )));
             }
             out.keys = &args[streams_at..streams_at + n / 2];
@@ -170,7 +170,9 @@ pub fn xread(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Fram
     }
     let mut served = Vec::new();
     for (key, from) in read.keys.iter().zip(&froms) {
-        if let Some(entries) = serve_stream(&mut txn, key, *from, &read, read.count, ctx.now_ms, false) {
+        if let Some(entries) =
+            serve_stream(&mut txn, key, *from, &read, read.count, ctx.now_ms, false)
+        {
             served.push((key.clone(), entries));
         }
     }
@@ -186,13 +188,11 @@ pub fn xread(ctx: &Ctx<'_>, session: &mut ClientSession, args: &[Bytes]) -> Fram
     // Register with `$` replaced by the IDs it stood for now, and the count a blocked read uses.
     let mut registered = Vec::with_capacity(args.len() + 1);
     registered.push(args[0].clone());
-    registered.push(Bytes::from_static(
-        if session.protocol == Protocol::Resp3 {
-            RESP3_MARK
-        } else {
-            RESP2_MARK
-        },
-    ));
+    registered.push(Bytes::from_static(if session.protocol == Protocol::Resp3 {
+        RESP3_MARK
+    } else {
+        RESP2_MARK
+    }));
     registered.extend_from_slice(&args[1..]);
     let ids_at = registered.len() - read.ids.len();
     for (i, from) in froms.iter().enumerate() {
@@ -258,7 +258,10 @@ fn history(
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         match stream.get(id) {
-            None => out.push(Frame::Array(vec![Frame::Bulk(id.to_bytes()), Frame::NullArray])),
+            None => out.push(Frame::Array(vec![
+                Frame::Bulk(id.to_bytes()),
+                Frame::NullArray,
+            ])),
             Some(fields) => {
                 out.push(entry_frame(id, fields));
                 if let Some(group) = stream.groups.get_mut(&group_name[..]) {
@@ -303,15 +306,17 @@ fn deliver_new(
         let read_counter = {
             let group = &stream.groups[&group_name[..]];
             if id > group.last_id {
-                Some(if group.entries_read != ENTRIES_READ_UNKNOWN
-                    && !stream.range_has_tombstones(id)
-                {
-                    group.entries_read + 1
-                } else if stream.entries_added != 0 {
-                    stream.estimate_entries_read(id)
-                } else {
-                    group.entries_read
-                })
+                Some(
+                    if group.entries_read != ENTRIES_READ_UNKNOWN
+                        && !stream.range_has_tombstones(id)
+                    {
+                        group.entries_read + 1
+                    } else if stream.entries_added != 0 {
+                        stream.estimate_entries_read(id)
+                    } else {
+                        group.entries_read
+                    },
+                )
             } else {
                 None
             }
