@@ -301,4 +301,47 @@ mod tests {
         let r = records("z", &Entry::new(Value::ZSet(Box::new(zset)), None));
         assert_eq!(text(&r[0]), "ZADD z -inf b 0.10000000000000001 c 1.5 a");
     }
+
+    /// A stream rewrites to commands that rebuild it whole: entries, last ID and counters,
+    /// groups with their PEL (owners, times, counts) and idle consumers; an empty stream too.
+    #[test]
+    fn streams_rewrite_to_the_same_stream_groups_and_pel() {
+        use crate::cmd::testing::{run, state};
+        let live = state();
+        for line in [
+            "XADD s 1-1 a 1",
+            "XADD s 1-2 b 2",
+            "XADD s 1-3 c 3",
+            "XDEL s 1-2",
+            "XGROUP CREATE s g 0",
+            "XREADGROUP GROUP g alice COUNT 1 STREAMS s >",
+            "XCLAIM s g bob 0 1-1 RETRYCOUNT 4 JUSTID",
+            "XGROUP CREATECONSUMER s g carol",
+            "XGROUP CREATE s h $ ENTRIESREAD 3",
+            "XADD e MAXLEN 0 5-5 f v",
+            "XSETID e 7-7 ENTRIESADDED 9 MAXDELETEDID 6-0",
+            "XGROUP CREATE e g 0",
+        ] {
+            let reply = run(&live, line);
+            assert!(!reply.starts_with('-'), "{line}: {reply}");
+        }
+        let replayed = state();
+        for key in ["s", "e"] {
+            let entry = live
+                .keyspace
+                .lock_key(key.as_bytes())
+                .get(key.as_bytes())
+                .map(|e| e.to_owned())
+                .expect("the key exists");
+            for record in records(key, &entry) {
+                crate::cmd::replay(&replayed, record).expect("the record replays");
+            }
+            let got = replayed
+                .keyspace
+                .lock_key(key.as_bytes())
+                .get(key.as_bytes())
+                .map(|e| e.to_owned());
+            assert_eq!(got, Some(entry), "{key}");
+        }
+    }
 }

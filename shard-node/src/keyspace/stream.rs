@@ -512,10 +512,7 @@ impl Stream {
             if approx {
                 break;
             }
-            loop {
-                let Some((&id, _)) = self.entries.iter().next() else {
-                    break;
-                };
+            while let Some((&id, _)) = self.entries.iter().next() {
                 let stop = match trim {
                     Trim::MaxLen(max) => self.entries.len() as u64 <= max,
                     Trim::MinId(min) => id >= min,

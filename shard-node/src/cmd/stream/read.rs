@@ -69,7 +69,7 @@ fn parse_read(args: &[Bytes]) -> Result<ReadArgs<'_>, Frame> {
         } else if parse::eq(opt, "streams") && more > 0 {
             streams_at = i + 1;
             let n = args.len() - streams_at;
-            if n % 2 != 0 {
+            if !n.is_multiple_of(2) {
                 let (name, symbol) = if xreadgroup {
                     ("XREADGROUP", '>')
                 } else {
