@@ -23,7 +23,7 @@ ON_NODE = {
     "hincrby", "hincrbyfloat", "hkeys", "hlen", "hmget", "hmset", "hrandfield", "hscan", "hset",
     "hsetnx", "hstrlen", "hvals", "incr", "incrby", "incrbyfloat", "info", "keys", "lcs", "lindex",
     "linsert", "llen", "lmove", "lmpop", "lpop", "lpos", "lpush", "lpushx", "lrange", "lrem",
-    "lset", "ltrim", "memory", "mget", "mset", "msetnx", "multi", "object", "persist", "pexpire",
+    "lset", "ltrim", "memory", "mget", "migrate", "mset", "msetnx", "multi", "object", "persist", "pexpire",
     "pexpireat", "pexpiretime", "ping", "psetex", "psubscribe", "pttl", "publish", "pubsub",
     "punsubscribe", "quit", "randomkey", "readonly", "readwrite", "rename", "renamenx", "replicaof",
     "reset", "role", "slaveof", "wait",

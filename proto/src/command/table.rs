@@ -2331,7 +2331,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "migrate", arity: -6, first_key: 3, last_key: 3, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "movablekeys"],
         acl_categories: &["keyspace", "write", "slow", "dangerous"],
         tips: &["nondeterministic_output"],

@@ -141,7 +141,9 @@ mod tests {
         assert_eq!(p("01-02"), Some(StreamId::new(1, 2)));
         assert_eq!(p(" 1-+2"), Some(StreamId::new(1, 2)));
         assert_eq!(p("-1"), None);
-        assert_eq!(p("-05"), Some(StreamId::new(5u64.wrapping_neg(), 7)));
+        // The first dash splits: an empty time part is refused, as by Redis.
+        assert_eq!(p("-05"), None);
+        assert_eq!(p("+5-1"), Some(StreamId::new(5, 1)));
         assert_eq!(p("1-"), None);
         assert_eq!(p("a"), None);
         assert_eq!(
