@@ -130,7 +130,7 @@ async fn local_commands_present_one_node() -> Result<()> {
     ] {
         assert!(names.contains(&bulk(name)), "COMMAND LIST lacks {name}");
     }
-    assert!(!names.contains(&bulk("xadd")), "no node serves XADD");
+    assert!(!names.contains(&bulk("geoadd")), "no node serves GEOADD");
     assert_eq!(
         c.cmd(&["SELECT", "1"]).await?,
         error("ERR SELECT is not allowed in cluster mode")

@@ -31,6 +31,7 @@ pub mod replication;
 pub mod server;
 pub mod set;
 pub mod sort;
+pub mod stream;
 pub mod string;
 pub mod string_range;
 pub mod zset;

@@ -30,6 +30,7 @@ pub use tessera_proto::glob;
 pub mod hash_value;
 pub mod scan_table;
 pub mod size;
+pub mod stream;
 pub mod transit;
 pub mod zset;
 
@@ -43,6 +44,7 @@ use tessera_proto::slot::{key_hash_slot, SLOT_COUNT};
 
 pub use hash_value::HashValue;
 pub use scan_table::ScanTable;
+pub use stream::Stream;
 pub use zset::SortedSet;
 
 /// A set's members (Redis 7.0 keeps sets of non-integers in a hashtable; intsets are reported
@@ -59,6 +61,7 @@ pub enum Value {
     List(Box<VecDeque<Bytes>>),
     Set(Box<SetValue>),
     ZSet(Box<SortedSet>),
+    Stream(Box<Stream>),
 }
 
 impl Value {
@@ -75,6 +78,7 @@ impl Value {
             Value::List(l) => ValueRef::List(l),
             Value::Set(s) => ValueRef::Set(s),
             Value::ZSet(z) => ValueRef::ZSet(z),
+            Value::Stream(s) => ValueRef::Stream(s),
         }
     }
 }
@@ -87,6 +91,7 @@ pub enum ValueRef<'a> {
     List(&'a VecDeque<Bytes>),
     Set(&'a SetValue),
     ZSet(&'a SortedSet),
+    Stream(&'a Stream),
 }
 
 impl ValueRef<'_> {
@@ -98,6 +103,7 @@ impl ValueRef<'_> {
             ValueRef::List(_) => "list",
             ValueRef::Set(_) => "set",
             ValueRef::ZSet(_) => "zset",
+            ValueRef::Stream(_) => "stream",
         }
     }
 
@@ -109,6 +115,7 @@ impl ValueRef<'_> {
             ValueRef::List(l) => Value::List(Box::new(l.clone())),
             ValueRef::Set(s) => Value::Set(Box::new(s.clone())),
             ValueRef::ZSet(z) => Value::ZSet(Box::new(z.clone())),
+            ValueRef::Stream(s) => Value::Stream(Box::new(s.clone())),
         }
     }
 }
@@ -122,6 +129,7 @@ pub enum ValueMut<'a> {
     List(&'a mut VecDeque<Bytes>),
     Set(&'a mut SetValue),
     ZSet(&'a mut SortedSet),
+    Stream(&'a mut Stream),
 }
 
 /// How Redis would hold a string, which OBJECT ENCODING reports: decided by the command that made
@@ -234,6 +242,7 @@ enum Collection {
     List(VecDeque<Bytes>),
     Set(SetValue),
     ZSet(Box<SortedSet>),
+    Stream(Box<Stream>),
 }
 
 /// One key as stored: 40 bytes, so one 48-byte malloc block. `data` is the key followed, for a
@@ -318,6 +327,7 @@ impl Record {
             Some(Collection::List(l)) => ValueRef::List(l),
             Some(Collection::Set(s)) => ValueRef::Set(s),
             Some(Collection::ZSet(z)) => ValueRef::ZSet(z),
+            Some(Collection::Stream(s)) => ValueRef::Stream(s),
         };
         EntryRef {
             value,
@@ -334,6 +344,7 @@ impl Record {
             Some(Collection::List(l)) => ValueMut::List(l),
             Some(Collection::Set(s)) => ValueMut::Set(s),
             Some(Collection::ZSet(z)) => ValueMut::ZSet(z),
+            Some(Collection::Stream(s)) => ValueMut::Stream(s),
         }
     }
 
@@ -376,6 +387,7 @@ impl Collection {
             Value::List(l) => Collection::List(*l),
             Value::Set(s) => Collection::Set(*s),
             Value::ZSet(z) => Collection::ZSet(z),
+            Value::Stream(s) => Collection::Stream(s),
             Value::String(s) => Collection::Raw(s.to_vec()),
         }
     }
@@ -387,6 +399,7 @@ impl Collection {
             Collection::List(l) => Value::List(Box::new(l)),
             Collection::Set(s) => Value::Set(Box::new(s)),
             Collection::ZSet(z) => Value::ZSet(z),
+            Collection::Stream(s) => Value::Stream(s),
         }
     }
 }
@@ -710,6 +723,12 @@ impl SlotGuard<'_> {
             self.add_volatile();
         }
         old.map(|r| r.into_entry())
+    }
+
+    /// Tells clients blocked on `key` that it got data although it already existed: an XADD to
+    /// a stream (every other type gets data only by being inserted, see `insert`).
+    pub fn signal_ready(&self, key: &[u8]) {
+        self.blocking.signal(self.slot, key);
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {

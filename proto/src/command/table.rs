@@ -3733,7 +3733,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xack", arity: -4, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &[],
@@ -3746,7 +3746,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xadd", arity: -5, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &["nondeterministic_output"],
@@ -3759,7 +3759,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xautoclaim", arity: -6, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &["nondeterministic_output"],
@@ -3772,7 +3772,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xclaim", arity: -6, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &["nondeterministic_output"],
@@ -3785,7 +3785,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xdel", arity: -3, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &[],
@@ -3798,7 +3798,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xgroup", arity: -2, first_key: 0, last_key: 0, step: 0,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -3808,7 +3808,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "xgroup|create", arity: -5, first_key: 2, last_key: 2, step: 1,
-                on_node: false, routing: Routing::Keyed,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["write", "denyoom"],
                 acl_categories: &["write", "stream", "slow"],
                 tips: &[],
@@ -3821,7 +3821,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xgroup|createconsumer", arity: 5, first_key: 2, last_key: 2, step: 1,
-                on_node: false, routing: Routing::Keyed,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["write", "denyoom"],
                 acl_categories: &["write", "stream", "slow"],
                 tips: &[],
@@ -3834,7 +3834,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xgroup|delconsumer", arity: 5, first_key: 2, last_key: 2, step: 1,
-                on_node: false, routing: Routing::Keyed,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["write"],
                 acl_categories: &["write", "stream", "slow"],
                 tips: &[],
@@ -3847,7 +3847,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xgroup|destroy", arity: 4, first_key: 2, last_key: 2, step: 1,
-                on_node: false, routing: Routing::Keyed,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["write"],
                 acl_categories: &["write", "stream", "slow"],
                 tips: &[],
@@ -3860,7 +3860,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xgroup|help", arity: 2, first_key: 0, last_key: 0, step: 0,
-                on_node: false, routing: Routing::Keyed,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["stream", "slow"],
                 tips: &[],
@@ -3871,7 +3871,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xgroup|setid", arity: -5, first_key: 2, last_key: 2, step: 1,
-                on_node: false, routing: Routing::Keyed,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["write"],
                 acl_categories: &["write", "stream", "slow"],
                 tips: &[],
@@ -3886,7 +3886,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xinfo", arity: -2, first_key: 0, last_key: 0, step: 0,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &[],
         acl_categories: &["slow"],
         tips: &[],
@@ -3896,7 +3896,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
         subcommands: &[
             CommandSpec {
                 name: "xinfo|consumers", arity: 4, first_key: 2, last_key: 2, step: 1,
-                on_node: false, routing: Routing::Keyed,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["read", "stream", "slow"],
                 tips: &["nondeterministic_output"],
@@ -3909,7 +3909,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xinfo|groups", arity: 3, first_key: 2, last_key: 2, step: 1,
-                on_node: false, routing: Routing::Keyed,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["read", "stream", "slow"],
                 tips: &[],
@@ -3922,7 +3922,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xinfo|help", arity: 2, first_key: 0, last_key: 0, step: 0,
-                on_node: false, routing: Routing::Keyed,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["loading", "stale"],
                 acl_categories: &["stream", "slow"],
                 tips: &[],
@@ -3933,7 +3933,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
             },
             CommandSpec {
                 name: "xinfo|stream", arity: -3, first_key: 2, last_key: 2, step: 1,
-                on_node: false, routing: Routing::Keyed,
+                on_node: true, routing: Routing::Keyed,
                 flags: &["readonly"],
                 acl_categories: &["read", "stream", "slow"],
                 tips: &[],
@@ -3948,7 +3948,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xlen", arity: 2, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "fast"],
         acl_categories: &["read", "stream", "fast"],
         tips: &[],
@@ -3961,7 +3961,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xpending", arity: -3, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "stream", "slow"],
         tips: &["nondeterministic_output"],
@@ -3974,7 +3974,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xrange", arity: -4, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "stream", "slow"],
         tips: &[],
@@ -3987,7 +3987,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xread", arity: -4, first_key: 0, last_key: 0, step: 0,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly", "blocking", "movablekeys"],
         acl_categories: &["read", "stream", "slow", "blocking"],
         tips: &[],
@@ -4000,7 +4000,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xreadgroup", arity: -7, first_key: 0, last_key: 0, step: 0,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "blocking", "movablekeys"],
         acl_categories: &["write", "stream", "slow", "blocking"],
         tips: &[],
@@ -4013,7 +4013,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xrevrange", arity: -4, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["readonly"],
         acl_categories: &["read", "stream", "slow"],
         tips: &[],
@@ -4026,7 +4026,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xsetid", arity: -3, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write", "denyoom", "fast"],
         acl_categories: &["write", "stream", "fast"],
         tips: &[],
@@ -4039,7 +4039,7 @@ pub(super) static COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "xtrim", arity: -4, first_key: 1, last_key: 1, step: 1,
-        on_node: false, routing: Routing::Keyed,
+        on_node: true, routing: Routing::Keyed,
         flags: &["write"],
         acl_categories: &["write", "stream", "slow"],
         tips: &["nondeterministic_output"],

@@ -89,6 +89,7 @@ pub fn encode_entry(key: &[u8], entry: EntryRef<'_>, out: &mut BytesMut) {
             out,
             &mut args,
         ),
+        ValueRef::Stream(stream) => stream_records(key, stream, out),
     }
     if let Some(at) = entry.expires_at_ms {
         record::encode(
@@ -99,6 +100,94 @@ pub fn encode_entry(key: &[u8], entry: EntryRef<'_>, out: &mut BytesMut) {
             ],
             out,
         );
+    }
+}
+
+/// A stream as Redis's rewriteStreamObject writes it: an XADD per entry (an empty stream made by
+/// `XADD key MAXLEN 0 0-1 x y`), XSETID for the last ID and counters, then per group XGROUP CREATE,
+/// an `XCLAIM ... FORCE JUSTID` per pending entry (which creates its consumer) and XGROUP
+/// CREATECONSUMER for consumers with nothing pending.
+fn stream_records(key: &Bytes, stream: &crate::keyspace::Stream, out: &mut BytesMut) {
+    let word = |w: &'static str| Bytes::from_static(w.as_bytes());
+    let mut args: Vec<Bytes> = Vec::new();
+    if stream.is_empty() {
+        record::encode(
+            &[
+                word("XADD"),
+                key.clone(),
+                word("MAXLEN"),
+                word("0"),
+                word("0-1"),
+                word("x"),
+                word("y"),
+            ],
+            out,
+        );
+    }
+    for (id, fields) in stream.iter() {
+        args.clear();
+        args.extend([word("XADD"), key.clone(), id.to_bytes()]);
+        args.extend(fields.iter().map(Bytes::copy_from_slice));
+        record::encode(&args, out);
+    }
+    record::encode(
+        &[
+            word("XSETID"),
+            key.clone(),
+            stream.last_id.to_bytes(),
+            word("ENTRIESADDED"),
+            Bytes::from(stream.entries_added.to_string()),
+            word("MAXDELETEDID"),
+            stream.max_deleted_id.to_bytes(),
+        ],
+        out,
+    );
+    for (name, group) in &stream.groups {
+        record::encode(
+            &[
+                word("XGROUP"),
+                word("CREATE"),
+                key.clone(),
+                name.clone(),
+                group.last_id.to_bytes(),
+                word("ENTRIESREAD"),
+                Bytes::from(group.entries_read.to_string()),
+            ],
+            out,
+        );
+        for (id, pending) in &group.pel {
+            record::encode(
+                &[
+                    word("XCLAIM"),
+                    key.clone(),
+                    name.clone(),
+                    pending.consumer.clone(),
+                    word("0"),
+                    id.to_bytes(),
+                    word("TIME"),
+                    Bytes::from(pending.delivery_time.to_string()),
+                    word("RETRYCOUNT"),
+                    Bytes::from(pending.delivery_count.to_string()),
+                    word("JUSTID"),
+                    word("FORCE"),
+                ],
+                out,
+            );
+        }
+        for (consumer_name, consumer) in &group.consumers {
+            if consumer.pel.is_empty() {
+                record::encode(
+                    &[
+                        word("XGROUP"),
+                        word("CREATECONSUMER"),
+                        key.clone(),
+                        name.clone(),
+                        consumer_name.clone(),
+                    ],
+                    out,
+                );
+            }
+        }
     }
 }
 
@@ -211,5 +300,48 @@ mod tests {
         zset.insert(Bytes::from_static(b"c"), 0.1);
         let r = records("z", &Entry::new(Value::ZSet(Box::new(zset)), None));
         assert_eq!(text(&r[0]), "ZADD z -inf b 0.10000000000000001 c 1.5 a");
+    }
+
+    /// A stream rewrites to commands that rebuild it whole: entries, last ID and counters,
+    /// groups with their PEL (owners, times, counts) and idle consumers; an empty stream too.
+    #[test]
+    fn streams_rewrite_to_the_same_stream_groups_and_pel() {
+        use crate::cmd::testing::{run, state};
+        let live = state();
+        for line in [
+            "XADD s 1-1 a 1",
+            "XADD s 1-2 b 2",
+            "XADD s 1-3 c 3",
+            "XDEL s 1-2",
+            "XGROUP CREATE s g 0",
+            "XREADGROUP GROUP g alice COUNT 1 STREAMS s >",
+            "XCLAIM s g bob 0 1-1 RETRYCOUNT 4 JUSTID",
+            "XGROUP CREATECONSUMER s g carol",
+            "XGROUP CREATE s h $ ENTRIESREAD 3",
+            "XADD e MAXLEN 0 5-5 f v",
+            "XSETID e 7-7 ENTRIESADDED 9 MAXDELETEDID 6-0",
+            "XGROUP CREATE e g 0",
+        ] {
+            let reply = run(&live, line);
+            assert!(!reply.starts_with('-'), "{line}: {reply}");
+        }
+        let replayed = state();
+        for key in ["s", "e"] {
+            let entry = live
+                .keyspace
+                .lock_key(key.as_bytes())
+                .get(key.as_bytes())
+                .map(|e| e.to_owned())
+                .expect("the key exists");
+            for record in records(key, &entry) {
+                crate::cmd::replay(&replayed, record).expect("the record replays");
+            }
+            let got = replayed
+                .keyspace
+                .lock_key(key.as_bytes())
+                .get(key.as_bytes())
+                .map(|e| e.to_owned());
+            assert_eq!(got, Some(entry), "{key}");
+        }
     }
 }

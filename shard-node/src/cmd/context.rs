@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tessera_proto::resp::Frame;
 use tessera_proto::slot::key_hash_slot;
 
-use super::{list, zset};
+use super::{list, stream, zset};
 use crate::keyspace::access::Tracking;
 use crate::keyspace::{now_ms, Entry, EntryRef, KeyExpired, SlotGuard};
 use crate::replication::WriteLog;
@@ -279,6 +279,7 @@ fn serve_blocked(txn: &mut Txn<'_>, key: &Bytes, args: &[Bytes]) -> Option<Frame
             list::serve_blocked(txn, key, args)
         }
         b"bzpopmin" | b"bzpopmax" | b"bzmpop" => zset::pop::serve_blocked(txn, key, args),
+        b"xread" | b"xreadgroup" => stream::serve_blocked(txn, key, args),
         _ => None,
     }
 }

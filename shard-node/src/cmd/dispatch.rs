@@ -11,8 +11,8 @@ use tessera_proto::resp::Frame;
 
 use super::{
     bitfield, bits, cluster_command, config, connection, container_name, geo, hash, hyperloglog,
-    keys, list, memory, multi_exec, pubsub, replication, server, set, sort, string, string_range,
-    zset, ClientSession, Ctx,
+    keys, list, memory, multi_exec, pubsub, replication, server, set, sort, stream, string,
+    string_range, zset, ClientSession, Ctx,
 };
 
 /// A command's handler; `execute` has checked the arity and the cluster rule. A container
@@ -41,6 +41,7 @@ const FAMILIES: &[&[DispatchEntry]] = &[
     zset::COMMANDS,
     geo::COMMANDS,
     sort::COMMANDS,
+    stream::COMMANDS,
     pubsub::COMMANDS,
     cluster_command::COMMANDS,
     replication::COMMANDS,
@@ -319,6 +320,21 @@ mod tests {
             ("geosearchstore", 3),
             ("sort", 2),
             ("sort_ro", 2),
+            ("xadd", 5),
+            ("xtrim", 4),
+            ("xrange", 4),
+            ("xrevrange", 4),
+            ("xlen", 2),
+            ("xdel", 3),
+            ("xsetid", 3),
+            ("xgroup", 2),
+            ("xack", 4),
+            ("xpending", 3),
+            ("xclaim", 6),
+            ("xautoclaim", 6),
+            ("xinfo", 2),
+            ("xread", 4),
+            ("xreadgroup", 7),
         ];
         for (name, min) in needs {
             let spec = command::lookup(name.as_bytes())

@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use super::reader::Reader;
 use super::{intset, listpack, types, ziplist, Bad, Pair};
-use crate::keyspace::{HashValue, SortedSet, Value};
+use crate::keyspace::stream::{Consumer, Group, Pending, StreamId};
+use crate::keyspace::{HashValue, SortedSet, Stream, Value};
 
 /// Quicklist 2 node containers (QUICKLIST_NODE_CONTAINER_*).
 const CONTAINER_PLAIN: usize = 1;
@@ -81,8 +82,174 @@ pub fn object(kind: u8, r: &mut Reader<'_>) -> Result<Value, Bad> {
             }
             list(items)
         }
+        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 => {
+            stream(r, kind == types::STREAM_LISTPACKS_2)
+        }
         _ => Err(Bad("object type Tessera does not hold")),
     }
+}
+
+fn int_of(item: Option<&Vec<u8>>) -> Result<i64, Bad> {
+    item.and_then(|t| crate::cmd::parse::parse_i64(t))
+        .ok_or(Bad("stream listpack item is not an integer"))
+}
+
+fn u64_len(r: &mut Reader<'_>) -> Result<u64, Bad> {
+    Ok(r.len()? as u64)
+}
+
+fn raw_id(r: &mut Reader<'_>) -> Result<StreamId, Bad> {
+    let raw = r.take(16)?;
+    let mut ms = [0u8; 8];
+    let mut seq = [0u8; 8];
+    ms.copy_from_slice(&raw[..8]);
+    seq.copy_from_slice(&raw[8..]);
+    Ok(StreamId::new(
+        u64::from_be_bytes(ms),
+        u64::from_be_bytes(seq),
+    ))
+}
+
+fn millis(r: &mut Reader<'_>) -> Result<u64, Bad> {
+    let raw = r.take(8)?;
+    let mut b = [0u8; 8];
+    b.copy_from_slice(raw);
+    Ok(u64::from_le_bytes(b))
+}
+
+/// RDB_TYPE_STREAM_LISTPACKS(_2), as Redis 7.0 writes it (see `encode::stream`): every node's
+/// listpack is walked in full, deleted entries skipped, IDs checked to ascend.
+fn stream(r: &mut Reader<'_>, v2: bool) -> Result<Value, Bad> {
+    let bad = |why| Bad(why);
+    let mut s = Stream::default();
+    let nodes = r.count(2)?;
+    for _ in 0..nodes {
+        let key = r.string()?;
+        if key.len() != 16 {
+            return Err(bad("stream node key is not an ID"));
+        }
+        let master = raw_id(&mut Reader::new(&key))?;
+        let items = listpack::entries(&r.string()?)?;
+        if items.is_empty() {
+            return Err(bad("empty stream listpack"));
+        }
+        let mut it = items.iter();
+        let _count = int_of(it.next())?;
+        let _deleted = int_of(it.next())?;
+        let master_n = int_of(it.next())?;
+        if master_n < 0 || master_n as usize > items.len() {
+            return Err(bad("stream master entry out of range"));
+        }
+        let master_fields: Vec<&Vec<u8>> = it.by_ref().take(master_n as usize).collect();
+        if master_fields.len() != master_n as usize || int_of(it.next())? != 0 {
+            return Err(bad("stream master entry malformed"));
+        }
+        while let Some(flags) = it.next() {
+            let flags = int_of(Some(flags))?;
+            let ms = master.ms.wrapping_add(int_of(it.next())? as u64);
+            let seq = master.seq.wrapping_add(int_of(it.next())? as u64);
+            let id = StreamId::new(ms, seq);
+            let mut fields: Vec<&[u8]> = Vec::new();
+            if flags & 2 != 0 {
+                for f in &master_fields {
+                    fields.push(f);
+                    fields.push(it.next().ok_or(bad("stream entry truncated"))?);
+                }
+            } else {
+                let n = int_of(it.next())?;
+                if n < 0 || n as usize > items.len() {
+                    return Err(bad("stream entry field count out of range"));
+                }
+                for _ in 0..2 * n {
+                    fields.push(it.next().ok_or(bad("stream entry truncated"))?);
+                }
+            }
+            let _lp_count = int_of(it.next())?;
+            if flags & 1 != 0 {
+                continue;
+            }
+            if fields.is_empty() {
+                return Err(bad("stream entry without fields"));
+            }
+            if !s.is_empty() && id <= s.last_id {
+                return Err(bad("stream IDs out of order"));
+            }
+            s.append(id, &fields);
+        }
+    }
+    let length = u64_len(r)?;
+    if length != s.len() as u64 {
+        return Err(bad("stream length disagrees"));
+    }
+    let last = StreamId::new(u64_len(r)?, u64_len(r)?);
+    if s.last_entry().is_some_and(|(id, _)| *id > last) {
+        return Err(bad("stream last ID below an entry"));
+    }
+    s.last_id = last;
+    if v2 {
+        let _first = StreamId::new(u64_len(r)?, u64_len(r)?);
+        s.max_deleted_id = StreamId::new(u64_len(r)?, u64_len(r)?);
+        s.entries_added = u64_len(r)?;
+    } else {
+        s.entries_added = length;
+    }
+    let groups = r.count(3)?;
+    for _ in 0..groups {
+        let name = Bytes::from(r.string()?);
+        let last_id = StreamId::new(u64_len(r)?, u64_len(r)?);
+        let entries_read = if v2 {
+            u64_len(r)? as i64
+        } else {
+            s.estimate_entries_read(last_id)
+        };
+        let mut group = Group::new(last_id, entries_read);
+        let pel = r.count(16 + 8 + 1)?;
+        for _ in 0..pel {
+            let id = raw_id(r)?;
+            let delivery_time = millis(r)?;
+            let delivery_count = u64_len(r)?;
+            group.pel.insert(
+                id,
+                Pending {
+                    consumer: Bytes::new(),
+                    delivery_time,
+                    delivery_count,
+                },
+            );
+        }
+        let consumers = r.count(1 + 8 + 1)?;
+        for _ in 0..consumers {
+            let cname = Bytes::from(r.string()?);
+            let seen_time = millis(r)?;
+            let mut consumer = Consumer {
+                seen_time,
+                ..Consumer::default()
+            };
+            let n = r.count(16)?;
+            for _ in 0..n {
+                let id = raw_id(r)?;
+                let pending = group
+                    .pel
+                    .get_mut(&id)
+                    .ok_or(bad("consumer PEL entry missing from the group's"))?;
+                if !pending.consumer.is_empty() {
+                    return Err(bad("PEL entry owned twice"));
+                }
+                pending.consumer = cname.clone();
+                consumer.pel.insert(id);
+            }
+            if group.consumers.insert(cname, consumer).is_some() {
+                return Err(bad("duplicate consumer"));
+            }
+        }
+        if group.pel.values().any(|p| p.consumer.is_empty()) {
+            return Err(bad("PEL entry without a consumer"));
+        }
+        if s.groups.insert(name, group).is_some() {
+            return Err(bad("duplicate consumer group"));
+        }
+    }
+    Ok(Value::Stream(Box::new(s)))
 }
 
 fn list(items: Vec<Vec<u8>>) -> Result<Value, Bad> {
@@ -128,6 +295,7 @@ fn distinct(value: Value, n: usize) -> Result<Value, Bad> {
         Value::Set(s) => s.len(),
         Value::Hash(h) => h.len(),
         Value::ZSet(z) => z.len(),
+        Value::Stream(_) => n,
     };
     if len == 0 {
         return Err(Bad("empty collection"));

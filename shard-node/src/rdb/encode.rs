@@ -72,6 +72,97 @@ pub fn object(value: ValueRef<'_>, out: &mut Vec<u8>) {
                 out.extend_from_slice(&score.to_le_bytes());
             }
         }
+        ValueRef::Stream(s) => {
+            out.push(types::STREAM_LISTPACKS_2);
+            stream(s, out);
+        }
+    }
+}
+
+/// Entries per listpack node of a dumped stream (Redis's stream-node-max-entries).
+const STREAM_NODE_ENTRIES: usize = 100;
+
+/// A stream as RDB_TYPE_STREAM_LISTPACKS_2 (Redis 7.0's rdbSaveObject): listpack nodes keyed by
+/// their master ID (big endian), each a master entry (count, deleted, the first entry's fields)
+/// then its entries (flags, ID deltas, fields or only values when the fields are the master's,
+/// and the back count); then the length, IDs and counters, and the groups with their PELs and
+/// consumers.
+fn stream(s: &crate::keyspace::Stream, out: &mut Vec<u8>) {
+    let entries: Vec<_> = s.iter().collect();
+    let nodes: Vec<_> = entries.chunks(STREAM_NODE_ENTRIES).collect();
+    length(nodes.len() as u64, out);
+    for node in &nodes {
+        let (master, first) = node[0];
+        let master_fields: Vec<&[u8]> = first.iter().step_by(2).collect();
+        let mut key = Vec::with_capacity(16);
+        key.extend_from_slice(&master.ms.to_be_bytes());
+        key.extend_from_slice(&master.seq.to_be_bytes());
+        raw_string(&key, out);
+        let mut lp = listpack::Writer::new();
+        let int = |lp: &mut listpack::Writer, n: i64| lp.push(n.to_string().as_bytes());
+        int(&mut lp, node.len() as i64);
+        int(&mut lp, 0);
+        int(&mut lp, master_fields.len() as i64);
+        for f in &master_fields {
+            lp.push(f);
+        }
+        int(&mut lp, 0);
+        for (id, fields) in node.iter() {
+            let items: Vec<&[u8]> = fields.iter().collect();
+            let numfields = items.len() / 2;
+            let same = numfields == master_fields.len()
+                && items
+                    .iter()
+                    .step_by(2)
+                    .zip(&master_fields)
+                    .all(|(a, b)| a == b);
+            int(&mut lp, if same { 2 } else { 0 });
+            int(&mut lp, id.ms.wrapping_sub(master.ms) as i64);
+            int(&mut lp, id.seq.wrapping_sub(master.seq) as i64);
+            if !same {
+                int(&mut lp, numfields as i64);
+            }
+            for (i, item) in items.iter().enumerate() {
+                if i % 2 == 1 || !same {
+                    lp.push(item);
+                }
+            }
+            let lp_count = numfields + 3 + if same { 0 } else { numfields + 1 };
+            int(&mut lp, lp_count as i64);
+        }
+        raw_string(&lp.finish(), out);
+    }
+    length(s.len() as u64, out);
+    for id in [s.last_id, s.first_id(), s.max_deleted_id] {
+        length(id.ms, out);
+        length(id.seq, out);
+    }
+    length(s.entries_added, out);
+    length(s.groups.len() as u64, out);
+    let raw_id = |id: &crate::keyspace::stream::StreamId, out: &mut Vec<u8>| {
+        out.extend_from_slice(&id.ms.to_be_bytes());
+        out.extend_from_slice(&id.seq.to_be_bytes());
+    };
+    for (name, group) in &s.groups {
+        raw_string(name, out);
+        length(group.last_id.ms, out);
+        length(group.last_id.seq, out);
+        length(group.entries_read as u64, out);
+        length(group.pel.len() as u64, out);
+        for (id, pending) in &group.pel {
+            raw_id(id, out);
+            out.extend_from_slice(&pending.delivery_time.to_le_bytes());
+            length(pending.delivery_count, out);
+        }
+        length(group.consumers.len() as u64, out);
+        for (cname, consumer) in &group.consumers {
+            raw_string(cname, out);
+            out.extend_from_slice(&consumer.seen_time.to_le_bytes());
+            length(consumer.pel.len() as u64, out);
+            for id in &consumer.pel {
+                raw_id(id, out);
+            }
+        }
     }
 }
 

@@ -104,6 +104,7 @@ pub fn encoding(entry: EntryRef<'_>) -> &'static str {
         ValueRef::Set(_) => "hashtable",
         ValueRef::ZSet(z) if is_small_zset(z) => "listpack",
         ValueRef::ZSet(_) => "skiplist",
+        ValueRef::Stream(_) => "stream",
     }
 }
 
