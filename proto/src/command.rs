@@ -631,7 +631,12 @@ mod tests {
             assert!(served(Server::Proxy, name), "{name}");
         }
         for name in [
-            "eval", "fcall", "pfdebug", "pfselftest", "monitor", "lolwut",
+            "eval",
+            "fcall",
+            "pfdebug",
+            "pfselftest",
+            "monitor",
+            "lolwut",
         ] {
             assert!(!served(Server::ShardNode, name), "{name}");
             assert!(!served(Server::Proxy, name), "{name}");

@@ -414,7 +414,11 @@ async fn import(state: &NodeState, args: &[Bytes]) -> Frame {
 }
 
 /// Applies the next command of a batch (`input` holds at least one byte of it).
-fn apply_next(state: &NodeState, input: &mut BytesMut, limits: &RequestLimits) -> Result<(), Frame> {
+fn apply_next(
+    state: &NodeState,
+    input: &mut BytesMut,
+    limits: &RequestLimits,
+) -> Result<(), Frame> {
     match request::parse(input, limits) {
         Ok(Some(request)) => crate::cmd::apply_moved(state, request.args)
             .map_err(|error| Frame::error(format!("ERR import failed: {error}"))),

@@ -120,7 +120,10 @@ async fn a_write_to_keys_in_transit_waits_for_them_to_land() -> anyhow::Result<(
     // A write to it waits, and the client's next command behind it.
     writer.send_raw(b"INCR {m}a\r\nGET {m}b\r\n").await?;
     let waited = tokio::time::timeout(Duration::from_millis(200), writer.read_reply()).await;
-    assert!(waited.is_err(), "a write to a key in transit was answered: {waited:?}");
+    assert!(
+        waited.is_err(),
+        "a write to a key in transit was answered: {waited:?}"
+    );
     // In a transaction it cannot wait: refused when queued, which aborts the transaction.
     assert_eq!(line(&mut c, "MULTI").await?, "+OK");
     assert_eq!(
@@ -141,9 +144,15 @@ async fn a_write_to_keys_in_transit_waits_for_them_to_land() -> anyhow::Result<(
     transit.begin(s, a.clone());
     writer.send_raw(b"SET {m}a x\r\n").await?;
     let waited = tokio::time::timeout(Duration::from_millis(200), writer.read_reply()).await;
-    assert!(waited.is_err(), "a write to a key in transit was answered: {waited:?}");
-    tessera_shard_node::cmd::apply_moved(&node.state, vec![Bytes::from_static(b"DEL"), a[0].clone()])
-        .map_err(anyhow::Error::msg)?;
+    assert!(
+        waited.is_err(),
+        "a write to a key in transit was answered: {waited:?}"
+    );
+    tessera_shard_node::cmd::apply_moved(
+        &node.state,
+        vec![Bytes::from_static(b"DEL"), a[0].clone()],
+    )
+    .map_err(anyhow::Error::msg)?;
     transit.end(s, &a);
     let ask = format!("-ASK {s} 127.0.0.1:7999\r\n");
     assert_eq!(writer.read_reply().await?, ask.as_bytes());

@@ -147,25 +147,32 @@ const LANDING_WAITS: usize = 3;
 /// Leaves a write to keys in transit for the connection to await: once they have landed it runs
 /// again from the start (then here, or as an ASK to the target). Past `LANDING_WAIT` or
 /// `LANDING_WAITS`, TRYAGAIN, which clients retry.
-fn await_landing(session: &mut ClientSession, slot: u16, keys: Vec<Bytes>, args: &[Bytes]) -> Frame {
+fn await_landing(
+    session: &mut ClientSession,
+    slot: u16,
+    keys: Vec<Bytes>,
+    args: &[Bytes],
+) -> Frame {
     let args = args.to_vec();
-    session.deferred = Some(Box::new(move |state: &NodeState, session: &mut ClientSession| {
-        Box::pin(async move {
-            let transit = state.keyspace.transit();
-            for _ in 0..LANDING_WAITS {
-                let landed = tokio::time::timeout(LANDING_WAIT, transit.released(slot, &keys));
-                if landed.await.is_err() {
-                    break;
+    session.deferred = Some(Box::new(
+        move |state: &NodeState, session: &mut ClientSession| {
+            Box::pin(async move {
+                let transit = state.keyspace.transit();
+                for _ in 0..LANDING_WAITS {
+                    let landed = tokio::time::timeout(LANDING_WAIT, transit.released(slot, &keys));
+                    if landed.await.is_err() {
+                        break;
+                    }
+                    let reply = execute(state, session, &args);
+                    // Only another wait for landing can be left here (blocking commands never wait).
+                    if session.deferred.take().is_none() {
+                        return reply;
+                    }
                 }
-                let reply = execute(state, session, &args);
-                // Only another wait for landing can be left here (blocking commands never wait).
-                if session.deferred.take().is_none() {
-                    return reply;
-                }
-            }
-            MoveRefusal::InTransit(keys).into_reply()
-        })
-    }));
+                MoveRefusal::InTransit(keys).into_reply()
+            })
+        },
+    ));
     // Not sent: the connection answers once the keys have landed.
     Frame::Null
 }
