@@ -15,7 +15,7 @@ pub use errors::{
 };
 pub use keys::{Begin, Find, KeySpec};
 pub use scan::{parse_cursor, parse_scan, ScanArgs, ScanError, ScanOptions};
-pub use timeout::{parse_timeout, timeout_argument, TimeoutError};
+pub use timeout::{parse_timeout, stream_block, timeout_argument, TimeoutError};
 
 use std::cmp::Ordering;
 

@@ -124,9 +124,10 @@ fn route_keyed<'t>(
         None => any_master(view, access),
     };
     match route {
-        // Every blocking command's name starts with `b`: a cheap filter first.
+        // Every blocking command's name starts with `b` or `x`: a cheap filter first.
         Route::Forward { node, slot, .. }
-            if spec.name.starts_with('b') && spec.flags.contains(&"blocking") =>
+            if matches!(spec.name.as_bytes()[0], b'b' | b'x')
+                && spec.flags.contains(&"blocking") =>
         {
             match blocking_timeout(spec.name, args) {
                 Some(timeout) => Route::Blocking {
@@ -150,6 +151,10 @@ fn route_keyed<'t>(
 /// (`command::parse_timeout`). `None`: not such a command, or a timeout the node refuses at once: it then goes as a plain command, so the node answers
 /// Redis's error in Redis's order (BZMPOP checks its other arguments first).
 fn blocking_timeout(name: &str, args: &[Bytes]) -> Option<Option<Duration>> {
+    if matches!(name, "xread" | "xreadgroup") {
+        // Blocking only with BLOCK; without it the node answers at once.
+        return command::stream_block(args);
+    }
     command::parse_timeout(command::timeout_argument(name, args)?).ok()
 }
 
@@ -327,10 +332,13 @@ mod tests {
             ),
             // Not implemented by the nodes: unknown, as in a Redis without the command.
             (
-                &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
-                "-ERR unknown command 'XREAD', with args beginning with: 'BLOCK' '0' 'STREAMS' 's' '$' ",
+                &["FCALL", "f", "1", "s"],
+                "-ERR unknown command 'FCALL', with args beginning with: 'f' '1' 's' ",
             ),
-            (&["EVAL"], "-ERR unknown command 'EVAL', with args beginning with: "),
+            (
+                &["EVAL"],
+                "-ERR unknown command 'EVAL', with args beginning with: ",
+            ),
             (
                 &["MONITOR"],
                 "-ERR unknown command 'MONITOR', with args beginning with: ",
@@ -379,6 +387,30 @@ mod tests {
             (&["BLPOP", "bar", "0x1p3"], "block 7000@5061 Some(8s)"),
             (&["BLPOP", "bar", "1e1"], "block 7000@5061 Some(10s)"),
             (&["BRPOP", "bar", "0.0001"], "block 7000@5061 Some(1ms)"),
+            // XREAD and XREADGROUP block with BLOCK only, in milliseconds.
+            (
+                &["XREAD", "BLOCK", "0", "STREAMS", "bar", "$"],
+                "block 7000@5061 None",
+            ),
+            (
+                &[
+                    "XREADGROUP",
+                    "GROUP",
+                    "g",
+                    "c",
+                    "BLOCK",
+                    "250",
+                    "STREAMS",
+                    "bar",
+                    ">",
+                ],
+                "block 7000@5061 Some(250ms)",
+            ),
+            (&["XREAD", "STREAMS", "bar", "0"], "7000@5061"),
+            (
+                &["XREAD", "BLOCK", "-5", "STREAMS", "bar", "$"],
+                "7000@5061",
+            ),
         ];
         for (words, want) in cases {
             let a = args(words);

@@ -130,7 +130,8 @@ async fn local_commands_present_one_node() -> Result<()> {
     ] {
         assert!(names.contains(&bulk(name)), "COMMAND LIST lacks {name}");
     }
-    assert!(!names.contains(&bulk("geoadd")), "no node serves GEOADD");
+    assert!(!names.contains(&bulk("fcall")), "no node serves FCALL");
+    assert!(names.contains(&bulk("xread")), "the nodes serve streams");
     assert_eq!(
         c.cmd(&["SELECT", "1"]).await?,
         error("ERR SELECT is not allowed in cluster mode")

@@ -1,7 +1,8 @@
 //! The timeout argument of the blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP,
 //! BZPOPMIN, BZPOPMAX, BZMPOP), read once here with Redis 7.0's rules and error texts: the shard
 //! node blocks for it and the proxy extends its backend deadline by it, so the two cannot
-//! disagree on what `0x1p3` or `1e1` means.
+//! disagree on what `0x1p3` or `1e1` means. XREAD and XREADGROUP block only with their BLOCK
+//! option, in milliseconds (`stream_block`).
 
 use std::time::Duration;
 
@@ -28,6 +29,35 @@ pub fn timeout_argument<'a>(name: &str, args: &'a [Bytes]) -> Option<&'a Bytes> 
         "blmpop" | "bzmpop" => args.get(1),
         _ => None,
     }
+}
+
+/// The milliseconds of the BLOCK option of XREAD / XREADGROUP (`args`: name included), as Redis
+/// reads them (a 64-bit integer; 0 waits forever): `None` when the command has no BLOCK option
+/// before STREAMS, or its value is one Redis refuses (the node then answers the error).
+/// `Some(None)`: forever.
+pub fn stream_block(args: &[Bytes]) -> Option<Option<Duration>> {
+    let mut i = 1;
+    while let Some(arg) = args.get(i) {
+        if arg.eq_ignore_ascii_case(b"STREAMS") {
+            return None;
+        }
+        if arg.eq_ignore_ascii_case(b"BLOCK") {
+            let ms: i64 = std::str::from_utf8(args.get(i + 1)?).ok()?.parse().ok()?;
+            return match u64::try_from(ms).ok()? {
+                0 => Some(None),
+                ms => Some(Some(Duration::from_millis(ms))),
+            };
+        }
+        // GROUP takes two arguments, COUNT one; flags (NOACK) none.
+        i += if arg.eq_ignore_ascii_case(b"GROUP") {
+            3
+        } else if arg.eq_ignore_ascii_case(b"COUNT") {
+            2
+        } else {
+            1
+        };
+    }
+    None
 }
 
 /// A blocking command's timeout in seconds as Redis 7.0 reads it: a long double (no leading
@@ -164,5 +194,33 @@ mod tests {
         ] {
             assert_eq!(parse_timeout(bad), Err(TimeoutError::NotAFloat), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn stream_block_is_read_before_streams_only() {
+        let args = |line: &str| -> Vec<Bytes> {
+            line.split(' ')
+                .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+                .collect()
+        };
+        let ms = |n| Some(Some(Duration::from_millis(n)));
+        assert_eq!(stream_block(&args("XREAD BLOCK 100 STREAMS s $")), ms(100));
+        assert_eq!(
+            stream_block(&args("XREAD count 5 block 0 STREAMS s $")),
+            Some(None)
+        );
+        assert_eq!(stream_block(&args("XREAD STREAMS BLOCK 5 0 0")), None);
+        assert_eq!(stream_block(&args("XREAD COUNT 1 STREAMS s 0")), None);
+        assert_eq!(stream_block(&args("XREAD BLOCK -1 STREAMS s $")), None);
+        assert_eq!(stream_block(&args("XREAD BLOCK x STREAMS s $")), None);
+        // A group or consumer named BLOCK is not the option.
+        assert_eq!(
+            stream_block(&args("XREADGROUP GROUP BLOCK c NOACK STREAMS s >")),
+            None
+        );
+        assert_eq!(
+            stream_block(&args("XREADGROUP GROUP g BLOCK NOACK BLOCK 7 STREAMS s >")),
+            ms(7)
+        );
     }
 }
