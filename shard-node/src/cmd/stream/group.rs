@@ -256,6 +256,23 @@ fn stream_and_group<'t>(
     }
 }
 
+/// NOGROUP for a key that is no stream with `group`, as XPENDING, XCLAIM and XAUTOCLAIM word it.
+fn no_such_group(key: &[u8], group: &[u8]) -> Frame {
+    nogroup(format!(
+        "No such key '{}' or consumer group '{}'",
+        lossy(key),
+        lossy(group)
+    ))
+}
+
+/// The stream at `key` has `group`: else WRONGTYPE, or NOGROUP (`no_such_group`).
+fn require_group(txn: &mut Txn<'_>, key: &[u8], group: &[u8]) -> Result<(), Frame> {
+    match stream_and_group(txn, key, group)? {
+        Some(_) => Ok(()),
+        None => Err(no_such_group(key, group)),
+    }
+}
+
 /// XACK key group id...
 pub fn xack(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let key = &args[1];
@@ -331,11 +348,7 @@ pub fn xpending(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         },
     };
     let Some(group) = stream.and_then(|s| s.groups.get(&args[2][..])) else {
-        return nogroup(format!(
-            "No such key '{}' or consumer group '{}'",
-            lossy(key),
-            lossy(&args[2])
-        ));
+        return no_such_group(key, &args[2]);
     };
     let Some((start, end, count)) = range else {
         let total = Frame::Integer(group.pel.len() as i64);
@@ -403,16 +416,8 @@ pub fn xpending(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
 pub fn xclaim(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
     let (key, group_name, consumer_name) = (&args[1], &args[2], &args[3]);
     let mut txn = ctx.lock(key);
-    match stream_and_group(&mut txn, key, group_name) {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return nogroup(format!(
-                "No such key '{}' or consumer group '{}'",
-                lossy(key),
-                lossy(group_name)
-            ))
-        }
-        Err(e) => return e,
+    if let Err(refusal) = require_group(&mut txn, key, group_name) {
+        return refusal;
     }
     let min_idle = match parse_i64(&args[4]) {
         Some(n) => n.max(0),
@@ -594,16 +599,8 @@ pub fn xautoclaim(ctx: &Ctx<'_>, args: &[Bytes]) -> Frame {
         j += 1;
     }
     let mut txn = ctx.lock(key);
-    match stream_and_group(&mut txn, key, group_name) {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return nogroup(format!(
-                "No such key '{}' or consumer group '{}'",
-                lossy(key),
-                lossy(group_name)
-            ))
-        }
-        Err(e) => return e,
+    if let Err(refusal) = require_group(&mut txn, key, group_name) {
+        return refusal;
     }
     let Ok(Some(stream)) = stream_mut(&mut txn, key) else {
         return Frame::Null;
